@@ -1,0 +1,42 @@
+/// The tamper-evident audit trail. Each record's `hash` is BLAKE2b-256 over the previous
+/// record's hash and this record's fields, so editing, deleting or reordering any record breaks
+/// every hash after it (`draven audit verify`). Records are only ever appended, inside the
+/// transaction whose decision they describe.
+package enum Audit {
+    package static let genesis = String(repeating: "0", count: 64)
+
+    package static func record(_ tx: Transaction, at: Int64, actor: String, action: String, subject: String,
+                               outcome: String = "ok", detail: JSONObject = [:]) throws {
+        let prev = try tx.db.first("SELECT hash FROM audit ORDER BY id DESC LIMIT 1") { $0.text(0) } ?? genesis
+        let detailText = JSON.object(detail).serialized()
+        let hash = digest(prev: prev, at: at, actor: actor, action: action, subject: subject, outcome: outcome, detail: detailText)
+        try tx.db.run(
+            "INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            [.int(at), .text(actor), .text(action), .text(subject), .text(outcome), .text(detailText), .text(prev), .text(hash)])
+    }
+
+    package static func digest(prev: String, at: Int64, actor: String, action: String, subject: String, outcome: String, detail: String) -> String {
+        // Length-prefixed fields, so no two different records serialize alike.
+        var bytes: [UInt8] = []
+        for field in [prev, String(at), actor, action, subject, outcome, detail] {
+            bytes.append(contentsOf: Array(String(field.utf8.count).utf8))
+            bytes.append(0x3a)
+            bytes.append(contentsOf: Array(field.utf8))
+        }
+        return Sodium.hashHex(bytes)
+    }
+
+    /// Checks the whole chain. Returns nil when intact, else the id of the first bad record.
+    package static func verify(_ db: Database) throws -> Int64? {
+        var prev = genesis
+        var bad: Int64?
+        _ = try db.query("SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit ORDER BY id") { row in
+            guard bad == nil else { return }
+            let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3), subject: row.text(4),
+                                  outcome: row.text(5), detail: row.text(6))
+            if row.text(7) != prev || row.text(8) != expected { bad = row.int(0) }
+            prev = row.text(8)
+        }
+        return bad
+    }
+}

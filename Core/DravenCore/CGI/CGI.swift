@@ -1,0 +1,115 @@
+internal import Glibc
+
+/// A draven HTTP function: one request in, one response out.
+package protocol Function {
+    /// The function's name, for logs and audit (`trigger`, `status`, …).
+    static var name: String { get }
+    /// Bodies larger than this are refused with 413 before a byte is read.
+    /// `DRAVEN_MAX_BODY` (bytes) overrides it for all functions.
+    static var maxBodyBytes: Int { get }
+    static func respond(to request: Request, context: Context) throws -> Response
+}
+
+/// Runs a `Function` as a CGI/1.1 program (RFC 3875): reads the request from the environment
+/// and stdin, writes the response to stdout, and is the only place that turns a thrown error
+/// into a problem+json answer. Refusals (`DravenError`) are audited here, in their own
+/// transaction, so a refused request changes nothing but the audit trail.
+package enum CGI {
+    package static func serve<F: Function>(_ function: F.Type) -> Never {
+        let context = Context(paths: .fromEnvironment(), function: F.name)
+        let response: Response
+        do {
+            let request = try readRequest(limit: maxBody(default: F.maxBodyBytes))
+            context.request = request
+            response = try F.respond(to: request, context: context)
+        } catch {
+            response = answer(error, context: context)
+        }
+        write(response.cgiBytes())
+        // fcgiwrap ends the HTTP response at EOF on stdout; close both so the client is not kept
+        // waiting for work done after the answer.
+        close(1)
+        close(2)
+        exit(0)
+    }
+
+    /// The response for a thrown error, auditing refusals and logging internal errors.
+    package static func answer(_ error: any Error, context: Context) -> Response {
+        let problem = Problem(any: error, requestID: context.requestID)
+        if problem.status >= 500 {
+            Log.error("request failed", ["request.id": context.requestID, "function": context.function, "error": "\(error)"])
+        }
+        if let refusal = error as? DravenError, problem.status < 500 {
+            context.auditRefusal(refusal, problem: problem)
+        }
+        return problem.response
+    }
+
+    static func maxBody(default limit: Int) -> Int {
+        Environment.get("DRAVEN_MAX_BODY").flatMap(Int.init) ?? limit
+    }
+
+    /// Reads the CGI meta-variables and exactly CONTENT_LENGTH bytes of body.
+    /// - Throws: `DravenError.bodyTooLarge` when CONTENT_LENGTH exceeds `limit` (nothing is
+    ///   read), `.malformed` when CONTENT_LENGTH is not a number or stdin ends early.
+    package static func readRequest(limit: Int) throws -> Request {
+        var headers: [String: String] = [:]
+        var meta: [String: String] = [:]
+        for (name, value) in Environment.all() {
+            if name.hasPrefix("HTTP_") {
+                headers[String(name.dropFirst(5)).lowercased().replacing("_", with: "-")] = value
+            } else {
+                meta[name] = value
+            }
+        }
+        let length: Int
+        if let raw = meta["CONTENT_LENGTH"], !raw.isEmpty {
+            guard let n = Int(raw), n >= 0 else { throw DravenError.malformed("CONTENT_LENGTH is not a number") }
+            length = n
+        } else {
+            length = 0
+        }
+        guard length <= limit else { throw DravenError.bodyTooLarge(limit: limit) }
+        let body = try readBody(length)
+        var path = meta["PATH_INFO"] ?? ""
+        if path.isEmpty {
+            let uri = meta["REQUEST_URI"] ?? meta["DOCUMENT_URI"] ?? "/"
+            path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "/")
+        }
+        if let contentType = meta["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
+        return Request(
+            method: meta["REQUEST_METHOD"] ?? "GET",
+            path: path,
+            query: meta["QUERY_STRING"] ?? "",
+            headers: headers,
+            contentType: headers["content-type"],
+            body: body,
+            remoteAddress: meta["REMOTE_ADDR"] ?? ""
+        )
+    }
+
+    private static func readBody(_ length: Int) throws -> [UInt8] {
+        guard length > 0 else { return [] }
+        var body = [UInt8](repeating: 0, count: length)
+        var got = 0
+        while got < length {
+            let n = body.withUnsafeMutableBytes { read(0, $0.baseAddress! + got, length - got) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw DravenError.malformed("the body ended after \(got) of \(length) bytes") }
+            got += n
+        }
+        return body
+    }
+
+    private static func write(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(1, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return }
+                offset += n
+            }
+        }
+    }
+}

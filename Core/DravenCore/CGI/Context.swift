@@ -1,0 +1,61 @@
+/// What a function may use while answering one request. The store is opened on first use, so a
+/// request refused before it needs the store (too large, wrong method) never opens it.
+package final class Context {
+    package let paths: Paths
+    package let function: String
+    package let requestID: String
+    package let now: Int64
+    package var request: Request?
+    /// Who made the request, once authenticated; refusals are audited under this name.
+    package var principal: Principal?
+    /// What the request is about (e.g. `shop/prod`), for the audit record of a refusal.
+    package var subject: String = ""
+    private var database: Database?
+
+    package init(paths: Paths, function: String, now: Int64 = Clock.now()) {
+        self.paths = paths
+        self.function = function
+        self.now = now
+        self.requestID = Hex.encode(Sodium.randomBytes(8))
+    }
+
+    /// The store, opened and checked on first use.
+    /// - Throws: `DravenError.storeNotReady` when the database is missing or not migrated.
+    package func db() throws -> Database {
+        if let database { return database }
+        let db: Database
+        do {
+            db = try Database(path: paths.database, create: false)
+        } catch {
+            throw DravenError.storeNotReady("no database at the configured state directory; run `draven init`")
+        }
+        let current = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") ?? 0
+        guard current > 0, try db.scalar("SELECT count(*) FROM schema_migrations") ?? 0 >= Int64(Migrations.all.count) else {
+            throw DravenError.storeNotReady("the database needs migrating; run `draven migrate`")
+        }
+        database = db
+        return db
+    }
+
+    /// The audit actor for this request: the person's handle, or `anonymous@<address>`.
+    package var actor: String {
+        principal.map { $0.handle } ?? "anonymous@\(request?.remoteAddress ?? "")"
+    }
+
+    /// Records a refused request. Best effort: if the store itself is the problem, there is
+    /// nowhere to record it, and the answer already says so.
+    func auditRefusal(_ error: DravenError, problem: Problem) {
+        if case .storeNotReady = error { return }
+        guard let db = try? db() else { return }
+        var detail: JSONObject = ["status": .int(Int64(problem.status)), "type": .string(problem.type), "detail": .string(problem.detail)]
+        if let request { detail["method"] = .string(request.method); detail["path"] = .string(request.path) }
+        detail["request_id"] = .string(requestID)
+        do {
+            try db.immediate { tx in
+                try Audit.record(tx, at: now, actor: actor, action: "\(function).refused", subject: subject, outcome: "refused", detail: detail)
+            }
+        } catch {
+            Log.error("could not audit a refusal", ["request.id": requestID, "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,276 @@
+/// A validated configuration: projects, environments and their policies, integrations, people,
+/// groups and grants. `draven apply -f draven.toml` parses the file into a JSON tree (so TOML,
+/// JSON or YAML front ends share one validator) and `Config.validate` checks it here.
+/// `infra/draven.example.toml` documents every key.
+package struct Config: Sendable {
+    package struct Person: Sendable { package var handle, name, email: String; package var chat: [(platform: String, userID: String)] }
+    package struct Group: Sendable { package var name: String; package var members: [String] }
+    package struct Grant: Sendable {
+        package var person: String?
+        package var group: String?
+        package var project: String
+        package var environments: [String]
+        package var actions: [Action]
+    }
+    package struct Environment: Sendable {
+        package var name: String
+        package var refs: [Policy.RefRule]
+        package var approvals: Int64
+        package var approverGroups: [String]
+        package var selfApproval: Bool
+        package var approvalTTL: Int64
+        package var lock: Policy.LockMode
+        package var lease: Int64
+        package var onFailure: [String]
+        /// The policy as written, stored for reference and hashed into the policy version.
+        package var document: JSON
+    }
+    package struct Integration: Sendable {
+        package var provider: String
+        package var repo: String
+        package var method: String
+        package var document: JSON
+    }
+    package struct Project: Sendable {
+        package var name: String
+        package var description: String
+        package var integration: Integration?
+        package var environments: [Environment]
+    }
+
+    package var tokenHeader: String?
+    package var people: [Person] = []
+    package var groups: [Group] = []
+    package var grants: [Grant] = []
+    package var projects: [Project] = []
+
+    static let chatPlatforms: Set<String> = ["slack", "teams", "mattermost"]
+    static let methods: [String: Set<String>] = [
+        "github": ["workflow_dispatch"],
+        "gitlab": ["trigger", "pipeline"],
+        "bitbucket": ["custom_pipeline"],
+    ]
+    static let failurePolicies: Set<String> = ["rollback", "diagnostic"]
+
+    /// Validates a parsed configuration file.
+    /// - Throws: `ConfigError` listing every problem, each with its key path.
+    package static func validate(_ root: JSON, file: String) throws(ConfigError) -> Config {
+        var problems: [ConfigError.Problem] = []
+        guard let top = root.objectValue else { throw ConfigError(file: file, problems: [.init(key: "", reason: "must be a table")]) }
+        var config = Config()
+        var reader = TableReader(top, path: "")
+
+        if var api = reader.table("api", &problems).map({ TableReader($0, path: "api") }) {
+            if let header = api.string("token_header", &problems) {
+                if isHeaderName(header) { config.tokenHeader = header }
+                else { problems.append(.init(key: "api.token_header", reason: "must be an HTTP header name such as X-Token-XPipe")) }
+            }
+            api.finish(&problems)
+        }
+
+        for (handle, value) in reader.table("people", &problems)?.entries ?? [] {
+            let path = reader.key("people") + "." + handle
+            guard isName(handle) else { problems.append(.init(key: path, reason: "a handle may contain only letters, digits, '.', '_' and '-'")); continue }
+            guard let table = value.objectValue else { problems.append(.init(key: path, reason: "must be a table")); continue }
+            var r = TableReader(table, path: path)
+            var person = Person(handle: handle, name: r.string("name", &problems) ?? handle, email: r.string("email", &problems) ?? "", chat: [])
+            for (platform, id) in r.table("chat", &problems)?.entries ?? [] {
+                if !chatPlatforms.contains(platform) { problems.append(.init(key: path + ".chat." + platform, reason: "must be slack, teams or mattermost")) }
+                else if let id = id.stringValue, !id.isEmpty { person.chat.append((platform, id)) }
+                else { problems.append(.init(key: path + ".chat." + platform, reason: "must be the user's id on that platform")) }
+            }
+            r.finish(&problems)
+            config.people.append(person)
+        }
+        let handles = Set(config.people.map(\.handle))
+
+        for (name, value) in reader.table("groups", &problems)?.entries ?? [] {
+            let path = "groups." + name
+            guard isName(name) else { problems.append(.init(key: path, reason: "a group name may contain only letters, digits, '.', '_' and '-'")); continue }
+            guard let members = value.arrayValue?.compactMap(\.stringValue), members.count == value.arrayValue?.count else {
+                problems.append(.init(key: path, reason: "must be an array of people's handles")); continue
+            }
+            for m in members where !handles.contains(m) { problems.append(.init(key: path, reason: "names \"\(m)\", who is not in [people]")) }
+            config.groups.append(Group(name: name, members: members))
+        }
+        let groupNames = Set(config.groups.map(\.name))
+
+        if let projects = reader.table("projects", &problems) {
+            for (name, value) in projects.entries {
+                let path = "projects." + name
+                guard isName(name) else { problems.append(.init(key: path, reason: "a project name may contain only letters, digits, '.', '_' and '-'")); continue }
+                guard let table = value.objectValue else { problems.append(.init(key: path, reason: "must be a table")); continue }
+                if let project = Project.validate(name: name, table, path: path, groups: groupNames, problems: &problems) {
+                    config.projects.append(project)
+                }
+            }
+        }
+
+        if let grants = reader.value("grants") {
+            if let items = grants.arrayValue {
+                for (i, item) in items.enumerated() {
+                    let path = "grants[\(i)]"
+                    guard let table = item.objectValue else { problems.append(.init(key: path, reason: "must be a table")); continue }
+                    if let grant = Grant.validate(table, path: path, config: config, people: handles, groups: groupNames, problems: &problems) {
+                        config.grants.append(grant)
+                    }
+                }
+            } else {
+                problems.append(.init(key: "grants", reason: "must be an array of tables ([[grants]])"))
+            }
+        }
+        reader.finish(&problems)
+        guard problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
+        return config
+    }
+
+    static func isName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { c in
+            (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 || c == 46 || c == 95
+        }
+    }
+
+    static func isHeaderName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.allSatisfy { c in (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 }
+    }
+}
+
+extension Config.Project {
+    static func validate(name: String, _ table: JSONObject, path: String, groups: Set<String>,
+                         problems: inout [ConfigError.Problem]) -> Config.Project? {
+        var r = TableReader(table, path: path)
+        var project = Config.Project(name: name, description: r.string("description", &problems) ?? "", integration: nil, environments: [])
+        let envs = r.table("environments", &problems) ?? [:]
+        if envs.count == 0 { problems.append(.init(key: path + ".environments", reason: "declare at least one environment")) }
+        for (envName, value) in envs.entries {
+            let envPath = path + ".environments." + envName
+            guard Config.isName(envName) else { problems.append(.init(key: envPath, reason: "an environment name may contain only letters, digits, '.', '_' and '-'")); continue }
+            guard let envTable = value.objectValue else { problems.append(.init(key: envPath, reason: "must be a table")); continue }
+            if let env = Config.Environment.validate(name: envName, envTable, path: envPath, groups: groups, problems: &problems) {
+                project.environments.append(env)
+            }
+        }
+        if let integration = r.table("integration", &problems) {
+            project.integration = Config.Integration.validate(integration, path: path + ".integration",
+                                                              environments: project.environments.map(\.name), problems: &problems)
+        }
+        r.finish(&problems)
+        return project
+    }
+}
+
+extension Config.Environment {
+    static func validate(name: String, _ table: JSONObject, path: String, groups: Set<String>,
+                         problems: inout [ConfigError.Problem]) -> Config.Environment? {
+        var r = TableReader(table, path: path)
+        var refs: [Policy.RefRule] = []
+        let before = problems.count
+        if let rules = r.strings("refs", &problems) {
+            for rule in rules {
+                let parts = rule.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, let kind = RefKind(rawValue: String(parts[0])), !parts[1].isEmpty else {
+                    problems.append(.init(key: r.key("refs"), reason: "\"\(rule)\" must be KIND:GLOB with KIND branch, tag or sha (e.g. \"tag:v*\")"))
+                    continue
+                }
+                refs.append(.init(kind: kind, pattern: String(parts[1])))
+            }
+        } else if r.value("refs") == nil {
+            problems.append(.init(key: r.key("refs"), reason: "is required: list the refs that may deploy, e.g. [\"tag:v*\"] or [\"branch:develop\"]"))
+        }
+        let approvals = r.int("approvals", &problems, range: 0...20) ?? 0
+        let approverGroups = r.strings("approver_groups", &problems) ?? []
+        for g in approverGroups where !groups.contains(g) {
+            problems.append(.init(key: r.key("approver_groups"), reason: "names \"\(g)\", which is not in [groups]"))
+        }
+        if approvals > 0 && approverGroups.isEmpty {
+            problems.append(.init(key: r.key("approver_groups"), reason: "is required when approvals > 0"))
+        }
+        let selfApproval = r.bool("self_approval", &problems) ?? false
+        let ttl = r.duration("approval_ttl", &problems) ?? 86400
+        var lock = Policy.LockMode.queue
+        if let mode = r.string("lock", &problems) {
+            if let m = Policy.LockMode(rawValue: mode) { lock = m }
+            else { problems.append(.init(key: r.key("lock"), reason: "must be \"queue\" or \"reject\", not \"\(mode)\"")) }
+        }
+        let lease = r.duration("lease", &problems) ?? 600
+        let onFailure = r.strings("on_failure", &problems) ?? []
+        for f in onFailure where !Config.failurePolicies.contains(f) {
+            problems.append(.init(key: r.key("on_failure"), reason: "\"\(f)\" must be \"rollback\" or \"diagnostic\""))
+        }
+        r.finish(&problems)
+        guard problems.count == before else { return nil }
+        return Config.Environment(name: name, refs: refs, approvals: approvals, approverGroups: approverGroups, selfApproval: selfApproval,
+                                  approvalTTL: ttl, lock: lock, lease: lease, onFailure: onFailure, document: .object(table))
+    }
+}
+
+extension Config.Integration {
+    static func validate(_ table: JSONObject, path: String, environments: [String],
+                         problems: inout [ConfigError.Problem]) -> Config.Integration? {
+        var r = TableReader(table, path: path)
+        let before = problems.count
+        let provider = r.string("provider", &problems, required: true)
+        let repo = r.string("repo", &problems, required: true)
+        let method = r.string("method", &problems, required: true)
+        if let provider, let method {
+            if let methods = Config.methods[provider] {
+                if !methods.contains(method) {
+                    problems.append(.init(key: r.key("method"), reason: "\(provider) supports \(methods.sorted().joined(separator: ", ")), not \"\(method)\""))
+                }
+            } else {
+                problems.append(.init(key: r.key("provider"), reason: "must be github, gitlab or bitbucket, not \"\(provider)\""))
+            }
+        }
+        // Secrets are named here and kept in the secrets store, never in this file.
+        for name in ["token_secret", "webhook_secret", "runner_secret"] { _ = r.string(name, &problems) }
+        _ = r.string("api_url", &problems)
+        _ = r.string("project_id", &problems)
+        if let pipelines = r.table("pipelines", &problems) {
+            for (env, value) in pipelines.entries where value.stringValue?.isEmpty ?? true {
+                problems.append(.init(key: r.key("pipelines") + "." + env, reason: "must name a pipeline (workflow file, or custom pipeline)"))
+            }
+            for env in environments where pipelines[env] == nil && pipelines["*"] == nil {
+                problems.append(.init(key: r.key("pipelines"), reason: "has no pipeline for environment \"\(env)\" (add it, or a \"*\" entry)"))
+            }
+        } else if provider != "gitlab" {
+            problems.append(.init(key: r.key("pipelines"), reason: "is required: map each environment (or \"*\") to its pipeline"))
+        }
+        r.finish(&problems)
+        guard problems.count == before, let provider, let repo, let method else { return nil }
+        return Config.Integration(provider: provider, repo: repo, method: method, document: .object(table))
+    }
+}
+
+extension Config.Grant {
+    static func validate(_ table: JSONObject, path: String, config: Config, people: Set<String>, groups: Set<String>,
+                         problems: inout [ConfigError.Problem]) -> Config.Grant? {
+        var r = TableReader(table, path: path)
+        let before = problems.count
+        let person = r.string("person", &problems)
+        let group = r.string("group", &problems)
+        if (person == nil) == (group == nil) { problems.append(.init(key: path, reason: "name exactly one of person or group")) }
+        if let person, !people.contains(person) { problems.append(.init(key: r.key("person"), reason: "\"\(person)\" is not in [people]")) }
+        if let group, !groups.contains(group) { problems.append(.init(key: r.key("group"), reason: "\"\(group)\" is not in [groups]")) }
+        let project = r.string("project", &problems, required: true) ?? ""
+        let known = config.projects.first { $0.name == project }
+        if !project.isEmpty, project != "*", known == nil { problems.append(.init(key: r.key("project"), reason: "\"\(project)\" is not in [projects]")) }
+        let environments = r.strings("environments", &problems) ?? ["*"]
+        if let known {
+            for env in environments where env != "*" && !known.environments.contains(where: { $0.name == env }) {
+                problems.append(.init(key: r.key("environments"), reason: "\"\(env)\" is not an environment of \(project)"))
+            }
+        }
+        var actions: [Action] = []
+        if let names = r.strings("actions", &problems) {
+            for n in names {
+                if let a = Action(rawValue: n) { actions.append(a) }
+                else { problems.append(.init(key: r.key("actions"), reason: "\"\(n)\" must be deploy, approve, rollback or read")) }
+            }
+        } else {
+            problems.append(.init(key: r.key("actions"), reason: "is required"))
+        }
+        r.finish(&problems)
+        guard problems.count == before else { return nil }
+        return Config.Grant(person: person, group: group, project: project, environments: environments, actions: actions)
+    }
+}

@@ -1,0 +1,108 @@
+/// Read-only views: `GET /api/v1/jobs/{id}` (the job and its events), `GET /api/v1/jobs`
+/// (recent jobs, `?project=&environment=&state=&limit=`), `GET /api/v1/locks`, `GET /metrics`
+/// (Prometheus text) and `GET /` (service index, no token). Jobs and locks are shown only
+/// where the caller holds a `read` grant.
+package enum Status: Function {
+    package static let name = "status"
+    package static let maxBodyBytes = 0
+
+    typealias Handler = @Sendable (Request, [String: String], Context) throws -> Response
+    static let router = Router<Handler>([
+        (Route("GET", "/"), { @Sendable _, _, _ in index }),
+        (Route("GET", "/api/v1/jobs/{id}"), job),
+        (Route("GET", "/api/v1/jobs"), jobs),
+        (Route("GET", "/api/v1/locks"), locks),
+        (Route("GET", "/metrics"), metrics),
+    ])
+
+    package static func respond(to request: Request, context: Context) throws -> Response {
+        let (handler, params) = try router.resolve(request)
+        return try handler(request, params, context)
+    }
+
+    static var index: Response {
+        Response(status: 200, json: [
+            "service": "draven",
+            "links": ["deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks", "metrics": "/metrics"],
+        ])
+    }
+
+    static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let db = try context.db()
+        let job = try Job.require(db, id: params.id("id"))
+        context.subject = "job/\(job.id)"
+        try Grants.require(db, principal, .read, project: job.project, environment: job.environment)
+        var body = job.json
+        body["events"] = .array(try JobEvent.list(db, job: job.id).map(\.json))
+        return Response(status: 200, json: .object(body))
+    }
+
+    static func jobs(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let db = try context.db()
+        let q = request.queryItems
+        var limit = 50
+        if let raw = q["limit"] {
+            guard let n = Int(raw), (1...500).contains(n) else { throw DravenError.invalidField(pointer: "limit", reason: "must be 1 to 500") }
+            limit = n
+        }
+        if let state = q["state"], JobState(rawValue: state) == nil {
+            throw DravenError.invalidField(pointer: "state", reason: "is not a job state")
+        }
+        var readable = Readable(db: db, principal: principal)
+        let list = try Job.list(db, project: q["project"], environment: q["environment"], state: q["state"], limit: limit)
+            .filter { try readable.allows($0.project, $0.environment) }
+        return Response(status: 200, json: .object(["jobs": .array(list.map { JSON.object($0.json) })]))
+    }
+
+    static func locks(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let db = try context.db()
+        var readable = Readable(db: db, principal: principal)
+        let list = try Locks.all(db).filter { try readable.allows($0["project"]?.stringValue ?? "", $0["environment"]?.stringValue ?? "") }
+        return Response(status: 200, json: .object(["locks": .array(list)]))
+    }
+
+    static func metrics(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        _ = try Authenticator.authenticate(request, context)
+        return .text(200, try Metrics.render(try context.db()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+    }
+
+    /// Caches read-grant answers per (project, environment) for one request.
+    struct Readable {
+        let db: Database
+        let principal: Principal
+        var cache: [String: Bool] = [:]
+        mutating func allows(_ project: String, _ environment: String) throws -> Bool {
+            let key = project + "/" + environment
+            if let known = cache[key] { return known }
+            let ok = try Grants.allows(db, person: principal.personID, action: .read, project: project, environment: environment)
+            cache[key] = ok
+            return ok
+        }
+    }
+}
+
+/// Prometheus text exposition (format 0.0.4) of the store's gauges.
+package enum Metrics {
+    package static func render(_ db: Database) throws -> String {
+        var out = "# HELP draven_jobs Jobs by kind and state.\n# TYPE draven_jobs gauge\n"
+        let counts = try db.query("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state") { ($0.text(0), $0.text(1), $0.int(2)) }
+        var seen = Set<String>()
+        for (kind, state, n) in counts {
+            out += "draven_jobs{kind=\"\(kind)\",state=\"\(state)\"} \(n)\n"
+            seen.insert(kind + "/" + state)
+        }
+        for state in JobState.allCases where !seen.contains("deploy/" + state.rawValue) {
+            out += "draven_jobs{kind=\"deploy\",state=\"\(state.rawValue)\"} 0\n"
+        }
+        let held = try db.scalar("SELECT count(*) FROM locks WHERE job_id IS NOT NULL") ?? 0
+        out += "# HELP draven_locks_held Environment locks currently held.\n# TYPE draven_locks_held gauge\ndraven_locks_held \(held)\n"
+        let pending = try db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'delivering')") ?? 0
+        out += "# HELP draven_outbox_pending Outbound calls not yet delivered.\n# TYPE draven_outbox_pending gauge\ndraven_outbox_pending \(pending)\n"
+        let audit = try db.scalar("SELECT count(*) FROM audit") ?? 0
+        out += "# HELP draven_audit_records Records in the audit trail.\n# TYPE draven_audit_records gauge\ndraven_audit_records \(audit)\n"
+        return out
+    }
+}

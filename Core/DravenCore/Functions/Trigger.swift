@@ -1,0 +1,120 @@
+/// `POST /api/v1/deploys` — asks to deploy a project's ref to an environment.
+///
+/// Body: `{"project", "environment", "ref", "ref_kind"?, "sha"?, "reason"?}`. The caller must
+/// hold a `deploy` grant and the ref must pass the environment's policy. The job is created
+/// and moved on in one transaction: `awaiting_approval` when the policy needs approvals (no
+/// lock is held while people decide), else `dispatching` with the lock and a dispatch in the
+/// outbox, else `queued` behind the lock holder (or 409 when the policy rejects).
+/// Answers 201 with the job and a `Location`. With an `Idempotency-Key` header, a retry of the
+/// same request by the same person answers 200 with the same job (`Idempotent-Replayed: true`);
+/// the same key with a different request is a 422.
+package enum Trigger: Function {
+    package static let name = "trigger"
+    package static let maxBodyBytes = 64 * 1024
+    static let route = Route("POST", "/api/v1/deploys")
+
+    package static func respond(to request: Request, context: Context) throws -> Response {
+        _ = try Router([(route, ())]).resolve(request)
+        let principal = try Authenticator.authenticate(request, context)
+        let input = try DeployRequest(try request.jsonBody())
+        context.subject = "\(input.project)/\(input.environment)"
+        let db = try context.db()
+        let target = try Target.find(db, project: input.project, environment: input.environment)
+        try Grants.require(db, principal, .deploy, project: input.project, environment: input.environment)
+        let policy = try Policy.load(db, environmentID: target.environmentID)
+        let ref = try GitRef.parse(input.ref, kind: input.refKind, policyKinds: policy.kinds)
+        try policy.check(ref, environment: input.environment)
+        let key = try idempotencyKey(request)
+        let digest = Sodium.sha256Hex(Array(JSON.array([.string(input.project), .string(input.environment), .string(ref.qualified),
+                                                         input.sha.map(JSON.string) ?? .null, .string(input.reason)]).serializedBytes()))
+
+        let (id, replayed) = try db.immediate { tx -> (Int64, Bool) in
+            if let key, let existing = try tx.db.first("SELECT id, request_digest FROM jobs WHERE requested_by = ?1 AND idempotency_key = ?2",
+                                                      [.int(principal.personID), .text(key)], { ($0.int(0), $0.text(1)) }) {
+                guard existing.1 == digest else { throw DravenError.idempotencyKeyReused }
+                return (existing.0, true)
+            }
+            let new = StateMachine.NewJob(projectID: target.projectID, environmentID: target.environmentID, ref: ref, sha: input.sha,
+                                          reason: input.reason, requestedBy: principal.personID, policyVersion: policy.version,
+                                          idempotencyKey: key, requestDigest: digest)
+            let id = try StateMachine.create(tx, new, actor: principal.handle, subject: context.subject, now: context.now)
+            if policy.approvalsRequired > 0 {
+                try StateMachine.transition(tx, job: id, to: .awaitingApproval, actor: principal.handle,
+                                            detail: ["approvals_required": .int(Int64(policy.approvalsRequired))], now: context.now)
+            } else {
+                try StateMachine.start(tx, job: id, policy: policy, actor: principal.handle, now: context.now)
+            }
+            return (id, false)
+        }
+        let job = try Job.require(db, id: id)
+        var headers = [("Location", "/api/v1/jobs/\(id)")]
+        if replayed { headers.append(("Idempotent-Replayed", "true")) }
+        return Response(status: replayed ? 200 : 201, json: .object(job.json), headers: headers)
+    }
+
+    /// - Throws: `.invalidField` when the key is longer than 255 bytes or not printable ASCII.
+    static func idempotencyKey(_ request: Request) throws -> String? {
+        guard let key = request.header("idempotency-key") else { return nil }
+        guard !key.isEmpty, key.utf8.count <= 255, key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
+            throw DravenError.invalidField(pointer: "Idempotency-Key", reason: "must be 1 to 255 printable ASCII characters")
+        }
+        return key
+    }
+}
+
+/// The fields of a deploy request.
+struct DeployRequest {
+    var project: String
+    var environment: String
+    var ref: String
+    var refKind: String?
+    var sha: String?
+    var reason: String
+
+    static let fields: Set<String> = ["project", "environment", "ref", "ref_kind", "sha", "reason"]
+
+    /// - Throws: `.malformed` unless an object; `.invalidField` naming the first bad field.
+    init(_ body: JSON) throws {
+        guard let object = body.objectValue else { throw DravenError.malformed("the body must be a JSON object") }
+        for key in object.keys where !Self.fields.contains(key) {
+            throw DravenError.invalidField(pointer: "/" + key, reason: "is not a field of a deploy request")
+        }
+        func string(_ name: String, required: Bool, max: Int) throws -> String? {
+            guard let value = object[name], !value.isNull else {
+                if required { throw DravenError.invalidField(pointer: "/" + name, reason: "is required") }
+                return nil
+            }
+            guard let s = value.stringValue else { throw DravenError.invalidField(pointer: "/" + name, reason: "must be a string") }
+            guard !s.isEmpty || !required else { throw DravenError.invalidField(pointer: "/" + name, reason: "must not be empty") }
+            guard s.utf8.count <= max else { throw DravenError.invalidField(pointer: "/" + name, reason: "is longer than \(max) bytes") }
+            return s
+        }
+        project = try string("project", required: true, max: 64)!
+        environment = try string("environment", required: true, max: 64)!
+        ref = try string("ref", required: true, max: 255)!
+        refKind = try string("ref_kind", required: false, max: 16)
+        sha = try string("sha", required: false, max: 64)
+        reason = try string("reason", required: false, max: 1000) ?? ""
+        if let sha, !GitRef.isCommitSHA(sha) {
+            throw DravenError.invalidField(pointer: "/sha", reason: "must be a full commit sha (40 or 64 lowercase hex digits)")
+        }
+    }
+}
+
+/// A live (not retired) project environment, by name.
+struct Target {
+    var projectID: Int64
+    var environmentID: Int64
+
+    /// - Throws: `DravenError.notFound` naming what is unknown.
+    static func find(_ db: Database, project: String, environment: String) throws -> Target {
+        guard let pid = try db.scalar("SELECT id FROM projects WHERE name = ?1 AND retired = 0", [.text(project)]) else {
+            throw DravenError.notFound(what: "no project \(project)")
+        }
+        guard let eid = try db.scalar("SELECT id FROM environments WHERE project_id = ?1 AND name = ?2 AND retired = 0",
+                                      [.int(pid), .text(environment)]) else {
+            throw DravenError.notFound(what: "project \(project) has no environment \(environment)")
+        }
+        return Target(projectID: pid, environmentID: eid)
+    }
+}

@@ -1,0 +1,117 @@
+internal import CSQLite
+internal import Glibc
+
+/// One SQLite connection, owned: closed in `deinit`.
+///
+/// Every connection is set up the same way: WAL journal, `synchronous=NORMAL` (durable across
+/// process crashes; WAL makes a power loss lose at most the last transactions, never corrupt),
+/// foreign keys on, a busy timeout so concurrent writers wait instead of failing, and
+/// defensive mode. Statements are cached per connection: a CGI process prepares each once.
+/// See https://www.sqlite.org/wal.html and https://www.sqlite.org/c3ref/busy_timeout.html
+package final class Database {
+    let handle: OpaquePointer
+    private var cache: [String: Statement] = [:]
+    /// How long a writer waits for the write lock before SQLITE_BUSY (ms).
+    package static let busyTimeoutMS: Int32 = 10_000
+
+    /// Opens (creating if needed) the database at `path`.
+    /// - Throws: `SQLiteError` when the file cannot be opened or set up.
+    package init(path: String, create: Bool = true) throws(SQLiteError) {
+        var db: OpaquePointer?
+        var flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX
+        if create { flags |= SQLITE_OPEN_CREATE }
+        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        guard rc == SQLITE_OK, let db else {
+            // sqlite3_open_v2 allocates a handle even on failure; it must be closed.
+            let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
+            sqlite3_close_v2(db)
+            throw SQLiteError(code: rc, message: message, sql: nil)
+        }
+        self.handle = db
+        sqlite3_extended_result_codes(db, 1)
+        sqlite3_busy_timeout(db, Self.busyTimeoutMS)
+        _ = csqlite_db_config_flag(db, SQLITE_DBCONFIG_DEFENSIVE, 1)
+        try execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+    }
+
+    deinit {
+        cache.removeAll()
+        sqlite3_close_v2(handle)
+    }
+
+    func error(_ rc: Int32, sql: String?) -> SQLiteError {
+        SQLiteError(code: sqlite3_extended_errcode(handle), message: String(cString: sqlite3_errmsg(handle)), sql: sql)
+    }
+
+    /// Runs one or more statements that take no parameters.
+    package func execute(_ sql: String) throws(SQLiteError) {
+        let rc = sqlite3_exec(handle, sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc, sql: sql) }
+    }
+
+    /// A cached prepared statement for `sql`, bound to `values`.
+    package func prepare(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) -> Statement {
+        let stmt: Statement
+        if let cached = cache[sql] {
+            stmt = cached
+        } else {
+            stmt = try Statement(db: self, sql: sql)
+            cache[sql] = stmt
+        }
+        return stmt.bind(values)
+    }
+
+    /// Runs a statement that returns no rows.
+    package func run(_ sql: String, _ values: [SQLValue] = []) throws(SQLiteError) {
+        try prepare(sql, values).run()
+    }
+
+    /// Runs a query and maps each row.
+    package func query<T>(_ sql: String, _ values: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> [T] {
+        let stmt = try prepare(sql, values)
+        defer { stmt.reset() }
+        var rows: [T] = []
+        while try stmt.step() { rows.append(try row(stmt)) }
+        return rows
+    }
+
+    /// Runs a query and maps the first row, if any.
+    package func first<T>(_ sql: String, _ values: [SQLValue] = [], _ row: (Statement) throws -> T) throws -> T? {
+        let stmt = try prepare(sql, values)
+        defer { stmt.reset() }
+        return try stmt.step() ? row(stmt) : nil
+    }
+
+    /// The first column of the first row as an integer, if any.
+    package func scalar(_ sql: String, _ values: [SQLValue] = []) throws -> Int64? {
+        try first(sql, values) { $0.isNull(0) ? nil : $0.int(0) } ?? nil
+    }
+
+    package var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    package var changes: Int { Int(sqlite3_changes(handle)) }
+
+    /// Runs `body` inside `BEGIN IMMEDIATE … COMMIT`: the write lock is taken up front, so two
+    /// writers never deadlock upgrading a read lock. Rolls back and rethrows the first error if
+    /// `body` throws. The `Transaction` token proves to callees that they run inside one.
+    package func immediate<T>(_ body: (Transaction) throws -> T) throws -> T {
+        try execute("BEGIN IMMEDIATE")
+        do {
+            let value = try body(Transaction(db: self))
+            try execute("COMMIT")
+            return value
+        } catch {
+            try? execute("ROLLBACK")
+            throw error
+        }
+    }
+}
+
+/// Proof that the holder runs inside `Database.immediate`. Functions that must write several
+/// rows atomically (state transitions, audit) take one instead of a `Database`.
+package struct Transaction {
+    package let db: Database
+}
+
+extension Statement {
+    func reset() { sqlite3_reset(handle) }
+}

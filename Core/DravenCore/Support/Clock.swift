@@ -1,0 +1,32 @@
+internal import Glibc
+
+/// Wall-clock time in whole seconds since the Unix epoch, and its RFC 3339 form.
+package enum Clock {
+    /// Tests and tools may pin the clock with `DRAVEN_NOW` (seconds); never set it in production.
+    package static func now() -> Int64 {
+        if let pinned = getenv("DRAVEN_NOW").flatMap({ Int64(String(cString: $0)) }) { return pinned }
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec)
+    }
+
+    /// `2026-11-24T02:31:21Z` for a Unix time in seconds (UTC). Howard Hinnant's civil-from-days.
+    package static func rfc3339(_ seconds: Int64) -> String {
+        let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400
+        let secs = seconds - days * 86400
+        let z = days + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let day = doy - (153 * mp + 2) / 5 + 1
+        let month = mp < 10 ? mp + 3 : mp - 9
+        let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ v: Int64, _ width: Int = 2) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, width - s.count)) + s
+        }
+        return "\(pad(year, 4))-\(pad(month))-\(pad(day))T\(pad(secs / 3600)):\(pad(secs % 3600 / 60)):\(pad(secs % 60))Z"
+    }
+}

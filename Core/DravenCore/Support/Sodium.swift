@@ -1,0 +1,81 @@
+internal import CSodium
+internal import Glibc
+
+/// The few libsodium operations Core needs. https://doc.libsodium.org/
+package enum Sodium {
+    /// `sodium_init` must run before anything else; it is idempotent and cheap after the first call.
+    private static func ready() {
+        precondition(sodium_init() >= 0, "libsodium failed to initialise")
+    }
+
+    package static func randomBytes(_ count: Int) -> [UInt8] {
+        ready()
+        var out = [UInt8](repeating: 0, count: count)
+        out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
+        return out
+    }
+
+    /// Keyed BLAKE2b (crypto_generichash) of `message`, 32 bytes.
+    package static func keyedHash(_ message: some Collection<UInt8>, key: [UInt8]) -> [UInt8] {
+        ready()
+        precondition(key.count >= Int(crypto_generichash_KEYBYTES_MIN) && key.count <= Int(crypto_generichash_KEYBYTES_MAX))
+        var out = [UInt8](repeating: 0, count: 32)
+        let m = Array(message)
+        out.withUnsafeMutableBufferPointer { o in
+            m.withUnsafeBufferPointer { mp in
+                key.withUnsafeBufferPointer { k in
+                    _ = crypto_generichash(o.baseAddress!, 32, mp.baseAddress, UInt64(mp.count), k.baseAddress, k.count)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Unkeyed BLAKE2b-256, hex.
+    package static func hashHex(_ message: some Collection<UInt8>) -> String {
+        ready()
+        var out = [UInt8](repeating: 0, count: 32)
+        let m = Array(message)
+        out.withUnsafeMutableBufferPointer { o in
+            m.withUnsafeBufferPointer { mp in
+                _ = crypto_generichash(o.baseAddress!, 32, mp.baseAddress, UInt64(mp.count), nil, 0)
+            }
+        }
+        return Hex.encode(out)
+    }
+
+    /// Constant-time equality (`sodium_memcmp`); different lengths are unequal.
+    package static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        if a.isEmpty { return true }
+        return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress, pb.baseAddress, a.count) == 0 } }
+    }
+
+    /// Overwrites `bytes` with zeros in a way the compiler cannot elide.
+    package static func wipe(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { if let p = $0.baseAddress { sodium_memzero(p, $0.count) } }
+    }
+
+    /// URL-safe base64 without padding.
+    package static func base64URL(_ bytes: [UInt8]) -> String {
+        ready()
+        let variant = Int32(sodium_base64_VARIANT_URLSAFE_NO_PADDING)
+        let len = sodium_base64_encoded_len(bytes.count, variant)
+        var out = [CChar](repeating: 0, count: len)
+        bytes.withUnsafeBufferPointer { b in
+            _ = sodium_bin2base64(&out, len, b.baseAddress, b.count, variant)
+        }
+        return String(decoding: out.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+extension Sodium {
+    /// SHA-256 (crypto_hash_sha256), hex.
+    package static func sha256Hex(_ message: [UInt8]) -> String {
+        var out = [UInt8](repeating: 0, count: 32)
+        out.withUnsafeMutableBufferPointer { o in
+            message.withUnsafeBufferPointer { m in _ = crypto_hash_sha256(o.baseAddress!, m.baseAddress, UInt64(m.count)) }
+        }
+        return Hex.encode(out)
+    }
+}

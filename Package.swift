@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Functions are started once per request by fcgiwrap, so start-up cost is on every request's path:
+/// release builds link the Swift runtime statically (see Makefile: --static-swift-stdlib) and no
+/// function links libcurl (only `draven-deliver` and the CLI do).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "draven",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "trigger", targets: ["trigger"]),
+        .executable(name: "status", targets: ["status"]),
+        .executable(name: "draven", targets: ["draven"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CSQLite", path: "Core/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CSodium", path: "Core/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CCurl", path: "Core/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .target(
+            name: "DravenCore",
+            dependencies: ["CSQLite", "CSodium"],
+            path: "Core/DravenCore",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "trigger", dependencies: ["DravenCore"], path: "Functions/trigger", swiftSettings: swiftSettings),
+        .executableTarget(name: "status", dependencies: ["DravenCore"], path: "Functions/status", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "draven",
+            dependencies: [
+                "DravenCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ],
+            path: "CLI/draven"
+        ),
+        .testTarget(
+            name: "DravenCoreTests",
+            dependencies: ["DravenCore"],
+            path: "Tests/DravenCoreTests",
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

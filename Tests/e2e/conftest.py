@@ -1,0 +1,137 @@
+"""End-to-end harness: real nginx + fcgiwrap (infra/stack.sh) serving the release binaries,
+a temporary state directory, real HTTP requests. BIN_DIR names the binaries (make e2e-test)."""
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "release"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    @property
+    def json(self):
+        return json.loads(self.body)
+
+    @property
+    def content_type(self):
+        return self.headers.get("Content-Type", "")
+
+    def __repr__(self):
+        return f"<{self.status} {self.content_type} {self.body[:300]!r}>"
+
+
+class Stack:
+    def __init__(self, state_dir, port):
+        self.state_dir = Path(state_dir)
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.tokens = {}
+        self.env = dict(os.environ, STATE_DIR=str(state_dir), PORT=str(port), BIN_DIR=str(BIN_DIR))
+
+    # -- operator side -------------------------------------------------------------------
+    def draven(self, *args, check=True, input=None):
+        return subprocess.run([str(BIN_DIR / "draven"), *args, "--state-dir", str(self.state_dir)],
+                              capture_output=True, text=True, check=check, input=input)
+
+    def stack(self, action):
+        subprocess.run([str(ROOT / "infra" / "stack.sh"), action], env=self.env, check=True,
+                       capture_output=True, text=True)
+
+    def db(self):
+        return sqlite3.connect(f"file:{self.state_dir / 'draven.db'}?mode=ro", uri=True, timeout=10)
+
+    def rows(self, sql, *args):
+        with self.db() as c:
+            return c.execute(sql, args).fetchall()
+
+    def snapshot(self):
+        """Everything a refused request must leave alone."""
+        with self.db() as c:
+            return {
+                "jobs": c.execute("SELECT id, state, fencing_token FROM jobs ORDER BY id").fetchall(),
+                "locks": c.execute("SELECT environment_id, job_id, fencing_token FROM locks ORDER BY 1").fetchall(),
+                "outbox": c.execute("SELECT count(*) FROM outbox").fetchone()[0],
+                "job_events": c.execute("SELECT count(*) FROM job_events").fetchone()[0],
+                "audit_ok": c.execute("SELECT count(*) FROM audit WHERE outcome = 'ok'").fetchone()[0],
+            }
+
+    def refusals(self):
+        return self.rows("SELECT count(*) FROM audit WHERE outcome = 'refused'")[0][0]
+
+    def error_log(self):
+        p = self.state_dir / "run" / "error.log"
+        return p.read_text() if p.exists() else ""
+
+    # -- client side ---------------------------------------------------------------------
+    def request(self, method, path, body=None, token=None, headers=None, content_type="application/json"):
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        if data is not None and content_type:
+            req.add_header("Content-Type", content_type)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return Reply(r.status, r.headers, r.read())
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, e.headers, e.read())
+
+    def deploy(self, who, project, environment, ref, **extra):
+        headers = extra.pop("headers", None)
+        body = {"project": project, "environment": environment, "ref": ref, **extra}
+        return self.request("POST", "/api/v1/deploys", body, token=self.tokens.get(who, who), headers=headers)
+
+
+@pytest.fixture(scope="module")
+def stack():
+    assert (BIN_DIR / "trigger").exists(), f"build the release binaries first (make release); looked in {BIN_DIR}"
+    state = tempfile.mkdtemp(prefix="draven-e2e-")
+    s = Stack(state, free_port())
+    s.draven("init")
+    s.draven("apply", "-f", str(Path(__file__).parent / "draven.test.toml"))
+    for person in ["alice", "bob", "carol", "dave"]:
+        s.tokens[person] = s.draven("tokens", "create", "--person", person).stdout.strip()
+    revoked = s.draven("tokens", "create", "--person", "carol", "--name", "old").stdout.strip()
+    s.draven("tokens", "revoke", revoked.split("_")[1])
+    s.tokens["revoked"] = revoked
+    s.stack("start")
+    try:
+        yield s
+    finally:
+        s.stack("stop")
+        log = s.error_log()
+        shutil.rmtree(state, ignore_errors=True)
+        assert "database is locked" not in log and "SQLITE_BUSY" not in log, log
+
+
+def assert_problem(reply, status, type_suffix):
+    assert reply.status == status, reply
+    assert reply.content_type.startswith("application/problem+json"), reply
+    problem = reply.json
+    assert problem["status"] == status
+    assert problem["type"] == "https://draven.dev/problems/" + type_suffix, problem
+    assert problem["title"] and problem["detail"], problem
+    return problem

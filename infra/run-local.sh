@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# `make run`: a local draven on 127.0.0.1 with the demo configuration.
+# Inputs: STATE_DIR, PORT, BIN_DIR (release binaries). Restarts a stack already running from STATE_DIR.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+: "${STATE_DIR:?}" "${PORT:?}" "${BIN_DIR:?}"
+export STATE_DIR PORT BIN_DIR
+draven="$BIN_DIR/draven"
+
+"$draven" init --state-dir "$STATE_DIR" >/dev/null
+"$draven" apply --state-dir "$STATE_DIR" -f "$here/draven.example.toml"
+token_file="$STATE_DIR/demo-token"
+if [ ! -s "$token_file" ]; then
+  (umask 077; "$draven" tokens create --state-dir "$STATE_DIR" --person alice --name demo >"$token_file" 2>/dev/null)
+fi
+token="$(cat "$token_file")"
+
+"$here/stack.sh" stop >/dev/null 2>&1 || true
+"$here/stack.sh" start
+
+url="http://127.0.0.1:$PORT"
+cat <<MSG
+
+draven is serving on $url  (state: $STATE_DIR; stop with: make stop)
+The demo token (person alice) is in $token_file.
+
+Create a demo deploy (develop → shop/demo):
+  curl -sS -X POST $url/api/v1/deploys -H 'Authorization: Bearer $token' -H 'Content-Type: application/json' -d '{"project":"shop","environment":"demo","ref":"develop","reason":"first deploy"}'
+
+Then look at it and at the locks:
+  curl -sS $url/api/v1/jobs/1 -H 'Authorization: Bearer $token'
+  curl -sS $url/api/v1/locks -H 'Authorization: Bearer $token'
+MSG
