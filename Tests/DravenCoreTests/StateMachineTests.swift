@@ -28,7 +28,8 @@ import Testing
         let policy = try Policy.load(store.db, environmentID: try store.environmentID("shop", "demo"))
         let path: [JobState] = switch state {
         case .pending: []
-        case .awaitingApproval, .rejected, .expired: [.awaitingApproval, state]
+        case .awaitingApproval: [.awaitingApproval]
+        case .rejected, .expired: [.awaitingApproval, state]
         case .queued: [.queued]
         case .dispatching: [.dispatching]
         case .running: [.dispatching, .running]
@@ -90,8 +91,10 @@ import Testing
         let store = try TestStore()
         let id = try Self.job(in: terminal, store)
         let policy = try Policy.load(store.db, environmentID: try store.environmentID("shop", "demo"))
+        let outbox = try store.count("outbox"), events = try store.count("job_events")
         #expect(try store.db.immediate { tx in try StateMachine.start(tx, job: id, policy: policy, actor: "t", now: store.now) } == terminal)
-        #expect(try store.count("outbox") == 0)
+        #expect(try store.count("outbox") == outbox)
+        #expect(try store.count("job_events") == events)
     }
 
     @Test func endingAJobReleasesTheLockAndStartsTheOldestQueued() throws {

@@ -10,9 +10,9 @@ final class TestStore {
 
     init(config: String = TestStore.config) throws {
         var template = Array("/tmp/draven-test-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress) }
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(made != nil)
-        dir = String(cString: template)
+        dir = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         paths = Paths(stateDir: dir)
         mkdir(paths.secretsDir, 0o750)
         db = try Database(path: paths.database)

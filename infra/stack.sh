@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Starts and stops a self-contained draven serving stack: fcgiwrap (the CGI runner) and nginx
+# with its own prefix, both on loopback, everything under $RUN_DIR.
+#
+#   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=8] infra/stack.sh start|stop|status
+#
+# `stop` stops exactly the processes `start` recorded (by PID, checked against /proc).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+action="${1:-}"
+: "${STATE_DIR:?set STATE_DIR}"
+STATE_DIR="$(mkdir -p "$STATE_DIR" && cd "$STATE_DIR" && pwd)"
+RUN_DIR="${RUN_DIR:-$STATE_DIR/run}"
+PORT="${PORT:-8080}"
+SECRETS_DIR="${SECRETS_DIR:-$STATE_DIR/secrets}"
+FCGI_CHILDREN="${FCGI_CHILDREN:-8}"
+NGINX="${NGINX:-/usr/sbin/nginx}"
+FCGIWRAP="${FCGIWRAP:-/usr/sbin/fcgiwrap}"
+socket="$RUN_DIR/fcgiwrap.sock"
+
+# Is PID file $1 naming a live process whose command line contains $2?
+alive() {
+  local pid
+  [ -s "$1" ] || return 1
+  pid="$(cat "$1" 2>/dev/null)" || return 1  # nginx removes its pid file as it exits
+  [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2"
+}
+
+stop_pid() {  # pidfile, program name, signal
+  local pidfile="$1" name="$2" sig="$3" pid
+  if alive "$pidfile" "$name"; then
+    pid="$(cat "$pidfile")"
+    kill "-$sig" "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do alive "$pidfile" "$name" || break; sleep 0.1; done
+    if alive "$pidfile" "$name"; then kill -KILL "$pid" 2>/dev/null || true; fi
+  fi
+  rm -f "$pidfile"
+}
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
+}
+
+start() {
+  : "${BIN_DIR:?set BIN_DIR to the directory holding the function executables}"
+  BIN_DIR="$(cd "$BIN_DIR" && pwd)"
+  if alive "$RUN_DIR/nginx.pid" nginx || alive "$RUN_DIR/fcgiwrap.pid" fcgiwrap; then
+    echo "stack.sh: a stack is already running from $RUN_DIR (stop it first)" >&2; exit 1
+  fi
+  if port_in_use; then echo "stack.sh: 127.0.0.1:$PORT is already in use" >&2; exit 1; fi
+  mkdir -p "$RUN_DIR/tmp" "$SECRETS_DIR"
+  local user_line=""
+  [ "$(id -u)" = 0 ] && user_line="user root root;"  # workers must reach the root-owned socket
+  for f in nginx.conf draven.conf; do
+    sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PORT|g" -e "s|@BIN_DIR@|$BIN_DIR|g" \
+        -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
+        -e "s|@USER_LINE@|$user_line|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
+  done
+  cp "$here/nginx/fastcgi_params.draven" "$RUN_DIR/"
+
+  # fcgiwrap passes its own environment to every CGI child: start it with an empty one, so
+  # functions see only what nginx passes.
+  rm -f "$socket"
+  env -i PATH=/usr/bin:/bin setsid "$FCGIWRAP" -c "$FCGI_CHILDREN" -s "unix:$socket" \
+    </dev/null >>"$RUN_DIR/fcgiwrap.log" 2>&1 &
+  echo $! >"$RUN_DIR/fcgiwrap.pid"
+  for _ in $(seq 100); do [ -S "$socket" ] && break; sleep 0.05; done
+  if [ ! -S "$socket" ]; then
+    echo "stack.sh: fcgiwrap did not create $socket" >&2; cat "$RUN_DIR/fcgiwrap.log" >&2; stop; exit 1
+  fi
+
+  if ! "$NGINX" -t -q -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" || ! "$NGINX" -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf"; then
+    echo "stack.sh: nginx did not start" >&2; cat "$RUN_DIR/error.log" >&2 2>/dev/null || true; stop; exit 1
+  fi
+  for _ in $(seq 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
+    sleep 0.1
+  done
+  echo "stack.sh: nginx is not answering on 127.0.0.1:$PORT" >&2; stop; exit 1
+}
+
+stop() {
+  stop_pid "$RUN_DIR/nginx.pid" nginx QUIT
+  stop_pid "$RUN_DIR/fcgiwrap.pid" fcgiwrap TERM
+  rm -f "$socket"
+}
+
+status() {
+  alive "$RUN_DIR/nginx.pid" nginx && echo "nginx: running (pid $(cat "$RUN_DIR/nginx.pid"))" || echo "nginx: stopped"
+  alive "$RUN_DIR/fcgiwrap.pid" fcgiwrap && echo "fcgiwrap: running (pid $(cat "$RUN_DIR/fcgiwrap.pid"))" || echo "fcgiwrap: stopped"
+}
+
+case "$action" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: STATE_DIR=… BIN_DIR=… $0 start|stop|status" >&2; exit 2 ;;
+esac
