@@ -18,14 +18,19 @@ package enum CGI {
     package static func serve<F: Function>(_ function: F.Type) -> Never {
         let context = Context(paths: .fromEnvironment(), function: F.name)
         let response: Response
+        var bodyUnread = false
         do {
             let request = try readRequest(limit: maxBody(default: F.maxBodyBytes))
             context.request = request
             response = try F.respond(to: request, context: context)
         } catch {
+            if case DravenError.bodyTooLarge = error { bodyUnread = true }
             response = answer(error, context: context)
         }
         write(response.cgiBytes())
+        // fcgiwrap feeds the whole body to stdin and answers 502 if the program exits first;
+        // a body refused as too large is discarded after the answer, never buffered or parsed.
+        if bodyUnread { discardInput() }
         // fcgiwrap ends the HTTP response at EOF on stdout; close both so the client is not kept
         // waiting for work done after the answer.
         close(1)
@@ -39,8 +44,8 @@ package enum CGI {
         if problem.status >= 500 {
             Log.error("request failed", ["request.id": context.requestID, "function": context.function, "error": "\(error)"])
         }
-        if let refusal = error as? DravenError, problem.status < 500 {
-            context.auditRefusal(refusal, problem: problem)
+        if problem.status < 500 {
+            context.auditRefusal(problem)
         }
         return problem.response
     }
@@ -99,6 +104,15 @@ package enum CGI {
             got += n
         }
         return body
+    }
+
+    private static func discardInput() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+        }
     }
 
     private static func write(_ bytes: [UInt8]) {

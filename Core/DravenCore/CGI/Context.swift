@@ -44,8 +44,7 @@ package final class Context {
 
     /// Records a refused request. Best effort: if the store itself is the problem, there is
     /// nowhere to record it, and the answer already says so.
-    func auditRefusal(_ error: DravenError, problem: Problem) {
-        if case .storeNotReady = error { return }
+    func auditRefusal(_ problem: Problem) {
         guard let db = try? db() else { return }
         var detail: JSONObject = ["status": .int(Int64(problem.status)), "type": .string(problem.type), "detail": .string(problem.detail)]
         if let request { detail["method"] = .string(request.method); detail["path"] = .string(request.path) }
