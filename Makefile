@@ -4,15 +4,22 @@
 #   make stop      stop exactly what `make run` started (by PID)
 #   make test      build and run every test: unit (swift test) and end-to-end (real nginx + fcgiwrap)
 #   make deps      install the system packages (apt-get), only those missing
-#   make build     debug build;  make release: release build (-static-stdlib)
+#   make build     debug build;  make release: release binaries into .build-dist/bin
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
 PORT ?= 8080
 STATE_DIR ?= $(CURDIR)/.draven
-RELEASE_DIR := $(CURDIR)/.build/release
-SWIFT_RELEASE_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
+# Release binaries are installed here (functions and the CLI side by side).
+BIN_DIR := $(CURDIR)/.build-dist/bin
+# Functions start once per request: they are fully static executables (no dynamic loader,
+# no relocations at start: ~1.3 ms less per request than a PIE with -static-stdlib, measured
+# with hyperfine). They link only sqlite3 and sodium, whose static archives Debian ships.
+FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-executable -Xlinker --gc-sections
+# The CLI (and, later, draven-deliver) link libcurl, which has no practical static build:
+# they link the Swift runtime statically and the C libraries dynamically.
+TOOL_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
 FUNCTIONS := trigger status
-PRODUCTS := $(FUNCTIONS) draven
+TOOLS := draven
 
 # The one list of system packages draven needs (build, serve, test).
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv
@@ -31,10 +38,15 @@ build: deps
 	swift build
 
 release: deps
-	@for p in $(PRODUCTS); do swift build $(SWIFT_RELEASE_FLAGS) --product $$p || exit 1; done
+	@for p in $(FUNCTIONS); do swift build $(FUNCTION_FLAGS) --product $$p || exit 1; done
+	@for p in $(TOOLS); do swift build $(TOOL_FLAGS) --product $$p || exit 1; done
+	@mkdir -p $(BIN_DIR)
+	@for p in $(FUNCTIONS); do install -m 0755 .build-functions/release/$$p $(BIN_DIR)/$$p; done
+	@for p in $(TOOLS); do install -m 0755 .build/release/$$p $(BIN_DIR)/$$p; done
+	@echo "release binaries in $(BIN_DIR)"
 
 run: release
-	@STATE_DIR="$(STATE_DIR)" PORT="$(PORT)" BIN_DIR="$(RELEASE_DIR)" infra/run-local.sh
+	@STATE_DIR="$(STATE_DIR)" PORT="$(PORT)" BIN_DIR="$(BIN_DIR)" infra/run-local.sh
 
 stop:
 	@STATE_DIR="$(STATE_DIR)" infra/stack.sh stop
@@ -49,9 +61,9 @@ unit-test: deps
 	swift test
 
 e2e-test: release venv
-	BIN_DIR="$(RELEASE_DIR)" .venv/bin/python -m pytest -q Tests/e2e
+	BIN_DIR="$(BIN_DIR)" .venv/bin/python -m pytest -q Tests/e2e
 
 test: unit-test e2e-test
 
 clean:
-	rm -rf .build .venv
+	rm -rf .build .build-functions .build-dist .venv

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build" / "release"))
+BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build-dist" / "bin"))
 
 
 def free_port():

@@ -29,8 +29,7 @@ package final class Context {
         } catch {
             throw DravenError.storeNotReady("no database at the configured state directory; run `draven init`")
         }
-        let current = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") ?? 0
-        guard current > 0, try db.scalar("SELECT count(*) FROM schema_migrations") ?? 0 >= Int64(Migrations.all.count) else {
+        guard try Migrations.isCurrent(db) else {
             throw DravenError.storeNotReady("the database needs migrating; run `draven migrate`")
         }
         database = db

@@ -3,7 +3,7 @@ internal import Glibc
 
 /// One SQLite connection, owned: closed in `deinit`.
 ///
-/// Every connection is set up the same way: WAL journal, `synchronous=NORMAL` (durable across
+/// Every connection is set up the same way: `synchronous=NORMAL` (durable across
 /// process crashes; WAL makes a power loss lose at most the last transactions, never corrupt),
 /// foreign keys on, a busy timeout so concurrent writers wait instead of failing, and
 /// defensive mode. Statements are cached per connection: a CGI process prepares each once.
@@ -31,7 +31,8 @@ package final class Database {
         sqlite3_extended_result_codes(db, 1)
         sqlite3_busy_timeout(db, Self.busyTimeoutMS)
         _ = csqlite_db_config_flag(db, SQLITE_DBCONFIG_DEFENSIVE, 1)
-        try execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
+        // journal_mode=WAL is persistent: `Migrations.migrate` sets it once for the file.
+        try execute("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
     }
 
     deinit {

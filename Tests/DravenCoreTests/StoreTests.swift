@@ -1,0 +1,42 @@
+import Testing
+@testable import DravenCore
+
+@Suite struct StoreTests {
+    @Test func migrationsApplyOnceAndMarkTheVersion() throws {
+        let store = try TestStore()
+        #expect(try Migrations.isCurrent(store.db))
+        #expect(try Migrations.migrate(store.db).isEmpty)
+        #expect(try Migrations.pending(store.db).isEmpty)
+        #expect(try store.db.first("PRAGMA journal_mode") { $0.text(0) } == "wal")
+        #expect(try store.db.scalar("PRAGMA foreign_keys") == 1)
+    }
+
+    @Test func aFreshFileIsNotCurrent() throws {
+        let store = try TestStore()
+        let other = try Database(path: store.dir + "/other.db")
+        #expect(try !Migrations.isCurrent(other))
+        #expect(try Migrations.pending(other) == Migrations.all.map(\.id))
+    }
+
+    @Test func aThrowingTransactionLeavesNothing() throws {
+        let store = try TestStore()
+        let before = try store.count("audit")
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try store.db.immediate { tx in
+                try Audit.record(tx, at: 1, actor: "a", action: "x", subject: "y")
+                throw Boom()
+            }
+        }
+        #expect(try store.count("audit") == before)
+    }
+
+    @Test func constraintsAreEnforced() throws {
+        let store = try TestStore()
+        let error = #expect(throws: SQLiteError.self) {
+            try store.db.run("INSERT INTO environments (project_id, name) VALUES (999, 'x')")
+        }
+        #expect(error?.isConstraint == true)
+        #expect(error?.description.contains("INSERT INTO environments") == true)
+    }
+}
