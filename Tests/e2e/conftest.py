@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +30,10 @@ class Reply:
 
     @property
     def json(self):
-        return json.loads(self.body)
+        document = json.loads(self.body)
+        if self.content_type.startswith("application/json") and isinstance(document, dict) and "state" in document:
+            conforms(document, "job")  # every job we read must match the published schema
+        return document
 
     @property
     def content_type(self):
@@ -127,10 +131,20 @@ def stack():
         assert "database is locked" not in log and "SQLITE_BUSY" not in log, log
 
 
+SCHEMAS = ROOT / "events" / "schemas"
+
+
+def conforms(document, schema_name):
+    """Validates a response against draven's published schema (events/schemas)."""
+    schema = json.loads((SCHEMAS / f"{schema_name}.schema.json").read_text())
+    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    return document
+
+
 def assert_problem(reply, status, type_suffix):
     assert reply.status == status, reply
     assert reply.content_type.startswith("application/problem+json"), reply
-    problem = reply.json
+    problem = conforms(reply.json, "problem")
     assert problem["status"] == status
     assert problem["type"] == "https://draven.dev/problems/" + type_suffix, problem
     assert problem["title"] and problem["detail"], problem
