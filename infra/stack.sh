@@ -37,6 +37,28 @@ stop_pid() {  # pidfile, program name, signal
   rm -f "$pidfile"
 }
 
+# The live members of process group $1 whose command line contains $2.
+group_members() {
+  local pid
+  for pid in $(pgrep -g "$1" 2>/dev/null); do
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$2" && echo "$pid"
+  done
+}
+
+# fcgiwrap -c N forks N workers; it runs as its own process group (setsid), recorded in the
+# pid file, and the whole group is stopped so no worker is left behind.
+stop_group() {  # pidfile, program name
+  local pidfile="$1" name="$2" pgid
+  [ -s "$pidfile" ] || return 0
+  pgid="$(cat "$pidfile" 2>/dev/null)" || return 0
+  if [ -n "$(group_members "$pgid" "$name")" ]; then
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    for _ in $(seq 50); do [ -z "$(group_members "$pgid" "$name")" ] && break; sleep 0.1; done
+    [ -n "$(group_members "$pgid" "$name")" ] && kill -KILL -- "-$pgid" 2>/dev/null || true
+  fi
+  rm -f "$pidfile"
+}
+
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
 }
@@ -44,7 +66,7 @@ port_in_use() {
 start() {
   : "${BIN_DIR:?set BIN_DIR to the directory holding the function executables}"
   BIN_DIR="$(cd "$BIN_DIR" && pwd)"
-  if alive "$RUN_DIR/nginx.pid" nginx || alive "$RUN_DIR/fcgiwrap.pid" fcgiwrap; then
+  if alive "$RUN_DIR/nginx.pid" nginx || { [ -s "$RUN_DIR/fcgiwrap.pid" ] && [ -n "$(group_members "$(cat "$RUN_DIR/fcgiwrap.pid")" fcgiwrap)" ]; }; then
     echo "stack.sh: a stack is already running from $RUN_DIR (stop it first)" >&2; exit 1
   fi
   if port_in_use; then echo "stack.sh: 127.0.0.1:$PORT is already in use" >&2; exit 1; fi
@@ -59,7 +81,9 @@ start() {
   cp "$here/nginx/fastcgi_params.draven" "$RUN_DIR/"
 
   # fcgiwrap passes its own environment to every CGI child: start it with an empty one, so
-  # functions see only what nginx passes.
+  # functions see only what nginx passes. setsid makes it the leader of its own process group
+  # (a background job of a non-interactive shell is not a group leader, so setsid execs in
+  # place and $! is fcgiwrap's pid, which is also the group id).
   rm -f "$socket"
   env -i PATH=/usr/bin:/bin setsid "$FCGIWRAP" -c "$FCGI_CHILDREN" -s "unix:$socket" \
     </dev/null >>"$RUN_DIR/fcgiwrap.log" 2>&1 &
@@ -81,13 +105,17 @@ start() {
 
 stop() {
   stop_pid "$RUN_DIR/nginx.pid" nginx QUIT
-  stop_pid "$RUN_DIR/fcgiwrap.pid" fcgiwrap TERM
+  stop_group "$RUN_DIR/fcgiwrap.pid" fcgiwrap
   rm -f "$socket"
 }
 
 status() {
   alive "$RUN_DIR/nginx.pid" nginx && echo "nginx: running (pid $(cat "$RUN_DIR/nginx.pid"))" || echo "nginx: stopped"
-  alive "$RUN_DIR/fcgiwrap.pid" fcgiwrap && echo "fcgiwrap: running (pid $(cat "$RUN_DIR/fcgiwrap.pid"))" || echo "fcgiwrap: stopped"
+  if [ -s "$RUN_DIR/fcgiwrap.pid" ] && [ -n "$(group_members "$(cat "$RUN_DIR/fcgiwrap.pid")" fcgiwrap)" ]; then
+    echo "fcgiwrap: running (process group $(cat "$RUN_DIR/fcgiwrap.pid"))"
+  else
+    echo "fcgiwrap: stopped"
+  fi
 }
 
 case "$action" in

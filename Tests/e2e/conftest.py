@@ -126,9 +126,27 @@ def stack():
         yield s
     finally:
         s.stack("stop")
+        leftover = leftover_processes(state)
         log = s.error_log()
         shutil.rmtree(state, ignore_errors=True)
         assert "database is locked" not in log and "SQLITE_BUSY" not in log, log
+        assert leftover == [], f"stack.sh stop left processes behind: {leftover}"
+
+
+def leftover_processes(state_dir):
+    """Live (not zombie) processes whose command line mentions the state directory."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if str(state_dir) in cmdline and stat.split(") ", 1)[1][0] != "Z":
+            found.append(f"{proc.name}: {cmdline}")
+    return found
 
 
 SCHEMAS = ROOT / "events" / "schemas"
