@@ -73,12 +73,11 @@ start() {
   mkdir -p "$RUN_DIR/tmp" "$SECRETS_DIR"
   local user_line=""
   [ "$(id -u)" = 0 ] && user_line="user root root;"  # workers must reach the root-owned socket
-  for f in nginx.conf draven.conf; do
+  for f in nginx.conf draven.conf fastcgi_params.draven; do
     sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PORT|g" -e "s|@BIN_DIR@|$BIN_DIR|g" \
         -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
         -e "s|@USER_LINE@|$user_line|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
   done
-  cp "$here/nginx/fastcgi_params.draven" "$RUN_DIR/"
 
   # fcgiwrap passes its own environment to every CGI child: start it with an empty one, so
   # functions see only what nginx passes. setsid makes it the leader of its own process group
