@@ -4,6 +4,7 @@
 package enum Migrations {
     package static let all: [(id: String, sql: String)] = [
         ("0001-base", base),
+        ("0002-secrets-dispatch", secretsAndDispatch),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -242,5 +243,21 @@ package enum Migrations {
         prev_hash TEXT NOT NULL,
         hash TEXT NOT NULL
     ) STRICT;
+    """
+
+    static let secretsAndDispatch = """
+    -- The highest secrets-file generation this installation has seen, per store (rollback ratchet).
+    CREATE TABLE secrets_state (
+        store_id TEXT PRIMARY KEY,
+        max_generation INTEGER NOT NULL,
+        manifest_hash TEXT NOT NULL,
+        seen_at INTEGER NOT NULL
+    ) STRICT;
+
+    -- Sealed (CI) values already imported, so an old blob cannot be replayed.
+    CREATE TABLE secrets_seals (seal_id TEXT PRIMARY KEY, name TEXT NOT NULL, imported_at INTEGER NOT NULL) STRICT;
+
+    -- The provider's page for the run, once dispatched.
+    ALTER TABLE jobs ADD COLUMN run_url TEXT;
     """
 }
