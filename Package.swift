@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "trigger", targets: ["trigger"]),
         .executable(name: "status", targets: ["status"]),
+        .executable(name: "draven-deliver", targets: ["draven-deliver"]),
         .executable(name: "draven", targets: ["draven"]),
     ],
     dependencies: [
@@ -31,12 +32,21 @@ let package = Package(
             path: "Core/DravenCore",
             swiftSettings: swiftSettings
         ),
+        // The only library that links libcurl; only draven-deliver and the CLI depend on it.
+        .target(
+            name: "DravenOutbound",
+            dependencies: ["DravenCore", "CCurl"],
+            path: "Core/DravenOutbound",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(name: "draven-deliver", dependencies: ["DravenOutbound"], path: "Functions/deliver", swiftSettings: swiftSettings),
         .executableTarget(name: "trigger", dependencies: ["DravenCore"], path: "Functions/trigger", swiftSettings: swiftSettings),
         .executableTarget(name: "status", dependencies: ["DravenCore"], path: "Functions/status", swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",
             dependencies: [
                 "DravenCore",
+                "DravenOutbound",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],

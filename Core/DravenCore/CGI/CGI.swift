@@ -27,14 +27,16 @@ package enum CGI {
             if case DravenError.bodyTooLarge = error { bodyUnread = true }
             response = answer(error, context: context)
         }
+        let outbox = context.finish()
         write(response.cgiBytes())
         // fcgiwrap feeds the whole body to stdin and answers 502 if the program exits first;
         // a body refused as too large is discarded after the answer, never buffered or parsed.
         if bodyUnread { discardInput() }
         // fcgiwrap ends the HTTP response at EOF on stdout; close both so the client is not kept
-        // waiting for work done after the answer.
+        // waiting for the outbound calls made after the answer.
         close(1)
         close(2)
+        if !outbox.isEmpty { Handoff.execDeliver(outbox) }
         exit(0)
     }
 

@@ -36,6 +36,14 @@ package final class Context {
         return db
     }
 
+    /// Closes the store (checkpointing as SQLite does on close) and returns the outbox rows the
+    /// request committed, for `draven-deliver`.
+    func finish() -> [Int64] {
+        let outbox = database?.takeCommittedOutbox() ?? []
+        database = nil
+        return outbox
+    }
+
     /// The audit actor for this request: the person's handle, or `anonymous@<address>`.
     package var actor: String {
         principal.map { $0.handle } ?? "anonymous@\(request?.remoteAddress ?? "")"

@@ -225,6 +225,11 @@ extension Config.Integration {
         for name in ["token_secret", "webhook_secret", "runner_secret"] { _ = r.string(name, &problems) }
         _ = r.string("api_url", &problems)
         _ = r.string("project_id", &problems)
+        var document = table
+        if let timeout = r.duration("timeout", &problems) {
+            if timeout > 120 { problems.append(.init(key: r.key("timeout"), reason: "must be at most 120s")) }
+            document["timeout"] = .int(timeout)  // stored as seconds
+        }
         if let pipelines = r.table("pipelines", &problems) {
             for (env, value) in pipelines.entries where value.stringValue?.isEmpty ?? true {
                 problems.append(.init(key: r.key("pipelines") + "." + env, reason: "must name a pipeline (workflow file, or custom pipeline)"))
@@ -237,7 +242,7 @@ extension Config.Integration {
         }
         r.finish(&problems)
         guard problems.count == before, let provider, let repo, let method else { return nil }
-        return Config.Integration(provider: provider, repo: repo, method: method, document: .object(table))
+        return Config.Integration(provider: provider, repo: repo, method: method, document: .object(document))
     }
 }
 

@@ -8,6 +8,8 @@ package enum Outbox {
     package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws -> Int64 {
         try tx.db.run("INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
                       [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)])
-        return tx.db.lastInsertRowID
+        let id = tx.db.lastInsertRowID
+        tx.enqueued(id)
+        return id
     }
 }

@@ -11,6 +11,10 @@ internal import Glibc
 package final class Database {
     let handle: OpaquePointer
     private var cache: [String: Statement] = [:]
+    /// Outbox rows written by transactions that committed on this connection, not yet taken
+    /// (`takeCommittedOutbox`); rows of a rolled-back transaction are dropped.
+    private var committedOutbox: [Int64] = []
+    fileprivate var uncommittedOutbox: [Int64] = []
     /// How long a writer waits for the write lock before SQLITE_BUSY (ms).
     package static let busyTimeoutMS: Int32 = 10_000
 
@@ -96,14 +100,25 @@ package final class Database {
     /// `body` throws. The `Transaction` token proves to callees that they run inside one.
     package func immediate<T>(_ body: (Transaction) throws -> T) throws -> T {
         try execute("BEGIN IMMEDIATE")
+        uncommittedOutbox = []
         do {
             let value = try body(Transaction(db: self))
             try execute("COMMIT")
+            committedOutbox += uncommittedOutbox
+            uncommittedOutbox = []
             return value
         } catch {
             try? execute("ROLLBACK")
+            uncommittedOutbox = []
             throw error
         }
+    }
+
+    /// The ids of outbox rows committed since the last call, for `draven-deliver`.
+    @discardableResult
+    package func takeCommittedOutbox() -> [Int64] {
+        defer { committedOutbox = [] }
+        return committedOutbox
     }
 }
 
@@ -111,6 +126,10 @@ package final class Database {
 /// rows atomically (state transitions, audit) take one instead of a `Database`.
 package struct Transaction {
     package let db: Database
+
+    /// Notes an outbox row written in this transaction; it is handed to the deliverer only if
+    /// the transaction commits.
+    func enqueued(_ id: Int64) { db.uncommittedOutbox.append(id) }
 }
 
 extension Statement {

@@ -1,0 +1,174 @@
+internal import Glibc
+
+/// Delivers outbox rows: claims a row in a short transaction, makes the call outside any
+/// transaction, and records the outcome in another. Used by `draven-deliver` (right after a
+/// function answered) and by `draven sweep` (rows that are due again). Safe to run in any
+/// number of processes at once: a row is claimed by one of them (`state = 'delivering'` with a
+/// lease); a claim whose process died expires and the row is retried.
+///
+/// Dispatch outcomes: started → job `running` with the run id and URL; rejected (a 4xx that
+/// will not change) → job `failed` with the provider's message (lock freed); retry (timeout,
+/// 5xx, 429) → the row waits with exponential backoff and jitter, and after `maxAttempts` the
+/// job fails. A dispatch is sent again only when its answer was lost or was a retryable error,
+/// and the pipeline can recognise the repeat: it carries the same `JOB_ID`.
+package struct Delivery {
+    package let db: Database
+    package let paths: Paths
+    package let transport: any HTTPTransport
+    package var maxAttempts = 6
+    package var baseDelay: Int64 = 10
+    package var maxDelay: Int64 = 600
+    private var secrets: SecretsStore?
+
+    package init(db: Database, paths: Paths, transport: any HTTPTransport) {
+        self.db = db
+        self.paths = paths
+        self.transport = transport
+        if let n = Environment.get("DRAVEN_DISPATCH_MAX_ATTEMPTS").flatMap(Int.init), n > 0 { maxAttempts = n }
+    }
+
+    /// Rows due now (pending, or claimed by a process whose lease ran out), oldest first.
+    package static func due(_ db: Database, now: Int64, limit: Int = 100) throws -> [Int64] {
+        try db.query("SELECT id FROM outbox WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
+                     [.int(now), .int(Int64(limit))]) { $0.int(0) }
+    }
+
+    /// Delivers `ids`, then any rows those deliveries enqueued (a freed lock starts the next job).
+    /// - Returns: how many rows this call delivered or settled.
+    @discardableResult
+    package mutating func deliver(_ ids: [Int64], now: @escaping () -> Int64 = Clock.now) throws -> Int {
+        var queue = ids
+        var settled = 0
+        while !queue.isEmpty {
+            let id = queue.removeFirst()
+            db.takeCommittedOutbox()
+            if try deliverOne(id, now: now) { settled += 1 }
+            queue += db.takeCommittedOutbox()
+        }
+        return settled
+    }
+
+    private mutating func deliverOne(_ id: Int64, now: () -> Int64) throws -> Bool {
+        guard let row = try claim(id, now: now()) else { return false }
+        switch row.kind {
+        case Outbox.Kind.dispatch.rawValue:
+            try dispatch(row, now: now)
+        default:
+            try settle(row.id, state: "dead", error: "no deliverer for \(row.kind) rows yet", now: now())
+        }
+        return true
+    }
+
+    struct Row { var id: Int64; var kind: String; var jobID: Int64?; var payload: JSON; var attempts: Int }
+
+    /// Claims a due row for this process: one UPDATE, so two deliverers never both win.
+    private func claim(_ id: Int64, now: Int64) throws -> Row? {
+        try db.immediate { tx -> Row? in
+            try tx.db.run("""
+                UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = ?2
+                WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
+                """, [.int(id), .int(now + 180), .int(now)])
+            guard tx.db.changes == 1 else { return nil }
+            return try tx.db.first("SELECT id, kind, job_id, payload, attempts FROM outbox WHERE id = ?1", [.int(id)]) {
+                Row(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2), payload: (try? JSON.parse($0.text(3))) ?? .null,
+                    attempts: Int($0.int(4)))
+            }
+        }
+    }
+
+    private mutating func dispatch(_ row: Row, now: () -> Int64) throws {
+        guard let jobID = row.jobID, let token = row.payload["fencing_token"]?.intValue, let job = try Job.find(db, id: jobID) else {
+            return try settle(row.id, state: "dead", error: "dispatch row without a job", now: now())
+        }
+        // Only the lock holder of this token may be dispatched (a cancelled or superseded job is not).
+        guard job.state == .dispatching, job.fencingToken == token else {
+            return try settle(row.id, state: "dead", error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(job.fencingToken.map(String.init) ?? "none"))", now: now())
+        }
+        let outcome: Dispatch.Outcome
+        do {
+            let target = try self.target(job, token: token)
+            outcome = try call(Dispatch.request(for: target), target: target)
+        } catch let error as DispatchError {
+            outcome = .rejected(error.description)
+        } catch let error as SecretsError {
+            outcome = .retry("secrets store: \(error)")
+        }
+        try record(row, job: job, outcome: outcome, now: now())
+    }
+
+    /// Sends the request; for GitHub Enterprise versions that refuse `return_run_details`,
+    /// sends it once more without.
+    private mutating func call(_ request: OutboundRequest, target: Dispatch.Target) throws -> Dispatch.Outcome {
+        let credential = try request.secretName.map { try secretsStore().secret($0) }
+        do {
+            let response = try transport.send(request, credential: credential)
+            if target.provider == "github", response.status == 400 || response.status == 422,
+               String(decoding: response.body, as: UTF8.self).contains("return_run_details") {
+                let plain = try Dispatch.github(target, secret: request.secretName ?? "", runDetails: false)
+                return Dispatch.outcome(provider: target.provider, repo: target.repo, response: try transport.send(plain, credential: credential))
+            }
+            return Dispatch.outcome(provider: target.provider, repo: target.repo, response: response)
+        } catch let error as TransportError {
+            return error.retryable ? .retry(error.message) : .rejected(error.message)
+        }
+    }
+
+    private mutating func secretsStore() throws -> SecretsStore {
+        if let secrets { return secrets }
+        let store = try SecretsStore(SecretsPaths(paths), db: db)
+        secrets = store
+        return store
+    }
+
+    private func target(_ job: Job, token: Int64) throws -> Dispatch.Target {
+        guard let row = try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
+                                     [.int(job.projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) }) else {
+            throw DispatchError("project \(job.project) has no integration")
+        }
+        return Dispatch.Target(jobID: job.id, environment: job.environment, ref: job.ref, refKind: RefKind(rawValue: job.refKind) ?? .branch,
+                               sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
+                               provider: row.0, repo: row.1, method: row.2)
+    }
+
+    private func record(_ row: Row, job: Job, outcome: Dispatch.Outcome, now: Int64) throws {
+        try db.immediate { tx in
+            switch outcome {
+            case .started(let runID, let url):
+                try settle(tx, row.id, state: "delivered", error: nil, now: now)
+                try tx.db.run("UPDATE jobs SET run_id = coalesce(?2, run_id), run_url = coalesce(?3, run_url) WHERE id = ?1",
+                              [.int(job.id), .text(runID), .text(url)])
+                try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
+                                            detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
+            case .rejected(let why):
+                try settle(tx, row.id, state: "dead", error: why, now: now)
+                try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(why)], now: now)
+            case .retry(let why) where row.attempts >= maxAttempts:
+                let reason = "gave up after \(row.attempts) attempts: \(why)"
+                try settle(tx, row.id, state: "dead", error: reason, now: now)
+                try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(reason)], now: now)
+            case .retry(let why):
+                let delay = backoff(attempt: row.attempts)
+                try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                              [.int(row.id), .int(now + delay), .text(why)])
+                try Audit.record(tx, at: now, actor: "draven-deliver", action: "dispatch.retry", subject: "job/\(job.id)",
+                                 outcome: "retry", detail: ["attempt": .int(Int64(row.attempts)), "in_seconds": .int(delay), "error": .string(why)])
+            }
+        }
+    }
+
+    /// Exponential backoff with jitter: base·2^(n−1), capped, then a random 50–100 % of it.
+    func backoff(attempt: Int) -> Int64 {
+        let exp = min(maxDelay, baseDelay << Int64(min(max(attempt - 1, 0), 20)))
+        let jitter = Int64(Sodium.randomBytes(2).reduce(0) { $0 << 8 | Int($1) }) % (exp / 2 + 1)
+        return exp - jitter
+    }
+
+    private func settle(_ id: Int64, state: String, error: String?, now: Int64) throws {
+        try db.immediate { tx in try settle(tx, id, state: state, error: error, now: now) }
+    }
+
+    private func settle(_ tx: Transaction, _ id: Int64, state: String, error: String?, now: Int64) throws {
+        try tx.db.run("UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
+                      [.int(id), .text(state), .int(now), .text(error)])
+    }
+}
