@@ -19,7 +19,7 @@ FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-ex
 # they link the Swift runtime statically and the C libraries dynamically.
 TOOL_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
 FUNCTIONS := trigger status
-TOOLS := draven
+TOOLS := draven draven-deliver
 
 # The one list of system packages draven needs (build, serve, test).
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv
@@ -46,7 +46,7 @@ release: deps
 	@echo "release binaries in $(BIN_DIR)"
 
 run: release
-	@STATE_DIR="$(STATE_DIR)" PORT="$(PORT)" BIN_DIR="$(BIN_DIR)" infra/run-local.sh
+	@STATE_DIR="$(STATE_DIR)" PORT="$(PORT)" BIN_DIR="$(BIN_DIR)" SWEEP_EVERY=5s infra/run-local.sh
 
 stop:
 	@STATE_DIR="$(STATE_DIR)" infra/stack.sh stop

@@ -8,6 +8,7 @@ export STATE_DIR PORT BIN_DIR
 draven="$BIN_DIR/draven"
 
 "$draven" init --state-dir "$STATE_DIR" >/dev/null
+[ -f "$STATE_DIR/secrets/secrets.dsb" ] || "$draven" secrets init --state-dir "$STATE_DIR" >/dev/null
 "$draven" apply --state-dir "$STATE_DIR" -f "$here/draven.example.toml"
 token_file="$STATE_DIR/demo-token"
 if [ ! -s "$token_file" ]; then
@@ -26,6 +27,10 @@ The demo token (person alice) is in $token_file.
 
 Create a demo deploy (develop → shop/demo):
   curl -sS -X POST $url/api/v1/deploys -H 'Authorization: Bearer $token' -H 'Content-Type: application/json' -d '{"project":"shop","environment":"demo","ref":"develop","reason":"first deploy"}'
+
+draven then dispatches it to GitHub; until you store a real token
+(printf %s "\$TOKEN" | $draven secrets set github-shop-token --state-dir $STATE_DIR)
+the job fails at once with a message saying so.
 
 Then look at it and at the locks:
   curl -sS $url/api/v1/jobs/1 -H 'Authorization: Bearer $token'

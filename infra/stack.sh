@@ -2,9 +2,12 @@
 # Starts and stops a self-contained draven serving stack: fcgiwrap (the CGI runner) and nginx
 # with its own prefix, both on loopback, everything under $RUN_DIR.
 #
-#   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=8] infra/stack.sh start|stop|status
+#   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=8] [SWEEP_EVERY=5s] [DELIVER=path]
+#   infra/stack.sh start|stop|status
 #
-# `stop` stops exactly the processes `start` recorded (by PID, checked against /proc).
+# With SWEEP_EVERY, `start` also runs the `draven sweep --every` service (it delivers due
+# outbox rows and keeps the store open). `stop` stops exactly the processes `start` recorded
+# (by PID, checked against /proc).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 action="${1:-}"
@@ -66,7 +69,7 @@ port_in_use() {
 start() {
   : "${BIN_DIR:?set BIN_DIR to the directory holding the function executables}"
   BIN_DIR="$(cd "$BIN_DIR" && pwd)"
-  if alive "$RUN_DIR/nginx.pid" nginx || { [ -s "$RUN_DIR/fcgiwrap.pid" ] && [ -n "$(group_members "$(cat "$RUN_DIR/fcgiwrap.pid")" fcgiwrap)" ]; }; then
+  if alive "$RUN_DIR/nginx.pid" nginx || alive "$RUN_DIR/sweep.pid" "draven sweep" || { [ -s "$RUN_DIR/fcgiwrap.pid" ] && [ -n "$(group_members "$(cat "$RUN_DIR/fcgiwrap.pid")" fcgiwrap)" ]; }; then
     echo "stack.sh: a stack is already running from $RUN_DIR (stop it first)" >&2; exit 1
   fi
   if port_in_use; then echo "stack.sh: 127.0.0.1:$PORT is already in use" >&2; exit 1; fi
@@ -76,7 +79,7 @@ start() {
   for f in nginx.conf draven.conf fastcgi_params.draven; do
     sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PORT|g" -e "s|@BIN_DIR@|$BIN_DIR|g" \
         -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
-        -e "s|@USER_LINE@|$user_line|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
+        -e "s|@USER_LINE@|$user_line|g" -e "s|@DELIVER@|${DELIVER:-$BIN_DIR/draven-deliver}|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
   done
 
   # fcgiwrap passes its own environment to every CGI child: start it with an empty one, so
@@ -95,6 +98,11 @@ start() {
   if ! "$NGINX" -t -q -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" || ! "$NGINX" -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf"; then
     echo "stack.sh: nginx did not start" >&2; cat "$RUN_DIR/error.log" >&2 2>/dev/null || true; stop; exit 1
   fi
+  if [ -n "${SWEEP_EVERY:-}" ]; then
+    env -i PATH=/usr/bin:/bin DRAVEN_SECRETS_DIR="$SECRETS_DIR" setsid "$BIN_DIR/draven" sweep --every "$SWEEP_EVERY" \
+      --state-dir "$STATE_DIR" --secrets-dir "$SECRETS_DIR" </dev/null >>"$RUN_DIR/sweep.log" 2>&1 &
+    echo $! >"$RUN_DIR/sweep.pid"
+  fi
   for _ in $(seq 100); do
     curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
     sleep 0.1
@@ -103,12 +111,14 @@ start() {
 }
 
 stop() {
+  stop_pid "$RUN_DIR/sweep.pid" "draven sweep" TERM
   stop_pid "$RUN_DIR/nginx.pid" nginx QUIT
   stop_group "$RUN_DIR/fcgiwrap.pid" fcgiwrap
   rm -f "$socket"
 }
 
 status() {
+  alive "$RUN_DIR/sweep.pid" "draven sweep" && echo "sweep: running (pid $(cat "$RUN_DIR/sweep.pid"))" || echo "sweep: stopped"
   alive "$RUN_DIR/nginx.pid" nginx && echo "nginx: running (pid $(cat "$RUN_DIR/nginx.pid"))" || echo "nginx: stopped"
   if [ -s "$RUN_DIR/fcgiwrap.pid" ] && [ -n "$(group_members "$(cat "$RUN_DIR/fcgiwrap.pid")" fcgiwrap)" ]; then
     echo "fcgiwrap: running (process group $(cat "$RUN_DIR/fcgiwrap.pid"))"

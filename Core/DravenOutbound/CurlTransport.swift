@@ -67,7 +67,8 @@ package struct CurlTransport: HTTPTransport {
         }
         guard rc == CURLE_OK else {
             let timedOut = rc == CURLE_OPERATION_TIMEDOUT
-            let what = sink.overflowed ? "response larger than \(maxResponseBytes) bytes" : String(cString: curl_easy_strerror(rc))
+            let what = timedOut ? "timed out after \(request.timeoutMS / 1000)s"
+                : sink.overflowed ? "response larger than \(maxResponseBytes) bytes" : String(cString: curl_easy_strerror(rc))
             // Connection problems and timeouts may be retried; anything else is a local error.
             let retryable = timedOut || [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
                                          CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE].contains(rc)

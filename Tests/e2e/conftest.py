@@ -1,5 +1,6 @@
 """End-to-end harness: real nginx + fcgiwrap (infra/stack.sh) serving the release binaries,
 a temporary state directory, real HTTP requests. BIN_DIR names the binaries (make e2e-test)."""
+import contextlib
 import json
 import os
 import shutil
@@ -109,18 +110,28 @@ class Stack:
         return self.request("POST", "/api/v1/deploys", body, token=self.tokens.get(who, who), headers=headers)
 
 
-@pytest.fixture(scope="module")
-def stack():
+@contextlib.contextmanager
+def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None):
+    """A running stack in a fresh state directory with `config_text` applied, a token per
+    person, and (optionally) a secrets store holding `secrets` {name: value}. `deliver`
+    replaces the program functions exec after answering (default: draven-deliver)."""
     assert (BIN_DIR / "trigger").exists(), f"build the release binaries first (make release); looked in {BIN_DIR}"
     state = tempfile.mkdtemp(prefix="draven-e2e-")
     s = Stack(state, free_port())
+    if sweep_every:
+        s.env["SWEEP_EVERY"] = sweep_every
+    if deliver:
+        s.env["DELIVER"] = deliver
+    config = Path(state) / "draven.toml"
+    config.write_text(config_text)
     s.draven("init")
-    s.draven("apply", "-f", str(Path(__file__).parent / "draven.test.toml"))
-    for person in ["alice", "bob", "carol", "dave"]:
+    s.draven("apply", "-f", str(config))
+    for person in people:
         s.tokens[person] = s.draven("tokens", "create", "--person", person).stdout.strip()
-    revoked = s.draven("tokens", "create", "--person", "carol", "--name", "old").stdout.strip()
-    s.draven("tokens", "revoke", revoked.split("_")[1])
-    s.tokens["revoked"] = revoked
+    if secrets is not None:
+        s.draven("secrets", "init")
+        for name, value in secrets.items():
+            s.draven("secrets", "set", name, input=value)
     s.stack("start")
     try:
         yield s
@@ -131,6 +142,17 @@ def stack():
         shutil.rmtree(state, ignore_errors=True)
         assert "database is locked" not in log and "SQLITE_BUSY" not in log, log
         assert leftover == [], f"stack.sh stop left processes behind: {leftover}"
+
+
+@pytest.fixture(scope="module")
+def stack():
+    # These tests are about the trigger's own transaction: outbound delivery is off (the rows
+    # stay pending, as they do when draven-deliver cannot run); test_dispatch.py covers it.
+    with launch((Path(__file__).parent / "draven.test.toml").read_text(), deliver="/bin/true") as s:
+        revoked = s.draven("tokens", "create", "--person", "carol", "--name", "old").stdout.strip()
+        s.draven("tokens", "revoke", revoked.split("_")[1])
+        s.tokens["revoked"] = revoked
+        yield s
 
 
 def leftover_processes(state_dir):

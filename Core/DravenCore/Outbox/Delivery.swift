@@ -91,7 +91,15 @@ package struct Delivery {
         } catch let error as DispatchError {
             outcome = .rejected(error.description)
         } catch let error as SecretsError {
-            outcome = .retry("secrets store: \(error)")
+            switch error {
+            case .notFound(let name):
+                outcome = .rejected("secret \(name) is not in the secrets store (add it: draven secrets set \(name))")
+            case .missing(let what):
+                outcome = .rejected("secrets store not set up: \(what)")
+            default:
+                // A tampered, rolled-back or unreadable store is for the operator to fix; keep trying.
+                outcome = .retry("secrets store: \(error)")
+            }
         }
         try record(row, job: job, outcome: outcome, now: now())
     }

@@ -1,0 +1,99 @@
+"""A fake CI provider for the tests: records every request and answers as scripted.
+
+Default answers mimic the providers' success responses (GitHub dispatch with
+return_run_details, GitLab pipeline creation, Bitbucket pipeline creation). A test can queue
+answers for a path prefix: {"status": 503, "body": {...}, "delay": 0}. A delay longer than
+draven's timeout makes the request hang.
+"""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeProvider:
+    def __init__(self):
+        self.requests = []
+        self.scripts = {}  # path prefix -> list of answers
+        self.in_flight = 0
+        self.lock = threading.Lock()
+        self.counter = 1000
+        provider = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                provider.handle(self, body)
+
+            do_GET = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def script(self, prefix, *answers):
+        with self.lock:
+            self.scripts.setdefault(prefix, []).extend(answers)
+
+    def received(self, prefix=""):
+        with self.lock:
+            return [r for r in self.requests if r["path"].startswith(prefix)]
+
+    def handle(self, handler, body):
+        with self.lock:
+            self.counter += 1
+            n = self.counter
+            record = {"method": handler.command, "path": handler.path, "headers": dict(handler.headers.items()),
+                      "body": body, "answered": None}
+            self.requests.append(record)
+            answer = None
+            for prefix, queue in self.scripts.items():
+                if handler.path.startswith(prefix) and queue:
+                    answer = queue.pop(0)
+                    break
+            self.in_flight += 1
+        try:
+            if answer is None:
+                answer = self.default(handler.path, n)
+            if answer.get("delay"):
+                time.sleep(answer["delay"])
+            status = answer["status"]
+            payload = b"" if answer.get("body") is None else json.dumps(answer["body"]).encode()
+            handler.send_response(status)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            record["answered"] = status
+        except (BrokenPipeError, ConnectionResetError):
+            record["answered"] = "client gone"
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def default(self, path, n):
+        if "/actions/workflows/" in path:
+            return {"status": 200, "body": {"workflow_run_id": n, "run_url": f"{self.url}/api/runs/{n}",
+                                            "html_url": f"https://github.example/acme/app/actions/runs/{n}"}}
+        if "/trigger/pipeline" in path or path.endswith("/pipeline"):
+            return {"status": 201, "body": {"id": n, "web_url": f"https://gitlab.example/acme/app/-/pipelines/{n}", "status": "created"}}
+        if "/pipelines/" in path:
+            return {"status": 201, "body": {"uuid": "{%08d-0000-4000-8000-000000000000}" % n, "build_number": n,
+                                            "state": {"name": "PENDING"}}}
+        return {"status": 404, "body": {"message": "Not Found"}}
