@@ -5,6 +5,7 @@
 #   make test      build and run every test: unit (swift test) and end-to-end (real nginx + fcgiwrap)
 #   make deps      install the system packages (apt-get), only those missing
 #   make build     debug build;  make release: release binaries into .build-dist/bin
+#   make bench-secrets  measure the secrets store's read path
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
 PORT ?= 8080
@@ -24,7 +25,7 @@ TOOLS := draven draven-deliver
 # The one list of system packages draven needs (build, serve, test).
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv
 
-.PHONY: deps build release run stop test unit-test e2e-test clean venv
+.PHONY: deps build release run stop test unit-test e2e-test clean venv bench-secrets
 
 deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -64,6 +65,11 @@ e2e-test: release venv
 	BIN_DIR="$(BIN_DIR)" .venv/bin/python -m pytest -q Tests/e2e
 
 test: unit-test e2e-test
+
+# Request-path cost of the secrets store (100 entries), in process.
+bench-secrets: deps
+	swift build $(FUNCTION_FLAGS) --product bench-secrets
+	.build-functions/release/bench-secrets
 
 clean:
 	rm -rf .build .build-functions .build-dist .venv

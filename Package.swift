@@ -52,6 +52,8 @@ let package = Package(
             ],
             path: "CLI/draven"
         ),
+        // Measurements (make bench-secrets); not shipped.
+        .executableTarget(name: "bench-secrets", dependencies: ["DravenCore"], path: "bench/secrets-read", swiftSettings: swiftSettings),
         .testTarget(
             name: "DravenCoreTests",
             dependencies: ["DravenCore"],

@@ -111,7 +111,7 @@ extension Draven {
             func run() throws {
                 try SecretsCommand.run {
                     let store = try SecretsStore(SecretsPaths(state.paths), db: try state.open())
-                    for e in store.entries { _ = try store.secret(e.name) }
+                    try store.verifyAll()
                     print("secrets store \(store.storeID) verified: generation \(store.generation), \(store.entries.count) entries")
                 }
             }

@@ -81,7 +81,7 @@ import Testing
             bad[position] ^= 0x01
             try Self.write(paths.store, bad)
             let failure = #expect(throws: SecretsError.self, "flipping byte \(position) went unnoticed") {
-                try SecretsStore(paths, db: store.db).secret("github-token")
+                try SecretsStore(paths, db: store.db).verifyAll()
             }
             switch failure {
             case .tampered?, .wrongKey?: break
@@ -90,6 +90,17 @@ import Testing
         }
         try Self.write(paths.store, good)
         #expect(try SecretsStore(paths, db: store.db).secret("github-token").utf8() == Self.canary)
+    }
+
+    @Test func aReaderNoticesTamperingOfTheRecordItReads() throws {
+        let (store, paths) = try Self.store()
+        var bytes = try Self.bytes(paths.store)
+        let file = try SecretsStore(paths, db: store.db).file
+        let record = try #require(file.entries.first { $0.name == "github-token" }).record
+        bytes[record.startIndex + 30] ^= 0x80
+        try Self.write(paths.store, bytes)
+        let reader = try SecretsStore(paths, db: store.db)
+        #expect(throws: SecretsError.tampered("record of github-token was changed")) { try reader.secret("github-token") }
     }
 
     @Test func truncatedOrExtendedFilesAreRefused() throws {

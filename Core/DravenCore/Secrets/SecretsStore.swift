@@ -64,6 +64,11 @@ package final class SecretsStore {
             """, [.text(id), .int(Int64(file.generation)), .text(hash), .int(Clock.now())])
     }
 
+    /// Checks every record (what `draven secrets verify` does); readers check only what they use.
+    package func verifyAll() throws(SecretsError) {
+        for entry in file.entries { _ = try open(entry) }
+    }
+
     /// The names, kinds, versions and update times of all entries (never values).
     package var entries: [(name: String, kind: SecretKind, version: UInt64, updated: Int64)] {
         file.entries.map { ($0.name, $0.kind, $0.version, $0.updated) }
@@ -77,6 +82,7 @@ package final class SecretsStore {
     }
 
     func open(_ entry: SecretsFile.Entry) throws(SecretsError) -> SecretBytes {
+        guard entry.recordIsIntact else { throw .tampered("record of \(entry.name) was changed") }
         let aad = file.aad(name: entry.name, version: entry.version, kind: entry.kind)
         guard let value = dek.withUnsafeBytes({ SecretsCrypto.open(entry.record, aad: aad, key: $0, label: entry.name) }) else {
             throw .tampered("entry \(entry.name) does not decrypt under its name, version and kind")
