@@ -9,7 +9,14 @@ draven="$BIN_DIR/draven"
 
 "$draven" init --state-dir "$STATE_DIR" >/dev/null
 [ -f "$STATE_DIR/secrets/secrets.dsb" ] || "$draven" secrets init --state-dir "$STATE_DIR" >/dev/null
-"$draven" apply --state-dir "$STATE_DIR" -f "$here/draven.example.toml"
+
+# The demo dispatches to a local stand-in CI (infra/demo_provider.py), never to github.com:
+# the example configuration with its integration pointed at 127.0.0.1, and a dummy token.
+export DEMO_PROVIDER_PORT="${DEMO_PROVIDER_PORT:-$((PORT + 1))}"
+sed "s|^method = \"workflow_dispatch\"|&\napi_url = \"http://127.0.0.1:$DEMO_PROVIDER_PORT\"   # make run: local stand-in CI|" \
+  "$here/draven.example.toml" >"$STATE_DIR/draven.toml"
+"$draven" apply --state-dir "$STATE_DIR" -f "$STATE_DIR/draven.toml"
+printf 'demo-token-not-a-real-credential' | "$draven" secrets set github-shop-token --state-dir "$STATE_DIR" >/dev/null
 token_file="$STATE_DIR/demo-token"
 if [ ! -s "$token_file" ]; then
   (umask 077; "$draven" tokens create --state-dir "$STATE_DIR" --person alice --name demo >"$token_file" 2>/dev/null)
@@ -28,9 +35,8 @@ The demo token (person alice) is in $token_file.
 Create a demo deploy (develop → shop/demo):
   curl -sS -X POST $url/api/v1/deploys -H 'Authorization: Bearer $token' -H 'Content-Type: application/json' -d '{"project":"shop","environment":"demo","ref":"develop","reason":"first deploy"}'
 
-draven then dispatches it to GitHub; until you store a real token
-(printf %s "\$TOKEN" | $draven secrets set github-shop-token --state-dir $STATE_DIR)
-the job fails at once with a message saying so.
+draven dispatches it to a local stand-in CI on 127.0.0.1:$DEMO_PROVIDER_PORT (its log:
+$STATE_DIR/run/demo-provider.log); the job becomes "running" with a run id.
 
 Then look at it and at the locks:
   curl -sS $url/api/v1/jobs/1 -H 'Authorization: Bearer $token'

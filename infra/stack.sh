@@ -3,7 +3,7 @@
 # with its own prefix, both on loopback, everything under $RUN_DIR.
 #
 #   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=8] [SWEEP_EVERY=5s] [DELIVER=path]
-#   infra/stack.sh start|stop|status
+#   [DEMO_PROVIDER_PORT=8081] infra/stack.sh start|stop|status
 #
 # With SWEEP_EVERY, `start` also runs the `draven sweep --every` service (it delivers due
 # outbox rows and keeps the store open). `stop` stops exactly the processes `start` recorded
@@ -98,6 +98,11 @@ start() {
   if ! "$NGINX" -t -q -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf" || ! "$NGINX" -p "$RUN_DIR" -c "$RUN_DIR/nginx.conf"; then
     echo "stack.sh: nginx did not start" >&2; cat "$RUN_DIR/error.log" >&2 2>/dev/null || true; stop; exit 1
   fi
+  if [ -n "${DEMO_PROVIDER_PORT:-}" ]; then  # the local stand-in CI of `make run`
+    setsid python3 "$here/demo_provider.py" "$DEMO_PROVIDER_PORT" </dev/null >>"$RUN_DIR/demo-provider.log" 2>&1 &
+    echo $! >"$RUN_DIR/demo-provider.pid"
+    for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$DEMO_PROVIDER_PORT") 2>/dev/null && break; sleep 0.05; done
+  fi
   if [ -n "${SWEEP_EVERY:-}" ]; then
     env -i PATH=/usr/bin:/bin DRAVEN_SECRETS_DIR="$SECRETS_DIR" setsid "$BIN_DIR/draven" sweep --every "$SWEEP_EVERY" \
       --state-dir "$STATE_DIR" --secrets-dir "$SECRETS_DIR" </dev/null >>"$RUN_DIR/sweep.log" 2>&1 &
@@ -112,12 +117,14 @@ start() {
 
 stop() {
   stop_pid "$RUN_DIR/sweep.pid" "draven sweep" TERM
+  stop_pid "$RUN_DIR/demo-provider.pid" demo_provider.py TERM
   stop_pid "$RUN_DIR/nginx.pid" nginx QUIT
   stop_group "$RUN_DIR/fcgiwrap.pid" fcgiwrap
   rm -f "$socket"
 }
 
 status() {
+  alive "$RUN_DIR/demo-provider.pid" demo_provider.py && echo "demo provider: running (pid $(cat "$RUN_DIR/demo-provider.pid"))"
   alive "$RUN_DIR/sweep.pid" "draven sweep" && echo "sweep: running (pid $(cat "$RUN_DIR/sweep.pid"))" || echo "sweep: stopped"
   alive "$RUN_DIR/nginx.pid" nginx && echo "nginx: running (pid $(cat "$RUN_DIR/nginx.pid"))" || echo "nginx: stopped"
   if [ -s "$RUN_DIR/fcgiwrap.pid" ] && [ -n "$(group_members "$(cat "$RUN_DIR/fcgiwrap.pid")" fcgiwrap)" ]; then

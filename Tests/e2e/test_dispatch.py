@@ -2,14 +2,17 @@
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
-from conftest import BIN_DIR, launch
-from fake_provider import FakeProvider
+from conftest import BIN_DIR, ROOT, launch
+
+sys.path.insert(0, str(ROOT / "infra"))
+from demo_provider import FakeProvider  # noqa: E402
 
 SECRETS = {
     "gh-token": "ghp_canary0GITHUB0aa11bb22cc33",

@@ -1,9 +1,12 @@
-"""A fake CI provider for the tests: records every request and answers as scripted.
+"""A local stand-in for GitHub Actions, GitLab CI and Bitbucket Pipelines.
 
-Default answers mimic the providers' success responses (GitHub dispatch with
-return_run_details, GitLab pipeline creation, Bitbucket pipeline creation). A test can queue
-answers for a path prefix: {"status": 503, "body": {...}, "delay": 0}. A delay longer than
-draven's timeout makes the request hang.
+`make run` starts it so the demo's deploys really dispatch (to 127.0.0.1, nothing leaves the
+machine); the end-to-end tests use it as their fake provider. It records every request and
+answers like the providers' success responses (GitHub dispatch with return_run_details, GitLab
+and Bitbucket pipeline creation). Tests can queue answers for a path prefix:
+{"status": 503, "body": {...}, "delay": 0}; a delay longer than draven's timeout makes a call hang.
+
+    python3 infra/demo_provider.py PORT      # serve until killed, logging one line per request
 """
 import json
 import threading
@@ -12,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeProvider:
-    def __init__(self):
+    def __init__(self, port=0):
         self.requests = []
         self.scripts = {}  # path prefix -> list of answers
         self.in_flight = 0
@@ -33,7 +36,7 @@ class FakeProvider:
 
             do_GET = do_POST
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -97,3 +100,18 @@ class FakeProvider:
             return {"status": 201, "body": {"uuid": "{%08d-0000-4000-8000-000000000000}" % n, "build_number": n,
                                             "state": {"name": "PENDING"}}}
         return {"status": 404, "body": {"message": "Not Found"}}
+
+
+if __name__ == "__main__":
+    import sys
+
+    provider = FakeProvider(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(f"demo provider on {provider.url}", flush=True)
+    original = provider.handle
+
+    def logged(handler, body):
+        original(handler, body)
+        print(f"{handler.command} {handler.path} -> {provider.requests[-1]['answered']}", flush=True)
+
+    provider.handle = logged
+    provider.server.serve_forever()
