@@ -47,9 +47,7 @@ extension Draven {
                 guard let kind = SecretKind(name: kind) else { throw ValidationError("--kind must be one of \(SecretKind.allCases.map(\.name).joined(separator: ", "))") }
                 let value = try readValue(fromFile: fromFile, keepNewline: keepNewline, label: name)
                 try SecretsCommand.run {
-                    try SecretsAdmin.update(SecretsPaths(state.paths), db: try state.open(), actor: state.operatorName, now: Clock.now()) { draft in
-                        (try draft.set(name, kind: kind, value: value), [name])
-                    }
+                    try state.updateSecrets { draft in (try draft.set(name, kind: kind, value: value), [name]) }
                     print("set \(name)")
                 }
             }
@@ -83,9 +81,7 @@ extension Draven {
             @Argument var name: String
             func run() throws {
                 try SecretsCommand.run {
-                    try SecretsAdmin.update(SecretsPaths(state.paths), db: try state.open(), actor: state.operatorName, now: Clock.now()) { draft in
-                        (try draft.remove(name), [name])
-                    }
+                    try state.updateSecrets { draft in (try draft.remove(name), [name]) }
                     print("removed \(name)")
                 }
             }
@@ -96,10 +92,7 @@ extension Draven {
             @OptionGroup var state: StateOptions
             func run() throws {
                 try SecretsCommand.run {
-                    let paths = SecretsPaths(state.paths)
-                    try SecretsAdmin.update(paths, db: try state.open(), actor: state.operatorName, now: Clock.now()) { draft in
-                        (draft.rotateDataKey(), ["(data key)"])
-                    }
+                    try state.updateSecrets { draft in (draft.rotateDataKey(), ["(data key)"]) }
                     print("data key rotated; all entries re-sealed")
                 }
             }
@@ -155,6 +148,13 @@ extension Draven {
                 }
             }
         }
+    }
+}
+
+extension StateOptions {
+    /// Opens the secrets store for one signed update by this operator.
+    func updateSecrets(_ change: (inout SecretsAdmin.Draft) throws -> ((), changed: [String])) throws {
+        try SecretsAdmin.update(SecretsPaths(paths), db: try open(), actor: operatorName, now: Clock.now(), change)
     }
 }
 
