@@ -27,7 +27,6 @@ package enum CGI {
             if case DravenError.bodyTooLarge = error { bodyUnread = true }
             response = answer(error, context: context)
         }
-        let outbox = context.finish()
         write(response.cgiBytes())
         // fcgiwrap feeds the whole body to stdin and answers 502 if the program exits first;
         // a body refused as too large is discarded after the answer, never buffered or parsed.
@@ -36,6 +35,8 @@ package enum CGI {
         // waiting for the outbound calls made after the answer.
         close(1)
         close(2)
+        // Only now close the store: closing may checkpoint the WAL, which the client must not wait for.
+        let outbox = context.finish()
         if !outbox.isEmpty { Handoff.execDeliver(outbox) }
         exit(0)
     }

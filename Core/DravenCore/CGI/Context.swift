@@ -37,7 +37,7 @@ package final class Context {
     }
 
     /// Closes the store (checkpointing as SQLite does on close) and returns the outbox rows the
-    /// request committed, for `draven-deliver`.
+    /// request committed, for `draven-deliver`. Called after the response has been sent.
     func finish() -> [Int64] {
         let outbox = database?.takeCommittedOutbox() ?? []
         database = nil
