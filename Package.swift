@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "trigger", targets: ["trigger"]),
         .executable(name: "status", targets: ["status"]),
+        .executable(name: "webhook-receive", targets: ["webhook-receive"]),
         .executable(name: "draven-deliver", targets: ["draven-deliver"]),
         .executable(name: "draven", targets: ["draven"]),
     ],
@@ -42,6 +43,7 @@ let package = Package(
         .executableTarget(name: "draven-deliver", dependencies: ["DravenOutbound"], path: "Functions/deliver", swiftSettings: swiftSettings),
         .executableTarget(name: "trigger", dependencies: ["DravenCore"], path: "Functions/trigger", swiftSettings: swiftSettings),
         .executableTarget(name: "status", dependencies: ["DravenCore"], path: "Functions/status", swiftSettings: swiftSettings),
+        .executableTarget(name: "webhook-receive", dependencies: ["DravenCore"], path: "Functions/webhook-receive", swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",
             dependencies: [

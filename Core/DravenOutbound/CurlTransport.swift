@@ -23,9 +23,13 @@ package struct CurlTransport: HTTPTransport {
         let handle = try EasyHandle()
         var headerLines: [[CChar]] = request.headers.map { Array("\($0.0): \($0.1)".utf8CString) }
         var body = request.body
+        var url = Array(request.url.utf8CString)
+        var password: [CChar] = []
         defer {
             for i in headerLines.indices { headerLines[i].withUnsafeMutableBytes { wipe($0) } }
             body.withUnsafeMutableBytes { wipe($0) }
+            url.withUnsafeMutableBytes { wipe($0) }
+            password.withUnsafeMutableBytes { wipe($0) }
         }
         if let credential, let how = request.credential {
             switch how {
@@ -36,7 +40,14 @@ package struct CurlTransport: HTTPTransport {
                 headerLines.append(line)
             case .formField:
                 body = substitute(body, placeholder: Array(OutboundRequest.bodyPlaceholder.utf8), with: credential)
+            case .url:
+                url = credential.withUnsafeBytes { $0.map { CChar(bitPattern: $0) } } + [0]
+            case .smtpLogin:
+                password = credential.withUnsafeBytes { $0.map { CChar(bitPattern: $0) } } + [0]
             }
+        }
+        if let mail = request.mail {
+            return try sendMail(handle, request, mail: mail, password: password)
         }
         // No "Expect: 100-continue" round trip.
         headerLines.append(Array("Expect:".utf8CString))
@@ -47,7 +58,7 @@ package struct CurlTransport: HTTPTransport {
 
         let sink = ResponseSink(limit: maxResponseBytes)
         let rc: CURLcode = body.withUnsafeBytes { bodyBytes in
-            handle.set(CURLOPT_URL, request.url)
+            url.withUnsafeBufferPointer { handle.set(CURLOPT_URL, $0.baseAddress!) }
             handle.set(CURLOPT_CUSTOMREQUEST, request.method)
             if request.method != "GET" {
                 handle.set(CURLOPT_POST, 1)
@@ -75,6 +86,39 @@ package struct CurlTransport: HTTPTransport {
             throw TransportError(message: "\(request.method) \(request.redactedURL): \(what)", retryable: retryable, timedOut: timedOut)
         }
         return OutboundResponse(status: handle.status, body: sink.bytes)
+    }
+
+    /// Sends `request.body` as an email over SMTP (STARTTLS required when `mail.requireTLS`).
+    private func sendMail(_ handle: EasyHandle, _ request: OutboundRequest, mail: OutboundRequest.Mail, password: [CChar]) throws(TransportError) -> OutboundResponse {
+        var rcpt: UnsafeMutablePointer<curl_slist>?
+        for to in mail.to { rcpt = curl_slist_append(rcpt, "<\(to)>") }
+        defer { curl_slist_free_all(rcpt) }
+        let source = BodySource(request.body)
+        handle.set(CURLOPT_URL, request.url)
+        handle.set(CURLOPT_MAIL_FROM, "<\(mail.from)>")
+        handle.set(CURLOPT_MAIL_RCPT, UnsafeMutableRawPointer(rcpt))
+        handle.set(CURLOPT_UPLOAD, 1)
+        handle.set(CURLOPT_PROTOCOLS_STR, "smtp,smtps")
+        handle.set(CURLOPT_USE_SSL, mail.requireTLS ? Int(CURLUSESSL_ALL.rawValue) : Int(CURLUSESSL_TRY.rawValue))
+        handle.set(CURLOPT_SSL_VERIFYPEER, 1)
+        handle.set(CURLOPT_SSL_VERIFYHOST, 2)
+        handle.set(CURLOPT_NOSIGNAL, 1)
+        handle.set(CURLOPT_CONNECTTIMEOUT_MS, connectTimeoutMS)
+        handle.set(CURLOPT_TIMEOUT_MS, request.timeoutMS)
+        if case .smtpLogin(let username)? = request.credential, !password.isEmpty {
+            handle.set(CURLOPT_USERNAME, username)
+            password.withUnsafeBufferPointer { handle.set(CURLOPT_PASSWORD, $0.baseAddress!) }
+        }
+        let rc = source.attach(to: handle)
+        guard rc == CURLE_OK else {
+            let timedOut = rc == CURLE_OPERATION_TIMEDOUT
+            let status = handle.status
+            // An SMTP 5xx reply is final; connection problems, timeouts and 4xx replies may be retried.
+            if status >= 500 { return OutboundResponse(status: 400, body: Array("SMTP \(status)".utf8)) }
+            throw TransportError(message: "SMTP \(request.redactedURL): " + (timedOut ? "timed out after \(request.timeoutMS / 1000)s" : String(cString: curl_easy_strerror(rc))),
+                                 retryable: true, timedOut: timedOut)
+        }
+        return OutboundResponse(status: 200, body: [])
     }
 
     private func substitute(_ body: [UInt8], placeholder: [UInt8], with secret: SecretBytes) -> [UInt8] {
@@ -114,6 +158,7 @@ final class EasyHandle {
     func set(_ option: CURLoption, _ value: Int) { precondition(ccurl_setopt_long(raw, option, value) == CURLE_OK, "curl option \(option)") }
     func set(_ option: CURLoption, _ value: String) { precondition(ccurl_setopt_string(raw, option, value) == CURLE_OK, "curl option \(option)") }
     func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer?) { precondition(ccurl_setopt_pointer(raw, option, value) == CURLE_OK) }
+    func set(_ option: CURLoption, _ value: UnsafePointer<CChar>) { precondition(ccurl_setopt_pointer(raw, option, UnsafeMutableRawPointer(mutating: value)) == CURLE_OK) }
 
     var status: Int {
         var code = 0
@@ -138,6 +183,27 @@ final class ResponseSink {
             let n = size * count
             guard sink.bytes.count + n <= sink.limit else { sink.overflowed = true; return 0 }
             if let data { sink.bytes.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n)) }
+            return n
+        }
+        return withExtendedLifetime(self) { curl_easy_perform(handle.raw) }
+    }
+}
+
+/// Feeds a request body to libcurl's read callback (SMTP uploads).
+final class BodySource {
+    let bytes: [UInt8]
+    var offset = 0
+
+    init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    func attach(to handle: EasyHandle) -> CURLcode {
+        handle.set(CURLOPT_READDATA, Unmanaged.passUnretained(self).toOpaque())
+        _ = ccurl_setopt_read_function(handle.raw) { buffer, size, count, context in
+            let source = Unmanaged<BodySource>.fromOpaque(context!).takeUnretainedValue()
+            let n = min(size * count, source.bytes.count - source.offset)
+            guard n > 0, let buffer else { return 0 }
+            source.bytes.withUnsafeBytes { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress! + source.offset, byteCount: n) }
+            source.offset += n
             return n
         }
         return withExtendedLifetime(self) { curl_easy_perform(handle.raw) }

@@ -36,7 +36,12 @@ package struct Config: Sendable {
         package var description: String
         package var integration: Integration?
         package var environments: [Environment]
+        /// Where job outcomes are announced: `slack_webhook_secret`, `teams_webhook_secret`
+        /// (secrets holding the incoming-webhook URLs) and `email` (addresses).
+        package var notify: JSONObject = [:]
     }
+    /// The SMTP server for email notifications (`[smtp]`: url, from, username, password_secret).
+    package var smtp: JSONObject?
 
     package var tokenHeader: String?
     package var people: [Person] = []
@@ -49,6 +54,7 @@ package struct Config: Sendable {
         "github": ["workflow_dispatch"],
         "gitlab": ["trigger", "pipeline"],
         "bitbucket": ["custom_pipeline"],
+        "bitbucket-dc": ["none"],  // Data Center has no pipelines: webhooks only
     ]
     static let failurePolicies: Set<String> = ["rollback", "diagnostic"]
 
@@ -94,6 +100,18 @@ package struct Config: Sendable {
             config.groups.append(Group(name: name, members: members))
         }
         let groupNames = Set(config.groups.map(\.name))
+
+        if var smtp = reader.table("smtp", &problems).map({ TableReader($0, path: "smtp") }) {
+            if let url = smtp.string("url", &problems, required: true), !(url.hasPrefix("smtp://") || url.hasPrefix("smtps://")) {
+                problems.append(.init(key: "smtp.url", reason: "must be smtp://host:port or smtps://host:port"))
+            }
+            _ = smtp.string("from", &problems, required: true)
+            _ = smtp.string("username", &problems)
+            _ = smtp.string("password_secret", &problems)
+            _ = smtp.bool("starttls", &problems)
+            smtp.finish(&problems)
+            config.smtp = smtp.object
+        }
 
         if let projects = reader.table("projects", &problems) {
             for (name, value) in projects.entries {
@@ -149,6 +167,16 @@ extension Config.Project {
             if let env = Config.Environment.validate(name: envName, envTable, path: envPath, groups: groups, problems: &problems) {
                 project.environments.append(env)
             }
+        }
+        if let notify = r.table("notify", &problems) {
+            var n = TableReader(notify, path: path + ".notify")
+            _ = n.string("slack_webhook_secret", &problems)
+            _ = n.string("teams_webhook_secret", &problems)
+            for address in n.strings("email", &problems) ?? [] where !address.contains("@") || address.contains(" ") || address.contains("\r") || address.contains("\n") {
+                problems.append(.init(key: n.key("email"), reason: "\"\(address)\" is not an email address"))
+            }
+            n.finish(&problems)
+            project.notify = notify
         }
         if let integration = r.table("integration", &problems) {
             project.integration = Config.Integration.validate(integration, path: path + ".integration",
@@ -218,7 +246,7 @@ extension Config.Integration {
                     problems.append(.init(key: r.key("method"), reason: "\(provider) supports \(methods.sorted().joined(separator: ", ")), not \"\(method)\""))
                 }
             } else {
-                problems.append(.init(key: r.key("provider"), reason: "must be github, gitlab or bitbucket, not \"\(provider)\""))
+                problems.append(.init(key: r.key("provider"), reason: "must be github, gitlab, bitbucket or bitbucket-dc, not \"\(provider)\""))
             }
         }
         // Secrets are named here and kept in the secrets store, never in this file.
@@ -237,7 +265,7 @@ extension Config.Integration {
             for env in environments where pipelines[env] == nil && pipelines["*"] == nil {
                 problems.append(.init(key: r.key("pipelines"), reason: "has no pipeline for environment \"\(env)\" (add it, or a \"*\" entry)"))
             }
-        } else if provider != "gitlab" {
+        } else if provider != "gitlab" && provider != "bitbucket-dc" {
             problems.append(.init(key: r.key("pipelines"), reason: "is required: map each environment (or \"*\") to its pipeline"))
         }
         r.finish(&problems)

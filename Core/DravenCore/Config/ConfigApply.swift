@@ -19,6 +19,7 @@ package enum ConfigApply {
 
         try db.run("DELETE FROM settings")
         if let header = config.tokenHeader { try db.run("INSERT INTO settings (key, value) VALUES ('api.token_header', ?1)", [.text(header)]) }
+        if let smtp = config.smtp { try db.run("INSERT INTO settings (key, value) VALUES ('smtp', ?1)", [.text(JSON.object(smtp).serialized())]) }
 
         // People: upsert; those no longer declared are disabled (their tokens stop working).
         try db.run("UPDATE people SET disabled = 1")
@@ -61,9 +62,10 @@ package enum ConfigApply {
         try db.run("UPDATE environments SET retired = 1")
         for project in config.projects {
             try db.run("""
-                INSERT INTO projects (name, description, retired, config_version) VALUES (?1, ?2, 0, ?3)
-                ON CONFLICT (name) DO UPDATE SET description = excluded.description, retired = 0, config_version = excluded.config_version
-                """, [.text(project.name), .text(project.description), .int(summary.version)])
+                INSERT INTO projects (name, description, retired, config_version, notify) VALUES (?1, ?2, 0, ?3, ?4)
+                ON CONFLICT (name) DO UPDATE SET description = excluded.description, retired = 0, config_version = excluded.config_version,
+                    notify = excluded.notify
+                """, [.text(project.name), .text(project.description), .int(summary.version), .text(JSON.object(project.notify).serialized())])
             guard let pid = try db.scalar("SELECT id FROM projects WHERE name = ?1", [.text(project.name)]) else { continue }
             summary.projects += 1
             for env in project.environments {

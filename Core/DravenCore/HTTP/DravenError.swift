@@ -10,6 +10,11 @@ package enum DravenError: Error, Equatable, Sendable {
     case methodNotAllowed(allowed: [String])
     /// No or unknown credentials. The detail never says which part was wrong.
     case unauthenticated
+    /// A webhook or callback whose signature, token or timestamp does not verify, or that names
+    /// no configured integration. The detail says which check failed, never a secret.
+    case badSignature(String)
+    /// A runner callback or heartbeat carrying a fencing token that no longer holds the lock.
+    case staleFencingToken(job: Int64)
     /// Authenticated, but no grant for `action` on the environment.
     case forbidden(action: String, project: String, environment: String)
     /// The environment's policy refused; `rule` names the rule.

@@ -23,6 +23,11 @@ extension Problem {
             self.init(status: 401, type: "unauthenticated", title: "Unauthenticated",
                       detail: "a valid API token is required (Authorization: Bearer <token>)")
             headers.append(("WWW-Authenticate", "Bearer realm=\"draven\""))
+        case .badSignature(let why):
+            self.init(status: 401, type: "bad-signature", title: "Signature not verified", detail: why)
+        case .staleFencingToken(let job):
+            self.init(status: 409, type: "stale-fencing-token", title: "Stale fencing token",
+                      detail: "job \(job) does not hold the environment's lock with this fencing token (it ended or was superseded)")
         case .forbidden(let action, let project, let environment):
             self.init(status: 403, type: "forbidden", title: "Forbidden",
                       detail: "no grant allows you to \(action) \(project)/\(environment)",

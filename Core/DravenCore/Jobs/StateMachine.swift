@@ -90,6 +90,25 @@ package enum StateMachine {
         }
     }
 
+    /// Moves a job toward an outcome reported from outside (provider event, runner callback):
+    /// a `dispatching` job passes through `running` on its way to `succeeded`. Anything the state
+    /// machine does not allow (late, duplicate, backwards) is recorded as ignored.
+    @discardableResult
+    package static func report(_ tx: Transaction, job: Int64, state target: JobState, actor: String,
+                               detail: JSONObject = [:], now: Int64) throws -> Outcome {
+        let current = try tx.db.first("SELECT state FROM jobs WHERE id = ?1", [.int(job)]) { JobState(rawValue: $0.text(0)) } ?? nil
+        if current == .dispatching, target != .running, !JobState.dispatching.canMove(to: target) {
+            _ = try move(tx, job: job, to: .running, actor: actor, detail: detail, now: now, fencingToken: nil)
+        }
+        if current == target { return .ignored(current: target) }  // a repeat of what is known: nothing to record twice
+        return try move(tx, job: job, to: target, actor: actor, detail: detail, now: now, fencingToken: nil)
+    }
+
+    /// Records something that happened to a job without changing its state.
+    package static func note(_ tx: Transaction, job: Int64, event: String, actor: String, detail: JSONObject, now: Int64) throws {
+        try self.event(tx, job: job, event: event, from: nil, to: nil, actor: actor, detail: detail, now: now)
+    }
+
     private static func move(_ tx: Transaction, job: Int64, to target: JobState, actor: String, detail: JSONObject,
                              now: Int64, fencingToken: Int64?) throws -> Outcome {
         guard let row = try tx.db.first("SELECT state, environment_id FROM jobs WHERE id = ?1", [.int(job)], { ($0.text(0), $0.int(1)) }),
@@ -107,6 +126,7 @@ package enum StateMachine {
         if current.holdsLock && !target.holdsLock, try Locks.release(tx, environment: row.1, job: job) {
             try promoteNext(tx, environment: row.1, actor: actor, now: now)
         }
+        try Notifications.enqueue(tx, job: job, state: target, now: now)
         return .moved(from: current, to: target)
     }
 

@@ -53,8 +53,10 @@ package struct Delivery {
         switch row.kind {
         case Outbox.Kind.dispatch.rawValue:
             try dispatch(row, now: now)
+        case Outbox.Kind.notify.rawValue:
+            try notify(row, now: now)
         default:
-            try settle(row.id, state: "dead", error: "no deliverer for \(row.kind) rows yet", now: now())
+            try settle(row.id, state: "dead", error: "no deliverer for \(row.kind) rows", now: now())
         }
         return true
     }
@@ -121,6 +123,44 @@ package struct Delivery {
         }
     }
 
+    /// Sends a notification. Its outcome never changes the job: a final refusal marks the row
+    /// dead, anything else is retried with the same backoff as dispatches.
+    private mutating func notify(_ row: Row, now: () -> Int64) throws {
+        var error: String?
+        var retry = false
+        do {
+            let smtp = try Settings.get(db, "smtp").flatMap { try? JSON.parse($0) }?.objectValue
+            let request = try Notifications.request(row.payload, smtp: smtp, now: now())
+            let credential = try request.secretName.map { try secretsStore().secret($0) }
+            let response = try transport.send(request, credential: credential)
+            switch response.status {
+            case 200...299: break
+            case 408, 425, 429, 500...599: retry = true; error = "\(request.redactedURL) answered \(response.status)"
+            default: error = "\(request.redactedURL) refused the notification (\(response.status))"
+            }
+        } catch let e as TransportError {
+            retry = e.retryable
+            error = e.message
+        } catch let e as DispatchError {
+            error = e.description
+        } catch let e as SecretsError {
+            error = "secrets store: \(e)"
+            if case .notFound = e {} else { retry = true }
+        }
+        let at = now()
+        try db.immediate { tx in
+            guard let error else { return try settle(tx, row.id, state: "delivered", error: nil, now: at) }
+            if retry && row.attempts < maxAttempts {
+                try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                              [.int(row.id), .int(at + backoff(attempt: row.attempts)), .text(error)])
+            } else {
+                try settle(tx, row.id, state: "dead", error: error, now: at)
+                try Audit.record(tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
+                                 outcome: "failed", detail: ["channel": row.payload["channel"] ?? .null, "error": .string(error)])
+            }
+        }
+    }
+
     private mutating func secretsStore() throws -> SecretsStore {
         if let secrets { return secrets }
         let store = try SecretsStore(SecretsPaths(paths), db: db)
@@ -147,6 +187,7 @@ package struct Delivery {
                               [.int(job.id), .text(runID), .text(url)])
                 try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
                                             detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
+                if let runID { try WebhookReceive.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
             case .rejected(let why):
                 try settle(tx, row.id, state: "dead", error: why, now: now)
                 try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(why)], now: now)

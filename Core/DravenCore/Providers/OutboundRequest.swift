@@ -7,6 +7,17 @@ package struct OutboundRequest: Sendable {
         case header(name: String, prefix: String)
         /// Replaces the placeholder `bodyPlaceholder` in a form body (GitLab trigger tokens).
         case formField
+        /// The secret is the whole URL (Slack and Teams incoming webhooks); `url` is only a label.
+        case url
+        /// SMTP login: the secret is the password.
+        case smtpLogin(username: String)
+    }
+
+    /// An email to send over SMTP (`url` is smtp:// or smtps://; `body` is the RFC 5322 message).
+    package struct Mail: Sendable {
+        package var from: String
+        package var to: [String]
+        package var requireTLS: Bool
     }
 
     package static let bodyPlaceholder = "@@DRAVEN_SECRET@@"
@@ -19,8 +30,9 @@ package struct OutboundRequest: Sendable {
     /// The secrets-store entry holding the credential.
     package var secretName: String?
     package var timeoutMS: Int
+    package var mail: Mail? = nil
 
-    /// The URL without its query string, for logs and errors.
+    /// The URL without its query string, for logs and errors (a label when the URL is the secret).
     package var redactedURL: String { String(url.split(separator: "?", maxSplits: 1).first ?? "") }
 }
 

@@ -5,6 +5,7 @@ package enum Migrations {
     package static let all: [(id: String, sql: String)] = [
         ("0001-base", base),
         ("0002-secrets-dispatch", secretsAndDispatch),
+        ("0003-webhooks", webhooks),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -259,5 +260,21 @@ package enum Migrations {
 
     -- The provider's page for the run, once dispatched.
     ALTER TABLE jobs ADD COLUMN run_url TEXT;
+    """
+
+    static let webhooks = """
+    -- Webhook dedupe also by body hash: delivery-id headers are not signed.
+    ALTER TABLE deliveries ADD COLUMN body_hash TEXT;
+    CREATE UNIQUE INDEX deliveries_body ON deliveries (source, body_hash) WHERE body_hash IS NOT NULL;
+    -- An event for a run draven does not know yet keeps its run key and reported state, so it can
+    -- be applied when the deliverer records that run id.
+    ALTER TABLE deliveries ADD COLUMN run_key TEXT;
+    ALTER TABLE deliveries ADD COLUMN reported_state TEXT;
+    CREATE INDEX deliveries_unmatched ON deliveries (source, run_key) WHERE job_id IS NULL AND run_key IS NOT NULL;
+    -- What the runner's final callback reports.
+    ALTER TABLE jobs ADD COLUMN log_url TEXT;
+    ALTER TABLE jobs ADD COLUMN release_id TEXT;
+    -- Where a project's job outcomes are announced (JSON: secret names and addresses).
+    ALTER TABLE projects ADD COLUMN notify TEXT NOT NULL DEFAULT '{}';
     """
 }

@@ -10,6 +10,17 @@ package enum Clock {
         return Int64(ts.tv_sec)
     }
 
+    /// `Tue, 24 Nov 2026 02:31:21 +0000` (RFC 5322 Date header).
+    package static func rfc2822(_ seconds: Int64) -> String {
+        let iso = rfc3339(seconds)  // yyyy-mm-ddThh:mm:ssZ
+        let parts = iso.split(separator: "T")
+        let ymd = parts[0].split(separator: "-").map { Int($0)! }
+        let days = (seconds >= 0 ? seconds : seconds - 86399) / 86400
+        let weekday = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][Int(((days % 7) + 7) % 7)]
+        let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"][ymd[1] - 1]
+        return "\(weekday), \(ymd[2] < 10 ? "0" : "")\(ymd[2]) \(month) \(ymd[0]) \(parts[1].dropLast()) +0000"
+    }
+
     /// `2026-11-24T02:31:21Z` for a Unix time in seconds (UTC). Howard Hinnant's civil-from-days.
     package static func rfc3339(_ seconds: Int64) -> String {
         let days = seconds >= 0 ? seconds / 86400 : (seconds - 86399) / 86400

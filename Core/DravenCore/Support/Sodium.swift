@@ -4,7 +4,7 @@ internal import Glibc
 /// The few libsodium operations Core needs. https://doc.libsodium.org/
 package enum Sodium {
     /// `sodium_init` must run before anything else; it is idempotent and cheap after the first call.
-    private static func ready() {
+    static func ready() {
         precondition(sodium_init() >= 0, "libsodium failed to initialise")
     }
 
@@ -77,5 +77,29 @@ extension Sodium {
             message.withUnsafeBufferPointer { m in _ = crypto_hash_sha256(o.baseAddress!, m.baseAddress, UInt64(m.count)) }
         }
         return Hex.encode(out)
+    }
+}
+
+extension Sodium {
+    /// HMAC-SHA256 of `message` under a secret key of any length (crypto_auth_hmacsha256_init).
+    package static func hmacSHA256(key: SecretBytes, message: some Collection<UInt8>) -> [UInt8] {
+        ready()
+        var state = crypto_auth_hmacsha256_state()
+        var out = [UInt8](repeating: 0, count: 32)
+        let m = Array(message)
+        key.withUnsafeBytes { k in  // SecretBytes always has a base address
+            _ = crypto_auth_hmacsha256_init(&state, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
+        }
+        _ = crypto_auth_hmacsha256_update(&state, m, UInt64(m.count))
+        _ = crypto_auth_hmacsha256_final(&state, &out)
+        sodium_memzero(&state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
+        return out
+    }
+
+    /// Whether `header` is `prefix` + the lowercase or uppercase hex of `expected`, compared in
+    /// constant time.
+    package static func hexSignatureMatches(_ header: String?, prefix: String, expected: [UInt8]) -> Bool {
+        guard let header, header.hasPrefix(prefix), let given = Hex.decode(String(header.dropFirst(prefix.count))) else { return false }
+        return constantTimeEquals(given, expected)
     }
 }

@@ -1,0 +1,121 @@
+/// `POST /hooks/github|gitlab|bitbucket` — provider webhooks; `POST /hooks/runner` — the
+/// runner's signed final result. Each is verified with its integration's secret before it is
+/// believed, deduplicated by delivery id and body hash, and applied to its job in one
+/// transaction; the provider gets its answer right after the commit, and outbound calls
+/// (notifications, the next queued job's dispatch) happen after it.
+///
+/// Answers: 200 applied, duplicate or irrelevant (`ping`, `push`, …); 202 stored for a run draven
+/// does not know (yet); 401 unknown integration or bad signature; 409 stale fencing token.
+package enum WebhookReceive: Function {
+    package static let name = "webhook-receive"
+    /// GitHub and GitLab send up to 25 MB.
+    package static let maxBodyBytes = 25 << 20
+
+    typealias Handler = @Sendable (Request, Context) throws -> Response
+    static let router = Router<Handler>([
+        (Route("POST", "/hooks/github"), { @Sendable in try provider($0, $1, route: "github", providers: ["github"], eventHeader: "x-github-event",
+                                                        deliveryHeaders: ["x-github-delivery"]) }),
+        (Route("POST", "/hooks/gitlab"), { @Sendable in try provider($0, $1, route: "gitlab", providers: ["gitlab"], eventHeader: "x-gitlab-event",
+                                                        deliveryHeaders: ["idempotency-key", "x-gitlab-event-uuid"]) }),
+        (Route("POST", "/hooks/bitbucket"), { @Sendable in try provider($0, $1, route: "bitbucket", providers: ["bitbucket", "bitbucket-dc"],
+                                                           eventHeader: "x-event-key", deliveryHeaders: ["x-request-uuid", "x-request-id"]) }),
+        (Route("POST", "/hooks/runner"), { @Sendable in try RunnerCallback.respond($0, $1) }),
+    ])
+
+    package static func respond(to request: Request, context: Context) throws -> Response {
+        let (handler, _) = try router.resolve(request)
+        return try handler(request, context)
+    }
+
+    static func provider(_ request: Request, _ context: Context, route: String, providers: [String], eventHeader: String,
+                         deliveryHeaders: [String]) throws -> Response {
+        let db = try context.db()
+        let integration = try HookIntegration.find(db, providers: providers, project: request.queryItems["project"], body: request.body,
+                                                   request: request)
+        context.subject = "\(integration.project)/\(route)"
+        let secret = try integration.secret("webhook_secret", db: db, paths: context.paths)
+        try integration.verify(request, secret: secret)
+        let payload = try WebhookPayload.decode(request.body, request: request)
+        let eventName = request.header(eventHeader) ?? ""
+        let event = ProviderEvent.parse(provider: integration.provider == "bitbucket-dc" ? "bitbucket-dc" : integration.provider,
+                                        name: eventName, payload: payload)
+        let bodyHash = Sodium.sha256Hex(request.body)
+        let deliveryID = deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "sha256:" + bodyHash
+        let source = "\(integration.provider):\(integration.project)"
+
+        let result = try db.immediate { tx -> (status: Int, body: JSONObject) in
+            // Dedupe first, under the write lock: of two copies arriving together one inserts, the other sees it.
+            try tx.db.run("""
+                INSERT INTO deliveries (source, delivery_id, event, received_at, body_hash, run_key, reported_state)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING
+                """, [.text(source), .text(deliveryID), .text(eventName), .int(context.now), .text(bodyHash), .text(event.runKey),
+                      .text(event.state?.rawValue)])
+            guard tx.db.changes == 1 else { return (200, ["status": "duplicate", "delivery": .string(deliveryID)]) }
+            let delivery = tx.db.lastInsertRowID
+            guard event.relevant else { return (200, ["status": "ignored", "event": .string(eventName)]) }
+            guard let job = try JobMatch.find(tx.db, projectID: integration.projectID, provider: integration.provider, event: event) else {
+                // Kept with its run key: applied when the deliverer records this run id.
+                try tx.db.run("UPDATE deliveries SET payload = ?2 WHERE id = ?1", [.int(delivery), .text(String(decoding: request.body.prefix(1 << 20), as: UTF8.self))])
+                return (202, ["status": "stored", "detail": "no job is known for this run yet"])
+            }
+            try tx.db.run("UPDATE deliveries SET job_id = ?2 WHERE id = ?1", [.int(delivery), .int(job)])
+            let state = try apply(tx, job: job, event: event, actor: "\(integration.provider) webhook", delivery: deliveryID, now: context.now)
+            return (200, ["status": "applied", "job_id": .int(job), "state": .string(state.rawValue)])
+        }
+        return Response(status: result.status, json: .object(result.body))
+    }
+
+    /// Applies events that arrived for `runKey` before the run was known (a webhook can beat
+    /// the provider's answer to the dispatch), in the order they arrived.
+    static func applyStored(_ tx: Transaction, job: Int64, projectID: Int64, runKey: String, now: Int64) throws {
+        let stored = try tx.db.query("""
+            SELECT d.id, d.event, d.delivery_id, d.reported_state FROM deliveries d
+            JOIN integrations i ON d.source = i.provider || ':' || (SELECT name FROM projects WHERE id = i.project_id)
+            WHERE i.project_id = ?1 AND d.job_id IS NULL AND d.run_key = ?2 ORDER BY d.id
+            """, [.int(projectID), .text(runKey)]) { ($0.int(0), $0.text(1), $0.text(2), $0.optionalText(3)) }
+        for (id, event, delivery, state) in stored {
+            try tx.db.run("UPDATE deliveries SET job_id = ?2 WHERE id = ?1", [.int(id), .int(job)])
+            let detail: JSONObject = ["event": .string(event), "delivery": .string(delivery), "applied": "late (arrived before the run id)"]
+            try StateMachine.note(tx, job: job, event: "provider", actor: "webhook (stored)", detail: detail, now: now)
+            if let state = state.flatMap(JobState.init(rawValue:)) {
+                try StateMachine.report(tx, job: job, state: state, actor: "webhook (stored)", detail: detail, now: now)
+            }
+        }
+    }
+
+    /// Applies a matched provider event to its job: records it, and moves the job if the event
+    /// reports a state the job can move to. Returns the job's state afterwards.
+    static func apply(_ tx: Transaction, job: Int64, event: ProviderEvent, actor: String, delivery: String, now: Int64) throws -> JobState {
+        var detail = event.detail
+        detail["event"] = .string(event.name)
+        detail["delivery"] = .string(delivery)
+        if let url = event.url { detail["url"] = .string(url) }
+        try tx.db.run("UPDATE jobs SET run_id = coalesce(run_id, ?2), run_url = coalesce(run_url, ?3) WHERE id = ?1",
+                      [.int(job), .text(event.runKey), .text(event.url)])
+        try StateMachine.note(tx, job: job, event: "provider", actor: actor, detail: detail, now: now)
+        if let state = event.state {
+            try StateMachine.report(tx, job: job, state: state, actor: actor, detail: detail, now: now)
+        }
+        return try tx.db.first("SELECT state FROM jobs WHERE id = ?1", [.int(job)]) { JobState(rawValue: $0.text(0)) ?? .failed } ?? .failed
+    }
+}
+
+/// Finds the job a provider event is about: by the run id the deliverer recorded, else by the
+/// job id the run carries (pipeline variable or run name), within the integration's project.
+enum JobMatch {
+    static func find(_ db: Database, projectID: Int64, provider: String, event: ProviderEvent) throws -> Int64? {
+        if let key = event.runKey {
+            if key.hasPrefix("#") {  // a Bitbucket build number
+                if let id = try db.scalar("SELECT id FROM jobs WHERE project_id = ?1 AND run_url LIKE ?2 ORDER BY id DESC LIMIT 1",
+                                          [.int(projectID), .text("%/results/" + key.dropFirst())]) { return id }
+            } else if let id = try db.scalar("SELECT id FROM jobs WHERE run_id = ?1 AND project_id = ?2 ORDER BY id DESC LIMIT 1",
+                                             [.text(key), .int(projectID)]) {
+                return id
+            }
+        }
+        if let jobID = event.jobID {
+            return try db.scalar("SELECT id FROM jobs WHERE id = ?1 AND project_id = ?2", [.int(jobID), .int(projectID)])
+        }
+        return nil
+    }
+}

@@ -1,0 +1,78 @@
+/// Announcing how a job ended. `StateMachine` calls `enqueue` in the transaction that ends a job
+/// (succeeded, failed, timed out, cancelled); one outbox row per channel the project's
+/// `[notify]` names. The rows name secrets (the Slack and Teams webhook URLs are credentials)
+/// and carry the text; `Delivery` sends them after the commit.
+package enum Notifications {
+    static let announced: Set<JobState> = [.succeeded, .failed, .timedOut, .cancelled]
+
+    static func enqueue(_ tx: Transaction, job id: Int64, state: JobState, now: Int64) throws {
+        guard announced.contains(state), let job = try Job.find(tx.db, id: id) else { return }
+        let notify = try tx.db.first("SELECT notify FROM projects WHERE id = ?1", [.int(job.projectID)]) {
+            (try? JSON.parse($0.text(0)))?.objectValue ?? [:]
+        } ?? [:]
+        guard notify.count > 0 else { return }
+        let link = try tx.db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) { $0.optionalText(0) } ?? nil
+        let summary = "\(job.kind) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) \(words(state)) (asked by \(job.requestedBy))"
+        let text = "draven: " + summary + (link.map { " — log: \($0)" } ?? "")
+        let common: JSONObject = ["job_id": .int(id), "state": .string(state.rawValue), "text": .string(text)]
+        if let secret = notify["slack_webhook_secret"]?.stringValue {
+            try Outbox.enqueue(tx, kind: .notify, job: id, payload: common.merging(["channel": "slack", "secret": .string(secret)]), now: now)
+        }
+        if let secret = notify["teams_webhook_secret"]?.stringValue {
+            try Outbox.enqueue(tx, kind: .notify, job: id, payload: common.merging(["channel": "teams", "secret": .string(secret)]), now: now)
+        }
+        if let to = notify["email"]?.arrayValue, !to.isEmpty {
+            try Outbox.enqueue(tx, kind: .notify, job: id, payload: common.merging([
+                "channel": "email", "to": .array(to), "subject": .string("[draven] " + summary),
+            ]), now: now)
+        }
+    }
+
+    static func words(_ state: JobState) -> String {
+        switch state {
+        case .succeeded: "succeeded"
+        case .failed: "FAILED"
+        case .timedOut: "TIMED OUT (the runner went silent)"
+        case .cancelled: "was cancelled"
+        default: state.rawValue
+        }
+    }
+
+    /// The request that sends a notification row.
+    /// - Throws: `DispatchError` when the row cannot be sent as configured.
+    static func request(_ payload: JSON, smtp: JSONObject?, now: Int64) throws(DispatchError) -> OutboundRequest {
+        let text = payload["text"]?.stringValue ?? ""
+        switch payload["channel"]?.stringValue {
+        case "slack":
+            return OutboundRequest(method: "POST", url: "Slack incoming webhook", headers: [("Content-Type", "application/json")],
+                                   body: JSON.object(["text": .string(text)]).serializedBytes(), credential: .url,
+                                   secretName: payload["secret"]?.stringValue, timeoutMS: 10_000)
+        case "teams":
+            // A Teams Workflows (Power Automate) webhook takes an Adaptive Card message.
+            let card: JSON = ["type": "message", "attachments": [[
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": ["type": "AdaptiveCard", "version": "1.4", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "body": [["type": "TextBlock", "text": .string(text), "wrap": true]]],
+            ]]]
+            return OutboundRequest(method: "POST", url: "Teams workflow webhook", headers: [("Content-Type", "application/json")],
+                                   body: card.serializedBytes(), credential: .url, secretName: payload["secret"]?.stringValue, timeoutMS: 10_000)
+        case "email":
+            guard let smtp, let url = smtp["url"]?.stringValue, let from = smtp["from"]?.stringValue else {
+                throw DispatchError("email notifications need an [smtp] section with url and from")
+            }
+            let to = payload["to"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let subject = payload["subject"]?.stringValue ?? "draven"
+            let message = [
+                "From: \(from)", "To: \(to.joined(separator: ", "))", "Subject: \(subject)",
+                "Date: \(Clock.rfc2822(now))", "Message-ID: <draven-\(payload["job_id"]?.intValue ?? 0)-\(now)@draven>",
+                "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", "", text, "",
+            ].joined(separator: "\r\n")
+            let username = smtp["username"]?.stringValue
+            return OutboundRequest(method: "MAIL", url: url, headers: [], body: Array(message.utf8),
+                                   credential: username.map { .smtpLogin(username: $0) }, secretName: smtp["password_secret"]?.stringValue,
+                                   timeoutMS: 15_000, mail: .init(from: from, to: to, requireTLS: smtp["starttls"]?.boolValue ?? false))
+        default:
+            throw DispatchError("unknown notification channel")
+        }
+    }
+}

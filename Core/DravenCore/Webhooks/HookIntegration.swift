@@ -1,0 +1,99 @@
+/// The integration a webhook is for, and the checks that prove it came from there.
+///
+/// The integration is named by the hook URL's `?project=NAME` or, failing that, found by the
+/// repository the payload names (GitHub `repository.full_name`, GitLab
+/// `project.path_with_namespace`, Bitbucket Cloud `repository.full_name`, Bitbucket DC
+/// `repository.project.key/slug`). The payload is not trusted for anything else until the
+/// signature over its raw bytes verifies with that integration's `webhook_secret`.
+struct HookIntegration {
+    var projectID: Int64
+    var project: String
+    var provider: String
+    var repo: String
+    var document: JSONObject
+
+    /// - Throws: `DravenError.badSignature` when no integration matches (fail closed).
+    static func find(_ db: Database, providers: [String], project: String?, body: [UInt8], request: Request) throws -> HookIntegration {
+        let repo = project == nil ? repositoryHint(body, request: request) : nil
+        guard project != nil || repo != nil else { throw DravenError.badSignature("no integration: add ?project=NAME to the webhook URL") }
+        let rows = try db.query("""
+            SELECT p.id, p.name, i.provider, i.repo, i.document FROM integrations i JOIN projects p ON p.id = i.project_id
+            WHERE p.retired = 0 AND (p.name = ?1 OR (?1 IS NULL AND i.repo = ?2))
+            ORDER BY p.id
+            """, [.text(project), .text(repo)]) {
+            HookIntegration(projectID: $0.int(0), project: $0.text(1), provider: $0.text(2), repo: $0.text(3),
+                            document: (try? JSON.parse($0.text(4)))?.objectValue ?? [:])
+        }.filter { providers.contains($0.provider) }
+        guard let match = rows.first else {
+            throw DravenError.badSignature("no \(providers[0]) integration for \(project.map { "project \($0)" } ?? "repository \(repo ?? "")")")
+        }
+        return match
+    }
+
+    /// The repository an (unverified) payload names, to choose the secret to verify it with.
+    static func repositoryHint(_ body: [UInt8], request: Request) -> String? {
+        guard let payload = try? WebhookPayload.decode(body, request: request) else { return nil }
+        if let s = payload["repository"]?["full_name"]?.stringValue { return s }
+        if let s = payload["project"]?["path_with_namespace"]?.stringValue { return s }
+        if let key = payload["repository"]?["project"]?["key"]?.stringValue, let slug = payload["repository"]?["slug"]?.stringValue {
+            return key + "/" + slug
+        }
+        return nil
+    }
+
+    /// The secret named by `key` in the integration, from the secrets store.
+    /// - Throws: `.badSignature` when none is configured (unsigned hooks are refused).
+    func secret(_ key: String, db: Database, paths: Paths) throws -> SecretBytes {
+        guard let name = document[key]?.stringValue else {
+            throw DravenError.badSignature("project \(project) has no \(key) configured; unsigned webhooks are refused")
+        }
+        do {
+            return try SecretsStore(SecretsPaths(paths), db: db).secret(name)
+        } catch SecretsError.notFound {
+            throw DravenError.badSignature("the \(key) of project \(project) is not in the secrets store")
+        } catch let error as SecretsError {
+            Log.error("secrets store unusable", ["error": "\(error)"])
+            throw DravenError.storeNotReady("the secrets store cannot be read")
+        }
+    }
+
+    /// Checks the provider's signature or token over the raw body.
+    /// - Throws: `.badSignature` naming the missing or wrong header.
+    func verify(_ request: Request, secret: SecretBytes) throws {
+        switch provider {
+        case "github":
+            guard let header = request.header("x-hub-signature-256") else { throw DravenError.badSignature("X-Hub-Signature-256 is missing") }
+            guard Sodium.hexSignatureMatches(header, prefix: "sha256=", expected: Sodium.hmacSHA256(key: secret, message: request.body)) else {
+                throw DravenError.badSignature("X-Hub-Signature-256 does not match the body")
+            }
+        case "gitlab":
+            guard let token = request.header("x-gitlab-token") else { throw DravenError.badSignature("X-Gitlab-Token is missing") }
+            guard Array(token.utf8).withUnsafeBytes({ secret.constantTimeEquals($0) }) else {
+                throw DravenError.badSignature("X-Gitlab-Token is wrong")
+            }
+        default:  // Bitbucket Cloud and Data Center: X-Hub-Signature is HMAC-SHA256 (not GitHub's SHA-1)
+            guard let header = request.header("x-hub-signature") else { throw DravenError.badSignature("X-Hub-Signature is missing") }
+            guard Sodium.hexSignatureMatches(header, prefix: "sha256=", expected: Sodium.hmacSHA256(key: secret, message: request.body)) else {
+                throw DravenError.badSignature("X-Hub-Signature does not match the body")
+            }
+        }
+    }
+}
+
+/// Webhook bodies: JSON, or GitHub's `application/x-www-form-urlencoded` with the JSON in `payload`.
+enum WebhookPayload {
+    /// - Throws: `.unsupportedMediaType` for other types, `.malformed` for bodies that are not JSON.
+    static func decode(_ body: [UInt8], request: Request) throws -> JSON {
+        switch request.mediaType {
+        case "application/x-www-form-urlencoded":
+            let form = Request(method: "", path: "", query: String(decoding: body, as: UTF8.self)).queryItems
+            guard let payload = form["payload"] else { throw DravenError.malformed("the form has no payload field") }
+            return try JSON.parse(payload)
+        case let type? where type == "application/json" || type.hasSuffix("+json"):
+            guard !body.isEmpty else { throw DravenError.malformed("the body is empty") }
+            return try JSON.parse(body)
+        default:
+            throw DravenError.unsupportedMediaType(expected: "application/json", got: request.contentType)
+        }
+    }
+}
