@@ -43,7 +43,7 @@ import Testing
         (#"{"projects": {"p": {"environments": {}}}}"#, "projects.p.environments: declare at least one environment"),
         (#"{"projects": {"p q": {"environments": {}}}}"#, "projects.p q: a project name may contain only"),
         (#"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": {"provider": "svn", "repo": "r", "method": "m"}}}}"#,
-         "projects.p.integration.provider: must be github, gitlab or bitbucket"),
+         "projects.p.integration.provider: must be github, gitlab, bitbucket or bitbucket-dc"),
         (#"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": {"provider": "github", "repo": "r", "method": "trigger", "pipelines": {"*": "d.yml"}}}}}"#,
          "projects.p.integration.method: github supports workflow_dispatch"),
         (#"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": {"provider": "github", "repo": "r", "method": "workflow_dispatch", "pipelines": {"x": "d.yml"}}}}}"#,
