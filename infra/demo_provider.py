@@ -99,6 +99,8 @@ class FakeProvider:
         if "/pipelines/" in path:
             return {"status": 201, "body": {"uuid": "{%08d-0000-4000-8000-000000000000}" % n, "build_number": n,
                                             "state": {"name": "PENDING"}}}
+        if path.startswith("/slack/") or path.startswith("/teams/"):  # incoming webhooks of the chat tools
+            return {"status": 200, "body": None}
         return {"status": 404, "body": {"message": "Not Found"}}
 
 

@@ -32,7 +32,7 @@ class Reply:
     @property
     def json(self):
         document = json.loads(self.body)
-        if self.content_type.startswith("application/json") and isinstance(document, dict) and "state" in document:
+        if self.content_type.startswith("application/json") and isinstance(document, dict) and "state" in document and "kind" in document:
             conforms(document, "job")  # every job we read must match the published schema
         return document
 

@@ -56,7 +56,7 @@ BAD = {
     "bad ref rule": ('refs = ["tag:v*"]', 'refs = ["v*"]', 'must be KIND:GLOB'),
     "bad duration": ('lease = "15m"', 'lease = "soon"', "projects.shop.environments.prod.lease: must be a duration"),
     "bad action": ('actions = ["deploy", "read"]', 'actions = ["deploy", "destroy"]', 'grants[0].actions: "destroy" must be'),
-    "bad provider": ('provider = "github"', 'provider = "svn"', 'projects.shop.integration.provider: must be github, gitlab or bitbucket'),
+    "bad provider": ('provider = "github"', 'provider = "svn"', 'projects.shop.integration.provider: must be github, gitlab, bitbucket or bitbucket-dc'),
     "toml syntax": ('lock = "queue"', 'lock = ', "is not valid TOML"),
 }
 
