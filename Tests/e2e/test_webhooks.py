@@ -1,5 +1,7 @@
 """webhook-receive through real nginx + fcgiwrap, driven by the real payloads in events/."""
 import hashlib
+import os
+import subprocess
 import hmac
 import json
 import socket
@@ -14,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ROOT, assert_problem, launch
+from conftest import BIN_DIR, ROOT, assert_problem, launch
 
 sys.path.insert(0, str(ROOT / "infra"))
 from demo_provider import FakeProvider  # noqa: E402
@@ -350,3 +352,22 @@ def test_an_event_that_beats_the_dispatch_answer_is_applied_when_the_run_is_know
     early = github(stack, "workflow_run", fixture("github/workflow_run.completed.json", **{"workflow_run.id": 88001}))
     assert early.status == 202
     assert wait_for(stack, job, {"succeeded", "failed"}) == "succeeded"
+
+
+def test_sweep_retries_a_failed_notification(world):
+    stack, fake, _ = world
+    fake.script("/slack/", {"status": 503, "body": None})
+    job, run = running_job(stack, "octo", "e14")
+    r = github(stack, "workflow_run", fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run), "workflow_run.conclusion": "failure"}))
+    assert r.json["state"] == "failed"
+    row = f"SELECT state, attempts, last_error FROM outbox WHERE job_id = {job} AND payload LIKE '%\"channel\":\"slack\"%'"
+    deadline = time.monotonic() + 10
+    while stack.rows(row)[0][2] is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    state, attempts, error = stack.rows(row)[0]
+    assert (state, attempts) == ("pending", 1) and "503" in error and "canarySLACK" not in error
+    env = dict(os.environ, DRAVEN_NOW=str(int(time.time()) + 3600))
+    subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(stack.state_dir)], env=env, check=True, capture_output=True)
+    assert stack.rows(row)[0][:2] == ("delivered", 2)
+    assert [r["answered"] for r in fake.received("/slack/") if f"#{job} " in r["body"].decode()] == [503, 200]

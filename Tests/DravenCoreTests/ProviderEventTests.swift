@@ -1,0 +1,87 @@
+import Glibc
+import Testing
+@testable import DravenCore
+
+/// The real example payloads in events/, found from this file's path (no resource bundle).
+enum Fixtures {
+    static let root: String = {
+        var path = #filePath
+        for _ in 0..<3 { path = String(path[..<path.lastIndex(of: "/")!]) }
+        return path + "/events/"
+    }()
+
+    static func json(_ name: String) throws -> JSON {
+        let fd = open(root + name, O_RDONLY)
+        precondition(fd >= 0, "missing fixture \(name)")
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard n > 0 else { break }
+            bytes += buffer[..<n]
+        }
+        return try JSON.parse(bytes)
+    }
+}
+
+@Suite struct ProviderEventTests {
+    @Test(arguments: [
+        // (provider, event header, fixture, run key, job id, state)
+        ("github", "workflow_run", "github/workflow_run.completed.json", "289782451", nil, JobState.succeeded),
+        ("github", "workflow_run", "github/workflow_run.requested.json", "289782451", nil, .running),
+        ("github", "workflow_job", "github/workflow_job.queued.json", "2202229078", nil, .running),
+        ("github", "workflow_job", "github/workflow_job.completed.failure.json", "2202229078", nil, nil),
+        ("github", "deployment_status", "github/deployment_status.created.json", nil, nil, .succeeded),
+        ("gitlab", "Pipeline Hook", "gitlab/pipeline_hook.json", "31", nil, .succeeded),
+        ("gitlab", "Job Hook", "gitlab/job_hook.json", "2366", nil, nil),
+        ("bitbucket", "repo:commit_status_created", "bitbucket-cloud/repo_commit_status_created.json", "mybuildtool", nil, .running),
+        ("bitbucket", "repo:commit_status_updated", "bitbucket-cloud/repo_commit_status_updated.json", "mybuildtool", nil, .succeeded),
+    ] as [(String, String, String, String?, Int64?, JobState?)])
+    func realPayloadsMap(_ provider: String, _ name: String, _ file: String, _ runKey: String?, _ jobID: Int64?, _ state: JobState?) throws {
+        let event = ProviderEvent.parse(provider: provider, name: name, payload: try Fixtures.json(file))
+        #expect(event.relevant)
+        #expect(event.runKey == runKey)
+        #expect(event.jobID == jobID)
+        #expect(event.state == state)
+    }
+
+    @Test(arguments: [("github", "ping", "github/ping.json"), ("github", "push", "github/push.json"),
+                      ("github", "check_suite", "github/check_suite.completed.json"),
+                      ("bitbucket-dc", "repo:refs_changed", "bitbucket-dc/repo_refs_changed.json")])
+    func irrelevantEvents(_ provider: String, _ name: String, _ file: String) throws {
+        #expect(!ProviderEvent.parse(provider: provider, name: name, payload: try Fixtures.json(file)).relevant)
+    }
+
+    @Test func jobMarkersInRunNames() {
+        #expect(ProviderEvent.jobMarker("deploy shop to prod [draven-job-123]") == 123)
+        #expect(ProviderEvent.jobMarker("draven-job-") == nil)
+        #expect(ProviderEvent.jobMarker("nothing here") == nil)
+    }
+
+    @Test func bitbucketBuildNumbersFromPipelineURLs() {
+        let payload: JSON = ["commit_status": ["state": "FAILED", "key": "build", "url": "https://bitbucket.org/a/b/pipelines/results/42"]]
+        let event = ProviderEvent.parse(provider: "bitbucket", name: "repo:commit_status_updated", payload: payload)
+        #expect(event.runKey == "#42" && event.state == .failed)
+    }
+
+    @Test func gitlabJobIDVariable() {
+        let payload: JSON = ["object_attributes": ["id": 5, "status": "failed", "variables": [["key": "JOB_ID", "value": "17"]]]]
+        let event = ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook", payload: payload)
+        #expect(event.jobID == 17 && event.state == .failed && event.runKey == "5")
+    }
+}
+
+@Suite struct HMACTests {
+    /// RFC 4231 test case 2.
+    @Test func rfc4231() {
+        let key = SecretBytes(copying: Array("Jefe".utf8), label: "k")
+        let mac = Sodium.hmacSHA256(key: key, message: Array("what do ya want for nothing?".utf8))
+        #expect(Hex.encode(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        #expect(Sodium.hexSignatureMatches("sha256=" + Hex.encode(mac), prefix: "sha256=", expected: mac))
+        #expect(Sodium.hexSignatureMatches("sha256=" + Hex.encode(mac).uppercased(), prefix: "sha256=", expected: mac))
+        #expect(!Sodium.hexSignatureMatches("sha1=" + Hex.encode(mac), prefix: "sha256=", expected: mac))
+        #expect(!Sodium.hexSignatureMatches("sha256=" + Hex.encode(mac.dropLast()), prefix: "sha256=", expected: mac))
+        #expect(!Sodium.hexSignatureMatches(nil, prefix: "sha256=", expected: mac))
+    }
+}
