@@ -8,6 +8,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -103,6 +104,22 @@ class Stack:
                 return Reply(r.status, r.headers, r.read())
         except urllib.error.HTTPError as e:
             return Reply(e.code, e.headers, e.read())
+
+    def wait_for(self, job_id, states, timeout=20):
+        """Polls the job's state until it is one of `states`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.rows("SELECT state FROM jobs WHERE id = ?", job_id)[0][0]
+            if state in states:
+                return state
+            time.sleep(0.05)
+        raise AssertionError(f"job {job_id} is {state}, wanted {states}")
+
+    def sweep_once(self, later=3600):
+        """One `draven sweep --once` with the clock moved on, so rows waiting for their backoff are due."""
+        env = dict(os.environ, DRAVEN_NOW=str(int(time.time()) + later))
+        return subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(self.state_dir)],
+                              env=env, capture_output=True, text=True, check=True)
 
     def deploy(self, who, project, environment, ref, **extra):
         headers = extra.pop("headers", None)

@@ -43,14 +43,6 @@ def stack(fake):
             assert value not in logs and value not in tables and value.encode() not in store
 
 
-def wait_for(stack, job_id, states, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = stack.rows("SELECT state FROM jobs WHERE id = ?", job_id)[0][0]
-        if state in states:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} still {state}, wanted {states}")
 
 
 def deploy(stack, project, env, ref):
@@ -59,11 +51,6 @@ def deploy(stack, project, env, ref):
     return r.json
 
 
-def sweep_once(stack, later=3600):
-    """One sweep pass with the clock moved on, so rows waiting for their backoff are due."""
-    env = dict(os.environ, DRAVEN_NOW=str(int(time.time()) + later))
-    return subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(stack.state_dir)],
-                          env=env, capture_output=True, text=True, check=True)
 
 
 def for_job(fake, prefix, job_id):
@@ -77,7 +64,7 @@ def for_job(fake, prefix, job_id):
 
 def test_github_exact_request_and_running_with_run_id(stack, fake):
     job = deploy(stack, "ghapp", "ok", "refs/heads/main")
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     [req] = for_job(fake, "/repos/acme/app/actions/workflows/deploy.yml/dispatches", job["id"])
     assert req["method"] == "POST"
     h = req["headers"]
@@ -101,7 +88,7 @@ def test_github_exact_request_and_running_with_run_id(stack, fake):
 
 def test_gitlab_trigger_token_goes_in_the_body(stack, fake):
     job = deploy(stack, "gltrig", "staging", "refs/heads/main")
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     [req] = for_job(fake, "/api/v4/projects/42/trigger/pipeline", job["id"])
     assert req["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
     assert "Authorization" not in req["headers"] and "PRIVATE-TOKEN" not in req["headers"]
@@ -114,7 +101,7 @@ def test_gitlab_trigger_token_goes_in_the_body(stack, fake):
 
 def test_gitlab_pipeline_api_with_project_token(stack, fake):
     job = deploy(stack, "glpipe", "staging", "refs/heads/release/1.2")
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     [req] = for_job(fake, "/api/v4/projects/acme%2Fapp/pipeline", job["id"])
     assert req["headers"]["PRIVATE-TOKEN"] == SECRETS["gl-token"]
     assert json.loads(req["body"]) == {"ref": "release/1.2", "variables": [
@@ -124,7 +111,7 @@ def test_gitlab_pipeline_api_with_project_token(stack, fake):
 
 def test_bitbucket_custom_pipeline_on_a_tag(stack, fake):
     job = deploy(stack, "bbapp", "prod", "v2.0.1")
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     [req] = for_job(fake, "/2.0/repositories/acme/app/pipelines/", job["id"])
     assert req["headers"]["Authorization"] == "Bearer " + SECRETS["bb-token"]
     body = json.loads(req["body"])
@@ -138,7 +125,7 @@ def test_bitbucket_custom_pipeline_on_a_tag(stack, fake):
 def test_401_fails_the_job_with_the_reason_and_frees_the_lock(stack, fake):
     fake.script("/repos/acme/app/actions/workflows/", {"status": 401, "body": {"message": "Bad credentials"}})
     job = deploy(stack, "ghapp", "denied", "refs/heads/main")
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "failed"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "failed"
     events = stack.request("GET", f"/api/v1/jobs/{job['id']}", token=stack.tokens["alice"]).json["events"]
     assert "Bad credentials" in events[-1]["detail"]["reason"] and "401" in events[-1]["detail"]["reason"]
     assert stack.rows("""SELECT l.job_id FROM locks l JOIN environments e ON e.id = l.environment_id
@@ -164,11 +151,11 @@ def test_503_is_retried_by_sweep_and_dispatched_exactly_once(stack, fake):
     outputs = [p.communicate(timeout=30)[0] for p in sweeps]
     assert all(p.returncode == 0 for p in sweeps)
     assert sum("1 handled" in o for o in outputs) == 1, outputs
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     sent = for_job(fake, "/repos/", job["id"])
     assert [r["answered"] for r in sent] == [503, 200]
     assert len({r["body"] for r in sent}) == 1  # the retry is the same request: same JOB_ID
-    assert sweep_once(stack).stdout == ""  # nothing more to do
+    assert stack.sweep_once().stdout == ""  # nothing more to do
     assert len(for_job(fake, "/repos/", job["id"])) == 2
 
 
@@ -188,15 +175,15 @@ def test_a_hanging_provider_times_out_and_is_retried_without_blocking_anyone(sta
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert "timed out" in stack.rows("SELECT last_error FROM outbox WHERE job_id = ?", job["id"])[0][0].lower()
-    sweep_once(stack)
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+    stack.sweep_once()
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     assert len(for_job(fake, "/repos/", job["id"])) == 2
 
 
 def test_a_missing_secret_fails_the_job_with_a_clear_reason(stack, fake):
     before = len(fake.received("/repos/acme/other"))
     job = deploy(stack, "nosecret", "prod", "refs/heads/main")
-    assert wait_for(stack, job["id"], {"running", "failed"}) == "failed"
+    assert stack.wait_for(job["id"], {"running", "failed"}) == "failed"
     reason = stack.rows("SELECT detail FROM job_events WHERE job_id = ? ORDER BY id DESC LIMIT 1", job["id"])[0][0]
     assert "not-in-the-store is not in the secrets store" in reason
     assert len(fake.received("/repos/acme/other")) == before  # no call was made
@@ -208,7 +195,7 @@ def test_the_sweep_service_delivers_retries(stack, fake):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         job = deploy(stack, "ghapp", "service", "refs/heads/main")
-        assert wait_for(stack, job["id"], {"running", "failed"}, timeout=40) == "running"
+        assert stack.wait_for(job["id"], {"running", "failed"}, timeout=40) == "running"
         assert [r["answered"] for r in for_job(fake, "/repos/", job["id"])] == [502, 200]
     finally:
         service.terminate()

@@ -1,7 +1,5 @@
 """webhook-receive through real nginx + fcgiwrap, driven by the real payloads in events/."""
 import hashlib
-import os
-import subprocess
 import hmac
 import json
 import socket
@@ -16,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import BIN_DIR, ROOT, assert_problem, launch
+from conftest import ROOT, assert_problem, launch
 
 sys.path.insert(0, str(ROOT / "infra"))
 from demo_provider import FakeProvider  # noqa: E402
@@ -62,14 +60,6 @@ def world():
         fake.stop()
 
 
-def wait_for(stack, job_id, states, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = stack.rows("SELECT state FROM jobs WHERE id = ?", job_id)[0][0]
-        if state in states:
-            return state
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} is {state}, wanted {states}")
 
 
 def running_job(stack, project, env, ref="refs/heads/main"):
@@ -77,7 +67,7 @@ def running_job(stack, project, env, ref="refs/heads/main"):
     assert r.status == 201, r
     job = r.json
     if job["state"] == "dispatching":
-        assert wait_for(stack, job["id"], {"running", "failed"}) == "running"
+        assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
     return job["id"], stack.rows("SELECT run_id FROM jobs WHERE id = ?", job["id"])[0][0]
 
 
@@ -125,7 +115,7 @@ def test_github_run_succeeds_frees_the_lock_starts_the_next_and_notifies(world):
     r = github(stack, "workflow_run", fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run)}))
     assert r.status == 200 and r.json["state"] == "succeeded"
     # The lock passed to the queued job, which was dispatched after the answer.
-    assert wait_for(stack, queued["id"], {"running"}) == "running"
+    assert stack.wait_for(queued["id"], {"running"}) == "running"
     holder = stack.rows("SELECT l.job_id FROM locks l JOIN environments e ON e.id = l.environment_id "
                         "JOIN projects p ON p.id = e.project_id WHERE p.name = 'octo' AND e.name = 'e0'")
     assert holder == [(queued["id"],)]
@@ -351,7 +341,7 @@ def test_an_event_that_beats_the_dispatch_answer_is_applied_when_the_run_is_know
     job = r.json["id"]
     early = github(stack, "workflow_run", fixture("github/workflow_run.completed.json", **{"workflow_run.id": 88001}))
     assert early.status == 202
-    assert wait_for(stack, job, {"succeeded", "failed"}) == "succeeded"
+    assert stack.wait_for(job, {"succeeded", "failed"}) == "succeeded"
 
 
 def test_sweep_retries_a_failed_notification(world):
@@ -367,7 +357,6 @@ def test_sweep_retries_a_failed_notification(world):
         time.sleep(0.05)
     state, attempts, error = stack.rows(row)[0]
     assert (state, attempts) == ("pending", 1) and "503" in error and "canarySLACK" not in error
-    env = dict(os.environ, DRAVEN_NOW=str(int(time.time()) + 3600))
-    subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(stack.state_dir)], env=env, check=True, capture_output=True)
+    stack.sweep_once()
     assert stack.rows(row)[0][:2] == ("delivered", 2)
     assert [r["answered"] for r in fake.received("/slack/") if f"#{job} " in r["body"].decode()] == [503, 200]
