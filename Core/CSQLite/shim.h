@@ -9,4 +9,12 @@ static inline sqlite3_destructor_type csqlite_transient(void) { return SQLITE_TR
 static inline int csqlite_db_config_flag(sqlite3 *db, int op, int value) {
     return sqlite3_db_config(db, op, value, (int *)0);
 }
+
+/// Wrapper around the variadic sqlite3_config: no mutexes at all (SQLITE_CONFIG_SINGLETHREAD) and
+/// no memory statistics. Only for single-threaded processes, before the first connection opens.
+static inline int csqlite_config_single_thread(void) {
+    int rc = sqlite3_config(SQLITE_CONFIG_SINGLETHREAD);
+    if (rc == SQLITE_OK) rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return rc;
+}
 #endif

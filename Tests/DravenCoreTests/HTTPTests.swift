@@ -67,6 +67,14 @@ import Testing
         #expect(throws: DravenError.notFound(what: "no id x")) { try ["id": "x"].id("id") }
     }
 
+    @Test func cgiHeaderNames() {
+        for (cgi, header) in [("X_HUB_SIGNATURE_256", "x-hub-signature-256"), ("CONTENT_TYPE", "content-type"),
+                              ("X_GITHUB_DELIVERY", "x-github-delivery"), ("Mixed_Case_9", "mixed-case-9"), ("", "")] {
+            let name = Array(cgi.utf8).withUnsafeBufferPointer { CGI.headerName($0) }
+            #expect(name == header)
+        }
+    }
+
     @Test func cgiResponseBytes() {
         let bytes = Response(status: 201, json: ["a": 1], headers: [("Location", "/x")]).cgiBytes()
         #expect(String(decoding: bytes, as: UTF8.self) ==

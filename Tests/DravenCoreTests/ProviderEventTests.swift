@@ -53,6 +53,18 @@ enum Fixtures {
         #expect(!ProviderEvent.parse(provider: provider, name: name, payload: try Fixtures.json(file)).relevant)
     }
 
+    @Test func onlyMappedEventsAreDecoded() {
+        for (provider, name) in [("github", "workflow_run"), ("github", "workflow_job"), ("github", "deployment_status"),
+                                 ("gitlab", "Pipeline Hook"), ("gitlab", "Job Hook"), ("gitlab", "Deployment Hook"),
+                                 ("bitbucket", "repo:commit_status_updated"), ("bitbucket", "repo:commit_status_created")] {
+            #expect(ProviderEvent.maps(provider: provider, name: name), "\(provider) \(name)")
+        }
+        for (provider, name) in [("github", "push"), ("github", "ping"), ("github", ""), ("gitlab", "Push Hook"),
+                                 ("gitlab", "workflow_run"), ("bitbucket-dc", "repo:refs_changed"), ("bitbucket", "repo:push")] {
+            #expect(!ProviderEvent.maps(provider: provider, name: name), "\(provider) \(name)")
+        }
+    }
+
     @Test func jobMarkersInRunNames() {
         #expect(ProviderEvent.jobMarker("deploy shop to prod [draven-job-123]") == 123)
         #expect(ProviderEvent.jobMarker("draven-job-") == nil)

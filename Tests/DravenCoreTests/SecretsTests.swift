@@ -141,7 +141,7 @@ import Testing
         try Self.write(paths.store, file.serialized(signingKey: sk))
         #expect(throws: SecretsError.tampered("signed by an unknown key \(Hex.encode(file.signerKID))")) { try SecretsStore(paths, db: store.db) }
         // Same key id forged over the pinned one: the signature itself fails.
-        file.signerKID = try KeyFiles.publicKeys(paths.publicKeys).keys.first!
+        file.signerKID = try KeyFiles.publicKeys(paths.publicKeys).kids.first!
         try Self.write(paths.store, file.serialized(signingKey: sk))
         #expect(throws: SecretsError.tampered("the signature does not verify")) { try SecretsStore(paths, db: store.db) }
     }
@@ -208,6 +208,31 @@ import Testing
         #expect(throws: SecretsError.self) {
             try SecretsIntake.importBlobs([late], paths: paths, db: store.db, actor: "t", now: store.now + SecretsIntake.lifetime + 1)
         }
+    }
+}
+
+@Suite struct SecretBytesTests {
+    @Test func theArenaHandsOutAlignedSlotsUntilFullAndZeroesThemOnRelease() throws {
+        let arena = SecureArena(size: 96)
+        let a = try #require(arena.allocate(20)), b = try #require(arena.allocate(33))
+        #expect(b - a == 32)  // 16-byte aligned
+        #expect(Int(bitPattern: a) % 16 == 0)
+        #expect(arena.allocate(32) == nil)  // 32 + 48 + 32 > 96
+        #expect(arena.allocate(2048) == nil)  // large values never come from the arena
+        a.initializeMemory(as: UInt8.self, repeating: 0xAB, count: 20)
+        #expect(arena.release(a, count: 20))
+        #expect(UnsafeRawBufferPointer(start: a, count: 20).allSatisfy { $0 == 0 })
+        let elsewhere = UnsafeMutableRawPointer.allocate(byteCount: 8, alignment: 8)
+        defer { elsewhere.deallocate() }
+        #expect(!arena.owns(elsewhere) && !arena.release(elsewhere, count: 8))
+    }
+
+    @Test func valuesRoundTripWhereverTheyLive() {
+        let small = SecretBytes(copying: Array(repeating: 1, count: 33), label: "small")
+        let big = SecretBytes(copying: Array(repeating: 7, count: 4096), label: "big")
+        #expect(small.withUnsafeBytes { Array($0) } == Array(repeating: 1, count: 33))
+        #expect(big.withUnsafeBytes { $0.count == 4096 && $0.allSatisfy { $0 == 7 } })
+        #expect("\(small)" == "<redacted small>")
     }
 }
 

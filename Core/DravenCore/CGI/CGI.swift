@@ -16,6 +16,7 @@ package protocol Function {
 /// transaction, so a refused request changes nothing but the audit trail.
 package enum CGI {
     package static func serve<F: Function>(_ function: F.Type) -> Never {
+        Database.configureSingleThreaded()
         let context = Context(paths: .fromEnvironment(), function: F.name)
         let response: Response
         var bodyUnread = false
@@ -63,11 +64,13 @@ package enum CGI {
     package static func readRequest(limit: Int) throws -> Request {
         var headers: [String: String] = [:]
         var meta: [String: String] = [:]
-        for (name, value) in Environment.all() {
-            if name.hasPrefix("HTTP_") {
-                headers[String(name.dropFirst(5)).lowercased().replacing("_", with: "-")] = value
+        headers.reserveCapacity(32)
+        meta.reserveCapacity(32)
+        Environment.forEach { name, value in
+            if name.starts(with: "HTTP_".utf8) {
+                headers[headerName(UnsafeBufferPointer(rebasing: name[5...]))] = String(decoding: value, as: UTF8.self)
             } else {
-                meta[name] = value
+                meta[String(decoding: name, as: UTF8.self)] = String(decoding: value, as: UTF8.self)
             }
         }
         let length: Int
@@ -94,6 +97,16 @@ package enum CGI {
             body: body,
             remoteAddress: meta["REMOTE_ADDR"] ?? ""
         )
+    }
+
+    /// `X_HUB_SIGNATURE_256` → `x-hub-signature-256` (RFC 3875 §4.1.18, reversed), bytewise.
+    static func headerName(_ cgi: UnsafeBufferPointer<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: cgi.count) { out in
+            for (k, c) in cgi.enumerated() {
+                out[k] = c == UInt8(ascii: "_") ? UInt8(ascii: "-") : (c >= 0x41 && c <= 0x5A ? c | 0x20 : c)
+            }
+            return cgi.count
+        }
     }
 
     private static func readBody(_ length: Int) throws -> [UInt8] {

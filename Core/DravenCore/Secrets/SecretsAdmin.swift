@@ -110,7 +110,7 @@ package enum SecretsAdmin {
         }
         let bytes = file.serialized(signingKey: signingKey)
         // Check the new file opens before it replaces the old one.
-        let signers = [file.signerKID: publicKey]
+        let signers = SignerKeys(kid: file.signerKID, publicKey: publicKey)
         let check = try SecretsFile.parse(bytes, signers: signers)
         _ = try SecretsStore.unwrap(check, kek: kek)
         try replace(paths.store, with: bytes)

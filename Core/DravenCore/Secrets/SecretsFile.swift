@@ -46,7 +46,7 @@ struct SecretsFile {
 
     /// Parses and verifies `bytes` against the pinned signer keys (kid → public key).
     /// - Throws: `SecretsError.tampered` for any structural or signature failure.
-    static func parse(_ bytes: [UInt8], signers: [[UInt8]: [UInt8]]) throws(SecretsError) -> SecretsFile {
+    static func parse(_ bytes: [UInt8], signers: SignerKeys) throws(SecretsError) -> SecretsFile {
         guard bytes.count <= maxFileBytes else { throw .tampered("file larger than 4 MiB") }
         guard bytes.count >= fixedHeader + 64, Array(bytes[0..<6]) == magic else { throw .tampered("not a draven secrets file") }
         guard bytes[6] == 1 else { throw .tampered("unknown format \(bytes[6])") }

@@ -73,16 +73,16 @@ enum KeyFiles {
     }
 
     /// The pinned signer public keys, by key id.
-    static func publicKeys(_ path: String) throws(SecretsError) -> [[UInt8]: [UInt8]] {
+    static func publicKeys(_ path: String) throws(SecretsError) -> SignerKeys {
         let raw = try read(path, forbidden: 0o022, maxBytes: 4096, what: "secrets public key file")
-        var keys: [[UInt8]: [UInt8]] = [:]
+        var keys = SignerKeys()
         for line in raw.split(separator: 10) where !line.isEmpty && line.first != UInt8(ascii: "#") {
             let parts = line.split(separator: UInt8(ascii: ":"))
             guard parts.count == 3, Array(parts[0]) == Array("drvpub1".utf8),
                   let kid = Hex.decode(String(decoding: parts[1], as: UTF8.self)), kid.count == 8,
                   let pk = SecretsCrypto.base64Decode(parts[2]), pk.count == 32, signerKID(pk) == kid
             else { throw .invalid("\(path): a line is not drvpub1:<kid>:<base64 public key>") }
-            keys[kid] = pk
+            keys.add(kid: kid, publicKey: pk)
         }
         guard !keys.isEmpty else { throw .invalid("\(path) holds no public key") }
         return keys
@@ -103,4 +103,23 @@ enum KeyFiles {
         let n = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
         guard n == contents.count, fsync(fd) == 0 else { throw .invalid("cannot write \(path)") }
     }
+}
+
+/// Pinned signer public keys by key id: a handful at most, so a list (a `[[UInt8]: [UInt8]]`
+/// costs every request a generic-metadata instantiation of ~0.2 M instructions at start-up).
+struct SignerKeys {
+    private var keys: [(kid: [UInt8], publicKey: [UInt8])] = []
+
+    init() {}
+    init(kid: [UInt8], publicKey: [UInt8]) { add(kid: kid, publicKey: publicKey) }
+
+    var isEmpty: Bool { keys.isEmpty }
+    var kids: [[UInt8]] { keys.map(\.kid) }
+
+    mutating func add(kid: [UInt8], publicKey: [UInt8]) {
+        keys.removeAll { $0.kid == kid }
+        keys.append((kid, publicKey))
+    }
+
+    subscript(kid: [UInt8]) -> [UInt8]? { keys.first { $0.kid == kid }?.publicKey }
 }

@@ -9,15 +9,23 @@ package enum Environment {
     /// Every `NAME=value` pair of the process environment.
     package static func all() -> [(String, String)] {
         var result: [(String, String)] = []
+        forEach { name, value in result.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))) }
+        return result
+    }
+
+    /// Calls `body` with the bytes of each variable's name and value, without copying them
+    /// (the request path reads ~20 variables per process; String searching costs more than that).
+    package static func forEach(_ body: (UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) {
         var p = environ
         while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") {
-                result.append((String(s[..<eq]), String(s[s.index(after: eq)...])))
-            }
             p += 1
+            let length = strlen(entry)
+            entry.withMemoryRebound(to: UInt8.self, capacity: length) { bytes in
+                let all = UnsafeBufferPointer(start: bytes, count: length)
+                guard let eq = all.firstIndex(of: UInt8(ascii: "=")) else { return }
+                body(UnsafeBufferPointer(rebasing: all[..<eq]), UnsafeBufferPointer(rebasing: all[(eq + 1)...]))
+            }
         }
-        return result
     }
 }
 

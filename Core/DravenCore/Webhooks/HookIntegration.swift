@@ -84,16 +84,22 @@ struct HookIntegration {
 enum WebhookPayload {
     /// - Throws: `.unsupportedMediaType` for other types, `.malformed` for bodies that are not JSON.
     static func decode(_ body: [UInt8], request: Request) throws -> JSON {
-        switch request.mediaType {
-        case "application/x-www-form-urlencoded":
+        try checkMediaType(request)
+        if request.mediaType == "application/x-www-form-urlencoded" {
             let form = Request(method: "", path: "", query: String(decoding: body, as: UTF8.self)).queryItems
             guard let payload = form["payload"] else { throw DravenError.malformed("the form has no payload field") }
             return try JSON.parse(payload)
-        case let type? where type == "application/json" || type.hasSuffix("+json"):
-            guard !body.isEmpty else { throw DravenError.malformed("the body is empty") }
-            return try JSON.parse(body)
-        default:
-            throw DravenError.unsupportedMediaType(expected: "application/json", got: request.contentType)
+        }
+        guard !body.isEmpty else { throw DravenError.malformed("the body is empty") }
+        return try JSON.parse(body)
+    }
+
+    /// - Throws: `.unsupportedMediaType` unless the body is JSON or GitHub's form encoding.
+    static func checkMediaType(_ request: Request) throws {
+        switch request.mediaType {
+        case "application/x-www-form-urlencoded", "application/json": return
+        case let type? where type.hasSuffix("+json"): return
+        default: throw DravenError.unsupportedMediaType(expected: "application/json", got: request.contentType)
         }
     }
 }
