@@ -10,11 +10,14 @@ static inline int csqlite_db_config_flag(sqlite3 *db, int op, int value) {
     return sqlite3_db_config(db, op, value, (int *)0);
 }
 
-/// Wrapper around the variadic sqlite3_config: no mutexes at all (SQLITE_CONFIG_SINGLETHREAD) and
-/// no memory statistics. Only for single-threaded processes, before the first connection opens.
+/// Wrapper around the variadic sqlite3_config for short-lived single-threaded processes (every CGI
+/// function), before the first connection opens: no mutexes (SQLITE_CONFIG_SINGLETHREAD), no
+/// memory statistics, and no lookaside (its 120 KB are set up at open; measured ~70 µs slower
+/// per request with it than without, for the few dozen allocations a request makes).
 static inline int csqlite_config_single_thread(void) {
     int rc = sqlite3_config(SQLITE_CONFIG_SINGLETHREAD);
     if (rc == SQLITE_OK) rc = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    if (rc == SQLITE_OK) rc = sqlite3_config(SQLITE_CONFIG_LOOKASIDE, 0, 0);
     return rc;
 }
 #endif

@@ -39,8 +39,9 @@ package final class Database {
         try execute("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
     }
 
-    /// For single-threaded processes (every CGI function): SQLite without mutexes or memory
-    /// statistics. Must run before the first connection opens; later calls change nothing.
+    /// For short-lived single-threaded processes (every CGI function): SQLite without mutexes,
+    /// memory statistics or lookaside. Must run before the first connection opens; later calls
+    /// change nothing.
     package static func configureSingleThreaded() {
         _ = csqlite_config_single_thread()
     }
