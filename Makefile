@@ -5,6 +5,8 @@
 #   make test      build and run every test: unit (swift test) and end-to-end (real nginx + fcgiwrap)
 #   make deps      install the system packages (apt-get), only those missing
 #   make build     debug build;  make release: release binaries into .build-dist/bin
+#   make bench     release binaries, then draven against the C floor handler and adnanh/webhook
+#                  (~15 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
 #   make bench-secrets  measure the secrets store's read path
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
@@ -25,10 +27,14 @@ TOOLS := draven draven-deliver
 # The one list of system packages draven needs (build, serve, test).
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv
 
-.PHONY: deps build release run stop test unit-test e2e-test clean venv bench-secrets
+# What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
+# with (adnanh/webhook) and a C compiler for the floor handler.
+BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev
 
-deps:
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets
+
+deps bench-deps:
+	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
@@ -66,10 +72,14 @@ e2e-test: release venv
 
 test: unit-test e2e-test
 
+# draven against the C floor handler and adnanh/webhook (see bench/bench.py). Not part of `make test`.
+bench: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py
+
 # Request-path cost of the secrets store (100 entries), in process.
 bench-secrets: deps
 	swift build $(FUNCTION_FLAGS) --product bench-secrets
 	.build-functions/release/bench-secrets
 
 clean:
-	rm -rf .build .build-functions .build-dist .venv
+	rm -rf .build .build-functions .build-dist .build-bench .venv

@@ -73,7 +73,7 @@ start() {
     echo "stack.sh: a stack is already running from $RUN_DIR (stop it first)" >&2; exit 1
   fi
   if port_in_use; then echo "stack.sh: 127.0.0.1:$PORT is already in use" >&2; exit 1; fi
-  mkdir -p "$RUN_DIR/tmp" "$SECRETS_DIR"
+  mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/extra.d" "$SECRETS_DIR"
   local user_line=""
   [ "$(id -u)" = 0 ] && user_line="user root root;"  # workers must reach the root-owned socket
   for f in nginx.conf draven.conf fastcgi_params.draven; do

@@ -5,10 +5,12 @@
  * to EOF, wait4. The time is fork → reaped (wall), plus the child's user+system CPU time from
  * wait4's rusage. Prints one JSON object: every sample, in microseconds.
  *
- *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-e NAME=VALUE]... -- PROGRAM
+ *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
  *
  *   -i BODY    file fed on stdin (CONTENT_LENGTH is set to its size after substitution)
  *   -e N=V     an environment variable for the program (repeatable)
+ *   -f N=PATH  an environment variable whose value is read from PATH, without its trailing
+ *              newline (repeatable): for tokens, so they stay out of argv
  *   -k/-s      sign each run's body with HMAC-SHA256 (libsodium) under the key in KEYFILE and
  *              put "sha256=<hex>" in variable VAR (as GitHub's X-Hub-Signature-256)
  *
@@ -23,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -138,10 +141,27 @@ static int run_once(char *const argv[], char **envp, const char *body, size_t bo
     return (WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(answer, "Status: 2", 9) == 0) ? 0 : 1;
 }
 
+/* "NAME=PATH" -> "NAME=<contents of PATH without trailing newlines>" */
+static char *from_file(const char *spec) {
+    const char *eq = strchr(spec, '=');
+    if (!eq) { fprintf(stderr, "runcgi: -f wants NAME=PATH\n"); exit(2); }
+    size_t len, name_len = (size_t)(eq - spec) + 1;
+    char *value = slurp(eq + 1, &len);
+    while (len && (value[len - 1] == '\n' || value[len - 1] == '\r')) len--;
+    char *out = malloc(name_len + len + 1);
+    if (!out) die("malloc");
+    memcpy(out, spec, name_len);
+    memcpy(out + name_len, value, len);
+    out[name_len + len] = 0;
+    free(value);
+    return out;
+}
+
 int main(int argc, char **argv) {
     int runs = 200, warmup = 20, opt;
+    signal(SIGPIPE, SIG_IGN);  /* a program that answers without reading its body */
     const char *body_path = NULL, *key_path = NULL, *sig_var = NULL;
-    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:")) != -1) {
         switch (opt) {
         case 'n': runs = atoi(optarg); break;
         case 'w': warmup = atoi(optarg); break;
@@ -149,7 +169,8 @@ int main(int argc, char **argv) {
         case 'k': key_path = optarg; break;
         case 's': sig_var = optarg; break;
         case 'e': if (env_count < MAX_ENV - 4) env_templates[env_count++] = optarg; break;
-        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-e N=V]... -- PROGRAM\n"); return 2;
+        case 'f': if (env_count < MAX_ENV - 4) env_templates[env_count++] = from_file(optarg); break;
+        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
         }
     }
     if (optind >= argc || runs < 1) { fprintf(stderr, "runcgi: no program\n"); return 2; }

@@ -1,0 +1,707 @@
+#!/usr/bin/env python3
+"""`make bench`: draven's functions against the C floor handler and adnanh/webhook, in one run.
+
+What it measures (see bench/README section in the top-level README and bench/REPORT.md):
+
+1. Whole-process cost of each function for a typical request: bench/c/runcgi forks and execs the
+   program as fcgiwrap does (exact CGI environment, body on stdin) and times fork -> reaped, with
+   and without a connection to the store held open by another process (`draven sweep` for
+   draven, a plain SQLite connection for the C floor). Next to the C floor handler (built
+   dynamically, as a C programmer would, and statically, as draven's functions are), the C
+   hello CGI and an empty program.
+2. Served throughput and latency through nginx + fcgiwrap (wrk + bench/wrk/hook.lua: every
+   request a new delivery id and a valid HMAC over the real 7,324-byte GitHub push payload) at
+   concurrency 1, 8 and 32, for webhook-receive and trigger; next to the C floor handler behind
+   the same nginx + fcgiwrap, the C hello CGI (the gateway's ceiling) and adnanh/webhook with
+   the same HMAC rule running /bin/true, a C recorder, and the `sqlite3` shell one-liner.
+   After every run the rows are counted: each accepted (2xx) request must have left exactly
+   one row (ok <= new rows <= requests sent, the excess being requests in flight when wrk
+   stopped), and the logs must hold no SQLITE_BUSY.
+3. Growth: draven's served figures with 10k and with 1M jobs (and their events, deliveries and
+   audit rows) in the store.
+4. Each of draven's served figures with and without `draven sweep` holding the store open.
+
+Writes bench/REPORT.md and bench/report.json. BENCH_QUICK=1 runs a shorter, noisier pass.
+Everything it starts (nginx, fcgiwrap, webhook, sweep) is stopped by PID at the end.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+WORK = ROOT / ".build-bench"
+BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build-dist" / "bin")).resolve()
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+DURATION = "2s" if QUICK else "5s"
+REPEATS = 1 if QUICK else 3
+RUNS = 60 if QUICK else 400
+CONCURRENCY = (1, 8, 32)
+GROWTH = (10_000, 1_000_000)
+PUSH = ROOT / "events" / "github" / "push.json"
+# The bench's own webhook key: it signs the bench's deliveries and nothing else.
+HOOK_KEY = b"bench-webhook-key-not-a-real-secret-0123456789"
+
+# What the design document measured on this kind of machine before any draven code existed
+# (DESIGN.md, "Found while prototyping"): served req/s at c = 8, and whole-process ms.
+PROTOTYPE = {
+    "served_c8": {"hello": 1933, "floor": 1000, "webhook-true": 2027, "webhook-recorder": 911,
+                  "webhook-sqlite3": 559, "swift-prototype": 660},
+    "process_ms": {"floor": 2.18, "swift-prototype": 3.13},
+}
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    kw.setdefault("check", True)
+    return subprocess.run([str(c) for c in cmd], **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spread(values):
+    """median and (min, max) of repeated measurements, or p10/p90 for many samples."""
+    v = sorted(values)
+    if len(v) >= 20:
+        return {"median": statistics.median(v), "p10": v[len(v) // 10], "p90": v[(len(v) * 9) // 10], "n": len(v)}
+    return {"median": statistics.median(v), "min": v[0], "max": v[-1], "n": len(v)}
+
+
+# --- building ---------------------------------------------------------------------------------
+
+def build_c():
+    WORK.mkdir(exist_ok=True)
+    c = BENCH / "c"
+    builds = {
+        "runcgi": (["runcgi.c"], ["-lsodium"]),
+        "floor": (["floor.c"], ["-lsqlite3", "-lsodium"]),
+        "floor-static": (["floor.c"], ["-static", "-lsqlite3", "-lsodium", "-lm", "-lpthread"]),
+        "hello": (["hello.c"], []),
+        "recorder": (["recorder.c"], ["-lsqlite3"]),
+        "hello-static": (["hello.c"], ["-static"]),
+    }
+    for name, (srcs, libs) in builds.items():
+        out = run(["gcc", "-O2", "-Wall", "-o", WORK / name, *[c / s for s in srcs], *libs], capture_output=True, text=True, check=False)
+        if out.returncode != 0:  # (static links warn about dlopen in SQLite: harmless, not shown)
+            sys.exit(f"bench: building {name} failed:\n{out.stderr}")
+    (WORK / "record.sh").write_text(
+        "#!/bin/sh\n"
+        "# What adnanh/webhook users typically write: the sqlite3 shell, one INSERT per delivery.\n"
+        "exec sqlite3 -cmd '.timeout 10000' \"$1\" \"INSERT INTO deliveries (delivery_id, received_at) "
+        "VALUES ('$2', strftime('%s','now'))\" >/dev/null\n")
+    (WORK / "record.sh").chmod(0o755)
+    for f in ("trigger", "webhook-receive", "status", "draven"):
+        if not (BIN_DIR / f).exists():
+            sys.exit(f"bench: {BIN_DIR / f} is missing (make release)")
+
+
+# --- stores -----------------------------------------------------------------------------------
+
+REF_SCHEMA = """
+PRAGMA journal_mode=WAL;
+CREATE TABLE deliveries (id INTEGER PRIMARY KEY, delivery_id TEXT NOT NULL UNIQUE, received_at INTEGER NOT NULL);
+"""
+
+
+def reference_db(path):
+    path.unlink(missing_ok=True)
+    for suffix in ("-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    with sqlite3.connect(path) as c:
+        c.executescript(REF_SCHEMA)
+    c.close()
+    return path
+
+
+class Draven:
+    """A draven state directory: the bench config applied, a token, the secrets store."""
+
+    def __init__(self, state):
+        self.state = state
+        self.db = state / "draven.db"
+        self.token_file = state / "bench-token"  # alice's API token in this store
+        self.key_file = WORK / "hook.key"
+
+    def cli(self, *args, input=None):
+        return run([BIN_DIR / "draven", *args, "--state-dir", self.state], capture_output=True, text=True, input=input)
+
+    def create(self):
+        shutil.rmtree(self.state, ignore_errors=True)
+        self.state.mkdir(parents=True)
+        self.cli("init")
+        self.cli("apply", "-f", BENCH / "draven.bench.toml")
+        self.token_file.write_text(self.cli("tokens", "create", "--person", "alice").stdout.strip())
+        self.token_file.chmod(0o600)
+        self.cli("secrets", "init")
+        self.cli("secrets", "set", "gh-hook", input=HOOK_KEY.decode())
+        self.cli("secrets", "set", "gh-token", input="bench-provider-token-never-sent")
+        self.key_file.write_bytes(HOOK_KEY)
+        self.key_file.chmod(0o600)
+
+    def seed(self, jobs):
+        """`jobs` finished deploys, each with two job events, one delivery and one audit row."""
+        with sqlite3.connect(self.db, timeout=30) as c:
+            ids = c.execute("""SELECT p.id, e.id, (SELECT id FROM people WHERE handle = 'alice'),
+                                      (SELECT version FROM policies WHERE environment_id = e.id)
+                               FROM projects p JOIN environments e ON e.project_id = p.id
+                               WHERE p.name = 'hello' AND e.name = 'staging'""").fetchone()
+            project, env, person, policy = ids
+            now = int(time.time())
+            c.execute("PRAGMA cache_size = -200000")
+            c.execute("""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, state, requested_by,
+                                  policy_version, created_at, updated_at)
+                SELECT 'deploy', ?2, ?3, 'refs/heads/seed-' || i, 'branch', printf('%040x', i), 'succeeded', ?4, ?5,
+                       ?6 - (?1 - i) * 60, ?6 - (?1 - i) * 60 + 30 FROM n""", (jobs, project, env, person, policy, now))
+            c.execute("""INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
+                SELECT id, created_at, 'created', NULL, 'dispatching', 'alice' FROM jobs WHERE ref LIKE 'refs/heads/seed-%'""")
+            c.execute("""INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
+                SELECT id, updated_at, 'transition', 'running', 'succeeded', 'github' FROM jobs WHERE ref LIKE 'refs/heads/seed-%'""")
+            c.execute("""INSERT INTO deliveries (source, delivery_id, event, job_id, received_at, body_hash)
+                SELECT 'github', 'seed-' || id, 'workflow_run', id, updated_at, printf('%064x', id) FROM jobs
+                WHERE ref LIKE 'refs/heads/seed-%'""")
+            c.execute("""INSERT INTO audit (at, actor, action, subject, outcome, prev_hash, hash)
+                SELECT created_at, 'alice', 'deploy', 'job:' || id, 'ok', printf('%064x', id - 1), printf('%064x', id)
+                FROM jobs WHERE ref LIKE 'refs/heads/seed-%'""")
+        c.close()
+        with sqlite3.connect(self.db) as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            c.execute("ANALYZE")
+        c.close()
+
+    def count(self, table):
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30) as c:
+            n = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        c.close()
+        return n
+
+
+def copy_store(src, dst):
+    """A store directory copied file by file (the database has been checkpointed: no WAL)."""
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("run"))
+
+
+# --- processes --------------------------------------------------------------------------------
+
+class Stack:
+    """infra/stack.sh around a state directory, plus the bench's reference locations."""
+
+    def __init__(self, state, sweep):
+        self.state, self.sweep = state, sweep
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir = state / "run"
+        self.env = dict(os.environ, STATE_DIR=str(state), BIN_DIR=str(BIN_DIR), PORT=str(self.port),
+                        DELIVER="/bin/true", FCGI_CHILDREN="8")
+        if sweep:
+            self.env["SWEEP_EVERY"] = "5s"
+
+    def start(self, floor_db=None):
+        extra = self.run_dir / "extra.d"
+        extra.mkdir(parents=True, exist_ok=True)
+        loc = []
+        for name, program, params in (
+            ("floor", WORK / "floor", {"FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"}),
+            ("hello", WORK / "hello", {}),
+        ):
+            lines = [f"location = /bench/{name} {{", "    client_max_body_size 25m;",
+                     f"    include {self.run_dir}/fastcgi_params.draven;",
+                     f"    fastcgi_param SCRIPT_FILENAME {program};"]
+            lines += [f"    fastcgi_param {k} {v};" for k, v in params.items() if v]
+            lines += [f"    fastcgi_pass unix:{self.run_dir}/fcgiwrap.sock;", "}"]
+            loc.append("\n".join(lines))
+        (extra / "bench.conf").write_text("\n".join(loc) + "\n")
+        run([ROOT / "infra" / "stack.sh", "start"], env=self.env, capture_output=True)
+        return self
+
+    def stop(self):
+        run([ROOT / "infra" / "stack.sh", "stop"], env=self.env, capture_output=True)
+
+    def busy_errors(self):
+        text = ""
+        for name in ("error.log", "fcgiwrap.log", "sweep.log"):
+            p = self.run_dir / name
+            if p.exists():
+                text += p.read_text(errors="replace")
+        return len(re.findall(r"SQLITE_BUSY|database is locked", text))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class Webhook:
+    """adnanh/webhook with GitHub's HMAC rule, running `command DB DELIVERY_ID`."""
+
+    def __init__(self, command, db):
+        self.port = free_port()
+        hooks = [{
+            "id": "bench",
+            "execute-command": str(command),
+            "include-command-output-in-response": True,
+            "pass-arguments-to-command": [{"source": "string", "name": str(db)},
+                                          {"source": "header", "name": "X-GitHub-Delivery"}],
+            "trigger-rule": {"match": {"type": "payload-hmac-sha256", "secret": HOOK_KEY.decode(),
+                                       "parameter": {"source": "header", "name": "X-Hub-Signature-256"}}},
+        }]
+        self.hooks = WORK / f"hooks-{self.port}.json"
+        self.hooks.write_text(json.dumps(hooks, indent=2))
+        self.hooks.chmod(0o600)
+        self.url = f"http://127.0.0.1:{self.port}/hooks/bench"
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(["webhook", "-hooks", str(self.hooks), "-ip", "127.0.0.1", "-port", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=open(WORK / "webhook.log", "a"),
+                                     start_new_session=True)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        sys.exit("bench: webhook did not start (see .build-bench/webhook.log)")
+
+    def __exit__(self, *exc):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.hooks.unlink(missing_ok=True)
+
+
+class Holder:
+    """A connection to a SQLite database held open (what `draven sweep` does for draven's store)."""
+
+    def __init__(self, db):
+        self.db = db
+
+    def __enter__(self):
+        self.conn = sqlite3.connect(self.db, timeout=10)
+        self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
+
+
+# --- measurements -----------------------------------------------------------------------------
+
+def cgi_env(path, method="POST", content_type="application/json", **headers):
+    env = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_SOFTWARE": "nginx", "SERVER_PROTOCOL": "HTTP/1.1",
+           "REQUEST_METHOD": method, "REQUEST_URI": path, "DOCUMENT_URI": path, "PATH_INFO": path,
+           "QUERY_STRING": "", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000", "SERVER_ADDR": "127.0.0.1",
+           "SERVER_PORT": "8080", "SERVER_NAME": "_", "REQUEST_ID": "@UNIQUE@", "HTTP_HOST": "127.0.0.1:8080",
+           "HTTP_USER_AGENT": "bench", "HTTP_ACCEPT": "*/*", "HTTP_PROXY": ""}
+    if content_type:
+        env["CONTENT_TYPE"] = content_type
+    env.update({"HTTP_" + k.upper(): v for k, v in headers.items()})
+    return env
+
+
+def runcgi(program, env, body=None, sign=False, file_env=None):
+    cmd = [WORK / "runcgi", "-n", RUNS, "-w", 20]
+    if body:
+        cmd += ["-i", body]
+    if sign:
+        cmd += ["-k", WORK / "hook.key", "-s", "HTTP_X_HUB_SIGNATURE_256"]
+    for k, v in env.items():
+        cmd += ["-e", f"{k}={v}"]
+    for k, v in (file_env or {}).items():
+        cmd += ["-f", f"{k}={v}"]
+    out = run([*cmd, "--", program], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        sys.exit(f"bench: runcgi {program} failed:\n{out.stderr}")
+    data = json.loads(out.stdout)
+    return {"wall_ms": spread([w / 1000 for w in data["wall_us"]]),
+            "cpu_ms": spread([c / 1000 for c in data["cpu_us"]]),
+            "page_faults": spread(data["page_faults"])}
+
+
+def wrk(url, mode_args, conns):
+    threads = min(conns, 2)
+    cmd = ["wrk", "-t", threads, "-c", conns, "-d", DURATION, "--timeout", "10s", "-s", BENCH / "wrk" / "hook.lua",
+           url, "--", *mode_args]
+    out = run(cmd, capture_output=True, text=True)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")), None)
+    if line is None:
+        sys.exit(f"bench: wrk printed no result:\n{out.stdout}\n{out.stderr}")
+    return json.loads(line[len("BENCH_JSON "):])
+
+
+def served(label, url, mode_args, count_rows, conns, busy=lambda: 0):
+    """REPEATS wrk runs at `conns`; each run's rows (when the target writes any: count_rows is
+    not None) checked against its 2xx answers."""
+    samples = []
+    for _ in range(REPEATS):
+        before = count_rows() if count_rows else 0
+        r = wrk(url, mode_args, conns)
+        if count_rows:
+            time.sleep(0.3)  # requests still in flight when wrk stopped finish writing
+            r["rows"] = count_rows() - before
+            r["rows_ok"] = r["ok"] <= r["rows"] <= r["sent"]
+        else:
+            r["rows"], r["rows_ok"] = None, True
+        samples.append(r)
+    result = {
+        "rps": spread([s["rps"] for s in samples]),
+        "p50_ms": spread([s["p50_us"] / 1000 for s in samples]),
+        "p99_ms": spread([s["p99_us"] / 1000 for s in samples]),
+        "requests": sum(s["requests"] for s in samples),
+        "ok": sum(s["ok"] for s in samples),
+        "not_ok": sum(s["not_ok"] for s in samples),
+        "socket_errors": sum(s["socket_errors"] for s in samples),
+        "rows": None if count_rows is None else sum(s["rows"] for s in samples),
+        "rows_ok": all(s["rows_ok"] for s in samples),
+        "busy": busy(),
+    }
+    flag = "" if result["rows_ok"] and not result["not_ok"] and not result["socket_errors"] and not result["busy"] else "  <-- CHECK FAILED"
+    log(f"{label:<44} c={conns:<3} {result['rps']['median']:8.0f} req/s  p50 {result['p50_ms']['median']:6.2f} ms"
+        f"  p99 {result['p99_ms']['median']:6.2f} ms  ok {result['ok']} not-ok {result['not_ok'] + result['socket_errors']} rows {result['rows']}{flag}")
+    return result
+
+
+def warm(url, mode_args):
+    run(["wrk", "-t", 1, "-c", 1, "-d", "1s", "-s", BENCH / "wrk" / "hook.lua", url, "--", *mode_args], capture_output=True)
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+def machine():
+    def cmd(*a):
+        try:
+            return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "not found"
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    os_name = next((l.split("=", 1)[1].strip().strip('"') for l in open("/etc/os-release") if l.startswith("PRETTY_NAME")), "?")
+    def pkg(p):
+        return cmd("dpkg-query", "-W", "-f=${Version}", p) or "?"
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory_mib": mem, "os": os_name, "kernel": platform.release(),
+        "swift": cmd("swift", "--version").splitlines()[0] if cmd("swift", "--version") else "?",
+        "gcc": cmd("gcc", "-dumpfullversion"), "nginx": pkg("nginx-light") or pkg("nginx"), "fcgiwrap": pkg("fcgiwrap"),
+        "webhook": pkg("webhook"), "wrk": pkg("wrk"), "sqlite3": pkg("libsqlite3-dev"), "libsodium": pkg("libsodium-dev"),
+        "load_at_start": open("/proc/loadavg").read().split()[:3],
+    }
+
+
+def main():
+    started = time.time()
+    build_c()
+    m = machine()
+    log(f"{m['cpu']}, {m['cores']} cores; quick={QUICK}, {REPEATS} x {DURATION} per served figure, {RUNS} runs per process figure")
+    report = {"machine": m, "quick": QUICK, "duration": DURATION, "repeats": REPEATS, "runs": RUNS,
+              "process": {}, "served": {}, "growth": {}, "prototype": PROTOTYPE}
+
+    # Stores: draven's with 10k and 1M jobs (built once per run from the bench config), and one
+    # database per reference target.
+    templates = {}
+    for n in GROWTH:
+        d = Draven(WORK / f"template-{n}")
+        t = time.time()
+        d.create()
+        d.seed(n)
+        templates[n] = d
+        log(f"store with {n:,} jobs built in {time.time() - t:.1f} s ({d.db.stat().st_size / 1e6:.0f} MB)")
+
+    push_signed = ["github", PUSH, WORK / "hook.key"]
+    hook_body = WORK / "push-unique.json"
+    hook_body.write_text(PUSH.read_text().replace('"after": "' + "0" * 40 + '"', '"after": "@UNIQUE@"', 1))
+
+    # 1. Whole-process cost (runcgi), draven on the 10k store.
+    live = Draven(WORK / "state")
+    copy_store(templates[10_000].state, live.state)
+    floor_db = reference_db(WORK / "floor.db")
+    common = {"DRAVEN_STATE_DIR": live.state, "DRAVEN_SECRETS_DIR": live.state / "secrets", "DRAVEN_DELIVER": "/bin/true"}
+    github = cgi_env("/hooks/github", X_GITHUB_EVENT="push", X_GITHUB_DELIVERY="@UNIQUE@",
+                     X_GITHUB_HOOK_ID="1", USER_AGENT="GitHub-Hookshot/bench")
+    trigger_body = WORK / "trigger.json"
+    trigger_body.write_text('{"project":"hello","environment":"staging","ref":"refs/heads/b-@UNIQUE@"}')
+    auth = {"HTTP_AUTHORIZATION": WORK / "auth-header"}
+    (WORK / "auth-header").write_text("Bearer " + live.token_file.read_text().strip())
+    (WORK / "auth-header").chmod(0o600)
+    cases = {
+        "webhook-receive": (BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
+        "trigger": (BIN_DIR / "trigger", {**cgi_env("/api/v1/deploys"), **common}, trigger_body, False, auth, live.db),
+        "status": (BIN_DIR / "status", {**cgi_env("/api/v1/jobs/1", method="GET", content_type=None), **common},
+                   None, False, auth, live.db),
+        "C floor handler (dynamic)": (WORK / "floor", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
+                                      hook_body, True, None, floor_db),
+        "C floor handler (static)": (WORK / "floor-static", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
+                                     hook_body, True, None, floor_db),
+        "C hello CGI": (WORK / "hello", github, hook_body, True, None, None),
+        "C hello CGI (static)": (WORK / "hello-static", github, hook_body, True, None, None),
+    }
+    for held in (False, True):
+        key = "held" if held else "cold"
+        report["process"][key] = {}
+        for name, (program, env, body, sign, fenv, db) in cases.items():
+            if held and db is None:
+                continue
+            if held:
+                with Holder(db):
+                    r = runcgi(program, env, body, sign, fenv)
+            else:
+                r = runcgi(program, env, body, sign, fenv)
+            report["process"][key][name] = r
+            log(f"process {key:<4} {name:<28} {r['wall_ms']['median']:.3f} ms wall (p10 {r['wall_ms']['p10']:.3f}, "
+                f"p90 {r['wall_ms']['p90']:.3f}), {r['cpu_ms']['median']:.3f} ms cpu, {r['page_faults']['median']:.0f} faults")
+
+    # 2 + 4. Served, references first (one stack, no sweep), then draven on each store.
+    refs = report["served"]["references"] = {}
+    copy_store(templates[10_000].state, live.state)
+    floor_db = reference_db(WORK / "floor.db")
+    with Stack(live.state, sweep=False).start(floor_db=floor_db) as stack:
+        warm(stack.url + "/bench/hello", push_signed)
+        warm(stack.url + "/bench/floor", push_signed)
+        for c in CONCURRENCY:
+            refs.setdefault("C hello CGI (gateway ceiling)", {})[c] = served(
+                "nginx+fcgiwrap C hello", stack.url + "/bench/hello", push_signed, None, c)
+        floor_rows = lambda: Draven.count_db(floor_db)
+        for held in (False, True):
+            name = "C floor handler" + (" (store held open)" if held else "")
+            for c in CONCURRENCY:
+                if held:
+                    with Holder(floor_db):
+                        refs.setdefault(name, {})[c] = served("nginx+fcgiwrap " + name, stack.url + "/bench/floor",
+                                                              push_signed, floor_rows, c, stack.busy_errors)
+                else:
+                    refs.setdefault(name, {})[c] = served("nginx+fcgiwrap " + name, stack.url + "/bench/floor",
+                                                          push_signed, floor_rows, c, stack.busy_errors)
+    for name, command in (("adnanh/webhook + /bin/true", "/bin/true"),
+                          ("adnanh/webhook + C recorder", WORK / "recorder"),
+                          ("adnanh/webhook + sqlite3 one-liner", WORK / "record.sh")):
+        db = reference_db(WORK / "webhook.db")
+        rows = None if command == "/bin/true" else (lambda: Draven.count_db(db))
+        with Webhook(command, db) as hook:
+            warm(hook.url, push_signed)
+            for c in CONCURRENCY:
+                refs.setdefault(name, {})[c] = served(name, hook.url, push_signed, rows, c)
+
+    for n in GROWTH:
+        for sweep in (False, True):
+            key = f"{n // 1000}k" + (" + sweep" if sweep else "")
+            figures = report["served"][key] = {}
+            for name, path, args, table in (
+                ("webhook-receive", "/hooks/github", push_signed, "deliveries"),
+                ("trigger", "/api/v1/deploys", ["trigger", live.token_file, "hello", "staging"], "jobs"),
+            ):
+                for c in CONCURRENCY:
+                    copy_store(templates[n].state, live.state)
+                    with Stack(live.state, sweep=sweep).start() as stack:
+                        warm(stack.url + path, args)
+                        figures.setdefault(name, {})[c] = served(f"draven {name} [{key}]", stack.url + path, args,
+                                                                 lambda: live.count(table), c, stack.busy_errors)
+
+    report["elapsed_s"] = round(time.time() - started)
+    report["ratios"], report["goals"] = ratios(report)
+    (BENCH / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (BENCH / "REPORT.md").write_text(markdown(report))
+    log(f"done in {report['elapsed_s']} s: bench/REPORT.md, bench/report.json")
+    for g in report["goals"]:
+        log(f"{'met   ' if g['met'] else 'MISSED'} {g['goal']}: {g['value']}")
+    failed = [g for g in report["goals"] if g["kind"] == "check" and not g["met"]]
+    sys.exit(1 if failed else 0)
+
+
+def _count_db(path):
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as c:
+        n = c.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+    c.close()
+    return n
+
+
+Draven.count_db = staticmethod(_count_db)
+
+
+# --- report -----------------------------------------------------------------------------------
+
+def med(fig, what="rps"):
+    return fig[what]["median"]
+
+
+def ratios(r):
+    proc = r["process"]
+    served_ = r["served"]
+    refs = served_["references"]
+    floor_dyn = proc["cold"]["C floor handler (dynamic)"]["wall_ms"]["median"]
+    floor_static = proc["cold"]["C floor handler (static)"]["wall_ms"]["median"]
+    floor_dyn_held = proc["held"]["C floor handler (dynamic)"]["wall_ms"]["median"]
+    out = {"process": {}, "served": {}, "growth": {}}
+    for f in ("webhook-receive", "trigger", "status"):
+        out["process"][f] = {
+            "vs_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_dyn, 2),
+            "vs_static_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_static, 2),
+            "held_vs_floor_held": round(proc["held"][f]["wall_ms"]["median"] / floor_dyn_held, 2),
+        }
+    base = served_["10k"]["webhook-receive"]
+    for key in ("10k", "10k + sweep"):
+        wr = served_[key]["webhook-receive"]
+        out["served"][key] = {
+            "c8_vs_webhook_recorder": round(med(wr[8]) / med(refs["adnanh/webhook + C recorder"][8]), 2),
+            "c8_vs_webhook_sqlite3": round(med(wr[8]) / med(refs["adnanh/webhook + sqlite3 one-liner"][8]), 2),
+            "c8_vs_gateway_ceiling": round(med(wr[8]) / med(refs["C hello CGI (gateway ceiling)"][8]), 2),
+            "c8_vs_floor": round(med(wr[8]) / med(refs["C floor handler"][8]), 2),
+            "p99_c32_vs_floor": round(med(wr[32], "p99_ms") / med(refs["C floor handler"][32], "p99_ms"), 2),
+            "p99_c32_vs_floor_held": round(med(wr[32], "p99_ms") / med(refs["C floor handler (store held open)"][32], "p99_ms"), 2),
+        }
+    for sweep in ("", " + sweep"):
+        for f in ("webhook-receive", "trigger"):
+            for c in CONCURRENCY:
+                small, big = served_["10k" + sweep][f][c], served_["1000k" + sweep][f][c]
+                out["growth"][f"{f} c={c}{sweep}"] = {
+                    "rps_1M_over_10k": round(med(big) / med(small), 2),
+                    "p99_1M_over_10k": round(med(big, "p99_ms") / med(small, "p99_ms"), 2),
+                }
+    goals = []
+
+    def goal(text, value, met, kind="goal"):
+        goals.append({"goal": text, "value": value, "met": bool(met), "kind": kind})
+
+    for f, v in out["process"].items():
+        goal(f"{f} whole-process cost <= 1.3x the C floor handler", f"{v['vs_floor']}x (static floor: {v['vs_static_floor']}x; "
+             f"both with the store held open: {v['held_vs_floor_held']}x)", v["vs_floor"] <= 1.3)
+    for key, v in out["served"].items():
+        goal(f"[{key}] webhook-receive c=8 >= 1.0x adnanh/webhook + C recorder", f"{v['c8_vs_webhook_recorder']}x",
+             v["c8_vs_webhook_recorder"] >= 1.0)
+        goal(f"[{key}] webhook-receive c=8 >= 2x adnanh/webhook + sqlite3 one-liner", f"{v['c8_vs_webhook_sqlite3']}x",
+             v["c8_vs_webhook_sqlite3"] >= 2.0)
+        goal(f"[{key}] webhook-receive c=8 >= 50% of the gateway's ceiling", f"{v['c8_vs_gateway_ceiling'] * 100:.0f}%",
+             v["c8_vs_gateway_ceiling"] >= 0.5)
+        goal(f"[{key}] webhook-receive p99 at c=32 <= 1.3x the C floor handler's", f"{v['p99_c32_vs_floor']}x "
+             f"(vs floor with its store held open: {v['p99_c32_vs_floor_held']}x)", v["p99_c32_vs_floor"] <= 1.3)
+    worst = min(out["growth"].items(), key=lambda kv: kv[1]["rps_1M_over_10k"])
+    worst_p99 = max(out["growth"].items(), key=lambda kv: kv[1]["p99_1M_over_10k"])
+    goal("1M-job numbers within 1.2x of the 10k numbers", f"worst throughput {worst[1]['rps_1M_over_10k']}x ({worst[0]}); "
+         f"worst p99 {worst_p99[1]['p99_1M_over_10k']}x ({worst_p99[0]})",
+         worst[1]["rps_1M_over_10k"] >= 1 / 1.2 and worst_p99[1]["p99_1M_over_10k"] <= 1.2)
+    draven_figs = [(k, f, c, fig) for k, v in served_.items() if k != "references" for f, cs in v.items() for c, fig in cs.items()]
+    c32 = [fig for k, f, c, fig in draven_figs if c == 32]
+    goal("no errors (no 5xx, no SQLITE_BUSY) at c=32", f"{sum(x['not_ok'] + x['socket_errors'] for x in c32)} errors, "
+         f"{sum(x['busy'] for x in c32)} SQLITE_BUSY", all(not x["not_ok"] and not x["socket_errors"] and not x["busy"] for x in c32),
+         kind="check")
+    allrows = [fig for *_, fig in draven_figs] + [fig for v in refs.values() for fig in v.values()]
+    goal("every accepted request left exactly one row (all targets, all runs)",
+         f"{sum(x['ok'] for x in allrows if x['rows'] is not None)} accepted, {sum(x['rows'] or 0 for x in allrows)} rows, "
+         f"{sum(1 for x in allrows if not x['rows_ok'])} runs off", all(x["rows_ok"] for x in allrows), kind="check")
+    return out, goals
+
+
+def markdown(r):
+    m = r["machine"]
+    L = []
+    w = L.append
+    w("# draven benchmark report\n")
+    w(f"Written by `make bench` ({'quick pass, BENCH_QUICK=1' if r['quick'] else 'full pass'}) in {r['elapsed_s']} s. "
+      f"Re-run it to refresh; `bench/report.json` has every figure.\n")
+    w("## Machine\n")
+    w(f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory_mib']:,} MiB; {m['os']}, kernel {m['kernel']}")
+    w(f"- {m['swift']}; gcc {m['gcc']}")
+    w(f"- nginx-light {m['nginx']}, fcgiwrap {m['fcgiwrap']} (8 children), webhook {m['webhook']}, wrk {m['wrk']}, "
+      f"SQLite {m['sqlite3']}, libsodium {m['libsodium']}")
+    w(f"- load average at start: {' '.join(m['load_at_start'])}\n")
+    w("## 1. Whole-process cost per request\n")
+    w(f"bench/c/runcgi forks and execs each program as fcgiwrap does (CGI environment, body on stdin) {r['runs']} times "
+      "and times fork → reaped. Typical requests: webhook-receive gets the signed 7,324-byte GitHub push with a new "
+      "delivery id each run; trigger a deploy of a new branch (queued behind the first); status `GET /api/v1/jobs/1`. "
+      "draven runs on the store with 10k jobs. *cold*: nothing else has the store open, so each process opens the "
+      "database, its WAL and shared memory from scratch; *held*: another process keeps a plain SQLite connection "
+      "to the same database open, as `draven sweep` does in production. Milliseconds, median (p10–p90).\n")
+    w("| program | cold wall | cold CPU | page faults | held wall | held CPU |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for name, fig in r["process"]["cold"].items():
+        h = r["process"]["held"].get(name)
+        held = f"{h['wall_ms']['median']:.2f} ({h['wall_ms']['p10']:.2f}–{h['wall_ms']['p90']:.2f}) | {h['cpu_ms']['median']:.2f}" if h else "— | —"
+        w(f"| {name} | {fig['wall_ms']['median']:.2f} ({fig['wall_ms']['p10']:.2f}–{fig['wall_ms']['p90']:.2f}) | "
+          f"{fig['cpu_ms']['median']:.2f} | {fig['page_faults']['median']:.0f} | {held} |")
+    w("")
+    w("Ratio to the C floor handler (dynamic build, as the design's reference was built; the static build is "
+      "draven's own linking):\n")
+    w("| function | ÷ floor | ÷ static floor | held ÷ floor held |")
+    w("|---|---:|---:|---:|")
+    for f, v in r["ratios"]["process"].items():
+        w(f"| {f} | {v['vs_floor']} | {v['vs_static_floor']} | {v['held_vs_floor_held']} |")
+    w("")
+    w("## 2–4. Served through nginx + fcgiwrap\n")
+    w(f"wrk with bench/wrk/hook.lua: every request is a new delivery with its own valid HMAC-SHA256 over the real "
+      f"push payload (trigger: a new branch per request, bearer token). {r['repeats']} run(s) of {r['duration']} per "
+      "figure; median req/s (min–max over runs), median p50 and p99 latency in ms. *rows*: rows the runs left in the "
+      "store against 2xx answers (each accepted request must leave exactly one row).\n")
+
+    def table(title, figs):
+        w(f"### {title}\n")
+        w("| target | c | req/s | p50 ms | p99 ms | 2xx | not 2xx | rows | BUSY |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, cs in figs.items():
+            for c, fig in cs.items():
+                rps = fig["rps"]
+                rng = f" ({rps['min']:.0f}–{rps['max']:.0f})" if rps["n"] > 1 else ""
+                w(f"| {name} | {c} | {rps['median']:.0f}{rng} | {med(fig, 'p50_ms'):.2f} | {med(fig, 'p99_ms'):.2f} | "
+                  f"{fig['ok']} | {fig['not_ok'] + fig['socket_errors']} | {'—' if fig['rows'] is None else fig['rows']}"
+                  f"{'' if fig['rows_ok'] else ' ✗'} | {fig['busy']} |")
+        w("")
+
+    table("References (same nginx + fcgiwrap; adnanh/webhook on its own port)", r["served"]["references"])
+    for key, figs in r["served"].items():
+        if key != "references":
+            table(f"draven, store with {key.replace('k', 'k jobs', 1).replace('1000k jobs', '1M jobs')}", figs)
+    w("### Growth: 1M jobs ÷ 10k jobs\n")
+    w("| figure | req/s | p99 |")
+    w("|---|---:|---:|")
+    for k, v in r["ratios"]["growth"].items():
+        w(f"| {k} | {v['rps_1M_over_10k']} | {v['p99_1M_over_10k']} |")
+    w("")
+    w("## Reproducing the design's references (c = 8, req/s; whole-process ms)\n")
+    refs = r["served"]["references"]
+    p = r["prototype"]
+    rows = [("C hello CGI", p["served_c8"]["hello"], refs["C hello CGI (gateway ceiling)"][8]),
+            ("C floor handler", p["served_c8"]["floor"], refs["C floor handler"][8]),
+            ("adnanh/webhook + /bin/true", p["served_c8"]["webhook-true"], refs["adnanh/webhook + /bin/true"][8]),
+            ("adnanh/webhook + C recorder", p["served_c8"]["webhook-recorder"], refs["adnanh/webhook + C recorder"][8]),
+            ("adnanh/webhook + sqlite3", p["served_c8"]["webhook-sqlite3"], refs["adnanh/webhook + sqlite3 one-liner"][8])]
+    w("| reference | design (prototype) | now |")
+    w("|---|---:|---:|")
+    for name, then, fig in rows:
+        w(f"| {name} | {then:,} | {med(fig):,.0f} |")
+    w(f"| Swift prototype → draven webhook-receive (10k) | {p['served_c8']['swift-prototype']:,} | "
+      f"{med(r['served']['10k']['webhook-receive'][8]):,.0f} |")
+    w(f"| C floor, whole process (ms) | {p['process_ms']['floor']} | "
+      f"{r['process']['cold']['C floor handler (dynamic)']['wall_ms']['median']:.2f} |")
+    w(f"| Swift prototype → draven webhook-receive, whole process (ms) | {p['process_ms']['swift-prototype']} | "
+      f"{r['process']['cold']['webhook-receive']['wall_ms']['median']:.2f} |")
+    w("")
+    w("## Goals\n")
+    w("| goal | measured | |")
+    w("|---|---|---|")
+    for g in r["goals"]:
+        w(f"| {g['goal']} | {g['value']} | {'met' if g['met'] else '**missed**'} |")
+    w("")
+    return "\n".join(L)
+
+
+if __name__ == "__main__":
+    main()
