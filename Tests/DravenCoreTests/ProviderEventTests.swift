@@ -11,6 +11,10 @@ enum Fixtures {
     }()
 
     static func json(_ name: String) throws -> JSON {
+        try JSON.parse(bytes(name))
+    }
+
+    static func bytes(_ name: String) -> [UInt8] {
         let fd = open(root + name, O_RDONLY)
         precondition(fd >= 0, "missing fixture \(name)")
         defer { close(fd) }
@@ -21,7 +25,21 @@ enum Fixtures {
             guard n > 0 else { break }
             bytes += buffer[..<n]
         }
-        return try JSON.parse(bytes)
+        return bytes
+    }
+
+    /// Every provider payload: "github/push.json", … (not the schemas).
+    static func payloads() -> [String] {
+        var names: [String] = []
+        for provider in ["github", "gitlab", "bitbucket-cloud", "bitbucket-dc"] {
+            guard let dir = opendir(root + provider) else { continue }
+            defer { closedir(dir) }
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                if name.hasSuffix(".json") { names.append(provider + "/" + name) }
+            }
+        }
+        return names.sorted()
     }
 }
 

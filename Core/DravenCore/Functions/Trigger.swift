@@ -71,7 +71,7 @@ struct DeployRequest {
     var sha: String?
     var reason: String
 
-    static let fields: Set<String> = ["project", "environment", "ref", "ref_kind", "sha", "reason"]
+    static let fields = ["project", "environment", "ref", "ref_kind", "sha", "reason"]
 
     /// - Throws: `.malformed` unless an object; `.invalidField` naming the first bad field.
     init(_ body: JSON) throws {

@@ -201,6 +201,16 @@ private struct Parser {
 
     mutating func number() throws(JSONParseError) -> JSON {
         let start = i
+        let integral = try scanNumber()
+        let text = String(decoding: bytes[start..<i], as: UTF8.self)
+        if integral, let v = Int64(text) { return .int(v) }
+        guard let d = Double(text), d.isFinite else { throw fail("number out of range", at: start) }
+        return .double(d)
+    }
+
+    /// Moves past a number's grammar; true when it has no fraction or exponent.
+    mutating func scanNumber() throws(JSONParseError) -> Bool {
+        let start = i
         var integral = true
         if bytes[i] == UInt8(ascii: "-") { i += 1 }
         guard i < bytes.count, isDigit(bytes[i]) else { throw fail("expected a digit") }
@@ -223,29 +233,32 @@ private struct Parser {
             guard i < bytes.count, isDigit(bytes[i]) else { throw fail("expected a digit in the exponent") }
             while i < bytes.count && isDigit(bytes[i]) { i += 1 }
         }
-        let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        if integral, let v = Int64(text) { return .int(v) }
-        guard let d = Double(text), d.isFinite else { throw fail("number out of range", at: start) }
-        return .double(d)
+        return integral
     }
 
     func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
 
     mutating func string() throws(JSONParseError) -> String {
-        i += 1  // opening quote
         var out: [UInt8] = []
+        try scanString(into: &out, keep: true)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Moves past a string (validating it), appending its decoded bytes to `out` when `keep`.
+    mutating func scanString(into out: inout [UInt8], keep: Bool) throws(JSONParseError) {
+        i += 1  // opening quote
         var runStart = i
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {
-                out.append(contentsOf: bytes[runStart..<i])
+                if keep { out.append(contentsOf: bytes[runStart..<i]) }
                 i += 1
-                break
+                return
             }
             if c < 0x20 { throw fail("unescaped control character in string") }
             if c == UInt8(ascii: "\\") {
-                out.append(contentsOf: bytes[runStart..<i])
+                if keep { out.append(contentsOf: bytes[runStart..<i]) }
                 try escape(into: &out)
                 runStart = i
                 continue
@@ -253,7 +266,6 @@ private struct Parser {
             if c < 0x80 { i += 1; continue }
             i += try utf8Length(at: i)
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Validates one multi-byte UTF-8 sequence at `at` (no overlongs, no surrogates, ≤ U+10FFFF).
@@ -329,6 +341,84 @@ private struct Parser {
             i += 1
         }
         return v
+    }
+}
+
+// MARK: - Looking up one member without building the document
+
+extension JSON {
+    /// The string at `path` (object keys from the top) of a JSON document, found without building
+    /// the document: members before it are validated and skipped, and scanning stops at it. nil
+    /// when the path is absent, passes through something other than an object, ends at something
+    /// other than a string, or the JSON before it is malformed. What follows is not read, so use
+    /// it only where that does not matter: choosing the secret that will verify a webhook's bytes.
+    package static func string(at path: [String], in bytes: [UInt8]) -> String? {
+        var parser = Parser(bytes: bytes)
+        return try? parser.string(at: path.map { Array($0.utf8) }[...])
+    }
+}
+
+extension Parser {
+    mutating func string(at path: ArraySlice<[UInt8]>) throws(JSONParseError) -> String? {
+        skipSpace()
+        guard i < bytes.count else { return nil }
+        guard let want = path.first else { return bytes[i] == UInt8(ascii: "\"") ? try string() : nil }
+        guard bytes[i] == UInt8(ascii: "{") else { return nil }
+        try enter()
+        i += 1
+        var key: [UInt8] = []
+        while true {
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }  // also `{}`
+            key.removeAll(keepingCapacity: true)
+            try scanString(into: &key, keep: true)
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
+            i += 1
+            skipSpace()
+            if key == want { return try string(at: path.dropFirst()) }
+            try skipValue()
+            skipSpace()
+            guard i < bytes.count, bytes[i] == UInt8(ascii: ",") else { return nil }
+            i += 1
+        }
+    }
+
+    /// Moves past one value, validating it as `value()` does but building nothing.
+    mutating func skipValue() throws(JSONParseError) {
+        guard i < bytes.count else { throw fail("expected a JSON value, found end of input") }
+        var scratch: [UInt8] = []
+        switch bytes[i] {
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            let close = bytes[i] == UInt8(ascii: "{") ? UInt8(ascii: "}") : UInt8(ascii: "]")
+            try enter()
+            i += 1
+            skipSpace()
+            if i < bytes.count && bytes[i] == close { i += 1; depth -= 1; return }
+            while true {
+                skipSpace()
+                if close == UInt8(ascii: "}") {
+                    guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+                    try scanString(into: &scratch, keep: false)
+                    skipSpace()
+                    guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
+                    i += 1
+                    skipSpace()
+                }
+                try skipValue()
+                skipSpace()
+                guard i < bytes.count else { throw fail("unterminated object or array") }
+                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
+                if bytes[i] == close { i += 1; depth -= 1; return }
+                throw fail("expected ',' or a closing bracket")
+            }
+        case UInt8(ascii: "\""): try scanString(into: &scratch, keep: false)
+        case UInt8(ascii: "t"): try literal("true")
+        case UInt8(ascii: "f"): try literal("false")
+        case UInt8(ascii: "n"): try literal("null")
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): _ = try scanNumber()
+        default: throw fail("unexpected character; expected a JSON value")
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 /// `[notify]` names. The rows name secrets (the Slack and Teams webhook URLs are credentials)
 /// and carry the text; `Delivery` sends them after the commit.
 package enum Notifications {
-    static let announced: Set<JobState> = [.succeeded, .failed, .timedOut, .cancelled]
+    static let announced: JobStates = [.succeeded, .failed, .timedOut, .cancelled]
 
     static func enqueue(_ tx: Transaction, job id: Int64, state: JobState, now: Int64) throws {
         guard announced.contains(state), let job = try Job.find(tx.db, id: id) else { return }

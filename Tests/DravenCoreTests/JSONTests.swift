@@ -1,0 +1,51 @@
+import Testing
+@testable import DravenCore
+
+@Suite struct JSONTests {
+    @Test func parsesAndRefusesWhatRFC8259Says() throws {
+        let doc = try JSON.parse(#"{"a": [1, -2.5e1, true, null, "\u00e9\n"], "b": {}}"#)
+        let a = doc["a"]?.arrayValue ?? []
+        #expect(a == [.int(1), .double(-25), .bool(true), .null, .string("é\n")])
+        #expect(doc["b"]?.objectValue == [:])
+        for bad in [#"{"a":1,"a":2}"#, "[01]", #"{"a" 1}"#, "[1,]", "\"\u{01}\"", "[1] x", String(repeating: "[", count: 65) + String(repeating: "]", count: 65)] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try JSON.parse(bad) }
+        }
+    }
+
+    @Test func stringAtPathFindsTheMemberWithoutBuildingTheDocument() {
+        let text = Array(#"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#.utf8)
+        #expect(JSON.string(at: ["repository", "full_name"], in: text) == "o/r")
+        #expect(JSON.string(at: ["repository", "owner", "login"], in: text) == "o")
+        #expect(JSON.string(at: ["after"], in: text) == "ab")
+        #expect(JSON.string(at: ["repository", "id"], in: text) == nil)  // not a string
+        #expect(JSON.string(at: ["ref", "x"], in: text) == nil)  // through a non-object
+        #expect(JSON.string(at: ["project", "path_with_namespace"], in: text) == nil)  // absent
+        #expect(JSON.string(at: ["a"], in: Array("{}".utf8)) == nil)
+        #expect(JSON.string(at: [#"k"y"#], in: Array(#"{"k\"y": "escaped key"}"#.utf8)) == "escaped key")
+    }
+
+    @Test func stringAtPathRefusesMalformedJSONBeforeTheMember() {
+        for bad in [#"{"a": [1,, 2], "r": "x"}"#, #"{"a": tru, "r": "x"}"#, #"{"a": "\q", "r": "x"}"#, #"{"a" "r": "x"}"#, #"{"a": 01, "r": "x"}"#] {
+            #expect(JSON.string(at: ["r"], in: Array(bad.utf8)) == nil, "\(bad)")
+        }
+        let deep = String(repeating: "[", count: 70) + String(repeating: "]", count: 70)
+        #expect(JSON.string(at: ["r"], in: Array(#"{"a": \#(deep), "r": "x"}"#.utf8)) == nil)
+    }
+
+    /// On every real payload in events/, the scan agrees with the full parse.
+    @Test func stringAtPathAgreesWithTheParserOnRealPayloads() throws {
+        let paths = [["repository", "full_name"], ["project", "path_with_namespace"], ["repository", "slug"], ["workflow_run", "head_sha"], ["object_kind"]]
+        var checked = 0
+        for file in Fixtures.payloads() {
+            let bytes = Fixtures.bytes(file)
+            let doc = try JSON.parse(bytes)
+            for path in paths {
+                var expected: JSON? = doc
+                for key in path { expected = expected?[key] }
+                #expect(JSON.string(at: path, in: bytes) == expected?.stringValue, "\(file) \(path)")
+            }
+            checked += 1
+        }
+        #expect(checked >= 10)
+    }
+}
