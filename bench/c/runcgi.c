@@ -5,7 +5,7 @@
  * to EOF, wait4. The time is fork → reaped (wall), plus the child's user+system CPU time from
  * wait4's rusage. Prints one JSON object: every sample, in microseconds.
  *
- *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
+ *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
  *
  *   -i BODY    file fed on stdin (CONTENT_LENGTH is set to its size after substitution)
  *   -e N=V     an environment variable for the program (repeatable)
@@ -16,8 +16,9 @@
  *
  * Also recorded per run: the child's page faults (minor + major), from the same rusage.
  *
- * "@UNIQUE@" in the body and in -e values is replaced, per run, by a 40-hex string unique to
- * the run (pid, time, counter), so each run is a new delivery with its own valid signature.
+ * "@UNIQUE@" in the body and in -e values is replaced, per run, by 40 random hex digits, so each run is a new delivery with its own valid signature;
+ * "@SEQ@" by BASE + the run's index (warm-up runs first), with -q BASE (default 1): for requests
+ * that each need their own row, e.g. a vote on one of a range of seeded jobs.
  * A run whose output does not start with "Status: 2" counts as a failure; failures are printed
  * and make runcgi exit 1.
  */
@@ -37,6 +38,7 @@
 
 #define MAX_ENV 256
 #define MARK "@UNIQUE@"
+#define SEQ_MARK "@SEQ@"
 
 static char *env_templates[MAX_ENV];
 static int env_count;
@@ -63,16 +65,21 @@ static char *slurp(const char *path, size_t *len) {
     return buf;
 }
 
-/* Copies `s` (length `len`) replacing every MARK with `unique` (40 chars). */
-static char *substitute(const char *s, size_t len, const char *unique, size_t *out_len) {
-    size_t cap = len + 64, n = 0;
+/* Copies `s` (length `len`) replacing every MARK with `unique` (40 chars) and every SEQ_MARK
+ * with `seq` (decimal). */
+static char *substitute(const char *s, size_t len, const char *unique, const char *seq, size_t *out_len) {
+    size_t cap = len + 64, n = 0, mark = strlen(MARK), seq_mark = strlen(SEQ_MARK), seq_len = strlen(seq);
     char *out = malloc(cap);
     for (size_t i = 0; i < len;) {
         if (n + 64 > cap) out = realloc(out, cap *= 2);
-        if (i + strlen(MARK) <= len && memcmp(s + i, MARK, strlen(MARK)) == 0) {
+        if (i + mark <= len && memcmp(s + i, MARK, mark) == 0) {
             memcpy(out + n, unique, 40);
             n += 40;
-            i += strlen(MARK);
+            i += mark;
+        } else if (i + seq_mark <= len && memcmp(s + i, SEQ_MARK, seq_mark) == 0) {
+            memcpy(out + n, seq, seq_len);
+            n += seq_len;
+            i += seq_mark;
         } else {
             out[n++] = s[i++];
         }
@@ -159,18 +166,20 @@ static char *from_file(const char *spec) {
 
 int main(int argc, char **argv) {
     int runs = 200, warmup = 20, opt;
+    long seq_base = 1;
     signal(SIGPIPE, SIG_IGN);  /* a program that answers without reading its body */
     const char *body_path = NULL, *key_path = NULL, *sig_var = NULL;
-    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:q:")) != -1) {
         switch (opt) {
         case 'n': runs = atoi(optarg); break;
         case 'w': warmup = atoi(optarg); break;
+        case 'q': seq_base = atol(optarg); break;
         case 'i': body_path = optarg; break;
         case 'k': key_path = optarg; break;
         case 's': sig_var = optarg; break;
         case 'e': if (env_count < MAX_ENV - 4) env_templates[env_count++] = optarg; break;
         case 'f': if (env_count < MAX_ENV - 4) env_templates[env_count++] = from_file(optarg); break;
-        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
+        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
         }
     }
     if (optind >= argc || runs < 1) { fprintf(stderr, "runcgi: no program\n"); return 2; }
@@ -188,13 +197,15 @@ int main(int argc, char **argv) {
         char unique[41];
         randombytes_buf(seed, sizeof seed);
         sodium_bin2hex(unique, sizeof unique, seed, sizeof seed);
+        char seq[32];
+        snprintf(seq, sizeof seq, "%ld", seq_base + warmup + i);
         size_t body_len;
-        char *body = substitute(template, template_len, unique, &body_len);
+        char *body = substitute(template, template_len, unique, seq, &body_len);
         char *envp[MAX_ENV];
         int n = 0;
         for (int e = 0; e < env_count; e++) {
             size_t len;
-            envp[n++] = substitute(env_templates[e], strlen(env_templates[e]), unique, &len);
+            envp[n++] = substitute(env_templates[e], strlen(env_templates[e]), unique, seq, &len);
         }
         char length[64], signature[256];
         snprintf(length, sizeof length, "CONTENT_LENGTH=%zu", body_len);
