@@ -44,11 +44,7 @@ package enum Approve: Function {
     }
 
     static func list(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        let principal = try Authenticator.authenticate(request, context)
-        let db = try context.db()
-        let job = try Job.require(db, id: params.id("id"))
-        context.subject = "job/\(job.id)"
-        try Grants.require(db, principal, .read, project: job.project, environment: job.environment)
+        let (db, job) = try Status.readableJob(request, params, context)
         return Response(status: 200, json: try Approvals.list(db, job: job))
     }
 }
