@@ -38,6 +38,7 @@ extension Draven {
             repeat {
                 do {
                     let expired = try Approvals.expireDue(db, now: Clock.now())
+                    try ChatOps.forgetOldSignatures(db, now: Clock.now())
                     if !expired.isEmpty {
                         FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: expired \(expired.map { "#\($0)" }.joined(separator: " "))\n".utf8))
                     }

@@ -110,6 +110,15 @@ import Testing
         #expect(try Self.snapshot(store) == before)
     }
 
+    @Test func slackSignaturesAreForgottenOnceTheirTimestampIsRefusedAnyway() throws {
+        let store = try TestStore(config: Self.config)
+        let job = try Self.awaiting(store)
+        _ = try Self.vote(store, "alice", job, replay: ("slack", "v0=old"))
+        _ = try Self.vote(store, "bob", job, .reject, replay: ("slack", "v0=new"), at: store.now + 500)
+        try ChatOps.forgetOldSignatures(store.db, now: store.now + 700)
+        #expect(try store.db.query("SELECT delivery_id FROM deliveries") { $0.text(0) } == ["v0=new"])
+    }
+
     @Test func approvalsForAnotherShaOrPolicyVersionDoNotCount() throws {
         let store = try TestStore(config: Self.config)
         let job = try Self.awaiting(store, sha: String(repeating: "a", count: 40))

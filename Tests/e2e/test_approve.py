@@ -395,6 +395,10 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     assert r.status == 200 and "dave is in none of them" in r.json["text"]
     r, _, _ = slack(stack, slash("UALICE", "deploy everything"))
     assert r.json["text"].startswith("draven: use approve JOB")
+    r, _, _ = slack(stack, slash("UALICE", "approve 999999"))
+    assert r.status == 200 and r.json["text"] == "draven: no job 999999"
+    r, _, _ = slack(stack, slash("UALICE", "approve soon"))
+    assert r.status == 200 and "name the job by its number: approve 12" in r.json["text"]
     assert stack.snapshot() == before
 
 

@@ -13,8 +13,15 @@
 ///
 /// A request that fails verification is a 401 problem. A verified one always answers 200 with
 /// a message the user can read in the chat, refusals included (they are audited).
-enum ChatOps {
+package enum ChatOps {
     static let window: Int64 = 300
+
+    /// Forgets Slack signatures older than twice the timestamp window: a request that old is
+    /// refused by its timestamp anyway. (`draven sweep`; Teams bodies carry no checked
+    /// timestamp, so their keys are kept.)
+    package static func forgetOldSignatures(_ db: Database, now: Int64) throws {
+        try db.run("DELETE FROM deliveries WHERE source = 'slack' AND event = 'vote' AND received_at < ?1", [.int(now - 2 * window)])
+    }
 
     static func slack(_ request: Request, _ context: Context) throws -> Response {
         let db = try context.db()

@@ -68,12 +68,12 @@ package enum Approvals {
     package static func vote(_ tx: Transaction, job id: Int64, voter: Voter, decision: Decision, comment: String,
                              replay: (source: String, key: String)? = nil, now: Int64) throws -> Outcome {
         let db = tx.db
+        let job = try Job.require(db, id: id)
         if let replay {
             try db.run("INSERT INTO deliveries (source, delivery_id, event, job_id, received_at) VALUES (?1, ?2, 'vote', ?3, ?4) ON CONFLICT DO NOTHING",
                        [.text(replay.source), .text(replay.key), .int(id), .int(now)])
             guard db.changes == 1 else { throw DravenError.badSignature("this signed request was already used (replay)") }
         }
-        let job = try Job.require(db, id: id)
         try Grants.require(db, Principal(personID: voter.personID, handle: voter.handle, tokenID: 0), .approve,
                            project: job.project, environment: job.environment)
         guard job.state == .awaitingApproval else {
