@@ -139,6 +139,21 @@ import Testing
         #expect(try Self.vote(store, "alice", job).state == .dispatching)
     }
 
+    @Test func noApprovalLetsThroughARefThePolicyNoLongerAccepts() throws {
+        let store = try TestStore(config: Self.config)
+        let job = try Self.awaiting(store)
+        try store.apply(Self.config.replacingOccurrences(#""prod": {"refs": ["tag:v*"]"#, #""prod": {"refs": ["tag:release-*"]"#))
+        let before = try Self.snapshot(store)
+        #expect {
+            try Self.vote(store, "alice", job)
+        } throws: { error in
+            if case DravenError.policyDenied(let rule, _) = error { return rule == "refs" }
+            return false
+        }
+        #expect(try Self.snapshot(store) == before)
+        #expect(try Self.vote(store, "bob", job, .reject).state == .rejected)  // it can still be turned down
+    }
+
     @Test func peopleNoLongerInAnApproverGroupStopCounting() throws {
         let store = try TestStore(config: Self.config)
         let job = try Self.awaiting(store)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -169,6 +170,20 @@ def test_refused_votes_change_nothing(world, who, setup, status, kind, rule):
     assert stack.rows("SELECT count(*) FROM approvals WHERE job_id = ?", job) == [(0,)]
     time.sleep(0.2)
     assert len(fake.requests) == outbound  # no outbound call either
+
+
+def test_concurrent_votes_dispatch_the_job_once(world):
+    stack, fake = world
+    job = awaiting(stack, "race")
+    voters = ["alice", "bob", "erin", "alice", "bob", "erin"] * 3
+    with ThreadPoolExecutor(len(voters)) as pool:
+        replies = list(pool.map(lambda who: vote(stack, who, job), voters))
+    assert {r.status for r in replies} <= {200, 201, 409}, replies
+    assert sum(r.status == 201 for r in replies) == 2  # the first two people; the rest repeat or find it decided
+    assert stack.rows("SELECT count(*) FROM outbox WHERE kind = 'dispatch' AND job_id = ?", job) == [(1,)]
+    assert stack.wait_for(job, {"running"}) == "running"
+    assert len([r for r in fake.received("/repos/acme/shop/actions/workflows/deploy.yml/dispatches")
+                if json.loads(r["body"])["inputs"]["job_id"] == str(job)]) == 1
 
 
 def test_self_approval_when_the_policy_allows_it(world):

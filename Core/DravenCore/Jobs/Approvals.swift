@@ -62,8 +62,8 @@ package enum Approvals {
     /// - Parameter replay: a (source, key) remembered with the vote; a second request with the
     ///   same key is refused (Slack signatures, Teams bodies).
     /// - Throws: `.notFound` (no job), `.forbidden` (no approve grant), `.conflict` (the job is
-    ///   not awaiting approval or its window closed), `.policyDenied` (rule `approver_groups` or
-    ///   `self_approval`), `.badSignature` (a replay), `.environmentBusy` (the last approval of a
+    ///   not awaiting approval or its window closed), `.policyDenied` (rule `approver_groups`,
+    ///   `self_approval`, or `refs` when the policy no longer accepts the job's ref), `.badSignature` (a replay), `.environmentBusy` (the last approval of a
     ///   job whose environment is locked under a `reject` policy).
     package static func vote(_ tx: Transaction, job id: Int64, voter: Voter, decision: Decision, comment: String,
                              replay: (source: String, key: String)? = nil, now: Int64) throws -> Outcome {
@@ -90,6 +90,11 @@ package enum Approvals {
         if decision == .approve, !rules.selfApproval, try job.requestedByID(db) == voter.personID {
             throw DravenError.policyDenied(rule: "self_approval",
                 detail: "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow approving your own deploy")
+        }
+        // The policy may have changed since the request: an approval never lets through a ref it now refuses.
+        let policy = try Policy.load(db, environmentID: job.environmentID)
+        if decision == .approve {
+            try policy.check(try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
         }
         let sha = job.sha ?? ""
         try db.run("""
@@ -119,7 +124,7 @@ package enum Approvals {
         let approvals = try count(db, job: job, rules: rules)
         var state = JobState.awaitingApproval
         if approvals >= rules.required {
-            state = try StateMachine.start(tx, job: id, policy: try Policy.load(db, environmentID: job.environmentID), actor: voter.handle, now: now)
+            state = try StateMachine.start(tx, job: id, policy: policy, actor: voter.handle, now: now)
         }
         return Outcome(counted: true, decision: decision, approvals: approvals, required: rules.required, state: state)
     }
