@@ -3,7 +3,8 @@
 `make run` starts it so the demo's deploys really dispatch (to 127.0.0.1, nothing leaves the
 machine); the end-to-end tests use it as their fake provider. It records every request and
 answers like the providers' success responses (GitHub dispatch with return_run_details, GitLab
-and Bitbucket pipeline creation, Slack's chat.postMessage and chat.update). Tests can queue answers for a path prefix:
+and Bitbucket pipeline creation, Slack's chat.postMessage, chat.update and
+chat.postEphemeral). Tests can queue answers for a path prefix:
 {"status": 503, "body": {...}, "delay": 0}; a delay longer than draven's timeout makes a call hang.
 
     python3 infra/demo_provider.py PORT      # serve until killed, logging one line per request
@@ -99,6 +100,8 @@ class FakeProvider:
         if "/pipelines/" in path:
             return {"status": 201, "body": {"uuid": "{%08d-0000-4000-8000-000000000000}" % n, "build_number": n,
                                             "state": {"name": "PENDING"}}}
+        if path.endswith("/chat.postEphemeral"):
+            return {"status": 200, "body": {"ok": True, "message_ts": f"{n}.000300"}}
         if path.endswith("/chat.postMessage") or path.endswith("/chat.update"):  # the Slack Web API (approval requests)
             sent = json.loads(body or b"{}")
             return {"status": 200, "body": {"ok": True, "channel": sent.get("channel"), "ts": sent.get("ts") or f"{n}.000200"}}

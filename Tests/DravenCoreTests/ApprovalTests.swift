@@ -203,6 +203,25 @@ import Testing
         #expect(update?["blocks"]?.arrayValue?.count == 1)  // no buttons
     }
 
+    @Test func slackWebAPICalls() throws {
+        let store = try TestStore(config: Self.config)
+        let job = try Self.awaiting(store)
+        let update: JSON = ["channel": "slack_approval", "action": "update", "job_id": .int(job), "slack_channel": "C0DEPLOYS", "text": "t", "blocks": []]
+        // The update waits (retryably) until the request it updates has been posted.
+        #expect(throws: TransportError.self) { try ApprovalMessages.request(store.db, update) }
+        try store.db.immediate { tx in try ApprovalMessages.remember(tx, job: job, channel: "C0CHANNELID", ts: "17.5") }
+        let request = try ApprovalMessages.request(store.db, update)
+        #expect(request.url == "https://slack.com/api/chat.update" && request.secretName == "slack-bot")
+        let body = try JSON.parse(request.body)
+        #expect(body["channel"]?.stringValue == "C0CHANNELID" && body["ts"]?.stringValue == "17.5")
+        let ephemeral = try ApprovalMessages.request(store.db, ["channel": "slack_approval", "action": "ephemeral", "slack_channel": "C1",
+                                                                "user": "U1", "text": "no"])
+        #expect(ephemeral.url.hasSuffix("/chat.postEphemeral"))
+        #expect(try JSON.parse(ephemeral.body) == ["channel": "C1", "user": "U1", "text": "no"])
+        guard case .header(let name, let prefix)? = ephemeral.credential else { Issue.record("no credential header"); return }
+        #expect(name == "Authorization" && prefix == "Bearer ")
+    }
+
     @Test func slackAPIAnswers() {
         func outcome(_ body: String, status: Int = 200) -> (String?, Bool, String?) {
             let o = ApprovalMessages.outcome(OutboundResponse(status: status, body: Array(body.utf8)))

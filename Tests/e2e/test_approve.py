@@ -341,8 +341,12 @@ def button(user, action, job):
                          "action_ts": str(time.time())}]}
 
 
+def ephemeral(fake, user):
+    return [json.loads(r["body"]) for r in fake.received("/slack-api/chat.postEphemeral") if json.loads(r["body"])["user"] == user]
+
+
 def test_slack_slash_command_and_button_approve_with_the_real_signature(world):
-    stack, _ = world
+    stack, fake = world
     job = awaiting(stack, "chat")
     r, _, _ = slack(stack, slash("UALICE", f"approve {job} fine by me"))
     assert r.status == 200 and r.json["response_type"] == "in_channel", r
@@ -351,7 +355,11 @@ def test_slack_slash_command_and_button_approve_with_the_real_signature(world):
     assert status.json == {"response_type": "ephemeral",
                            "text": f"draven: deploy #{job} of shop refs/heads/main to chat is awaiting_approval with 1 of 2 approvals"}
     r, _, _ = slack(stack, payload=button("UBOB", "draven_approve", job))
-    assert r.status == 200 and "approved: deploying" in r.json["text"], r
+    assert r.status == 200, r
+    # Slack shows nothing of a button's answer: the clicker gets an ephemeral message.
+    wait_until(lambda: ephemeral(fake, "UBOB"), "no ephemeral reply to the button")
+    [reply] = ephemeral(fake, "UBOB")
+    assert reply["channel"] == "C0DEPLOYS" and f"bob approved deploy #{job}" in reply["text"] and "approved: deploying" in reply["text"]
     assert stack.wait_for(job, {"running"}) == "running"
     votes = stack.rows("SELECT p.handle, a.via, a.chat_user, a.comment FROM approvals a JOIN people p ON p.id = a.person_id WHERE job_id = ? ORDER BY a.id", job)
     assert votes == [("alice", "slack", "UALICE", "fine by me"), ("bob", "slack", "UBOB", "")]
@@ -394,16 +402,24 @@ def test_a_replayed_slack_request_is_refused(world):
 
 
 def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
-    stack, _ = world
+    stack, fake = world
     job = awaiting(stack, "refusals")
+    wait_until(lambda: slack_messages(fake, "chat.postMessage", job), "no approval request posted")
     before, refusals = stack.snapshot(), stack.refusals()
     r, _, _ = slack(stack, slash("UNOBODY", f"approve {job}"))
     assert r.status == 200 and r.json["response_type"] == "ephemeral"
     assert 'your slack user UNOBODY is not linked to a draven person' in r.json["text"]
     assert 'chat = { slack = "UNOBODY" }' in r.json["text"]
-    r, _, _ = slack(stack, payload=button("UNOBODY", "draven_reject", job))
-    assert r.status == 200 and "not linked" in r.json["text"] and r.json["replace_original"] is False
     assert stack.snapshot() == before
+    # A button's refusal reaches the clicker as an ephemeral message: that row is all it writes.
+    r, _, _ = slack(stack, payload=button("UNOBODY", "draven_reject", job))
+    assert r.status == 200
+    wait_until(lambda: ephemeral(fake, "UNOBODY"), "no ephemeral refusal")
+    [reply] = ephemeral(fake, "UNOBODY")
+    assert reply["channel"] == "C0DEPLOYS" and "your slack user UNOBODY is not linked" in reply["text"]
+    assert stack.snapshot() == dict(before, outbox=before["outbox"] + 1)
+    assert stack.rows("SELECT state FROM jobs WHERE id = ?", job) == [("awaiting_approval",)]
+    before = stack.snapshot()
     assert stack.refusals() == refusals + 2
     [(actor, detail)] = stack.rows("SELECT actor, detail FROM audit WHERE outcome = 'refused' ORDER BY id DESC LIMIT 1")
     assert actor == "slack:UNOBODY" and json.loads(detail)["status"] == 403

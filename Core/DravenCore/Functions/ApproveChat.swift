@@ -11,8 +11,9 @@
 /// - Mattermost slash command: `Authorization: Token <token>` (or the `token` form field),
 ///   compared in constant time. The scheme has no timestamp; votes are idempotent.
 ///
-/// A request that fails verification is a 401 problem. A verified one always answers 200 with
-/// a message the user can read in the chat, refusals included (they are audited).
+/// A request that fails verification is a 401 problem and changes nothing. A verified one always
+/// answers 200 with a message the user can read in the chat, refusals included (they are audited
+/// and change nothing else — but for a button, whose reply is a `chat.postEphemeral` row).
 package enum ChatOps {
     static let window: Int64 = 300
 
@@ -40,23 +41,34 @@ package enum ChatOps {
         try refuseReplay(db, replay)
         try requireForm(request)
         let form = request.formItems
-        var command: ChatCommand
-        var button = false
-        if let payload = form["payload"] {
-            // A button of the approval request: the action names the decision, its value the job.
-            let json = try JSON.parse(payload)
-            guard json["type"]?.stringValue == "block_actions", let user = json["user"]?["id"]?.stringValue,
-                  let action = json["actions"]?.arrayValue?.first, let value = action["value"]?.stringValue,
-                  let verb = ["draven_approve": "approve", "draven_reject": "reject"][action["action_id"]?.stringValue ?? ""]
-            else { return slackReply(.init(text: "draven: this interaction is not one draven sent", public: false), button: true) }
-            command = ChatCommand(platform: "slack", userID: user, text: "\(verb) \(value)")
-            button = true
-        } else {
+        guard let payload = form["payload"] else {
             guard let user = form["user_id"] else { throw DravenError.malformed("the slash command has no user_id") }
-            command = ChatCommand(platform: "slack", userID: user, text: form["text"] ?? "")
+            var command = ChatCommand(platform: "slack", userID: user, text: form["text"] ?? "")
+            command.replay = replay
+            let reply = try command.run(request, context)
+            return Response(status: 200, json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])
         }
+        // A button of the approval request: the action names the decision, its value the job.
+        let json = try JSON.parse(payload)
+        guard json["type"]?.stringValue == "block_actions", let user = json["user"]?["id"]?.stringValue,
+              let action = json["actions"]?.arrayValue?.first, let value = action["value"]?.stringValue,
+              let verb = ["draven_approve": "approve", "draven_reject": "reject"][action["action_id"]?.stringValue ?? ""]
+        else { return Response(status: 200, json: [:]) }
+        var command = ChatCommand(platform: "slack", userID: user, text: "\(verb) \(value)")
         command.replay = replay
-        return slackReply(try command.run(request, context), button: button)
+        let reply = try command.run(request, context)
+        // Slack shows nothing of the answer to a button: the clicker is told (refusals too) with an
+        // ephemeral message, sent after the answer like every outbound call.
+        if let channel = json["channel"]?["id"]?.stringValue ?? json["container"]?["channel_id"]?.stringValue,
+           try Settings.get(db, "chatops").flatMap({ try? JSON.parse($0) })?["slack"]?["bot_token_secret"] != nil {
+            _ = try db.immediate { tx in
+                try Outbox.enqueue(tx, kind: .notify, job: nil, payload: [
+                    "channel": .string(ApprovalMessages.channel), "action": "ephemeral", "slack_channel": .string(channel),
+                    "user": .string(user), "text": .string(reply.text),
+                ], now: context.now)
+            }
+        }
+        return Response(status: 200, json: [:])
     }
 
     static func teams(_ request: Request, _ context: Context) throws -> Response {
@@ -99,12 +111,6 @@ package enum ChatOps {
         guard let user = form["user_id"] else { throw DravenError.malformed("the slash command has no user_id") }
         let reply = try ChatCommand(platform: "mattermost", userID: user, text: form["text"] ?? "").run(request, context)
         return Response(status: 200, json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])
-    }
-
-    static func slackReply(_ reply: ChatCommand.Reply, button: Bool) -> Response {
-        var body: JSONObject = ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)]
-        if button { body["replace_original"] = false }
-        return Response(status: 200, json: .object(body))
     }
 
     /// The secret named by `[chatops.<platform>] <key>`.

@@ -83,8 +83,8 @@ enum ApprovalMessages {
 
     // MARK: delivery
 
-    /// The Slack Web API call for a row: `chat.postMessage`, or `chat.update` of the message
-    /// posted for the job.
+    /// The Slack Web API call for a row: `chat.postMessage`, `chat.update` of the message posted
+    /// for the job, or `chat.postEphemeral` (the answer to a button click).
     /// - Throws: `DispatchError` when Slack is not configured; a retryable `TransportError` when
     ///   the request this update is for has not been posted yet.
     static func request(_ db: Database, _ payload: JSON) throws -> OutboundRequest {
@@ -94,7 +94,10 @@ enum ApprovalMessages {
         var body: JSONObject = ["channel": payload["slack_channel"] ?? .null, "text": payload["text"] ?? .null,
                                 "blocks": payload["blocks"] ?? .array([])]
         var method = "chat.postMessage"
-        if payload["action"]?.stringValue == "update" {
+        if payload["action"]?.stringValue == "ephemeral" {  // the answer to a button, for the clicker only
+            body = ["channel": payload["slack_channel"] ?? .null, "user": payload["user"] ?? .null, "text": payload["text"] ?? .null]
+            method = "chat.postEphemeral"
+        } else if payload["action"]?.stringValue == "update" {
             let job = payload["job_id"]?.intValue ?? 0
             guard let posted = try db.first("SELECT channel, ts FROM approval_messages WHERE job_id = ?1 AND platform = 'slack'",
                                             [.int(job)], { ($0.text(0), $0.text(1)) }) else {
