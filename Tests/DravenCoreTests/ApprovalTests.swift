@@ -99,6 +99,14 @@ import Testing
         #expect(throws: DravenError.conflict("job \(job) is rejected; only a job awaiting approval takes votes")) { try Self.vote(store, "bob", job) }
     }
 
+    @Test func whoApprovedMayStillReject() throws {
+        let store = try TestStore(config: Self.config)
+        let job = try Self.awaiting(store)
+        _ = try Self.vote(store, "alice", job)
+        let changed = try Self.vote(store, "alice", job, .reject)
+        #expect(changed.counted && changed.state == .rejected)
+    }
+
     @Test func aReplayKeyIsAcceptedOnce() throws {
         let store = try TestStore(config: Self.config)
         let job = try Self.awaiting(store)

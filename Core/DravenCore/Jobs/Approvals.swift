@@ -7,7 +7,8 @@
 /// of `approver_groups`, and may not approve their own deploy unless `self_approval`; a job takes
 /// votes only while `awaiting_approval` and within `approval_ttl` of its request (then `draven
 /// sweep` moves it to `expired`). A vote is bound to the job's commit sha and the policy version:
-/// only approvals matching both, from people still entitled, count. One vote per person per binding.
+/// only approvals matching both, from people still entitled, count. One approval per person per
+/// binding; a person who approved may still reject.
 package enum Approvals {
     package enum Decision: String, Sendable { case approve, reject }
 
@@ -63,8 +64,9 @@ package enum Approvals {
     ///   same key is refused (Slack signatures, Teams bodies).
     /// - Throws: `.notFound` (no job), `.forbidden` (no approve grant), `.conflict` (the job is
     ///   not awaiting approval or its window closed), `.policyDenied` (rule `approver_groups`,
-    ///   `self_approval`, or `refs` when the policy no longer accepts the job's ref), `.badSignature` (a replay), `.environmentBusy` (the last approval of a
-    ///   job whose environment is locked under a `reject` policy).
+    ///   `self_approval`, or `refs` when the policy no longer accepts the job's ref),
+    ///   `.badSignature` (a replay), `.environmentBusy` (the last approval of a job whose
+    ///   environment is locked under a `reject` policy).
     package static func vote(_ tx: Transaction, job id: Int64, voter: Voter, decision: Decision, comment: String,
                              replay: (source: String, key: String)? = nil, now: Int64) throws -> Outcome {
         let db = tx.db

@@ -282,7 +282,7 @@ package enum Migrations {
     static let approvals = """
     -- Votes on jobs awaiting approval. A vote is bound to the job's commit sha ('' while unknown)
     -- and the environment's policy version when it was given: only votes matching both count.
-    -- One vote per person per binding.
+    -- One approval per person per binding (a person who approved may still reject).
     CREATE TABLE approvals (
         id INTEGER PRIMARY KEY,
         job_id INTEGER NOT NULL REFERENCES jobs(id),
@@ -294,7 +294,7 @@ package enum Migrations {
         via TEXT NOT NULL,                 -- api, slack, teams, mattermost
         chat_user TEXT,                    -- the platform's user id, for chat votes
         at INTEGER NOT NULL,
-        UNIQUE (job_id, person_id, sha, policy_version)
+        UNIQUE (job_id, person_id, decision, sha, policy_version)
     ) STRICT;
 
     -- Approval-request messages draven posted (Slack: channel id and ts), to update when decided.
