@@ -243,6 +243,22 @@ import Testing
 
     @Test func slackTextIsEscaped() {
         #expect(ApprovalMessages.escape("a <b> & c") == "a &lt;b&gt; &amp; c")
+        #expect([86400, 5400, 7200, 45].map(ApprovalMessages.duration) == ["1d", "90m", "2h", "45s"])
+    }
+
+    /// A platform without its `[chatops]` table (or its secret) is refused before anything in the request is read.
+    @Test(arguments: ["/chatops/slack", "/chatops/teams", "/chatops/mattermost"])
+    func unconfiguredPlatformsFailClosed(_ path: String) throws {
+        let store = try TestStore()
+        let context = Context(paths: store.paths, function: "approve", now: store.now)
+        let request = Request(method: "POST", path: path, contentType: "application/x-www-form-urlencoded",
+                              body: Array("user_id=U1&text=approve+1&token=x".utf8))
+        #expect {
+            try Approve.respond(to: request, context: context)
+        } throws: { error in
+            if case DravenError.badSignature(let why) = error { return why.contains("is not configured") }
+            return false
+        }
     }
 
     @Test(arguments: [

@@ -56,10 +56,16 @@ enum ApprovalMessages {
                 """, [.int(job.id)]) { ($0.text(0), $0.text(1)) }
             return "was REJECTED" + (by.map { " by \($0.0)" + ($0.1.isEmpty ? "" : ": \($0.1)") } ?? "")
         case .expired:
-            return "EXPIRED: not enough approvals within \(rules.ttl / 3600 > 0 ? "\(rules.ttl / 3600)h" : "\(rules.ttl)s")"
+            return "EXPIRED: not enough approvals within \(duration(rules.ttl))"
         default:
             return "was \(state.rawValue)"
         }
+    }
+
+    /// `86400` → `1d`, `5400` → `90m`, `45` → `45s`: the largest unit that divides it.
+    static func duration(_ seconds: Int64) -> String {
+        for (unit, size) in [("d", Int64(86400)), ("h", 3600), ("m", 60)] where seconds % size == 0 { return "\(seconds / size)\(unit)" }
+        return "\(seconds)s"
     }
 
     /// Slack Block Kit: the text, and while undecided, Approve and Reject buttons whose value is the job id.
