@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "trigger", targets: ["trigger"]),
         .executable(name: "status", targets: ["status"]),
         .executable(name: "webhook-receive", targets: ["webhook-receive"]),
+        .executable(name: "approve", targets: ["approve"]),
         .executable(name: "draven-deliver", targets: ["draven-deliver"]),
         .executable(name: "draven", targets: ["draven"]),
     ],
@@ -44,6 +45,7 @@ let package = Package(
         .executableTarget(name: "trigger", dependencies: ["DravenCore"], path: "Functions/trigger", swiftSettings: swiftSettings),
         .executableTarget(name: "status", dependencies: ["DravenCore"], path: "Functions/status", swiftSettings: swiftSettings),
         .executableTarget(name: "webhook-receive", dependencies: ["DravenCore"], path: "Functions/webhook-receive", swiftSettings: swiftSettings),
+        .executableTarget(name: "approve", dependencies: ["DravenCore"], path: "Functions/approve", swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",
             dependencies: [

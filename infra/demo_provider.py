@@ -3,7 +3,8 @@
 `make run` starts it so the demo's deploys really dispatch (to 127.0.0.1, nothing leaves the
 machine); the end-to-end tests use it as their fake provider. It records every request and
 answers like the providers' success responses (GitHub dispatch with return_run_details, GitLab
-and Bitbucket pipeline creation). Tests can queue answers for a path prefix:
+and Bitbucket pipeline creation, Slack's chat.postMessage, chat.update and
+chat.postEphemeral). Tests can queue answers for a path prefix:
 {"status": 503, "body": {...}, "delay": 0}; a delay longer than draven's timeout makes a call hang.
 
     python3 infra/demo_provider.py PORT      # serve until killed, logging one line per request
@@ -73,7 +74,7 @@ class FakeProvider:
             self.in_flight += 1
         try:
             if answer is None:
-                answer = self.default(handler.path, n)
+                answer = self.default(handler.path, n, body)
             if answer.get("delay"):
                 time.sleep(answer["delay"])
             status = answer["status"]
@@ -90,7 +91,7 @@ class FakeProvider:
             with self.lock:
                 self.in_flight -= 1
 
-    def default(self, path, n):
+    def default(self, path, n, body=b""):
         if "/actions/workflows/" in path:
             return {"status": 200, "body": {"workflow_run_id": n, "run_url": f"{self.url}/api/runs/{n}",
                                             "html_url": f"https://github.example/acme/app/actions/runs/{n}"}}
@@ -99,6 +100,11 @@ class FakeProvider:
         if "/pipelines/" in path:
             return {"status": 201, "body": {"uuid": "{%08d-0000-4000-8000-000000000000}" % n, "build_number": n,
                                             "state": {"name": "PENDING"}}}
+        if path.endswith("/chat.postEphemeral"):
+            return {"status": 200, "body": {"ok": True, "message_ts": f"{n}.000300"}}
+        if path.endswith("/chat.postMessage") or path.endswith("/chat.update"):  # the Slack Web API (approval requests)
+            sent = json.loads(body or b"{}")
+            return {"status": 200, "body": {"ok": True, "channel": sent.get("channel"), "ts": sent.get("ts") or f"{n}.000200"}}
         if path.startswith("/slack/") or path.startswith("/teams/"):  # incoming webhooks of the chat tools
             return {"status": 200, "body": None}
         return {"status": 404, "body": {"message": "Not Found"}}

@@ -13,10 +13,13 @@ draven="$BIN_DIR/draven"
 # The demo dispatches to a local stand-in CI (infra/demo_provider.py), never to github.com:
 # the example configuration with its integration pointed at 127.0.0.1, and a dummy token.
 export DEMO_PROVIDER_PORT="${DEMO_PROVIDER_PORT:-$((PORT + 1))}"
-sed "s|^method = \"workflow_dispatch\"|&\napi_url = \"http://127.0.0.1:$DEMO_PROVIDER_PORT\"   # make run: local stand-in CI|" \
+# Approval requests go to the stand-in's Slack Web API, never to slack.com.
+sed -e "s|^method = \"workflow_dispatch\"|&\napi_url = \"http://127.0.0.1:$DEMO_PROVIDER_PORT\"   # make run: local stand-in CI|" \
+    -e "s|^# api_url = \"https://slack.com/api\".*|api_url = \"http://127.0.0.1:$DEMO_PROVIDER_PORT/slack-api\"   # make run: local stand-in|" \
   "$here/draven.example.toml" >"$STATE_DIR/draven.toml"
 "$draven" apply --state-dir "$STATE_DIR" -f "$STATE_DIR/draven.toml"
 printf 'demo-token-not-a-real-credential' | "$draven" secrets set github-shop-token --state-dir "$STATE_DIR" >/dev/null
+printf 'xoxb-demo-not-a-real-credential' | "$draven" secrets set slack-bot-token --state-dir "$STATE_DIR" >/dev/null
 token_file="$STATE_DIR/demo-token"
 if [ ! -s "$token_file" ]; then
   (umask 077; "$draven" tokens create --state-dir "$STATE_DIR" --person alice --name demo >"$token_file" 2>/dev/null)

@@ -9,7 +9,8 @@ struct Draven: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "draven",
         abstract: "Operate a draven deploy control plane.",
-        subcommands: [Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self, AuditCommand.self]
+        subcommands: [Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self, AuditCommand.self,
+                      ApproveCommand.self, RejectCommand.self]
     )
 }
 

@@ -4,8 +4,9 @@ import DravenOutbound
 import Foundation
 
 extension Draven {
-    /// `draven sweep`: the time-driven work. For now: delivers outbox rows that are due
-    /// (retries with backoff, rows whose deliverer died). Safe to run in several processes at
+    /// `draven sweep`: the time-driven work: moves jobs whose approval window closed to
+    /// `expired`, then delivers outbox rows that are due (retries with backoff, rows whose
+    /// deliverer died, the chat updates of expired jobs). Safe to run in several processes at
     /// once and alongside requests: each row is claimed in a transaction.
     ///
     /// As a service (`--every 5s`) it keeps one connection to the store open for its whole
@@ -13,7 +14,7 @@ extension Draven {
     /// per-request process would otherwise pay (DESIGN.md). Functions stay correct without it.
     struct Sweep: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Deliver due outbox rows once (--once) or every interval (--every 5s).")
+            abstract: "Expire unapproved jobs and deliver due outbox rows, once (--once) or every interval (--every 5s).")
         @OptionGroup var state: StateOptions
         @Flag(help: "Run one pass and exit (for a timer or cron).") var once = false
         @Option(help: "Run as a service, one pass per interval (e.g. 5s, 500ms, 1m).") var every: String?
@@ -36,6 +37,11 @@ extension Draven {
             let pause = every.flatMap(Self.interval) ?? 0
             repeat {
                 do {
+                    let expired = try Approvals.expireDue(db, now: Clock.now())
+                    try ChatOps.forgetOldSignatures(db, now: Clock.now())
+                    if !expired.isEmpty {
+                        FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: expired \(expired.map { "#\($0)" }.joined(separator: " "))\n".utf8))
+                    }
                     let due = try Delivery.due(db, now: Clock.now())
                     if !due.isEmpty {
                         var delivery = Delivery(db: db, paths: paths, transport: CurlTransport())

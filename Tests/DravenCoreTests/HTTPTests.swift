@@ -13,6 +13,7 @@ import Testing
         (.forbidden(action: "deploy", project: "p", environment: "e"), 403, "forbidden"),
         (.policyDenied(rule: "refs", detail: "d"), 403, "policy-denied"),
         (.notFound(what: "x"), 404, "not-found"),
+        (.unknownChatUser(platform: "slack", userID: "U1"), 403, "unknown-chat-user"),
         (.environmentBusy(environment: "e", heldBy: 1), 409, "environment-busy"),
         (.conflict("x"), 409, "conflict"),
         (.idempotencyKeyReused, 422, "idempotency-key-reused"),

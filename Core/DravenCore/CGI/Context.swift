@@ -10,6 +10,8 @@ package final class Context {
     package var principal: Principal?
     /// What the request is about (e.g. `shop/prod`), for the audit record of a refusal.
     package var subject: String = ""
+    /// Who is asking when no API token says so (a chat user, `slack:U0123`), for the audit trail.
+    package var caller: String?
     private var database: Database?
 
     package init(paths: Paths, function: String, now: Int64 = Clock.now()) {
@@ -46,7 +48,7 @@ package final class Context {
 
     /// The audit actor for this request: the person's handle, or `anonymous@<address>`.
     package var actor: String {
-        principal.map { $0.handle } ?? "anonymous@\(request?.remoteAddress ?? "")"
+        principal.map { $0.handle } ?? caller ?? "anonymous@\(request?.remoteAddress ?? "")"
     }
 
     /// Records a refused request. Best effort: if the store itself is the problem, there is

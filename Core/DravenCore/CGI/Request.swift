@@ -42,6 +42,11 @@ package struct Request: Sendable {
         return try JSON.parse(body)
     }
 
+    /// The fields of an `application/x-www-form-urlencoded` body, percent-decoded.
+    package var formItems: [String: String] {
+        Request(method: "", path: "", query: String(decoding: body, as: UTF8.self)).queryItems
+    }
+
     /// Query parameters (`a=1&b=2`), percent-decoded.
     package var queryItems: [String: String] {
         var items: [String: String] = [:]

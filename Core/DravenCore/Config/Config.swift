@@ -37,11 +37,15 @@ package struct Config: Sendable {
         package var integration: Integration?
         package var environments: [Environment]
         /// Where job outcomes are announced: `slack_webhook_secret`, `teams_webhook_secret`
-        /// (secrets holding the incoming-webhook URLs) and `email` (addresses).
+        /// (secrets holding the incoming-webhook URLs), `email` (addresses); and where approval
+        /// requests are posted: `slack_channel` (with the bot token) and the Teams webhook.
         package var notify: JSONObject = [:]
     }
     /// The SMTP server for email notifications (`[smtp]`: url, from, username, password_secret).
     package var smtp: JSONObject?
+    /// Chat-ops (`[chatops.slack]`, `[chatops.teams]`, `[chatops.mattermost]`): the names of the
+    /// secrets that verify each platform's requests, and Slack's bot token for approval requests.
+    package var chatops: JSONObject?
 
     package var tokenHeader: String?
     package var people: [Person] = []
@@ -113,6 +117,10 @@ package struct Config: Sendable {
             config.smtp = smtp.object
         }
 
+        if let chatops = reader.table("chatops", &problems) {
+            config.chatops = Self.validateChatops(chatops, &problems)
+        }
+
         if let projects = reader.table("projects", &problems) {
             for (name, value) in projects.entries {
                 let path = "projects." + name
@@ -122,6 +130,12 @@ package struct Config: Sendable {
                     config.projects.append(project)
                 }
             }
+        }
+
+        let botToken = config.chatops?["slack"]?["bot_token_secret"] != nil
+        for project in config.projects where project.notify["slack_channel"] != nil && !botToken {
+            problems.append(.init(key: "projects.\(project.name).notify.slack_channel",
+                                  reason: "needs [chatops.slack] bot_token_secret (approval requests are posted with the bot token)"))
         }
 
         if let grants = reader.value("grants") {
@@ -140,6 +154,32 @@ package struct Config: Sendable {
         reader.finish(&problems)
         guard problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
         return config
+    }
+
+    /// `[chatops]`: each platform's table names the secrets that verify its requests.
+    static func validateChatops(_ table: JSONObject, _ problems: inout [ConfigError.Problem]) -> JSONObject {
+        var c = TableReader(table, path: "chatops")
+        if let slack = c.table("slack", &problems) {
+            var r = TableReader(slack, path: "chatops.slack")
+            _ = r.string("signing_secret", &problems, required: true)
+            _ = r.string("bot_token_secret", &problems)
+            if let url = r.string("api_url", &problems), !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+                problems.append(.init(key: "chatops.slack.api_url", reason: "must be an http(s) URL such as https://slack.com/api"))
+            }
+            r.finish(&problems)
+        }
+        if let teams = c.table("teams", &problems) {
+            var r = TableReader(teams, path: "chatops.teams")
+            _ = r.string("security_token_secret", &problems, required: true)
+            r.finish(&problems)
+        }
+        if let mattermost = c.table("mattermost", &problems) {
+            var r = TableReader(mattermost, path: "chatops.mattermost")
+            _ = r.string("token_secret", &problems, required: true)
+            r.finish(&problems)
+        }
+        c.finish(&problems)
+        return table
     }
 
     static func isName(_ s: String) -> Bool {
@@ -172,6 +212,7 @@ extension Config.Project {
             var n = TableReader(notify, path: path + ".notify")
             _ = n.string("slack_webhook_secret", &problems)
             _ = n.string("teams_webhook_secret", &problems)
+            _ = n.string("slack_channel", &problems)
             for address in n.strings("email", &problems) ?? [] where !address.contains("@") || address.contains(" ") || address.contains("\r") || address.contains("\n") {
                 problems.append(.init(key: n.key("email"), reason: "\"\(address)\" is not an email address"))
             }

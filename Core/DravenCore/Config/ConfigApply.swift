@@ -19,6 +19,9 @@ package enum ConfigApply {
 
         try db.run("DELETE FROM settings")
         if let header = config.tokenHeader { try db.run("INSERT INTO settings (key, value) VALUES ('api.token_header', ?1)", [.text(header)]) }
+        if let chatops = config.chatops {
+            try db.run("INSERT INTO settings (key, value) VALUES ('chatops', ?1)", [.text(JSON.object(chatops).serialized())])
+        }
         if let smtp = config.smtp { try db.run("INSERT INTO settings (key, value) VALUES ('smtp', ?1)", [.text(JSON.object(smtp).serialized())]) }
 
         // People: upsert; those no longer declared are disabled (their tokens stop working).

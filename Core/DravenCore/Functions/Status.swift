@@ -28,14 +28,21 @@ package enum Status: Function {
     }
 
     static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let (db, job) = try readableJob(request, params, context)
+        var body = job.json
+        body["events"] = .array(try JobEvent.list(db, job: job.id).map(\.json))
+        return Response(status: 200, json: .object(body))
+    }
+
+    /// The job the route's `{id}` names, if the caller holds a `read` grant for its environment.
+    /// - Throws: `.unauthenticated`, `.notFound`, `.forbidden`.
+    static func readableJob(_ request: Request, _ params: [String: String], _ context: Context) throws -> (Database, Job) {
         let principal = try Authenticator.authenticate(request, context)
         let db = try context.db()
         let job = try Job.require(db, id: params.id("id"))
         context.subject = "job/\(job.id)"
         try Grants.require(db, principal, .read, project: job.project, environment: job.environment)
-        var body = job.json
-        body["events"] = .array(try JobEvent.list(db, job: job.id).map(\.json))
-        return Response(status: 200, json: .object(body))
+        return (db, job)
     }
 
     static func jobs(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {

@@ -20,6 +20,8 @@ package enum DravenError: Error, Equatable, Sendable {
     /// The environment's policy refused; `rule` names the rule.
     case policyDenied(rule: String, detail: String)
     case notFound(what: String)
+    /// A verified chat request from a platform user no configured person is linked to.
+    case unknownChatUser(platform: String, userID: String)
     /// The environment is locked and its policy is `reject`.
     case environmentBusy(environment: String, heldBy: Int64)
     /// A conflicting state (e.g. an Idempotency-Key reused for a different request).

@@ -37,6 +37,11 @@ extension Problem {
                       extensions: ["rule": .string(rule)])
         case .notFound(let what):
             self.init(status: 404, type: "not-found", title: "Not found", detail: what)
+        case .unknownChatUser(let platform, let userID):
+            self.init(status: 403, type: "unknown-chat-user", title: "Chat user not linked",
+                      detail: "your \(platform) user \(userID) is not linked to a draven person; ask an operator to add "
+                          + "chat = { \(platform) = \"\(userID)\" } to your entry in the configuration",
+                      extensions: ["platform": .string(platform)])
         case .environmentBusy(let environment, let heldBy):
             self.init(status: 409, type: "environment-busy", title: "Environment busy",
                       detail: "\(environment) is locked by job \(heldBy) and its policy is to reject, not queue",

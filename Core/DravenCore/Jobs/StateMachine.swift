@@ -127,6 +127,7 @@ package enum StateMachine {
             try promoteNext(tx, environment: row.1, actor: actor, now: now)
         }
         try Notifications.enqueue(tx, job: job, state: target, now: now)
+        try ApprovalMessages.enqueue(tx, job: job, from: current, to: target, now: now)
         return .moved(from: current, to: target)
     }
 

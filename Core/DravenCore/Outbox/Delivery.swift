@@ -123,17 +123,25 @@ package struct Delivery {
         }
     }
 
-    /// Sends a notification. Its outcome never changes the job: a final refusal marks the row
+    /// Sends a notification or an approval request (Slack Web API). Its outcome never changes the job: a final refusal marks the row
     /// dead, anything else is retried with the same backoff as dispatches.
     private mutating func notify(_ row: Row, now: () -> Int64) throws {
         var error: String?
         var retry = false
+        var posted: (channel: String, ts: String)?
+        let slackApproval = row.payload["channel"]?.stringValue == ApprovalMessages.channel
         do {
-            let smtp = try Settings.get(db, "smtp").flatMap { try? JSON.parse($0) }?.objectValue
-            let request = try Notifications.request(row.payload, smtp: smtp, now: now())
+            let request: OutboundRequest
+            if slackApproval {
+                request = try ApprovalMessages.request(db, row.payload)
+            } else {
+                let smtp = try Settings.get(db, "smtp").flatMap { try? JSON.parse($0) }?.objectValue
+                request = try Notifications.request(row.payload, smtp: smtp, now: now())
+            }
             let credential = try request.secretName.map { try secretsStore().secret($0) }
             let response = try transport.send(request, credential: credential)
             switch response.status {
+            case 200...299 where slackApproval: (error, retry, posted) = ApprovalMessages.outcome(response)
             case 200...299: break
             case 408, 425, 429, 500...599: retry = true; error = "\(request.redactedURL) answered \(response.status)"
             default: error = "\(request.redactedURL) refused the notification (\(response.status))"
@@ -149,6 +157,7 @@ package struct Delivery {
         }
         let at = now()
         try db.immediate { tx in
+            if let posted, let job = row.jobID { try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts) }
             guard let error else { return try settle(tx, row.id, state: "delivered", error: nil, now: at) }
             if retry && row.attempts < maxAttempts {
                 try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",

@@ -32,6 +32,12 @@ package struct OutboundRequest: Sendable {
     package var timeoutMS: Int
     package var mail: Mail? = nil
 
+    package init(method: String, url: String, headers: [(String, String)], body: [UInt8], credential: Credential?, secretName: String?,
+                 timeoutMS: Int, mail: Mail? = nil) {
+        self.method = method; self.url = url; self.headers = headers; self.body = body; self.credential = credential
+        self.secretName = secretName; self.timeoutMS = timeoutMS; self.mail = mail
+    }
+
     /// The URL without its query string, for logs and errors (a label when the URL is the secret).
     package var redactedURL: String { String(url.split(separator: "?", maxSplits: 1).first ?? "") }
 }

@@ -6,6 +6,7 @@ package enum Migrations {
         ("0001-base", base),
         ("0002-secrets-dispatch", secretsAndDispatch),
         ("0003-webhooks", webhooks),
+        ("0004-approvals", approvals),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -276,5 +277,33 @@ package enum Migrations {
     ALTER TABLE jobs ADD COLUMN release_id TEXT;
     -- Where a project's job outcomes are announced (JSON: secret names and addresses).
     ALTER TABLE projects ADD COLUMN notify TEXT NOT NULL DEFAULT '{}';
+    """
+
+    static let approvals = """
+    -- Votes on jobs awaiting approval. A vote is bound to the job's commit sha ('' while unknown)
+    -- and the environment's policy version when it was given: only votes matching both count.
+    -- One approval per person per binding (a person who approved may still reject).
+    CREATE TABLE approvals (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        person_id INTEGER NOT NULL REFERENCES people(id),
+        decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+        comment TEXT NOT NULL DEFAULT '',
+        sha TEXT NOT NULL,
+        policy_version INTEGER NOT NULL,
+        via TEXT NOT NULL,                 -- api, slack, teams, mattermost
+        chat_user TEXT,                    -- the platform's user id, for chat votes
+        at INTEGER NOT NULL,
+        UNIQUE (job_id, person_id, decision, sha, policy_version)
+    ) STRICT;
+
+    -- Approval-request messages draven posted (Slack: channel id and ts), to update when decided.
+    CREATE TABLE approval_messages (
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        platform TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        ts TEXT NOT NULL,
+        PRIMARY KEY (job_id, platform)
+    ) STRICT, WITHOUT ROWID;
     """
 }

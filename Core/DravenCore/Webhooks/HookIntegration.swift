@@ -48,14 +48,7 @@ struct HookIntegration {
         guard let name = document[key]?.stringValue else {
             throw DravenError.badSignature("project \(project) has no \(key) configured; unsigned webhooks are refused")
         }
-        do {
-            return try SecretsStore(SecretsPaths(paths), db: db).secret(name)
-        } catch SecretsError.notFound {
-            throw DravenError.badSignature("the \(key) of project \(project) is not in the secrets store")
-        } catch let error as SecretsError {
-            Log.error("secrets store unusable", ["error": "\(error)"])
-            throw DravenError.storeNotReady("the secrets store cannot be read")
-        }
+        return try VerificationSecret.load(name, what: "the \(key) of project \(project)", db: db, paths: paths)
     }
 
     /// Checks the provider's signature or token over the raw body.
@@ -93,7 +86,7 @@ enum WebhookPayload {
     static func json(_ body: [UInt8], request: Request) throws -> [UInt8] {
         try checkMediaType(request)
         if request.mediaType == "application/x-www-form-urlencoded" {
-            let form = Request(method: "", path: "", query: String(decoding: body, as: UTF8.self)).queryItems
+            let form = Request(method: "", path: "", body: body).formItems
             guard let payload = form["payload"] else { throw DravenError.malformed("the form has no payload field") }
             return Array(payload.utf8)
         }
@@ -107,6 +100,22 @@ enum WebhookPayload {
         case "application/x-www-form-urlencoded", "application/json": return
         case let type? where type.hasSuffix("+json"): return
         default: throw DravenError.unsupportedMediaType(expected: "application/json", got: request.contentType)
+        }
+    }
+}
+
+/// A secret that verifies incoming requests (webhook, runner and chat signing secrets).
+enum VerificationSecret {
+    /// - Throws: `.badSignature` when the entry is missing (fail closed), `.storeNotReady` when
+    ///   the store cannot be read (logged without the secret).
+    static func load(_ name: String, what: String, db: Database, paths: Paths) throws -> SecretBytes {
+        do {
+            return try SecretsStore(SecretsPaths(paths), db: db).secret(name)
+        } catch SecretsError.notFound {
+            throw DravenError.badSignature("\(what) is not in the secrets store")
+        } catch let error as SecretsError {
+            Log.error("secrets store unusable", ["error": "\(error)"])
+            throw DravenError.storeNotReady("the secrets store cannot be read")
         }
     }
 }

@@ -1,0 +1,109 @@
+/// One verified chat request: `approve JOB [comment]`, `reject JOB [comment]`, `status JOB` or
+/// `help`, from a platform user. The user must be linked to a draven person in the
+/// configuration (`[people.X] chat = { slack = "U0123" }`); the vote then goes through
+/// `Approvals.vote` exactly as one from the API. Refusals become a reply the user can read, and
+/// are audited under the chat user; nothing else changes.
+struct ChatCommand {
+    struct Reply {
+        var text: String
+        /// Shown to the channel (a vote) rather than only to the user.
+        var `public`: Bool
+    }
+
+    var platform: String
+    var userID: String
+    var alternateUserID: String?
+    var text: String
+    var replay: (source: String, key: String)?
+
+    init(platform: String, userID: String, text: String) {
+        self.platform = platform; self.userID = userID; self.text = text
+    }
+
+    static let usage = "draven: use approve JOB [comment], reject JOB [comment] or status JOB (e.g. /draven approve 12)"
+
+    /// - Throws: only `.badSignature` (a replay) and store errors; other refusals are replies.
+    func run(_ request: Request, _ context: Context) throws -> Reply {
+        context.caller = "\(platform):\(userID)"
+        let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
+        guard let verb = words.first.map({ $0.lowercased() }), ["approve", "reject", "status"].contains(verb) else {
+            return Reply(text: Self.usage, public: false)
+        }
+        do {
+            let db = try context.db()
+            guard let person = try person(db) else { throw DravenError.unknownChatUser(platform: platform, userID: userID) }
+            context.caller = person.handle
+            guard words.count > 1, let id = Int64(words[1].drop(while: { $0 == "#" })), id > 0 else {
+                throw DravenError.invalidField(pointer: "text", reason: "name the job by its number: \(verb) 12")
+            }
+            context.subject = "job/\(id)"
+            if verb == "status" {
+                let job = try Job.require(db, id: id)
+                try Grants.require(db, Principal(personID: person.id, handle: person.handle, tokenID: 0), .read,
+                                  project: job.project, environment: job.environment)
+                let tally = try Approvals.list(db, job: job)
+                return Reply(text: "draven: \(describe(job)) is \(job.state.rawValue)"
+                                 + (job.state == .awaitingApproval ? " with \(tally["approvals"]?.intValue ?? 0) of \(tally["required"]?.intValue ?? 0) approvals" : ""),
+                             public: false)
+            }
+            let comment = words.dropFirst(2).joined(separator: " ")
+            let voter = Approvals.Voter(personID: person.id, handle: person.handle, via: platform, chatUser: userID, remote: request.remoteAddress)
+            let decision: Approvals.Decision = verb == "approve" ? .approve : .reject
+            let outcome = try context.db().immediate { tx in
+                try Approvals.vote(tx, job: id, voter: voter, decision: decision, comment: String(comment.prefix(1000)),
+                                   replay: replay, now: context.now)
+            }
+            let job = try Job.require(db, id: id)
+            guard outcome.counted else {
+                return Reply(text: "draven: you already voted on \(describe(job)) (\(outcome.approvals) of \(outcome.required) approvals)", public: false)
+            }
+            let result = switch outcome.state {
+            case .rejected: "— it will not be deployed"
+            case .dispatching: "— approved: deploying"
+            case .queued: "— approved: queued until the environment is free"
+            default: "(\(outcome.approvals) of \(outcome.required) approvals)"
+            }
+            return Reply(text: "draven: \(person.handle) \(decision == .approve ? "approved" : "rejected") \(describe(job)) \(result)", public: true)
+        } catch let error as DravenError {
+            if case .badSignature = error { throw error }
+            let problem = Problem(error)
+            context.auditRefusal(problem)
+            return Reply(text: "draven: " + problem.detail, public: false)
+        }
+    }
+
+    func person(_ db: Database) throws -> (id: Int64, handle: String)? {
+        for id in [userID] + (alternateUserID.map { [$0] } ?? []) {
+            if let found = try db.first("""
+                SELECT p.id, p.handle FROM chat_identities c JOIN people p ON p.id = c.person_id
+                WHERE c.platform = ?1 AND c.user_id = ?2 AND p.disabled = 0
+                """, [.text(platform), .text(id)], { ($0.int(0), $0.text(1)) }) { return found }
+        }
+        return nil
+    }
+
+    func describe(_ job: Job) -> String { "deploy #\(job.id) of \(job.project) \(job.ref) to \(job.environment)" }
+
+    /// A Teams message as text: `<at>draven</at> approve 12` → `approve 12` (mentions of the bot
+    /// and other markup removed, entities decoded).
+    static func plainText(_ html: String) -> String {
+        var out = ""
+        var rest = Substring(html)
+        while let open = rest.firstIndex(of: "<") {
+            out += rest[..<open]
+            let tag = rest[open...]
+            if tag.lowercased().hasPrefix("<at>"), let end = tag.firstRange(of: "</at>") {
+                rest = tag[end.upperBound...]  // the bot's own mention
+            } else if let close = tag.firstIndex(of: ">") {
+                rest = tag[tag.index(after: close)...]
+            } else {
+                rest = ""
+            }
+        }
+        out += rest
+        for (entity, char) in [("&nbsp;", " "), ("&lt;", "<"), ("&gt;", ">"), ("&quot;", "\""), ("&amp;", "&")] {
+            out = out.replacing(entity, with: char)
+        }
+        return out.trimmingSpaces()
+    }
+}

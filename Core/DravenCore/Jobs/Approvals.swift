@@ -1,0 +1,209 @@
+/// Votes on jobs awaiting approval, from the API and from chat. One function, `vote`, decides
+/// every vote the same way whatever it came through; it runs inside the caller's transaction so
+/// the vote, its audit record and the job's next step (rejected, or the lock and dispatch, or
+/// queued) commit together — or, when refused, not at all.
+///
+/// Rules (the environment's current policy): the voter needs an `approve` grant, must be in one
+/// of `approver_groups`, and may not approve their own deploy unless `self_approval`; a job takes
+/// votes only while `awaiting_approval` and within `approval_ttl` of its request (then `draven
+/// sweep` moves it to `expired`). A vote is bound to the job's commit sha and the policy version:
+/// only approvals matching both, from people still entitled, count. One approval per person per
+/// binding; a person who approved may still reject.
+package enum Approvals {
+    package enum Decision: String, Sendable { case approve, reject }
+
+    /// Who votes, and from where (for the audit trail).
+    package struct Voter: Sendable {
+        package var personID: Int64
+        package var handle: String
+        /// `api`, `slack`, `teams` or `mattermost`.
+        package var via: String
+        package var chatUser: String?
+        package var remote: String
+
+        package init(personID: Int64, handle: String, via: String, chatUser: String? = nil, remote: String) {
+            self.personID = personID; self.handle = handle; self.via = via; self.chatUser = chatUser; self.remote = remote
+        }
+    }
+
+    /// The approval part of an environment's policy.
+    package struct Rules: Sendable {
+        package var version: Int64
+        package var required: Int64
+        /// JSON array of group names, as stored.
+        package var groups: String
+        package var selfApproval: Bool
+        package var ttl: Int64
+
+        package static func load(_ db: Database, environmentID: Int64) throws -> Rules {
+            guard let rules = try db.first("""
+                SELECT version, approvals_required, approver_groups, self_approval, approval_ttl_s FROM policies WHERE environment_id = ?1
+                """, [.int(environmentID)], {
+                    Rules(version: $0.int(0), required: $0.int(1), groups: $0.text(2), selfApproval: $0.int(3) != 0, ttl: $0.int(4))
+                })
+            else { throw DravenError.notFound(what: "the environment has no policy") }
+            return rules
+        }
+
+        var groupNames: String {
+            ((try? JSON.parse(groups))?.arrayValue ?? []).compactMap(\.stringValue).joined(separator: ", ")
+        }
+    }
+
+    package struct Outcome: Sendable {
+        /// False when this person's vote under the same binding was already recorded.
+        package var counted: Bool
+        package var decision: Decision
+        package var approvals: Int64
+        package var required: Int64
+        package var state: JobState
+    }
+
+    /// Records a vote and moves the job on when it decides it.
+    /// - Parameter replay: a (source, key) remembered with the vote; a second request with the
+    ///   same key is refused (Slack signatures, Teams bodies).
+    /// - Throws: `.notFound` (no job), `.forbidden` (no approve grant), `.conflict` (the job is
+    ///   not awaiting approval or its window closed), `.policyDenied` (rule `approver_groups`,
+    ///   `self_approval`, or `refs` when the policy no longer accepts the job's ref),
+    ///   `.badSignature` (a replay), `.environmentBusy` (the last approval of a job whose
+    ///   environment is locked under a `reject` policy).
+    package static func vote(_ tx: Transaction, job id: Int64, voter: Voter, decision: Decision, comment: String,
+                             replay: (source: String, key: String)? = nil, now: Int64) throws -> Outcome {
+        let db = tx.db
+        let job = try Job.require(db, id: id)
+        if let replay {
+            try db.run("INSERT INTO deliveries (source, delivery_id, event, job_id, received_at) VALUES (?1, ?2, 'vote', ?3, ?4) ON CONFLICT DO NOTHING",
+                       [.text(replay.source), .text(replay.key), .int(id), .int(now)])
+            guard db.changes == 1 else { throw DravenError.badSignature("this signed request was already used (replay)") }
+        }
+        try Grants.require(db, Principal(personID: voter.personID, handle: voter.handle, tokenID: 0), .approve,
+                           project: job.project, environment: job.environment)
+        guard job.state == .awaitingApproval else {
+            throw DravenError.conflict("job \(id) is \(job.state.rawValue); only a job awaiting approval takes votes")
+        }
+        let rules = try Rules.load(db, environmentID: job.environmentID)
+        guard now < job.createdAt + rules.ttl else {
+            throw DravenError.conflict("the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at the next sweep")
+        }
+        guard try isApprover(db, person: voter.personID, rules: rules) else {
+            throw DravenError.policyDenied(rule: "approver_groups",
+                detail: "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is in none of them")
+        }
+        if decision == .approve, !rules.selfApproval, try job.requestedByID(db) == voter.personID {
+            throw DravenError.policyDenied(rule: "self_approval",
+                detail: "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow approving your own deploy")
+        }
+        // The policy may have changed since the request: an approval never lets through a ref it now refuses.
+        let policy = try Policy.load(db, environmentID: job.environmentID)
+        if decision == .approve {
+            try policy.check(try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
+        }
+        let sha = job.sha ?? ""
+        try db.run("""
+            INSERT INTO approvals (job_id, person_id, decision, comment, sha, policy_version, via, chat_user, at)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING
+            """, [.int(id), .int(voter.personID), .text(decision.rawValue), .text(comment), .text(sha), .int(rules.version),
+                  .text(voter.via), .text(voter.chatUser), .int(now)])
+        let counted = db.changes == 1
+        let detail: JSONObject = [
+            "job_id": .int(id), "decision": .string(decision.rawValue), "via": .string(voter.via),
+            "chat_user": voter.chatUser.map(JSON.string) ?? .null, "remote": .string(voter.remote),
+            "sha": job.sha.map(JSON.string) ?? .null, "policy_version": .int(rules.version), "comment": .string(comment),
+        ]
+        try Audit.record(tx, at: now, actor: voter.handle, action: counted ? "approval.\(decision.rawValue)" : "approval.repeat",
+                         subject: "job/\(id)", detail: detail)
+        guard counted else {
+            return Outcome(counted: false, decision: decision, approvals: try count(db, job: job, rules: rules), required: rules.required,
+                           state: job.state)
+        }
+        try StateMachine.note(tx, job: id, event: "vote", actor: voter.handle, detail: detail, now: now)
+        if decision == .reject {
+            try StateMachine.transition(tx, job: id, to: .rejected, actor: voter.handle,
+                                        detail: ["by": .string(voter.handle), "via": .string(voter.via), "comment": .string(comment)], now: now)
+            return Outcome(counted: true, decision: decision, approvals: try count(db, job: job, rules: rules), required: rules.required,
+                           state: .rejected)
+        }
+        let approvals = try count(db, job: job, rules: rules)
+        var state = JobState.awaitingApproval
+        if approvals >= rules.required {
+            state = try StateMachine.start(tx, job: id, policy: policy, actor: voter.handle, now: now)
+        }
+        return Outcome(counted: true, decision: decision, approvals: approvals, required: rules.required, state: state)
+    }
+
+    /// Distinct people whose approval counts now: bound to the job's current sha and the
+    /// current policy version, still enabled, still in an approver group, and not the requester
+    /// unless self-approval is allowed.
+    package static func count(_ db: Database, job: Job, rules: Rules) throws -> Int64 {
+        try db.scalar("""
+            SELECT count(DISTINCT a.person_id) FROM approvals a JOIN people p ON p.id = a.person_id AND p.disabled = 0
+            WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3
+              AND (?4 OR a.person_id != (SELECT requested_by FROM jobs WHERE id = ?1))
+              AND a.person_id IN (SELECT gm.person_id FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
+                                  WHERE g.name IN (SELECT value FROM json_each(?5)))
+            """, [.int(job.id), .text(job.sha ?? ""), .int(rules.version), .bool(rules.selfApproval), .text(rules.groups)]) ?? 0
+    }
+
+    static func isApprover(_ db: Database, person: Int64, rules: Rules) throws -> Bool {
+        try db.scalar("""
+            SELECT 1 FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
+            WHERE gm.person_id = ?1 AND g.name IN (SELECT value FROM json_each(?2)) LIMIT 1
+            """, [.int(person), .text(rules.groups)]) != nil
+    }
+
+    /// Every vote on a job, oldest first, each saying whether it counts now.
+    package static func list(_ db: Database, job: Job) throws -> JSON {
+        let rules = try Rules.load(db, environmentID: job.environmentID)
+        let sha = job.sha ?? ""
+        let votes = try db.query("""
+            SELECT p.handle, a.decision, a.comment, a.via, a.chat_user, a.sha, a.policy_version, a.at FROM approvals a
+            JOIN people p ON p.id = a.person_id WHERE a.job_id = ?1 ORDER BY a.id
+            """, [.int(job.id)]) { row -> JSON in
+            let current = row.text(5) == sha && row.int(6) == rules.version
+            return .object([
+                "person": .string(row.text(0)), "decision": .string(row.text(1)), "comment": .string(row.text(2)),
+                "via": .string(row.text(3)), "chat_user": row.optionalText(4).map(JSON.string) ?? .null,
+                "sha": row.text(5).isEmpty ? .null : .string(row.text(5)), "policy_version": .int(row.int(6)),
+                "at": .string(Clock.rfc3339(row.int(7))), "current": .bool(current),
+            ])
+        }
+        return .object([
+            "job_id": .int(job.id), "state": .string(job.state.rawValue), "sha": job.sha.map(JSON.string) ?? .null,
+            "policy_version": .int(rules.version), "required": .int(rules.required),
+            "approvals": .int(try count(db, job: job, rules: rules)),
+            "expires_at": .string(Clock.rfc3339(job.createdAt + rules.ttl)), "votes": .array(votes),
+        ])
+    }
+
+    /// Moves jobs whose approval window has closed to `expired` (what `draven sweep` runs).
+    /// - Returns: the ids expired.
+    @discardableResult
+    package static func expireDue(_ db: Database, now: Int64) throws -> [Int64] {
+        let due = try db.query("""
+            SELECT j.id FROM jobs j JOIN policies p ON p.environment_id = j.environment_id
+            WHERE j.state = 'awaiting_approval' AND j.created_at + p.approval_ttl_s <= ?1 ORDER BY j.id
+            """, [.int(now)]) { $0.int(0) }
+        var expired: [Int64] = []
+        for id in due {
+            // One transaction each; a vote that committed first wins (the transition is then ignored).
+            let moved = try db.immediate { tx -> Bool in
+                guard let (ttl, sha) = try tx.db.first("""
+                    SELECT p.approval_ttl_s, j.sha FROM jobs j JOIN policies p ON p.environment_id = j.environment_id
+                    WHERE j.id = ?1 AND j.state = 'awaiting_approval' AND j.created_at + p.approval_ttl_s <= ?2
+                    """, [.int(id), .int(now)], { ($0.int(0), $0.optionalText(1)) }) else { return false }
+                try StateMachine.transition(tx, job: id, to: .expired, actor: "draven sweep",
+                                            detail: ["approval_ttl_s": .int(ttl), "sha": sha.map(JSON.string) ?? .null], now: now)
+                return true
+            }
+            if moved { expired.append(id) }
+        }
+        return expired
+    }
+}
+
+extension Job {
+    /// The id of the person who asked for the job.
+    func requestedByID(_ db: Database) throws -> Int64? {
+        try db.scalar("SELECT requested_by FROM jobs WHERE id = ?1", [.int(id)])
+    }
+}
