@@ -11,7 +11,7 @@ What it measures (see bench/README section in the top-level README and bench/REP
    hello CGI and an empty program.
 2. Served throughput and latency through nginx + fcgiwrap (wrk + bench/wrk/hook.lua: every
    request a new delivery id and a valid HMAC over the real 7,324-byte GitHub push payload) at
-   concurrency 1, 8 and 32, for webhook-receive and trigger; next to the C floor handler behind
+   concurrency 1, 8 and 32, for webhook-receive, trigger and approve; next to the C floor handler behind
    the same nginx + fcgiwrap, the C hello CGI (the gateway's ceiling) and adnanh/webhook with
    the same HMAC rule running /bin/true, a C recorder, and the `sqlite3` shell one-liner.
    After every run the rows are counted: each accepted (2xx) request must have left exactly
@@ -48,6 +48,24 @@ REPEATS = 1 if QUICK else 3
 RUNS = 60 if QUICK else 400
 CONCURRENCY = (1, 8, 32)
 GROWTH = (10_000, 1_000_000)
+WAITING = 40_000  # jobs awaiting approval in each store: one per approve request
+VOTE_BLOCK = 4_000  # waiting jobs per wrk thread per wrk run
+
+
+class Votes:
+    """wrk arguments for approve: each call hands out fresh blocks of waiting jobs."""
+
+    def __init__(self, store):
+        self.token = store.voter_token_file
+        self.next, count = map(int, store.waiting_file.read_text().split())
+        self.end = self.next + count
+
+    def __call__(self, threads=2):
+        first = self.next
+        self.next += threads * VOTE_BLOCK
+        if self.next > self.end:
+            sys.exit("bench: not enough seeded waiting jobs for the approve runs (raise WAITING)")
+        return ["approve", self.token, first, VOTE_BLOCK]
 PUSH = ROOT / "events" / "github" / "push.json"
 # The bench's own webhook key: it signs the bench's deliveries and nothing else.
 HOOK_KEY = b"bench-webhook-key-not-a-real-secret-0123456789"
@@ -107,7 +125,7 @@ def build_c():
         "exec sqlite3 -cmd '.timeout 10000' \"$1\" \"INSERT INTO deliveries (delivery_id, received_at) "
         "VALUES ('$2', strftime('%s','now'))\" >/dev/null\n")
     (WORK / "record.sh").chmod(0o755)
-    for f in ("trigger", "webhook-receive", "status", "draven"):
+    for f in ("trigger", "webhook-receive", "status", "approve", "draven"):
         if not (BIN_DIR / f).exists():
             sys.exit(f"bench: {BIN_DIR / f} is missing (make release)")
 
@@ -137,6 +155,8 @@ class Draven:
         self.state = state
         self.db = state / "draven.db"
         self.token_file = state / "bench-token"  # alice's API token in this store
+        self.voter_token_file = state / "bench-token-bob"  # bob's: he approves
+        self.waiting_file = state / "bench-waiting"  # "FIRST COUNT": seeded jobs awaiting approval
         self.key_file = WORK / "hook.key"
 
     def cli(self, *args, input=None):
@@ -147,8 +167,9 @@ class Draven:
         self.state.mkdir(parents=True)
         self.cli("init")
         self.cli("apply", "-f", BENCH / "draven.bench.toml")
-        self.token_file.write_text(self.cli("tokens", "create", "--person", "alice").stdout.strip())
-        self.token_file.chmod(0o600)
+        for person, f in (("alice", self.token_file), ("bob", self.voter_token_file)):
+            f.write_text(self.cli("tokens", "create", "--person", person).stdout.strip())
+            f.chmod(0o600)
         self.cli("secrets", "init")
         self.cli("secrets", "set", "gh-hook", input=HOOK_KEY.decode())
         self.cli("secrets", "set", "gh-token", input="bench-provider-token-never-sent")
@@ -180,7 +201,19 @@ class Draven:
             c.execute("""INSERT INTO audit (at, actor, action, subject, outcome, prev_hash, hash)
                 SELECT created_at, 'alice', 'deploy', 'job:' || id, 'ok', printf('%064x', id - 1), printf('%064x', id)
                 FROM jobs WHERE ref LIKE 'refs/heads/seed-%'""")
+            # Deploys waiting for approvals in `gated`, asked for just now: what approve votes on.
+            gated, gated_policy = c.execute("""SELECT e.id, p.version FROM environments e JOIN policies p ON p.environment_id = e.id
+                                               WHERE e.name = 'gated'""").fetchone()
+            first = c.execute("SELECT max(id) + 1 FROM jobs").fetchone()[0]
+            c.execute("""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, state, requested_by,
+                                  policy_version, created_at, updated_at)
+                SELECT 'deploy', ?2, ?3, 'refs/heads/wait-' || i, 'branch', printf('%040x', i), 'awaiting_approval', ?4, ?5, ?6, ?6
+                FROM n""", (WAITING, project, gated, person, gated_policy, now))
+            c.execute("""INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
+                SELECT id, created_at, 'transition', 'pending', 'awaiting_approval', 'alice' FROM jobs WHERE id >= ?1""", (first,))
         c.close()
+        self.waiting_file.write_text(f"{first} {WAITING}\n")
         with sqlite3.connect(self.db) as c:
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             c.execute("ANALYZE")
@@ -321,8 +354,10 @@ def cgi_env(path, method="POST", content_type="application/json", **headers):
     return env
 
 
-def runcgi(program, env, body=None, sign=False, file_env=None):
+def runcgi(program, env, body=None, sign=False, file_env=None, seq=None):
     cmd = [WORK / "runcgi", "-n", RUNS, "-w", 20]
+    if seq is not None:
+        cmd += ["-q", seq]
     if body:
         cmd += ["-i", body]
     if sign:
@@ -342,6 +377,8 @@ def runcgi(program, env, body=None, sign=False, file_env=None):
 
 def wrk(url, mode_args, conns):
     threads = min(conns, 2)
+    if callable(mode_args):
+        mode_args = mode_args(threads)
     cmd = ["wrk", "-t", threads, "-c", conns, "-d", DURATION, "--timeout", "10s", "-s", BENCH / "wrk" / "hook.lua",
            url, "--", *mode_args]
     out = run(cmd, capture_output=True, text=True)
@@ -384,6 +421,8 @@ def served(label, url, mode_args, count_rows, conns, busy=lambda: 0):
 
 
 def warm(url, mode_args):
+    if callable(mode_args):
+        mode_args = mode_args(1)
     run(["wrk", "-t", 1, "-c", 1, "-d", "1s", "-s", BENCH / "wrk" / "hook.lua", url, "--", *mode_args], capture_output=True)
 
 
@@ -442,13 +481,19 @@ def main():
     trigger_body = WORK / "trigger.json"
     trigger_body.write_text('{"project":"hello","environment":"staging","ref":"refs/heads/b-@UNIQUE@"}')
     auth = {"HTTP_AUTHORIZATION": WORK / "auth-header"}
-    (WORK / "auth-header").write_text("Bearer " + live.token_file.read_text().strip())
-    (WORK / "auth-header").chmod(0o600)
+    voter = {"HTTP_AUTHORIZATION": WORK / "auth-header-bob"}
+    for f, token in ((WORK / "auth-header", live.token_file), (WORK / "auth-header-bob", live.voter_token_file)):
+        f.write_text("Bearer " + token.read_text().strip())
+        f.chmod(0o600)
+    vote_body = WORK / "vote.json"
+    vote_body.write_text('{"decision":"approve"}')
+    votes = Votes(live)
     cases = {
         "webhook-receive": (BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
         "trigger": (BIN_DIR / "trigger", {**cgi_env("/api/v1/deploys"), **common}, trigger_body, False, auth, live.db),
         "status": (BIN_DIR / "status", {**cgi_env("/api/v1/jobs/1", method="GET", content_type=None), **common},
                    None, False, auth, live.db),
+        "approve": (BIN_DIR / "approve", {**cgi_env("/api/v1/jobs/@SEQ@/approvals"), **common}, vote_body, False, voter, live.db),
         "C floor handler (dynamic)": (WORK / "floor", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
                                       hook_body, True, None, floor_db),
         "C floor handler (static)": (WORK / "floor-static", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
@@ -462,11 +507,12 @@ def main():
         for name, (program, env, body, sign, fenv, db) in cases.items():
             if held and db is None:
                 continue
+            seq = votes(1)[2] if name == "approve" else None  # a fresh waiting job per run
             if held:
                 with Holder(db):
-                    r = runcgi(program, env, body, sign, fenv)
+                    r = runcgi(program, env, body, sign, fenv, seq)
             else:
-                r = runcgi(program, env, body, sign, fenv)
+                r = runcgi(program, env, body, sign, fenv, seq)
             report["process"][key][name] = r
             log(f"process {key:<4} {name:<28} {r['wall_ms']['median']:.3f} ms wall (p10 {r['wall_ms']['p10']:.3f}, "
                 f"p90 {r['wall_ms']['p90']:.3f}), {r['cpu_ms']['median']:.3f} ms cpu, {r['page_faults']['median']:.0f} faults")
@@ -509,9 +555,12 @@ def main():
             for name, path, args, table in (
                 ("webhook-receive", "/hooks/github", push_signed, "deliveries"),
                 ("trigger", "/api/v1/deploys", ["trigger", live.token_file, "hello", "staging"], "jobs"),
+                ("approve", "", None, "approvals"),
             ):
                 for c in CONCURRENCY:
                     copy_store(templates[n].state, live.state)
+                    if name == "approve":
+                        args = Votes(live)
                     with Stack(live.state, sweep=sweep).start() as stack:
                         warm(stack.url + path, args)
                         figures.setdefault(name, {})[c] = served(f"draven {name} [{key}]", stack.url + path, args,
@@ -552,7 +601,7 @@ def ratios(r):
     floor_static = proc["cold"]["C floor handler (static)"]["wall_ms"]["median"]
     floor_dyn_held = proc["held"]["C floor handler (dynamic)"]["wall_ms"]["median"]
     out = {"process": {}, "served": {}, "growth": {}}
-    for f in ("webhook-receive", "trigger", "status"):
+    for f in ("webhook-receive", "trigger", "approve", "status"):
         out["process"][f] = {
             "vs_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_dyn, 2),
             "vs_static_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_static, 2),
@@ -570,7 +619,7 @@ def ratios(r):
             "p99_c32_vs_floor_held": round(med(wr[32], "p99_ms") / med(refs["C floor handler (store held open)"][32], "p99_ms"), 2),
         }
     for sweep in ("", " + sweep"):
-        for f in ("webhook-receive", "trigger"):
+        for f in ("webhook-receive", "trigger", "approve"):
             for c in CONCURRENCY:
                 small, big = served_["10k" + sweep][f][c], served_["1000k" + sweep][f][c]
                 out["growth"][f"{f} c={c}{sweep}"] = {
@@ -627,7 +676,8 @@ def markdown(r):
     w("## 1. Whole-process cost per request\n")
     w(f"bench/c/runcgi forks and execs each program as fcgiwrap does (CGI environment, body on stdin) {r['runs']} times "
       "and times fork → reaped. Typical requests: webhook-receive gets the signed 7,324-byte GitHub push with a new "
-      "delivery id each run; trigger a deploy of a new branch (queued behind the first); status `GET /api/v1/jobs/1`. "
+      "delivery id each run; trigger a deploy of a new branch (queued behind the first); approve bob's vote on a job waiting "
+      "for two approvals (a new job each run: the first of two votes, so the job keeps waiting); status `GET /api/v1/jobs/1`. "
       "draven runs on the store with 10k jobs. *cold*: nothing else has the store open, so each process opens the "
       "database, its WAL and shared memory from scratch; *held*: another process keeps a plain SQLite connection "
       "to the same database open, as `draven sweep` does in production. Milliseconds, median (p10–p90).\n")
@@ -648,7 +698,8 @@ def markdown(r):
     w("")
     w("## 2–4. Served through nginx + fcgiwrap\n")
     w(f"wrk with bench/wrk/hook.lua: every request is a new delivery with its own valid HMAC-SHA256 over the real "
-      f"push payload (trigger: a new branch per request, bearer token). {r['repeats']} run(s) of {r['duration']} per "
+      f"push payload (trigger: a new branch per request; approve: a vote on a new waiting job per request; bearer tokens). "
+      f"{r['repeats']} run(s) of {r['duration']} per "
       "figure; median req/s (min–max over runs), median p50 and p99 latency in ms. *rows*: rows the runs left in the "
       "store against 2xx answers (each accepted request must leave exactly one row).\n")
 

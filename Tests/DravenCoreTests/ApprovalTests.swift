@@ -286,10 +286,13 @@ import Testing
     }
 
     @Test func pushesNameTheRefAndItsNewHead() throws {
-        let push = try JSON.parse(#"{"ref":"refs/heads/main","after":"\#(String(repeating: "c", count: 40))","deleted":false}"#)
+        let push = Array(#"{"ref":"refs/heads/main","after":"\#(String(repeating: "c", count: 40))","deleted":false}"#.utf8)
         #expect(PushEvent.parse(push)?.ref == "refs/heads/main")
-        #expect(PushEvent.parse(try JSON.parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "0", count: 40))","deleted":true}"#)) == nil)
-        #expect(PushEvent.parse(try JSON.parse(#"{"ref":"refs/heads/x","after":"nope"}"#)) == nil)
+        #expect(PushEvent.parse(push)?.sha == String(repeating: "c", count: 40))
+        #expect(PushEvent.parse(Fixtures.bytes("github/push.json")) == nil)  // its `after` is all zeros: a deletion
+        #expect(PushEvent.parse(Array(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "0", count: 40))","deleted":true}"#.utf8)) == nil)
+        #expect(PushEvent.parse(Array(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "a", count: 40))","deleted":true}"#.utf8)) == nil)
+        #expect(PushEvent.parse(Array(#"{"ref":"refs/heads/x","after":"nope"}"#.utf8)) == nil)
         #expect(PushEvent.isPush(provider: "github", name: "push") && PushEvent.isPush(provider: "gitlab", name: "Tag Push Hook"))
         #expect(!PushEvent.isPush(provider: "github", name: "workflow_run"))
     }

@@ -163,6 +163,9 @@ def test_refused_votes_change_nothing(world, who, setup, status, kind, rule):
     stack, fake = world
     job = awaiting(stack, "refusals", who="alice" if setup == "self" else "carol")
     wait_until(lambda: slack_messages(fake, "chat.postMessage", job), "no approval request posted")
+    # Every approval-request post (Slack and Teams) has gone out before the calls are counted.
+    wait_until(lambda: stack.rows("SELECT count(*) FROM outbox WHERE job_id = ? AND state IN ('pending', 'delivering')", job) == [(0,)],
+               "approval requests still being delivered")
     before, refusals, outbound = stack.snapshot(), stack.refusals(), len(fake.requests)
     problem = assert_problem(vote(stack, who, job), status, kind)
     if rule:

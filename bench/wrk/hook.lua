@@ -2,6 +2,7 @@
 --
 --   wrk ... -s bench/wrk/hook.lua URL -- github BODY_FILE KEY_FILE
 --   wrk ... -s bench/wrk/hook.lua URL -- trigger TOKEN_FILE PROJECT ENVIRONMENT
+--   wrk ... -s bench/wrk/hook.lua URL -- approve TOKEN_FILE FIRST_JOB BLOCK
 --
 -- github:  POST BODY_FILE (the real 7,324-byte GitHub push payload) with its "after" sha replaced
 --          by a 40-hex value unique to the request, X-GitHub-Delivery unique too, and
@@ -10,6 +11,8 @@
 --          adnanh/webhook and the C hello CGI alike, so every target gets the same bytes.
 -- trigger: POST /api/v1/deploys {"project","environment","ref"} with a bearer token read from
 --          TOKEN_FILE (never in argv) and a unique branch name per request.
+-- approve: POST /api/v1/jobs/{id}/approvals {"decision":"approve"}, each request on its own job
+--          (thread t takes FIRST_JOB + (t - 1) * BLOCK, + 1, …): the seeded waiting jobs.
 --
 -- done() prints one line "BENCH_JSON {...}" with requests, 2xx, non-2xx, socket errors, rps and
 -- latency percentiles (µs), which bench/bench.py parses.
@@ -32,7 +35,7 @@ local function read_file(path)
   return data
 end
 
-local mode, body_head, body_tail, key, token, project, environment
+local mode, body_head, body_tail, key, token, project, environment, first_job, block
 local sodium, state, mac, hex
 
 ffi.cdef [[
@@ -62,8 +65,11 @@ function init(args)
   elseif mode == "trigger" then
     token = read_file(args[2]):gsub("%s+$", "")
     project, environment = args[3], args[4]
+  elseif mode == "approve" then
+    token = read_file(args[2]):gsub("%s+$", "")
+    first_job, block = tonumber(args[3]), tonumber(args[4])
   else
-    error("mode must be github or trigger")
+    error("mode must be github, trigger or approve")
   end
 end
 
@@ -94,6 +100,14 @@ function request()
       ["X-GitHub-Delivery"] = id,
       ["X-Hub-Signature-256"] = sign(body),
     }, body)
+  end
+  if mode == "approve" then
+    assert(counter <= block, "more requests than seeded jobs in this thread's block")
+    local job = first_job + (thread_id - 1) * block + counter - 1
+    return wrk.format("POST", "/api/v1/jobs/" .. job .. "/approvals", {
+      ["Content-Type"] = "application/json",
+      ["Authorization"] = "Bearer " .. token,
+    }, '{"decision":"approve"}')
   end
   local body = string.format('{"project":"%s","environment":"%s","ref":"refs/heads/bench-%s"}', project, environment, id)
   return wrk.format("POST", nil, {

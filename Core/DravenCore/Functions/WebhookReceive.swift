@@ -41,11 +41,9 @@ package enum WebhookReceive: Function {
         if ProviderEvent.maps(provider: integration.provider, name: eventName) {
             event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: try WebhookPayload.decode(request.body, request: request))
         } else {
-            try WebhookPayload.checkMediaType(request)
             event = .irrelevant(eventName)
-            if PushEvent.isPush(provider: integration.provider, name: eventName), try PushEvent.anyAwaiting(db, projectID: integration.projectID) {
-                push = PushEvent.parse(try WebhookPayload.decode(request.body, request: request))
-            }
+            let json = try WebhookPayload.json(request.body, request: request)
+            if PushEvent.isPush(provider: integration.provider, name: eventName) { push = PushEvent.parse(json) }
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
         let bodyHash = Sodium.hashHex(request.body)

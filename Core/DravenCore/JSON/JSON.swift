@@ -353,16 +353,21 @@ extension JSON {
     /// other than a string, or the JSON before it is malformed. What follows is not read, so use
     /// it only where that does not matter: choosing the secret that will verify a webhook's bytes.
     package static func string(at path: [String], in bytes: [UInt8]) -> String? {
+        value(at: path, in: bytes)?.stringValue
+    }
+
+    /// The value at `path`, found as `string(at:in:)` finds a string (and parsed whole).
+    package static func value(at path: [String], in bytes: [UInt8]) -> JSON? {
         var parser = Parser(bytes: bytes)
-        return try? parser.string(at: path.map { Array($0.utf8) }[...])
+        return try? parser.value(at: path.map { Array($0.utf8) }[...])
     }
 }
 
 extension Parser {
-    mutating func string(at path: ArraySlice<[UInt8]>) throws(JSONParseError) -> String? {
+    mutating func value(at path: ArraySlice<[UInt8]>) throws(JSONParseError) -> JSON? {
         skipSpace()
         guard i < bytes.count else { return nil }
-        guard let want = path.first else { return bytes[i] == UInt8(ascii: "\"") ? try string() : nil }
+        guard let want = path.first else { return try value() }
         guard bytes[i] == UInt8(ascii: "{") else { return nil }
         try enter()
         i += 1
@@ -376,7 +381,7 @@ extension Parser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
             i += 1
             skipSpace()
-            if key == want { return try string(at: path.dropFirst()) }
+            if key == want { return try value(at: path.dropFirst()) }
             try skipValue()
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ",") else { return nil }
