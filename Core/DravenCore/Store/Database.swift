@@ -33,7 +33,7 @@ package final class Database {
         }
         self.handle = db
         sqlite3_extended_result_codes(db, 1)
-        sqlite3_busy_timeout(db, Self.busyTimeoutMS)
+        csqlite_busy_handler(db, Self.busyTimeoutMS)  // sqlite3_busy_timeout, in short steps (see the shim)
         _ = csqlite_db_config_flag(db, SQLITE_DBCONFIG_DEFENSIVE, 1)
         // journal_mode=WAL is persistent: `Migrations.migrate` sets it once for the file.
         try execute("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;")
