@@ -6,7 +6,7 @@
 #   make deps      install the system packages (apt-get), only those missing
 #   make build     debug build;  make release: release binaries into .build-dist/bin
 #   make bench     release binaries, then draven against the C floor handler and adnanh/webhook
-#                  (~15 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
+#                  (~20 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
 #   make bench-secrets  measure the secrets store's read path
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
