@@ -7,7 +7,8 @@ import Testing
         let a = doc["a"]?.arrayValue ?? []
         #expect(a == [.int(1), .double(-25), .bool(true), .null, .string("é\n")])
         #expect(doc["b"]?.objectValue == [:])
-        for bad in [#"{"a":1,"a":2}"#, "[01]", #"{"a" 1}"#, "[1,]", "\"\u{01}\"", "[1] x", String(repeating: "[", count: 65) + String(repeating: "]", count: 65)] {
+        #expect(try JSON.parse(#"["a\"b\\c\u0041d", "\tx", "y\n", "plain é"]"#) == .array(["a\"b\\cAd", "\tx", "y\n", "plain é"]))
+        for bad in [#"{"a":1,"a":2}"#, #"{"a":1,"b":2,"\u0061":3}"#, "[01]", #"{"a" 1}"#, "[1,]", "\"\u{01}\"", "[1] x", String(repeating: "[", count: 65) + String(repeating: "]", count: 65)] {
             #expect(throws: JSONParseError.self, "\(bad)") { try JSON.parse(bad) }
         }
     }

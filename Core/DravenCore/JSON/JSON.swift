@@ -163,12 +163,15 @@ private struct Parser {
         var o = JSONObject()
         skipSpace()
         if i < bytes.count && bytes[i] == UInt8(ascii: "}") { i += 1; depth -= 1; return .object(o) }
+        var hashes: [UInt64] = []  // of the keys so far: duplicates are found comparing these first
         while true {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
             let keyOffset = i
             let key = try string()
-            if o.entries.contains(where: { $0.key == key }) { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
+            let hash = Self.hash(key)
+            if hashes.contains(hash), o.entries.contains(where: { $0.key == key }) { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
+            hashes.append(hash)
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
             i += 1
@@ -239,26 +242,31 @@ private struct Parser {
     func isDigit(_ c: UInt8) -> Bool { c >= 0x30 && c <= 0x39 }
 
     mutating func string() throws(JSONParseError) -> String {
+        let start = i + 1
         var out: [UInt8] = []
-        try scanString(into: &out, keep: true)
-        return String(decoding: out, as: UTF8.self)
+        if try scanString(into: &out, keep: true) { return String(decoding: out, as: UTF8.self) }
+        return String(decoding: bytes[start..<(i - 1)], as: UTF8.self)  // no escapes: the bytes as they are
     }
 
-    /// Moves past a string (validating it), appending its decoded bytes to `out` when `keep`.
-    mutating func scanString(into out: inout [UInt8], keep: Bool) throws(JSONParseError) {
+    /// Moves past a string (validating it). Returns whether it had escapes; if it had and `keep`,
+    /// `out` holds its decoded bytes (without escapes the string is its bytes, and `out` is not
+    /// touched: one copy less for nearly every string).
+    mutating func scanString(into out: inout [UInt8], keep: Bool) throws(JSONParseError) -> Bool {
         i += 1  // opening quote
         var runStart = i
+        var escaped = false
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let c = bytes[i]
             if c == UInt8(ascii: "\"") {
-                if keep { out.append(contentsOf: bytes[runStart..<i]) }
+                if keep && escaped { out.append(contentsOf: bytes[runStart..<i]) }
                 i += 1
-                return
+                return escaped
             }
             if c < 0x20 { throw fail("unescaped control character in string") }
             if c == UInt8(ascii: "\\") {
                 if keep { out.append(contentsOf: bytes[runStart..<i]) }
+                escaped = true
                 try escape(into: &out)
                 runStart = i
                 continue
@@ -266,6 +274,13 @@ private struct Parser {
             if c < 0x80 { i += 1; continue }
             i += try utf8Length(at: i)
         }
+    }
+
+    /// FNV-1a: a cheap first test for duplicate keys.
+    static func hash(_ key: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in key.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
     }
 
     /// Validates one multi-byte UTF-8 sequence at `at` (no overlongs, no surrogates, ≤ U+10FFFF).
@@ -376,12 +391,13 @@ extension Parser {
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }  // also `{}`
             key.removeAll(keepingCapacity: true)
-            try scanString(into: &key, keep: true)
+            let keyStart = i + 1
+            let matches = try scanString(into: &key, keep: true) ? key == want : bytes[keyStart..<(i - 1)].elementsEqual(want)
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
             i += 1
             skipSpace()
-            if key == want { return try value(at: path.dropFirst()) }
+            if matches { return try value(at: path.dropFirst()) }
             try skipValue()
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ",") else { return nil }
@@ -404,7 +420,7 @@ extension Parser {
                 skipSpace()
                 if close == UInt8(ascii: "}") {
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
-                    try scanString(into: &scratch, keep: false)
+                    _ = try scanString(into: &scratch, keep: false)
                     skipSpace()
                     guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
                     i += 1
@@ -417,7 +433,7 @@ extension Parser {
                 if bytes[i] == close { i += 1; depth -= 1; return }
                 throw fail("expected ',' or a closing bracket")
             }
-        case UInt8(ascii: "\""): try scanString(into: &scratch, keep: false)
+        case UInt8(ascii: "\""): _ = try scanString(into: &scratch, keep: false)
         case UInt8(ascii: "t"): try literal("true")
         case UInt8(ascii: "f"): try literal("false")
         case UInt8(ascii: "n"): try literal("null")
