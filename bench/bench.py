@@ -214,9 +214,10 @@ class Draven:
                 SELECT id, created_at, 'transition', 'pending', 'awaiting_approval', 'alice' FROM jobs WHERE id >= ?1""", (first,))
         c.close()
         self.waiting_file.write_text(f"{first} {WAITING}\n")
+        # No ANALYZE: draven never runs it, and its statistics (one `source`, half the jobs in one
+        # state) would turn the sweep's index searches into full scans of the 1M-job store.
         with sqlite3.connect(self.db) as c:
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            c.execute("ANALYZE")
         c.close()
 
     def count(self, table):
