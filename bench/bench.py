@@ -11,7 +11,7 @@ What it measures (see bench/README section in the top-level README and bench/REP
    hello CGI and an empty program.
 2. Served throughput and latency through nginx + fcgiwrap (wrk + bench/wrk/hook.lua: every
    request a new delivery id and a valid HMAC over the real 7,324-byte GitHub push payload) at
-   concurrency 1, 8 and 32, for webhook-receive, trigger and approve; next to the C floor handler behind
+   concurrency 1, 8 and 32, for webhook-receive, trigger, approve and heartbeat; next to the C floor handler behind
    the same nginx + fcgiwrap, the C hello CGI (the gateway's ceiling) and adnanh/webhook with
    the same HMAC rule running /bin/true, a C recorder, and the `sqlite3` shell one-liner.
    After every run the rows are counted: each accepted (2xx) request must have left exactly
@@ -24,6 +24,8 @@ What it measures (see bench/README section in the top-level README and bench/REP
 Writes bench/REPORT.md and bench/report.json. BENCH_QUICK=1 runs a shorter, noisier pass.
 Everything it starts (nginx, fcgiwrap, webhook, sweep) is stopped by PID at the end.
 """
+import hashlib
+import hmac
 import json
 import os
 import platform
@@ -69,6 +71,7 @@ class Votes:
 PUSH = ROOT / "events" / "github" / "push.json"
 # The bench's own webhook key: it signs the bench's deliveries and nothing else.
 HOOK_KEY = b"bench-webhook-key-not-a-real-secret-0123456789"
+RUNNER_KEY = b"bench-runner-key-not-a-real-secret-9876543210"  # signs the bench's heartbeats
 
 # What the design document measured on this kind of machine before any draven code existed
 # (DESIGN.md, "Found while prototyping"): served req/s at c = 8, and whole-process ms.
@@ -125,7 +128,7 @@ def build_c():
         "exec sqlite3 -cmd '.timeout 10000' \"$1\" \"INSERT INTO deliveries (delivery_id, received_at) "
         "VALUES ('$2', strftime('%s','now'))\" >/dev/null\n")
     (WORK / "record.sh").chmod(0o755)
-    for f in ("trigger", "webhook-receive", "status", "approve", "draven"):
+    for f in ("trigger", "webhook-receive", "status", "approve", "heartbeat", "draven"):
         if not (BIN_DIR / f).exists():
             sys.exit(f"bench: {BIN_DIR / f} is missing (make release)")
 
@@ -157,6 +160,7 @@ class Draven:
         self.token_file = state / "bench-token"  # alice's API token in this store
         self.voter_token_file = state / "bench-token-bob"  # bob's: he approves
         self.waiting_file = state / "bench-waiting"  # "FIRST COUNT": seeded jobs awaiting approval
+        self.running_file = state / "bench-running"  # "JOB FENCING_TOKEN": the running job heartbeats are for
         self.key_file = WORK / "hook.key"
 
     def cli(self, *args, input=None):
@@ -173,8 +177,10 @@ class Draven:
         self.cli("secrets", "init")
         self.cli("secrets", "set", "gh-hook", input=HOOK_KEY.decode())
         self.cli("secrets", "set", "gh-token", input="bench-provider-token-never-sent")
-        self.key_file.write_bytes(HOOK_KEY)
-        self.key_file.chmod(0o600)
+        self.cli("secrets", "set", "runner", input=RUNNER_KEY.decode())
+        for f, k in ((self.key_file, HOOK_KEY), (WORK / "runner.key", RUNNER_KEY)):
+            f.write_bytes(k)
+            f.chmod(0o600)
 
     def seed(self, jobs):
         """`jobs` finished deploys, each with two job events, one delivery and one audit row."""
@@ -212,8 +218,19 @@ class Draven:
                 FROM n""", (WAITING, project, gated, person, gated_policy, now))
             c.execute("""INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
                 SELECT id, created_at, 'transition', 'pending', 'awaiting_approval', 'alice' FROM jobs WHERE id >= ?1""", (first,))
+            # One deploy running in `live`, holding its lock (token 1; the seeded lease lasts the whole
+            # bench, each heartbeat extends it): the heartbeats' job.
+            live = c.execute("SELECT id FROM environments WHERE name = 'live'").fetchone()[0]
+            running = c.execute("""INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, state, requested_by,
+                                                     policy_version, fencing_token, run_id, created_at, updated_at)
+                                   VALUES ('deploy', ?1, ?2, 'refs/heads/main', 'branch', ?3, 'running', ?4, 1, 1, '4242', ?5, ?5)""",
+                                (project, live, "c" * 40, person, now)).lastrowid
+            c.execute("""INSERT INTO locks (environment_id, job_id, fencing_token, acquired_at, lease_until) VALUES (?1, ?2, 1, ?3, ?3 + 86400)
+                         ON CONFLICT (environment_id) DO UPDATE SET job_id = ?2, fencing_token = 1, acquired_at = ?3, lease_until = ?3 + 86400""",
+                      (live, running, now))
         c.close()
         self.waiting_file.write_text(f"{first} {WAITING}\n")
+        self.running_file.write_text(f"{running} 1\n")
         # No ANALYZE: draven never runs it, and its statistics (one `source`, half the jobs in one
         # state) would turn the sweep's index searches into full scans of the 1M-job store.
         with sqlite3.connect(self.db) as c:
@@ -489,12 +506,22 @@ def main():
     vote_body = WORK / "vote.json"
     vote_body.write_text('{"decision":"approve"}')
     votes = Votes(live)
+    # A heartbeat as the shell runner sends it: signed over "timestamp.body" (valid five minutes).
+    running, fencing = map(int, live.running_file.read_text().split())
+    beat = f'{{"fencing_token":{fencing},"progress":{{"step":"deploy","percent":50}}}}'
+    beat_body = WORK / "heartbeat.json"
+    beat_body.write_text(beat)
+    ts = str(int(time.time()))
+    beat_headers = {"HTTP_X_DRAVEN_TIMESTAMP": ts,
+                    "HTTP_X_DRAVEN_SIGNATURE": "v1=" + hmac.new(RUNNER_KEY, f"{ts}.{beat}".encode(), hashlib.sha256).hexdigest()}
     cases = {
         "webhook-receive": (BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
         "trigger": (BIN_DIR / "trigger", {**cgi_env("/api/v1/deploys"), **common}, trigger_body, False, auth, live.db),
         "status": (BIN_DIR / "status", {**cgi_env("/api/v1/jobs/1", method="GET", content_type=None), **common},
                    None, False, auth, live.db),
         "approve": (BIN_DIR / "approve", {**cgi_env("/api/v1/jobs/@SEQ@/approvals"), **common}, vote_body, False, voter, live.db),
+        "heartbeat": (BIN_DIR / "heartbeat", {**cgi_env(f"/api/v1/jobs/{running}/heartbeat"), **common, **beat_headers},
+                      beat_body, False, None, live.db),
         "C floor handler (dynamic)": (WORK / "floor", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
                                       hook_body, True, None, floor_db),
         "C floor handler (static)": (WORK / "floor-static", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
@@ -557,15 +584,18 @@ def main():
                 ("webhook-receive", "/hooks/github", push_signed, "deliveries"),
                 ("trigger", "/api/v1/deploys", ["trigger", live.token_file, "hello", "staging"], "jobs"),
                 ("approve", "", None, "approvals"),
+                ("heartbeat", "", None, None),
             ):
                 for c in CONCURRENCY:
                     copy_store(templates[n].state, live.state)
                     if name == "approve":
                         args = Votes(live)
+                    elif name == "heartbeat":
+                        args = ["heartbeat", WORK / "runner.key", *live.running_file.read_text().split()]
                     with Stack(live.state, sweep=sweep).start() as stack:
                         warm(stack.url + path, args)
                         figures.setdefault(name, {})[c] = served(f"draven {name} [{key}]", stack.url + path, args,
-                                                                 lambda: live.count(table), c, stack.busy_errors)
+                                                                 (lambda: live.count(table)) if table else None, c, stack.busy_errors)
 
     report["elapsed_s"] = round(time.time() - started)
     report["ratios"], report["goals"] = ratios(report)
@@ -602,7 +632,7 @@ def ratios(r):
     floor_static = proc["cold"]["C floor handler (static)"]["wall_ms"]["median"]
     floor_dyn_held = proc["held"]["C floor handler (dynamic)"]["wall_ms"]["median"]
     out = {"process": {}, "served": {}, "growth": {}}
-    for f in ("webhook-receive", "trigger", "approve", "status"):
+    for f in ("webhook-receive", "trigger", "approve", "heartbeat", "status"):
         out["process"][f] = {
             "vs_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_dyn, 2),
             "vs_static_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_static, 2),
@@ -620,7 +650,7 @@ def ratios(r):
             "p99_c32_vs_floor_held": round(med(wr[32], "p99_ms") / med(refs["C floor handler (store held open)"][32], "p99_ms"), 2),
         }
     for sweep in ("", " + sweep"):
-        for f in ("webhook-receive", "trigger", "approve"):
+        for f in ("webhook-receive", "trigger", "approve", "heartbeat"):
             for c in CONCURRENCY:
                 small, big = served_["10k" + sweep][f][c], served_["1000k" + sweep][f][c]
                 out["growth"][f"{f} c={c}{sweep}"] = {
@@ -678,7 +708,8 @@ def markdown(r):
     w(f"bench/c/runcgi forks and execs each program as fcgiwrap does (CGI environment, body on stdin) {r['runs']} times "
       "and times fork → reaped. Typical requests: webhook-receive gets the signed 7,324-byte GitHub push with a new "
       "delivery id each run; trigger a deploy of a new branch (queued behind the first); approve bob's vote on a job waiting "
-      "for two approvals (a new job each run: the first of two votes, so the job keeps waiting); status `GET /api/v1/jobs/1`. "
+      "for two approvals (a new job each run: the first of two votes, so the job keeps waiting); heartbeat a runner's "
+      "signed heartbeat with its fencing token and progress for the running job (extends its lease); status `GET /api/v1/jobs/1`. "
       "draven runs on the store with 10k jobs. *cold*: nothing else has the store open, so each process opens the "
       "database, its WAL and shared memory from scratch; *held*: another process keeps a plain SQLite connection "
       "to the same database open, as `draven sweep` does in production. Milliseconds, median (p10–p90).\n")
@@ -699,7 +730,8 @@ def markdown(r):
     w("")
     w("## 2–4. Served through nginx + fcgiwrap\n")
     w(f"wrk with bench/wrk/hook.lua: every request is a new delivery with its own valid HMAC-SHA256 over the real "
-      f"push payload (trigger: a new branch per request; approve: a vote on a new waiting job per request; bearer tokens). "
+      f"push payload (trigger: a new branch per request; approve: a vote on a new waiting job per request; bearer tokens; "
+      f"heartbeat: the running job's runner, signed per request; a heartbeat updates rows and adds none, so it has no row count). "
       f"{r['repeats']} run(s) of {r['duration']} per "
       "figure; median req/s (min–max over runs), median p50 and p99 latency in ms. *rows*: rows the runs left in the "
       "store against 2xx answers (each accepted request must leave exactly one row).\n")

@@ -3,6 +3,7 @@
 --   wrk ... -s bench/wrk/hook.lua URL -- github BODY_FILE KEY_FILE
 --   wrk ... -s bench/wrk/hook.lua URL -- trigger TOKEN_FILE PROJECT ENVIRONMENT
 --   wrk ... -s bench/wrk/hook.lua URL -- approve TOKEN_FILE FIRST_JOB BLOCK
+--   wrk ... -s bench/wrk/hook.lua URL -- heartbeat KEY_FILE JOB FENCING_TOKEN
 --
 -- github:  POST BODY_FILE (the real 7,324-byte GitHub push payload) with its "after" sha replaced
 --          by a 40-hex value unique to the request, X-GitHub-Delivery unique too, and
@@ -13,6 +14,8 @@
 --          TOKEN_FILE (never in argv) and a unique branch name per request.
 -- approve: POST /api/v1/jobs/{id}/approvals {"decision":"approve"}, each request on its own job
 --          (thread t takes FIRST_JOB + (t - 1) * BLOCK, + 1, …): the seeded waiting jobs.
+-- heartbeat: POST /api/v1/jobs/JOB/heartbeat {"fencing_token", "progress"} signed as a runner
+--          signs: X-Draven-Timestamp, X-Draven-Signature = v1=HMAC-SHA256(key, ts "." body).
 --
 -- done() prints one line "BENCH_JSON {...}" with requests, 2xx, non-2xx, socket errors, rps and
 -- latency percentiles (µs), which bench/bench.py parses.
@@ -35,7 +38,7 @@ local function read_file(path)
   return data
 end
 
-local mode, body_head, body_tail, key, token, project, environment, first_job, block
+local mode, body_head, body_tail, key, token, project, environment, first_job, block, job, fencing
 local sodium, state, mac, hex
 
 ffi.cdef [[
@@ -51,17 +54,22 @@ sent, ok, bad = 0, 0, 0
 
 function init(args)
   mode = args[1]
-  if mode == "github" then
-    local body = read_file(args[2])
-    local at = assert(body:find('"after": "', 1, true), "no \"after\" field in the body")
-    local value = at + #'"after": "'
-    body_head, body_tail = body:sub(1, value - 1), body:sub(value + 40)
-    key = read_file(args[3])
+  if mode == "github" or mode == "heartbeat" then
     sodium = ffi.load("sodium")
     assert(sodium.sodium_init() >= 0)
     state = ffi.new("uint8_t[?]", tonumber(sodium.crypto_auth_hmacsha256_statebytes()))
     mac = ffi.new("uint8_t[32]")
     hex = ffi.new("char[65]")
+  end
+  if mode == "heartbeat" then
+    key = read_file(args[2])
+    job, fencing = tonumber(args[3]), tonumber(args[4])
+  elseif mode == "github" then
+    local body = read_file(args[2])
+    local at = assert(body:find('"after": "', 1, true), "no \"after\" field in the body")
+    local value = at + #'"after": "'
+    body_head, body_tail = body:sub(1, value - 1), body:sub(value + 40)
+    key = read_file(args[3])
   elseif mode == "trigger" then
     token = read_file(args[2]):gsub("%s+$", "")
     project, environment = args[3], args[4]
@@ -69,7 +77,7 @@ function init(args)
     token = read_file(args[2]):gsub("%s+$", "")
     first_job, block = tonumber(args[3]), tonumber(args[4])
   else
-    error("mode must be github, trigger or approve")
+    error("mode must be github, trigger, approve or heartbeat")
   end
 end
 
@@ -80,12 +88,16 @@ local function unique()
   return string.format("%s%04x%028x", stamp, thread_id or 0, counter)
 end
 
-local function sign(body)
+local function hmac_hex(message)
   sodium.crypto_auth_hmacsha256_init(state, key, #key)
-  sodium.crypto_auth_hmacsha256_update(state, body, #body)
+  sodium.crypto_auth_hmacsha256_update(state, message, #message)
   sodium.crypto_auth_hmacsha256_final(state, mac)
   sodium.sodium_bin2hex(hex, 65, mac, 32)
-  return "sha256=" .. ffi.string(hex, 64)
+  return ffi.string(hex, 64)
+end
+
+local function sign(body)
+  return "sha256=" .. hmac_hex(body)
 end
 
 function request()
@@ -99,6 +111,15 @@ function request()
       ["X-GitHub-Event"] = "push",
       ["X-GitHub-Delivery"] = id,
       ["X-Hub-Signature-256"] = sign(body),
+    }, body)
+  end
+  if mode == "heartbeat" then
+    local body = string.format('{"fencing_token":%d,"progress":{"step":"deploy","percent":%d}}', fencing, counter % 100)
+    local ts = tostring(os.time())
+    return wrk.format("POST", "/api/v1/jobs/" .. job .. "/heartbeat", {
+      ["Content-Type"] = "application/json",
+      ["X-Draven-Timestamp"] = ts,
+      ["X-Draven-Signature"] = "v1=" .. hmac_hex(ts .. "." .. body),
     }, body)
   end
   if mode == "approve" then
