@@ -115,10 +115,12 @@ class Stack:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} is {state}, wanted {states}")
 
-    def sweep_once(self, later=3600):
-        """One `draven sweep --once` with the clock moved on, so rows waiting for their backoff are due."""
+    def sweep_once(self, later=60, *args):
+        """One `draven sweep --once` with the clock moved on, so rows waiting for their first backoffs
+        (10 s, 20 s) are due — but not so far that running jobs' leases (10 min by default) run out
+        or their runs get polled (after 5 min): tests of those move the clock further."""
         env = dict(os.environ, DRAVEN_NOW=str(int(time.time()) + later))
-        return subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(self.state_dir)],
+        return subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(self.state_dir), *args],
                               env=env, capture_output=True, text=True, check=True)
 
     def deploy(self, who, project, environment, ref, **extra):
