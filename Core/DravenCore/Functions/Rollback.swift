@@ -29,10 +29,10 @@ package enum Rollback: Function {
 
     static func environment(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let principal = try Authenticator.authenticate(request, context)
-        let input = try RollbackRequest(try request.jsonBody(), fields: ["project", "environment", "to_release", "reason"])
+        let input = try BodyFields(try request.jsonBody(), fields: ["project", "environment", "to_release", "reason"], of: "a rollback")
         let project = try input.string("project", required: true, max: 64)!
         let environment = try input.string("environment", required: true, max: 64)!
-        let named = try input.string("to_release", required: false, max: 255)
+        let named = try input.string("to_release", required: false, max: 255, numbers: true)
         let reason = try input.string("reason", required: false, max: 1000)
         context.subject = "\(project)/\(environment)"
         let db = try context.db()
@@ -61,7 +61,7 @@ package enum Rollback: Function {
         let principal = try Authenticator.authenticate(request, context)
         let id = try params.id("id")
         context.subject = "job/\(id)"
-        let input = try RollbackRequest(try request.optionalJSONBody(), fields: ["reason"])
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
         let reason = try input.string("reason", required: false, max: 1000)
         let db = try context.db()
         let job = try Job.require(db, id: id)
@@ -91,7 +91,7 @@ package enum Rollback: Function {
         let principal = try Authenticator.authenticate(request, context)
         let id = try params.id("id")
         context.subject = "job/\(id)"
-        let input = try RollbackRequest(try request.optionalJSONBody(), fields: ["reason"])
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
         let reason = try input.string("reason", required: false, max: 1000) ?? ""
         let db = try context.db()
         let job = try Job.require(db, id: id)
@@ -107,40 +107,5 @@ package enum Rollback: Function {
             }
         }
         return Response(status: 200, json: .object(try Job.require(db, id: id).json))
-    }
-}
-
-/// A small JSON object body with known fields.
-struct RollbackRequest {
-    let object: JSONObject
-
-    /// - Throws: `.malformed` unless an object; `.invalidField` for a field not in `fields`.
-    init(_ body: JSON, fields: [String]) throws {
-        guard let object = body.objectValue else { throw DravenError.malformed("the body must be a JSON object") }
-        for key in object.keys where !fields.contains(key) {
-            throw DravenError.invalidField(pointer: "/" + key, reason: "is not a field of this request (\(fields.joined(separator: ", ")))")
-        }
-        self.object = object
-    }
-
-    /// - Throws: `.invalidField` when present but not a string, empty while required, or too long.
-    func string(_ name: String, required: Bool, max: Int) throws -> String? {
-        guard let value = object[name], !value.isNull else {
-            if required { throw DravenError.invalidField(pointer: "/" + name, reason: "is required") }
-            return nil
-        }
-        guard let s = value.stringValue ?? value.intValue.map({ String($0) }) else {
-            throw DravenError.invalidField(pointer: "/" + name, reason: "must be a string")
-        }
-        guard !s.isEmpty || !required else { throw DravenError.invalidField(pointer: "/" + name, reason: "must not be empty") }
-        guard s.utf8.count <= max else { throw DravenError.invalidField(pointer: "/" + name, reason: "is longer than \(max) bytes") }
-        return s
-    }
-}
-
-extension Request {
-    /// The JSON body, or an empty object when there is none (routes whose fields are all optional).
-    func optionalJSONBody() throws -> JSON {
-        body.isEmpty ? .object([:]) : try jsonBody()
     }
 }
