@@ -498,3 +498,77 @@ def test_the_functions_do_not_link_libcurl():
     for name in ["heartbeat", "rollback"]:
         out = subprocess.run(["ldd", str(BIN_DIR / name)], capture_output=True, text=True)
         assert "curl" not in out.stdout, out.stdout
+
+
+# -- the shell runner and the CLI ---------------------------------------------------------------
+
+RUNNER = ROOT / "infra" / "runner" / "draven-runner.sh"
+
+
+def runner_env(stack, job, **extra):
+    return dict(os.environ, DRAVEN_URL=stack.url, DRAVEN_RUNNER_SECRET=SECRETS["runner"], JOB_ID=str(job),
+                DRAVEN_FENCING_TOKEN=str(job_of(stack, job)["fencing_token"]), ENV="beat", REF="refs/heads/main",
+                DRAVEN_HEARTBEAT_EVERY="1", DRAVEN_LOG_URL="https://ci.example/logs/runner", **extra)
+
+
+@pytest.mark.parametrize("exit_code, result", [(0, "succeeded"), (3, "failed")])
+def test_the_shell_runner_sends_heartbeats_and_the_signed_result(world, tmp_path, exit_code, result):
+    stack, _ = world
+    job = running(stack, "beat", "refs/heads/main")
+    progress = tmp_path / "progress"
+    progress.write_text('build 20 compiling "assets"\n')
+    entry = tmp_path / "run.sh"
+    entry.write_text(f'#!/bin/sh\necho "rel-{exit_code}" > "$DRAVEN_RELEASE_FILE"\nexit {exit_code}\n')
+    entry.chmod(0o755)
+    done = subprocess.run([str(RUNNER), str(entry)], env=runner_env(stack, job, DRAVEN_PROGRESS_FILE=str(progress)),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == exit_code, done
+    assert SECRETS["runner"] not in done.stdout + done.stderr
+    shown = job_of(stack, job)
+    assert shown["state"] == result and shown["heartbeat_at"]
+    assert shown["progress"] == {"step": "build", "percent": 20, "message": 'compiling "assets"'}
+    assert shown["log_url"] == "https://ci.example/logs/runner"
+    assert stack.rows("SELECT release_id FROM jobs WHERE id = ?", job) == [(f"rel-{exit_code}",)]
+    settle(stack)
+
+
+def test_the_shell_runner_stops_the_deploy_when_the_job_is_cancelled(world, tmp_path):
+    stack, _ = world
+    job = running(stack, "beat", "refs/heads/main")
+    entry = tmp_path / "run.sh"
+    # The deploy is cancelled from outside while it runs; the runner's next heartbeat learns it.
+    entry.write_text(f"""#!/bin/sh
+curl -sS -o /dev/null -X POST -H "Authorization: Bearer $CANCEL_TOKEN" {stack.url}/api/v1/jobs/{job}/cancel
+sleep 30
+""")
+    entry.chmod(0o755)
+    done = subprocess.run([str(RUNNER), str(entry)], env=runner_env(stack, job, CANCEL_TOKEN=stack.tokens["alice"]),
+                          capture_output=True, text=True, timeout=25)
+    assert done.returncode == 75 and "stopping the deploy" in done.stderr, done
+    assert job_of(stack, job)["state"] == "cancelled"
+    # The runner reported nothing after the cancel.
+    assert stack.rows("SELECT to_state FROM job_events WHERE job_id = ? AND event = 'transition' ORDER BY id DESC LIMIT 1", job) == [("cancelled",)]
+    assert stack.rows("SELECT count(*) FROM job_events WHERE job_id = ? AND actor = 'runner'", job) == [(0,)]
+    settle(stack)
+
+
+def test_cli_rollback_and_cancel(world):
+    stack, _ = world
+    env = dict(os.environ, DRAVEN_TOKEN=stack.tokens["alice"], DRAVEN_API=stack.url)
+
+    def cli(*args, token="alice"):
+        return subprocess.run([str(BIN_DIR / "draven"), *args], env=dict(env, DRAVEN_TOKEN=stack.tokens[token]),
+                              capture_output=True, text=True, timeout=60)
+
+    job = running(stack, "cancel", "refs/heads/main")
+    out = cli("cancel", str(job), "--reason", "wrong branch")
+    assert out.returncode == 0 and out.stdout.strip() == f"job {job}: cancelled", out
+    out = cli("cancel", str(job))
+    assert out.returncode == 1 and "already ended" in out.stderr and "(409)" in out.stderr, out
+    out = cli("rollback", "app", "manual", "--to", "r1", "--reason", "back to the start")
+    assert out.returncode == 0 and "rollback of app/manual to refs/tags/v1.0.0 is dispatching" in out.stdout, out
+    out = cli("rollback", "app", "manual", token="bob")
+    assert out.returncode == 1 and "(403)" in out.stderr, out
+    assert cli("rollback", "app").returncode != 0  # usage: PROJECT ENV, or --job
+    assert stack.tokens["alice"] not in out.stdout + out.stderr
+    settle(stack)
