@@ -156,6 +156,11 @@ def test_heartbeats_extend_the_lease_and_record_progress(world):
     assert heartbeat(stack, job, token).status == 200
     assert lock(stack, "beat")[2] == lease_until + 1000
     assert job_of(stack, job)["progress"]["step"] == "migrate"
+    # A lease that ran out is not revived by a late heartbeat, even before sweep ends the job.
+    write(stack, "UPDATE locks SET lease_until = strftime('%s','now') - 1 WHERE job_id = ?", job)
+    before = snapshot(stack)
+    assert "ran out" in assert_problem(heartbeat(stack, job, token), 409, "conflict")["detail"]
+    assert snapshot(stack) == before
     write(stack, "UPDATE locks SET lease_until = ? WHERE job_id = ?", lease_until, job)
     # Within the lease, sweep leaves the job alone; a minute and a bit later, without a heartbeat, it ends it.
     sweep(stack, 30)

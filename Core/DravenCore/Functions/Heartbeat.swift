@@ -36,6 +36,10 @@ package enum Heartbeat: Function {
                 if let state, !state.holdsLock {
                     throw DravenError.conflict("job \(id) is \(state.rawValue); it holds no lock and takes no heartbeats (stop the deploy)")
                 }
+                if let lapsed = try tx.db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2",
+                                                 [.int(id), .int(beat.fencingToken)]) {
+                    throw DravenError.conflict("the lease of job \(id) ran out at \(Clock.rfc3339(lapsed)); it is being timed out (stop the deploy)")
+                }
                 throw DravenError.staleFencingToken(job: id)
             }
             try tx.db.run("UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1",
