@@ -11,21 +11,15 @@
 /// policy says `rollback_approvals = true`; a busy environment whose policy is `reject` answers
 /// 409. Answers: 201 with the rollback job, 200 with the cancelled job. Refusals (401, 403, 404,
 /// 409 nothing to roll back to or job already ended, 422) change nothing but the audit trail.
-package enum Rollback: Function {
+package enum Rollback: RoutedFunction {
     package static let name = "rollback"
     package static let maxBodyBytes = 16 * 1024
 
-    typealias Handler = @Sendable (Request, [String: String], Context) throws -> Response
-    static let router = Router<Handler>([
+    package static let router = Router<RouteHandler>([
         (Route("POST", "/api/v1/rollbacks"), environment),
         (Route("POST", "/api/v1/jobs/{id}/rollback"), job),
         (Route("POST", "/api/v1/jobs/{id}/cancel"), cancel),
     ])
-
-    package static func respond(to request: Request, context: Context) throws -> Response {
-        let (handler, params) = try router.resolve(request)
-        return try handler(request, params, context)
-    }
 
     static func environment(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let principal = try Authenticator.authenticate(request, context)

@@ -3,12 +3,11 @@
 /// `GET /api/v1/releases?project=&environment=&limit=` (release history, newest first), `GET /metrics`
 /// (Prometheus text) and `GET /` (service index, no token). Jobs and locks are shown only
 /// where the caller holds a `read` grant.
-package enum Status: Function {
+package enum Status: RoutedFunction {
     package static let name = "status"
     package static let maxBodyBytes = 0
 
-    typealias Handler = @Sendable (Request, [String: String], Context) throws -> Response
-    static let router = Router<Handler>([
+    package static let router = Router<RouteHandler>([
         (Route("GET", "/"), { @Sendable _, _, _ in index }),
         (Route("GET", "/api/v1/jobs/{id}"), job),
         (Route("GET", "/api/v1/jobs"), jobs),
@@ -16,11 +15,6 @@ package enum Status: Function {
         (Route("GET", "/api/v1/releases"), releases),
         (Route("GET", "/metrics"), metrics),
     ])
-
-    package static func respond(to request: Request, context: Context) throws -> Response {
-        let (handler, params) = try router.resolve(request)
-        return try handler(request, params, context)
-    }
 
     static var index: Response {
         Response(status: 200, json: [
