@@ -32,6 +32,9 @@ package enum Rollback: RoutedFunction {
         let db = try context.db()
         let target = try Target.find(db, project: project, environment: environment)
         try Grants.require(db, principal, .rollback, project: project, environment: environment)
+        guard let live = try Releases.live(db, environment: target.environmentID) else {
+            throw DravenError.conflict("\(project)/\(environment) has no release history to roll back in")
+        }
         let release: Releases.Release
         if let named {
             guard let found = try Releases.find(db, environment: target.environmentID, name: named) else {
@@ -43,9 +46,6 @@ package enum Rollback: RoutedFunction {
                 throw DravenError.conflict("\(project)/\(environment) has no release before the live one to roll back to")
             }
             release = previous
-        }
-        guard let live = try Releases.live(db, environment: target.environmentID) else {
-            throw DravenError.conflict("\(project)/\(environment) has no release history")
         }
         return try create(db, like: try Job.require(db, id: live.jobID), to: release, parent: nil, principal: principal,
                           reason: reason ?? "manual rollback to release \(release.id)", context: context)

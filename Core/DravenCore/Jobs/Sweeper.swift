@@ -62,15 +62,16 @@ package struct Sweeper {
     /// attempts ran out, or it was lost) → `failed`. One still pending is being retried by the
     /// outbox with its backoff, and is left alone.
     package func failStuckDispatches(_ db: Database, now: Int64) throws -> [Int64] {
-        let condition = """
-            j.state = 'dispatching' AND j.updated_at <= ?2
+        // ?1: one job (the re-check under the write lock), or NULL for all.
+        let stuck = """
+            SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
+            ORDER BY j.id
             """
-        let due = try db.query("SELECT j.id FROM jobs j WHERE j.id > ?1 AND " + condition + " ORDER BY j.id", [.int(0), .int(now - dispatchLimit)]) { $0.int(0) }
+        let due = try db.query(stuck, [.null, .int(now - dispatchLimit)]) { $0.int(0) }
         return try due.filter { id in
             try db.immediate { tx -> Bool in
-                guard try tx.db.scalar("SELECT j.id FROM jobs j WHERE j.id = ?1 AND " + condition, [.int(id), .int(now - dispatchLimit)]) != nil
-                else { return false }
+                guard try tx.db.scalar(stuck, [.int(id), .int(now - dispatchLimit)]) != nil else { return false }
                 try StateMachine.transition(tx, job: id, to: .failed, actor: "draven sweep", detail: [
                     "reason": .string("stuck in dispatching for more than \(dispatchLimit) s with no dispatch left to deliver"),
                 ], now: now)
@@ -82,16 +83,17 @@ package struct Sweeper {
     /// Running jobs with a known run and no word from the provider for `pollAfter` → one `poll`
     /// row each (delivered by this sweep right after; never two pending for a job).
     package func queuePolls(_ db: Database, now: Int64) throws -> [Int64] {
-        let condition = """
-            j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
+        // ?1: one job (the re-check under the write lock), or NULL for all.
+        let silent = """
+            SELECT j.id, j.run_id FROM jobs j
+            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
+            ORDER BY j.id
             """
-        let due = try db.query("SELECT j.id, j.run_id FROM jobs j WHERE j.id > ?1 AND " + condition + " ORDER BY j.id",
-                               [.int(0), .int(now - pollAfter)]) { ($0.int(0), $0.text(1)) }
+        let due = try db.query(silent, [.null, .int(now - pollAfter)]) { ($0.int(0), $0.text(1)) }
         return try due.filter { (id, run) in
             try db.immediate { tx -> Bool in
-                guard try tx.db.scalar("SELECT j.id FROM jobs j WHERE j.id = ?1 AND " + condition, [.int(id), .int(now - pollAfter)]) != nil
-                else { return false }
+                guard try tx.db.scalar(silent, [.int(id), .int(now - pollAfter)]) != nil else { return false }
                 try Outbox.enqueue(tx, kind: .poll, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
                 return true
             }
