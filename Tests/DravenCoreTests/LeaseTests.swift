@@ -259,3 +259,66 @@ extension TestStore {
         #expect(throws: DravenError.self) { try HeartbeatBody(try JSON.parse(text)) }
     }
 }
+
+/// A transport that lets something else happen while its first call is in flight (another process acting meanwhile).
+final class InterleavedTransport: HTTPTransport {
+    let inner: ScriptedTransport
+    let during: () throws -> Void
+    var ran = false
+    init(_ inner: ScriptedTransport, during: @escaping () throws -> Void) { self.inner = inner; self.during = during }
+    func send(_ request: OutboundRequest, credential: SecretBytes?) throws(TransportError) -> OutboundResponse {
+        if !ran { ran = true; try? during() }
+        return try inner.send(request, credential: credential)
+    }
+}
+
+@Suite struct RunCallTests {
+    @Test func aJobCancelledWhileItsDispatchWasInFlightHasItsRunCancelled() throws {
+        let (store, first, second) = try DeliveryTests.setUp()
+        let scripted = ScriptedTransport([DeliveryTests.ok(), .success(OutboundResponse(status: 200, body: Array(#"{"workflow_run_id":10}"#.utf8))),
+                                          .success(OutboundResponse(status: 202, body: Array("{}".utf8)))])
+        let transport = InterleavedTransport(scripted) {
+            _ = try store.db.immediate { tx in try StateMachine.transition(tx, job: first, to: .cancelled, actor: "t", now: store.now) }
+        }
+        var delivery = Delivery(db: store.db, paths: store.paths, transport: transport)
+        try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
+        #expect(try store.state(first) == .cancelled)
+        #expect(try store.state(second) == .running)  // the cancel freed the lock
+        #expect(scripted.sent.map { $0.0.method + " " + $0.0.url } == [
+            "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
+            "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
+            "POST https://api.github.com/repos/acme/shop/actions/runs/9/cancel",
+        ])
+        #expect(try store.count("outbox", "kind = 'cancel' AND state = 'delivered' AND job_id = \(first)") == 1)
+    }
+
+    @Test func aPollAppliesTheRunsStateAsItsWebhookWould() throws {
+        let (store, first, _) = try DeliveryTests.setUp()
+        var delivery = Delivery(db: store.db, paths: store.paths, transport: ScriptedTransport([DeliveryTests.ok()]))
+        try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
+        #expect(try store.state(first) == .running)
+        #expect(try Sweeper(pollAfter: 60).queuePolls(store.db, now: store.now + 60) == [first])
+        let polled = ScriptedTransport([.success(OutboundResponse(status: 200, body: Array(
+            #"{"id": 9, "status": "completed", "conclusion": "timed_out", "html_url": "https://gh/9"}"#.utf8))), DeliveryTests.ok()])
+        delivery = Delivery(db: store.db, paths: store.paths, transport: polled)
+        try delivery.deliver(Delivery.due(store.db, now: store.now + 60), now: { store.now + 60 })
+        // The poll, then the dispatch of the job queued behind (the failure freed the lock).
+        #expect(polled.sent.map { $0.0.method + " " + $0.0.url } == ["GET https://api.github.com/repos/acme/shop/actions/runs/9",
+                                                                      "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches"])
+        #expect(try store.state(first) == .failed)
+        #expect(try store.db.scalar("SELECT provider_seen_at FROM jobs WHERE id = ?1", [.int(first)]) == store.now + 60)
+    }
+
+    @Test func aPollThatIsRefusedIsNotedAndDoesNotChangeTheJob() throws {
+        let (store, first, _) = try DeliveryTests.setUp()
+        var delivery = Delivery(db: store.db, paths: store.paths, transport: ScriptedTransport([DeliveryTests.ok()]))
+        try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
+        _ = try Sweeper(pollAfter: 60).queuePolls(store.db, now: store.now + 60)
+        delivery = Delivery(db: store.db, paths: store.paths,
+                            transport: ScriptedTransport([.success(OutboundResponse(status: 404, body: Array(#"{"message":"Not Found"}"#.utf8)))]))
+        try delivery.deliver(Delivery.due(store.db, now: store.now + 60), now: { store.now + 60 })
+        #expect(try store.state(first) == .running)
+        #expect(try store.count("outbox", "kind = 'poll' AND state = 'dead'") == 1)
+        #expect(try store.count("job_events", "job_id = \(first) AND event = 'provider' AND detail LIKE '%refused the poll (404)%'") == 1)
+    }
+}
