@@ -42,9 +42,9 @@ package enum Heartbeat: Function {
                 }
                 throw DravenError.staleFencingToken(job: id)
             }
-            try tx.db.run("UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1",
-                          [.int(id), .int(context.now), .text(beat.progress)])
-            return (try tx.db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { $0.text(0) } ?? "", until)
+            let state = try tx.db.first("UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1 RETURNING state",
+                                        [.int(id), .int(context.now), .text(beat.progress)]) { $0.text(0) }
+            return (state ?? "", until)
         }
         return Response(status: 200, json: ["job_id": .int(id), "state": .string(state), "lease_until": .string(Clock.rfc3339(until))])
     }
