@@ -396,6 +396,10 @@ def test_manual_rollback_to_the_previous_or_a_named_release(world):
     assert (back["kind"], back["ref"], back["state"], back["reason"]) == ("rollback", "refs/tags/v2.0.0", "dispatching", "v3 is slow")
     assert stack.wait_for(back["id"], {"running", "failed"}) == "running"
     assert dispatched(fake, back["id"])[0]["inputs"]["task"] == "rollback"
+    # Stopping a rollback takes a rollback grant (bob may only deploy).
+    before = snapshot(stack)
+    assert_problem(stack.request("POST", f"/api/v1/jobs/{back['id']}/cancel", token=stack.tokens["bob"]), 403, "forbidden")
+    assert snapshot(stack) == before
     [(actor,)] = stack.rows("SELECT actor FROM audit WHERE action = 'job.create' AND detail LIKE ?", f'%"job_id":{back["id"]}%')
     assert actor == "alice"
     assert finish(stack, back["id"]) == "succeeded"

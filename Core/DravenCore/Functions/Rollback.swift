@@ -6,7 +6,8 @@
 /// `POST /api/v1/jobs/{id}/cancel` `{"reason"?}` — cancel a job that has not ended, and ask the
 /// provider to cancel its run (through the outbox, after the answer).
 ///
-/// Rollbacks need a `rollback` grant, cancels a `deploy` grant, on the job's environment. A
+/// Rollbacks need a `rollback` grant on the environment; cancels the grant that starts a job of
+/// that kind (`deploy` for a deploy, `rollback` for a rollback or diagnostic job). A
 /// rollback job takes the lock before any queued deploy; it needs approvals only when the
 /// policy says `rollback_approvals = true`; a busy environment whose policy is `reject` answers
 /// 409. Answers: 201 with the rollback job, 200 with the cancelled job. Refusals (401, 403, 404,
@@ -89,7 +90,8 @@ package enum Rollback: RoutedFunction {
         let reason = try input.string("reason", required: false, max: 1000) ?? ""
         let db = try context.db()
         let job = try Job.require(db, id: id)
-        try Grants.require(db, principal, .deploy, project: job.project, environment: job.environment)
+        // Who may start a job of this kind may stop it: deploys need `deploy`, rollbacks and diagnostics `rollback`.
+        try Grants.require(db, principal, job.kind == "deploy" ? .deploy : .rollback, project: job.project, environment: job.environment)
         try db.immediate { tx in
             let current = try Job.require(tx.db, id: id)
             guard !current.state.isTerminal else { throw DravenError.conflict("job \(id) is \(current.state.rawValue); it has already ended") }
