@@ -41,8 +41,7 @@ extension Delivery {
         try db.immediate { tx in
             if let failure {
                 if failure.retry && row.attempts < maxAttempts {
-                    try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                                  [.int(row.id), .int(at + backoff(attempt: row.attempts)), .text(failure.error)])
+                    try retryLater(tx, row, error: failure.error, now: at)
                     return
                 }
                 try settle(tx, row.id, state: "dead", error: failure.error, now: at)

@@ -162,8 +162,7 @@ package struct Delivery {
             if let posted, let job = row.jobID { try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts) }
             guard let error else { return try settle(tx, row.id, state: "delivered", error: nil, now: at) }
             if retry && row.attempts < maxAttempts {
-                try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                              [.int(row.id), .int(at + backoff(attempt: row.attempts)), .text(error)])
+                try retryLater(tx, row, error: error, now: at)
             } else {
                 try settle(tx, row.id, state: "dead", error: error, now: at)
                 try Audit.record(tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
@@ -211,13 +210,20 @@ package struct Delivery {
                 try settle(tx, row.id, state: "dead", error: reason, now: now)
                 try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(reason)], now: now)
             case .retry(let why):
-                let delay = backoff(attempt: row.attempts)
-                try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                              [.int(row.id), .int(now + delay), .text(why)])
+                let delay = try retryLater(tx, row, error: why, now: now)
                 try Audit.record(tx, at: now, actor: "draven-deliver", action: "dispatch.retry", subject: "job/\(job.id)",
                                  outcome: "retry", detail: ["attempt": .int(Int64(row.attempts)), "in_seconds": .int(delay), "error": .string(why)])
             }
         }
+    }
+
+    /// Puts a row back to wait for its next attempt (`backoff`). Returns the delay in seconds.
+    @discardableResult
+    func retryLater(_ tx: Transaction, _ row: Row, error: String, now: Int64) throws -> Int64 {
+        let delay = backoff(attempt: row.attempts)
+        try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                      [.int(row.id), .int(now + delay), .text(error)])
+        return delay
     }
 
     /// Exponential backoff with jitter: base·2^(n−1), capped, then a random 50–100 % of it.
