@@ -79,12 +79,13 @@ class FakeProvider:
                 time.sleep(answer["delay"])
             status = answer["status"]
             payload = b"" if answer.get("body") is None else json.dumps(answer["body"]).encode()
+            # Recorded before the answer leaves: the caller may act on it (and a test look) at once.
+            record["answered"] = status
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
             handler.wfile.write(payload)
-            record["answered"] = status
         except (BrokenPipeError, ConnectionResetError):
             record["answered"] = "client gone"
         finally:
