@@ -233,6 +233,15 @@ extension TestStore {
         #expect(event.state == c.2 && event.relevant)
     }
 
+    @Test func eventsCarryTheCommitTheyBuild() throws {
+        let sha = String(repeating: "d", count: 40)
+        #expect(RunControl.event(provider: "github", body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha == sha)
+        #expect(RunControl.event(provider: "gitlab", body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
+        #expect(RunControl.event(provider: "bitbucket", body: Array(
+            #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}, "target": {"commit": {"hash": "\#(sha)"}}}"#.utf8))?.sha == sha)
+        #expect(RunControl.event(provider: "github", body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
+    }
+
     @Test func rollbackAndDiagnosticDispatchesNameTheirTask() throws {
         let deploy = try JSON.parse(try Dispatch.request(for: Self.target("github")).body)
         #expect(deploy["inputs"]?["task"] == nil)
@@ -240,6 +249,12 @@ extension TestStore {
         #expect(rollback["inputs"]?["task"]?.stringValue == "rollback")
         let diagnostic = try Dispatch.request(for: Self.target("gitlab", kind: "diagnostic"))
         #expect(String(decoding: diagnostic.body, as: UTF8.self).hasSuffix("&variables%5BDRAVEN_TASK%5D=deploy%3Ainfo"))
+        // A rollback pins the commit when it is known; a deploy's request never changes.
+        var pinned = Self.target("github", kind: "rollback")
+        pinned.sha = String(repeating: "c", count: 40)
+        #expect(try JSON.parse(try Dispatch.request(for: pinned).body)["inputs"]?["sha"]?.stringValue == pinned.sha)
+        pinned.kind = "deploy"
+        #expect(try JSON.parse(try Dispatch.request(for: pinned).body)["inputs"]?["sha"] == nil)
     }
 }
 

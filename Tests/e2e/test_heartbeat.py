@@ -79,6 +79,16 @@ def deployed(stack, env, ref, release_id=None):
     return job
 
 
+def github_event(stack, job, **run):
+    """A signed GitHub workflow_run webhook about `job`'s run."""
+    run_id = int(stack.rows("SELECT run_id FROM jobs WHERE id = ?", job)[0][0])
+    body = json.dumps({"action": "in_progress", "workflow_run": {"id": run_id, "status": "in_progress", "conclusion": None, **run},
+                       "repository": {"full_name": "acme/app"}}).encode()
+    sig = "sha256=" + hmac.new(SECRETS["gh-hook"].encode(), body, hashlib.sha256).hexdigest()
+    return stack.request("POST", "/hooks/github?project=app", body, headers={
+        "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": f"d-{job}-{time.time_ns()}", "X-Hub-Signature-256": sig})
+
+
 def job_of(stack, job):
     return stack.request("GET", f"/api/v1/jobs/{job}", token=stack.tokens["alice"]).json
 
@@ -246,9 +256,12 @@ def test_a_stale_token_is_refused_after_the_lease_ran_out_and_the_lock_moved_on(
 
 def test_no_heartbeat_times_out_frees_the_lock_and_rolls_back(world):
     stack, fake = world
-    good = deployed(stack, "silent", "refs/tags/v1.0.0", release_id="rel-1")
+    good = running(stack, "silent", "refs/tags/v1.0.0")
+    # The provider says which commit the run builds: the job (and so its release) records it.
+    assert github_event(stack, good, head_sha="c" * 40).json["state"] == "running"
+    assert finish(stack, good, release_id="rel-1") == "succeeded"
     [release] = stack.request("GET", "/api/v1/releases?project=app&environment=silent", token=stack.tokens["alice"]).json["releases"]
-    assert release["job_id"] == good and release["live"] and release["release_id"] == "rel-1"
+    assert release["job_id"] == good and release["live"] and release["release_id"] == "rel-1" and release["sha"] == "c" * 40
     bad = running(stack, "silent", "refs/tags/v1.1.0")
     assert lock(stack, "silent")[0] == bad
     out = sweep(stack, 120)
@@ -262,7 +275,7 @@ def test_no_heartbeat_times_out_frees_the_lock_and_rolls_back(world):
     assert lock(stack, "silent")[0] == rollback
     assert stack.wait_for(rollback, {"running", "failed"}) == "running"
     [body] = dispatched(fake, rollback)
-    assert body["ref"] == "refs/tags/v1.0.0" and body["inputs"]["task"] == "rollback"
+    assert body["ref"] == "refs/tags/v1.0.0" and body["inputs"]["task"] == "rollback" and body["inputs"]["sha"] == "c" * 40
     assert body["inputs"]["fencing_token"] == str(lock(stack, "silent")[1])
     shown = conforms(job_of(stack, rollback), "job")
     assert shown["kind"] == "rollback" and shown["parent_job_id"] == bad and shown["to_release"] == release["id"]

@@ -31,7 +31,8 @@ package enum Dispatch {
         }
 
         /// The Deployer task of a rollback (`rollback`) or diagnostic (`deploy:info`) job; nil for a
-        /// deploy, whose request stays exactly what pipelines without a `task` input accept.
+        /// deploy, whose request stays exactly what pipelines without a `task` input accept. Those
+        /// two kinds also pass the commit sha when it is known (`sha` / `DRAVEN_SHA`).
         var task: String? { kind == "deploy" ? nil : Recovery.task(kind: kind) }
 
         /// The branch or tag name (providers take short names).
@@ -53,7 +54,7 @@ package enum Dispatch {
 
         var variables: [(String, String)] {
             [("JOB_ID", String(jobID)), ("ENV", environment), ("REF", ref), ("DRAVEN_FENCING_TOKEN", String(fencingToken))]
-            + (task.map { [("DRAVEN_TASK", $0)] } ?? [])
+            + (task.map { [("DRAVEN_TASK", $0)] } ?? []) + (task != nil ? sha.map { [("DRAVEN_SHA", $0)] } ?? [] : [])
         }
 
         func base(_ fallback: String) -> String {
@@ -92,7 +93,11 @@ package enum Dispatch {
         guard t.refKind != .sha else { throw DispatchError("GitHub workflow_dispatch runs on a branch or tag, not a bare sha") }
         var inputs: JSONObject = ["job_id": .string(String(t.jobID)), "env": .string(t.environment), "ref": .string(t.ref),
                                   "fencing_token": .string(String(t.fencingToken))]
-        if let task = t.task { inputs["task"] = .string(task) }
+        if let task = t.task {
+            inputs["task"] = .string(task)
+            // The exact commit a rollback returns to (a branch has moved on since).
+            if let sha = t.sha { inputs["sha"] = .string(sha) }
+        }
         var body: JSONObject = ["ref": .string(t.ref), "inputs": .object(inputs)]
         if runDetails { body["return_run_details"] = true }
         return OutboundRequest(

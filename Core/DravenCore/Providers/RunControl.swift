@@ -65,7 +65,8 @@ package enum RunControl {
             default: name
             }
             let payload: JSON = .object(["commit_status": .object(["key": run["uuid"] ?? .null, "state": .string(status),
-                                                                   "name": run["build_number"] ?? .null])])
+                                                                   "name": run["build_number"] ?? .null,
+                                                                   "commit": .object(["hash": run["target"]?["commit"]?["hash"] ?? .null])])])
             return ProviderEvent.bitbucketStatus("pipeline poll", payload)
         default:
             return nil
