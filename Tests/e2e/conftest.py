@@ -80,6 +80,15 @@ class Stack:
                 "audit_ok": c.execute("SELECT count(*) FROM audit WHERE outcome = 'ok'").fetchone()[0],
             }
 
+    def assert_secrets_absent(self, values, tables, store=False):
+        """No secret in any log of the stack, in the given tables, or (store=True) in the secrets file's bytes."""
+        logs = "".join(p.read_text(errors="replace") for p in (self.state_dir / "run").glob("*.log"))
+        with self.db() as c:
+            dump = json.dumps([c.execute(f"SELECT * FROM {t}").fetchall() for t in tables])
+        sealed = (self.state_dir / "secrets" / "secrets.dsb").read_bytes() if store else b""
+        for value in values:
+            assert value not in logs and value not in dump and value.encode() not in sealed
+
     def refusals(self):
         return self.rows("SELECT count(*) FROM audit WHERE outcome = 'refused'")[0][0]
 

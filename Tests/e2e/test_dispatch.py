@@ -35,12 +35,7 @@ def stack(fake):
     with launch(config, people=("alice",), secrets=SECRETS) as s:
         yield s
         # No secret may appear in any log, in the store's readable tables, or in the secrets file.
-        logs = "".join(p.read_text(errors="replace") for p in (s.state_dir / "run").glob("*.log"))
-        with s.db() as c:
-            tables = json.dumps([c.execute(f"SELECT * FROM {t}").fetchall() for t in ("audit", "job_events", "outbox", "jobs")])
-        store = (s.state_dir / "secrets" / "secrets.dsb").read_bytes()
-        for value in SECRETS.values():
-            assert value not in logs and value not in tables and value.encode() not in store
+        s.assert_secrets_absent(SECRETS.values(), ("audit", "job_events", "outbox", "jobs"), store=True)
 
 
 
