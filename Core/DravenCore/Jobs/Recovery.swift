@@ -26,7 +26,7 @@ package enum Recovery {
             let ref = try GitRef.parse(failed.ref, kind: failed.refKind, policyKinds: [])
             let new = StateMachine.NewJob(kind: "diagnostic", like: failed, ref: ref, sha: failed.sha, reason: "diagnostic: \(why)",
                                           requestedBy: requester, policyVersion: policy.version, parentJobID: id, toRelease: nil)
-            let diagnostic = try StateMachine.create(tx, new, actor: actor, subject: "job/\(id)", now: now)
+            let diagnostic = try StateMachine.create(tx, new, actor: actor, subject: "\(failed.project)/\(failed.environment)", now: now)
             try StateMachine.start(tx, job: diagnostic, policy: policy, actor: actor, now: now, queueWhenBusy: true)
         }
         if policy.onFailure.contains("rollback") {
