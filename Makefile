@@ -21,11 +21,11 @@ FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-ex
 # The CLI (and, later, draven-deliver) link libcurl, which has no practical static build:
 # they link the Swift runtime statically and the C libraries dynamically.
 TOOL_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
-FUNCTIONS := trigger status webhook-receive approve
+FUNCTIONS := trigger status webhook-receive approve heartbeat rollback
 TOOLS := draven draven-deliver
 
 # The one list of system packages draven needs (build, serve, test).
-APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv
+APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl
 
 # What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
 # with (adnanh/webhook) and a C compiler for the floor handler.

@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "status", targets: ["status"]),
         .executable(name: "webhook-receive", targets: ["webhook-receive"]),
         .executable(name: "approve", targets: ["approve"]),
+        .executable(name: "heartbeat", targets: ["heartbeat"]),
+        .executable(name: "rollback", targets: ["rollback"]),
         .executable(name: "draven-deliver", targets: ["draven-deliver"]),
         .executable(name: "draven", targets: ["draven"]),
     ],
@@ -46,6 +48,8 @@ let package = Package(
         .executableTarget(name: "status", dependencies: ["DravenCore"], path: "Functions/status", swiftSettings: swiftSettings),
         .executableTarget(name: "webhook-receive", dependencies: ["DravenCore"], path: "Functions/webhook-receive", swiftSettings: swiftSettings),
         .executableTarget(name: "approve", dependencies: ["DravenCore"], path: "Functions/approve", swiftSettings: swiftSettings),
+        .executableTarget(name: "heartbeat", dependencies: ["DravenCore"], path: "Functions/heartbeat", swiftSettings: swiftSettings),
+        .executableTarget(name: "rollback", dependencies: ["DravenCore"], path: "Functions/rollback", swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",
             dependencies: [

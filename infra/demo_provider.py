@@ -3,7 +3,7 @@
 `make run` starts it so the demo's deploys really dispatch (to 127.0.0.1, nothing leaves the
 machine); the end-to-end tests use it as their fake provider. It records every request and
 answers like the providers' success responses (GitHub dispatch with return_run_details, GitLab
-and Bitbucket pipeline creation, Slack's chat.postMessage, chat.update and
+and Bitbucket pipeline creation, reading and cancelling a run (it is always still running), Slack's chat.postMessage, chat.update and
 chat.postEphemeral). Tests can queue answers for a path prefix:
 {"status": 503, "body": {...}, "delay": 0}; a delay longer than draven's timeout makes a call hang.
 
@@ -79,12 +79,13 @@ class FakeProvider:
                 time.sleep(answer["delay"])
             status = answer["status"]
             payload = b"" if answer.get("body") is None else json.dumps(answer["body"]).encode()
+            # Recorded before the answer leaves: the caller may act on it (and a test look) at once.
+            record["answered"] = status
             handler.send_response(status)
             handler.send_header("Content-Type", "application/json")
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
             handler.wfile.write(payload)
-            record["answered"] = status
         except (BrokenPipeError, ConnectionResetError):
             record["answered"] = "client gone"
         finally:
@@ -92,6 +93,22 @@ class FakeProvider:
                 self.in_flight -= 1
 
     def default(self, path, n, body=b""):
+        # Calls about an existing run (draven's polling fallback and cancels): the run goes on.
+        run = path.rstrip("/").rsplit("/", 2)
+        if "/actions/runs/" in path:
+            if path.endswith("/cancel"):
+                return {"status": 202, "body": {}}
+            return {"status": 200, "body": {"id": int(run[-1]) if run[-1].isdigit() else run[-1], "status": "in_progress",
+                                            "conclusion": None, "html_url": f"https://github.example/acme/app/actions/runs/{run[-1]}"}}
+        if "/projects/" in path and "/pipelines/" in path:
+            if path.endswith("/cancel"):
+                return {"status": 200, "body": {"id": int(run[-2]), "status": "canceled"}}
+            return {"status": 200, "body": {"id": int(run[-1]), "status": "running", "web_url": f"https://gitlab.example/p/{run[-1]}"}}
+        if "/repositories/" in path and "/pipelines/%7B" in path:
+            if path.endswith("/stopPipeline"):
+                return {"status": 204, "body": None}
+            return {"status": 200, "body": {"uuid": run[-1].replace("%7B", "{").replace("%7D", "}"), "build_number": 1,
+                                            "state": {"name": "IN_PROGRESS"}}}
         if "/actions/workflows/" in path:
             return {"status": 200, "body": {"workflow_run_id": n, "run_url": f"{self.url}/api/runs/{n}",
                                             "html_url": f"https://github.example/acme/app/actions/runs/{n}"}}

@@ -4,24 +4,34 @@ import DravenOutbound
 import Foundation
 
 extension Draven {
-    /// `draven sweep`: the time-driven work: moves jobs whose approval window closed to
-    /// `expired`, then delivers outbox rows that are due (retries with backoff, rows whose
-    /// deliverer died, the chat updates of expired jobs). Safe to run in several processes at
-    /// once and alongside requests: each row is claimed in a transaction.
+    /// `draven sweep`: the time-driven work. Each pass moves jobs whose approval window closed to
+    /// `expired`, times out running jobs whose lease ran out (no heartbeat: lock freed, failure
+    /// policy applied, next queued job started), fails jobs stuck in `dispatching` with nothing
+    /// left to deliver, queues a poll of runs the provider has been silent about, then delivers
+    /// the outbox rows that are due (dispatches, retries with backoff, polls, cancels,
+    /// notifications). Safe to run in several processes at once and alongside requests: every
+    /// change re-checks its condition under the write lock, and each outbox row is claimed once.
     ///
     /// As a service (`--every 5s`) it keeps one connection to the store open for its whole
     /// life: with WAL, the last connection to close checkpoints and deletes the WAL, which every
     /// per-request process would otherwise pay (DESIGN.md). Functions stay correct without it.
     struct Sweep: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Expire unapproved jobs and deliver due outbox rows, once (--once) or every interval (--every 5s).")
+            abstract: "Expire, time out, poll and deliver: once (--once) or every interval (--every 5s).")
         @OptionGroup var state: StateOptions
         @Flag(help: "Run one pass and exit (for a timer or cron).") var once = false
         @Option(help: "Run as a service, one pass per interval (e.g. 5s, 500ms, 1m).") var every: String?
+        @Option(name: .customLong("poll-after"), help: "Ask the provider about a running job after this long without a webhook (default 5m).")
+        var pollAfter = "5m"
+        @Option(name: .customLong("dispatch-limit"), help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
+        var dispatchLimit = "15m"
 
         func validate() throws {
             guard once != (every != nil) else { throw ValidationError("give exactly one of --once or --every") }
             if let every, Self.interval(every) == nil { throw ValidationError("--every takes a duration such as 5s, 500ms or 1m") }
+            for (name, value) in [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit)] where Self.interval(value).map({ $0 < 1 }) ?? true {
+                throw ValidationError("\(name) takes a duration of at least 1s, such as 30s or 5m")
+            }
         }
 
         static func interval(_ text: String) -> Double? {
@@ -35,12 +45,13 @@ extension Draven {
             let db = try state.open()  // held open for the life of the service
             let paths = state.paths
             let pause = every.flatMap(Self.interval) ?? 0
+            let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300), dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
             repeat {
                 do {
-                    let expired = try Approvals.expireDue(db, now: Clock.now())
+                    let report = try sweeper.run(db, now: Clock.now())
                     try ChatOps.forgetOldSignatures(db, now: Clock.now())
-                    if !expired.isEmpty {
-                        FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: expired \(expired.map { "#\($0)" }.joined(separator: " "))\n".utf8))
+                    if let summary = report.summary {
+                        FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: \(summary)\n".utf8))
                     }
                     let due = try Delivery.due(db, now: Clock.now())
                     if !due.isEmpty {

@@ -80,6 +80,15 @@ class Stack:
                 "audit_ok": c.execute("SELECT count(*) FROM audit WHERE outcome = 'ok'").fetchone()[0],
             }
 
+    def assert_secrets_absent(self, values, tables, store=False):
+        """No secret in any log of the stack, in the given tables, or (store=True) in the secrets file's bytes."""
+        logs = "".join(p.read_text(errors="replace") for p in (self.state_dir / "run").glob("*.log"))
+        with self.db() as c:
+            dump = json.dumps([c.execute(f"SELECT * FROM {t}").fetchall() for t in tables])
+        sealed = (self.state_dir / "secrets" / "secrets.dsb").read_bytes() if store else b""
+        for value in values:
+            assert value not in logs and value not in dump and value.encode() not in sealed
+
     def refusals(self):
         return self.rows("SELECT count(*) FROM audit WHERE outcome = 'refused'")[0][0]
 
@@ -115,10 +124,12 @@ class Stack:
             time.sleep(0.05)
         raise AssertionError(f"job {job_id} is {state}, wanted {states}")
 
-    def sweep_once(self, later=3600):
-        """One `draven sweep --once` with the clock moved on, so rows waiting for their backoff are due."""
+    def sweep_once(self, later=60, *args):
+        """One `draven sweep --once` with the clock moved on, so rows waiting for their first backoffs
+        (10 s, 20 s) are due — but not so far that running jobs' leases (10 min by default) run out
+        or their runs get polled (after 5 min): tests of those move the clock further."""
         env = dict(os.environ, DRAVEN_NOW=str(int(time.time()) + later))
-        return subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(self.state_dir)],
+        return subprocess.run([str(BIN_DIR / "draven"), "sweep", "--once", "--state-dir", str(self.state_dir), *args],
                               env=env, capture_output=True, text=True, check=True)
 
     def deploy(self, who, project, environment, ref, **extra):

@@ -38,12 +38,7 @@ def world():
         with launch(config, people=PEOPLE, secrets=secrets) as stack:
             stack.config = config
             yield stack, fake
-            logs = "".join(p.read_text(errors="replace") for p in (stack.state_dir / "run").glob("*.log"))
-            with stack.db() as c:
-                tables = json.dumps([c.execute(f"SELECT * FROM {t}").fetchall()
-                                     for t in ("audit", "job_events", "outbox", "deliveries", "approvals", "settings")])
-            for value in secrets.values():
-                assert value not in logs and value not in tables
+            stack.assert_secrets_absent(secrets.values(), ("audit", "job_events", "outbox", "deliveries", "approvals", "settings"))
     finally:
         fake.stop()
 

@@ -55,3 +55,19 @@ extension [String: String] {
         return value
     }
 }
+
+/// What a route's handler gets: the request, the path's parameters, the context.
+package typealias RouteHandler = @Sendable (Request, [String: String], Context) throws -> Response
+
+/// A function that serves several routes, each with its own handler: `respond` resolves the
+/// route (404, or 405 with `Allow`) and calls its handler.
+package protocol RoutedFunction: Function {
+    static var router: Router<RouteHandler> { get }
+}
+
+extension RoutedFunction {
+    package static func respond(to request: Request, context: Context) throws -> Response {
+        let (handler, params) = try router.resolve(request)
+        return try handler(request, params, context)
+    }
+}

@@ -263,6 +263,7 @@ extension Config.Environment {
         }
         let lease = r.duration("lease", &problems) ?? 600
         let onFailure = r.strings("on_failure", &problems) ?? []
+        _ = r.bool("rollback_approvals", &problems)  // read from the stored policy document (Policy.load)
         for f in onFailure where !Config.failurePolicies.contains(f) {
             problems.append(.init(key: r.key("on_failure"), reason: "\"\(f)\" must be \"rollback\" or \"diagnostic\""))
         }
@@ -291,7 +292,8 @@ extension Config.Integration {
             }
         }
         // Secrets are named here and kept in the secrets store, never in this file.
-        for name in ["token_secret", "webhook_secret", "runner_secret"] { _ = r.string(name, &problems) }
+        // `api_token_secret`: GitLab only, a token that may read and cancel pipelines when `token_secret` is a trigger token.
+        for name in ["token_secret", "webhook_secret", "runner_secret", "api_token_secret"] { _ = r.string(name, &problems) }
         _ = r.string("api_url", &problems)
         _ = r.string("project_id", &problems)
         var document = table

@@ -7,24 +7,18 @@
 /// dispatches (the dispatch goes out after the answer), or queues. Refusals: 401, 403 (no
 /// `approve` grant, not in the approver groups, own deploy), 404, 409 (not awaiting approval,
 /// window closed), 422 (invalid field); a refused vote changes nothing but the audit trail.
-package enum Approve: Function {
+package enum Approve: RoutedFunction {
     package static let name = "approve"
     /// Slack's interactive payloads carry the whole message they came from.
     package static let maxBodyBytes = 256 * 1024
 
-    typealias Handler = @Sendable (Request, [String: String], Context) throws -> Response
-    static let router = Router<Handler>([
+    package static let router = Router<RouteHandler>([
         (Route("POST", "/api/v1/jobs/{id}/approvals"), vote),
         (Route("GET", "/api/v1/jobs/{id}/approvals"), list),
         (Route("POST", "/chatops/slack"), { @Sendable r, _, c in try ChatOps.slack(r, c) }),
         (Route("POST", "/chatops/teams"), { @Sendable r, _, c in try ChatOps.teams(r, c) }),
         (Route("POST", "/chatops/mattermost"), { @Sendable r, _, c in try ChatOps.mattermost(r, c) }),
     ])
-
-    package static func respond(to request: Request, context: Context) throws -> Response {
-        let (handler, params) = try router.resolve(request)
-        return try handler(request, params, context)
-    }
 
     static func vote(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let principal = try Authenticator.authenticate(request, context)

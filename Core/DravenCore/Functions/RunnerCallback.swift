@@ -7,31 +7,18 @@
 /// The timestamp must be within five minutes; a signature is accepted once (a replay is 401).
 /// The fencing token must be the one the job holds the lock with (else 409).
 enum RunnerCallback {
-    static let window: Int64 = 300
     static let results: [String: JobState] = ["succeeded": .succeeded, "failed": .failed, "cancelled": .cancelled]
 
     static func respond(_ request: Request, _ context: Context) throws -> Response {
         let db = try context.db()
-        guard let timestamp = request.header("x-draven-timestamp").flatMap({ Int64($0) }) else {
-            throw DravenError.badSignature("X-Draven-Timestamp is missing or not a number")
-        }
-        guard let signature = request.header("x-draven-signature") else { throw DravenError.badSignature("X-Draven-Signature is missing") }
-        guard abs(context.now - timestamp) <= window else {
-            throw DravenError.badSignature("X-Draven-Timestamp is more than five minutes away from now")
-        }
+        let (timestamp, signature) = try RunnerSignature.headers(request, now: context.now)
         // The job (and so the project and its runner secret) is named in the body: read it, verify, then believe it.
         let body = try WebhookPayload.decode(request.body, request: request)
         guard let jobID = body["job_id"]?.intValue, let job = try Job.find(db, id: jobID) else {
             throw DravenError.badSignature("no job \(body["job_id"].map { $0.serialized() } ?? "") to verify this callback for")
         }
         context.subject = "job/\(job.id)"
-        let integration = try HookIntegration.find(db, providers: ["github", "gitlab", "bitbucket", "bitbucket-dc"], project: job.project,
-                                                   body: [], request: request)
-        let secret = try integration.secret("runner_secret", db: db, paths: context.paths)
-        let signed = Array("\(timestamp).".utf8) + request.body
-        guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: Sodium.hmacSHA256(key: secret, message: signed)) else {
-            throw DravenError.badSignature("X-Draven-Signature does not match")
-        }
+        try RunnerSignature.verify(request, timestamp: timestamp, signature: signature, project: job.project, db: db, paths: context.paths)
         // Verified. Now the fields.
         guard let token = body["fencing_token"]?.intValue else { throw DravenError.invalidField(pointer: "/fencing_token", reason: "must be an integer") }
         guard let resultName = body["result"]?.stringValue, let result = results[resultName] else {
@@ -58,6 +45,12 @@ enum RunnerCallback {
             let detail: JSONObject = ["result": .string(resultName), "log_url": logURL.map(JSON.string) ?? .null,
                                       "artifact_urls": .array(artifacts), "release_id": releaseID.map(JSON.string) ?? .null]
             try StateMachine.report(tx, job: job.id, state: result, actor: "runner", detail: detail, now: context.now)
+            // A diagnostic job's log belongs with the deploy it looked at.
+            if job.kind == "diagnostic", let parent = job.parentJobID, let logURL {
+                try StateMachine.note(tx, job: parent, event: "diagnostic", actor: "runner",
+                                      detail: ["diagnostic_job_id": .int(job.id), "log_url": .string(logURL), "result": .string(resultName)],
+                                      now: context.now)
+            }
             return try Job.require(tx.db, id: job.id).state
         }
         return Response(status: 200, json: ["job_id": .int(job.id), "state": .string(state.rawValue)])

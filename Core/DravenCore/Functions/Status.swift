@@ -1,29 +1,25 @@
 /// Read-only views: `GET /api/v1/jobs/{id}` (the job and its events), `GET /api/v1/jobs`
-/// (recent jobs, `?project=&environment=&state=&limit=`), `GET /api/v1/locks`, `GET /metrics`
+/// (recent jobs, `?project=&environment=&state=&limit=`), `GET /api/v1/locks`,
+/// `GET /api/v1/releases?project=&environment=&limit=` (release history, newest first), `GET /metrics`
 /// (Prometheus text) and `GET /` (service index, no token). Jobs and locks are shown only
 /// where the caller holds a `read` grant.
-package enum Status: Function {
+package enum Status: RoutedFunction {
     package static let name = "status"
     package static let maxBodyBytes = 0
 
-    typealias Handler = @Sendable (Request, [String: String], Context) throws -> Response
-    static let router = Router<Handler>([
+    package static let router = Router<RouteHandler>([
         (Route("GET", "/"), { @Sendable _, _, _ in index }),
         (Route("GET", "/api/v1/jobs/{id}"), job),
         (Route("GET", "/api/v1/jobs"), jobs),
         (Route("GET", "/api/v1/locks"), locks),
+        (Route("GET", "/api/v1/releases"), releases),
         (Route("GET", "/metrics"), metrics),
     ])
-
-    package static func respond(to request: Request, context: Context) throws -> Response {
-        let (handler, params) = try router.resolve(request)
-        return try handler(request, params, context)
-    }
 
     static var index: Response {
         Response(status: 200, json: [
             "service": "draven",
-            "links": ["deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks", "metrics": "/metrics"],
+            "links": ["deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks", "releases": "/api/v1/releases", "metrics": "/metrics"],
         ])
     }
 
@@ -69,6 +65,28 @@ package enum Status: Function {
         var readable = Readable(db: db, principal: principal)
         let list = try Locks.all(db).filter { try readable.allows($0["project"]?.stringValue ?? "", $0["environment"]?.stringValue ?? "") }
         return Response(status: 200, json: .object(["locks": .array(list)]))
+    }
+
+    static func releases(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let q = request.queryItems
+        guard let project = q["project"], let environment = q["environment"] else {
+            throw DravenError.invalidField(pointer: q["project"] == nil ? "project" : "environment", reason: "is required")
+        }
+        var limit = 50
+        if let raw = q["limit"] {
+            guard let n = Int(raw), (1...500).contains(n) else { throw DravenError.invalidField(pointer: "limit", reason: "must be 1 to 500") }
+            limit = n
+        }
+        context.subject = "\(project)/\(environment)"
+        let db = try context.db()
+        let target = try Target.find(db, project: project, environment: environment)
+        try Grants.require(db, principal, .read, project: project, environment: environment)
+        let list = try Releases.list(db, environment: target.environmentID, limit: limit)
+        return Response(status: 200, json: .object([
+            "project": .string(project), "environment": .string(environment),
+            "live": list.first.map { $0.liveUntil == nil ? $0.json : .null } ?? .null, "releases": .array(list.map(\.json)),
+        ]))
     }
 
     static func metrics(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {

@@ -75,20 +75,8 @@ struct DeployRequest {
 
     /// - Throws: `.malformed` unless an object; `.invalidField` naming the first bad field.
     init(_ body: JSON) throws {
-        guard let object = body.objectValue else { throw DravenError.malformed("the body must be a JSON object") }
-        for key in object.keys where !Self.fields.contains(key) {
-            throw DravenError.invalidField(pointer: "/" + key, reason: "is not a field of a deploy request")
-        }
-        func string(_ name: String, required: Bool, max: Int) throws -> String? {
-            guard let value = object[name], !value.isNull else {
-                if required { throw DravenError.invalidField(pointer: "/" + name, reason: "is required") }
-                return nil
-            }
-            guard let s = value.stringValue else { throw DravenError.invalidField(pointer: "/" + name, reason: "must be a string") }
-            guard !s.isEmpty || !required else { throw DravenError.invalidField(pointer: "/" + name, reason: "must not be empty") }
-            guard s.utf8.count <= max else { throw DravenError.invalidField(pointer: "/" + name, reason: "is longer than \(max) bytes") }
-            return s
-        }
+        let fields = try BodyFields(body, fields: Self.fields, of: "a deploy request")
+        func string(_ name: String, required: Bool, max: Int) throws -> String? { try fields.string(name, required: required, max: max) }
         project = try string("project", required: true, max: 64)!
         environment = try string("environment", required: true, max: 64)!
         ref = try string("ref", required: true, max: 255)!

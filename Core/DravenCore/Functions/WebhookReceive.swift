@@ -95,14 +95,17 @@ package enum WebhookReceive: Function {
     }
 
     /// Applies a matched provider event to its job: records it, and moves the job if the event
-    /// reports a state the job can move to. Returns the job's state afterwards.
+    /// reports a state the job can move to. Returns the job's state afterwards. Sweep's polling
+    /// fallback applies what it read from the provider's API through here too.
     static func apply(_ tx: Transaction, job: Int64, event: ProviderEvent, actor: String, delivery: String, now: Int64) throws -> JobState {
         var detail = event.detail
         detail["event"] = .string(event.name)
         detail["delivery"] = .string(delivery)
         if let url = event.url { detail["url"] = .string(url) }
-        try tx.db.run("UPDATE jobs SET run_id = coalesce(run_id, ?2), run_url = coalesce(run_url, ?3) WHERE id = ?1",
-                      [.int(job), .text(event.runKey), .text(event.url)])
+        try tx.db.run("""
+            UPDATE jobs SET run_id = coalesce(run_id, ?2), run_url = coalesce(run_url, ?3), provider_seen_at = ?4, sha = coalesce(sha, ?5)
+            WHERE id = ?1
+            """, [.int(job), .text(event.runKey), .text(event.url), .int(now), .text(event.sha)])
         try StateMachine.note(tx, job: job, event: "provider", actor: actor, detail: detail, now: now)
         if let state = event.state {
             try StateMachine.report(tx, job: job, state: state, actor: actor, detail: detail, now: now)

@@ -18,10 +18,16 @@ package struct Job: Sendable {
     package var parentJobID: Int64?
     package var createdAt: Int64
     package var updatedAt: Int64
+    package var logURL: String?
+    package var heartbeatAt: Int64?
+    /// The runner's last progress (JSON text), from its heartbeats.
+    package var progress: String?
+    package var toRelease: Int64?
 
     static let select = """
         SELECT j.id, j.kind, j.project_id, p.name, j.environment_id, e.name, j.ref, j.ref_kind, j.sha, j.reason, j.state,
-               pe.handle, j.policy_version, j.fencing_token, j.run_id, j.parent_job_id, j.created_at, j.updated_at
+               pe.handle, j.policy_version, j.fencing_token, j.run_id, j.parent_job_id, j.created_at, j.updated_at,
+               j.log_url, j.heartbeat_at, j.progress, j.to_release
         FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
         JOIN people pe ON pe.id = j.requested_by
         """
@@ -32,6 +38,7 @@ package struct Job: Sendable {
         sha = row.optionalText(8); reason = row.text(9); state = JobState(rawValue: row.text(10)) ?? .failed
         requestedBy = row.text(11); policyVersion = row.int(12); fencingToken = row.optionalInt(13)
         runID = row.optionalText(14); parentJobID = row.optionalInt(15); createdAt = row.int(16); updatedAt = row.int(17)
+        logURL = row.optionalText(18); heartbeatAt = row.optionalInt(19); progress = row.optionalText(20); toRelease = row.optionalInt(21)
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {
@@ -62,6 +69,10 @@ package struct Job: Sendable {
             "created_at": .string(Clock.rfc3339(createdAt)), "updated_at": .string(Clock.rfc3339(updatedAt)),
         ]
         if let parentJobID { o["parent_job_id"] = .int(parentJobID) }
+        if let toRelease { o["to_release"] = .int(toRelease) }
+        if let logURL { o["log_url"] = .string(logURL) }
+        if let heartbeatAt { o["heartbeat_at"] = .string(Clock.rfc3339(heartbeatAt)) }
+        if let progress, let value = try? JSON.parse(progress) { o["progress"] = value }
         o["links"] = .object(["self": .string("/api/v1/jobs/\(id)")])
         return o
     }

@@ -28,6 +28,35 @@ package enum Locks {
         return tx.db.changes == 1
     }
 
+    /// Restarts the lease of the lock `job` holds: the environment's policy lease from `now`.
+    static func renew(_ tx: Transaction, job: Int64, now: Int64) throws {
+        try tx.db.run("""
+            UPDATE locks SET lease_until = ?2 + (SELECT lease_s FROM policies WHERE environment_id = locks.environment_id)
+            WHERE job_id = ?1
+            """, [.int(job), .int(now)])
+    }
+
+    /// A heartbeat: extends the lease of the lock `job` holds with fencing token `token` to the
+    /// policy's lease from `now` (never shortens it). Refused — returns nil, changes nothing —
+    /// unless the job holds the lock with exactly that token and its lease has not run out (a
+    /// lease that ran out is the sweep's to end). One statement, on the `locks_job` index.
+    /// - Returns: the new end of the lease.
+    static func extend(_ tx: Transaction, job: Int64, token: Int64, now: Int64) throws -> Int64? {
+        try tx.db.first("""
+            UPDATE locks SET lease_until = max(lease_until, ?3 + (SELECT lease_s FROM policies WHERE environment_id = locks.environment_id))
+            WHERE job_id = ?1 AND fencing_token = ?2 AND lease_until >= ?3
+            RETURNING lease_until
+            """, [.int(job), .int(token), .int(now)]) { $0.int(0) }
+    }
+
+    /// Locks whose lease ran out while their job was running: what sweep times out.
+    static func expired(_ db: Database, now: Int64) throws -> [Holder] {
+        try db.query("""
+            SELECT l.job_id, l.fencing_token FROM locks l JOIN jobs j ON j.id = l.job_id
+            WHERE l.job_id IS NOT NULL AND l.lease_until < ?1 AND j.state = 'running' ORDER BY l.lease_until
+            """, [.int(now)]) { Holder(jobID: $0.int(0), token: $0.int(1)) }
+    }
+
     /// Every lock row with its environment, for the status API.
     package static func all(_ db: Database) throws -> [JSON] {
         try db.query("""

@@ -22,6 +22,8 @@ package enum StateMachine {
         package var parentJobID: Int64?
         package var idempotencyKey: String?
         package var requestDigest: String?
+        /// A rollback's target release.
+        package var toRelease: Int64?
 
         package init(kind: String = "deploy", projectID: Int64, environmentID: Int64, ref: GitRef, sha: String?, reason: String,
                      requestedBy: Int64, policyVersion: Int64, parentJobID: Int64? = nil, idempotencyKey: String? = nil,
@@ -30,20 +32,30 @@ package enum StateMachine {
             self.reason = reason; self.requestedBy = requestedBy; self.policyVersion = policyVersion
             self.parentJobID = parentJobID; self.idempotencyKey = idempotencyKey; self.requestDigest = requestDigest
         }
+
+        /// A job of `kind` for the environment `environmentID` on the ref of `job` (recovery jobs).
+        init(kind: String, like job: Job, ref: GitRef, sha: String?, reason: String, requestedBy: Int64, policyVersion: Int64,
+             parentJobID: Int64?, toRelease: Int64?) {
+            self.init(kind: kind, projectID: job.projectID, environmentID: job.environmentID, ref: ref, sha: sha, reason: reason,
+                      requestedBy: requestedBy, policyVersion: policyVersion, parentJobID: parentJobID)
+            self.toRelease = toRelease
+        }
     }
 
     /// Creates a job in `pending`.
     package static func create(_ tx: Transaction, _ new: NewJob, actor: String, subject: String, now: Int64) throws -> Int64 {
         try tx.db.run("""
             INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, reason, state, requested_by, policy_version,
-                              parent_job_id, idempotency_key, request_digest, created_at, updated_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+                              parent_job_id, idempotency_key, request_digest, created_at, updated_at, to_release)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
             """, [.text(new.kind), .int(new.projectID), .int(new.environmentID), .text(new.ref.qualified), .text(new.ref.kind.rawValue),
                   .text(new.sha), .text(new.reason), .int(new.requestedBy), .int(new.policyVersion), .int(new.parentJobID),
-                  .text(new.idempotencyKey), .text(new.requestDigest), .int(now)])
+                  .text(new.idempotencyKey), .text(new.requestDigest), .int(now), .int(new.toRelease)])
         let id = tx.db.lastInsertRowID
-        let detail: JSONObject = ["kind": .string(new.kind), "ref": .string(new.ref.qualified), "sha": new.sha.map(JSON.string) ?? .null,
+        var detail: JSONObject = ["kind": .string(new.kind), "ref": .string(new.ref.qualified), "sha": new.sha.map(JSON.string) ?? .null,
                                   "reason": .string(new.reason), "policy_version": .int(new.policyVersion)]
+        if let parent = new.parentJobID { detail["parent_job_id"] = .int(parent) }
+        if let release = new.toRelease { detail["to_release"] = .int(release) }
         try event(tx, job: id, event: "created", from: nil, to: .pending, actor: actor, detail: detail, now: now)
         try Audit.record(tx, at: now, actor: actor, action: "job.create", subject: subject,
                          detail: detail.merging(["job_id": .int(id)]))
@@ -66,8 +78,11 @@ package enum StateMachine {
     /// the lock, goes to `queued` (policy `queue`) or throws (policy `reject`).
     /// - Returns: the job's state afterwards.
     /// - Throws: `DravenError.environmentBusy` when the lock is held and the policy rejects.
+    /// - Parameter queueWhenBusy: queue even under a `reject` policy (rollback and diagnostic jobs
+    ///   the failure policy creates: nobody is there to retry them).
     @discardableResult
-    package static func start(_ tx: Transaction, job: Int64, policy: Policy, actor: String, now: Int64) throws -> JobState {
+    package static func start(_ tx: Transaction, job: Int64, policy: Policy, actor: String, now: Int64,
+                              queueWhenBusy: Bool = false) throws -> JobState {
         guard let row = try tx.db.first("SELECT state, environment_id FROM jobs WHERE id = ?1", [.int(job)], { ($0.text(0), $0.int(1)) }),
               let state = JobState(rawValue: row.0)
         else { throw DravenError.notFound(what: "no job \(job)") }
@@ -78,7 +93,7 @@ package enum StateMachine {
             return .dispatching
         }
         let holder = try Locks.holder(tx.db, environment: row.1)
-        switch policy.lockMode {
+        switch queueWhenBusy ? .queue : policy.lockMode {
         case .queue:
             if state == .queued { return .queued }
             _ = try move(tx, job: job, to: .queued, actor: actor, detail: ["behind_job": holder.map { .int($0.jobID) } ?? .null],
@@ -123,19 +138,27 @@ package enum StateMachine {
         try event(tx, job: job, event: "transition", from: current, to: target, actor: actor, detail: detail, now: now)
         try Audit.record(tx, at: now, actor: actor, action: "job.\(target.rawValue)", subject: "job/\(job)",
                          detail: detail.merging(["from": .string(current.rawValue)]))
-        if current.holdsLock && !target.holdsLock, try Locks.release(tx, environment: row.1, job: job) {
-            try promoteNext(tx, environment: row.1, actor: actor, now: now)
+        // The lease runs from when the run starts (a dispatch may have waited in its backoff).
+        if target == .running { try Locks.renew(tx, job: job, now: now) }
+        let released = current.holdsLock && !target.holdsLock ? try Locks.release(tx, environment: row.1, job: job) : false
+        if target == .succeeded { try Releases.record(tx, job: job, now: now) }
+        // A deploy that ran and then failed or went silent: the environment's failure policy.
+        if current == .running, target == .failed || target == .timedOut {
+            try Recovery.afterFailure(tx, job: job, state: target, actor: actor, now: now)
         }
+        if released { try promoteNext(tx, environment: row.1, actor: actor, now: now) }
         try Notifications.enqueue(tx, job: job, state: target, now: now)
         try ApprovalMessages.enqueue(tx, job: job, from: current, to: target, now: now)
         return .moved(from: current, to: target)
     }
 
-    /// Starts the oldest queued job of an environment whose lock just freed.
+    /// Starts the next queued job of an environment whose lock just freed: rollback and
+    /// diagnostic jobs first (they repair what a failed deploy left), then the oldest.
     private static func promoteNext(_ tx: Transaction, environment: Int64, actor: String, now: Int64) throws {
-        guard let next = try tx.db.scalar("SELECT id FROM jobs WHERE environment_id = ?1 AND state = 'queued' ORDER BY id LIMIT 1",
-                                          [.int(environment)]) else { return }
-        try start(tx, job: next, policy: Policy.load(tx.db, environmentID: environment), actor: actor, now: now)
+        guard let next = try tx.db.scalar("""
+            SELECT id FROM jobs WHERE environment_id = ?1 AND state = 'queued' ORDER BY kind = 'deploy', id LIMIT 1
+            """, [.int(environment)]) else { return }
+        try start(tx, job: next, policy: Policy.load(tx.db, environmentID: environment), actor: actor, now: now, queueWhenBusy: true)
     }
 
     private static func event(_ tx: Transaction, job: Int64, event: String, from: JobState?, to: JobState?, actor: String,

@@ -55,6 +55,8 @@ package struct Delivery {
             try dispatch(row, now: now)
         case Outbox.Kind.notify.rawValue:
             try notify(row, now: now)
+        case Outbox.Kind.poll.rawValue, Outbox.Kind.cancel.rawValue:
+            try runCall(row, now: now)
         default:
             try settle(row.id, state: "dead", error: "no deliverer for \(row.kind) rows", now: now())
         }
@@ -160,8 +162,7 @@ package struct Delivery {
             if let posted, let job = row.jobID { try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts) }
             guard let error else { return try settle(tx, row.id, state: "delivered", error: nil, now: at) }
             if retry && row.attempts < maxAttempts {
-                try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                              [.int(row.id), .int(at + backoff(attempt: row.attempts)), .text(error)])
+                try retryLater(tx, row, error: error, now: at)
             } else {
                 try settle(tx, row.id, state: "dead", error: error, now: at)
                 try Audit.record(tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
@@ -170,21 +171,21 @@ package struct Delivery {
         }
     }
 
-    private mutating func secretsStore() throws -> SecretsStore {
+    mutating func secretsStore() throws -> SecretsStore {
         if let secrets { return secrets }
         let store = try SecretsStore(SecretsPaths(paths), db: db)
         secrets = store
         return store
     }
 
-    private func target(_ job: Job, token: Int64) throws -> Dispatch.Target {
+    func target(_ job: Job, token: Int64) throws -> Dispatch.Target {
         guard let row = try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
                                      [.int(job.projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) }) else {
             throw DispatchError("project \(job.project) has no integration")
         }
         return Dispatch.Target(jobID: job.id, environment: job.environment, ref: job.ref, refKind: RefKind(rawValue: job.refKind) ?? .branch,
                                sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
-                               provider: row.0, repo: row.1, method: row.2)
+                               provider: row.0, repo: row.1, method: row.2, kind: job.kind)
     }
 
     private func record(_ row: Row, job: Job, outcome: Dispatch.Outcome, now: Int64) throws {
@@ -197,6 +198,10 @@ package struct Delivery {
                 try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
                                             detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
                 if let runID { try WebhookReceive.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
+                // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.
+                if let runID, try tx.db.scalar("SELECT 1 FROM jobs WHERE id = ?1 AND state = 'cancelled'", [.int(job.id)]) != nil {
+                    try Outbox.enqueue(tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)], now: now)
+                }
             case .rejected(let why):
                 try settle(tx, row.id, state: "dead", error: why, now: now)
                 try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(why)], now: now)
@@ -205,13 +210,20 @@ package struct Delivery {
                 try settle(tx, row.id, state: "dead", error: reason, now: now)
                 try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(reason)], now: now)
             case .retry(let why):
-                let delay = backoff(attempt: row.attempts)
-                try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                              [.int(row.id), .int(now + delay), .text(why)])
+                let delay = try retryLater(tx, row, error: why, now: now)
                 try Audit.record(tx, at: now, actor: "draven-deliver", action: "dispatch.retry", subject: "job/\(job.id)",
                                  outcome: "retry", detail: ["attempt": .int(Int64(row.attempts)), "in_seconds": .int(delay), "error": .string(why)])
             }
         }
+    }
+
+    /// Puts a row back to wait for its next attempt (`backoff`). Returns the delay in seconds.
+    @discardableResult
+    func retryLater(_ tx: Transaction, _ row: Row, error: String, now: Int64) throws -> Int64 {
+        let delay = backoff(attempt: row.attempts)
+        try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                      [.int(row.id), .int(now + delay), .text(error)])
+        return delay
     }
 
     /// Exponential backoff with jitter: base·2^(n−1), capped, then a random 50–100 % of it.
@@ -221,11 +233,11 @@ package struct Delivery {
         return exp - jitter
     }
 
-    private func settle(_ id: Int64, state: String, error: String?, now: Int64) throws {
+    func settle(_ id: Int64, state: String, error: String?, now: Int64) throws {
         try db.immediate { tx in try settle(tx, id, state: state, error: error, now: now) }
     }
 
-    private func settle(_ tx: Transaction, _ id: Int64, state: String, error: String?, now: Int64) throws {
+    func settle(_ tx: Transaction, _ id: Int64, state: String, error: String?, now: Int64) throws {
         try tx.db.run("UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
                       [.int(id), .text(state), .int(now), .text(error)])
     }

@@ -2,7 +2,8 @@
 /// here; `draven-deliver` (run after the response is sent) and `draven sweep` make the call.
 /// Payloads name secrets, never copy them.
 package enum Outbox {
-    package enum Kind: String, Sendable { case dispatch, notify }
+    /// `poll` asks a run's state, `cancel` asks the provider to cancel a run (`RunControl`).
+    package enum Kind: String, Sendable { case dispatch, notify, poll, cancel }
 
     @discardableResult
     package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws -> Int64 {

@@ -16,15 +16,26 @@ package struct Policy: Sendable {
     package var lockMode: LockMode
     package var leaseSeconds: Int64
     package var refs: [RefRule]
+    /// What a deploy that failed or timed out while running leads to, in this order:
+    /// `diagnostic` (a `deploy:info` job), then `rollback` (to the last succeeded release).
+    package var onFailure: [String] = []
+    /// Whether a rollback needs the same approvals as a deploy (`rollback_approvals`; default
+    /// false: a rollback restores a release that was already approved).
+    package var rollbackApprovals = false
 
     package var kinds: Set<RefKind> { Set(refs.map(\.kind)) }
 
     package static func load(_ db: Database, environmentID: Int64) throws -> Policy {
         guard let policy = try db.first(
-            "SELECT version, approvals_required, lock_mode, lease_s FROM policies WHERE environment_id = ?1",
+            """
+            SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0)
+            FROM policies WHERE environment_id = ?1
+            """,
             [.int(environmentID)], { row in
                 Policy(environmentID: environmentID, version: row.int(0), approvalsRequired: Int(row.int(1)),
-                       lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [])
+                       lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [],
+                       onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap(\.stringValue),
+                       rollbackApprovals: row.int(5) != 0)
             })
         else { throw DravenError.notFound(what: "the environment has no policy") }
         var result = policy

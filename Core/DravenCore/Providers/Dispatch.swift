@@ -20,12 +20,20 @@ package enum Dispatch {
         package var provider: String
         package var repo: String
         package var method: String
+        /// `deploy`, `rollback` or `diagnostic`: the latter two also pass the Deployer task to run.
+        package var kind: String
 
         package init(jobID: Int64, environment: String, ref: String, refKind: RefKind, sha: String?, fencingToken: Int64,
-                     integration: JSONObject, provider: String, repo: String, method: String) {
+                     integration: JSONObject, provider: String, repo: String, method: String, kind: String = "deploy") {
             self.jobID = jobID; self.environment = environment; self.ref = ref; self.refKind = refKind; self.sha = sha
             self.fencingToken = fencingToken; self.integration = integration; self.provider = provider; self.repo = repo; self.method = method
+            self.kind = kind
         }
+
+        /// The Deployer task of a rollback (`rollback`) or diagnostic (`deploy:info`) job; nil for a
+        /// deploy, whose request stays exactly what pipelines without a `task` input accept. Those
+        /// two kinds also pass the commit sha when it is known (`sha` / `DRAVEN_SHA`).
+        var task: String? { kind == "deploy" ? nil : Recovery.task(kind: kind) }
 
         /// The branch or tag name (providers take short names).
         var shortRef: String {
@@ -46,6 +54,7 @@ package enum Dispatch {
 
         var variables: [(String, String)] {
             [("JOB_ID", String(jobID)), ("ENV", environment), ("REF", ref), ("DRAVEN_FENCING_TOKEN", String(fencingToken))]
+            + (task.map { [("DRAVEN_TASK", $0)] } ?? []) + (task != nil ? sha.map { [("DRAVEN_SHA", $0)] } ?? [] : [])
         }
 
         func base(_ fallback: String) -> String {
@@ -82,11 +91,14 @@ package enum Dispatch {
     package static func github(_ t: Target, secret: String, runDetails: Bool) throws(DispatchError) -> OutboundRequest {
         guard let workflow = t.pipeline else { throw DispatchError("no pipeline for environment \(t.environment)") }
         guard t.refKind != .sha else { throw DispatchError("GitHub workflow_dispatch runs on a branch or tag, not a bare sha") }
-        var body: JSONObject = [
-            "ref": .string(t.ref),
-            "inputs": ["job_id": .string(String(t.jobID)), "env": .string(t.environment), "ref": .string(t.ref),
-                       "fencing_token": .string(String(t.fencingToken))],
-        ]
+        var inputs: JSONObject = ["job_id": .string(String(t.jobID)), "env": .string(t.environment), "ref": .string(t.ref),
+                                  "fencing_token": .string(String(t.fencingToken))]
+        if let task = t.task {
+            inputs["task"] = .string(task)
+            // The exact commit a rollback returns to (a branch has moved on since).
+            if let sha = t.sha { inputs["sha"] = .string(sha) }
+        }
+        var body: JSONObject = ["ref": .string(t.ref), "inputs": .object(inputs)]
         if runDetails { body["return_run_details"] = true }
         return OutboundRequest(
             method: "POST",

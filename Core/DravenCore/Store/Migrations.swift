@@ -7,6 +7,7 @@ package enum Migrations {
         ("0002-secrets-dispatch", secretsAndDispatch),
         ("0003-webhooks", webhooks),
         ("0004-approvals", approvals),
+        ("0005-leases-releases", leasesAndReleases),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -305,5 +306,32 @@ package enum Migrations {
         ts TEXT NOT NULL,
         PRIMARY KEY (job_id, platform)
     ) STRICT, WITHOUT ROWID;
+    """
+
+    static let leasesAndReleases = """
+    -- The runner's last heartbeat and the progress it reported (JSON {step, percent, message}).
+    ALTER TABLE jobs ADD COLUMN heartbeat_at INTEGER;
+    ALTER TABLE jobs ADD COLUMN progress TEXT;
+    -- When the provider last told draven about the run (webhook or poll): sweep polls silent runs.
+    ALTER TABLE jobs ADD COLUMN provider_seen_at INTEGER;
+
+    -- What has been live on each environment: one row per succeeded deploy or rollback. The live
+    -- release is the newest row of its environment (live_until IS NULL).
+    CREATE TABLE releases (
+        id INTEGER PRIMARY KEY,
+        environment_id INTEGER NOT NULL REFERENCES environments(id),
+        job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id),
+        ref TEXT NOT NULL,
+        ref_kind TEXT NOT NULL,
+        sha TEXT,
+        release_id TEXT,                   -- what the runner reported (e.g. Deployer's release name)
+        live_from INTEGER NOT NULL,
+        live_until INTEGER
+    ) STRICT;
+    CREATE INDEX releases_env ON releases (environment_id, id);
+
+    -- A rollback job's target release.
+    ALTER TABLE jobs ADD COLUMN to_release INTEGER REFERENCES releases(id);
+    CREATE INDEX jobs_parent ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
     """
 }

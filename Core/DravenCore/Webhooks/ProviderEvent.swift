@@ -11,6 +11,9 @@
 /// | GitLab | `Deployment Hook` | (none: carries no pipeline id) | recorded |
 /// | Bitbucket Cloud | `repo:commit_status_*` | `commit_status.key` (the pipeline uuid), else `…/results/<build number>` in its URL | INPROGRESS → running; SUCCESSFUL → succeeded; FAILED → failed; STOPPED → cancelled |
 /// | any | `ping`, `push`, `check_suite`, Bitbucket DC `repo:refs_changed`, … | — | irrelevant (200) |
+///
+/// The commit a run builds (`head_sha`, `deployment.sha`, GitLab `sha`, Bitbucket `commit.hash`)
+/// is recorded on a job that has no sha yet, for the release history.
 package struct ProviderEvent: Sendable, Equatable {
     /// The provider's event name (`workflow_run`, `Pipeline Hook`, `repo:commit_status_updated`, …).
     package var name: String
@@ -26,6 +29,9 @@ package struct ProviderEvent: Sendable, Equatable {
     package var detail: JSONObject
     /// The run's page, if the event has it.
     package var url: String?
+    /// The commit the run is building, if the event says (recorded on the job when it has none,
+    /// so the release history and rollbacks know exactly what went out).
+    package var sha: String? = nil
 
     static func irrelevant(_ name: String) -> ProviderEvent {
         ProviderEvent(name: name, relevant: false, runKey: nil, jobID: nil, state: nil, detail: [:], url: nil)
@@ -84,7 +90,12 @@ package struct ProviderEvent: Sendable, Equatable {
         return ProviderEvent(name: "workflow_run", relevant: true, runKey: idString(run?["id"]), jobID: jobMarker(run?["display_title"]?.stringValue),
                              state: state, detail: ["status": .string(status), "conclusion": conclusion.map(JSON.string) ?? .null,
                                                     "run_attempt": run?["run_attempt"] ?? .null],
-                             url: run?["html_url"]?.stringValue)
+                             url: run?["html_url"]?.stringValue, sha: commit(run?["head_sha"]))
+    }
+
+    /// A full commit sha, or nil.
+    static func commit(_ v: JSON?) -> String? {
+        v?.stringValue.flatMap { GitRef.isCommitSHA($0) ? $0 : nil }
     }
 
     static func githubWorkflowJob(_ p: JSON) -> ProviderEvent {
@@ -93,7 +104,7 @@ package struct ProviderEvent: Sendable, Equatable {
         let state: JobState? = ["queued", "in_progress", "waiting"].contains(status) ? .running : nil
         return ProviderEvent(name: "workflow_job", relevant: true, runKey: idString(job?["run_id"]), jobID: nil, state: state,
                              detail: ["status": .string(status), "conclusion": job?["conclusion"] ?? .null, "job": job?["name"] ?? .null],
-                             url: job?["html_url"]?.stringValue)
+                             url: job?["html_url"]?.stringValue, sha: commit(job?["head_sha"]))
     }
 
     static func githubDeploymentStatus(_ p: JSON) -> ProviderEvent {
@@ -112,7 +123,7 @@ package struct ProviderEvent: Sendable, Equatable {
         let url = p["deployment_status"]?["log_url"]?.stringValue ?? p["deployment_status"]?["target_url"]?.stringValue
         return ProviderEvent(name: "deployment_status", relevant: true, runKey: idString(p["workflow_run"]?["id"]), jobID: jobID,
                              state: state, detail: ["state": .string(status), "environment": p["deployment"]?["environment"] ?? .null],
-                             url: url?.isEmpty == false ? url : nil)
+                             url: url?.isEmpty == false ? url : nil, sha: commit(p["deployment"]?["sha"]))
     }
 
     static func gitlabPipeline(_ p: JSON) -> ProviderEvent {
@@ -128,7 +139,7 @@ package struct ProviderEvent: Sendable, Equatable {
         let variables = attrs?["variables"]?.arrayValue ?? []
         let jobID = variables.first { $0["key"]?.stringValue == "JOB_ID" }?["value"]?.stringValue.flatMap { Int64($0) }
         return ProviderEvent(name: "Pipeline Hook", relevant: true, runKey: idString(attrs?["id"]), jobID: jobID, state: state,
-                             detail: ["status": .string(status)], url: attrs?["url"]?.stringValue)
+                             detail: ["status": .string(status)], url: attrs?["url"]?.stringValue, sha: commit(attrs?["sha"]))
     }
 
     static func gitlabJob(_ p: JSON) -> ProviderEvent {
@@ -136,7 +147,7 @@ package struct ProviderEvent: Sendable, Equatable {
         return ProviderEvent(name: "Job Hook", relevant: true, runKey: idString(p["pipeline_id"]), jobID: nil,
                              state: status == "running" ? .running : nil,
                              detail: ["build_status": .string(status), "build_name": p["build_name"] ?? .null,
-                                      "failure_reason": p["build_failure_reason"] ?? .null], url: nil)
+                                      "failure_reason": p["build_failure_reason"] ?? .null], url: nil, sha: commit(p["sha"]))
     }
 
     static func bitbucketStatus(_ name: String, _ p: JSON) -> ProviderEvent {
@@ -156,6 +167,7 @@ package struct ProviderEvent: Sendable, Equatable {
             if !digits.isEmpty, runKey?.hasPrefix("{") != true { runKey = "#" + digits }
         }
         return ProviderEvent(name: name, relevant: true, runKey: runKey, jobID: nil, state: state,
-                             detail: ["state": .string(status), "name": cs?["name"] ?? .null], url: url)
+                             detail: ["state": .string(status), "name": cs?["name"] ?? .null], url: url,
+                             sha: commit(cs?["commit"]?["hash"]))
     }
 }

@@ -1,0 +1,107 @@
+/// `POST /api/v1/rollbacks` `{"project", "environment", "to_release"?, "reason"?}` — roll an
+/// environment back to the release before the live one, or to a named release of its history
+/// (`to_release`: a release's id, its job's `release_id`, ref or sha); `POST
+/// /api/v1/jobs/{id}/rollback` `{"reason"?}` — undo job `id`: back to the release that was live
+/// before it (before its release if it succeeded; the live one if it failed);
+/// `POST /api/v1/jobs/{id}/cancel` `{"reason"?}` — cancel a job that has not ended, and ask the
+/// provider to cancel its run (through the outbox, after the answer).
+///
+/// Rollbacks need a `rollback` grant on the environment; cancels the grant that starts a job of
+/// that kind (`deploy` for a deploy, `rollback` for a rollback or diagnostic job). A
+/// rollback job takes the lock before any queued deploy; it needs approvals only when the
+/// policy says `rollback_approvals = true`; a busy environment whose policy is `reject` answers
+/// 409. Answers: 201 with the rollback job, 200 with the cancelled job. Refusals (401, 403, 404,
+/// 409 nothing to roll back to or job already ended, 422) change nothing but the audit trail.
+package enum Rollback: RoutedFunction {
+    package static let name = "rollback"
+    package static let maxBodyBytes = 16 * 1024
+
+    package static let router = Router<RouteHandler>([
+        (Route("POST", "/api/v1/rollbacks"), environment),
+        (Route("POST", "/api/v1/jobs/{id}/rollback"), job),
+        (Route("POST", "/api/v1/jobs/{id}/cancel"), cancel),
+    ])
+
+    static func environment(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let input = try BodyFields(try request.jsonBody(), fields: ["project", "environment", "to_release", "reason"], of: "a rollback")
+        let project = try input.string("project", required: true, max: 64)!
+        let environment = try input.string("environment", required: true, max: 64)!
+        let named = try input.string("to_release", required: false, max: 255, numbers: true)
+        let reason = try input.string("reason", required: false, max: 1000)
+        context.subject = "\(project)/\(environment)"
+        let db = try context.db()
+        let target = try Target.find(db, project: project, environment: environment)
+        try Grants.require(db, principal, .rollback, project: project, environment: environment)
+        guard let live = try Releases.live(db, environment: target.environmentID) else {
+            throw DravenError.conflict("\(project)/\(environment) has no release history to roll back in")
+        }
+        let release: Releases.Release
+        if let named {
+            guard let found = try Releases.find(db, environment: target.environmentID, name: named) else {
+                throw DravenError.invalidField(pointer: "/to_release", reason: "\(project)/\(environment) has no release \(named) in its history")
+            }
+            release = found
+        } else {
+            guard let previous = try Releases.previous(db, environment: target.environmentID) else {
+                throw DravenError.conflict("\(project)/\(environment) has no release before the live one to roll back to")
+            }
+            release = previous
+        }
+        return try create(db, like: try Job.require(db, id: live.jobID), to: release, parent: nil, principal: principal,
+                          reason: reason ?? "manual rollback to release \(release.id)", context: context)
+    }
+
+    static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let id = try params.id("id")
+        context.subject = "job/\(id)"
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
+        let reason = try input.string("reason", required: false, max: 1000)
+        let db = try context.db()
+        let job = try Job.require(db, id: id)
+        try Grants.require(db, principal, .rollback, project: job.project, environment: job.environment)
+        guard job.kind != "diagnostic" else { throw DravenError.conflict("job \(id) is a diagnostic job; it changed nothing to roll back") }
+        // Back to what was live before this job: before its release if it made one, else what is live now.
+        let release = try db.first(Releases.select + """
+             WHERE r.environment_id = ?1 AND r.id < coalesce((SELECT id FROM releases WHERE job_id = ?2), 1 << 62)
+             ORDER BY r.id DESC LIMIT 1
+            """, [.int(job.environmentID), .int(id)], Releases.row)
+        guard let release else { throw DravenError.conflict("\(job.project)/\(job.environment) has no release before job \(id) to roll back to") }
+        return try create(db, like: job, to: release, parent: id, principal: principal,
+                          reason: reason ?? "manual rollback of job \(id) to release \(release.id)", context: context)
+    }
+
+    static func create(_ db: Database, like job: Job, to release: Releases.Release, parent: Int64?, principal: Principal, reason: String,
+                       context: Context) throws -> Response {
+        let id = try db.immediate { tx in
+            try Recovery.rollback(tx, like: job, to: release, policy: try Policy.load(tx.db, environmentID: job.environmentID), parent: parent,
+                                  requestedBy: principal.personID, reason: reason, actor: principal.handle, queueWhenBusy: false,
+                                  now: context.now)
+        }
+        return Response(status: 201, json: .object(try Job.require(db, id: id).json), headers: [("Location", "/api/v1/jobs/\(id)")])
+    }
+
+    static func cancel(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let id = try params.id("id")
+        context.subject = "job/\(id)"
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
+        let reason = try input.string("reason", required: false, max: 1000) ?? ""
+        let db = try context.db()
+        let job = try Job.require(db, id: id)
+        // Who may start a job of this kind may stop it: deploys need `deploy`, rollbacks and diagnostics `rollback`.
+        try Grants.require(db, principal, job.kind == "deploy" ? .deploy : .rollback, project: job.project, environment: job.environment)
+        try db.immediate { tx in
+            let current = try Job.require(tx.db, id: id)
+            guard !current.state.isTerminal else { throw DravenError.conflict("job \(id) is \(current.state.rawValue); it has already ended") }
+            try StateMachine.transition(tx, job: id, to: .cancelled, actor: principal.handle,
+                                        detail: ["by": .string(principal.handle), "reason": .string(reason)], now: context.now)
+            // A run the provider started is asked to stop; a dispatch still in flight is stopped when its answer comes.
+            if current.state.holdsLock, let run = current.runID {
+                try Outbox.enqueue(tx, kind: .cancel, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: context.now)
+            }
+        }
+        return Response(status: 200, json: .object(try Job.require(db, id: id).json))
+    }
+}

@@ -1,0 +1,102 @@
+/// The time-driven work of one `draven sweep` pass, except delivering the outbox (which needs
+/// libcurl, so the CLI does it after this): expire unapproved jobs, time out running jobs whose
+/// lease ran out, fail jobs stuck in `dispatching`, and queue a `poll` of runs the provider has
+/// been silent about.
+///
+/// Idempotent and safe alongside itself and requests: each job is handled in its own
+/// `BEGIN IMMEDIATE` transaction that first checks, under the write lock, that the condition
+/// still holds — of two sweeps, the second finds the job already moved (or the poll already
+/// queued) and does nothing.
+package struct Sweeper {
+    /// Poll a running job's run when the provider has said nothing about it for this long (s).
+    package var pollAfter: Int64 = 300
+    /// Fail a `dispatching` job after this long (s) when no dispatch of it is still pending.
+    package var dispatchLimit: Int64 = 900
+
+    package init(pollAfter: Int64 = 300, dispatchLimit: Int64 = 900) {
+        self.pollAfter = pollAfter
+        self.dispatchLimit = dispatchLimit
+    }
+
+    package struct Report: Sendable {
+        package var expired: [Int64] = []
+        package var timedOut: [Int64] = []
+        package var stuck: [Int64] = []
+        package var polled: [Int64] = []
+
+        package var summary: String? {
+            let parts = [("expired", expired), ("timed out", timedOut), ("failed in dispatching", stuck), ("polling", polled)]
+                .filter { !$0.1.isEmpty }.map { "\($0.0) \($0.1.map { "#\($0)" }.joined(separator: " "))" }
+            return parts.isEmpty ? nil : parts.joined(separator: "; ")
+        }
+    }
+
+    package func run(_ db: Database, now: Int64) throws -> Report {
+        var report = Report()
+        report.expired = try Approvals.expireDue(db, now: now)
+        report.timedOut = try expireLeases(db, now: now)
+        report.stuck = try failStuckDispatches(db, now: now)
+        report.polled = try queuePolls(db, now: now)
+        return report
+    }
+
+    /// Running jobs whose lease ran out (no heartbeat) → `timed_out`: the lock is freed in the same
+    /// transaction, the failure policy applies, the next queued job starts.
+    package func expireLeases(_ db: Database, now: Int64) throws -> [Int64] {
+        try Locks.expired(db, now: now).filter { holder in
+            try db.immediate { tx -> Bool in
+                guard let (until, beat) = try tx.db.first("""
+                    SELECT l.lease_until, j.heartbeat_at FROM locks l JOIN jobs j ON j.id = l.job_id
+                    WHERE l.job_id = ?1 AND l.fencing_token = ?2 AND l.lease_until < ?3 AND j.state = 'running'
+                    """, [.int(holder.jobID), .int(holder.token), .int(now)], { ($0.int(0), $0.optionalInt(1)) }) else { return false }
+                try StateMachine.transition(tx, job: holder.jobID, to: .timedOut, actor: "draven sweep", detail: [
+                    "reason": "no heartbeat: the lease ran out", "lease_until": .string(Clock.rfc3339(until)),
+                    "last_heartbeat": beat.map { .string(Clock.rfc3339($0)) } ?? .null, "fencing_token": .int(holder.token),
+                ], now: now)
+                return true
+            }
+        }.map(\.jobID)
+    }
+
+    /// `dispatching` jobs older than `dispatchLimit` with no dispatch row left to deliver (its
+    /// attempts ran out, or it was lost) → `failed`. One still pending is being retried by the
+    /// outbox with its backoff, and is left alone.
+    package func failStuckDispatches(_ db: Database, now: Int64) throws -> [Int64] {
+        // ?1: one job (the re-check under the write lock), or NULL for all.
+        let stuck = """
+            SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
+            ORDER BY j.id
+            """
+        let due = try db.query(stuck, [.null, .int(now - dispatchLimit)]) { $0.int(0) }
+        return try due.filter { id in
+            try db.immediate { tx -> Bool in
+                guard try tx.db.scalar(stuck, [.int(id), .int(now - dispatchLimit)]) != nil else { return false }
+                try StateMachine.transition(tx, job: id, to: .failed, actor: "draven sweep", detail: [
+                    "reason": .string("stuck in dispatching for more than \(dispatchLimit) s with no dispatch left to deliver"),
+                ], now: now)
+                return true
+            }
+        }
+    }
+
+    /// Running jobs with a known run and no word from the provider for `pollAfter` → one `poll`
+    /// row each (delivered by this sweep right after; never two pending for a job).
+    package func queuePolls(_ db: Database, now: Int64) throws -> [Int64] {
+        // ?1: one job (the re-check under the write lock), or NULL for all.
+        let silent = """
+            SELECT j.id, j.run_id FROM jobs j
+            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
+            ORDER BY j.id
+            """
+        let due = try db.query(silent, [.null, .int(now - pollAfter)]) { ($0.int(0), $0.text(1)) }
+        return try due.filter { (id, run) in
+            try db.immediate { tx -> Bool in
+                guard try tx.db.scalar(silent, [.int(id), .int(now - pollAfter)]) != nil else { return false }
+                try Outbox.enqueue(tx, kind: .poll, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
+                return true
+            }
+        }.map(\.0)
+    }
+}

@@ -1,0 +1,75 @@
+/// Calls about a run that already exists: asking its state (sweep's polling fallback, for runs
+/// whose webhooks never came) and asking the provider to cancel it (`POST /api/v1/jobs/{id}/cancel`).
+/// Both go through the outbox (`poll` and `cancel` rows) like every outbound call.
+///
+/// | provider | state | cancel |
+/// |---|---|---|
+/// | GitHub | `GET /repos/{repo}/actions/runs/{id}` | `POST /repos/{repo}/actions/runs/{id}/cancel` |
+/// | GitLab | `GET /projects/{id}/pipelines/{id}` | `POST /projects/{id}/pipelines/{id}/cancel` |
+/// | Bitbucket | `GET /repositories/{repo}/pipelines/{uuid}` | `POST /repositories/{repo}/pipelines/{uuid}/stopPipeline` |
+///
+/// A polled state is turned into the same `ProviderEvent` the webhook would have carried and
+/// applied by the same code (`WebhookReceive.apply`).
+package enum RunControl {
+    package enum Action: String, Sendable { case poll, cancel }
+
+    /// The request for `action` on run `runID` of `target`'s integration.
+    /// - Throws: `DispatchError` when the integration cannot express it.
+    package static func request(_ action: Action, runID: String, target t: Dispatch.Target) throws(DispatchError) -> OutboundRequest {
+        guard let secret = t.integration["token_secret"]?.stringValue else { throw DispatchError("the integration names no token_secret") }
+        let method = action == .poll ? "GET" : "POST"
+        let run = Dispatch.percentEncode(runID)
+        let url: String
+        var headers = [("User-Agent", Dispatch.userAgent), ("Accept", "application/json")]
+        var credential = OutboundRequest.Credential.header(name: "Authorization", prefix: "Bearer ")
+        switch t.provider {
+        case "github":
+            url = "\(t.base("https://api.github.com"))/repos/\(t.repo)/actions/runs/\(run)" + (action == .cancel ? "/cancel" : "")
+            headers = [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28"), ("User-Agent", Dispatch.userAgent)]
+        case "gitlab":
+            let project = t.integration["project_id"]?.stringValue ?? Dispatch.percentEncode(t.repo)
+            url = "\(t.base("https://gitlab.com/api/v4"))/projects/\(project)/pipelines/\(run)" + (action == .cancel ? "/cancel" : "")
+            // A trigger token can start pipelines but not read or cancel them: `api_token_secret` names one that can.
+            let name = t.integration["api_token_secret"]?.stringValue ?? secret
+            credential = .header(name: "PRIVATE-TOKEN", prefix: "")
+            return OutboundRequest(method: method, url: url, headers: headers, body: [], credential: credential, secretName: name,
+                                   timeoutMS: t.timeoutMS)
+        case "bitbucket":
+            url = "\(t.base("https://api.bitbucket.org/2.0"))/repositories/\(t.repo)/pipelines/\(run)" + (action == .cancel ? "/stopPipeline" : "")
+        default:
+            throw DispatchError("provider \(t.provider) has no run API")
+        }
+        return OutboundRequest(method: method, url: url, headers: headers, body: [], credential: credential, secretName: secret,
+                               timeoutMS: t.timeoutMS)
+    }
+
+    /// A polled run, as the webhook event that would have reported the same state.
+    package static func event(provider: String, body: [UInt8]) -> ProviderEvent? {
+        guard let run = try? JSON.parse(body), run.objectValue != nil else { return nil }
+        switch provider {
+        case "github":
+            return ProviderEvent.githubWorkflowRun(.object(["workflow_run": run]))
+        case "gitlab":
+            var attrs = run.objectValue ?? [:]
+            if attrs["url"] == nil { attrs["url"] = run["web_url"] }
+            return ProviderEvent.gitlabPipeline(.object(["object_attributes": .object(attrs)]))
+        case "bitbucket":
+            // state.name: PENDING, IN_PROGRESS, COMPLETED (with result.name SUCCESSFUL, FAILED, ERROR, STOPPED), PAUSED, HALTED.
+            let name = run["state"]?["name"]?.stringValue ?? ""
+            let result = run["state"]?["result"]?["name"]?.stringValue ?? ""
+            let status = switch (name, result) {
+            case ("COMPLETED", "SUCCESSFUL"): "SUCCESSFUL"
+            case ("COMPLETED", "STOPPED"): "STOPPED"
+            case ("COMPLETED", _): "FAILED"
+            case ("PENDING", _), ("IN_PROGRESS", _), ("RUNNING", _): "INPROGRESS"
+            default: name
+            }
+            let payload: JSON = .object(["commit_status": .object(["key": run["uuid"] ?? .null, "state": .string(status),
+                                                                   "name": run["build_number"] ?? .null,
+                                                                   "commit": .object(["hash": run["target"]?["commit"]?["hash"] ?? .null])])])
+            return ProviderEvent.bitbucketStatus("pipeline poll", payload)
+        default:
+            return nil
+        }
+    }
+}

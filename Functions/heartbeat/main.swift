@@ -1,0 +1,3 @@
+import DravenCore
+
+CGI.serve(Heartbeat.self)

@@ -1,0 +1,3 @@
+import DravenCore
+
+CGI.serve(Rollback.self)
