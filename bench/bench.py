@@ -704,6 +704,11 @@ def markdown(r):
     w(f"- nginx-light {m['nginx']}, fcgiwrap {m['fcgiwrap']} (8 children), webhook {m['webhook']}, wrk {m['wrk']}, "
       f"SQLite {m['sqlite3']}, libsodium {m['libsodium']}")
     w(f"- load average at start: {' '.join(m['load_at_start'])}\n")
+    w("How to read it: this is a 2-core virtual machine shared with other tenants. Figures taken back to back "
+      "with the same binaries vary by up to ±10 % in served req/s from run to run (seen: 706 and 858 req/s for "
+      "the same webhook-receive at c = 8, minutes apart), so compare figures within one report, and the "
+      "whole-process medians (hundreds of runs each) more than single served figures. draven runs in production "
+      "with `draven sweep` holding the store open: the *held* and *+ sweep* figures are the ones that apply.\n")
     w("## 1. Whole-process cost per request\n")
     w(f"bench/c/runcgi forks and execs each program as fcgiwrap does (CGI environment, body on stdin) {r['runs']} times "
       "and times fork → reaped. Typical requests: webhook-receive gets the signed 7,324-byte GitHub push with a new "
@@ -787,5 +792,15 @@ def markdown(r):
     return "\n".join(L)
 
 
+def render():
+    """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
+    def ints(o):
+        if isinstance(o, dict):
+            return {(int(k) if isinstance(k, str) and k.isdigit() else k): ints(v) for k, v in o.items()}
+        return [ints(v) for v in o] if isinstance(o, list) else o
+    report = ints(json.loads((BENCH / "report.json").read_text()))
+    (BENCH / "REPORT.md").write_text(markdown(report))
+
+
 if __name__ == "__main__":
-    main()
+    render() if sys.argv[1:] == ["--render"] else main()

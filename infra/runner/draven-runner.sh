@@ -19,8 +19,9 @@
 #   DRAVEN_HEARTBEAT_EVERY  seconds between heartbeats (default 10; keep it well under the lease)
 #
 # Signing (draven's runner HMAC): X-Draven-Timestamp: <unix seconds>,
-# X-Draven-Signature: v1=hex(HMAC-SHA256(secret, timestamp + "." + body)), with openssl.
-# Needs: sh, curl, openssl.
+# X-Draven-Signature: v1=hex(HMAC-SHA256(secret, timestamp + "." + body)), computed with
+# `openssl dgst -sha256` and od, the secret only ever on pipes (never in a process's argv).
+# Needs: sh, curl, openssl, od.
 set -u
 
 : "${DRAVEN_URL:?set DRAVEN_URL}" "${DRAVEN_RUNNER_SECRET:?set DRAVEN_RUNNER_SECRET}"
@@ -45,10 +46,36 @@ json_string() {
     printf '"%s"' "$(printf '%s' "$1" | tr -d '\000-\037' | sed 's/\\/\\\\/g; s/"/\\"/g')"
 }
 
+# hmac_hex FILE: hex HMAC-SHA256 (RFC 2104) of FILE under $DRAVEN_RUNNER_SECRET. The key reaches
+# openssl and od only through pipes: `openssl dgst -hmac KEY` would put it in argv, where every
+# process on a shared CI host can read it.
+hmac_hex() {
+    if [ "$(printf '%s' "$DRAVEN_RUNNER_SECRET" | wc -c)" -gt 64 ]; then
+        key=$(printf '%s' "$DRAVEN_RUNNER_SECRET" | openssl dgst -sha256 -binary | od -An -tu1 -v)
+    else
+        key=$(printf '%s' "$DRAVEN_RUNNER_SECRET" | od -An -tu1 -v)
+    fi
+    # shellcheck disable=SC2086 # the byte lists are meant to split
+    inner=$( { key_block 54 $key; cat "$1"; } | openssl dgst -sha256 -binary | od -An -tu1 -v)
+    # shellcheck disable=SC2086
+    { key_block 92 $key; bytes $inner; } | openssl dgst -sha256 -r | cut -d' ' -f1
+}
+
+# key_block PAD BYTE...: the 64-byte HMAC block: the key's bytes XOR PAD, then PAD to 64 bytes.
+key_block() {
+    pad=$1; shift; n=0
+    for b in "$@"; do printf "\\$(printf '%03o' $((b ^ pad)))"; n=$((n + 1)); done
+    while [ $n -lt 64 ]; do printf "\\$(printf '%03o' "$pad")"; n=$((n + 1)); done
+}
+
+# bytes BYTE...: the bytes with these decimal values.
+bytes() { for b in "$@"; do printf "\\$(printf '%03o' "$b")"; done; }
+
 # post PATH BODY: signs BODY and posts it; prints the HTTP status.
 post() {
     ts=$(date +%s)
-    sig=$(printf '%s.%s' "$ts" "$2" | openssl dgst -sha256 -hmac "$DRAVEN_RUNNER_SECRET" -r | cut -d' ' -f1)
+    printf '%s.%s' "$ts" "$2" >"$WORK/signed"
+    sig=$(hmac_hex "$WORK/signed")
     curl -sS -o "$WORK/answer" -w '%{http_code}' -X POST "$DRAVEN_URL$1" \
         -H 'Content-Type: application/json' -H "X-Draven-Timestamp: $ts" -H "X-Draven-Signature: v1=$sig" \
         --data-binary "$2" 2>/dev/null || echo 000
