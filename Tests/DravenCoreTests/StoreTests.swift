@@ -11,6 +11,20 @@ import Testing
         #expect(try store.db.scalar("PRAGMA foreign_keys") == 1)
     }
 
+    /// With another connection holding the store open (as the sweep service does), commits stay
+    /// in the WAL until a checkpoint copies them into the database.
+    @Test func aPassiveCheckpointCopiesTheWAL() throws {
+        let store = try TestStore()
+        let other = try Database(path: store.paths.database)
+        try store.db.execute("PRAGMA wal_autocheckpoint=0")
+        try store.db.immediate { tx in try tx.db.run("INSERT INTO settings (key, value) VALUES ('bench', 'x')") }
+        let first = try #require(try other.checkpoint())
+        #expect(first.frames > 0 && first.checkpointed == first.frames)
+        #expect(try other.scalar("SELECT count(*) FROM settings WHERE key = 'bench'") == 1)
+        let again = try #require(try other.checkpoint())
+        #expect(again.checkpointed == again.frames)
+    }
+
     @Test func aFreshFileIsNotCurrent() throws {
         let store = try TestStore()
         let other = try Database(path: store.dir + "/other.db")
