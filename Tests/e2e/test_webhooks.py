@@ -178,6 +178,14 @@ def test_github_events_that_are_not_about_a_known_job(world, path, event, status
     assert stack.snapshot() == before
 
 
+@pytest.mark.parametrize("event,body", [("push", b"not json at all"), ("push", b"{\"ref\": 7}"), ("push", b""), ("ping", b"{")])
+def test_events_draven_does_not_map_are_not_decoded(world, event, body):
+    # Signed and recorded, then ignored: an unreadable push moves no job's sha and is no error.
+    stack, _, _ = world
+    r = github(stack, event, body, project="octo")
+    assert r.status == 200 and r.json == {"status": "ignored", "event": event}, r
+
+
 def test_repeats_answer_200_and_change_nothing(world):
     stack, fake, _ = world
     job, run = running_job(stack, "octo", "e9")

@@ -41,9 +41,13 @@ package enum WebhookReceive: Function {
         if ProviderEvent.maps(provider: integration.provider, name: eventName) {
             event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: try WebhookPayload.decode(request.body, request: request))
         } else {
+            try WebhookPayload.checkMediaType(request)
             event = .irrelevant(eventName)
-            let json = try WebhookPayload.json(request.body, request: request)
-            if PushEvent.isPush(provider: integration.provider, name: eventName) { push = PushEvent.parse(json) }
+            // A push is scanned for its ref and new head (a job awaiting approval may take it); one
+            // that cannot be read is recorded and ignored like any other event draven does not map.
+            if PushEvent.isPush(provider: integration.provider, name: eventName) {
+                push = (try? WebhookPayload.json(request.body, request: request)).flatMap(PushEvent.parse)
+            }
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
         let bodyHash = Sodium.hashHex(request.body)
