@@ -238,10 +238,15 @@ class Draven:
         c.close()
 
     def count(self, table):
-        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30) as c:
-            n = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        c.close()
-        return n
+        return count_rows(self.db, table)
+
+
+def count_rows(db, table="deliveries"):
+    """Rows in `table` of the SQLite database `db` (read-only)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as c:
+        n = c.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    c.close()
+    return n
 
 
 def copy_store(src, dst):
@@ -450,9 +455,9 @@ def paired(stack, hook_urls, floor_db, hook_dbs, live, args):
     the machine drifting between figures (±10 % here) does not fall on one side of a ratio."""
     targets = {
         "C hello CGI (gateway ceiling)": (stack.url + "/bench/hello", None),
-        "C floor handler": (stack.url + "/bench/floor", lambda: Draven.count_db(floor_db)),
-        "adnanh/webhook + C recorder": (hook_urls[0], lambda: Draven.count_db(hook_dbs[0])),
-        "adnanh/webhook + sqlite3 one-liner": (hook_urls[1], lambda: Draven.count_db(hook_dbs[1])),
+        "C floor handler": (stack.url + "/bench/floor", lambda: count_rows(floor_db)),
+        "adnanh/webhook + C recorder": (hook_urls[0], lambda: count_rows(hook_dbs[0])),
+        "adnanh/webhook + sqlite3 one-liner": (hook_urls[1], lambda: count_rows(hook_dbs[1])),
         "draven webhook-receive (+ sweep)": (stack.url + "/hooks/github", lambda: live.count("deliveries")),
     }
     for url, _ in targets.values():
@@ -585,7 +590,7 @@ def main():
         for c in CONCURRENCY:
             refs.setdefault("C hello CGI (gateway ceiling)", {})[c] = served(
                 "nginx+fcgiwrap C hello", stack.url + "/bench/hello", push_signed, None, c)
-        floor_rows = lambda: Draven.count_db(floor_db)
+        floor_rows = lambda: count_rows(floor_db)
         for held in (False, True):
             name = "C floor handler" + (" (store held open)" if held else "")
             for c in CONCURRENCY:
@@ -600,7 +605,7 @@ def main():
                           ("adnanh/webhook + C recorder", WORK / "recorder"),
                           ("adnanh/webhook + sqlite3 one-liner", WORK / "record.sh")):
         db = reference_db(WORK / "webhook.db")
-        rows = None if command == "/bin/true" else (lambda: Draven.count_db(db))
+        rows = None if command == "/bin/true" else (lambda: count_rows(db))
         with Webhook(command, db) as hook:
             warm(hook.url, push_signed)
             for c in CONCURRENCY:
@@ -644,15 +649,6 @@ def main():
     failed = [g for g in report["goals"] if g["kind"] == "check" and not g["met"]]
     sys.exit(1 if failed else 0)
 
-
-def _count_db(path):
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as c:
-        n = c.execute("SELECT count(*) FROM deliveries").fetchone()[0]
-    c.close()
-    return n
-
-
-Draven.count_db = staticmethod(_count_db)
 
 
 # --- report -----------------------------------------------------------------------------------
