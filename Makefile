@@ -8,6 +8,7 @@
 #   make bench     release binaries, then draven against the C floor handler and adnanh/webhook
 #                  (~20 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
 #   make bench-secrets  measure the secrets store's read path
+#   make link-order     record the code each function runs (callgrind) for the release link order
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
 PORT ?= 8080
@@ -17,7 +18,11 @@ BIN_DIR := $(CURDIR)/.build-dist/bin
 # Functions start once per request: they are fully static executables (no dynamic loader,
 # no relocations at start: ~1.3 ms less per request than a PIE with -static-stdlib, measured
 # with hyperfine). They link only sqlite3 and sodium, whose static archives Debian ships.
-FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-executable -Xlinker --gc-sections
+# They are linked with lld in the order infra/link-order.txt gives (`make link-order` writes it):
+# the code a request runs lies together, so each process maps fewer pages of it (~60 µs less per
+# request than the default link, 225 -> 187 page faults for a webhook).
+FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-executable -Xlinker --gc-sections \
+	-Xswiftc -use-ld=lld -Xlinker --symbol-ordering-file=$(CURDIR)/infra/link-order.txt -Xlinker --no-warn-symbol-ordering
 # The CLI (and, later, draven-deliver) link libcurl, which has no practical static build:
 # they link the Swift runtime statically and the C libraries dynamically.
 TOOL_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
@@ -28,10 +33,10 @@ TOOLS := draven draven-deliver
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl
 
 # What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
-# with (adnanh/webhook) and a C compiler for the floor handler.
-BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev
+# with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
+BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
-.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets
+.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets link-order
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -45,6 +50,8 @@ build: deps
 	swift build
 
 release: deps
+	@# swift build does not see linker inputs: relink the functions when the link order changed.
+	@for p in $(FUNCTIONS); do [ .build-functions/release/$$p -nt infra/link-order.txt ] || rm -f .build-functions/release/$$p; done
 	@for p in $(FUNCTIONS); do swift build $(FUNCTION_FLAGS) --product $$p || exit 1; done
 	@for p in $(TOOLS); do swift build $(TOOL_FLAGS) --product $$p || exit 1; done
 	@mkdir -p $(BIN_DIR)
@@ -75,6 +82,12 @@ test: unit-test e2e-test
 # draven against the C floor handler and adnanh/webhook (see bench/bench.py). Not part of `make test`.
 bench: release bench-deps
 	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py
+
+# Records what each function runs for its typical request (callgrind) into infra/link-order.txt,
+# the order the release link lays code out in; then relinks. Run after larger changes.
+link-order: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --link-order
+	@$(MAKE) --no-print-directory release
 
 # Request-path cost of the secrets store (100 entries), in process.
 bench-secrets: deps

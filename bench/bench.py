@@ -377,8 +377,8 @@ def cgi_env(path, method="POST", content_type="application/json", **headers):
     return env
 
 
-def runcgi(program, env, body=None, sign=False, file_env=None, seq=None):
-    cmd = [WORK / "runcgi", "-n", RUNS, "-w", 20]
+def runcgi_cmd(program, env, body=None, sign=False, file_env=None, seq=None, runs=RUNS, warmup=20):
+    cmd = [WORK / "runcgi", "-n", runs, "-w", warmup]
     if seq is not None:
         cmd += ["-q", seq]
     if body:
@@ -389,7 +389,11 @@ def runcgi(program, env, body=None, sign=False, file_env=None, seq=None):
         cmd += ["-e", f"{k}={v}"]
     for k, v in (file_env or {}).items():
         cmd += ["-f", f"{k}={v}"]
-    out = run([*cmd, "--", program], capture_output=True, text=True, check=False)
+    return [*cmd, "--", program]
+
+
+def runcgi(program, env, body=None, sign=False, file_env=None, seq=None):
+    out = run(runcgi_cmd(program, env, body, sign, file_env, seq), capture_output=True, text=True, check=False)
     if out.returncode != 0:
         sys.exit(f"bench: runcgi {program} failed:\n{out.stderr}")
     data = json.loads(out.stdout)
@@ -501,33 +505,12 @@ def machine():
     }
 
 
-def main():
-    started = time.time()
-    build_c()
-    m = machine()
-    log(f"{m['cpu']}, {m['cores']} cores; quick={QUICK}, {REPEATS} x {DURATION} per served figure, {RUNS} runs per process figure")
-    report = {"machine": m, "quick": QUICK, "duration": DURATION, "repeats": REPEATS, "runs": RUNS,
-              "process": {}, "served": {}, "growth": {}, "prototype": PROTOTYPE}
-
-    # Stores: draven's with 10k and 1M jobs (built once per run from the bench config), and one
-    # database per reference target.
-    templates = {}
-    for n in GROWTH:
-        d = Draven(WORK / f"template-{n}")
-        t = time.time()
-        d.create()
-        d.seed(n)
-        templates[n] = d
-        log(f"store with {n:,} jobs built in {time.time() - t:.1f} s ({d.db.stat().st_size / 1e6:.0f} MB)")
-
-    push_signed = ["github", PUSH, WORK / "hook.key"]
+def process_cases(live, floor_db):
+    """The typical request of each function (and the C references), as runcgi runs them:
+    name -> (program, environment, body file, sign it, variables read from files, database);
+    and the waiting jobs approve votes on."""
     hook_body = WORK / "push-unique.json"
     hook_body.write_text(PUSH.read_text().replace('"after": "' + "0" * 40 + '"', '"after": "@UNIQUE@"', 1))
-
-    # 1. Whole-process cost (runcgi), draven on the 10k store.
-    live = Draven(WORK / "state")
-    copy_store(templates[10_000].state, live.state)
-    floor_db = reference_db(WORK / "floor.db")
     common = {"DRAVEN_STATE_DIR": live.state, "DRAVEN_SECRETS_DIR": live.state / "secrets", "DRAVEN_DELIVER": "/bin/true"}
     github = cgi_env("/hooks/github", X_GITHUB_EVENT="push", X_GITHUB_DELIVERY="@UNIQUE@",
                      X_GITHUB_HOOK_ID="1", USER_AGENT="GitHub-Hookshot/bench")
@@ -549,7 +532,7 @@ def main():
     ts = str(int(time.time()))
     beat_headers = {"HTTP_X_DRAVEN_TIMESTAMP": ts,
                     "HTTP_X_DRAVEN_SIGNATURE": "v1=" + hmac.new(RUNNER_KEY, f"{ts}.{beat}".encode(), hashlib.sha256).hexdigest()}
-    cases = {
+    return {
         "webhook-receive": (BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
         "trigger": (BIN_DIR / "trigger", {**cgi_env("/api/v1/deploys"), **common}, trigger_body, False, auth, live.db),
         "status": (BIN_DIR / "status", {**cgi_env("/api/v1/jobs/1", method="GET", content_type=None), **common},
@@ -563,7 +546,35 @@ def main():
                                      hook_body, True, None, floor_db),
         "C hello CGI": (WORK / "hello", github, hook_body, True, None, None),
         "C hello CGI (static)": (WORK / "hello-static", github, hook_body, True, None, None),
-    }
+    }, votes
+
+
+def main():
+    started = time.time()
+    build_c()
+    m = machine()
+    log(f"{m['cpu']}, {m['cores']} cores; quick={QUICK}, {REPEATS} x {DURATION} per served figure, {RUNS} runs per process figure")
+    report = {"machine": m, "quick": QUICK, "duration": DURATION, "repeats": REPEATS, "runs": RUNS,
+              "process": {}, "served": {}, "growth": {}, "prototype": PROTOTYPE}
+
+    # Stores: draven's with 10k and 1M jobs (built once per run from the bench config), and one
+    # database per reference target.
+    templates = {}
+    for n in GROWTH:
+        d = Draven(WORK / f"template-{n}")
+        t = time.time()
+        d.create()
+        d.seed(n)
+        templates[n] = d
+        log(f"store with {n:,} jobs built in {time.time() - t:.1f} s ({d.db.stat().st_size / 1e6:.0f} MB)")
+
+    push_signed = ["github", PUSH, WORK / "hook.key"]
+
+    # 1. Whole-process cost (runcgi), draven on the 10k store.
+    live = Draven(WORK / "state")
+    copy_store(templates[10_000].state, live.state)
+    floor_db = reference_db(WORK / "floor.db")
+    cases, votes = process_cases(live, floor_db)
     for held in (False, True):
         key = "held" if held else "cold"
         report["process"][key] = {}
@@ -843,6 +854,51 @@ def markdown(r):
     return "\n".join(L)
 
 
+# --- link order -------------------------------------------------------------------------------
+
+LINK_ORDER = ROOT / "infra" / "link-order.txt"
+
+
+def link_order():
+    """`make link-order`: the functions each draven function runs for its typical request (its
+    own code, the Swift runtime, SQLite, libsodium, libc), recorded with callgrind, written as
+    lld's --symbol-ordering-file (infra/link-order.txt): the release link puts them together at
+    the front of the executable, so a process started per request maps fewer pages of its 7 MB
+    of code (each page fault maps the 64 KB around it). Code shared by most functions first."""
+    build_c()
+    template = Draven(WORK / "template-order")
+    template.create()
+    template.seed(1000)
+    live = Draven(WORK / "state")
+    copy_store(template.state, live.state)
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"))
+    out = WORK / "order"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    users = {}  # symbol -> the functions that ran it (insertion order: first seen first)
+    for name, (program, env, body, sign, fenv, _) in cases.items():
+        if Path(program).parent != BIN_DIR:
+            continue
+        seq = votes(1)[2] if name == "approve" else None
+        run(["valgrind", "--tool=callgrind", "--trace-children=yes", "--demangle=no", f"--callgrind-out-file={out}/{name}.%p",
+             *runcgi_cmd(program, env, body, sign, fenv, seq, runs=2, warmup=0)], capture_output=True, check=True)
+        for f in out.glob(f"{name}.*"):
+            text = f.read_text(errors="replace")
+            if not re.search(rf"^cmd:\s+{re.escape(str(program))}\s*$", text, re.M):
+                continue  # runcgi itself
+            for sym in re.findall(r"^c?fn=\(\d+\) (.+)$", text, re.M):
+                sym = re.sub(r"'\d+$", "", sym)
+                if not sym.startswith(("0x", "(below main)")):
+                    users.setdefault(sym, set()).add(name)
+    order = sorted(users, key=lambda s: -len(users[s]))  # stable: first seen first within a count
+    LINK_ORDER.write_text(
+        "# lld --symbol-ordering-file for the functions (see the Makefile's FUNCTION_FLAGS): what they run\n"
+        "# for their typical requests, shared code first. Written by `make link-order`; names that no longer\n"
+        "# exist are ignored, so a stale file only costs speed. Regenerate after larger changes.\n"
+        + "\n".join(order) + "\n")
+    log(f"link order: {len(order)} symbols from {len({n for u in users.values() for n in u})} functions -> {LINK_ORDER}")
+
+
 def render():
     """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
     def ints(o):
@@ -854,4 +910,4 @@ def render():
 
 
 if __name__ == "__main__":
-    render() if sys.argv[1:] == ["--render"] else main()
+    {"--render": render, "--link-order": link_order}.get(sys.argv[1] if sys.argv[1:] else "", main)()

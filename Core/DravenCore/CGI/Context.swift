@@ -38,10 +38,13 @@ package final class Context {
         return db
     }
 
-    /// Closes the store (checkpointing as SQLite does on close) and returns the outbox rows the
-    /// request committed, for `draven-deliver`. Called after the response has been sent.
+    /// Returns the outbox rows the request committed, for `draven-deliver`, and closes the store
+    /// (checkpointing as SQLite does on close) unless the process is about to exit anyway with
+    /// another process holding the store open (`Database.isOpenElsewhere`). Called after the
+    /// response has been sent.
     func finish() -> [Int64] {
         let outbox = database?.takeCommittedOutbox() ?? []
+        if outbox.isEmpty, database?.isOpenElsewhere == true { return [] }
         database = nil
         return outbox
     }
