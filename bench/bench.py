@@ -899,6 +899,26 @@ def link_order():
     log(f"link order: {len(order)} symbols from {len({n for u in users.values() for n in u})} functions -> {LINK_ORDER}")
 
 
+def paired_only():
+    """`bench.py --paired`: only the interleaved rounds the served goals are judged on (~3 min),
+    printed, not written to the report: for checking a change against the references."""
+    build_c()
+    template = Draven(WORK / "template-10000")
+    template.create()
+    template.seed(10_000)
+    live = Draven(WORK / "state")
+    copy_store(template.state, live.state)
+    floor_db = reference_db(WORK / "floor.db")
+    hook_dbs = (reference_db(WORK / "webhook-recorder.db"), reference_db(WORK / "webhook-sqlite3.db"))
+    with Stack(live.state, sweep=True).start(floor_db=floor_db) as stack, \
+            Webhook(WORK / "recorder", hook_dbs[0]) as recorder, Webhook(WORK / "record.sh", hook_dbs[1]) as one_liner:
+        out = paired(stack, (recorder.url, one_liner.url), floor_db, hook_dbs, live, ["github", PUSH, WORK / "hook.key"])
+    d = out["draven webhook-receive (+ sweep)"][8]["rps"]["median"]
+    for name, figs in out.items():
+        r8 = figs[8]["rps"]["median"]
+        log(f"c=8 {name:<40} {r8:7.0f} req/s  draven / this = {d / r8:.2f}")
+
+
 def render():
     """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
     def ints(o):
@@ -910,4 +930,4 @@ def render():
 
 
 if __name__ == "__main__":
-    {"--render": render, "--link-order": link_order}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    {"--render": render, "--link-order": link_order, "--paired": paired_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()
