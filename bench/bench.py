@@ -24,6 +24,7 @@ What it measures (see bench/README section in the top-level README and bench/REP
 Writes bench/REPORT.md and bench/report.json. BENCH_QUICK=1 runs a shorter, noisier pass.
 Everything it starts (nginx, fcgiwrap, webhook, sweep) is stopped by PID at the end.
 """
+import bisect
 import hashlib
 import hmac
 import json
@@ -859,12 +860,39 @@ def markdown(r):
 LINK_ORDER = ROOT / "infra" / "link-order.txt"
 
 
+def data_symbols(program, traces):
+    """Symbols in `program`'s writable segments that lackey traces of it accessed, first access first."""
+    segments = [(int(p[2], 16), int(p[2], 16) + int(p[5], 16)) for p in
+                (l.split() for l in run(["readelf", "-lW", program], capture_output=True, text=True).stdout.splitlines())
+                if p[:1] == ["LOAD"] and "W" in p[6]]
+    syms = sorted((int(a, 16), n) for a, t, n in
+                  (l.split() for l in run(["nm", "--defined-only", program], capture_output=True, text=True).stdout.splitlines()
+                   if len(l.split()) == 3) if t in "bBdDvV")
+    starts = [a for a, _ in syms]
+    seen = {}
+    access = re.compile(r"^ [LSM] ([0-9a-f]+),")
+    for trace in traces:
+        with open(trace, errors="replace") as f:
+            if not re.search(rf"Command: {re.escape(str(program))}$", f.read(4096), re.M):
+                continue  # runcgi itself
+            for line in f:
+                m = access.match(line)
+                if m:
+                    a = int(m.group(1), 16)
+                    if any(lo <= a < hi for lo, hi in segments):
+                        i = bisect.bisect_right(starts, a) - 1
+                        if i >= 0:
+                            seen.setdefault(syms[i][1], None)
+    return list(seen)
+
+
 def link_order():
     """`make link-order`: the functions each draven function runs for its typical request (its
     own code, the Swift runtime, SQLite, libsodium, libc), recorded with callgrind, written as
     lld's --symbol-ordering-file (infra/link-order.txt): the release link puts them together at
     the front of the executable, so a process started per request maps fewer pages of its 7 MB
-    of code (each page fault maps the 64 KB around it). Code shared by most functions first."""
+    of code (each page fault maps the 64 KB around it). Code shared by most functions first; the
+    writable data they touch (lackey traces) likewise, so fewer pages are copied on first write."""
     build_c()
     template = Draven(WORK / "template-order")
     template.create()
@@ -890,6 +918,14 @@ def link_order():
                 sym = re.sub(r"'\d+$", "", sym)
                 if not sym.startswith(("0x", "(below main)")):
                     users.setdefault(sym, set()).add(name)
+        # The writable data it touches (Swift metadata caches, SQLite's and libc's globals):
+        # laid out together too, fewer pages are copied or zeroed on first write.
+        seq = votes(1)[2] if name == "approve" else None
+        trace = out / f"{name}.mem"
+        run(["valgrind", "--tool=lackey", "--trace-mem=yes", "--trace-children=yes", f"--log-file={trace}.%p",
+             *runcgi_cmd(program, env, body, sign, fenv, seq, runs=1, warmup=0)], capture_output=True, check=True)
+        for sym in data_symbols(program, out.glob(f"{name}.mem.*")):
+            users.setdefault(sym, set()).add(name)
     order = sorted(users, key=lambda s: -len(users[s]))  # stable: first seen first within a count
     LINK_ORDER.write_text(
         "# lld --symbol-ordering-file for the functions (see the Makefile's FUNCTION_FLAGS): what they run\n"
