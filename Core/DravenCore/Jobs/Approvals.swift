@@ -81,7 +81,8 @@ package enum Approvals {
         guard job.state == .awaitingApproval else {
             throw DravenError.conflict("job \(id) is \(job.state.rawValue); only a job awaiting approval takes votes")
         }
-        let rules = try Rules.load(db, environmentID: job.environmentID)
+        let policy = try Policy.load(db, environmentID: job.environmentID)
+        let rules = policy.approvals
         guard now < job.createdAt + rules.ttl else {
             throw DravenError.conflict("the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at the next sweep")
         }
@@ -89,12 +90,11 @@ package enum Approvals {
             throw DravenError.policyDenied(rule: "approver_groups",
                 detail: "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is in none of them")
         }
-        if decision == .approve, !rules.selfApproval, try job.requestedByID(db) == voter.personID {
+        if decision == .approve, !rules.selfApproval, job.requestedByID == voter.personID {
             throw DravenError.policyDenied(rule: "self_approval",
                 detail: "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow approving your own deploy")
         }
         // The policy may have changed since the request: an approval never lets through a ref it now refuses.
-        let policy = try Policy.load(db, environmentID: job.environmentID)
         if decision == .approve {
             try policy.check(try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
         }
@@ -198,12 +198,5 @@ package enum Approvals {
             if moved { expired.append(id) }
         }
         return expired
-    }
-}
-
-extension Job {
-    /// The id of the person who asked for the job.
-    func requestedByID(_ db: Database) throws -> Int64? {
-        try db.scalar("SELECT requested_by FROM jobs WHERE id = ?1", [.int(id)])
     }
 }

@@ -12,6 +12,7 @@ package struct Job: Sendable {
     package var reason: String
     package var state: JobState
     package var requestedBy: String
+    package var requestedByID: Int64
     package var policyVersion: Int64
     package var fencingToken: Int64?
     package var runID: String?
@@ -27,7 +28,7 @@ package struct Job: Sendable {
     static let select = """
         SELECT j.id, j.kind, j.project_id, p.name, j.environment_id, e.name, j.ref, j.ref_kind, j.sha, j.reason, j.state,
                pe.handle, j.policy_version, j.fencing_token, j.run_id, j.parent_job_id, j.created_at, j.updated_at,
-               j.log_url, j.heartbeat_at, j.progress, j.to_release
+               j.log_url, j.heartbeat_at, j.progress, j.to_release, j.requested_by
         FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
         JOIN people pe ON pe.id = j.requested_by
         """
@@ -39,6 +40,7 @@ package struct Job: Sendable {
         requestedBy = row.text(11); policyVersion = row.int(12); fencingToken = row.optionalInt(13)
         runID = row.optionalText(14); parentJobID = row.optionalInt(15); createdAt = row.int(16); updatedAt = row.int(17)
         logURL = row.optionalText(18); heartbeatAt = row.optionalInt(19); progress = row.optionalText(20); toRelease = row.optionalInt(21)
+        requestedByID = row.int(22)
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {

@@ -20,7 +20,7 @@ package enum Recovery {
         guard let failed = try Job.find(tx.db, id: id), failed.kind == "deploy" else { return }
         let policy = try Policy.load(tx.db, environmentID: failed.environmentID)
         guard !policy.onFailure.isEmpty else { return }
-        let requester = try failed.requestedByID(tx.db) ?? 0
+        let requester = failed.requestedByID
         let why = "job \(id) \(state == .timedOut ? "timed out" : "failed")"
         if policy.onFailure.contains("diagnostic") {
             let ref = try GitRef.parse(failed.ref, kind: failed.refKind, policyKinds: [])

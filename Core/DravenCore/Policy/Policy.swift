@@ -22,20 +22,25 @@ package struct Policy: Sendable {
     /// Whether a rollback needs the same approvals as a deploy (`rollback_approvals`; default
     /// false: a rollback restores a release that was already approved).
     package var rollbackApprovals = false
+    /// Who may approve and for how long (read with the rest, so a vote reads the row once).
+    package var approvals = Approvals.Rules(version: 0, required: 0, groups: "[]", selfApproval: false, ttl: 86_400)
 
     package var kinds: Set<RefKind> { Set(refs.map(\.kind)) }
 
     package static func load(_ db: Database, environmentID: Int64) throws -> Policy {
         guard let policy = try db.first(
             """
-            SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0)
+            SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0),
+                   approver_groups, self_approval, approval_ttl_s
             FROM policies WHERE environment_id = ?1
             """,
             [.int(environmentID)], { row in
                 Policy(environmentID: environmentID, version: row.int(0), approvalsRequired: Int(row.int(1)),
                        lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [],
                        onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap(\.stringValue),
-                       rollbackApprovals: row.int(5) != 0)
+                       rollbackApprovals: row.int(5) != 0,
+                       approvals: Approvals.Rules(version: row.int(0), required: row.int(1), groups: row.text(6),
+                                                  selfApproval: row.int(7) != 0, ttl: row.int(8)))
             })
         else { throw DravenError.notFound(what: "the environment has no policy") }
         var result = policy
