@@ -25,6 +25,7 @@ Writes bench/REPORT.md and bench/report.json. BENCH_QUICK=1 runs a shorter, nois
 Everything it starts (nginx, fcgiwrap, webhook, sweep) is stopped by PID at the end.
 """
 import bisect
+import fcntl
 import hashlib
 import hmac
 import json
@@ -358,9 +359,14 @@ class Holder:
     def __enter__(self):
         self.conn = sqlite3.connect(self.db, timeout=10)
         self.conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        # The mark `draven sweep` sets (Database.markHeldByService): functions then know a
+        # service keeps the WAL index alive and exit without closing.
+        self.mark = open(str(self.db) + "-holder", "a+")
+        fcntl.lockf(self.mark, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return self
 
     def __exit__(self, *exc):
+        self.mark.close()
         self.conn.close()
 
 

@@ -44,6 +44,7 @@ extension Draven {
 
         func run() throws {
             let db = try state.open()  // held open for the life of the service
+            db.markHeldByService()
             let paths = state.paths
             let pause = every.flatMap(Self.interval) ?? 0
             let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300), dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))

@@ -1,5 +1,6 @@
 """The functions as CGI programs, fed an environment and stdin the way fcgiwrap feeds them."""
 import json
+import time
 import subprocess
 import tempfile
 import shutil
@@ -75,3 +76,42 @@ def test_status_index_and_head():
 def test_status_refuses_a_body():
     p = cgi("status", {"REQUEST_METHOD": "GET", "REQUEST_URI": "/api/v1/locks", "CONTENT_LENGTH": "10"}, body=b"0123456789")
     assert parse(p.stdout.read())[0] == 413
+
+
+def test_a_function_leaves_the_store_open_only_while_sweep_holds_it():
+    """Without `draven sweep` the last connection closes: SQLite checkpoints and removes the WAL.
+    While a service marks the store as held (`<db>-holder`, shared lock) a function exits without
+    closing; once the mark is gone the next one closes again and the WAL is checkpointed."""
+    import fcntl
+    from conftest import launch
+    with launch((Path(__file__).parent / "draven.test.toml").read_text(), deliver="/bin/true") as s:
+        db = Path(s.state_dir) / "draven.db"
+        wal = Path(str(db) + "-wal")
+        jobs = lambda: s.request("GET", "/api/v1/jobs", token=s.tokens["alice"])
+        assert jobs().status == 200
+        assert not wal.exists()  # the last connection closed: checkpointed and removed
+        with open(str(db) + "-holder", "a+") as mark:  # what `draven sweep` holds
+            fcntl.lockf(mark, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            assert jobs().status == 200
+            assert wal.exists()  # exited without closing: the service keeps the WAL index alive
+            created = s.deploy("carol", "shop", "staging", "refs/heads/main")
+            assert created.status == 201
+        assert jobs().status == 200
+        assert not wal.exists()  # no service: closed, checkpointed, removed
+        assert s.rows("SELECT count(*) FROM jobs")[0][0] == 1
+
+
+def test_sweep_marks_the_store_as_held_while_it_runs():
+    from conftest import launch
+    with launch((Path(__file__).parent / "draven.test.toml").read_text(), deliver="/bin/true", sweep_every="1s") as s:
+        holder = str(Path(s.state_dir) / "draven.db") + "-holder"
+        # Exit status 3: an exclusive lock is refused (someone holds a lock); 0: it was free.
+        probe = ["python3", "-c", "import fcntl, sys\nf = open(sys.argv[1], 'a+')\n"
+                 "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\nexcept OSError:\n    sys.exit(3)", holder]
+        deadline = time.monotonic() + 10
+        while not Path(holder).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert Path(holder).exists()
+        assert subprocess.run(probe, capture_output=True).returncode == 3  # sweep holds its shared lock
+        s.stack("stop")
+        assert subprocess.run(probe, capture_output=True).returncode == 0  # stopped: the mark went with it

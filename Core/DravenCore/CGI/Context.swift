@@ -40,11 +40,11 @@ package final class Context {
 
     /// Returns the outbox rows the request committed, for `draven-deliver`, and closes the store
     /// (checkpointing as SQLite does on close) unless the process is about to exit anyway with
-    /// another process holding the store open (`Database.isOpenElsewhere`). Called after the
+    /// `draven sweep` holding the store open (`Database.isHeldByService`). Called after the
     /// response has been sent.
     func finish() -> [Int64] {
         let outbox = database?.takeCommittedOutbox() ?? []
-        if outbox.isEmpty, database?.isOpenElsewhere == true { return [] }
+        if outbox.isEmpty, database?.isHeldByService == true { return [] }
         database = nil
         return outbox
     }

@@ -69,24 +69,39 @@ package final class Database {
         sqlite3_close_v2(handle)
     }
 
-    /// Whether another process has this database open too (in production: `draven sweep`).
-    /// Every WAL connection holds a shared lock on the "DMS" byte of the `-shm` file (offset
-    /// 128, https://www.sqlite.org/walformat.html §2.3.1); F_GETLK reports other processes'
-    /// locks only. A function that is not the last connection can then exit without closing:
-    /// its transactions are committed, the kernel drops its locks, and closing would only free
-    /// memory and find that it may not checkpoint (~40 µs per request). The last connection
-    /// still closes, so the WAL is checkpointed and removed as SQLite does.
-    package var isOpenElsewhere: Bool {
-        let fd = open(path + "-shm", O_RDONLY | O_CLOEXEC)
+    /// For a connection held open for a process's whole life (`draven sweep`): says so, until
+    /// the process exits, with a shared lock on `<database>-holder` (several sweeps may hold it).
+    /// While it is held the WAL index stays valid between requests (DESIGN.md: the last
+    /// connection to close checkpoints and removes the WAL; with none closing, each new first
+    /// connection would rebuild the index from the whole WAL), so a function may exit without
+    /// closing (`isHeldByService`). Best effort: without the mark functions close as before.
+    package func markHeldByService() {
+        let fd = open(path + "-holder", O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        var lock = Self.holderLock(F_RDLCK)
+        if fcntl(fd, F_SETLK, &lock) != 0 { close(fd) }  // otherwise kept open, and locked, for the process's life
+    }
+
+    /// Whether a service (`draven sweep`) holds this store open (`markHeldByService`). A function
+    /// then exits without closing: its transactions are committed, the kernel drops its locks,
+    /// and closing would only free memory and find that it may not checkpoint (~40 µs per
+    /// request). Without the service it closes, so the last connection checkpoints and removes
+    /// the WAL as SQLite does.
+    package var isHeldByService: Bool {
+        let fd = open(path + "-holder", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
-        // Not closed: closing any descriptor of a file drops this process's POSIX locks on it,
-        // SQLite's included. It goes when the process exits (or, if the store is then closed, with it).
-        var lock = flock()
-        lock.l_type = Int16(F_WRLCK)
-        lock.l_whence = Int16(SEEK_SET)
-        lock.l_start = 128
-        lock.l_len = 1
+        defer { close(fd) }  // this process holds no lock on that file, so closing drops nothing
+        var lock = Self.holderLock(F_WRLCK)
         return fcntl(fd, F_GETLK, &lock) == 0 && lock.l_type != Int16(F_UNLCK)
+    }
+
+    private static func holderLock(_ type: Int32) -> flock {
+        var lock = flock()
+        lock.l_type = Int16(type)
+        lock.l_whence = Int16(SEEK_SET)
+        lock.l_start = 0
+        lock.l_len = 0
+        return lock
     }
 
     func error(_ rc: Int32, sql: String?) -> SQLiteError {
