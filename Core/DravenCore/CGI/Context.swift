@@ -39,12 +39,13 @@ package final class Context {
     }
 
     /// Returns the outbox rows the request committed, for `draven-deliver`, and closes the store
-    /// (checkpointing as SQLite does on close) unless the process is about to exit anyway with
+    /// (checkpointing as SQLite does on close) unless the process is about to exit or exec anyway with
     /// `draven sweep` holding the store open (`Database.isHeldByService`). Called after the
     /// response has been sent.
     func finish() -> [Int64] {
         let outbox = database?.takeCommittedOutbox() ?? []
-        if outbox.isEmpty, database?.isHeldByService == true { return [] }
+        // Exec'ing draven-deliver closes SQLite's descriptors too (all O_CLOEXEC), locks and all.
+        if database?.isHeldByService == true { return outbox }
         database = nil
         return outbox
     }

@@ -74,9 +74,13 @@ package struct GitRef: Sendable, Equatable {
         if u.count > 200 { return "is longer than 200 bytes" }
         if u.first == UInt8(ascii: "-") { return "may not start with '-'" }
         if u.first == UInt8(ascii: "/") || u.last == UInt8(ascii: "/") || u.last == UInt8(ascii: ".") { return "may not start or end with '/' or end with '.'" }
-        if name.hasSuffix(".lock") { return "may not end with .lock" }
-        for bad in ["..", "//", "@{", "/."] where name.contains(bad) { return "may not contain '\(bad)'" }
-        if name == "@" { return "may not be '@'" }
+        if u.count >= 5, u[(u.count - 5)...].elementsEqual(".lock".utf8) { return "may not end with .lock" }
+        // Byte pairs, not String.contains (which brings in generic substring search: ~90k instructions).
+        for bad in ["..", "//", "@{", "/."] {
+            let (a, b) = (bad.utf8.first!, bad.utf8.last!)
+            if zip(u, u.dropFirst()).contains(where: { $0 == a && $1 == b }) { return "may not contain '\(bad)'" }
+        }
+        if u == [UInt8(ascii: "@")] { return "may not be '@'" }
         for c in u where c < 0x21 || c == 0x7f || "~^:?*[\\".utf8.contains(c) {
             return "may not contain spaces, control characters or any of ~^:?*[\\"
         }
