@@ -892,6 +892,18 @@ def data_symbols(program, traces):
     return list(seen)
 
 
+def seeded_live_store(template_name, jobs):
+    """For the single-purpose modes: the C programs built, a store seeded with `jobs` jobs, and
+    the live copy the functions run on."""
+    build_c()
+    template = Draven(WORK / template_name)
+    template.create()
+    template.seed(jobs)
+    live = Draven(WORK / "state")
+    copy_store(template.state, live.state)
+    return live
+
+
 def link_order():
     """`make link-order`: the functions each draven function runs for its typical request (its
     own code, the Swift runtime, SQLite, libsodium, libc), recorded with callgrind, written as
@@ -899,12 +911,7 @@ def link_order():
     the front of the executable, so a process started per request maps fewer pages of its 7 MB
     of code (each page fault maps the 64 KB around it). Code shared by most functions first; the
     writable data they touch (lackey traces) likewise, so fewer pages are copied on first write."""
-    build_c()
-    template = Draven(WORK / "template-order")
-    template.create()
-    template.seed(1000)
-    live = Draven(WORK / "state")
-    copy_store(template.state, live.state)
+    live = seeded_live_store("template-order", 1000)
     cases, votes = process_cases(live, reference_db(WORK / "floor.db"))
     out = WORK / "order"
     shutil.rmtree(out, ignore_errors=True)
@@ -944,12 +951,7 @@ def link_order():
 def paired_only():
     """`bench.py --paired`: only the interleaved rounds the served goals are judged on (~3 min),
     printed, not written to the report: for checking a change against the references."""
-    build_c()
-    template = Draven(WORK / "template-10000")
-    template.create()
-    template.seed(10_000)
-    live = Draven(WORK / "state")
-    copy_store(template.state, live.state)
+    live = seeded_live_store("template-10000", 10_000)
     floor_db = reference_db(WORK / "floor.db")
     hook_dbs = (reference_db(WORK / "webhook-recorder.db"), reference_db(WORK / "webhook-sqlite3.db"))
     with Stack(live.state, sweep=True).start(floor_db=floor_db) as stack, \
