@@ -39,7 +39,7 @@ package enum CGI {
         // Only now close the store: closing may checkpoint the WAL, which the client must not wait for.
         let outbox = context.finish()
         if !outbox.isEmpty { Handoff.execDeliver(outbox) }
-        _exit(0)
+        _exit(0)  // nothing is buffered (answers and logs go out with write(2)): skip atexit work
     }
 
     /// The response for a thrown error, auditing refusals and logging internal errors.
