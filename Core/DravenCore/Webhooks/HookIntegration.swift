@@ -10,7 +10,9 @@ struct HookIntegration {
     var project: String
     var provider: String
     var repo: String
-    var document: JSONObject
+    /// The integration's settings as `draven apply` stored them (JSON text); read by scanning
+    /// for the one member a request needs, not decoded whole.
+    var document: [UInt8]
 
     /// - Throws: `DravenError.badSignature` when no integration matches (fail closed).
     static func find(_ db: Database, providers: [String], project: String?, body: [UInt8], request: Request) throws -> HookIntegration {
@@ -22,7 +24,7 @@ struct HookIntegration {
             ORDER BY p.id
             """, [.text(project), .text(repo)]) {
             HookIntegration(projectID: $0.int(0), project: $0.text(1), provider: $0.text(2), repo: $0.text(3),
-                            document: (try? JSON.parse($0.text(4)))?.objectValue ?? [:])
+                            document: Array($0.text(4).utf8))
         }.filter { providers.contains($0.provider) }
         guard let match = rows.first else {
             throw DravenError.badSignature("no \(providers[0]) integration for \(project.map { "project \($0)" } ?? "repository \(repo ?? "")")")
@@ -45,7 +47,7 @@ struct HookIntegration {
     /// The secret named by `key` in the integration, from the secrets store.
     /// - Throws: `.badSignature` when none is configured (unsigned hooks are refused).
     func secret(_ key: String, db: Database, paths: Paths) throws -> SecretBytes {
-        guard let name = document[key]?.stringValue else {
+        guard let name = JSON.string(at: [key], in: document) else {
             throw DravenError.badSignature("project \(project) has no \(key) configured; unsigned webhooks are refused")
         }
         return try VerificationSecret.load(name, what: "the \(key) of project \(project)", db: db, paths: paths)
