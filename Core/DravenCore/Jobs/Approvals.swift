@@ -35,12 +35,12 @@ package enum Approvals {
         package var selfApproval: Bool
         package var ttl: Int64
 
+        /// The `policies` columns `init(row:at:)` reads, in order (Policy.load selects them too).
+        static let columns = "version, approvals_required, approver_groups, self_approval, approval_ttl_s"
+
         package static func load(_ db: Database, environmentID: Int64) throws -> Rules {
-            guard let rules = try db.first("""
-                SELECT version, approvals_required, approver_groups, self_approval, approval_ttl_s FROM policies WHERE environment_id = ?1
-                """, [.int(environmentID)], {
-                    Rules(version: $0.int(0), required: $0.int(1), groups: $0.text(2), selfApproval: $0.int(3) != 0, ttl: $0.int(4))
-                })
+            guard let rules = try db.first("SELECT \(columns) FROM policies WHERE environment_id = ?1", [.int(environmentID)],
+                                           { Rules(row: $0, at: 0) })
             else { throw DravenError.notFound(what: "the environment has no policy") }
             return rules
         }
@@ -198,5 +198,13 @@ package enum Approvals {
             if moved { expired.append(id) }
         }
         return expired
+    }
+}
+
+extension Approvals.Rules {
+    /// A row's `columns`, starting at column `k` (in an extension: the memberwise init stays).
+    init(row: Statement, at k: Int32) {
+        self.init(version: row.int(k), required: row.int(k + 1), groups: row.text(k + 2), selfApproval: row.int(k + 3) != 0,
+                  ttl: row.int(k + 4))
     }
 }

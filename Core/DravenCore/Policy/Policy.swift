@@ -31,7 +31,7 @@ package struct Policy: Sendable {
         guard let policy = try db.first(
             """
             SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0),
-                   approver_groups, self_approval, approval_ttl_s
+                   \(Approvals.Rules.columns)
             FROM policies WHERE environment_id = ?1
             """,
             [.int(environmentID)], { row in
@@ -39,8 +39,7 @@ package struct Policy: Sendable {
                        lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [],
                        onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap(\.stringValue),
                        rollbackApprovals: row.int(5) != 0,
-                       approvals: Approvals.Rules(version: row.int(0), required: row.int(1), groups: row.text(6),
-                                                  selfApproval: row.int(7) != 0, ttl: row.int(8)))
+                       approvals: Approvals.Rules(row: row, at: 6))
             })
         else { throw DravenError.notFound(what: "the environment has no policy") }
         var result = policy
