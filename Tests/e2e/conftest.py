@@ -139,10 +139,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None):
+def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None, children=None):
     """A running stack in a fresh state directory with `config_text` applied, a token per
     person, and (optionally) a secrets store holding `secrets` {name: value}. `deliver`
-    replaces the program functions exec after answering (default: draven-deliver)."""
+    replaces the program functions exec after answering (default: draven-deliver); `children`
+    the number of fcgiwrap workers (default: stack.sh's, two per core)."""
     assert (BIN_DIR / "trigger").exists(), f"build the release binaries first (make release); looked in {BIN_DIR}"
     state = tempfile.mkdtemp(prefix="draven-e2e-")
     s = Stack(state, free_port())
@@ -150,6 +151,8 @@ def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, 
         s.env["SWEEP_EVERY"] = sweep_every
     if deliver:
         s.env["DELIVER"] = deliver
+    if children:
+        s.env["FCGI_CHILDREN"] = str(children)
     config = Path(state) / "draven.toml"
     config.write_text(config_text)
     s.draven("init")

@@ -175,6 +175,23 @@ def test_a_hanging_provider_times_out_and_is_retried_without_blocking_anyone(sta
     assert len(for_job(fake, "/repos/", job["id"])) == 2
 
 
+def test_a_dispatch_in_flight_does_not_hold_the_only_fcgiwrap_worker(fake):
+    # fcgiwrap completes a response when the function closes stdout; the draven-deliver it execs
+    # then waits on the provider outside the worker. With one worker, the next request is served
+    # while the provider still holds the dispatch (infra/stack.sh runs two workers per core).
+    config = (Path(__file__).parent / "draven.dispatch.toml").read_text().replace("@FAKE@", fake.url)
+    with launch(config, people=("alice",), secrets=SECRETS, children=1) as s:
+        fake.script("/repos/acme/app/actions/workflows/", {"status": 200, "delay": 1.5, "body": {"workflow_run_id": 7}})
+        job = deploy(s, "ghapp", "slow", "refs/heads/main")
+        deadline = time.monotonic() + 10
+        while not for_job(fake, "/repos/", job["id"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert s.request("GET", "/api/v1/locks", token=s.tokens["alice"]).status == 200
+        assert for_job(fake, "/repos/", job["id"])[0]["answered"] is None  # the dispatch was still waiting
+        assert s.wait_for(job["id"], {"running", "failed"}) == "running"
+
+
 def test_a_missing_secret_fails_the_job_with_a_clear_reason(stack, fake):
     before = len(fake.received("/repos/acme/other"))
     job = deploy(stack, "nosecret", "prod", "refs/heads/main")
