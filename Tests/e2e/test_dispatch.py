@@ -175,10 +175,19 @@ def test_a_hanging_provider_times_out_and_is_retried_without_blocking_anyone(sta
     assert len(for_job(fake, "/repos/", job["id"])) == 2
 
 
-def test_a_dispatch_in_flight_does_not_hold_the_only_fcgiwrap_worker(fake):
+@pytest.fixture
+def own_fake():
+    """A provider of the test's own: job ids start at 1 again in a new store."""
+    f = FakeProvider().start()
+    yield f
+    f.stop()
+
+
+def test_a_dispatch_in_flight_does_not_hold_the_only_fcgiwrap_worker(own_fake):
     # fcgiwrap completes a response when the function closes stdout; the draven-deliver it execs
     # then waits on the provider outside the worker. With one worker, the next request is served
     # while the provider still holds the dispatch (infra/stack.sh runs two workers per core).
+    fake = own_fake
     config = (Path(__file__).parent / "draven.dispatch.toml").read_text().replace("@FAKE@", fake.url)
     with launch(config, people=("alice",), secrets=SECRETS, children=1) as s:
         fake.script("/repos/acme/app/actions/workflows/", {"status": 200, "delay": 1.5, "body": {"workflow_run_id": 7}})
@@ -188,7 +197,8 @@ def test_a_dispatch_in_flight_does_not_hold_the_only_fcgiwrap_worker(fake):
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert s.request("GET", "/api/v1/locks", token=s.tokens["alice"]).status == 200
-        assert for_job(fake, "/repos/", job["id"])[0]["answered"] is None  # the dispatch was still waiting
+        [dispatch] = for_job(fake, "/repos/", job["id"])
+        assert dispatch["answered"] is None  # the provider was still holding the dispatch
         assert s.wait_for(job["id"], {"running", "failed"}) == "running"
 
 
