@@ -57,6 +57,16 @@ def for_job(fake, prefix, job_id):
     return out
 
 
+def held_dispatch(fake, job_id):
+    """Waits until the provider has the job's dispatch (it may still be holding it); returns it."""
+    deadline = time.monotonic() + 10
+    while not for_job(fake, "/repos/", job_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    [dispatch] = for_job(fake, "/repos/", job_id)
+    return dispatch
+
+
 def test_github_exact_request_and_running_with_run_id(stack, fake):
     job = deploy(stack, "ghapp", "ok", "refs/heads/main")
     assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
@@ -158,11 +168,7 @@ def test_a_hanging_provider_times_out_and_is_retried_without_blocking_anyone(sta
     fake.script("/repos/acme/app/actions/workflows/", {"status": 200, "delay": 4, "body": {"workflow_run_id": 1}})
     job = deploy(stack, "ghapp", "slow", "refs/heads/main")
     # The trigger has answered; the provider is still holding the dispatch.
-    deadline = time.monotonic() + 10
-    while not for_job(fake, "/repos/", job["id"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert for_job(fake, "/repos/", job["id"])[0]["answered"] is None
+    assert held_dispatch(fake, job["id"])["answered"] is None
     # Other requests are served meanwhile.
     assert stack.request("GET", "/api/v1/locks", token=stack.tokens["alice"]).status == 200
     deadline = time.monotonic() + 20
@@ -192,13 +198,9 @@ def test_a_dispatch_in_flight_does_not_hold_the_only_fcgiwrap_worker(own_fake):
     with launch(config, people=("alice",), secrets=SECRETS, children=1) as s:
         fake.script("/repos/acme/app/actions/workflows/", {"status": 200, "delay": 1.5, "body": {"workflow_run_id": 7}})
         job = deploy(s, "ghapp", "slow", "refs/heads/main")
-        deadline = time.monotonic() + 10
-        while not for_job(fake, "/repos/", job["id"]):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        held_dispatch(fake, job["id"])
         assert s.request("GET", "/api/v1/locks", token=s.tokens["alice"]).status == 200
-        [dispatch] = for_job(fake, "/repos/", job["id"])
-        assert dispatch["answered"] is None  # the provider was still holding the dispatch
+        assert held_dispatch(fake, job["id"])["answered"] is None  # the provider was still holding it
         assert s.wait_for(job["id"], {"running", "failed"}) == "running"
 
 
