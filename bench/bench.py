@@ -261,8 +261,9 @@ def copy_store(src, dst):
 # --- processes --------------------------------------------------------------------------------
 
 def default_children():
-    """infra/stack.sh's default number of fcgiwrap workers: two per core."""
-    return 2 * (os.cpu_count() or 1)
+    """infra/stack.sh's default number of fcgiwrap workers: two per core (`nproc`: the cores
+    this process may run on)."""
+    return 2 * len(os.sched_getaffinity(0))
 
 
 class Stack:
@@ -473,8 +474,8 @@ def paired(stack, hook_urls, floor_db, hook_dbs, live, args):
     """The goal ratios' targets measured turn by turn (REPEATS rounds at c = 8 and 32), so that
     the machine drifting between figures (±10 % here) does not fall on one side of a ratio.
     Each at its best: draven with `draven sweep`, the C floor handler with its store held open
-    (Holder) — without it, fewer fcgiwrap workers than its eight means fewer overlapping
-    connections, and each last one to close pays SQLite's checkpoint and fsync."""
+    (Holder). Without the holder, and with fewer workers than the prototype's eight, fewer of the
+    floor's connections overlap and each last one to close pays SQLite's checkpoint and fsync."""
     targets = {
         "C hello CGI (gateway ceiling)": (stack.url + "/bench/hello", None),
         "C floor handler (store held open)": (stack.url + "/bench/floor", lambda: count_rows(floor_db)),
