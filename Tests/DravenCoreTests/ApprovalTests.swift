@@ -133,7 +133,7 @@ import Testing
         _ = try Self.vote(store, "alice", job)
         // The tag moves: the job takes the new sha; alice's approval was for the old one.
         let moved = try store.db.immediate { tx in
-            try PushEvent.apply(tx, projectID: 1, ref: "refs/tags/v1.0.0", sha: String(repeating: "b", count: 40), delivery: "d1", now: store.now)
+            try PushEvent.apply(tx, projectID: 1, moves: [("refs/tags/v1.0.0", String(repeating: "b", count: 40))], delivery: "d1", now: store.now)
         }
         #expect(moved == [job])
         #expect(try Self.vote(store, "bob", job).approvals == 1)
@@ -286,15 +286,27 @@ import Testing
     }
 
     @Test func pushesNameTheRefAndItsNewHead() throws {
-        let push = Array(#"{"ref":"refs/heads/main","after":"\#(String(repeating: "c", count: 40))","deleted":false}"#.utf8)
-        #expect(PushEvent.parse(push)?.ref == "refs/heads/main")
-        #expect(PushEvent.parse(push)?.sha == String(repeating: "c", count: 40))
-        #expect(PushEvent.parse(Fixtures.bytes("github/push.json")) == nil)  // its `after` is all zeros: a deletion
-        #expect(PushEvent.parse(Array(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "0", count: 40))","deleted":true}"#.utf8)) == nil)
-        #expect(PushEvent.parse(Array(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "a", count: 40))","deleted":true}"#.utf8)) == nil)
-        #expect(PushEvent.parse(Array(#"{"ref":"refs/heads/x","after":"nope"}"#.utf8)) == nil)
+        let c40 = String(repeating: "c", count: 40)
+        let parse = { (json: String) in PushEvent.parse(provider: "github", Array(json.utf8)).map { "\($0.ref) \($0.sha)" } }
+        #expect(parse(#"{"ref":"refs/heads/main","after":"\#(c40)","deleted":false}"#) == ["refs/heads/main \(c40)"])
+        #expect(PushEvent.parse(provider: "github", Fixtures.bytes("github/push.json")).isEmpty)  // its `after` is all zeros: a deletion
+        #expect(parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "0", count: 40))","deleted":true}"#).isEmpty)
+        #expect(parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "a", count: 40))","deleted":true}"#).isEmpty)
+        #expect(parse(#"{"ref":"refs/heads/x","after":"nope"}"#).isEmpty)
         #expect(PushEvent.isPush(provider: "github", name: "push") && PushEvent.isPush(provider: "gitlab", name: "Tag Push Hook"))
-        #expect(!PushEvent.isPush(provider: "github", name: "workflow_run"))
+        #expect(PushEvent.isPush(provider: "bitbucket-dc", name: "repo:refs_changed"))
+        #expect(!PushEvent.isPush(provider: "github", name: "workflow_run") && !PushEvent.isPush(provider: "gitlab", name: "push"))
+    }
+
+    @Test func bitbucketDataCenterPushesNameEveryRefTheyMoved() throws {
+        // The real payload deletes a branch: nothing moved.
+        #expect(PushEvent.parse(provider: "bitbucket-dc", Fixtures.bytes("bitbucket-dc/repo_refs_changed.json")).isEmpty)
+        let (a40, b40) = (String(repeating: "a", count: 40), String(repeating: "b", count: 40))
+        let json = #"{"changes":[{"ref":{"id":"refs/heads/main","type":"BRANCH"},"toHash":"\#(a40)","type":"UPDATE"},"#
+            + #"{"refId":"refs/tags/v1","toHash":"\#(b40)","type":"ADD"},"#
+            + #"{"ref":{"id":"refs/heads/old"},"toHash":"\#(String(repeating: "0", count: 40))","type":"DELETE"},"#
+            + #"{"ref":{"id":"refs/heads/odd"},"toHash":"\#(a40)","type":"DELETE"}]}"#
+        #expect(PushEvent.parse(provider: "bitbucket-dc", Array(json.utf8)).map { "\($0.ref) \($0.sha)" } == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
     }
 
     @Test(arguments: [

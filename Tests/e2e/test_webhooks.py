@@ -271,6 +271,27 @@ def test_bitbucket_data_center(world):
     assert stack.snapshot() == before
 
 
+def test_a_bitbucket_data_center_push_gives_a_waiting_job_its_new_sha(world):
+    stack, _, _ = world
+    r = stack.deploy("alice", "bbdc", "gated", "refs/heads/feature/wip")
+    assert r.status == 201 and r.json["state"] == "awaiting_approval", r
+    job = r.json["id"]
+    # The real payload (test_bitbucket_data_center) deletes this branch; the same push moving it
+    # instead: the job takes the new head, and approvals given for the old one stop counting.
+    moved = json.loads((EVENTS / "bitbucket-dc/repo_refs_changed.json").read_text())
+    moved["changes"][0].update(type="UPDATE", toHash="c" * 40)
+    body = json.dumps(moved).encode()
+    r = bitbucket(stack, "repo:refs_changed", body, SECRETS["bbdc-hook"], "bbdc", id_header="X-Request-Id")
+    assert r.status == 200 and r.json == {"status": "applied", "event": "repo:refs_changed", "sha_changed": [job]}, r
+    assert stack.rows("SELECT sha, state FROM jobs WHERE id = ?", job) == [("c" * 40, "awaiting_approval")]
+    [(detail,)] = stack.rows("SELECT detail FROM audit WHERE subject = ? AND action = 'job.sha_changed'", f"job/{job}")
+    assert json.loads(detail)["ref"] == "refs/heads/feature/wip"
+    # Sent again (a retry under a new request id): a duplicate, nothing changes.
+    before = stack.snapshot()
+    r = bitbucket(stack, "repo:refs_changed", body, SECRETS["bbdc-hook"], "bbdc", id_header="X-Request-Id")
+    assert r.status == 200 and r.json["status"] == "duplicate" and stack.snapshot() == before
+
+
 def deliveries(stack):
     return stack.rows("SELECT count(*) FROM deliveries")[0][0]
 

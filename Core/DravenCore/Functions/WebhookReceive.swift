@@ -37,16 +37,18 @@ package enum WebhookReceive: Function {
         try integration.verify(request, secret: secret)
         let eventName = request.header(eventHeader) ?? ""
         let event: ProviderEvent
-        var push: (ref: String, sha: String)?
+        var moves: [PushEvent.Move] = []
         if ProviderEvent.maps(provider: integration.provider, name: eventName) {
             event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: try WebhookPayload.decode(request.body, request: request))
         } else {
             try WebhookPayload.checkMediaType(request)
             event = .irrelevant(eventName)
-            // A push is scanned for its ref and new head (a job awaiting approval may take it); one
-            // that cannot be read is recorded and ignored like any other event draven does not map.
-            if PushEvent.isPush(provider: integration.provider, name: eventName) {
-                push = (try? WebhookPayload.json(request.body, request: request)).flatMap(PushEvent.parse)
+            // A push is scanned for the refs it moved and their new heads (a job awaiting approval
+            // may take one); one that cannot be read is recorded and ignored like any other event
+            // draven does not map.
+            if PushEvent.isPush(provider: integration.provider, name: eventName),
+               let json = try? WebhookPayload.json(request.body, request: request) {
+                moves = PushEvent.parse(provider: integration.provider, json)
             }
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
@@ -63,10 +65,8 @@ package enum WebhookReceive: Function {
                       .text(event.state?.rawValue)])
             guard tx.db.changes == 1 else { return (200, ["status": "duplicate", "delivery": .string(deliveryID)]) }
             let delivery = tx.db.lastInsertRowID
-            if let push {
-                let moved = try PushEvent.apply(tx, projectID: integration.projectID, ref: push.ref, sha: push.sha, delivery: deliveryID, now: context.now)
-                if !moved.isEmpty { return (200, ["status": "applied", "event": .string(eventName), "sha_changed": .array(moved.map(JSON.int))]) }
-            }
+            let moved = try PushEvent.apply(tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
+            if !moved.isEmpty { return (200, ["status": "applied", "event": .string(eventName), "sha_changed": .array(moved.map(JSON.int))]) }
             guard event.relevant else { return (200, ["status": "ignored", "event": .string(eventName)]) }
             guard let job = try JobMatch.find(tx.db, projectID: integration.projectID, provider: integration.provider, event: event) else {
                 // Kept with its run key: applied when the deliverer records this run id.

@@ -2,34 +2,61 @@
 /// (pipelines are started with the ref, not a sha), so the job takes the new sha and the
 /// approvals given for the old one stop counting (`Approvals.count` matches the sha).
 ///
-/// Only GitHub `push` and GitLab `Push Hook` / `Tag Push Hook` are read, and only their `ref`,
-/// `after` and `deleted` members, which lead the payload: it is scanned, not decoded (a 7 KB
-/// push costs ~10× less), and the jobs are looked for in the delivery's own transaction.
+/// Read: GitHub `push` and GitLab `Push Hook` / `Tag Push Hook` — only their `ref`, `after` and
+/// `deleted` members, which lead the payload: it is scanned, not decoded (a 7 KB push costs ~10×
+/// less) — and Bitbucket Data Center `repo:refs_changed`, whose `changes` list every ref the push
+/// moved (`ref.id`, `toHash`, `type`; a `DELETE` moves nothing). The jobs are looked for in the
+/// delivery's own transaction. Bitbucket Cloud's `repo:push` is not read yet (no real payload of
+/// it in events/ to test against): there, a waiting job keeps its sha until it is triggered again.
 enum PushEvent {
+    typealias Move = (ref: String, sha: String)
+
     static func isPush(provider: String, name: String) -> Bool {
-        (provider == "github" && name == "push") || (provider == "gitlab" && (name == "Push Hook" || name == "Tag Push Hook"))
-    }
-
-    /// The ref and its new head from a payload's JSON text, or nil for a deletion (or a payload
-    /// without them).
-    static func parse(_ json: [UInt8]) -> (ref: String, sha: String)? {
-        guard let ref = JSON.string(at: ["ref"], in: json), let after = JSON.string(at: ["after"], in: json), GitRef.isCommitSHA(after),
-              after.contains(where: { $0 != "0" }), JSON.value(at: ["deleted"], in: json)?.boolValue != true
-        else { return nil }
-        return (ref, after)
-    }
-
-    /// Gives the awaiting jobs of `ref` their new sha. Returns the ids changed.
-    static func apply(_ tx: Transaction, projectID: Int64, ref: String, sha: String, delivery: String, now: Int64) throws -> [Int64] {
-        let jobs = try tx.db.query("""
-            SELECT id, sha FROM jobs WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
-            """, [.int(projectID), .text(ref), .text(sha)]) { ($0.int(0), $0.optionalText(1)) }
-        for (id, old) in jobs {
-            try tx.db.run("UPDATE jobs SET sha = ?2, updated_at = ?3 WHERE id = ?1", [.int(id), .text(sha), .int(now)])
-            let detail: JSONObject = ["from": old.map(JSON.string) ?? .null, "to": .string(sha), "ref": .string(ref), "delivery": .string(delivery)]
-            try StateMachine.note(tx, job: id, event: "sha_changed", actor: "push webhook", detail: detail, now: now)
-            try Audit.record(tx, at: now, actor: "push webhook", action: "job.sha_changed", subject: "job/\(id)", detail: detail)
+        switch provider {
+        case "github": name == "push"
+        case "gitlab": name == "Push Hook" || name == "Tag Push Hook"
+        case "bitbucket-dc": name == "repo:refs_changed"
+        default: false
         }
-        return jobs.map(\.0)
+    }
+
+    /// The refs a push moved and their new heads, from the payload's JSON text; none for
+    /// deletions (or a payload without them).
+    static func parse(provider: String, _ json: [UInt8]) -> [Move] {
+        guard provider == "bitbucket-dc" else {
+            guard let ref = JSON.string(at: ["ref"], in: json), let after = JSON.string(at: ["after"], in: json), isHead(after),
+                  JSON.value(at: ["deleted"], in: json)?.boolValue != true
+            else { return [] }
+            return [(ref, after)]
+        }
+        return (JSON.value(at: ["changes"], in: json)?.arrayValue ?? []).compactMap { change in
+            guard change["type"]?.stringValue != "DELETE", let ref = change["ref"]?["id"]?.stringValue ?? change["refId"]?.stringValue,
+                  let to = change["toHash"]?.stringValue, isHead(to)
+            else { return nil }
+            return (ref, to)
+        }
+    }
+
+    /// A commit a ref can point at: a full sha, not the all-zero one providers send for "none".
+    private static func isHead(_ sha: String) -> Bool {
+        GitRef.isCommitSHA(sha) && sha.contains { $0 != "0" }
+    }
+
+    /// Gives the awaiting jobs of each moved ref their new sha. Returns the ids changed.
+    static func apply(_ tx: Transaction, projectID: Int64, moves: [Move], delivery: String, now: Int64) throws -> [Int64] {
+        var changed: [Int64] = []
+        for (ref, sha) in moves {
+            let jobs = try tx.db.query("""
+                SELECT id, sha FROM jobs WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
+                """, [.int(projectID), .text(ref), .text(sha)]) { ($0.int(0), $0.optionalText(1)) }
+            for (id, old) in jobs {
+                try tx.db.run("UPDATE jobs SET sha = ?2, updated_at = ?3 WHERE id = ?1", [.int(id), .text(sha), .int(now)])
+                let detail: JSONObject = ["from": old.map(JSON.string) ?? .null, "to": .string(sha), "ref": .string(ref), "delivery": .string(delivery)]
+                try StateMachine.note(tx, job: id, event: "sha_changed", actor: "push webhook", detail: detail, now: now)
+                try Audit.record(tx, at: now, actor: "push webhook", action: "job.sha_changed", subject: "job/\(id)", detail: detail)
+                changed.append(id)
+            }
+        }
+        return changed
     }
 }
