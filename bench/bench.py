@@ -253,9 +253,13 @@ def count_rows(db, table="deliveries"):
 
 
 def copy_store(src, dst):
-    """A store directory copied file by file (the database has been checkpointed: no WAL)."""
+    """A store directory copied file by file (the database has been checkpointed: no WAL), and
+    flushed to disk: a 1M-job store is ~750 MB of dirty pages, whose writeback would otherwise
+    run under the next measurement and stall its fsyncs (the sweep's checkpoints, a closing
+    function's)."""
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("run"))
+    os.sync()
 
 
 # --- processes --------------------------------------------------------------------------------
