@@ -13,6 +13,22 @@ import Testing
         }
     }
 
+    /// Strict by default (draven's own contracts); `.lastWins` reads a repeated key as
+    /// JavaScript's `JSON.parse` does: the last value, in the first one's place.
+    @Test func duplicateKeysAreRefusedUnlessAskedToLetTheLastWin() throws {
+        let text = #"{"repository": {"git_ssh_url": "a", "name": "n", "git_ssh_url": "b"}, "x": 1, "\u0078": 2}"#
+        #expect(throws: JSONParseError.self) { try JSON.parse(text) }
+        #expect(throws: JSONParseError.self) { try JSON.parse(text, duplicateKeys: .refuse) }
+        let doc = try JSON.parse(text, duplicateKeys: .lastWins)
+        #expect(doc["repository"]?.objectValue?.keys == ["git_ssh_url", "name"])
+        #expect(doc["repository"]?["git_ssh_url"] == "b")
+        #expect(doc["x"] == 2 && doc.objectValue?.count == 2)
+        // Everything else stays strict.
+        for bad in [#"{"a":1,"a":}"#, #"{"a":1,"a":2"#, "[01]"] {
+            #expect(throws: JSONParseError.self, "\(bad)") { try JSON.parse(bad, duplicateKeys: .lastWins) }
+        }
+    }
+
     @Test func stringAtPathFindsTheMemberWithoutBuildingTheDocument() {
         let text = Array(#"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#.utf8)
         #expect(JSON.string(at: ["repository", "full_name"], in: text) == "o/r")

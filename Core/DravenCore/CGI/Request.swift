@@ -31,15 +31,16 @@ package struct Request: Sendable {
         return base.trimmingSpaces().lowercased()
     }
 
-    /// Parses the body as JSON, after checking the media type.
+    /// Parses the body as JSON, after checking the media type. A repeated key is refused unless
+    /// `duplicateKeys` says otherwise (bodies a chat platform wrote).
     /// - Throws: `DravenError.unsupportedMediaType` unless `application/json` (or `+json`),
     ///   `.malformed` when the body is empty or not JSON.
-    package func jsonBody() throws -> JSON {
+    package func jsonBody(duplicateKeys: JSON.DuplicateKeys = .refuse) throws -> JSON {
         guard let type = mediaType, type == "application/json" || type.hasSuffix("+json") else {
             throw DravenError.unsupportedMediaType(expected: "application/json", got: contentType)
         }
         guard !body.isEmpty else { throw DravenError.malformed("the body is empty; send a JSON object") }
-        return try JSON.parse(body)
+        return try JSON.parse(body, duplicateKeys: duplicateKeys)
     }
 
     /// The fields of an `application/x-www-form-urlencoded` body, percent-decoded.

@@ -49,7 +49,7 @@ package enum ChatOps {
             return Response(status: 200, json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])
         }
         // A button of the approval request: the action names the decision, its value the job.
-        let json = try JSON.parse(payload)
+        let json = try JSON.parse(payload, duplicateKeys: .lastWins)  // Slack wrote it: read as its consumers do
         guard json["type"]?.stringValue == "block_actions", let user = json["user"]?["id"]?.stringValue,
               let action = json["actions"]?.arrayValue?.first, let value = action["value"]?.stringValue,
               let verb = ["draven_approve": "approve", "draven_reject": "reject"][action["action_id"]?.stringValue ?? ""]
@@ -86,7 +86,7 @@ package enum ChatOps {
         else { throw DravenError.badSignature("Authorization: HMAC does not match the body") }
         let replay = (source: "teams", key: Sodium.hashHex(request.body))
         try refuseReplay(db, replay)
-        let activity = try request.jsonBody()
+        let activity = try request.jsonBody(duplicateKeys: .lastWins)  // Teams wrote it
         guard let from = activity["from"], let user = from["aadObjectId"]?.stringValue ?? from["id"]?.stringValue else {
             throw DravenError.malformed("the activity has no from.aadObjectId or from.id")
         }

@@ -13,7 +13,8 @@ enum RunnerCallback {
         let db = try context.db()
         let (timestamp, signature) = try RunnerSignature.headers(request, now: context.now)
         // The job (and so the project and its runner secret) is named in the body: read it, verify, then believe it.
-        let body = try WebhookPayload.decode(request.body, request: request)
+        // draven's own contract: a repeated key is refused (400), as in every API body.
+        let body = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .refuse)
         guard let jobID = body["job_id"]?.intValue, let job = try Job.find(db, id: jobID) else {
             throw DravenError.badSignature("no job \(body["job_id"].map { $0.serialized() } ?? "") to verify this callback for")
         }

@@ -39,7 +39,9 @@ package enum WebhookReceive: Function {
         let event: ProviderEvent
         var moves: [PushEvent.Move] = []
         if ProviderEvent.maps(provider: integration.provider, name: eventName) {
-            event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: try WebhookPayload.decode(request.body, request: request))
+            // Provider bodies are read last-duplicate-wins, as the providers' own consumers read them.
+            let payload = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins)
+            event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: payload)
         } else {
             try WebhookPayload.checkMediaType(request)
             event = .irrelevant(eventName)

@@ -88,26 +88,43 @@ extension JSON {
     /// The deepest nesting of arrays and objects accepted.
     package static let maxDepth = 64
 
+    /// What the parser does with a key that an object repeats (RFC 8259 §4 leaves it open).
+    package enum DuplicateKeys: Sendable {
+        /// Refuse the document: draven's own contracts (API bodies, the runner callback,
+        /// heartbeats) are unambiguous or refused.
+        case refuse
+        /// The last occurrence's value wins, in the first occurrence's place — how JavaScript's
+        /// `JSON.parse`, Ruby, Go and Python read it. For bodies a provider wrote (GitLab's Job
+        /// Hook repeats `repository.git_ssh_url`): they are read as the provider's own consumers
+        /// read them, not refused.
+        case lastWins
+    }
+
     /// Parses exactly one JSON value (surrounded by optional whitespace).
     /// - Throws: `JSONParseError` on anything RFC 8259 does not allow, on invalid UTF-8, on a
-    ///   duplicate key in an object (ambiguous JSON is refused), and on nesting deeper than 64.
-    package static func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSON {
+    ///   duplicate key in an object unless `duplicateKeys` is `.lastWins` (by default ambiguous
+    ///   JSON is refused), and on nesting deeper than 64.
+    package static func parse(_ bytes: some Collection<UInt8>, duplicateKeys: DuplicateKeys = .refuse) throws(JSONParseError) -> JSON {
         let array = Array(bytes)
-        var parser = Parser(bytes: array)
+        var parser = Parser(bytes: array, duplicateKeys: duplicateKeys)
         return try parser.document()
     }
 
-    package static func parse(_ text: String) throws(JSONParseError) -> JSON {
-        try parse(Array(text.utf8))
+    package static func parse(_ text: String, duplicateKeys: DuplicateKeys = .refuse) throws(JSONParseError) -> JSON {
+        try parse(Array(text.utf8), duplicateKeys: duplicateKeys)
     }
 }
 
 private struct Parser {
     let bytes: [UInt8]
+    let duplicateKeys: JSON.DuplicateKeys
     var i = 0
     var depth = 0
 
-    init(bytes: [UInt8]) { self.bytes = bytes }
+    init(bytes: [UInt8], duplicateKeys: JSON.DuplicateKeys = .refuse) {
+        self.bytes = bytes
+        self.duplicateKeys = duplicateKeys
+    }
 
     func fail(_ reason: String, at offset: Int? = nil) -> JSONParseError {
         JSONParseError(offset: offset ?? i, reason: reason)
@@ -170,13 +187,18 @@ private struct Parser {
             let keyOffset = i
             let key = try string()
             let hash = Self.hash(key)
-            if hashes.contains(hash), o.entries.contains(where: { $0.key == key }) { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
+            var repeated: Int?
+            if hashes.contains(hash), let first = o.entries.firstIndex(where: { $0.key == key }) {
+                guard duplicateKeys == .lastWins else { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
+                repeated = first
+            }
             hashes.append(hash)
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
             i += 1
             skipSpace()
-            o.entries.append((key, try value()))
+            let member = try value()
+            if let repeated { o.entries[repeated].value = member } else { o.entries.append((key, member)) }
             skipSpace()
             guard i < bytes.count else { throw fail("expected ',' or '}' after object member") }
             if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
@@ -367,6 +389,8 @@ extension JSON {
     /// when the path is absent, passes through something other than an object, ends at something
     /// other than a string, or the JSON before it is malformed. What follows is not read, so use
     /// it only where that does not matter: choosing the secret that will verify a webhook's bytes.
+    /// A repeated key is not seen: the first occurrence is the one found (so use it on bodies
+    /// whose decoded reading does not depend on which one wins).
     package static func string(at path: [String], in bytes: [UInt8]) -> String? {
         value(at: path, in: bytes)?.stringValue
     }

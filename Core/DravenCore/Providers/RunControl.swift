@@ -43,9 +43,11 @@ package enum RunControl {
                                timeoutMS: t.timeoutMS)
     }
 
-    /// A polled run, as the webhook event that would have reported the same state.
+    /// A polled run, as the webhook event that would have reported the same state: the same
+    /// mapping (`ProviderEvent`'s table), so a poll and a webhook never disagree. The answer is
+    /// the provider's JSON, read as a webhook body is (a repeated key: the last one wins).
     package static func event(provider: String, body: [UInt8]) -> ProviderEvent? {
-        guard let run = try? JSON.parse(body), run.objectValue != nil else { return nil }
+        guard let run = try? JSON.parse(body, duplicateKeys: .lastWins), run.objectValue != nil else { return nil }
         switch provider {
         case "github":
             return ProviderEvent.githubWorkflowRun(.object(["workflow_run": run]))
@@ -54,20 +56,18 @@ package enum RunControl {
             if attrs["url"] == nil { attrs["url"] = run["web_url"] }
             return ProviderEvent.gitlabPipeline(.object(["object_attributes": .object(attrs)]))
         case "bitbucket":
-            // state.name: PENDING, IN_PROGRESS, COMPLETED (with result.name SUCCESSFUL, FAILED, ERROR, STOPPED), PAUSED, HALTED.
-            let name = run["state"]?["name"]?.stringValue ?? ""
-            let result = run["state"]?["result"]?["name"]?.stringValue ?? ""
-            let status = switch (name, result) {
-            case ("COMPLETED", "SUCCESSFUL"): "SUCCESSFUL"
-            case ("COMPLETED", "STOPPED"): "STOPPED"
-            case ("COMPLETED", _): "FAILED"
-            case ("PENDING", _), ("IN_PROGRESS", _), ("RUNNING", _): "INPROGRESS"
-            default: name
-            }
-            let payload: JSON = .object(["commit_status": .object(["key": run["uuid"] ?? .null, "state": .string(status),
+            // state.name PENDING, IN_PROGRESS (stage.name RUNNING, PAUSED, HALTED), COMPLETED (result.name
+            // SUCCESSFUL, FAILED, ERROR, STOPPED, EXPIRED); older answers name PAUSED or HALTED as the state.
+            let state = run["state"]
+            let name = state?["name"]?.stringValue ?? ""
+            let payload: JSON = .object(["commit_status": .object(["key": run["uuid"] ?? .null, "state": .string(name),
                                                                    "name": run["build_number"] ?? .null,
                                                                    "commit": .object(["hash": run["target"]?["commit"]?["hash"] ?? .null])])])
-            return ProviderEvent.bitbucketStatus("pipeline poll", payload)
+            var event = ProviderEvent.bitbucketStatus("pipeline poll", payload)
+            let stage = state?["stage"]?["name"]?.stringValue, result = state?["result"]?["name"]?.stringValue
+            event.detail["stage"] = stage.map(JSON.string)
+            event.detail["result"] = result.map(JSON.string)
+            return event.reading(ProviderEvent.bitbucketPipeline(state: name, stage: stage, result: result))
         default:
             return nil
         }

@@ -78,9 +78,11 @@ struct HookIntegration {
 
 /// Webhook bodies: JSON, or GitHub's `application/x-www-form-urlencoded` with the JSON in `payload`.
 enum WebhookPayload {
+    /// `duplicateKeys` is explicit: `.lastWins` for what a provider wrote (read as its own
+    /// consumers read it), `.refuse` for draven's own contracts (the runner callback).
     /// - Throws: `.unsupportedMediaType` for other types, `.malformed` for bodies that are not JSON.
-    static func decode(_ body: [UInt8], request: Request) throws -> JSON {
-        try JSON.parse(json(body, request: request))
+    static func decode(_ body: [UInt8], request: Request, duplicateKeys: JSON.DuplicateKeys) throws -> JSON {
+        try JSON.parse(json(body, request: request), duplicateKeys: duplicateKeys)
     }
 
     /// The JSON text of a body: the body itself, or the `payload` field of GitHub's form encoding.
