@@ -27,17 +27,20 @@ package enum ChatOps {
     static func slack(_ request: Request, _ context: Context) throws -> Response {
         let db = try context.db()
         let secret = try platformSecret("slack", "signing_secret", db: db, context: context)
-        guard let timestamp = request.header("x-slack-request-timestamp").flatMap({ Int64($0) }) else {
-            throw DravenError.badSignature("X-Slack-Request-Timestamp is missing or not a number")
+        guard let timestamp = SignedRequest.timestamp(request.header("x-slack-request-timestamp")) else {
+            throw DravenError.badSignature("X-Slack-Request-Timestamp is missing or not Unix seconds (digits only)")
         }
         guard abs(context.now - timestamp) <= window else {
             throw DravenError.badSignature("X-Slack-Request-Timestamp is more than five minutes away from now")
         }
-        let signature = request.header("x-slack-signature")
-        guard Sodium.hexSignatureMatches(signature, prefix: "v0=", expected: Sodium.hmacSHA256(key: secret, message: Array("v0:\(timestamp):".utf8) + request.body)) else {
+        guard let signature = request.header("x-slack-signature") else { throw DravenError.badSignature("X-Slack-Signature is missing") }
+        let expected = Sodium.hmacSHA256(key: secret, message: Array("v0:\(timestamp):".utf8) + request.body)
+        guard Sodium.hexSignatureMatches(signature, prefix: "v0=", expected: expected),
+              let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v0=")
+        else {
             throw DravenError.badSignature("X-Slack-Signature does not match")
         }
-        let replay = (source: "slack", key: (signature ?? "").lowercased())
+        let replay = (source: "slack", key: key)
         try refuseReplay(db, replay)
         try requireForm(request)
         let form = request.formItems
@@ -80,10 +83,17 @@ package enum ChatOps {
         }
         let key = SecretBytes(copying: raw, label: "teams key")
         Sodium.wipe(&raw)
-        guard let header = request.header("authorization"), header.hasPrefix("HMAC "),
-              let given = SecretsCrypto.base64Decode(header.dropFirst(5).utf8),
-              Sodium.constantTimeEquals(given, Sodium.hmacSHA256(key: key, message: request.body))
-        else { throw DravenError.badSignature("Authorization: HMAC does not match the body") }
+        guard let header = request.header("authorization") else {
+            throw DravenError.badSignature("the Authorization header (HMAC signature) is missing")
+        }
+        guard header.hasPrefix("HMAC "), let given = SecretsCrypto.base64Decode(header.dropFirst(5).utf8) else {
+            throw DravenError.badSignature("Authorization is not an HMAC signature (HMAC <base64>)")
+        }
+        guard Sodium.constantTimeEquals(given, Sodium.hmacSHA256(key: key, message: request.body)) else {
+            throw DravenError.badSignature("Authorization: HMAC does not match the body")
+        }
+        // Keyed on the signed body itself, not on how the header spells its MAC: the same body is
+        // the same record however its signature is written (Teams signs no timestamp).
         let replay = (source: "teams", key: Sodium.hashHex(request.body))
         try refuseReplay(db, replay)
         let activity = try request.jsonBody(duplicateKeys: .lastWins)  // Teams wrote it

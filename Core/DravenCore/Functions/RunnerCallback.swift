@@ -4,7 +4,9 @@
 /// "artifact_urls"?: [..], "release_id"?}`. Headers: `X-Draven-Timestamp` (Unix seconds) and
 /// `X-Draven-Signature: v1=<hex HMAC-SHA256(runner secret, timestamp + "." + body)>`, the
 /// runner secret being the project's `runner_secret` (`openssl dgst -sha256 -hmac` can sign).
-/// The timestamp must be within five minutes; a signature is accepted once (a replay is 401).
+/// The timestamp must be within five minutes; a signature is accepted once (a replay is 401),
+/// remembered by its timestamp and decoded bytes (`SignedRequest.replayKey`): re-sent in upper
+/// case or with its timestamp spelled differently it is still a replay.
 /// The fencing token must be the one the job holds the lock with (else 409).
 enum RunnerCallback {
     static let results: [String: JobState] = ["succeeded": .succeeded, "failed": .failed, "cancelled": .cancelled]
@@ -19,7 +21,8 @@ enum RunnerCallback {
             throw DravenError.badSignature("no job \(body["job_id"].map { $0.serialized() } ?? "") to verify this callback for")
         }
         context.subject = "job/\(job.id)"
-        try RunnerSignature.verify(request, timestamp: timestamp, signature: signature, project: job.project, db: db, paths: context.paths)
+        let replayKey = try RunnerSignature.verify(request, timestamp: timestamp, signature: signature, project: job.project, db: db,
+                                                   paths: context.paths)
         // Verified. Now the fields.
         guard let token = body["fencing_token"]?.intValue else { throw DravenError.invalidField(pointer: "/fencing_token", reason: "must be an integer") }
         guard let resultName = body["result"]?.stringValue, let result = results[resultName] else {
@@ -34,7 +37,7 @@ enum RunnerCallback {
 
         let state = try db.immediate { tx -> JobState in
             try tx.db.run("INSERT INTO deliveries (source, delivery_id, event, job_id, received_at) VALUES ('runner', ?1, 'result', ?2, ?3) ON CONFLICT DO NOTHING",
-                          [.text(signature), .int(job.id), .int(context.now)])
+                          [.text(replayKey), .int(job.id), .int(context.now)])
             guard tx.db.changes == 1 else { throw DravenError.badSignature("this signed callback was already used (replay)") }
             let holder = try Locks.holder(tx.db, environment: job.environmentID)
             let current = try Job.require(tx.db, id: job.id)

@@ -5,7 +5,8 @@
 /// (notifications, the next queued job's dispatch) happen after it.
 ///
 /// Answers: 200 applied, duplicate or irrelevant (`ping`, `push`, …); 202 stored for a run draven
-/// does not know (yet); 401 unknown integration or bad signature; 409 stale fencing token.
+/// does not know (yet); 401 unknown integration or bad signature; 409 stale fencing token; 415 a
+/// body that is neither JSON nor GitHub's form encoding (checked first).
 package enum WebhookReceive: Function {
     package static let name = "webhook-receive"
     /// GitHub and GitLab send up to 25 MB.
@@ -29,12 +30,14 @@ package enum WebhookReceive: Function {
 
     static func provider(_ request: Request, _ context: Context, route: String, providers: [String], eventHeader: String,
                          deliveryHeaders: [String]) throws -> Response {
+        // The body's type first: a body draven cannot read is 415 whatever else is wrong with it
+        // (without `?project=` its repository could not even be read to find the integration).
+        try WebhookPayload.checkMediaType(request)
         let db = try context.db()
         let integration = try HookIntegration.find(db, providers: providers, project: request.queryItems["project"], body: request.body,
                                                    request: request)
         context.subject = "\(integration.project)/\(route)"
-        let secret = try integration.secret("webhook_secret", db: db, paths: context.paths)
-        try integration.verify(request, secret: secret)
+        let signedID = try integration.authenticate(request, db: db, paths: context.paths, now: context.now)
         let eventName = request.header(eventHeader) ?? ""
         let event: ProviderEvent
         var moves: [PushEvent.Move] = []
@@ -43,7 +46,6 @@ package enum WebhookReceive: Function {
             let payload = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins)
             event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: payload)
         } else {
-            try WebhookPayload.checkMediaType(request)
             event = .irrelevant(eventName)
             // A push is scanned for the refs it moved and their new heads (a job awaiting approval
             // may take one); one that cannot be read is recorded and ignored like any other event
@@ -55,7 +57,7 @@ package enum WebhookReceive: Function {
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
         let bodyHash = Sodium.hashHex(request.body)
-        let deliveryID = deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
+        let deliveryID = signedID ?? deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
         let source = "\(integration.provider):\(integration.project)"
 
         let result = try db.immediate { tx -> (status: Int, body: JSONObject) in

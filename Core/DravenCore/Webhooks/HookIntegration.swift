@@ -53,6 +53,24 @@ struct HookIntegration {
         return try VerificationSecret.load(name, what: "the \(key) of project \(project)", db: db, paths: paths)
     }
 
+    /// Proves the delivery came from the provider: its `webhook_secret` signature or token, and
+    /// for a GitLab integration naming a `signing_secret`, GitLab's signature (then required).
+    /// - Returns: the delivery id the signature covers (GitLab's `webhook-id`), to dedupe by; nil
+    ///   when the provider signs no id (its id headers are then only a hint).
+    /// - Throws: `.badSignature` naming the missing or wrong header, or the secret not configured.
+    func authenticate(_ request: Request, db: Database, paths: Paths, now: Int64) throws -> String? {
+        guard provider == "gitlab", JSON.string(at: ["signing_secret"], in: document) != nil else {
+            try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
+            return nil
+        }
+        let id = try GitLabSignature.verify(request, secret: try secret("signing_secret", db: db, paths: paths), now: now)
+        // A token configured as well is checked as well.
+        if JSON.string(at: ["webhook_secret"], in: document) != nil {
+            try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
+        }
+        return id
+    }
+
     /// Checks the provider's signature or token over the raw body.
     /// - Throws: `.badSignature` naming the missing or wrong header.
     func verify(_ request: Request, secret: SecretBytes) throws {
@@ -73,6 +91,58 @@ struct HookIntegration {
                 throw DravenError.badSignature("X-Hub-Signature does not match the body")
             }
         }
+    }
+}
+
+/// GitLab's signed webhooks, the Standard Webhooks scheme (standardwebhooks.com; GitLab MR
+/// !230944): `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`, a
+/// space-separated list of `v1,<base64 HMAC-SHA256(key, id + "." + timestamp + "." + body)>`
+/// (several during a key rotation; other versions are ignored). The key is the base64 after
+/// `whsec_` in the signing token GitLab was given (the prefix is optional here).
+///
+/// The timestamp must be within five minutes of now; the id is signed, so it is the delivery id
+/// draven dedupes by (with the body hash): a replay inside the window is a duplicate that changes
+/// nothing, one outside it is refused.
+enum GitLabSignature {
+    static let window: Int64 = 300
+
+    /// - Returns: the verified `webhook-id`.
+    /// - Throws: `.badSignature` naming the header that is missing, malformed, stale or wrong.
+    static func verify(_ request: Request, secret: SecretBytes, now: Int64) throws -> String {
+        guard let id = request.header("webhook-id"), !id.isEmpty, id.utf8.count <= 255 else {
+            throw DravenError.badSignature("webhook-id is missing (this GitLab integration requires signed webhooks)")
+        }
+        guard let timestamp = SignedRequest.timestamp(request.header("webhook-timestamp")) else {
+            throw DravenError.badSignature("webhook-timestamp is missing or not Unix seconds (digits only)")
+        }
+        guard abs(now - timestamp) <= window else {
+            throw DravenError.badSignature("webhook-timestamp is more than five minutes away from now")
+        }
+        guard let header = request.header("webhook-signature"), !header.isEmpty else {
+            throw DravenError.badSignature("webhook-signature is missing (this GitLab integration requires signed webhooks)")
+        }
+        let key = try self.key(secret)
+        let expected = Sodium.hmacSHA256(key: key, message: Array("\(id).\(timestamp).".utf8) + request.body)
+        var matched = false
+        for entry in header.split(separator: " ") where entry.hasPrefix("v1,") {
+            // Every entry is compared (constant time each): no early exit tells which one matched.
+            if let given = SecretsCrypto.base64Decode(entry.dropFirst(3).utf8), Sodium.constantTimeEquals(given, expected) { matched = true }
+        }
+        guard matched else { throw DravenError.badSignature("webhook-signature does not match the body") }
+        return id
+    }
+
+    /// The HMAC key: the signing token's base64 (after `whsec_`), decoded.
+    static func key(_ secret: SecretBytes) throws -> SecretBytes {
+        let decoded: [UInt8]? = secret.withUnsafeBytes { raw in
+            let text = raw.starts(with: Array("whsec_".utf8)) ? raw.dropFirst(6) : raw[...]
+            return SecretsCrypto.base64Decode(text)
+        }
+        guard var bytes = decoded, !bytes.isEmpty else {
+            throw DravenError.badSignature("the GitLab signing secret in the secrets store is not whsec_<base64>")
+        }
+        defer { Sodium.wipe(&bytes) }
+        return SecretBytes(copying: bytes, label: "gitlab signing key")
     }
 }
 

@@ -9,8 +9,8 @@ enum RunnerSignature {
     /// The two headers, checked for presence and freshness before anything is looked up.
     /// - Throws: `.badSignature` naming the header that is missing, malformed or stale.
     static func headers(_ request: Request, now: Int64) throws -> (timestamp: Int64, signature: String) {
-        guard let timestamp = request.header("x-draven-timestamp").flatMap({ Int64($0) }) else {
-            throw DravenError.badSignature("X-Draven-Timestamp is missing or not a number")
+        guard let timestamp = SignedRequest.timestamp(request.header("x-draven-timestamp")) else {
+            throw DravenError.badSignature("X-Draven-Timestamp is missing or not Unix seconds (digits only)")
         }
         guard let signature = request.header("x-draven-signature") else { throw DravenError.badSignature("X-Draven-Signature is missing") }
         guard abs(now - timestamp) <= window else {
@@ -20,15 +20,43 @@ enum RunnerSignature {
     }
 
     /// Verifies the signature over the raw body with the runner secret of `project`.
+    /// - Returns: the replay key of the verified signature (`SignedRequest.replayKey`).
     /// - Throws: `.badSignature` when the project has no runner secret or the signature does not
     ///   match (constant-time compare); `.storeNotReady` when the secrets store cannot be read.
-    static func verify(_ request: Request, timestamp: Int64, signature: String, project: String, db: Database, paths: Paths) throws {
+    @discardableResult
+    static func verify(_ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
+                       paths: Paths) throws -> String {
         let integration = try HookIntegration.find(db, providers: ["github", "gitlab", "bitbucket", "bitbucket-dc"], project: project,
                                                    body: [], request: request)
         let secret = try integration.secret("runner_secret", db: db, paths: paths)
         let signed = Array("\(timestamp).".utf8) + request.body
-        guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: Sodium.hmacSHA256(key: secret, message: signed)) else {
+        guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: Sodium.hmacSHA256(key: secret, message: signed)),
+              let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v1=")
+        else {
             throw DravenError.badSignature("X-Draven-Signature does not match")
         }
+        return key
+    }
+}
+
+/// What the signed-request checks (runner, Slack; Teams has no timestamp) share: the timestamp
+/// read strictly, and replay records keyed on what was signed, not on how the headers spell it.
+enum SignedRequest {
+    /// Unix seconds as a signer writes them: ASCII digits only, no sign, no leading zero, no
+    /// spaces, at most 12 digits. `+1700000000` or `01700000000` would parse to the same number
+    /// (and so verify the same signature) while being a different string: refused.
+    static func timestamp(_ header: String?) -> Int64? {
+        guard let header else { return nil }
+        let u = header.utf8
+        guard (1...12).contains(u.count), u.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), u.count == 1 || u.first != 0x30 else { return nil }
+        return Int64(header)
+    }
+
+    /// The key a verified signature is remembered by: the parsed timestamp and the decoded MAC
+    /// bytes (re-encoded in lower-case hex), so the same signature written in upper case, or
+    /// its timestamp written another way, is the same record and a replay.
+    static func replayKey(timestamp: Int64, hexSignature: String, prefix: String) -> String? {
+        guard hexSignature.hasPrefix(prefix), let mac = Hex.decode(String(hexSignature.dropFirst(prefix.count))) else { return nil }
+        return "\(timestamp):" + Hex.encode(mac)
     }
 }
