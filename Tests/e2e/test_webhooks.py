@@ -136,7 +136,7 @@ def test_github_run_succeeds_frees_the_lock_starts_the_next_and_notifies(world):
 @pytest.mark.parametrize("env,conclusion,state", [
     ("e1", "success", "succeeded"), ("e2", "failure", "failed"), ("e3", "cancelled", "cancelled"),
     ("e4", "timed_out", "failed"), ("e5", "skipped", "cancelled"), ("e6", "neutral", "succeeded"),
-    ("e7", "action_required", "failed"),
+    ("e7", "action_required", "running"),  # not an end: the run waits for approval in GitHub
 ])
 def test_github_workflow_run_conclusions(world, env, conclusion, state):
     stack, _, _ = world

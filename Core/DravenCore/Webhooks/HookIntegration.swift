@@ -132,10 +132,13 @@ enum GitLabSignature {
         return id
     }
 
-    /// The HMAC key: the signing token's base64 (after `whsec_`), decoded.
+    /// The HMAC key: the signing token's base64 (after `whsec_`), decoded; padding may be left
+    /// out, as the reference implementation allows.
     static func key(_ secret: SecretBytes) throws -> SecretBytes {
         let decoded: [UInt8]? = secret.withUnsafeBytes { raw in
-            let text = raw.starts(with: Array("whsec_".utf8)) ? raw.dropFirst(6) : raw[...]
+            var text = Array(raw.starts(with: Array("whsec_".utf8)) ? raw.dropFirst(6) : raw[...])
+            defer { Sodium.wipe(&text) }
+            while text.count % 4 != 0 { text.append(UInt8(ascii: "=")) }
             return SecretsCrypto.base64Decode(text)
         }
         guard var bytes = decoded, !bytes.isEmpty else {
