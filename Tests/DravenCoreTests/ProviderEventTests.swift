@@ -85,11 +85,18 @@ enum Fixtures {
 
     typealias R = ProviderEvent.Reading
 
+    /// `want` nil: a waiting state (not an end: reports running, says why).
+    static func check(_ got: R, _ want: R?, _ what: String) {
+        guard let want else { return #expect(got.why != nil && got.state == .running, "\(what)") }
+        #expect(got == want, "\(what)")
+    }
+
     /// The whole table of ProviderEvent's doc comment: every documented state of every provider.
     @Test func everyProviderStateMapsAsDocumented() {
         let github: [(String, String?, R?)] = [
-            ("requested", nil, .running), ("queued", nil, .running), ("pending", nil, .running), ("in_progress", nil, .running),
-            ("waiting", nil, nil), ("completed", "success", .ended(.succeeded)), ("completed", "neutral", .ended(.succeeded)),
+            ("requested", nil, .running), ("queued", nil, .running), ("pending", nil, .running),
+            ("in_progress", nil, .running), ("waiting", nil, nil),
+            ("completed", "success", .ended(.succeeded)), ("completed", "neutral", .ended(.succeeded)),
             ("completed", "failure", .ended(.failed)), ("completed", "timed_out", .ended(.failed)),
             ("completed", "startup_failure", .ended(.failed)), ("completed", "stale", .ended(.failed)),
             ("completed", "cancelled", .ended(.cancelled)), ("completed", "skipped", .ended(.cancelled)),
@@ -97,31 +104,31 @@ enum Fixtures {
         ]
         for (status, conclusion, want) in github {
             let got = ProviderEvent.githubRun(status: status, conclusion: conclusion)
-            if let want { #expect(got == want, "\(status) \(conclusion ?? "-")") } else { #expect(got.why != nil && got.state == .running, "\(status)") }
+            Self.check(got, want, "\(status) \(conclusion ?? "-")")
         }
         let gitlab: [(String, R?)] = [
             ("created", .running), ("pending", .running), ("preparing", .running), ("running", .running),
-            ("waiting_for_resource", nil), ("manual", nil), ("scheduled", nil), ("waiting_for_callback", nil), ("canceling", nil),
-            ("success", .ended(.succeeded)), ("failed", .ended(.failed)), ("canceled", .ended(.cancelled)),
-            ("skipped", .ended(.cancelled)), ("unknown", .recorded),
+            ("waiting_for_resource", nil), ("manual", nil), ("scheduled", nil), ("waiting_for_callback", nil),
+            ("canceling", nil), ("success", .ended(.succeeded)), ("failed", .ended(.failed)),
+            ("canceled", .ended(.cancelled)), ("skipped", .ended(.cancelled)), ("unknown", .recorded),
         ]
-        for (status, want) in gitlab {
-            let got = ProviderEvent.gitlabPipeline(status: status)
-            if let want { #expect(got == want, "\(status)") } else { #expect(got.why != nil && got.state == .running, "\(status)") }
-        }
-        let commitStatus: [(String, R)] = [("INPROGRESS", .running), ("SUCCESSFUL", .ended(.succeeded)), ("FAILED", .ended(.failed)),
-                                           ("STOPPED", .ended(.cancelled)), ("", .recorded)]
-        for (state, want) in commitStatus { #expect(ProviderEvent.bitbucketCommitStatus(state) == want, "\(state)") }
+        for (status, want) in gitlab { Self.check(ProviderEvent.gitlabPipeline(status: status), want, status) }
+        let commitStatus: [(String, R)] = [("INPROGRESS", .running), ("SUCCESSFUL", .ended(.succeeded)),
+                                           ("FAILED", .ended(.failed)), ("STOPPED", .ended(.cancelled)),
+                                           ("", .recorded)]
+        for (state, want) in commitStatus { Self.check(ProviderEvent.bitbucketCommitStatus(state), want, state) }
         let pipelines: [(String, String?, String?, R?)] = [
-            ("PENDING", nil, nil, .running), ("IN_PROGRESS", nil, nil, .running), ("IN_PROGRESS", "RUNNING", nil, .running),
-            ("IN_PROGRESS", "PAUSED", nil, nil), ("IN_PROGRESS", "HALTED", nil, nil), ("PAUSED", nil, nil, nil), ("HALTED", nil, nil, nil),
-            ("COMPLETED", nil, "SUCCESSFUL", .ended(.succeeded)), ("COMPLETED", nil, "STOPPED", .ended(.cancelled)),
-            ("COMPLETED", nil, "FAILED", .ended(.failed)), ("COMPLETED", nil, "ERROR", .ended(.failed)),
-            ("COMPLETED", nil, "EXPIRED", .ended(.failed)), ("", nil, nil, .recorded),
+            ("PENDING", nil, nil, .running), ("IN_PROGRESS", nil, nil, .running),
+            ("IN_PROGRESS", "RUNNING", nil, .running),
+            ("IN_PROGRESS", "PAUSED", nil, nil), ("IN_PROGRESS", "HALTED", nil, nil), ("PAUSED", nil, nil, nil),
+            ("HALTED", nil, nil, nil), ("COMPLETED", nil, "SUCCESSFUL", .ended(.succeeded)),
+            ("COMPLETED", nil, "STOPPED", .ended(.cancelled)), ("COMPLETED", nil, "FAILED", .ended(.failed)),
+            ("COMPLETED", nil, "ERROR", .ended(.failed)), ("COMPLETED", nil, "EXPIRED", .ended(.failed)),
+            ("", nil, nil, .recorded),
         ]
         for (state, stage, result, want) in pipelines {
-            let got = ProviderEvent.bitbucketPipeline(state: state, stage: stage, result: result)
-            if let want { #expect(got == want, "\(state) \(stage ?? "-")") } else { #expect(got.why != nil && got.state == .running, "\(state)") }
+            Self.check(ProviderEvent.bitbucketPipeline(state: state, stage: stage, result: result), want,
+                       "\(state) \(stage ?? "-") \(result ?? "-")")
         }
     }
 
@@ -132,10 +139,14 @@ enum Fixtures {
         run["conclusion"] = "action_required"
         p["workflow_run"] = .object(run)
         let event = ProviderEvent.parse(provider: "github", name: "workflow_run", payload: .object(p))
-        #expect(event.state == .running && event.waiting != nil && event.detail["waiting"]?.stringValue == event.waiting)
-        let manual = ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook", payload: ["object_attributes": ["id": 1, "status": "manual"]])
-        #expect(manual.state == .running && manual.waiting?.contains("manual") == true)
-        #expect(ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook", payload: ["object_attributes": ["status": "success"]]).waiting == nil)
+        #expect(event.state == .running && event.waiting != nil)
+        #expect(event.detail["waiting"]?.stringValue == event.waiting)
+        func pipeline(_ status: String) -> ProviderEvent {
+            let payload: JSON = ["object_attributes": ["id": 1, "status": .string(status)]]
+            return ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook", payload: payload)
+        }
+        #expect(pipeline("manual").state == .running && pipeline("manual").waiting?.contains("manual") == true)
+        #expect(pipeline("success").waiting == nil && pipeline("success").detail["waiting"] == nil)
     }
 
     /// A poll reads the provider's run through the same table as the webhook.
@@ -146,10 +157,13 @@ enum Fixtures {
         ("gitlab", #"{"id": 5, "status": "manual"}"#, .running, true),
         ("gitlab", #"{"id": 5, "status": "scheduled"}"#, .running, true),
         ("gitlab", #"{"id": 5, "status": "canceling"}"#, .running, true),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}}"#, .running, true),
+        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}}"#, .running,
+         true),
         ("bitbucket", #"{"uuid": "{u}", "state": {"name": "HALTED"}}"#, .running, true),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "EXPIRED"}}}"#, .failed, false),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#, .cancelled, false),
+        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "EXPIRED"}}}"#, .failed,
+         false),
+        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#, .cancelled,
+         false),
     ] as [(String, String, JobState, Bool)])
     func pollsUseTheSameTable(_ provider: String, _ body: String, _ state: JobState, _ waits: Bool) throws {
         let event = try #require(RunControl.event(provider: provider, body: Array(body.utf8)))

@@ -24,7 +24,8 @@ TEAMS_TOKEN = base64.b64encode(b"canaryTEAMS-hardening-0123456789").decode()
 SIGNING = "whsec_" + base64.b64encode(b"canarySIGNINGkey-32-bytes-long!!").decode()
 SECRETS = {
     "gh-token": "ghp_canaryHARDEN01", "gh-hook": "canaryGHhookHARDEN", "gl-token": "glpat-canaryHARDEN02",
-    "gl-hook": "canaryGLhookHARDEN", "gl-signing": SIGNING, "bb-token": "bbat-canaryHARDEN03", "bb-hook": "canaryBBhookHARDEN",
+    "gl-hook": "canaryGLhookHARDEN", "gl-signing": SIGNING, "bb-token": "bbat-canaryHARDEN03",
+    "bb-hook": "canaryBBhookHARDEN",
     "runner": "canaryRUNNERharden", "slack-signing": "canarySLACKharden77", "teams-token": TEAMS_TOKEN,
 }
 
@@ -50,8 +51,9 @@ def running_job(stack, project, env):
 
 
 def lock(stack, project, env):
-    return stack.rows("""SELECT l.job_id, l.fencing_token, l.lease_until FROM locks l JOIN environments e ON e.id = l.environment_id
-                         JOIN projects p ON p.id = e.project_id WHERE p.name = ? AND e.name = ?""", project, env)
+    return stack.rows("""SELECT l.job_id, l.fencing_token, l.lease_until FROM locks l
+                         JOIN environments e ON e.id = l.environment_id JOIN projects p ON p.id = e.project_id
+                         WHERE p.name = ? AND e.name = ?""", project, env)
 
 
 def state(stack, job):
@@ -59,7 +61,15 @@ def state(stack, job):
 
 
 def last_provider_detail(stack, job):
-    return json.loads(stack.rows("SELECT detail FROM job_events WHERE job_id = ? AND event = 'provider' ORDER BY id DESC LIMIT 1", job)[0][0])
+    rows = stack.rows("SELECT detail FROM job_events WHERE job_id = ? AND event = 'provider' ORDER BY id DESC LIMIT 1",
+                      job)
+    return json.loads(rows[0][0])
+
+
+def pipeline(run, status):
+    """GitLab's real Pipeline Hook example, about `run`, saying `status`."""
+    changes = {"object_attributes.id": int(run), "object_attributes.status": status}
+    return fixture("gitlab/pipeline_hook.json", **changes)
 
 
 def fixture(path, **changes):
@@ -125,8 +135,7 @@ def test_a_real_gitlab_job_hook_that_repeats_a_key_is_read_last_duplicate_wins(w
     r = gitlab(stack, "Job Hook", body)
     assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "running"}, r
     # The last duplicate wins, as GitLab's own consumers read it: a pipeline hook saying running, then success.
-    body = fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": int(run), "object_attributes.status": "running"})
-    body = repeat_key(body, '"stages"', "status", "success")
+    body = repeat_key(pipeline(run, "running"), '"stages"', "status", "success")
     r = gitlab(stack, "Pipeline Hook", body)
     assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "succeeded"}, r
 
@@ -147,7 +156,8 @@ def test_draven_s_own_bodies_still_refuse_a_repeated_key(world):
     ]
     for name, path, body, headers, bearer in cases:
         before = stack.snapshot()
-        problem = assert_problem(stack.request("POST", path, body, token=bearer, headers=headers), 400, "malformed-request")
+        reply = stack.request("POST", path, body, token=bearer, headers=headers)
+        problem = assert_problem(reply, 400, "malformed-request")
         assert "duplicate key" in problem["detail"], (name, problem)
         assert stack.snapshot() == before, name
     assert state(stack, job) == "running"
@@ -161,7 +171,8 @@ def test_github_action_required_is_recorded_and_the_job_keeps_its_lock(world):
     queued = stack.deploy("alice", "octo", "w2", "refs/heads/next").json
     assert queued["state"] == "queued"
     held = lock(stack, "octo", "w2")
-    body = fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run), "workflow_run.conclusion": "action_required"})
+    body = fixture("github/workflow_run.completed.json",
+                   **{"workflow_run.id": int(run), "workflow_run.conclusion": "action_required"})
     r = github(stack, "workflow_run", body)
     assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "running"}, r
     assert lock(stack, "octo", "w2") == held  # same holder, token and lease
@@ -175,20 +186,19 @@ def test_github_action_required_is_recorded_and_the_job_keeps_its_lock(world):
     assert stack.wait_for(queued["id"], {"running"}) == "running"
 
 
-@pytest.mark.parametrize("env,status", [("w1", "manual"), ("w2", "scheduled"), ("w3", "waiting_for_resource"), ("w4", "canceling")])
+@pytest.mark.parametrize("env,status", [("w1", "manual"), ("w2", "scheduled"), ("w3", "waiting_for_resource"),
+                                        ("w4", "canceling")])
 def test_gitlab_waiting_states_keep_the_job_running_with_its_lock(world, env, status):
     stack, _ = world
     job, run = running_job(stack, "gl", env)
     held = lock(stack, "gl", env)
-    body = fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": int(run), "object_attributes.status": status})
-    r = gitlab(stack, "Pipeline Hook", body)
+    r = gitlab(stack, "Pipeline Hook", pipeline(run, status))
     assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "running"}, r
     assert lock(stack, "gl", env) == held
     detail = last_provider_detail(stack, job)
     assert detail["status"] == status and f"({status})" in detail["waiting"]
-    body = fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": int(run), "object_attributes.status": "success"})
-    assert gitlab(stack, "Pipeline Hook", body).json["state"] == "succeeded"
-    assert lock(stack, "gl", env) == []
+    assert gitlab(stack, "Pipeline Hook", pipeline(run, "success")).json["state"] == "succeeded"
+    assert lock(stack, "gl", env)[0][0] is None  # freed at the end
 
 
 def test_polls_read_waiting_states_through_the_same_table(world):
@@ -199,12 +209,15 @@ def test_polls_read_waiting_states_through_the_same_table(world):
     held = {p: lock(stack, p, "poll") for p in ("octo", "gl", "bb")}
     bb_path = "/2.0/repositories/acme/app/pipelines/" + bb_run.replace("{", "%7B").replace("}", "%7D")
     fake.script(f"/repos/octo-org/octo-repo/actions/runs/{gh_run}", {"status": 200, "body": {
-        "id": int(gh_run), "status": "completed", "conclusion": "action_required", "html_url": "https://github.example/r"}})
-    fake.script(f"/api/v4/projects/42/pipelines/{gl_run}", {"status": 200, "body": {"id": int(gl_run), "status": "manual"}})
-    fake.script(bb_path, {"status": 200, "body": {"uuid": bb_run, "state": {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}}})
+        "id": int(gh_run), "status": "completed", "conclusion": "action_required", "html_url": "https://gh.example/r"}})
+    manual = {"id": int(gl_run), "status": "manual"}
+    fake.script(f"/api/v4/projects/42/pipelines/{gl_run}", {"status": 200, "body": manual})
+    paused = {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}
+    fake.script(bb_path, {"status": 200, "body": {"uuid": bb_run, "state": paused}})
     stack.sweep_once(400)  # five minutes without a word: sweep polls each run
     for project, job in (("octo", gh), ("gl", gl), ("bb", bb)):
-        assert stack.rows("SELECT state FROM outbox WHERE job_id = ? AND kind = 'poll'", job) == [("delivered",)], project
+        polls = stack.rows("SELECT state FROM outbox WHERE job_id = ? AND kind = 'poll'", job)
+        assert polls == [("delivered",)], project
         assert state(stack, job) == "running", project
         assert lock(stack, project, "poll") == held[project], project
         assert "waiting" in last_provider_detail(stack, job), project
@@ -222,8 +235,8 @@ def test_a_github_delivery_that_is_not_json_is_415_even_without_a_project(world)
     body = (EVENTS / "github/workflow_run.completed.json").read_bytes()
     for project, secret in ((None, SECRETS["gh-hook"]), ("octo", SECRETS["gh-hook"]), ("octo", "wrong")):
         before, n = stack.snapshot(), stack.rows("SELECT count(*) FROM deliveries")
-        problem = assert_problem(github(stack, "workflow_run", body, project=project, content_type="text/plain", secret=secret),
-                                 415, "unsupported-media-type")
+        reply = github(stack, "workflow_run", body, project=project, content_type="text/plain", secret=secret)
+        problem = assert_problem(reply, 415, "unsupported-media-type")
         assert "text/plain" in problem["detail"]
         assert stack.snapshot() == before and stack.rows("SELECT count(*) FROM deliveries") == n
 
@@ -243,10 +256,11 @@ def test_teams_says_a_missing_signature_is_missing(world):
     before = stack.snapshot()
     missing = assert_problem(stack.request("POST", "/chatops/teams", body), 401, "bad-signature")
     assert "missing" in missing["detail"] and "does not match" not in missing["detail"], missing
-    malformed = assert_problem(stack.request("POST", "/chatops/teams", body, headers={"Authorization": "Bearer abc"}), 401, "bad-signature")
+    def send(authorization):
+        return stack.request("POST", "/chatops/teams", body, headers={"Authorization": authorization})
+    malformed = assert_problem(send("Bearer abc"), 401, "bad-signature")
     assert "not an HMAC signature" in malformed["detail"], malformed
-    wrong = assert_problem(stack.request("POST", "/chatops/teams", body, headers={"Authorization": "HMAC " + teams_mac(b"other")}),
-                           401, "bad-signature")
+    wrong = assert_problem(send("HMAC " + teams_mac(b"other")), 401, "bad-signature")
     assert "does not match the body" in wrong["detail"]
     assert stack.snapshot() == before
 
@@ -301,7 +315,8 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
     stack, _ = world
     job = awaiting(stack)
     form = "application/x-www-form-urlencoded"
-    body = urlencode({"team_id": "T0", "channel_id": "C0", "user_id": "UALICE", "command": "/draven", "text": f"approve {job}"}).encode()
+    fields = {"team_id": "T0", "channel_id": "C0", "user_id": "UALICE", "command": "/draven", "text": f"approve {job}"}
+    body = urlencode(fields).encode()
     ts = int(time.time())
     r = stack.request("POST", "/chatops/slack", body, headers=slack_headers(body, ts), content_type=form)
     assert r.status == 200 and "(1 of 2 approvals)" in r.json["text"], r
@@ -313,16 +328,20 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
         "timestamp with a leading zero": {"X-Slack-Request-Timestamp": f"0{ts}", "X-Slack-Signature": sig},
     }.items():
         before = stack.snapshot()
-        assert_problem(stack.request("POST", "/chatops/slack", body, headers=headers, content_type=form), 401, "bad-signature")
+        reply = stack.request("POST", "/chatops/slack", body, headers=headers, content_type=form)
+        assert_problem(reply, 401, "bad-signature")
         assert stack.snapshot() == before, name
     # Teams: the same signed body is a replay however its MAC is written.
     activity = teams_activity("aad-bob", f"<at>draven</at> approve {job}")
     mac = teams_mac(activity)
     r = stack.request("POST", "/chatops/teams", activity, headers={"Authorization": f"HMAC {mac}"})
     assert r.status == 200 and "approved" in r.json["text"], r
-    for name, header in {"the same": f"HMAC {mac}", "unpadded": f"HMAC {mac.rstrip('=')}", "two spaces": f"HMAC  {mac}"}.items():
+    assert stack.wait_for(job, {"running"}) == "running"  # its dispatch went out after the answer
+    spellings = {"the same": f"HMAC {mac}", "unpadded": f"HMAC {mac.rstrip('=')}", "two spaces": f"HMAC  {mac}"}
+    for name, header in spellings.items():
         before = stack.snapshot()
-        assert_problem(stack.request("POST", "/chatops/teams", activity, headers={"Authorization": header}), 401, "bad-signature")
+        reply = stack.request("POST", "/chatops/teams", activity, headers={"Authorization": header})
+        assert_problem(reply, 401, "bad-signature")
         assert stack.snapshot() == before, name
     assert stack.rows("SELECT count(*) FROM approvals WHERE job_id = ?", job) == [(2,)]
 
@@ -332,19 +351,20 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
 def test_gitlab_signed_webhooks_verified_against_the_reference_implementation(world):
     stack, _ = world
     job, run = running_job(stack, "gls", "w0")
-    body = fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": int(run), "object_attributes.status": "running"})
+    body = pipeline(run, "running")
     headers = signed_gitlab(body)
     Webhook(SIGNING).verify(body, headers)  # what we send is what the reference accepts
     r = post_gitlab(stack, body, headers)
     assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "running"}, r
-    assert stack.rows("SELECT delivery_id FROM deliveries WHERE job_id = ? ORDER BY id DESC LIMIT 1", job) == [(headers["webhook-id"],)]
+    ids = stack.rows("SELECT delivery_id FROM deliveries WHERE job_id = ? ORDER BY id DESC LIMIT 1", job)
+    assert ids == [(headers["webhook-id"],)]  # the signed id is the delivery id
     # The same delivery again (a GitLab retry, or a replay inside the window): a duplicate, nothing changes.
     before = stack.snapshot()
     again = post_gitlab(stack, body, headers)
     assert again.status == 200 and again.json["status"] == "duplicate"
     assert stack.snapshot() == before
 
-    done = fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": int(run), "object_attributes.status": "success"})
+    done = pipeline(run, "success")
     altered = done.replace(b'"status": "success"', b'"status": "failed"')
     good = signed_gitlab(done)
     old = signed_gitlab(done, when=datetime.now(tz=timezone.utc) - timedelta(minutes=6))
@@ -377,4 +397,9 @@ def test_signing_secret_is_validated_by_apply(world):
     bad.write_text('[projects.x.integration]\nprovider = "github"\nrepo = "a/b"\nmethod = "workflow_dispatch"\n'
                    'signing_secret = "s"\npipelines = { "*" = "d.yml" }\n')
     out = stack.draven("apply", "-f", str(bad), "--dry-run", check=False)
-    assert out.returncode != 0 and "signing_secret" in out.stderr + out.stdout, out
+    assert out.returncode != 0 and "signing_secret: is for GitLab's signed webhooks" in out.stderr + out.stdout, out
+    good = stack.state_dir / "good.toml"
+    good.write_text('[projects.x.integration]\nprovider = "gitlab"\nrepo = "a/b"\nmethod = "pipeline"\n'
+                    'token_secret = "t"\nsigning_secret = "s"\n[projects.x.environments.e]\nrefs = ["branch:*"]\n')
+    out = stack.draven("apply", "-f", str(good), "--dry-run", check=False)
+    assert out.returncode == 0, out

@@ -296,7 +296,8 @@ extension Config.Integration {
         for name in ["token_secret", "webhook_secret", "runner_secret", "api_token_secret"] { _ = r.string(name, &problems) }
         // `signing_secret`: GitLab only, the signing token (`whsec_…`) its webhooks are signed with; then required.
         if r.string("signing_secret", &problems) != nil, let provider, provider != "gitlab" {
-            problems.append(.init(key: r.key("signing_secret"), reason: "is for GitLab's signed webhooks; \(provider) signs with webhook_secret"))
+            problems.append(.init(key: r.key("signing_secret"),
+                                  reason: "is for GitLab's signed webhooks; \(provider) signs with webhook_secret"))
         }
         _ = r.string("api_url", &problems)
         _ = r.string("project_id", &problems)

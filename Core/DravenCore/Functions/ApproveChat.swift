@@ -33,7 +33,9 @@ package enum ChatOps {
         guard abs(context.now - timestamp) <= window else {
             throw DravenError.badSignature("X-Slack-Request-Timestamp is more than five minutes away from now")
         }
-        guard let signature = request.header("x-slack-signature") else { throw DravenError.badSignature("X-Slack-Signature is missing") }
+        guard let signature = request.header("x-slack-signature") else {
+            throw DravenError.badSignature("X-Slack-Signature is missing")
+        }
         let expected = Sodium.hmacSHA256(key: secret, message: Array("v0:\(timestamp):".utf8) + request.body)
         guard Sodium.hexSignatureMatches(signature, prefix: "v0=", expected: expected),
               let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v0=")

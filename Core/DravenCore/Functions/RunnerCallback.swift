@@ -21,8 +21,8 @@ enum RunnerCallback {
             throw DravenError.badSignature("no job \(body["job_id"].map { $0.serialized() } ?? "") to verify this callback for")
         }
         context.subject = "job/\(job.id)"
-        let replayKey = try RunnerSignature.verify(request, timestamp: timestamp, signature: signature, project: job.project, db: db,
-                                                   paths: context.paths)
+        let replayKey = try RunnerSignature.verify(request, timestamp: timestamp, signature: signature,
+                                                   project: job.project, db: db, paths: context.paths)
         // Verified. Now the fields.
         guard let token = body["fencing_token"]?.intValue else { throw DravenError.invalidField(pointer: "/fencing_token", reason: "must be an integer") }
         guard let resultName = body["result"]?.stringValue, let result = results[resultName] else {

@@ -57,7 +57,8 @@ package enum WebhookReceive: Function {
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
         let bodyHash = Sodium.hashHex(request.body)
-        let deliveryID = signedID ?? deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
+        let deliveryID = signedID
+            ?? deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
         let source = "\(integration.provider):\(integration.project)"
 
         let result = try db.immediate { tx -> (status: Int, body: JSONObject) in

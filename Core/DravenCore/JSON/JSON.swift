@@ -104,7 +104,8 @@ extension JSON {
     /// - Throws: `JSONParseError` on anything RFC 8259 does not allow, on invalid UTF-8, on a
     ///   duplicate key in an object unless `duplicateKeys` is `.lastWins` (by default ambiguous
     ///   JSON is refused), and on nesting deeper than 64.
-    package static func parse(_ bytes: some Collection<UInt8>, duplicateKeys: DuplicateKeys = .refuse) throws(JSONParseError) -> JSON {
+    package static func parse(_ bytes: some Collection<UInt8>,
+                              duplicateKeys: DuplicateKeys = .refuse) throws(JSONParseError) -> JSON {
         let array = Array(bytes)
         var parser = Parser(bytes: array, duplicateKeys: duplicateKeys)
         return try parser.document()

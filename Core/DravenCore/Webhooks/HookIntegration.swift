@@ -63,7 +63,8 @@ struct HookIntegration {
             try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
             return nil
         }
-        let id = try GitLabSignature.verify(request, secret: try secret("signing_secret", db: db, paths: paths), now: now)
+        let signing = try secret("signing_secret", db: db, paths: paths)
+        let id = try GitLabSignature.verify(request, secret: signing, now: now)
         // A token configured as well is checked as well.
         if JSON.string(at: ["webhook_secret"], in: document) != nil {
             try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
@@ -110,7 +111,7 @@ enum GitLabSignature {
     /// - Throws: `.badSignature` naming the header that is missing, malformed, stale or wrong.
     static func verify(_ request: Request, secret: SecretBytes, now: Int64) throws -> String {
         guard let id = request.header("webhook-id"), !id.isEmpty, id.utf8.count <= 255 else {
-            throw DravenError.badSignature("webhook-id is missing (this GitLab integration requires signed webhooks)")
+            throw DravenError.badSignature("webhook-id is missing (this GitLab integration requires signatures)")
         }
         guard let timestamp = SignedRequest.timestamp(request.header("webhook-timestamp")) else {
             throw DravenError.badSignature("webhook-timestamp is missing or not Unix seconds (digits only)")
@@ -119,14 +120,15 @@ enum GitLabSignature {
             throw DravenError.badSignature("webhook-timestamp is more than five minutes away from now")
         }
         guard let header = request.header("webhook-signature"), !header.isEmpty else {
-            throw DravenError.badSignature("webhook-signature is missing (this GitLab integration requires signed webhooks)")
+            throw DravenError.badSignature("webhook-signature is missing (this GitLab integration requires signatures)")
         }
         let key = try self.key(secret)
         let expected = Sodium.hmacSHA256(key: key, message: Array("\(id).\(timestamp).".utf8) + request.body)
         var matched = false
         for entry in header.split(separator: " ") where entry.hasPrefix("v1,") {
             // Every entry is compared (constant time each): no early exit tells which one matched.
-            if let given = SecretsCrypto.base64Decode(entry.dropFirst(3).utf8), Sodium.constantTimeEquals(given, expected) { matched = true }
+            if let given = SecretsCrypto.base64Decode(entry.dropFirst(3).utf8),
+               Sodium.constantTimeEquals(given, expected) { matched = true }
         }
         guard matched else { throw DravenError.badSignature("webhook-signature does not match the body") }
         return id

@@ -12,7 +12,7 @@
 /// | GitLab | `Pipeline Hook` | `object_attributes.id` (else variable `JOB_ID`) |
 /// | GitLab | `Job Hook` | `pipeline_id` |
 /// | GitLab | `Deployment Hook` | (none: carries no pipeline id) |
-/// | Bitbucket Cloud | `repo:commit_status_*` | `commit_status.key` (the pipeline uuid), else `…/results/<n>` in its URL |
+/// | Bitbucket Cloud | `repo:commit_status_*` | `commit_status.key` (pipeline uuid), else `…/results/<n>` |
 /// | any | `ping`, `push`, `check_suite`, Bitbucket DC `repo:refs_changed`, … | — (irrelevant: 200) |
 ///
 /// States. *running*: the job is (or goes) `running`. *waiting*: not an end — the run waits for
@@ -28,18 +28,21 @@
 /// | GitHub `completed` + `action_required` (a run from a fork waits for approval in GitHub) | waiting |
 /// | GitHub `completed` + `cancelled`, `skipped` | cancelled |
 /// | GitHub `completed` + `failure`, `timed_out`, `startup_failure`, `stale`, anything else | failed |
-/// | GitHub `workflow_job` `queued`, `in_progress` / `waiting` / `completed` | running / waiting / recorded (the run decides) |
+/// | GitHub `workflow_job` `queued`, `in_progress` / `waiting` / `completed` | running / waiting / recorded |
 /// | GitHub `deployment_status` `queued`, `pending`, `in_progress` / `waiting` | running / waiting |
 /// | GitHub `deployment_status` `success` / `failure`, `error` / `inactive` | succeeded / failed / recorded |
 /// | GitLab pipeline `created`, `pending`, `preparing`, `running` | running |
-/// | GitLab pipeline `waiting_for_resource`, `manual` (a blocking manual job), `scheduled` (a delayed job), `waiting_for_callback`, `canceling` | waiting |
+/// | GitLab pipeline `waiting_for_resource`, `manual` (a blocking manual job), `scheduled` (a delayed job) | waiting |
+/// | GitLab pipeline `waiting_for_callback`, `canceling` (its end, `canceled`, is still to come) | waiting |
 /// | GitLab pipeline `success` / `failed` / `canceled`, `skipped` | succeeded / failed / cancelled |
 /// | GitLab `Job Hook` `running` / anything else | running / recorded (the pipeline decides) |
 /// | GitLab `Deployment Hook` | recorded |
-/// | Bitbucket commit status `INPROGRESS` / `SUCCESSFUL` / `FAILED` / `STOPPED` | running / succeeded / failed / cancelled |
+/// | Bitbucket commit status `INPROGRESS` / `SUCCESSFUL` | running / succeeded |
+/// | Bitbucket commit status `FAILED` / `STOPPED` (by someone, or a system event) | failed / cancelled |
 /// | Bitbucket pipeline (poll) `PENDING`, `IN_PROGRESS` | running |
-/// | Bitbucket pipeline `PAUSED`, `HALTED` (as the state or the `IN_PROGRESS` stage: waiting for another deployment, a manual step, build minutes) | waiting |
-/// | Bitbucket pipeline `COMPLETED` + `SUCCESSFUL` / `STOPPED` / `FAILED`, `ERROR`, `EXPIRED`, anything else | succeeded / cancelled / failed |
+/// | Bitbucket pipeline `PAUSED`, `HALTED` (as the state, or the stage of an `IN_PROGRESS` one) | waiting |
+/// | Bitbucket pipeline `COMPLETED` + `SUCCESSFUL` / `STOPPED` | succeeded / cancelled |
+/// | Bitbucket pipeline `COMPLETED` + `FAILED`, `ERROR`, `EXPIRED`, anything else | failed |
 /// | any other or missing status | recorded |
 ///
 /// Late, repeated or backwards events are recorded and move nothing (`StateMachine.report`).
@@ -219,8 +222,9 @@ package struct ProviderEvent: Sendable, Equatable {
         case "waiting": .waiting("a job of the run waits for a deployment protection rule or a reviewer in GitHub")
         default: .recorded  // completed: the run decides (a failed job may be retried or allowed to fail)
         }
-        return ProviderEvent(name: "workflow_job", relevant: true, runKey: idString(job?["run_id"]), jobID: nil, state: nil,
-                             detail: ["status": .string(status), "conclusion": job?["conclusion"] ?? .null, "job": job?["name"] ?? .null],
+        return ProviderEvent(name: "workflow_job", relevant: true, runKey: idString(job?["run_id"]), jobID: nil,
+                             state: nil, detail: ["status": .string(status), "conclusion": job?["conclusion"] ?? .null,
+                                                  "job": job?["name"] ?? .null],
                              url: job?["html_url"]?.stringValue, sha: commit(job?["head_sha"])).reading(reading)
     }
 
@@ -239,9 +243,12 @@ package struct ProviderEvent: Sendable, Equatable {
             jobID = object?["job_id"].flatMap { $0.intValue ?? $0.stringValue.flatMap { Int64($0) } }
         }
         let url = p["deployment_status"]?["log_url"]?.stringValue ?? p["deployment_status"]?["target_url"]?.stringValue
-        return ProviderEvent(name: "deployment_status", relevant: true, runKey: idString(p["workflow_run"]?["id"]), jobID: jobID,
-                             state: nil, detail: ["state": .string(status), "environment": p["deployment"]?["environment"] ?? .null],
-                             url: url?.isEmpty == false ? url : nil, sha: commit(p["deployment"]?["sha"])).reading(reading)
+        return ProviderEvent(name: "deployment_status", relevant: true, runKey: idString(p["workflow_run"]?["id"]),
+                             jobID: jobID, state: nil,
+                             detail: ["state": .string(status),
+                                      "environment": p["deployment"]?["environment"] ?? .null],
+                             url: url?.isEmpty == false ? url : nil,
+                             sha: commit(p["deployment"]?["sha"])).reading(reading)
     }
 
     static func gitlabPipeline(_ p: JSON) -> ProviderEvent {
@@ -249,8 +256,8 @@ package struct ProviderEvent: Sendable, Equatable {
         let status = attrs?["status"]?.stringValue ?? ""
         let variables = attrs?["variables"]?.arrayValue ?? []
         let jobID = variables.first { $0["key"]?.stringValue == "JOB_ID" }?["value"]?.stringValue.flatMap { Int64($0) }
-        return ProviderEvent(name: "Pipeline Hook", relevant: true, runKey: idString(attrs?["id"]), jobID: jobID, state: nil,
-                             detail: ["status": .string(status)], url: attrs?["url"]?.stringValue,
+        return ProviderEvent(name: "Pipeline Hook", relevant: true, runKey: idString(attrs?["id"]), jobID: jobID,
+                             state: nil, detail: ["status": .string(status)], url: attrs?["url"]?.stringValue,
                              sha: commit(attrs?["sha"])).reading(gitlabPipeline(status: status))
     }
 

@@ -30,7 +30,8 @@ enum RunnerSignature {
                                                    body: [], request: request)
         let secret = try integration.secret("runner_secret", db: db, paths: paths)
         let signed = Array("\(timestamp).".utf8) + request.body
-        guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: Sodium.hmacSHA256(key: secret, message: signed)),
+        let expected = Sodium.hmacSHA256(key: secret, message: signed)
+        guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: expected),
               let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v1=")
         else {
             throw DravenError.badSignature("X-Draven-Signature does not match")
@@ -48,7 +49,10 @@ enum SignedRequest {
     static func timestamp(_ header: String?) -> Int64? {
         guard let header else { return nil }
         let u = header.utf8
-        guard (1...12).contains(u.count), u.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), u.count == 1 || u.first != 0x30 else { return nil }
+        let digits = u.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+        guard (1...12).contains(u.count), digits, u.count == 1 || u.first != 0x30 else {
+            return nil
+        }
         return Int64(header)
     }
 
@@ -56,7 +60,9 @@ enum SignedRequest {
     /// bytes (re-encoded in lower-case hex), so the same signature written in upper case, or
     /// its timestamp written another way, is the same record and a replay.
     static func replayKey(timestamp: Int64, hexSignature: String, prefix: String) -> String? {
-        guard hexSignature.hasPrefix(prefix), let mac = Hex.decode(String(hexSignature.dropFirst(prefix.count))) else { return nil }
+        guard hexSignature.hasPrefix(prefix), let mac = Hex.decode(String(hexSignature.dropFirst(prefix.count))) else {
+            return nil
+        }
         return "\(timestamp):" + Hex.encode(mac)
     }
 }
