@@ -331,6 +331,13 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
         reply = stack.request("POST", "/chatops/slack", body, headers=headers, content_type=form)
         assert_problem(reply, 401, "bad-signature")
         assert stack.snapshot() == before, name
+    # Strict even when fresh: a timestamp that is not plain digits is refused, not read as a number.
+    status = urlencode(dict(fields, text=f"status {job}")).encode()
+    for spelled in (f"+{ts}", f"0{ts}", f"{ts}.0"):
+        headers = dict(slack_headers(status, ts), **{"X-Slack-Request-Timestamp": spelled})
+        problem = assert_problem(stack.request("POST", "/chatops/slack", status, headers=headers, content_type=form),
+                                 401, "bad-signature")
+        assert "digits only" in problem["detail"], problem
     # Teams: the same signed body is a replay however its MAC is written.
     activity = teams_activity("aad-bob", f"<at>draven</at> approve {job}")
     mac = teams_mac(activity)
