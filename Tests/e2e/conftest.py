@@ -90,7 +90,10 @@ class Stack:
             assert value not in logs and value not in dump and value.encode() not in sealed
 
     def refusals(self):
-        return self.rows("SELECT count(*) FROM audit WHERE outcome = 'refused'")[0][0]
+        """Refused requests recorded: chained audit records (identified callers) plus the counted
+        refusals of unauthenticated clients (refusal_counts)."""
+        return self.rows("SELECT (SELECT count(*) FROM audit WHERE outcome = 'refused')"
+                         " + (SELECT coalesce(sum(count), 0) FROM refusal_counts)")[0][0]
 
     def error_log(self):
         p = self.state_dir / "run" / "error.log"
