@@ -29,5 +29,9 @@ import Testing
         #expect(rows[1]["problem"]?.stringValue == "unauthenticated")
         #expect((rows[1]["last_path"]?.stringValue?.utf8.count ?? 0) <= RefusalCounts.fieldLimit)
         #expect(try store.db.scalar("SELECT count(*) FROM audit WHERE outcome = 'refused'") == 0)
+        // A sweep pass a month on forgets the older hour, not the newer one.
+        #expect(try RefusalCounts.prune(store.db, now: 7201 + RefusalCounts.retention) == 1)
+        #expect(try RefusalCounts.list(store.db).map { $0["count"]?.intValue } == [1])
+        #expect(try RefusalCounts.prune(store.db, now: 7201 + RefusalCounts.retention) == 0)
     }
 }

@@ -268,3 +268,9 @@ def test_a_burst_over_the_default_rate_limit_is_answered_429_problem_json():
             assert_problem(r, 429, "too-many-requests")
             assert r.headers["Retry-After"] == "1"
         assert s.refusals() == refusals + len(passed)  # a limited request never reaches a function
+        # The access log has a line for each (with the path asked for, not the error page's); the
+        # error log none.
+        time.sleep(0.2)
+        access = (s.state_dir / "run" / "access.log").read_text()
+        assert access.count('"GET /api/v1/locks HTTP/1.1" 429') == len(limited)
+        assert "limiting requests" not in s.error_log()

@@ -7,6 +7,8 @@ package enum RefusalCounts {
     package static let bucketSeconds: Int64 = 3600
     /// The most bytes stored of any one field taken from a request (path, detail, address, …).
     package static let fieldLimit = 256
+    /// How long counters are kept: each `draven sweep` pass forgets older hours.
+    package static let retention: Int64 = 30 * 86400
 
     package static func record(_ tx: Transaction, at: Int64, client: String, function: String, problem: Problem,
                                path: String) throws {
@@ -24,6 +26,19 @@ package enum RefusalCounts {
             [.text(client.capped(64).text), .text(function), .text(type.capped(64).text), .int(at - at % bucketSeconds),
              .int(Int64(problem.status)), .int(at), .text(path.capped(fieldLimit).text),
              .text(problem.detail.capped(fieldLimit).text)])
+    }
+
+    /// Deletes the counters of hours older than `retention`. Returns how many went; a pass with
+    /// nothing to forget only reads the index.
+    @discardableResult
+    package static func prune(_ db: Database, now: Int64) throws -> Int {
+        let before = now - retention
+        let due = try db.scalar("SELECT 1 FROM refusal_counts WHERE bucket < ?1 LIMIT 1", [.int(before)]) != nil
+        guard due else { return 0 }
+        return try db.immediate { tx in
+            try tx.db.run("DELETE FROM refusal_counts WHERE bucket < ?1", [.int(before)])
+            return tx.db.changes
+        }
     }
 
     /// The counters whose hour ends after `since`, newest first, as JSON objects.

@@ -352,6 +352,7 @@ package enum Migrations {
         last_detail TEXT NOT NULL,         -- and the answer's detail, at most 256 bytes
         PRIMARY KEY (client, function, problem, bucket)
     ) STRICT, WITHOUT ROWID;
+    CREATE INDEX refusal_counts_bucket ON refusal_counts (bucket);   -- `draven sweep` forgets old hours
 
     -- A `metrics` grant (GET /metrics): the action's CHECK names it, so the table is rebuilt
     -- (nothing references grants; config apply rewrites it whole anyway).
