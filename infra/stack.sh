@@ -3,7 +3,7 @@
 # with its own prefix, both on loopback, everything under $RUN_DIR.
 #
 #   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=2×cores] [SWEEP_EVERY=5s] [DELIVER=path]
-#   [DEMO_PROVIDER_PORT=8081] infra/stack.sh start|stop|status
+#   [DEMO_PROVIDER_PORT=8081] [RATE_LIMIT=50r/s] [RATE_BURST=200] infra/stack.sh start|stop|status
 #
 # With SWEEP_EVERY, `start` also runs the `draven sweep --every` service (it delivers due
 # outbox rows and keeps the store open). `stop` stops exactly the processes `start` recorded
@@ -22,6 +22,11 @@ SECRETS_DIR="${SECRETS_DIR:-$STATE_DIR/secrets}"
 # (`make bench`; README, "fcgiwrap workers"). Its response is complete when it closes stdout, so
 # draven-deliver running on after it never holds a worker.
 FCGI_CHILDREN="${FCGI_CHILDREN:-$(( $(nproc) * 2 ))}"
+# nginx's per-address rate limit on the functions' routes (limit_req): RATE_LIMIT sustained,
+# RATE_BURST answered at once above it; beyond that 429. The e2e suite and `make bench` raise it
+# (their load comes from one address, 127.0.0.1).
+RATE_LIMIT="${RATE_LIMIT:-50r/s}"
+RATE_BURST="${RATE_BURST:-200}"
 NGINX="${NGINX:-/usr/sbin/nginx}"
 FCGIWRAP="${FCGIWRAP:-/usr/sbin/fcgiwrap}"
 socket="$RUN_DIR/fcgiwrap.sock"
@@ -84,7 +89,8 @@ start() {
   for f in nginx.conf draven.conf fastcgi_params.draven; do
     sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PORT|g" -e "s|@BIN_DIR@|$BIN_DIR|g" \
         -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
-        -e "s|@USER_LINE@|$user_line|g" -e "s|@DELIVER@|${DELIVER:-$BIN_DIR/draven-deliver}|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
+        -e "s|@USER_LINE@|$user_line|g" -e "s|@DELIVER@|${DELIVER:-$BIN_DIR/draven-deliver}|g" \
+        -e "s|@RATE_LIMIT@|$RATE_LIMIT|g" -e "s|@RATE_BURST@|$RATE_BURST|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
   done
 
   # fcgiwrap passes its own environment to every CGI child: start it with an empty one, so

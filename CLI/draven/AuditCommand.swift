@@ -4,7 +4,8 @@ import DravenCore
 extension Draven {
     struct AuditCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "audit", abstract: "Inspect the audit trail.", subcommands: [Verify.self, Export.self])
+            commandName: "audit", abstract: "Inspect the audit trail.",
+            subcommands: [Verify.self, Export.self, Refusals.self])
 
         struct Verify: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Check the audit trail's hash chain.")

@@ -90,11 +90,14 @@ class Stack:
             assert value not in logs and value not in dump and value.encode() not in sealed
 
     def refusals(self):
-        return self.rows("SELECT count(*) FROM audit WHERE outcome = 'refused'")[0][0]
+        """Refused requests recorded: chained audit records (identified callers) plus the counted
+        refusals of unauthenticated clients (refusal_counts)."""
+        return self.rows("SELECT (SELECT count(*) FROM audit WHERE outcome = 'refused')"
+                         " + (SELECT coalesce(sum(count), 0) FROM refusal_counts)")[0][0]
 
     def error_log(self):
         p = self.state_dir / "run" / "error.log"
-        return p.read_text() if p.exists() else ""
+        return p.read_text(errors="replace") if p.exists() else ""
 
     # -- client side ---------------------------------------------------------------------
     def request(self, method, path, body=None, token=None, headers=None, content_type="application/json"):
@@ -138,12 +141,18 @@ class Stack:
         return self.request("POST", "/api/v1/deploys", body, token=self.tokens.get(who, who), headers=headers)
 
 
+UNTHROTTLED = ("100000r/s", 100000)
+
+
 @contextlib.contextmanager
-def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None, children=None):
+def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None, children=None,
+           rate_limit=UNTHROTTLED):
     """A running stack in a fresh state directory with `config_text` applied, a token per
     person, and (optionally) a secrets store holding `secrets` {name: value}. `deliver`
     replaces the program functions exec after answering (default: draven-deliver); `children`
-    the number of fcgiwrap workers (default: stack.sh's, two per core)."""
+    the number of fcgiwrap workers (default: stack.sh's, two per core); `rate_limit` nginx's
+    per-address (rate, burst) — the suite's load all comes from 127.0.0.1, so by default it is
+    not throttled; None keeps stack.sh's production default."""
     assert (BIN_DIR / "trigger").exists(), f"build the release binaries first (make release); looked in {BIN_DIR}"
     state = tempfile.mkdtemp(prefix="draven-e2e-")
     s = Stack(state, free_port())
@@ -153,6 +162,8 @@ def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, 
         s.env["DELIVER"] = deliver
     if children:
         s.env["FCGI_CHILDREN"] = str(children)
+    if rate_limit:
+        s.env["RATE_LIMIT"], s.env["RATE_BURST"] = rate_limit[0], str(rate_limit[1])
     config = Path(state) / "draven.toml"
     config.write_text(config_text)
     s.draven("init")

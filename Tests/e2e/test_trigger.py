@@ -152,7 +152,7 @@ def test_idempotency_key_returns_the_same_job(stack):
 def test_status_needs_a_token_and_a_read_grant(stack):
     prod = stack.deploy("alice", "shop", "prod", "refs/tags/v2.0.0").json["id"]
     assert_problem(stack.request("GET", f"/api/v1/jobs/{prod}"), 401, "unauthenticated")
-    assert_problem(stack.request("GET", f"/api/v1/jobs/{prod}", token=stack.tokens["carol"]), 403, "forbidden")
+    assert_problem(stack.request("GET", f"/api/v1/jobs/{prod}", token=stack.tokens["carol"]), 404, "not-found")
     assert stack.request("GET", f"/api/v1/jobs/{prod}", token=stack.tokens["bob"]).status == 200
     assert_problem(stack.request("GET", "/api/v1/jobs/999999", token=stack.tokens["bob"]), 404, "not-found")
     assert_problem(stack.request("GET", "/api/v1/jobs/abc", token=stack.tokens["bob"]), 404, "not-found")
@@ -160,7 +160,8 @@ def test_status_needs_a_token_and_a_read_grant(stack):
     assert listed and all(j["environment"] in ("demo", "staging") for j in listed)
     assert_problem(stack.request("GET", "/api/v1/locks"), 401, "unauthenticated")
     assert stack.request("GET", "/").json["service"] == "draven"
-    metrics = stack.request("GET", "/metrics", token=stack.tokens["bob"])
+    assert_problem(stack.request("GET", "/metrics", token=stack.tokens["bob"]), 403, "forbidden")  # no metrics grant
+    metrics = stack.request("GET", "/metrics", token=stack.tokens["alice"])
     assert metrics.status == 200 and b"draven_locks_held" in metrics.body
 
 

@@ -55,16 +55,41 @@ package final class Context {
         principal.map { $0.handle } ?? caller ?? "anonymous@\(request?.remoteAddress ?? "")"
     }
 
-    /// Records a refused request. Best effort: if the store itself is the problem, there is
-    /// nowhere to record it, and the answer already says so.
+    /// Records a refused request. A caller who proved who they are (an API token, a verified chat
+    /// user) gets one chained audit record per refusal; a client that proved nothing is counted
+    /// (`RefusalCounts`: per address, function, problem type and hour), so anonymous traffic cannot
+    /// grow the audit trail. What comes from the request is stored capped at 256 bytes a field
+    /// (`truncated` lists the fields cut). Best effort: if the store itself is the problem, there
+    /// is nowhere to record it, and the answer already says so.
     func auditRefusal(_ problem: Problem) {
         guard let db = try? db() else { return }
-        var detail: JSONObject = ["status": .int(Int64(problem.status)), "type": .string(problem.type), "detail": .string(problem.detail)]
-        if let request { detail["method"] = .string(request.method); detail["path"] = .string(request.path) }
-        detail["request_id"] = .string(requestID)
+        let limit = RefusalCounts.fieldLimit
+        let path = request?.path ?? ""
         do {
             try db.immediate { tx in
-                try Audit.record(tx, at: now, actor: actor, action: "\(function).refused", subject: subject, outcome: "refused", detail: detail)
+                guard principal != nil || caller != nil else {
+                    let client = request?.remoteAddress ?? Environment.get("REMOTE_ADDR") ?? ""
+                    try RefusalCounts.record(tx, at: now, client: client, function: function, problem: problem,
+                                             path: path)
+                    return
+                }
+                var truncated: [JSON] = []
+                func cap(_ name: String, _ value: String) -> String {
+                    let (text, cut) = value.capped(limit)
+                    if cut { truncated.append(.string(name)) }
+                    return text
+                }
+                var detail: JSONObject = ["status": .int(Int64(problem.status)), "type": .string(problem.type),
+                                          "detail": .string(cap("detail", problem.detail))]
+                if let request {
+                    detail["method"] = .string(cap("method", request.method))
+                    detail["path"] = .string(cap("path", path))
+                }
+                detail["request_id"] = .string(requestID)
+                let who = cap("actor", self.actor), what = cap("subject", self.subject)
+                if !truncated.isEmpty { detail["truncated"] = .array(truncated) }
+                try Audit.record(tx, at: now, actor: who, action: "\(function).refused", subject: what,
+                                 outcome: "refused", detail: detail)
             }
         } catch {
             Log.error("could not audit a refusal", ["request.id": requestID, "error": "\(error)"])

@@ -345,10 +345,17 @@ extension Config.Grant {
         if let names = r.strings("actions", &problems) {
             for n in names {
                 if let a = Action(rawValue: n) { actions.append(a) }
-                else { problems.append(.init(key: r.key("actions"), reason: "\"\(n)\" must be deploy, approve, rollback or read")) }
+                else {
+                    problems.append(.init(key: r.key("actions"),
+                                          reason: "\"\(n)\" must be deploy, approve, rollback, read or metrics"))
+                }
             }
         } else {
             problems.append(.init(key: r.key("actions"), reason: "is required"))
+        }
+        if actions.contains(.metrics), project != "*" || environments != ["*"] {
+            problems.append(.init(key: r.key("actions"),
+                                  reason: "metrics cover every project: grant it on project \"*\", all environments"))
         }
         r.finish(&problems)
         guard problems.count == before else { return nil }

@@ -39,8 +39,8 @@ struct ChatCommand {
             context.subject = "job/\(id)"
             if verb == "status" {
                 let job = try Job.require(db, id: id)
-                try Grants.require(db, Principal(personID: person.id, handle: person.handle, tokenID: 0), .read,
-                                  project: job.project, environment: job.environment)
+                let reader = Principal(personID: person.id, handle: person.handle, tokenID: 0)
+                try Grants.require(db, reader, .read, job: job)
                 let tally = try Approvals.list(db, job: job)
                 return Reply(text: "draven: \(describe(job)) is \(job.state.rawValue)"
                                  + (job.state == .awaitingApproval ? " with \(tally["approvals"]?.intValue ?? 0) of \(tally["required"]?.intValue ?? 0) approvals" : ""),

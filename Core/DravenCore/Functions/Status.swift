@@ -1,7 +1,7 @@
 /// Read-only views: `GET /api/v1/jobs/{id}` (the job and its events), `GET /api/v1/jobs`
 /// (recent jobs, `?project=&environment=&state=&limit=`), `GET /api/v1/locks`,
 /// `GET /api/v1/releases?project=&environment=&limit=` (release history, newest first), `GET /metrics`
-/// (Prometheus text) and `GET /` (service index, no token). Jobs and locks are shown only
+/// (Prometheus text, `metrics` grant) and `GET /` (service index, no token). Jobs and locks are shown only
 /// where the caller holds a `read` grant.
 package enum Status: RoutedFunction {
     package static let name = "status"
@@ -30,14 +30,15 @@ package enum Status: RoutedFunction {
         return Response(status: 200, json: .object(body))
     }
 
-    /// The job the route's `{id}` names, if the caller holds a `read` grant for its environment.
-    /// - Throws: `.unauthenticated`, `.notFound`, `.forbidden`.
+    /// The job the route's `{id}` names, if the caller holds a `read` grant for its environment
+    /// (without one, the job is not found: `Grants.require(_:_:_:job:)`).
+    /// - Throws: `.unauthenticated`, `.notFound`.
     static func readableJob(_ request: Request, _ params: [String: String], _ context: Context) throws -> (Database, Job) {
         let principal = try Authenticator.authenticate(request, context)
         let db = try context.db()
         let job = try Job.require(db, id: params.id("id"))
         context.subject = "job/\(job.id)"
-        try Grants.require(db, principal, .read, project: job.project, environment: job.environment)
+        try Grants.require(db, principal, .read, job: job)
         return (db, job)
     }
 
@@ -90,8 +91,10 @@ package enum Status: RoutedFunction {
     }
 
     static func metrics(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        _ = try Authenticator.authenticate(request, context)
-        return .text(200, try Metrics.render(try context.db()), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        let principal = try Authenticator.authenticate(request, context)
+        let db = try context.db()
+        try Grants.requireMetrics(db, principal)
+        return .text(200, try Metrics.render(db), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 
     /// Caches read-grant answers per (project, environment) for one request.

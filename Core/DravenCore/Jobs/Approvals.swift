@@ -76,8 +76,8 @@ package enum Approvals {
                        [.text(replay.source), .text(replay.key), .int(id), .int(now)])
             guard db.changes == 1 else { throw DravenError.badSignature("this signed request was already used (replay)") }
         }
-        try Grants.require(db, Principal(personID: voter.personID, handle: voter.handle, tokenID: 0), .approve,
-                           project: job.project, environment: job.environment)
+        let principal = Principal(personID: voter.personID, handle: voter.handle, tokenID: 0)
+        try Grants.require(db, principal, .approve, job: job)
         guard job.state == .awaitingApproval else {
             throw DravenError.conflict("job \(id) is \(job.state.rawValue); only a job awaiting approval takes votes")
         }

@@ -49,9 +49,12 @@ package struct Job: Sendable {
 
     /// - Throws: `DravenError.notFound` when there is no such job.
     package static func require(_ db: Database, id: Int64) throws -> Job {
-        guard let job = try find(db, id: id) else { throw DravenError.notFound(what: "no job \(id)") }
+        guard let job = try find(db, id: id) else { throw unknown(id) }
         return job
     }
+
+    /// What a caller is told about a job id that names no job (or one they may not read).
+    package static func unknown(_ id: Int64) -> DravenError { .notFound(what: "no job \(id)") }
 
     /// The most recent jobs, newest first, optionally filtered.
     package static func list(_ db: Database, project: String?, environment: String?, state: String?, limit: Int) throws -> [Job] {

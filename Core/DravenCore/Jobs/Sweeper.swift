@@ -37,6 +37,7 @@ package struct Sweeper {
         report.timedOut = try expireLeases(db, now: now)
         report.stuck = try failStuckDispatches(db, now: now)
         report.polled = try queuePolls(db, now: now)
+        try RefusalCounts.prune(db, now: now)
         return report
     }
 

@@ -8,6 +8,7 @@ package enum Migrations {
         ("0003-webhooks", webhooks),
         ("0004-approvals", approvals),
         ("0005-leases-releases", leasesAndReleases),
+        ("0009-edge", refusalCounts),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -333,5 +334,42 @@ package enum Migrations {
     -- A rollback job's target release.
     ALTER TABLE jobs ADD COLUMN to_release INTEGER REFERENCES releases(id);
     CREATE INDEX jobs_parent ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
+    """
+
+    static let refusalCounts = """
+    -- 0009-edge. Refusals of clients that proved no identity, counted instead of chained in `audit`
+    -- (RefusalCounts): one row per client address, function, problem type and hour.
+    CREATE TABLE refusal_counts (
+        client TEXT NOT NULL,              -- REMOTE_ADDR
+        function TEXT NOT NULL,
+        problem TEXT NOT NULL,             -- the problem type's name (unauthenticated, bad-signature, …)
+        bucket INTEGER NOT NULL,           -- the hour's start (unix seconds)
+        status INTEGER NOT NULL,
+        first_at INTEGER NOT NULL,
+        last_at INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        last_path TEXT NOT NULL,           -- the latest refused request's path, at most 256 bytes
+        last_detail TEXT NOT NULL,         -- and the answer's detail, at most 256 bytes
+        PRIMARY KEY (client, function, problem, bucket)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX refusal_counts_bucket ON refusal_counts (bucket);   -- `draven sweep` forgets old hours
+
+    -- A `metrics` grant (GET /metrics): the action's CHECK names it, so the table is rebuilt
+    -- (nothing references grants; config apply rewrites it whole anyway).
+    CREATE TABLE grants_new (
+        id INTEGER PRIMARY KEY,
+        person_id INTEGER REFERENCES people(id),
+        group_id INTEGER REFERENCES person_groups(id) ON DELETE CASCADE,
+        project TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        action TEXT NOT NULL CHECK (action IN ('deploy', 'approve', 'rollback', 'read', 'metrics')),
+        CHECK ((person_id IS NULL) != (group_id IS NULL))
+    ) STRICT;
+    INSERT INTO grants_new (id, person_id, group_id, project, environment, action)
+        SELECT id, person_id, group_id, project, environment, action FROM grants;
+    DROP TABLE grants;
+    ALTER TABLE grants_new RENAME TO grants;
+    CREATE INDEX grants_person ON grants (person_id, action);
+    CREATE INDEX grants_group ON grants (group_id, action);
     """
 }
