@@ -8,14 +8,16 @@ extension Draven {
     struct DoctorCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "doctor",
-            abstract: "Check the store: integrity, locks, job histories, the outbox, the audit chain. Exit 1 naming what is wrong.")
+            abstract: "Check the store: integrity, locks, job histories, the outbox, the audit chain. "
+                + "Exit 1 naming what is wrong.")
         @OptionGroup var state: StateOptions
         @Flag(help: "Print the report as one JSON object.") var json = false
 
         func run() throws {
             let path = state.paths.database
             guard FileManager.default.fileExists(atPath: path) else {
-                throw ValidationError("no store at \(path); run `draven init --state-dir \(state.paths.stateDir)` first")
+                let dir = state.paths.stateDir
+                throw ValidationError("no store at \(path); run `draven init --state-dir \(dir)` first")
             }
             let db = try Database(path: path, create: false)
             let report: Doctor.Report
@@ -23,7 +25,8 @@ extension Draven {
             case .success(let pending) where pending.isEmpty:
                 report = Doctor.check(db, now: Clock.now())
             case .success(let pending):
-                report = .init(only: .init(.integrity, "schema", "migrations not applied: \(pending.joined(separator: ", ")); run `draven migrate`"))
+                let why = "migrations not applied: \(pending.joined(separator: ", ")); run `draven migrate`"
+                report = .init(only: .init(.integrity, "schema", why))
             case .failure(let error):
                 report = .init(only: .init(.integrity, "store", "cannot read the store: \(error)"))
             }
@@ -35,7 +38,8 @@ extension Draven {
             var out = ""
             for check in Doctor.Check.allCases {
                 guard let found = report.findings[check] else { out += "\(check.rawValue): not run\n"; continue }
-                out += "\(check.rawValue): \(found.isEmpty ? "ok" : "\(found.count + (report.more[check] ?? 0)) problem(s)")\n"
+                let count = found.count + (report.more[check] ?? 0)
+                out += "\(check.rawValue): \(found.isEmpty ? "ok" : "\(count) problem(s)")\n"
                 for finding in found { out += "  \(finding.subject): \(finding.message)\n" }
                 if let more = report.more[check] { out += "  … and \(more) more\n" }
             }
@@ -47,9 +51,10 @@ extension Draven {
             var checks = JSONObject()
             for check in Doctor.Check.allCases {
                 let found = report.findings[check] ?? []
-                checks[check.rawValue] = .object(["ok": .bool(report.findings[check]?.isEmpty ?? false),
-                                                  "ran": .bool(report.findings[check] != nil), "findings": .array(found.map(\.json)),
-                                                  "more": .int(Int64(report.more[check] ?? 0))])
+                checks[check.rawValue] = .object([
+                    "ok": .bool(report.findings[check]?.isEmpty ?? false), "ran": .bool(report.findings[check] != nil),
+                    "findings": .array(found.map(\.json)), "more": .int(Int64(report.more[check] ?? 0)),
+                ])
             }
             return .object(["ok": .bool(report.healthy), "checks": .object(checks)])
         }

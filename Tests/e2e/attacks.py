@@ -1,5 +1,6 @@
 """Shared by the attack suites (test_hostile.py, test_crash.py): the stack they attack, signing for
 every route's scheme, raw HTTP over a socket, a full dump of the store and the secrets to look for."""
+
 import base64
 import hashlib
 import hmac
@@ -11,10 +12,17 @@ from pathlib import Path
 
 TEAMS_TOKEN = base64.b64encode(b"canaryTEAMSattack-0123456789abcdef").decode()
 SECRETS = {
-    "slack-signing": "canarySLACKsignATTACK1", "slack-bot": "xoxb-canary-ATTACK-BOT2", "teams-token": TEAMS_TOKEN,
-    "mm-token": "canaryMMtokenATTACK3", "gh-token": "ghp_canaryATTACKgh4", "gh-hook": "canaryGHhookATTACK5",
-    "gl-token": "glpat-canaryATTACK6", "gl-hook": "canaryGLhookATTACK7", "bb-token": "bbat-canaryATTACK8",
-    "bb-hook": "canaryBBhookATTACK9", "runner": "canaryRUNNERattack10",
+    "slack-signing": "canarySLACKsignATTACK1",
+    "slack-bot": "xoxb-canary-ATTACK-BOT2",
+    "teams-token": TEAMS_TOKEN,
+    "mm-token": "canaryMMtokenATTACK3",
+    "gh-token": "ghp_canaryATTACKgh4",
+    "gh-hook": "canaryGHhookATTACK5",
+    "gl-token": "glpat-canaryATTACK6",
+    "gl-hook": "canaryGLhookATTACK7",
+    "bb-token": "bbat-canaryATTACK8",
+    "bb-hook": "canaryBBhookATTACK9",
+    "runner": "canaryRUNNERattack10",
 }
 PEOPLE = ("alice", "bob", "carol")
 TERMINAL = {"succeeded", "failed", "timed_out", "cancelled", "rejected", "expired"}
@@ -30,6 +38,7 @@ def secrets(fake_url):
 
 # -- signing, per scheme -----------------------------------------------------------------------
 
+
 def hex_hmac(key, data):
     return hmac.new(key.encode(), data, hashlib.sha256).hexdigest()
 
@@ -40,8 +49,11 @@ def runner_headers(body, secret=SECRETS["runner"], ts=None):
 
 
 def github_headers(body, event="workflow_run", delivery=None):
-    return {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or f"d-{time.time_ns()}",
-            "X-Hub-Signature-256": "sha256=" + hex_hmac(SECRETS["gh-hook"], body)}
+    return {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery or f"d-{time.time_ns()}",
+        "X-Hub-Signature-256": "sha256=" + hex_hmac(SECRETS["gh-hook"], body),
+    }
 
 
 def gitlab_headers(body, event="Pipeline Hook"):
@@ -49,14 +61,19 @@ def gitlab_headers(body, event="Pipeline Hook"):
 
 
 def bitbucket_headers(body, event="repo:commit_status_updated"):
-    return {"X-Event-Key": event, "X-Request-UUID": f"r-{time.time_ns()}",
-            "X-Hub-Signature": "sha256=" + hex_hmac(SECRETS["bb-hook"], body)}
+    return {
+        "X-Event-Key": event,
+        "X-Request-UUID": f"r-{time.time_ns()}",
+        "X-Hub-Signature": "sha256=" + hex_hmac(SECRETS["bb-hook"], body),
+    }
 
 
 def slack_headers(body, ts=None):
     ts = str(int(time.time()) if ts is None else ts)
-    return {"X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": "v0=" + hex_hmac(SECRETS["slack-signing"], f"v0:{ts}:".encode() + body)}
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": "v0=" + hex_hmac(SECRETS["slack-signing"], f"v0:{ts}:".encode() + body),
+    }
 
 
 def teams_headers(body):
@@ -69,6 +86,7 @@ def mattermost_headers(body):
 
 
 # -- raw HTTP ------------------------------------------------------------------------------------
+
 
 class Raw:
     def __init__(self, status, headers, body, raw):
@@ -132,14 +150,17 @@ def parse_response(data):
         name, _, value = line.partition(b":")
         headers[name.strip().lower().decode()] = value.strip().decode(errors="replace")
     if "content-length" in headers:
-        body = body[:int(headers["content-length"])]
+        body = body[: int(headers["content-length"])]
     return Raw(status, headers, body, data)
 
 
 def http_bytes(method, path, body=b"", headers=None, content_length=True):
     """A request as bytes: HTTP/1.1, Connection: close, the headers given (str or bytes values)."""
-    out = [f"{method} ".encode() + (path if isinstance(path, bytes) else path.encode()) + b" HTTP/1.1",
-           b"Host: 127.0.0.1", b"Connection: close"]
+    out = [
+        f"{method} ".encode() + (path if isinstance(path, bytes) else path.encode()) + b" HTTP/1.1",
+        b"Host: 127.0.0.1",
+        b"Connection: close",
+    ]
     for name, value in (headers or {}).items():
         out.append(name.encode() + b": " + (value if isinstance(value, bytes) else value.encode()))
     if content_length and body is not None and (body or method in ("POST", "PUT", "PATCH")):
@@ -148,6 +169,7 @@ def http_bytes(method, path, body=b"", headers=None, content_length=True):
 
 
 # -- the store -----------------------------------------------------------------------------------
+
 
 def dump_store(db_path):
     """Every row of every table (found in sqlite_master, every column), rows sorted: a full snapshot."""
@@ -168,8 +190,9 @@ def assert_unchanged(before, after, what=""):
     for table in before:
         if table == "audit":
             continue
-        assert before[table] == after[table], f"{what}: table {table} changed: " \
-            f"{set(after[table][1]) ^ set(before[table][1])}"
+        assert before[table] == after[table], (
+            f"{what}: table {table} changed: " f"{set(after[table][1]) ^ set(before[table][1])}"
+        )
     columns, old = before["audit"]
     _, new = after["audit"]
     old_ids = {r[0] for r in old}
@@ -198,5 +221,7 @@ def all_logs(stack):
 def doctor(stack, *args):
     import subprocess
     from conftest import BIN_DIR
-    return subprocess.run([str(BIN_DIR / "draven"), "doctor", "--state-dir", str(stack.state_dir), *args],
-                          capture_output=True, text=True)
+
+    return subprocess.run(
+        [str(BIN_DIR / "draven"), "doctor", "--state-dir", str(stack.state_dir), *args], capture_output=True, text=True
+    )

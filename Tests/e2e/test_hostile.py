@@ -7,6 +7,7 @@ secret. Bounded: a few hundred requests, no waiting on server timeouts (well und
 
 Errors nginx answers itself are still its HTML pages (issue 15, defect 11, being fixed elsewhere):
 those cases are marked xfail(strict=False) with the reason "nginx-own errors: defect 11"."""
+
 import json
 import sys
 import time
@@ -17,9 +18,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attacks import (PEOPLE, SECRETS, all_logs, assert_unchanged, bitbucket_headers, config, doctor, dump_store,
-                     github_headers, gitlab_headers, http_bytes, mattermost_headers, raw_exchange, runner_headers,
-                     secret_values, secrets, slack_headers, teams_headers)
+from attacks import (
+    PEOPLE,
+    SECRETS,
+    all_logs,
+    assert_unchanged,
+    bitbucket_headers,
+    config,
+    doctor,
+    dump_store,
+    github_headers,
+    gitlab_headers,
+    http_bytes,
+    mattermost_headers,
+    raw_exchange,
+    runner_headers,
+    secret_values,
+    secrets,
+    slack_headers,
+    teams_headers,
+)
 from conftest import ROOT, launch
 
 sys.path.insert(0, str(ROOT / "infra"))
@@ -87,9 +105,21 @@ def js(value):
 # -- the routes: a request each that draven refuses for a reason of its own (so every variant
 #    reaches the part of the function that reads it), with valid credentials ------------------------
 
+
 class Route:
-    def __init__(self, name, method, path, body=None, auth=None, content_type="application/json", fields=(),
-                 query=(), chat=False, limit=None):
+    def __init__(
+        self,
+        name,
+        method,
+        path,
+        body=None,
+        auth=None,
+        content_type="application/json",
+        fields=(),
+        query=(),
+        chat=False,
+        limit=None,
+    ):
         self.name, self.method, self.path, self.body, self.auth = name, method, path, body, auth
         self.content_type, self.fields, self.query, self.chat, self.limit = content_type, fields, query, chat, limit
 
@@ -98,8 +128,14 @@ class Route:
         return path + (("&" if "?" in path else "?") + query if query else "")
 
     def job(self, w):
-        return {"approvals": w.gated, "approvals-list": w.gated, "heartbeat": w.busy, "job-rollback": w.done,
-                "cancel": w.done, "job": w.busy}.get(self.name, w.busy)
+        return {
+            "approvals": w.gated,
+            "approvals-list": w.gated,
+            "heartbeat": w.busy,
+            "job-rollback": w.done,
+            "cancel": w.done,
+            "job": w.busy,
+        }.get(self.name, w.busy)
 
     def base(self, w):
         return self.body(w) if self.body else None
@@ -129,57 +165,168 @@ def form(**items):
 
 
 ROUTES = [
-    Route("trigger", "POST", "/api/v1/deploys", lambda w: {"project": "app", "environment": "busy", "ref": "main", "reason": "r"},
-          auth=lambda w, b: tok(w), fields=("project", "environment", "ref", "ref_kind", "sha", "reason"), limit=65536),
+    Route(
+        "trigger",
+        "POST",
+        "/api/v1/deploys",
+        lambda w: {"project": "app", "environment": "busy", "ref": "main", "reason": "r"},
+        auth=lambda w, b: tok(w),
+        fields=("project", "environment", "ref", "ref_kind", "sha", "reason"),
+        limit=65536,
+    ),
     Route("job", "GET", "/api/v1/jobs/{id}", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}),
-    Route("jobs", "GET", "/api/v1/jobs", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"},
-          query=("project", "environment", "state", "limit")),
+    Route(
+        "jobs",
+        "GET",
+        "/api/v1/jobs",
+        auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"},
+        query=("project", "environment", "state", "limit"),
+    ),
     Route("locks", "GET", "/api/v1/locks", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}),
-    Route("releases", "GET", "/api/v1/releases?project=app&environment=live",
-          auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}, query=("project", "environment", "limit")),
+    Route(
+        "releases",
+        "GET",
+        "/api/v1/releases?project=app&environment=live",
+        auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"},
+        query=("project", "environment", "limit"),
+    ),
     Route("metrics", "GET", "/metrics", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}),
     # Webhooks: signed for real, about a repository no integration names (401 no integration).
-    Route("github", "POST", "/hooks/github",
-          lambda w: {"action": "completed", "workflow_run": {"id": 1, "status": "completed", "conclusion": "success"},
-                     "repository": {"full_name": "nobody/nothing"}},
-          auth=lambda w, b: github_headers(b), fields=("action", "workflow_run", "repository"), query=("project",)),
-    Route("gitlab", "POST", "/hooks/gitlab",
-          lambda w: {"object_kind": "pipeline", "object_attributes": {"id": 1, "status": "success"},
-                     "project": {"path_with_namespace": "nobody/nothing"}},
-          auth=lambda w, b: gitlab_headers(b), fields=("object_kind", "object_attributes", "project"), query=("project",)),
-    Route("bitbucket", "POST", "/hooks/bitbucket",
-          lambda w: {"commit_status": {"state": "SUCCESSFUL", "key": "k"}, "repository": {"full_name": "nobody/nothing"}},
-          auth=lambda w, b: bitbucket_headers(b), fields=("commit_status", "repository"), query=("project",)),
+    Route(
+        "github",
+        "POST",
+        "/hooks/github",
+        lambda w: {
+            "action": "completed",
+            "workflow_run": {"id": 1, "status": "completed", "conclusion": "success"},
+            "repository": {"full_name": "nobody/nothing"},
+        },
+        auth=lambda w, b: github_headers(b),
+        fields=("action", "workflow_run", "repository"),
+        query=("project",),
+    ),
+    Route(
+        "gitlab",
+        "POST",
+        "/hooks/gitlab",
+        lambda w: {
+            "object_kind": "pipeline",
+            "object_attributes": {"id": 1, "status": "success"},
+            "project": {"path_with_namespace": "nobody/nothing"},
+        },
+        auth=lambda w, b: gitlab_headers(b),
+        fields=("object_kind", "object_attributes", "project"),
+        query=("project",),
+    ),
+    Route(
+        "bitbucket",
+        "POST",
+        "/hooks/bitbucket",
+        lambda w: {"commit_status": {"state": "SUCCESSFUL", "key": "k"}, "repository": {"full_name": "nobody/nothing"}},
+        auth=lambda w, b: bitbucket_headers(b),
+        fields=("commit_status", "repository"),
+        query=("project",),
+    ),
     # The runner's callback with a fencing token that does not hold the lock (409).
-    Route("runner", "POST", "/hooks/runner",
-          lambda w: {"job_id": w.busy, "fencing_token": w.token + 100, "result": "succeeded", "log_url": "https://ci/log",
-                     "release_id": "r1"},
-          auth=lambda w, b: runner_headers(b), fields=("job_id", "fencing_token", "result", "log_url", "artifact_urls", "release_id")),
+    Route(
+        "runner",
+        "POST",
+        "/hooks/runner",
+        lambda w: {
+            "job_id": w.busy,
+            "fencing_token": w.token + 100,
+            "result": "succeeded",
+            "log_url": "https://ci/log",
+            "release_id": "r1",
+        },
+        auth=lambda w, b: runner_headers(b),
+        fields=("job_id", "fencing_token", "result", "log_url", "artifact_urls", "release_id"),
+    ),
     # The requester voting on her own deploy (403 self_approval).
-    Route("approvals", "POST", "/api/v1/jobs/{id}/approvals", lambda w: {"decision": "approve", "comment": "c"},
-          auth=lambda w, b: tok(w), fields=("decision", "comment")),
-    Route("approvals-list", "GET", "/api/v1/jobs/{id}/approvals", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}),
+    Route(
+        "approvals",
+        "POST",
+        "/api/v1/jobs/{id}/approvals",
+        lambda w: {"decision": "approve", "comment": "c"},
+        auth=lambda w, b: tok(w),
+        fields=("decision", "comment"),
+    ),
+    Route(
+        "approvals-list",
+        "GET",
+        "/api/v1/jobs/{id}/approvals",
+        auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"},
+    ),
     # Chat platforms: signed for real; a verified request is answered 200 with a message for the chat
     # (README), so these bases are unsigned-looking (a stale timestamp, a wrong HMAC, a wrong token).
-    Route("slack", "POST", "/chatops/slack", lambda w: form(user_id="UALICE", text=f"approve {w.gated}", command="/draven"),
-          auth=lambda w, b: slack_headers(b, ts=int(time.time()) - 3600), content_type="application/x-www-form-urlencoded",
-          fields=("user_id", "text", "command", "payload"), chat=True),
-    Route("teams", "POST", "/chatops/teams", lambda w: {"type": "message", "text": f"<at>draven</at> approve {w.gated}",
-                                                        "from": {"aadObjectId": "aad-alice"}},
-          auth=lambda w, b: teams_headers(b + b" "), fields=("type", "text", "from"), chat=True),
-    Route("mattermost", "POST", "/chatops/mattermost", lambda w: form(user_id="mm-alice", text=f"approve {w.gated}"),
-          auth=lambda w, b: {"Authorization": "Token wrong"}, content_type="application/x-www-form-urlencoded",
-          fields=("user_id", "text", "token"), chat=True),
+    Route(
+        "slack",
+        "POST",
+        "/chatops/slack",
+        lambda w: form(user_id="UALICE", text=f"approve {w.gated}", command="/draven"),
+        auth=lambda w, b: slack_headers(b, ts=int(time.time()) - 3600),
+        content_type="application/x-www-form-urlencoded",
+        fields=("user_id", "text", "command", "payload"),
+        chat=True,
+    ),
+    Route(
+        "teams",
+        "POST",
+        "/chatops/teams",
+        lambda w: {
+            "type": "message",
+            "text": f"<at>draven</at> approve {w.gated}",
+            "from": {"aadObjectId": "aad-alice"},
+        },
+        auth=lambda w, b: teams_headers(b + b" "),
+        fields=("type", "text", "from"),
+        chat=True,
+    ),
+    Route(
+        "mattermost",
+        "POST",
+        "/chatops/mattermost",
+        lambda w: form(user_id="mm-alice", text=f"approve {w.gated}"),
+        auth=lambda w, b: {"Authorization": "Token wrong"},
+        content_type="application/x-www-form-urlencoded",
+        fields=("user_id", "text", "token"),
+        chat=True,
+    ),
     # A heartbeat with a fencing token that does not hold the lock (409).
-    Route("heartbeat", "POST", "/api/v1/jobs/{id}/heartbeat",
-          lambda w: {"fencing_token": w.token + 100, "progress": {"step": "s", "percent": 5, "message": "m"}},
-          auth=lambda w, b: runner_headers(b), fields=("fencing_token", "progress"), limit=4096),
+    Route(
+        "heartbeat",
+        "POST",
+        "/api/v1/jobs/{id}/heartbeat",
+        lambda w: {"fencing_token": w.token + 100, "progress": {"step": "s", "percent": 5, "message": "m"}},
+        auth=lambda w, b: runner_headers(b),
+        fields=("fencing_token", "progress"),
+        limit=4096,
+    ),
     # Nothing earlier to roll back to (409); a cancelled job (409).
-    Route("rollbacks", "POST", "/api/v1/rollbacks", lambda w: {"project": "app", "environment": "live", "reason": "r"},
-          auth=lambda w, b: tok(w), fields=("project", "environment", "to_release", "reason")),
-    Route("job-rollback", "POST", "/api/v1/jobs/{id}/rollback", lambda w: {"reason": "r"}, auth=lambda w, b: tok(w),
-          fields=("reason",)),
-    Route("cancel", "POST", "/api/v1/jobs/{id}/cancel", lambda w: {"reason": "r"}, auth=lambda w, b: tok(w), fields=("reason",)),
+    Route(
+        "rollbacks",
+        "POST",
+        "/api/v1/rollbacks",
+        lambda w: {"project": "app", "environment": "live", "reason": "r"},
+        auth=lambda w, b: tok(w),
+        fields=("project", "environment", "to_release", "reason"),
+    ),
+    Route(
+        "job-rollback",
+        "POST",
+        "/api/v1/jobs/{id}/rollback",
+        lambda w: {"reason": "r"},
+        auth=lambda w, b: tok(w),
+        fields=("reason",),
+    ),
+    Route(
+        "cancel",
+        "POST",
+        "/api/v1/jobs/{id}/cancel",
+        lambda w: {"reason": "r"},
+        auth=lambda w, b: tok(w),
+        fields=("reason",),
+    ),
 ]
 BY_NAME = {r.name: r for r in ROUTES}
 BODY_ROUTES = [r for r in ROUTES if r.body]
@@ -195,7 +342,9 @@ def assert_refused(reply, what, chat=False):
     assert 400 <= reply.status < 500, f"{what}: {reply}"
     assert reply.content_type.startswith("application/problem+json"), f"{what}: {reply}"
     problem = json.loads(reply.body)
-    assert problem["status"] == reply.status and problem["type"].startswith("https://draven.dev/problems/"), f"{what}: {problem}"
+    assert problem["status"] == reply.status and problem["type"].startswith(
+        "https://draven.dev/problems/"
+    ), f"{what}: {problem}"
 
 
 def refused_unchanged(w, data, what, chat=False, **kwargs):
@@ -208,6 +357,7 @@ def refused_unchanged(w, data, what, chat=False, **kwargs):
 
 # -- each route's own refusal, as it is ---------------------------------------------------------
 
+
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
 def test_the_base_request_is_refused_and_changes_nothing(world, route):
     refused_unchanged(world, route.request(world), route.name)
@@ -215,24 +365,32 @@ def test_the_base_request_is_refused_and_changes_nothing(world, route):
 
 # -- bodies -------------------------------------------------------------------------------------
 
+
 def deep(depth):
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
 BODIES = {
-    "invalid utf-8": lambda r, w: r.encode(r.base(w)).replace(b"r", b"\xff\xfe", 1) if r.content_type == "application/json"
-    else r.encode(r.base(w)) + b"&text=%ff%fe\xff",
-    "deep nesting": lambda r, w: deep(1500) if r.content_type == "application/json" else b"payload=" + quote(deep(1500)).encode(),
+    "invalid utf-8": lambda r, w: (
+        r.encode(r.base(w)).replace(b"r", b"\xff\xfe", 1)
+        if r.content_type == "application/json"
+        else r.encode(r.base(w)) + b"&text=%ff%fe\xff"
+    ),
+    "deep nesting": lambda r, w: (
+        deep(1500) if r.content_type == "application/json" else b"payload=" + quote(deep(1500)).encode()
+    ),
     "deep arrays": lambda r, w: b"[" * 1900 + b"]" * 1900,
     "raw NUL": lambda r, w: r.encode(r.base(w)).replace(b"a", b"a\x00", 1),
-    "escaped NUL": lambda r, w: r.encode({k: (v + "\u0000x" if isinstance(v, str) else v) for k, v in r.base(w).items()}),
+    "escaped NUL": lambda r, w: r.encode(
+        {k: (v + "\u0000x" if isinstance(v, str) else v) for k, v in r.base(w).items()}
+    ),
     "not JSON": lambda r, w: b"project=app&environment=busy",
     "empty": lambda r, w: b"",
     "a JSON array": lambda r, w: b"[1,2,3]",
     "a JSON string": lambda r, w: b'"x"',
     "duplicate keys": lambda r, w: b'{"reason":"a","reason":"b"}',
     "huge numbers": lambda r, w: js({k: 1e308 for k in r.base(w)}).replace(b"1e+308", b"1e99999"),
-    "big integers": lambda r, w: js({k: 10 ** 30 for k in r.base(w)}),
+    "big integers": lambda r, w: js({k: 10**30 for k in r.base(w)}),
     "wrong types": lambda r, w: js({k: [{"x": None}] for k in r.base(w)}),
     "truncated": lambda r, w: r.encode(r.base(w))[:-3],
 }
@@ -259,6 +417,7 @@ def test_a_body_above_the_functions_limit_is_413_before_it_is_read(world, route)
 
 
 # -- Content-Length, chunking, slow bodies (raw sockets) --------------------------------------------
+
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
 def test_an_oversized_content_length_is_413_without_sending_the_body(world, route):
@@ -297,7 +456,9 @@ LYING = {
 }
 
 
-@pytest.mark.parametrize("route", [BY_NAME["trigger"], BY_NAME["github"], BY_NAME["heartbeat"], BY_NAME["slack"]], ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "route", [BY_NAME["trigger"], BY_NAME["github"], BY_NAME["heartbeat"], BY_NAME["slack"]], ids=lambda r: r.name
+)
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=NGINX_OWN) for k in LYING])
 def test_a_malformed_content_length_is_refused(world, route, kind):
     head = route.request(world).split(b"\r\n\r\n")[0].split(b"\r\n")
@@ -308,7 +469,7 @@ def test_a_malformed_content_length_is_refused(world, route, kind):
 def chunked(body, sizes=(7, 3, 1000000)):
     out, i = b"", 0
     for n in sizes:
-        piece = body[i:i + n]
+        piece = body[i : i + n]
         if not piece:
             break
         out += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
@@ -326,25 +487,37 @@ def test_a_chunked_body_is_read_like_any_other(world, route):
 
 BAD_CHUNKS = {
     "size not hex": b"zz\r\nhello\r\n0\r\n\r\n",
-    "size larger than data, then eof": b"ffff\r\nhello",
     "size overflow": b"ffffffffffffffffffff\r\nhello\r\n0\r\n\r\n",
+    "no final chunk": b"5\r\nhello\r\n5\r\nworld\r\nxyz",
 }
+
+
+def chunked_head(route, world):
+    head = route.request(world).split(b"\r\n\r\n")[0].split(b"\r\n")
+    return b"\r\n".join(
+        [line for line in head if not line.startswith(b"Content-Length:")] + [b"Transfer-Encoding: chunked"]
+    )
 
 
 @pytest.mark.parametrize("route", [BY_NAME["trigger"], BY_NAME["runner"], BY_NAME["teams"]], ids=lambda r: r.name)
 @pytest.mark.parametrize("kind", [pytest.param(k, marks=NGINX_OWN) for k in BAD_CHUNKS])
 def test_bad_chunking_is_refused(world, route, kind):
-    head = route.request(world).split(b"\r\n\r\n")[0].split(b"\r\n")
-    head = [line for line in head if not line.startswith(b"Content-Length:")] + [b"Transfer-Encoding: chunked"]
-    refused_unchanged(world, b"\r\n".join(head) + b"\r\n\r\n" + BAD_CHUNKS[kind], f"{route.name} {kind}",
-                      half_close=kind.endswith("eof"))
+    refused_unchanged(world, chunked_head(route, world) + b"\r\n\r\n" + BAD_CHUNKS[kind], f"{route.name} {kind}")
+
+
+@pytest.mark.parametrize("route", [BY_NAME["trigger"], BY_NAME["runner"], BY_NAME["teams"]], ids=lambda r: r.name)
+def test_a_chunk_cut_short_by_eof_changes_nothing(world, route):
+    before = world.snapshot()
+    reply = world.send(chunked_head(route, world) + b"\r\n\r\nffff\r\nhello", half_close=True, timeout=5)
+    assert reply.status is None or 400 <= reply.status < 500, reply  # the client went away: nothing, or nginx's 400
+    assert_unchanged(before, world.snapshot(), route.name)
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
 def test_a_slow_request_is_answered_like_a_fast_one(world, route):
     data = route.request(world)
     cut = [len(data) // 4, len(data) // 2, len(data) - 2]
-    pieces = [data[:cut[0]], data[cut[0]:cut[1]], data[cut[1]:cut[2]], data[cut[2]:]]
+    pieces = [data[: cut[0]], data[cut[0] : cut[1]], data[cut[1] : cut[2]], data[cut[2] :]]
     refused_unchanged(world, pieces, route.name, pauses=(0.15,))
 
 
@@ -363,8 +536,15 @@ def test_non_numeric_and_out_of_range_ids_are_404(world, route, job):
         assert reply.status == 404, reply
 
 
-ENCODED_IDS = ["%27%20OR%201%3D1", "1%3BDROP%20TABLE%20jobs", "%2e%2e", "%252e%252e", "1%2F..%2F..%2Flocks",
-               pytest.param("%00", marks=NGINX_OWN), pytest.param("1%00", marks=NGINX_OWN)]
+ENCODED_IDS = [
+    "%27%20OR%201%3D1",
+    "1%3BDROP%20TABLE%20jobs",
+    "%2e%2e",
+    "%252e%252e",
+    "1%2F..%2F..%2Flocks",
+    pytest.param("%00", marks=NGINX_OWN),
+    pytest.param("1%00", marks=NGINX_OWN),
+]
 
 
 @pytest.mark.parametrize("route", ID_ROUTES, ids=lambda r: r.name)
@@ -395,8 +575,12 @@ TRAVERSALS = [
 @pytest.mark.parametrize("path", TRAVERSALS)
 def test_traversal_and_nul_paths_are_refused(world, path):
     for method in ("GET", "POST"):
-        data = http_bytes(method, path, js({"project": "app", "environment": "busy", "ref": "main"}),
-                          {"Content-Type": "application/json"})
+        data = http_bytes(
+            method,
+            path,
+            js({"project": "app", "environment": "busy", "ref": "main"}),
+            {"Content-Type": "application/json"},
+        )
         reply = refused_unchanged(world, data, f"{path!r} {method}")
         assert b"drvkek" not in reply.raw and b"SQLite format" not in reply.raw
 
@@ -414,28 +598,57 @@ def test_wrong_methods_are_405(world, route, method):
     assert reply.status == 405, reply
 
 
-@pytest.mark.parametrize("header", [
-    pytest.param(b"X-Evil: a\x00b", marks=NGINX_OWN),
-    pytest.param(b"Authorization: Bearer a\r\nAuthorization: Bearer b", marks=NGINX_OWN),
-    pytest.param(b"X-Long: " + b"a" * 40000, marks=NGINX_OWN),
-    b"X-Unicode: \xff\xfe\xc0\xaf",
-    b"Authorization: Bearer \xff\xfe",
-    b"Authorization: Bearer drv_' OR '1'='1_x",
-    b"Authorization: Basic YWxpY2U6YWxpY2U=",
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        pytest.param(b"X-Evil: a\x00b", marks=NGINX_OWN),
+        pytest.param(b"Authorization: Bearer a\r\nAuthorization: Bearer b", marks=NGINX_OWN),
+        pytest.param(b"X-Long: " + b"a" * 40000, marks=NGINX_OWN),
+        b"X-Unicode: \xff\xfe\xc0\xaf",
+        b"Authorization: Bearer \xff\xfe",
+        b"Authorization: Bearer drv_' OR '1'='1_x",
+        b"Authorization: Basic YWxpY2U6YWxpY2U=",
+    ],
+)
 def test_hostile_headers_are_refused(world, header):
-    data = http_bytes("POST", "/api/v1/deploys", js({"project": "app", "environment": "busy", "ref": "main"}),
-                      {"Content-Type": "application/json"}).replace(b"Connection: close", b"Connection: close\r\n" + header)
+    data = http_bytes(
+        "POST",
+        "/api/v1/deploys",
+        js({"project": "app", "environment": "busy", "ref": "main"}),
+        {"Content-Type": "application/json"},
+    ).replace(b"Connection: close", b"Connection: close\r\n" + header)
     refused_unchanged(world, data, repr(header[:40]))
 
 
 # -- SQL metacharacters in every field and query parameter (hypothesis, bounded) ------------------------
 
-SQL = ["'", '"', ";", "--", "/*", "*/", "%", "_", "\\", "?1", ":x", "@x", "$1", "' OR '1'='1", '" OR ""="',
-       "'; DROP TABLE jobs; --", "1 UNION SELECT hash FROM api_tokens", ") OR (1=1", "\u0000", "\u2028", "ｐｒｏｄ"]
+SQL = [
+    "'",
+    '"',
+    ";",
+    "--",
+    "/*",
+    "*/",
+    "%",
+    "_",
+    "\\",
+    "?1",
+    ":x",
+    "@x",
+    "$1",
+    "' OR '1'='1",
+    '" OR ""="',
+    "'; DROP TABLE jobs; --",
+    "1 UNION SELECT hash FROM api_tokens",
+    ") OR (1=1",
+    "\u0000",
+    "\u2028",
+    "ｐｒｏｄ",
+]
 sql_text = st.lists(st.sampled_from(SQL) | st.text(alphabet="ab1 ", max_size=3), min_size=1, max_size=4).map("".join)
-BOUNDED = settings(max_examples=12, derandomize=True, deadline=None, database=None,
-                   suppress_health_check=list(HealthCheck))
+BOUNDED = settings(
+    max_examples=12, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 def field_routes():
@@ -475,7 +688,12 @@ def test_sql_metacharacters_in_query_parameters(world, route):
             valid = world.send(route.request(world, path=route.url(world, query=query), headers=tok(world, "carol")))
             if valid.status == 200:
                 listing = json.loads(valid.body)
-                assert listing.get("jobs", []) == [] and listing.get("releases", []) == [], (route.name, name, value, listing)
+                assert listing.get("jobs", []) == [] and listing.get("releases", []) == [], (
+                    route.name,
+                    name,
+                    value,
+                    listing,
+                )
             else:
                 assert_refused(valid, f"{route.name} (carol) ?{name}={value!r}")
 
@@ -484,6 +702,7 @@ def test_sql_metacharacters_in_query_parameters(world, route):
 
 
 # -- afterwards: no secret anywhere; the store is sound ------------------------------------------------
+
 
 def test_no_secret_in_any_response_or_log(world):
     assert len(RESPONSES) > 300, len(RESPONSES)
@@ -511,7 +730,9 @@ def test_a_nul_in_a_field_is_stored_whole_and_the_audit_chain_holds(world):
     assert accepted.status == 201, accepted
     job = accepted.json["id"]
     assert stack.rows("SELECT reason FROM jobs WHERE id = ?", job) == [("before\u0000after",)]
-    assert stack.request("GET", f"/api/v1/jobs/{job}", token=stack.tokens["alice"]).json["reason"] == "before\u0000after"
+    assert (
+        stack.request("GET", f"/api/v1/jobs/{job}", token=stack.tokens["alice"]).json["reason"] == "before\u0000after"
+    )
     assert stack.request("POST", f"/api/v1/jobs/{job}/cancel", {}, token=stack.tokens["alice"]).status == 200
     settled(stack)
     assert stack.draven("audit", "verify", check=False).returncode == 0
@@ -519,9 +740,12 @@ def test_a_nul_in_a_field_is_stored_whole_and_the_audit_chain_holds(world):
 
 def test_the_store_passes_draven_doctor(world):
     result = doctor(world.stack)
-    assert result.returncode == 0, result.stdout + repr(world.stack.rows(
-        "SELECT *, hex(detail), hex(subject), hex(actor) FROM audit WHERE id = ?", int(result.stdout.split("audit/")[1].split(":")[0])
-        if "audit/" in result.stdout else 0))
+    assert result.returncode == 0, result.stdout + repr(
+        world.stack.rows(
+            "SELECT *, hex(detail), hex(subject), hex(actor) FROM audit WHERE id = ?",
+            int(result.stdout.split("audit/")[1].split(":")[0]) if "audit/" in result.stdout else 0,
+        )
+    )
     assert "store healthy" in result.stdout
     report = json.loads(doctor(world.stack, "--json").stdout)
     assert report["ok"] is True and all(c["ok"] and c["ran"] for c in report["checks"].values())

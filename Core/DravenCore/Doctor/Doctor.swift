@@ -72,7 +72,8 @@ package enum Doctor {
         case .integrity: try db.integrityProblems().map { Finding(.integrity, "store", $0) }
         case .locks: try Locks.problems(db).map { Finding(.locks, $0.subject, $0.message) }
         case .events: try historyProblems(db).map { Finding(.events, "job/\($0.job)", $0.message) }
-        case .outbox: try Outbox.problems(db, now: now, dueWithin: dueWithin).map { Finding(.outbox, $0.subject, $0.message) }
+        case .outbox:
+            try Outbox.problems(db, now: now, dueWithin: dueWithin).map { Finding(.outbox, $0.subject, $0.message) }
         case .audit: try auditChain(db)
         }
     }
@@ -81,7 +82,8 @@ package enum Doctor {
     /// place so the doctor follows whatever that verification becomes.
     static func auditChain(_ db: Database) throws -> [Finding] {
         guard let bad = try Audit.verify(db) else { return [] }
-        return [Finding(.audit, "audit/\(bad)", "the chain breaks at record \(bad): it or one before it was changed, removed or reordered")]
+        let why = "the chain breaks at record \(bad): it or one before it was changed, removed or reordered"
+        return [Finding(.audit, "audit/\(bad)", why)]
     }
 
     /// Every job's recorded history checked against the state machine, job by job.

@@ -7,7 +7,8 @@ extension Locks {
     package static func problems(_ db: Database) throws -> [(subject: String, message: String)] {
         var found: [(subject: String, message: String)] = []
         _ = try db.query("""
-            SELECT l.environment_id, l.job_id, l.fencing_token, l.lease_until, j.id, j.state, j.environment_id, j.fencing_token
+            SELECT l.environment_id, l.job_id, l.fencing_token, l.lease_until,
+                   j.id, j.state, j.environment_id, j.fencing_token
             FROM locks l LEFT JOIN jobs j ON j.id = l.job_id WHERE l.job_id IS NOT NULL ORDER BY l.environment_id
             """) { row in
             let subject = "environment/\(row.int(0))", job = row.int(1)
@@ -19,7 +20,8 @@ extension Locks {
             }
             if row.int(6) != row.int(0) { found.append((subject, "held by job \(job) of environment \(row.int(6))")) }
             if row.optionalInt(7) != row.int(2) {
-                found.append((subject, "held with fencing token \(row.int(2)) but job \(job) carries \(row.optionalInt(7).map(String.init) ?? "none")"))
+                let carried = row.optionalInt(7).map(String.init) ?? "none"
+                found.append((subject, "held with fencing token \(row.int(2)) but job \(job) carries \(carried)"))
             }
             if row.isNull(3) { found.append((subject, "held by job \(job) with no lease")) }
         }
@@ -27,12 +29,14 @@ extension Locks {
         _ = try db.query("""
             SELECT j.id, j.state, j.environment_id, j.fencing_token, l.job_id, l.fencing_token FROM jobs j
             LEFT JOIN locks l ON l.environment_id = j.environment_id
-            WHERE j.state IN (\(holding)) AND (l.job_id IS NULL OR l.job_id != j.id OR l.fencing_token IS NOT j.fencing_token)
+            WHERE j.state IN (\(holding))
+              AND (l.job_id IS NULL OR l.job_id != j.id OR l.fencing_token IS NOT j.fencing_token)
             ORDER BY j.id
             """) { row in
-            let holder = row.optionalInt(4).map { $0 == row.int(0) ? "it, with token \(row.int(5))" : "job \($0)" } ?? "nobody"
-            found.append(("job/\(row.int(0))", "\(row.text(1)) with fencing token \(row.optionalInt(3).map(String.init) ?? "none") "
-                          + "but environment \(row.int(2))'s lock is held by \(holder)"))
+            let job = row.int(0), token = row.optionalInt(3).map(String.init) ?? "none"
+            let holder = row.optionalInt(4).map { $0 == job ? "it, with token \(row.int(5))" : "job \($0)" } ?? "nobody"
+            let why = "\(row.text(1)) with fencing token \(token) but environment \(row.int(2))'s lock is held by \(holder)"
+            found.append(("job/\(job)", why))
         }
         return found
     }

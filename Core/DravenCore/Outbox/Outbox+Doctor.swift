@@ -3,7 +3,8 @@ extension Outbox {
     /// dead with the reason recorded, or still due — pending or delivering with its next attempt
     /// before `now + dueWithin`; and every `dispatching` job must have a dispatch row still to
     /// deliver (else nothing will ever start or fail it but `draven sweep`'s dispatch limit).
-    package static func problems(_ db: Database, now: Int64, dueWithin: Int64) throws -> [(subject: String, message: String)] {
+    package static func problems(_ db: Database, now: Int64,
+                                 dueWithin: Int64) throws -> [(subject: String, message: String)] {
         var found: [(subject: String, message: String)] = []
         _ = try db.query("""
             SELECT id, kind, job_id, state, next_attempt_at, delivered_at, last_error FROM outbox
@@ -21,8 +22,9 @@ extension Outbox {
             found.append(("outbox/\(row.int(0))", "\(what) \(why)"))
         }
         _ = try db.query("""
-            SELECT j.id FROM jobs j WHERE j.state = 'dispatching' AND NOT EXISTS
-              (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
+            SELECT j.id FROM jobs j WHERE j.state = 'dispatching' AND NOT EXISTS (
+              SELECT 1 FROM outbox o
+              WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
             ORDER BY j.id
             """) { row in
             found.append(("job/\(row.int(0))", "dispatching with no dispatch row left to deliver"))

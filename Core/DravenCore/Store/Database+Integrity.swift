@@ -4,7 +4,8 @@ extension Database {
     package func integrityProblems(limit: Int = 100) throws -> [String] {
         let integrity = try query("PRAGMA integrity_check(\(limit))") { $0.text(0) }
         let keys = try query("PRAGMA foreign_key_check") { row in
-            "\(row.text(0)) row \(row.optionalInt(1).map(String.init) ?? "(no rowid)") refers to a missing \(row.text(2)) row"
+            let id = row.optionalInt(1).map(String.init) ?? "(no rowid)"
+            return "\(row.text(0)) row \(id) refers to a missing \(row.text(2)) row"
         }
         return (integrity == ["ok"] ? [] : integrity) + keys
     }
