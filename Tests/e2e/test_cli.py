@@ -126,7 +126,8 @@ def test_doctor_passes_a_sound_store_and_names_what_is_wrong_in_a_broken_one(sta
         "integrity: ok", "locks: ok", "events: ok", "outbox: ok", "audit: ok", "store healthy"]
     with sqlite3.connect(state / "draven.db") as c:
         c.execute("UPDATE audit SET actor = 'mallory' WHERE id = 1")
-        c.execute("INSERT INTO outbox (kind, payload, state, next_attempt_at, created_at) VALUES ('notify', '{}', 'dead', 0, 0)")
+        c.execute("INSERT INTO outbox (kind, payload, state, next_attempt_at, created_at) "
+                  "VALUES ('notify', '{}', 'dead', 0, 0)")
     broken = run("doctor", state=state, check=False)
     assert broken.returncode == 1, broken
     assert "audit/1: the chain breaks at record 1" in broken.stdout
