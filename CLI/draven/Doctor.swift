@@ -19,15 +19,17 @@ extension Draven {
                 let dir = state.paths.stateDir
                 throw ValidationError("no store at \(path); run `draven init --state-dir \(dir)` first")
             }
-            let db = try Database(path: path, create: false)
             let report: Doctor.Report
-            switch Result(catching: { try Migrations.pending(db) }) {
-            case .success(let pending) where pending.isEmpty:
-                report = Doctor.check(db, now: Clock.now())
-            case .success(let pending):
-                let why = "migrations not applied: \(pending.joined(separator: ", ")); run `draven migrate`"
-                report = .init(only: .init(.integrity, "schema", why))
-            case .failure(let error):
+            do {
+                let db = try Database(path: path, create: false)
+                let pending = try Migrations.pending(db)
+                if pending.isEmpty {
+                    report = Doctor.check(db, now: Clock.now())
+                } else {
+                    let why = "migrations not applied: \(pending.joined(separator: ", ")); run `draven migrate`"
+                    report = .init(only: .init(.integrity, "schema", why))
+                }
+            } catch {
                 report = .init(only: .init(.integrity, "store", "cannot read the store: \(error)"))
             }
             print(json ? Self.json(report).serialized() : Self.text(report), terminator: json ? "\n" : "")

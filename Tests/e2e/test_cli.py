@@ -137,3 +137,9 @@ def test_doctor_passes_a_sound_store_and_names_what_is_wrong_in_a_broken_one(sta
     assert [f["subject"] for f in report["checks"]["audit"]["findings"]] == ["audit/1"]
     missing = run("doctor", state=state / "nowhere", check=False)
     assert missing.returncode != 0 and "no store at" in missing.stderr
+    (state / "draven.db").write_bytes(b"not a database, at all " * 400)
+    for name in ("draven.db-wal", "draven.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    garbage = run("doctor", state=state, check=False)
+    assert garbage.returncode == 1 and "integrity: 1 problem(s)" in garbage.stdout
+    assert "store: cannot read the store: SQLite error 26: file is not a database" in garbage.stdout, garbage.stdout
