@@ -718,6 +718,38 @@ def test_sql_metacharacters_in_every_field(world, route):
     assert_unchanged(before, world.snapshot(), route.name)
 
 
+HEADERS_READ = [
+    "Idempotency-Key",
+    "X-GitHub-Delivery",
+    "X-GitHub-Event",
+    "X-Gitlab-Event",
+    "X-Gitlab-Event-UUID",
+    "X-Event-Key",
+    "X-Request-UUID",
+    "X-Draven-Timestamp",
+    "X-Slack-Request-Timestamp",
+    "Content-Type",
+]
+
+
+@pytest.mark.parametrize(
+    "route", [BY_NAME[n] for n in ("trigger", "github", "gitlab", "bitbucket", "runner", "slack")], ids=lambda r: r.name
+)
+def test_sql_metacharacters_in_the_headers_draven_reads(world, route):
+    """Delivery ids, event names, timestamps, the idempotency key: stored or compared, so hostile too.
+    (A NUL in a header is nginx's own 400: test_hostile_headers_are_refused.)"""
+    before = world.snapshot()
+
+    @BOUNDED
+    @given(name=st.sampled_from(HEADERS_READ), value=sql_text.filter(lambda v: "\u0000" not in v))
+    def attack(name, value):
+        data = route.request(world, headers={name: value.encode()})
+        assert_refused(world.send(data), f"{route.name} {name}: {value!r}", chat=route.chat)
+
+    attack()
+    assert_unchanged(before, world.snapshot(), route.name)
+
+
 @pytest.mark.parametrize("route", ROUTES, ids=lambda r: r.name)
 def test_sql_metacharacters_in_query_parameters(world, route):
     """Read filters that match nothing answer 200 with nothing (GET /api/v1/jobs, /releases, with a
