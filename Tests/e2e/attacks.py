@@ -185,7 +185,8 @@ def dump_store(db_path):
 
 def assert_unchanged(before, after, what=""):
     """Nothing changed but refusals appended to the audit trail (README: a refused request changes
-    nothing but one `refused` record)."""
+    nothing but one `refused` record). Any other table a refusal may write must be named here, with
+    what it may write: the allowance is this one place."""
     assert before.keys() == after.keys(), what
     for table in before:
         if table == "audit":
