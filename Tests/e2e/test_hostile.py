@@ -407,6 +407,10 @@ def deep(depth):
     return b'{"a":' * depth + b"1" + b"}" * depth
 
 
+def rng_value(n):
+    return ["1", 1.0, True, -1, 2**63, None][n % 6]
+
+
 BODIES = {
     "invalid utf-8": lambda r, w: (
         r.encode(r.base(w)).replace(b"r", b"\xff\xfe", 1)
@@ -430,6 +434,12 @@ BODIES = {
     "big integers": lambda r, w: js({k: 10**30 for k in r.base(w)}),
     "wrong types": lambda r, w: js({k: [{"x": None}] for k in r.base(w)}),
     "truncated": lambda r, w: r.encode(r.base(w))[:-3],
+    "a byte-order mark": lambda r, w: b"\xef\xbb\xbf" + r.encode(r.base(w)),
+    "UTF-16": lambda r, w: json.dumps(r.base(w)).encode("utf-16"),
+    "nested one past the limit": lambda r, w: b'{"a":' * 65 + b"1" + b"}" * 65,
+    "numbers as strings, floats, booleans": lambda r, w: js(
+        {k: rng_value(n) for n, k in enumerate(r.base(w))} if isinstance(r.base(w), dict) else {}
+    ),
 }
 
 
@@ -747,6 +757,38 @@ def test_sql_metacharacters_in_the_headers_draven_reads(world, route):
         assert_refused(world.send(data), f"{route.name} {name}: {value!r}", chat=route.chat)
 
     attack()
+    assert_unchanged(before, world.snapshot(), route.name)
+
+
+ODD_QUERIES = [
+    "%zz",
+    "%",
+    "project=%",
+    "project=a&project=b&project=c",
+    "&&&",
+    "=x",
+    "project",
+    "limit=1e2",
+    "limit=-1",
+    "limit=99999999999999999999",
+    "state=running%00",
+    "project=" + "a" * 3000,
+]
+
+
+@pytest.mark.parametrize("route", [BY_NAME[n] for n in ("jobs", "releases", "github", "trigger")], ids=lambda r: r.name)
+@pytest.mark.parametrize("query", ODD_QUERIES)
+def test_odd_query_strings_are_refused_or_match_nothing(world, route, query):
+    before = world.snapshot()
+    reply = world.send(route.request(world, path=route.url(world, query=query)))
+    assert_refused(reply, f"{route.name} ?{query[:40]}")
+    if route.method == "GET":
+        valid = world.send(route.request(world, path=route.url(world, query=query), headers=tok(world, "carol")))
+        if valid.status == 200:  # an unknown or empty parameter is no filter: never more than carol may read
+            listing = json.loads(valid.body)
+            assert all(job["project"] == "app" for job in listing.get("jobs", [])), (route.name, query, listing)
+        else:
+            assert_refused(valid, f"{route.name} (carol) ?{query[:40]}")
     assert_unchanged(before, world.snapshot(), route.name)
 
 
