@@ -55,7 +55,7 @@ package enum Doctor {
         let snapshot = (try? db.execute("BEGIN")) != nil
         defer { if snapshot { try? db.execute("COMMIT") } }
         for check in Check.allCases {
-            var found: [Finding]
+            let found: [Finding]
             do {
                 found = try run(check, db, now: now)
             } catch {
