@@ -1,4 +1,5 @@
 """The operator's CLI: init, apply (valid and refused), tokens, audit verify."""
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -118,3 +119,29 @@ def test_commands_refuse_an_uninitialised_store():
         assert r.returncode != 0 and "draven init" in r.stderr
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_doctor_passes_a_sound_store_and_names_what_is_wrong_in_a_broken_one(state):
+    run("apply", "-f", str(EXAMPLE), state=state)
+    healthy = run("doctor", state=state)
+    assert healthy.stdout.splitlines() == [
+        "integrity: ok", "locks: ok", "events: ok", "outbox: ok", "audit: ok", "store healthy"]
+    with sqlite3.connect(state / "draven.db") as c:
+        c.execute("UPDATE audit SET actor = 'mallory' WHERE id = 1")
+        c.execute("INSERT INTO outbox (kind, payload, state, next_attempt_at, created_at) "
+                  "VALUES ('notify', '{}', 'dead', 0, 0)")
+    broken = run("doctor", state=state, check=False)
+    assert broken.returncode == 1, broken
+    assert "audit/1: the chain breaks at record 1" in broken.stdout
+    assert "outbox/1: notify row dead, with no reason recorded" in broken.stdout
+    report = json.loads(run("doctor", "--json", state=state, check=False).stdout)
+    assert report["ok"] is False and report["checks"]["locks"] == {"ok": True, "ran": True, "findings": [], "more": 0}
+    assert [f["subject"] for f in report["checks"]["audit"]["findings"]] == ["audit/1"]
+    missing = run("doctor", state=state / "nowhere", check=False)
+    assert missing.returncode != 0 and "no store at" in missing.stderr
+    (state / "draven.db").write_bytes(b"not a database, at all " * 400)
+    for name in ("draven.db-wal", "draven.db-shm"):
+        (state / name).unlink(missing_ok=True)
+    garbage = run("doctor", state=state, check=False)
+    assert garbage.returncode == 1 and "integrity: 1 problem(s)" in garbage.stdout
+    assert "store: cannot read the store: SQLite error 26: file is not a database" in garbage.stdout, garbage.stdout
