@@ -189,7 +189,7 @@ def assert_unchanged(before, after, what=""):
     what it may write: the allowance is this one place."""
     assert before.keys() == after.keys(), what
     for table in before:
-        if table == "audit":
+        if table in ("audit", "refusal_counts"):
             continue
         assert before[table] == after[table], (
             f"{what}: table {table} changed: " f"{set(after[table][1]) ^ set(before[table][1])}"
@@ -201,6 +201,18 @@ def assert_unchanged(before, after, what=""):
     assert [r for r in new if r[0] in old_ids] == old, f"{what}: audit records changed"
     outcome = columns.index("outcome")
     assert all(r[outcome] == "refused" for r in added), f"{what}: audit records other than refusals: {added}"
+    # An unauthenticated client's refusals are counted, not chained (defect 8): a counter row may be
+    # added or counted up, nothing else about it may change.
+    if "refusal_counts" in before:
+        columns, old = before["refusal_counts"]
+        _, new = after["refusal_counts"]
+        key = [columns.index(c) for c in ("client", "function", "problem", "bucket")]
+        first, count = columns.index("first_at"), columns.index("count")
+        olds = {tuple(r[i] for i in key): r for r in old}
+        news = {tuple(r[i] for i in key): r for r in new}
+        assert olds.keys() <= news.keys(), f"{what}: refusal counters vanished"
+        for k, r in olds.items():
+            assert news[k][first] == r[first] and news[k][count] >= r[count], f"{what}: counter {k} went back"
 
 
 def secret_values(stack, fake_url):
