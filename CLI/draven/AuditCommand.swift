@@ -4,7 +4,8 @@ import DravenCore
 extension Draven {
     struct AuditCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "audit", abstract: "Inspect the audit trail.", subcommands: [Verify.self, Checkpoint.self, Export.self])
+            commandName: "audit", abstract: "Inspect the audit trail.",
+            subcommands: [Verify.self, Checkpoint.self, Export.self])
 
         struct Verify: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -20,7 +21,8 @@ extension Draven {
                 guard report.findings.isEmpty else { throw ExitCode(1) }
                 var line = "audit trail intact: \(report.records) records"
                 if let cp = report.checkpoint {
-                    line += "; checkpoint of \(Clock.rfc3339(cp.at)) covers records up to \(cp.headID) (\(cp.count) records)"
+                    line += "; checkpoint of \(Clock.rfc3339(cp.at)) covers records up to \(cp.headID)"
+                    line += " (\(cp.count) records)"
                     line += report.uncovered > 0 ? "; \(report.uncovered) after it, not yet covered" : ""
                 } else {
                     line += " (no checkpoint yet)"
@@ -32,20 +34,22 @@ extension Draven {
         struct Checkpoint: ParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "Sign the audit chain's head and append it to the checkpoint log and the system log.",
-                discussion: "Needs the checkpoint key (<secrets-dir>/audit-signing.key, created by `draven init`): run it as "
-                    + "the admin, e.g. from draven-audit-checkpoint.timer. Checks the records since the last checkpoint "
-                    + "first and signs nothing (exit 1) if they do not verify.")
+                discussion: "Needs the checkpoint key (<secrets-dir>/audit-signing.key, created by `draven init`): "
+                    + "run it as the admin, e.g. from draven-audit-checkpoint.timer. Checks the records since the "
+                    + "last checkpoint first and signs nothing (exit 1) if they do not verify.")
             @OptionGroup var state: StateOptions
 
             func run() throws {
                 let paths = CheckpointPaths(state.paths)
                 guard paths.writable else {
-                    throw ValidationError("cannot read \(paths.signingKey) or write \(paths.log); run as the admin (`draven init` creates the key)")
+                    throw ValidationError("cannot read \(paths.signingKey) or write \(paths.log); "
+                                          + "run as the admin (`draven init` creates the key)")
                 }
                 switch try AuditCheckpoints.write(try state.open(), paths) {
                 case .written(let cp, let journaled):
                     print("checkpoint: record \(cp.headID), \(cp.count) records, \(cp.headHash)")
-                    print("written to \(paths.log)" + (journaled ? " and the system log" : " (no system log is listening)"))
+                    let journal = journaled ? " and the system log" : " (no system log is listening)"
+                    print("written to \(paths.log)" + journal)
                 case .unchanged(let cp):
                     print("checkpoint unchanged: record \(cp.headID)")
                 case .refused(let findings):

@@ -5,8 +5,8 @@ import Foundation
 extension Draven {
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the state directory, the database (migrated), the token-hash key and the audit checkpoint key. "
-                + "Safe to run again.")
+            abstract: "Create the state directory, the database (migrated), the token-hash key and the audit "
+                + "checkpoint key. Safe to run again.")
         @OptionGroup var state: StateOptions
 
         func run() throws {

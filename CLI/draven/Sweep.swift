@@ -26,13 +26,17 @@ extension Draven {
         var pollAfter = "5m"
         @Option(name: .customLong("dispatch-limit"), help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
         var dispatchLimit = "15m"
-        @Option(name: .customLong("checkpoint-every"), help: "Sign an audit checkpoint at most this often when the chain's head moved (default 60s; with --once: each pass).")
+        @Option(name: .customLong("checkpoint-every"),
+                help: ArgumentHelp("Sign an audit checkpoint at most this often when the chain's head moved "
+                    + "(default 60s; with --once: each pass)."))
         var checkpointEvery = "60s"
 
         func validate() throws {
             guard once != (every != nil) else { throw ValidationError("give exactly one of --once or --every") }
             if let every, Self.interval(every) == nil { throw ValidationError("--every takes a duration such as 5s, 500ms or 1m") }
-            for (name, value) in [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit), ("--checkpoint-every", checkpointEvery)] where Self.interval(value).map({ $0 < 1 }) ?? true {
+            let durations = [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit),
+                             ("--checkpoint-every", checkpointEvery)]
+            for (name, value) in durations where Self.interval(value).map({ $0 < 1 }) ?? true {
                 throw ValidationError("\(name) takes a duration of at least 1s, such as 30s or 5m")
             }
         }
@@ -50,7 +54,8 @@ extension Draven {
             let paths = state.paths
             let pause = every.flatMap(Self.interval) ?? 0
             let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300), dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
-            var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: once ? 0 : Self.interval(checkpointEvery) ?? 60)
+            let checkpointInterval = once ? 0 : Self.interval(checkpointEvery) ?? 60
+            var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: checkpointInterval)
             repeat {
                 do {
                     let report = try sweeper.run(db, now: Clock.now())
@@ -92,7 +97,8 @@ struct Checkpointer {
         self.every = every
         enabled = paths.writable
         if !enabled {
-            warn("sweep: audit checkpoints off (cannot read \(paths.signingKey)); the admin's `draven audit checkpoint` writes them")
+            warn("sweep: audit checkpoints off (cannot read \(paths.signingKey)); "
+                 + "the admin's `draven audit checkpoint` writes them")
         }
     }
 
@@ -100,15 +106,16 @@ struct Checkpointer {
         let now = Date().timeIntervalSince1970
         guard enabled, now - last >= every else { return }
         last = now
+        let stamp = Clock.rfc3339(Clock.now())
         do {
             switch try AuditCheckpoints.write(db, paths, onlyIfMoved: true) {
-            case .written(let cp, _): print("\(Clock.rfc3339(Clock.now())) sweep: audit checkpoint at record \(cp.headID)")
+            case .written(let cp, _): print("\(stamp) sweep: audit checkpoint at record \(cp.headID)")
             case .unchanged: break
             case .refused(let findings):
-                for finding in findings { warn("\(Clock.rfc3339(Clock.now())) sweep: audit: \(finding); no checkpoint signed") }
+                for finding in findings { warn("\(stamp) sweep: audit: \(finding); no checkpoint signed") }
             }
         } catch {
-            warn("\(Clock.rfc3339(Clock.now())) sweep: audit checkpoint: \(error)")
+            warn("\(stamp) sweep: audit checkpoint: \(error)")
         }
     }
 }

@@ -6,7 +6,9 @@ import Testing
     static func store(records: Int = 5) throws -> (TestStore, CheckpointPaths) {
         let store = try TestStore()
         for i in 0..<records {
-            try store.db.immediate { tx in try Audit.record(tx, at: store.now + Int64(i), actor: "a", action: "x", subject: "s\(i)") }
+            try store.db.immediate { tx in
+                try Audit.record(tx, at: store.now + Int64(i), actor: "a", action: "x", subject: "s\(i)")
+            }
         }
         let paths = CheckpointPaths(store.paths)
         #expect(try AuditCheckpoints.ensureKey(paths))
@@ -30,8 +32,13 @@ import Testing
         let total = try store.count("audit")
         #expect(cp.headID == total && cp.count == total)
         #expect(try Self.kinds(store, paths) == [])
-        guard case .unchanged = try AuditCheckpoints.write(store.db, paths, onlyIfMoved: true) else { Issue.record("moved?"); return }
-        try store.db.immediate { tx in try Audit.record(tx, at: store.now + 9, actor: "a", action: "x", subject: "later") }
+        guard case .unchanged = try AuditCheckpoints.write(store.db, paths, onlyIfMoved: true) else {
+            Issue.record("moved?")
+            return
+        }
+        try store.db.immediate { tx in
+            try Audit.record(tx, at: store.now + 9, actor: "a", action: "x", subject: "later")
+        }
         let report = try AuditVerifier.report(db: store.db, checkpoints: paths)
         #expect(report.findings.isEmpty && report.uncovered == 1 && report.records == total + 1)
         let next = try #require(Self.written(try AuditCheckpoints.write(store.db, paths, onlyIfMoved: true)))
@@ -52,16 +59,21 @@ import Testing
         try store.db.run("UPDATE audit SET subject = 'forged' WHERE id = 2")
         var prev = try store.db.first("SELECT hash FROM audit WHERE id = 1") { $0.text(0) }!
         for id in Int64(2)...(try store.count("audit")) {
-            let h = try store.db.first("SELECT at, actor, action, subject, outcome, detail FROM audit WHERE id = ?1", [.int(id)]) {
+            let sql = "SELECT at, actor, action, subject, outcome, detail FROM audit WHERE id = ?1"
+            let h = try store.db.first(sql, [.int(id)]) {
                 Audit.digest(prev: prev, at: $0.int(0), actor: $0.text(1), action: $0.text(2), subject: $0.text(3),
                              outcome: $0.text(4), detail: $0.text(5))
             }!
-            try store.db.run("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3", [.text(prev), .text(h), .int(id)])
+            try store.db.run("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+                             [.text(prev), .text(h), .int(id)])
             prev = h
         }
         #expect(try Audit.verify(store.db) == nil)
         #expect(try Self.kinds(store, paths) == [.rewritten])
-        guard case .refused(let findings) = try AuditCheckpoints.write(store.db, paths) else { Issue.record("signed"); return }
+        guard case .refused(let findings) = try AuditCheckpoints.write(store.db, paths) else {
+            Issue.record("signed")
+            return
+        }
         #expect(findings.map(\.kind) == [.rewritten])
         try store.db.run("RELEASE t")
     }

@@ -16,7 +16,8 @@ import pytest
 
 from conftest import BIN_DIR, ROOT, assert_problem, launch
 
-SECRETS = {"gh-hook": "canaryINTEGRITYhook-4e1d", "gh-token": "ghp_canaryINTEGRITYtoken", "bb-hook": "canaryINTEGRITYbb"}
+SECRETS = {"gh-hook": "canaryINTEGRITYhook-4e1d", "gh-token": "ghp_canaryINTEGRITYtoken",
+           "bb-hook": "canaryINTEGRITYbb"}
 PING = (ROOT / "events" / "github" / "ping.json").read_bytes()
 
 
@@ -96,8 +97,8 @@ def test_no_record_and_no_floor_is_refused_until_the_admin_accepts_the_file(worl
         r = stack.draven("secrets", "verify", check=False)
         assert r.returncode == 5 and "no generation record" in r.stderr, r
         assert full_snapshot(stack) == before
-        generation = int(stack.rows("SELECT detail FROM audit WHERE action = 'secrets.generation' ORDER BY id DESC")[0][0]
-                         .split('"generation":')[1].split(",")[0].rstrip("}"))
+        generation = json.loads(stack.rows("SELECT detail FROM audit WHERE action = 'secrets.generation' "
+                                           "ORDER BY id DESC LIMIT 1")[0][0])["generation"]
         r = stack.draven("secrets", "verify", "--accept-rollback", str(generation))
         assert f"generation {generation}" in r.stdout
     except BaseException:
@@ -151,8 +152,8 @@ def rechain(c, from_id):
 def forge_append(c, at):
     prev = c.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()[0]
     fields = (at, "alice", "deploy.approve", "job/1", "ok", "{}")
-    c.execute("INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
-              (*fields, prev, digest(prev, *fields)))
+    c.execute("INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash) "
+              "VALUES (?,?,?,?,?,?,?,?)", (*fields, prev, digest(prev, *fields)))
 
 
 @pytest.fixture
@@ -251,7 +252,8 @@ def test_tampering_with_checkpointed_history_is_named(world, tamper, attack, kin
             c.execute("DELETE FROM audit WHERE id = ?", (head - 1,)),
             c.execute("INSERT INTO audit (id, at, actor, action, subject, outcome, detail, prev_hash, hash) "
                       "VALUES (?, 1, 'mallory', 'x', 'y', 'ok', '{}', '', '')", (head - 1,)), rechain(c, 1)),
-        "edit without recomputing": lambda c: c.execute("UPDATE audit SET outcome = outcome || 'x' WHERE id = ?", (head - 1,)),
+        "edit without recomputing": lambda c: c.execute("UPDATE audit SET outcome = outcome || 'x' WHERE id = ?",
+                                                        (head - 1,)),
         "append a chained record dated before the checkpoint": lambda c: forge_append(c, cp_at - 3600),
     }
     tamper(changes[attack])

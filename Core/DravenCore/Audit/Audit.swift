@@ -50,8 +50,9 @@ package enum Audit {
 
     /// Calls `body` with each record from id `fromID` on, in order, in one statement (one snapshot).
     package static func walk(_ db: Database, fromID: Int64, _ body: (Link) -> Void) throws {
-        _ = try db.query("SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit WHERE id >= ?1 ORDER BY id",
-                         [.int(fromID)]) { row in
+        let sql = "SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit "
+            + "WHERE id >= ?1 ORDER BY id"
+        _ = try db.query(sql, [.int(fromID)]) { row in
             let prev = row.text(7), hash = row.text(8)
             let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3), subject: row.text(4),
                                   outcome: row.text(5), detail: row.text(6))

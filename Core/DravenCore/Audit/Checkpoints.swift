@@ -46,7 +46,8 @@ package struct AuditCheckpoint: Sendable, Equatable {
               let count = Int64(f[3]), count >= 0, let at = Int64(f[4]), f[5].utf8.count == 16,
               let sig = SecretsCrypto.base64Decode(Array(f[6].utf8)), sig.count == 64
         else { return nil }
-        return AuditCheckpoint(headID: id, headHash: String(f[2]), count: count, at: at, kid: String(f[5]), signature: sig)
+        return AuditCheckpoint(headID: id, headHash: String(f[2]), count: count, at: at, kid: String(f[5]),
+                               signature: sig)
     }
 
     func verifies(_ keys: SignerKeys) -> Bool {
@@ -86,16 +87,24 @@ package enum AuditCheckpoints {
     package static func latest(_ paths: CheckpointPaths) -> (AuditCheckpoint?, problems: [String]) {
         guard access(paths.log, F_OK) == 0 else { return (nil, []) }
         let keys: SignerKeys
-        do { keys = try KeyFiles.publicKeys(paths.publicKey) } catch { return (nil, ["cannot read the checkpoint public key: \(error)"]) }
+        do { keys = try KeyFiles.publicKeys(paths.publicKey) } catch {
+            return (nil, ["cannot read the checkpoint public key: \(error)"])
+        }
         let tail: [UInt8]
-        do { tail = try readTail(paths.log, bytes: 16 << 10) } catch { return (nil, ["cannot read \(paths.log): \(error)"]) }
+        do { tail = try readTail(paths.log, bytes: 16 << 10) } catch {
+            return (nil, ["cannot read \(paths.log): \(error)"])
+        }
         var lines = tail.split(separator: 10, omittingEmptySubsequences: false)
         if lines.last?.isEmpty == true { lines.removeLast() } else if !lines.isEmpty { lines.removeLast() }  // torn
         var problems: [String] = []
         for (n, raw) in lines.reversed().enumerated() where !raw.isEmpty {
             if n == lines.count - 1 && tail.count == 16 << 10 { break }  // the first line may be cut by the tail
-            if let cp = AuditCheckpoint.parse(Substring(decoding: raw, as: UTF8.self)), cp.verifies(keys) { return (cp, problems) }
-            if problems.isEmpty { problems.append("the latest line of \(paths.log) is not a checkpoint signed by \(paths.publicKey)") }
+            if let cp = AuditCheckpoint.parse(Substring(decoding: raw, as: UTF8.self)), cp.verifies(keys) {
+                return (cp, problems)
+            }
+            if problems.isEmpty {
+                problems.append("the latest line of \(paths.log) is not a checkpoint signed by \(paths.publicKey)")
+            }
         }
         return (nil, problems)
     }
@@ -105,12 +114,15 @@ package enum AuditCheckpoints {
     package static func write(_ db: Database, _ paths: CheckpointPaths, onlyIfMoved: Bool = false) throws -> Outcome {
         let report = try AuditVerifier.report(db: db, checkpoints: paths, sinceCheckpoint: true)
         guard report.findings.isEmpty else { return .refused(report.findings) }
-        if onlyIfMoved, let cp = report.checkpoint, cp.headID == report.headID, cp.headHash == report.headHash { return .unchanged(cp) }
+        if onlyIfMoved, let cp = report.checkpoint, cp.headID == report.headID, cp.headHash == report.headHash {
+            return .unchanged(cp)
+        }
         let sk = try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "audit checkpoint key")
         let pk = sk.withUnsafeBytes { Array($0[32..<64]) }
-        var cp = AuditCheckpoint(headID: report.headID, headHash: report.headHash, count: report.records, at: Int64(time(nil)),
-                                 kid: Hex.encode(KeyFiles.signerKID(pk)))
-        cp.signature = sk.withUnsafeBytes { SecretsCrypto.sign(AuditCheckpoint.signedMessage(cp.statement), secretKey: $0) }
+        var cp = AuditCheckpoint(headID: report.headID, headHash: report.headHash, count: report.records,
+                                 at: Int64(time(nil)), kid: Hex.encode(KeyFiles.signerKID(pk)))
+        let message = AuditCheckpoint.signedMessage(cp.statement)
+        cp.signature = sk.withUnsafeBytes { SecretsCrypto.sign(message, secretKey: $0) }
         try append(paths.log, cp.line)
         return .written(cp, journaled: Journal.send(cp.line))
     }
@@ -134,7 +146,9 @@ package enum AuditCheckpoints {
         guard fd >= 0 else { throw .badPermissions(path: path, reason: "cannot open (errno \(errno))") }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw .badPermissions(path: path, reason: "not a regular file") }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw .badPermissions(path: path, reason: "not a regular file")
+        }
         guard st.st_mode & 0o022 == 0 else { throw .badPermissions(path: path, reason: "group or others can write it") }
         let start = max(0, Int(st.st_size) - bytes)
         var out = [UInt8](repeating: 0, count: Int(st.st_size) - start)
@@ -159,9 +173,10 @@ package enum Journal {
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let datagram = Array("<85>\(tag)[\(getpid())]: \(message)".utf8)
+        let length = socklen_t(MemoryLayout<sockaddr_un>.size)
         let sent = withUnsafePointer(to: &addr) { a in
             a.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                datagram.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), sa, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                datagram.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT), sa, length) }
             }
         }
         return sent == datagram.count

@@ -58,8 +58,8 @@ struct GenerationFloor {
             throw .tampered("the generation floor \(path) is not a draven floor file")
         }
         var r = ByteReader(bytes[7...])
-        var floor = GenerationFloor(storeID: Array(try r.take(16)), generation: try r.u64(), manifestHash: Array(try r.take(32)),
-                                    signerKID: Array(try r.take(8)))
+        var floor = GenerationFloor(storeID: Array(try r.take(16)), generation: try r.u64(),
+                                    manifestHash: Array(try r.take(32)), signerKID: Array(try r.take(8)))
         floor.signature = Array(try r.take(64))
         return floor
     }
@@ -70,8 +70,11 @@ struct GenerationFloor {
     func check(_ file: SecretsFile, signers: SignerKeys) throws(SecretsError) {
         guard storeID == file.storeID else { throw .tampered("the generation floor belongs to another store") }
         if generation < file.generation { return }  // a newer signed file: the floor is only a lower bound
-        if generation == file.generation && Sodium.constantTimeEquals(manifestHash, SecretsCrypto.hash(file.manifest)) { return }
-        guard let pk = signers[signerKID], SecretsCrypto.verify(signature: signature[...], message: Self.signedMessage(body), publicKey: pk)
+        if generation == file.generation && Sodium.constantTimeEquals(manifestHash, SecretsCrypto.hash(file.manifest)) {
+            return
+        }
+        guard let pk = signers[signerKID],
+              SecretsCrypto.verify(signature: signature[...], message: Self.signedMessage(body), publicKey: pk)
         else { throw .tampered("the generation floor's signature does not verify") }
         if generation == file.generation { throw .equivocation(generation: generation) }
         throw .rollback(file: file.generation, seen: generation)

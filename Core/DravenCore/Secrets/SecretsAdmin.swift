@@ -130,12 +130,14 @@ package enum SecretsAdmin {
     /// Accepts the store file as it is at generation `generation` (restoring a backup): checks its
     /// signature, then writes the floor and the database record at its generation, even lower,
     /// and audits `secrets.accept_rollback`. Admin only (needs the signing key).
-    package static func acceptRollback(_ paths: SecretsPaths, generation: UInt64, db: Database, actor: String, now: Int64) throws {
+    package static func acceptRollback(_ paths: SecretsPaths, generation: UInt64, db: Database, actor: String,
+                                       now: Int64) throws {
         let lock = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0, flock(lock, LOCK_EX) == 0 else { throw SecretsError.invalid("cannot lock \(paths.lock)") }
         defer { close(lock) }
         let signers = try KeyFiles.publicKeys(paths.publicKeys)
-        let bytes = try KeyFiles.read(paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes, what: "secrets store")
+        let bytes = try KeyFiles.read(paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes,
+                                      what: "secrets store")
         let file = try SecretsFile.parse(bytes, signers: signers)
         guard file.generation == generation else {
             throw SecretsError.invalid("the store file is at generation \(file.generation), not \(generation)")
@@ -144,7 +146,8 @@ package enum SecretsAdmin {
         try replace(paths.floor, with: GenerationFloor(of: file).serialized(signingKey: signingKey), mode: 0o644)
         try db.immediate { tx in
             try SecretsStore.resetRatchet(tx.db, file)
-            try Audit.record(tx, at: now, actor: actor, action: "secrets.accept_rollback", subject: "secrets/\(Hex.encode(file.storeID))",
+            try Audit.record(tx, at: now, actor: actor, action: "secrets.accept_rollback",
+                             subject: "secrets/\(Hex.encode(file.storeID))",
                              detail: ["generation": .int(Int64(generation))])
         }
     }

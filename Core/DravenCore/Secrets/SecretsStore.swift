@@ -61,8 +61,9 @@ package final class SecretsStore {
                 return
             }
         } else if !vouched {
-            throw SecretsError.unanchored("no generation record for store \(id) in the database and no generation floor "
-                                          + "beside the file (restored? run `draven secrets verify --accept-rollback GEN`)")
+            throw SecretsError.unanchored("no generation record for store \(id) in the database and no "
+                                          + "generation floor beside the file (restored? "
+                                          + "`draven secrets verify --accept-rollback GEN`)")
         }
         try db.run("""
             INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
@@ -77,8 +78,8 @@ package final class SecretsStore {
             INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation,
                 manifest_hash = excluded.manifest_hash, seen_at = excluded.seen_at
-            """, [.text(Hex.encode(file.storeID)), .int(Int64(file.generation)), .text(Hex.encode(SecretsCrypto.hash(file.manifest))),
-                  .int(Clock.now())])
+            """, [.text(Hex.encode(file.storeID)), .int(Int64(file.generation)),
+                  .text(Hex.encode(SecretsCrypto.hash(file.manifest))), .int(Clock.now())])
     }
 
     /// Checks every record (what `draven secrets verify` does); readers check only what they use.
