@@ -298,3 +298,21 @@ def test_records_without_a_checkpoint_say_so(world):
     finally:
         log.write_bytes(saved)
     assert verify(stack)[0] == 0
+
+
+def test_the_production_units_keep_the_checkpoint_key_from_the_functions():
+    """The layout the threat model rests on: the functions and the sweep run as `draven`, with write access to
+    the state directory only; checkpoints are signed by the admin's unit, which alone may write the secrets dir."""
+    units = ROOT / "infra" / "systemd"
+
+    def settings(name):
+        lines = [l.split("=", 1) for l in (units / name).read_text().splitlines() if "=" in l and not l.startswith("#")]
+        return {k: v for k, v in lines}
+    for name in ("fcgiwrap-draven.service", "draven-sweep.service", "draven-sweep-once.service"):
+        s = settings(name)
+        assert s["User"] == "draven" and "draven-secrets" not in s.get("ReadWritePaths", ""), name
+        assert "audit" not in (units / name).read_text().split("LoadCredential", 1)[-1].split("\n", 1)[0], name
+    checkpoint = settings("draven-audit-checkpoint.service")
+    assert checkpoint["User"] != "draven" and "/var/lib/draven-secrets" in checkpoint["ReadWritePaths"]
+    assert checkpoint["ExecStart"].endswith("draven audit checkpoint")
+    assert settings("draven-audit-checkpoint.timer")["OnUnitActiveSec"] == "1min"
