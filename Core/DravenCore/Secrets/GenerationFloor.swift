@@ -1,5 +1,3 @@
-internal import Glibc
-
 /// The generation floor: the highest generation the admin commands have written, kept beside the
 /// store (`<secrets-dir>/secrets.floor`) where the functions can read but not write it, signed
 /// with the store's signing key. `secrets_state` in SQLite is the functions' own ratchet, but
@@ -52,8 +50,12 @@ struct GenerationFloor {
 
     /// Reads the floor, or nil when there is none (a store written before floors existed).
     static func read(_ path: String) throws(SecretsError) -> GenerationFloor? {
-        guard access(path, F_OK) == 0 else { return nil }
-        let bytes = try KeyFiles.read(path, forbidden: 0o022, maxBytes: fileBytes, what: "secrets generation floor")
+        let bytes: [UInt8]
+        do {
+            bytes = try KeyFiles.read(path, forbidden: 0o022, maxBytes: fileBytes, what: "secrets generation floor")
+        } catch .missing {
+            return nil
+        }
         guard bytes.count == fileBytes, Array(bytes[0..<6]) == magic, bytes[6] == 1 else {
             throw .tampered("the generation floor \(path) is not a draven floor file")
         }
