@@ -24,7 +24,7 @@ extension Draven {
                 let db = try Database(path: path, create: false)
                 let pending = try Migrations.pending(db)
                 if pending.isEmpty {
-                    report = Doctor.check(db, now: Clock.now())
+                    report = Doctor.check(db, now: Clock.now(), checkpoints: CheckpointPaths(state.paths))
                 } else {
                     let why = "migrations not applied: \(pending.joined(separator: ", ")); run `draven migrate`"
                     report = .init(only: .init(.integrity, "schema", why))

@@ -5,7 +5,8 @@ import Foundation
 extension Draven {
     struct Init: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Create the state directory, the database (migrated) and the token-hash key. Safe to run again.")
+            abstract: "Create the state directory, the database (migrated), the token-hash key and the audit "
+                + "checkpoint key. Safe to run again.")
         @OptionGroup var state: StateOptions
 
         func run() throws {
@@ -17,9 +18,19 @@ extension Draven {
             let db = try Database(path: paths.database)
             let applied = try Migrations.migrate(db)
             let created = try DravenCore.Tokens.ensureKey(paths)
+            let checkpoints = CheckpointPaths(paths)
+            let keyCreated = try AuditCheckpoints.ensureKey(checkpoints)
             print("state directory: \(paths.stateDir)")
             print("database: \(paths.database) (\(applied.isEmpty ? "up to date" : "applied " + applied.joined(separator: ", ")))")
             print("token key: \(paths.tokenKey) (\(created ? "created" : "kept"))")
+            print("audit checkpoint key: \(checkpoints.signingKey) (\(keyCreated ? "created" : "kept"))")
+            if !fm.fileExists(atPath: checkpoints.log) {  // the first checkpoint anchors the chain as it is now
+                if case .refused(let findings) = try AuditCheckpoints.write(db, checkpoints) {
+                    for finding in findings { warn("audit: \(finding)") }
+                    throw ValidationError("the audit trail does not verify; no checkpoint written")
+                }
+                print("audit checkpoints: \(checkpoints.log) (first checkpoint written)")
+            }
         }
     }
 

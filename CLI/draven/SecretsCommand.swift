@@ -99,10 +99,22 @@ extension Draven {
         }
 
         struct Verify: ParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Check signature, generation, permissions and that every entry decrypts.")
+            static let configuration = CommandConfiguration(
+                abstract: "Check signature, generation, permissions and that every entry decrypts.",
+                discussion: "--accept-rollback GEN accepts the store file at generation GEN (a restored backup): it "
+                    + "re-signs the generation floor and resets the database's record to it (needs the signing key; "
+                    + "audited).")
             @OptionGroup var state: StateOptions
+            @Option(name: .customLong("accept-rollback"), help: "Accept the store file at this (older) generation.")
+            var acceptRollback: UInt64?
             func run() throws {
                 try SecretsCommand.run {
+                    if let acceptRollback {
+                        try SecretsAdmin.acceptRollback(SecretsPaths(state.paths), generation: acceptRollback,
+                                                        db: try state.open(), actor: state.operatorName,
+                                                        now: Clock.now())
+                        print("accepted generation \(acceptRollback) of the secrets store")
+                    }
                     let store = try SecretsStore(SecretsPaths(state.paths), db: try state.open())
                     try store.verifyAll()
                     print("secrets store \(store.storeID) verified: generation \(store.generation), \(store.entries.count) entries")

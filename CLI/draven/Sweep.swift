@@ -26,11 +26,17 @@ extension Draven {
         var pollAfter = "5m"
         @Option(name: .customLong("dispatch-limit"), help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
         var dispatchLimit = "15m"
+        @Option(name: .customLong("checkpoint-every"),
+                help: ArgumentHelp("Sign an audit checkpoint at most this often when the chain's head moved "
+                    + "(default 60s; with --once: each pass)."))
+        var checkpointEvery = "60s"
 
         func validate() throws {
             guard once != (every != nil) else { throw ValidationError("give exactly one of --once or --every") }
             if let every, Self.interval(every) == nil { throw ValidationError("--every takes a duration such as 5s, 500ms or 1m") }
-            for (name, value) in [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit)] where Self.interval(value).map({ $0 < 1 }) ?? true {
+            let durations = [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit),
+                             ("--checkpoint-every", checkpointEvery)]
+            for (name, value) in durations where Self.interval(value).map({ $0 < 1 }) ?? true {
                 throw ValidationError("\(name) takes a duration of at least 1s, such as 30s or 5m")
             }
         }
@@ -48,6 +54,8 @@ extension Draven {
             let paths = state.paths
             let pause = every.flatMap(Self.interval) ?? 0
             let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300), dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
+            let checkpointInterval = once ? 0 : Self.interval(checkpointEvery) ?? 60
+            var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: checkpointInterval)
             repeat {
                 do {
                     let report = try sweeper.run(db, now: Clock.now())
@@ -61,6 +69,7 @@ extension Draven {
                         let settled = try delivery.deliver(due)
                         FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: \(due.count) due, \(settled) handled\n".utf8))
                     }
+                    checkpointer.pass(db)
                     try db.checkpoint()  // here, so requests rarely pay one (see Database.checkpoint)
                 } catch {
                     warn("\(Clock.rfc3339(Clock.now())) sweep: \(error)")
@@ -68,6 +77,45 @@ extension Draven {
                 }
                 if !once { Thread.sleep(forTimeInterval: pause) }
             } while !once
+        }
+    }
+}
+
+/// The sweep's audit checkpoint step: when this process can read the checkpoint key and append to
+/// the log (the admin, or the single-user layout of `make run` and the tests), it signs the
+/// chain's head each pass in which the head moved, at most once per interval. In the production
+/// layout the sweep runs as the functions' user and cannot: draven-audit-checkpoint.timer runs
+/// `draven audit checkpoint` as the admin instead (README, "Security notes").
+struct Checkpointer {
+    let paths: CheckpointPaths
+    let every: Double
+    var last = -Double.infinity
+    var enabled: Bool
+
+    init(paths: CheckpointPaths, every: Double) {
+        self.paths = paths
+        self.every = every
+        enabled = paths.writable
+        if !enabled {
+            warn("sweep: audit checkpoints off (cannot read \(paths.signingKey)); "
+                 + "the admin's `draven audit checkpoint` writes them")
+        }
+    }
+
+    mutating func pass(_ db: Database) {
+        let now = Date().timeIntervalSince1970
+        guard enabled, now - last >= every else { return }
+        last = now
+        let stamp = Clock.rfc3339(Clock.now())
+        do {
+            switch try AuditCheckpoints.write(db, paths, onlyIfMoved: true) {
+            case .written(let cp, _): print("\(stamp) sweep: audit checkpoint at record \(cp.headID)")
+            case .unchanged: break
+            case .refused(let findings):
+                for finding in findings { warn("\(stamp) sweep: audit: \(finding); no checkpoint signed") }
+            }
+        } catch {
+            warn("\(stamp) sweep: audit checkpoint: \(error)")
         }
     }
 }

@@ -121,6 +121,53 @@ import Testing
         #expect(throws: SecretsError.rollback(file: 2, seen: 3)) { try SecretsStore(paths, db: store.db) }
     }
 
+    @Test func deletingTheGenerationRecordDoesNotLetAnOlderFileBack() throws {
+        let (store, paths) = try Self.store()
+        let old = try Self.bytes(paths.store)
+        try Self.set(paths, store, "github-token", "rotated")
+        try store.db.run("DELETE FROM secrets_state")
+        try Self.write(paths.store, old)
+        #expect(throws: SecretsError.rollback(file: 2, seen: 3)) { try SecretsStore(paths, db: store.db) }
+        #expect(try store.count("secrets_state") == 0)  // not re-seeded at the old generation
+    }
+
+    @Test func noRecordAndNoFloorIsRefusedNotReSeeded() throws {
+        let (store, paths) = try Self.store()
+        try store.db.run("DELETE FROM secrets_state")
+        unlink(paths.floor)
+        #expect(throws: SecretsError.self) { try SecretsStore(paths, db: store.db) }
+        #expect(try store.count("secrets_state") == 0)
+        try SecretsAdmin.acceptRollback(paths, generation: 2, db: store.db, actor: "test", now: store.now)
+        #expect(try SecretsStore(paths, db: store.db).generation == 2)
+    }
+
+    @Test func theFloorReSeedsAMissingRecordAndAcceptRollbackLowersBoth() throws {
+        let (store, paths) = try Self.store()
+        let old = try Self.bytes(paths.store)
+        try store.db.run("DELETE FROM secrets_state")
+        _ = try SecretsStore(paths, db: store.db)  // the floor vouches for generation 2
+        #expect(try store.count("secrets_state", "max_generation = 2") == 1)
+        try Self.set(paths, store, "github-token", "rotated")
+        try Self.write(paths.store, old)
+        #expect(throws: SecretsError.rollback(file: 2, seen: 3)) { try SecretsStore(paths, db: store.db) }
+        #expect(throws: SecretsError.self) {
+            try SecretsAdmin.acceptRollback(paths, generation: 3, db: store.db, actor: "test", now: store.now)
+        }
+        try SecretsAdmin.acceptRollback(paths, generation: 2, db: store.db, actor: "test", now: store.now)
+        #expect(try SecretsStore(paths, db: store.db).secret("github-token").utf8() == Self.canary)
+        #expect(try store.count("audit", "action = 'secrets.accept_rollback'") == 1)
+    }
+
+    @Test func aForgedFloorIsRefused() throws {
+        let (store, paths) = try Self.store()
+        var floor = try #require(try GenerationFloor.read(paths.floor))
+        floor.generation = 9
+        try Self.write(paths.floor, floor.body + floor.signature)
+        #expect(throws: SecretsError.tampered("the generation floor's signature does not verify")) {
+            try SecretsStore(paths, db: store.db)
+        }
+    }
+
     @Test func aDifferentFileWithTheSameGenerationIsRefused() throws {
         let (store, paths) = try Self.store()
         let generation2 = try SecretsStore(paths, db: store.db).file

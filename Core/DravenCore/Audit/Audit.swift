@@ -26,17 +26,37 @@ package enum Audit {
         return Sodium.hashHex(bytes)
     }
 
-    /// Checks the whole chain. Returns nil when intact, else the id of the first bad record.
+    /// Checks the whole chain (not against a checkpoint: see `AuditVerifier`). Returns nil when
+    /// intact, else the id of the first bad record.
     package static func verify(_ db: Database) throws -> Int64? {
         var prev = genesis
         var bad: Int64?
-        _ = try db.query("SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit ORDER BY id") { row in
-            guard bad == nil else { return }
-            let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3), subject: row.text(4),
-                                  outcome: row.text(5), detail: row.text(6))
-            if row.text(7) != prev || row.text(8) != expected { bad = row.int(0) }
-            prev = row.text(8)
+        try walk(db, fromID: 0) { link in
+            if bad == nil && (link.prevHash != prev || !link.sealed) { bad = link.id }
+            prev = link.hash
         }
         return bad
+    }
+
+    /// One record as the chain check sees it: `sealed` when its hash is the digest of its own
+    /// fields and `prevHash`; the caller checks that `prevHash` is the previous record's hash.
+    package struct Link {
+        package var id: Int64
+        package var at: Int64
+        package var prevHash: String
+        package var hash: String
+        package var sealed: Bool
+    }
+
+    /// Calls `body` with each record from id `fromID` on, in order, in one statement (one snapshot).
+    package static func walk(_ db: Database, fromID: Int64, _ body: (Link) -> Void) throws {
+        let sql = "SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit "
+            + "WHERE id >= ?1 ORDER BY id"
+        _ = try db.query(sql, [.int(fromID)]) { row in
+            let prev = row.text(7), hash = row.text(8)
+            let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3), subject: row.text(4),
+                                  outcome: row.text(5), detail: row.text(6))
+            body(Link(id: row.int(0), at: row.int(1), prevHash: prev, hash: hash, sealed: hash == expected))
+        }
     }
 }

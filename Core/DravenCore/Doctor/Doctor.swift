@@ -50,14 +50,17 @@ package enum Doctor {
     package static let dueWithin: Int64 = 86_400
 
     /// Runs every check inside one read transaction (one snapshot, even of a store in use).
-    package static func check(_ db: Database, now: Int64, limit: Int = 100) -> Report {
+    /// `checkpoints`: where the signed audit checkpoints are (`draven audit verify`'s check); nil
+    /// checks only the chain (a bare copy of a store, the unit tests).
+    package static func check(_ db: Database, now: Int64, checkpoints: CheckpointPaths? = nil,
+                              limit: Int = 100) -> Report {
         var report = Report()
         let snapshot = (try? db.execute("BEGIN")) != nil
         defer { if snapshot { try? db.execute("COMMIT") } }
         for check in Check.allCases {
             let found: [Finding]
             do {
-                found = try run(check, db, now: now)
+                found = try run(check, db, now: now, checkpoints: checkpoints)
             } catch {
                 found = [Finding(check, "store", "the check could not run: \(error)")]
             }
@@ -67,23 +70,28 @@ package enum Doctor {
         return report
     }
 
-    static func run(_ check: Check, _ db: Database, now: Int64) throws -> [Finding] {
+    static func run(_ check: Check, _ db: Database, now: Int64, checkpoints: CheckpointPaths?) throws -> [Finding] {
         switch check {
         case .integrity: try db.integrityProblems().map { Finding(.integrity, "store", $0) }
         case .locks: try Locks.problems(db).map { Finding(.locks, $0.subject, $0.message) }
         case .events: try historyProblems(db).map { Finding(.events, "job/\($0.job)", $0.message) }
         case .outbox:
             try Outbox.problems(db, now: now, dueWithin: dueWithin).map { Finding(.outbox, $0.subject, $0.message) }
-        case .audit: try auditChain(db)
+        case .audit: try auditChain(db, checkpoints: checkpoints)
         }
     }
 
     /// The audit trail's verification: the same code `draven audit verify` runs. Kept in this one
     /// place so the doctor follows whatever that verification becomes.
-    static func auditChain(_ db: Database) throws -> [Finding] {
-        guard let bad = try Audit.verify(db) else { return [] }
-        let why = "the chain breaks at record \(bad): it or one before it was changed, removed or reordered"
-        return [Finding(.audit, "audit/\(bad)", why)]
+    static func auditChain(_ db: Database, checkpoints: CheckpointPaths?) throws -> [Finding] {
+        guard let checkpoints else {
+            guard let bad = try Audit.verify(db) else { return [] }
+            let why = "the chain breaks at record \(bad): it or one before it was changed, removed or reordered"
+            return [Finding(.audit, "audit/\(bad)", why)]
+        }
+        return try AuditVerifier.verify(db: db, checkpoints: checkpoints).map {
+            Finding(.audit, $0.recordID.map { "audit/\($0)" } ?? "audit", $0.description)
+        }
     }
 
     /// Every job's recorded history checked against the state machine, job by job.

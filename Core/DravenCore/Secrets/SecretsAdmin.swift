@@ -3,7 +3,8 @@ internal import Glibc
 /// The write side of the secrets store, used only by `draven secrets` (it needs the signing
 /// key). Every change re-seals all entries with fresh nonces, bumps the generation, signs,
 /// replaces the file atomically (temp file, fsync, rename, fsync dir) under an exclusive lock,
-/// raises the rollback ratchet and appends a `secrets.generation` audit record.
+/// then the signed generation floor beside it (`GenerationFloor`), raises the rollback ratchet
+/// and appends a `secrets.generation` audit record.
 package enum SecretsAdmin {
     /// A decrypted, editable copy of the store.
     package struct Draft {
@@ -114,8 +115,11 @@ package enum SecretsAdmin {
         let check = try SecretsFile.parse(bytes, signers: signers)
         _ = try SecretsStore.unwrap(check, kek: kek)
         try replace(paths.store, with: bytes)
+        // After the store: a crash between the two leaves a floor one generation behind, which
+        // accepts the newer file.
+        try replace(paths.floor, with: GenerationFloor(of: check).serialized(signingKey: signingKey), mode: 0o644)
         try db.immediate { tx in
-            try SecretsStore.ratchet(tx.db, check)
+            try SecretsStore.ratchet(tx.db, check, vouched: true)
             try Audit.record(tx, at: draft.now, actor: actor, action: "secrets.generation", subject: "secrets/\(Hex.encode(file.storeID))", detail: [
                 "generation": .int(Int64(file.generation)), "manifest_hash": .string(Hex.encode(SecretsCrypto.hash(check.manifest))),
                 "changed": .array(changed.map(JSON.string)),
@@ -123,11 +127,36 @@ package enum SecretsAdmin {
         }
     }
 
+    /// Accepts the store file as it is at generation `generation` (restoring a backup): checks its
+    /// signature, then writes the floor and the database record at its generation, even lower,
+    /// and audits `secrets.accept_rollback`. Admin only (needs the signing key).
+    package static func acceptRollback(_ paths: SecretsPaths, generation: UInt64, db: Database, actor: String,
+                                       now: Int64) throws {
+        let lock = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0, flock(lock, LOCK_EX) == 0 else { throw SecretsError.invalid("cannot lock \(paths.lock)") }
+        defer { close(lock) }
+        let signers = try KeyFiles.publicKeys(paths.publicKeys)
+        let bytes = try KeyFiles.read(paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes,
+                                      what: "secrets store")
+        let file = try SecretsFile.parse(bytes, signers: signers)
+        guard file.generation == generation else {
+            throw SecretsError.invalid("the store file is at generation \(file.generation), not \(generation)")
+        }
+        let signingKey = try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "secrets signing key")
+        try replace(paths.floor, with: GenerationFloor(of: file).serialized(signingKey: signingKey), mode: 0o644)
+        try db.immediate { tx in
+            try SecretsStore.resetRatchet(tx.db, file)
+            try Audit.record(tx, at: now, actor: actor, action: "secrets.accept_rollback",
+                             subject: "secrets/\(Hex.encode(file.storeID))",
+                             detail: ["generation": .int(Int64(generation))])
+        }
+    }
+
     /// Atomically replaces `path`: write a temp file beside it, fsync, rename, fsync the directory.
-    static func replace(_ path: String, with bytes: [UInt8]) throws(SecretsError) {
+    static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o640) throws(SecretsError) {
         let tmp = path + ".tmp"
         unlink(tmp)
-        try KeyFiles.create(tmp, bytes, mode: 0o640)
+        try KeyFiles.create(tmp, bytes, mode: mode)
         guard rename(tmp, path) == 0 else { throw .invalid("cannot rename \(tmp) to \(path) (errno \(errno))") }
         let dir = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -8,6 +8,7 @@ internal import Glibc
 ///   (systemd `LoadCredential=`), `$DRAVEN_SECRETS_KEK_FILE`, `<secrets-dir>/secrets.kek`.
 ///   Content `drvkek1:<base64 of 32 bytes>`; refused unless a regular file that group/others
 ///   cannot write and others cannot read (0400/0440/0600/0640).
+/// - generation floor: `<secrets-dir>/secrets.floor` (admin-signed; see `GenerationFloor`)
 /// - signing key: `<secrets-dir>/signing.key` (`drvsig1:…`, 0400/0600, admin only; functions
 ///   never need it).
 package struct SecretsPaths: Sendable {
@@ -15,6 +16,7 @@ package struct SecretsPaths: Sendable {
     package var store: String { dir + "/secrets.dsb" }
     package var publicKeys: String { dir + "/secrets.pub" }
     package var signingKey: String { dir + "/signing.key" }
+    package var floor: String { dir + "/secrets.floor" }
     package var lock: String { dir + "/secrets.lock" }
     package var defaultKEK: String { dir + "/secrets.kek" }
 

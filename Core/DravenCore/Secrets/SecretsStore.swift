@@ -1,7 +1,8 @@
 /// The read side of the secrets store, as every function uses it: verify the file's signature
 /// against the pinned public key, check it against the highest generation this installation
 /// has seen (SQLite `secrets_state`), unwrap the data key with the master key, and decrypt
-/// single entries on demand. Holds no signing key. See `SecretsFile` for the format.
+/// single entries on demand. Holds no signing key. See `SecretsFile` for the format and
+/// `GenerationFloor` for the admin-signed lower bound that the database cannot lower.
 package final class SecretsStore {
     let file: SecretsFile
     private let dek: SecretBytes
@@ -12,12 +13,14 @@ package final class SecretsStore {
     /// Opens the store.
     /// - Parameter db: the state database, for the rollback ratchet (raise-only).
     /// - Throws: `SecretsError` — `.tampered`, `.rollback`, `.equivocation`, `.wrongKey`,
-    ///   `.badPermissions`, `.missing`.
+    ///   `.badPermissions`, `.missing`, `.unanchored`.
     package init(_ paths: SecretsPaths, db: Database?) throws {
         let signers = try KeyFiles.publicKeys(paths.publicKeys)
         let bytes = try KeyFiles.read(paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes, what: "secrets store")
         let file = try SecretsFile.parse(bytes, signers: signers)
-        if let db { try Self.ratchet(db, file) }
+        let floor = try GenerationFloor.read(paths.floor)
+        try floor?.check(file, signers: signers)
+        if let db { try Self.ratchet(db, file, vouched: floor != nil) }
         let kek = try KeyFiles.secretKey(paths.kek, prefix: "drvkek1:", length: 32, what: "secrets master key")
         self.dek = try Self.unwrap(file, kek: kek)
         self.file = file
@@ -43,8 +46,9 @@ package final class SecretsStore {
     }
 
     /// Refuses a file older than the newest seen, or a different file with the same generation;
-    /// records a newer one.
-    static func ratchet(_ db: Database, _ file: SecretsFile) throws {
+    /// records a newer one. With no record for the store, seeds one only when the generation
+    /// floor (`vouched`, already checked) accepts the file: a deleted row never re-seeds silently.
+    static func ratchet(_ db: Database, _ file: SecretsFile, vouched: Bool) throws {
         let id = Hex.encode(file.storeID)
         let hash = Hex.encode(SecretsCrypto.hash(file.manifest))
         let seen = try db.first("SELECT max_generation, manifest_hash FROM secrets_state WHERE store_id = ?1", [.text(id)]) {
@@ -56,12 +60,26 @@ package final class SecretsStore {
                 guard seen.1 == hash else { throw SecretsError.equivocation(generation: file.generation) }
                 return
             }
+        } else if !vouched {
+            throw SecretsError.unanchored("no generation record for store \(id) in the database and no "
+                                          + "generation floor beside the file (restored? "
+                                          + "`draven secrets verify --accept-rollback GEN`)")
         }
         try db.run("""
             INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation, manifest_hash = excluded.manifest_hash,
                 seen_at = excluded.seen_at WHERE secrets_state.max_generation < excluded.max_generation
             """, [.text(id), .int(Int64(file.generation)), .text(hash), .int(Clock.now())])
+    }
+
+    /// Sets the generation record to `file`'s, even lower (`draven secrets verify --accept-rollback`).
+    static func resetRatchet(_ db: Database, _ file: SecretsFile) throws {
+        try db.run("""
+            INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
+            ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation,
+                manifest_hash = excluded.manifest_hash, seen_at = excluded.seen_at
+            """, [.text(Hex.encode(file.storeID)), .int(Int64(file.generation)),
+                  .text(Hex.encode(SecretsCrypto.hash(file.manifest))), .int(Clock.now())])
     }
 
     /// Checks every record (what `draven secrets verify` does); readers check only what they use.
