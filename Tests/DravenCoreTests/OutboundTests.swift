@@ -1,6 +1,10 @@
 import Testing
 @testable import DravenCore
 
+private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResponse, TransportError> {
+    .success(OutboundResponse(status: status, body: Array(body.utf8)))
+}
+
 @Suite struct RedactorTests {
     static let token = "s3cr3t/Token+value=="
 
@@ -15,7 +19,8 @@ import Testing
     }
 
     @Test func base64MatchesTheStandardEncoding() {
-        #expect(String(decoding: Redactor.base64(Array("any carnal pleas".utf8), urlSafe: false), as: UTF8.self) == "YW55IGNhcm5hbCBwbGVhcw")
+        let plain = String(decoding: Redactor.base64(Array("any carnal pleas".utf8), urlSafe: false), as: UTF8.self)
+        #expect(plain == "YW55IGNhcm5hbCBwbGVhcw")
         #expect(String(decoding: Redactor.base64(Array("ab?".utf8), urlSafe: true), as: UTF8.self) == "YWI_")
         #expect(String(decoding: Redactor.base64([0xfb, 0xff], urlSafe: false), as: UTF8.self) == "+/8")
     }
@@ -27,7 +32,8 @@ import Testing
         ("PRIVATE-TOKEN: glpat-AAAA1111", "PRIVATE-TOKEN: [redacted]"),
         ("token=abc&ref=main", "token=[redacted]&ref=main"),
         ("used ghp_0123456789abcdef and github_pat_11AB_cd", "used ghp_[redacted] and github_pat_[redacted]"),
-        ("{\"t\":\"glptt-zz99\"} xoxb-1-2-abc drv_12_secret", "{\"t\":\"glptt-[redacted]\"} xoxb-[redacted] drv_[redacted]"),
+        ("{\"t\":\"glptt-zz99\"} xoxb-1-2-abc drv_12_secret",
+         "{\"t\":\"glptt-[redacted]\"} xoxb-[redacted] drv_[redacted]"),
         ("no secrets here, just a 404", "no secrets here, just a 404"),
     ])
     func credentialShapesAreRemoved(_ input: String, _ expected: String) {
@@ -38,7 +44,8 @@ import Testing
         let secret = SecretBytes(copying: Array("abcdefgh".utf8), label: "t")
         let long = String(repeating: "é", count: 240) + "abcdefgh" + String(repeating: "x", count: 600)
         let text = Redactor([secret]).clean(long)
-        #expect(text.utf8.count <= Redactor.limit && text.hasSuffix("…") && !text.contains("abcdefgh") && text.contains("[redacted]"))
+        #expect(text.utf8.count <= Redactor.limit && text.hasSuffix("…"))
+        #expect(!text.contains("abcdefgh") && text.contains("[redacted]"))
         #expect(Redactor.patternsOnly.clean("a\nb\tc\u{7f}") == "a b c ")
     }
 
@@ -51,14 +58,15 @@ import Testing
     @Test func aDispatchRefusalQuotingTheTokenIsStoredWithoutIt() throws {
         let (store, first, _) = try DeliveryTests.setUp()
         let body = #"{"message": "Bad credentials: Bearer tok (you sent tok)"}"#
-        let transport = ScriptedTransport([.success(OutboundResponse(status: 401, body: Array(body.utf8))), DeliveryTests.ok()])
+        let transport = ScriptedTransport([answer(401, body), DeliveryTests.ok()])
         var delivery = Delivery(db: store.db, paths: store.paths, transport: transport)
         try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
         #expect(try store.state(first) == .failed)
         #expect(try store.count("job_events", "detail LIKE '%Bearer tok%' OR detail LIKE '%sent tok%'") == 0)
         #expect(try store.count("job_events", "detail LIKE '%Bearer [redacted] (you sent [redacted])%'") == 1)
         #expect(try store.count("outbox", "last_error LIKE '%tok%'") == 0)
-        #expect(try store.count("outbox", "last_error LIKE '%Bad credentials: Bearer [redacted] (you sent [redacted])'") == 1)
+        let kept = "Bad credentials: Bearer [redacted] (you sent [redacted])"
+        #expect(try store.count("outbox", "last_error LIKE '%\(kept)'") == 1)
     }
 }
 
@@ -70,7 +78,7 @@ import Testing
         try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
         #expect(try Sweeper(pollAfter: 60).queuePolls(store.db, now: store.now + 60) == [first])
         delivery = Delivery(db: store.db, paths: store.paths,
-                            transport: ScriptedTransport([.success(OutboundResponse(status: 401, body: Array("{}".utf8)))]))
+                            transport: ScriptedTransport([answer(401)]))
         try delivery.deliver(Delivery.due(store.db, now: store.now + 60), now: { store.now + 60 })
         return (store, first)
     }
@@ -81,12 +89,12 @@ import Testing
         for later in [61, 90, 179] { #expect(try sweeper.queuePolls(store.db, now: store.now + Int64(later)) == []) }
         #expect(try sweeper.queuePolls(store.db, now: store.now + 180) == [first])  // 60 + 2 · 60
         var delivery = Delivery(db: store.db, paths: store.paths,
-                                transport: ScriptedTransport([.success(OutboundResponse(status: 403, body: Array("{}".utf8)))]))
+                                transport: ScriptedTransport([answer(403)]))
         try delivery.deliver(Delivery.due(store.db, now: store.now + 180), now: { store.now + 180 })
         // Two refusals: 4 · 60 = 240, capped at 200.
         #expect(try sweeper.queuePolls(store.db, now: store.now + 379) == [])
         #expect(try sweeper.queuePolls(store.db, now: store.now + 380) == [first])
-        #expect(try store.count("job_events", "job_id = \(first) AND event = 'provider' AND detail LIKE '%refused the poll%'") == 2)
+        #expect(try store.count("job_events", "job_id = \(first) AND detail LIKE '%refused the poll%'") == 2)
     }
 
     @Test func wordFromTheProviderEndsTheBackoff() throws {

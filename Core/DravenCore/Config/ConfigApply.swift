@@ -15,9 +15,10 @@ package enum ConfigApply {
     package static func warnings(_ config: Config) -> [String] {
         config.projects.compactMap { project in
             guard let i = project.integration, let object = i.document.objectValue,
-                  let why = RunControl.refusal(provider: i.provider, method: i.method, integration: object) else { return nil }
-            return "projects.\(project.name).integration: \(why); draven will not poll or cancel its runs and relies on "
-                + "webhooks and the lease"
+                  let why = RunControl.refusal(provider: i.provider, method: i.method, integration: object)
+            else { return nil }
+            return "projects.\(project.name).integration: \(why); draven will not poll or cancel its runs "
+                + "and relies on webhooks and the lease"
         }
     }
 

@@ -99,12 +99,13 @@ package struct Sweeper {
         // ?1: one job (the re-check under the write lock), or NULL for all; ?2 the silence limit;
         // ?3 pollAfter, ?4 the backoff limit, ?5 now.
         let silent = """
-            SELECT j.id, j.run_id, i.provider, i.method, i.document FROM jobs j JOIN integrations i ON i.project_id = j.project_id
+            SELECT j.id, j.run_id, i.provider, i.method, i.document
+            FROM jobs j JOIN integrations i ON i.project_id = j.project_id
             WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
             AND coalesce((SELECT max(o.delivered_at) + min(?4, ?3 << min(count(*), 20)) FROM outbox o
-                          WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead' AND o.delivered_at > coalesce(j.provider_seen_at, 0)),
-                         0) <= ?5
+                          WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
+                          AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
             ORDER BY j.id
             """
         let args = { (job: Int64?) -> [SQLValue] in

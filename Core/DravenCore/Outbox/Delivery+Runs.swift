@@ -29,7 +29,8 @@ extension Delivery {
                 if event == nil { failure = ("\(target.provider) answered a run that cannot be read", false) }
             case 200...299: break
             case 408, 425, 429, 500...599: failure = ("\(request.redactedURL) answered \(response.status)\(said)", true)
-            default: failure = ("\(request.redactedURL) refused the \(action.rawValue) (\(response.status))\(said)", false)
+            default:
+                failure = ("\(request.redactedURL) refused the \(action.rawValue) (\(response.status))\(said)", false)
             }
         } catch let e as TransportError {
             failure = (e.message, e.retryable)

@@ -113,7 +113,8 @@ package struct Delivery {
 
     /// Sends the request; for GitHub Enterprise versions that refuse `return_run_details`,
     /// sends it once more without.
-    private mutating func call(_ request: OutboundRequest, target: Dispatch.Target, redactor: inout Redactor) throws -> Dispatch.Outcome {
+    private mutating func call(_ request: OutboundRequest, target: Dispatch.Target,
+                               redactor: inout Redactor) throws -> Dispatch.Outcome {
         let credential = try self.credential(for: request, redactor: &redactor)
         do {
             let response = try transport.send(request, credential: credential)
@@ -149,7 +150,9 @@ package struct Delivery {
             switch response.status {
             case 200...299 where slackApproval: (error, retry, posted) = ApprovalMessages.outcome(response)
             case 200...299: break
-            case 408, 425, 429, 500...599: retry = true; error = "\(request.redactedURL) answered \(response.status)\(said)"
+            case 408, 425, 429, 500...599:
+                retry = true
+                error = "\(request.redactedURL) answered \(response.status)\(said)"
             default: error = "\(request.redactedURL) refused the notification (\(response.status))\(said)"
             }
         } catch let e as TransportError {
@@ -213,9 +216,10 @@ package struct Delivery {
                 try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
                                             detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
                 if let uncontrolled {
-                    try StateMachine.note(tx, job: job.id, event: "provider", actor: "draven-deliver", detail: [
-                        "poll": .string("not polled or cancelled by draven: \(uncontrolled); it follows the run by webhooks and the lease"),
-                    ], now: now)
+                    let why = "not polled or cancelled by draven: \(uncontrolled); "
+                        + "it follows the run by webhooks and the lease"
+                    try StateMachine.note(tx, job: job.id, event: "provider", actor: "draven-deliver",
+                                          detail: ["poll": .string(why)], now: now)
                 }
                 if let runID { try WebhookReceive.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
                 // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.

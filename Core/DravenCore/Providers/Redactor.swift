@@ -31,7 +31,8 @@ package struct Redactor {
             needles.append(credential)
             var raw = credential.withUnsafeBytes { Array($0) }
             defer { Sodium.wipe(&raw) }
-            for var variant in [Self.percentEncoded(raw), Self.base64(raw, urlSafe: false), Self.base64(raw, urlSafe: true)] {
+            let variants = [Self.percentEncoded(raw), Self.base64(raw, urlSafe: false), Self.base64(raw, urlSafe: true)]
+            for var variant in variants {
                 if variant != raw { needles.append(SecretBytes(copying: variant, label: "redaction")) }
                 Sodium.wipe(&variant)
             }
@@ -57,7 +58,8 @@ package struct Redactor {
 
     /// Base64 without padding (the padded form contains it).
     static func base64(_ raw: [UInt8], urlSafe: Bool) -> [UInt8] {
-        let alphabet = Array(("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + (urlSafe ? "-_" : "+/")).utf8)
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+            + Array((urlSafe ? "-_" : "+/").utf8)
         var out: [UInt8] = []
         var i = 0
         while i < raw.count {
@@ -78,7 +80,8 @@ package struct Redactor {
         out.reserveCapacity(bytes.count)
         var i = 0
         while i < bytes.count {
-            if i + needle.count <= bytes.count, bytes[i] == needle[0], (0..<needle.count).allSatisfy({ bytes[i + $0] == needle[$0] }) {
+            if i + needle.count <= bytes.count, bytes[i] == needle[0],
+               (0..<needle.count).allSatisfy({ bytes[i + $0] == needle[$0] }) {
                 out += mark
                 i += needle.count
             } else {
@@ -90,11 +93,15 @@ package struct Redactor {
     }
 
     /// Prefixes of provider token formats: the prefix is kept, the rest of the token removed.
-    static let tokenPrefixes = ["github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "glpat-", "glptt-", "gldt-", "glrt-",
-                                "xoxb-", "xoxp-", "xoxa-", "xoxe-", "xapp-", "ATATT", "ATCTT", "ATBB", "drv_"].map { Array($0.utf8) }
+    static let tokenPrefixes = [
+        "github_pat_", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "glpat-", "glptt-", "gldt-", "glrt-",
+        "xoxb-", "xoxp-", "xoxa-", "xoxe-", "xapp-", "ATATT", "ATCTT", "ATBB", "drv_",
+    ].map { Array($0.utf8) }
     /// Words after which a credential follows (matched case-insensitively), kept.
-    static let keywords = ["bearer ", "basic ", "private-token:", "job-token:", "token=", "access_token=", "private_token=",
-                           "password=", "secret="].map { Array($0.utf8) }
+    static let keywords = [
+        "bearer ", "basic ", "private-token:", "job-token:", "token=", "access_token=", "private_token=",
+        "password=", "secret=",
+    ].map { Array($0.utf8) }
 
     /// A byte that ends a token: space, quotes, and the punctuation that surrounds values.
     static func ends(_ b: UInt8) -> Bool {

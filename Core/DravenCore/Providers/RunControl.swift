@@ -19,7 +19,8 @@ package enum RunControl {
     /// with `read_api` to poll, `api` to cancel) such runs are followed by webhooks and the
     /// lease only: sweep does not poll them, a cancel is not sent, and `draven apply` warns.
     package static func refusal(provider: String, method: String, integration: JSONObject) -> String? {
-        guard provider == "gitlab", method == "trigger", integration["api_token_secret"]?.stringValue == nil else { return nil }
+        guard provider == "gitlab", method == "trigger", integration["api_token_secret"]?.stringValue == nil
+        else { return nil }
         return "the GitLab integration has only a pipeline trigger token, which cannot read or cancel pipelines "
             + "(add api_token_secret to let draven do so)"
     }
