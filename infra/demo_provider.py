@@ -57,6 +57,11 @@ class FakeProvider:
         with self.lock:
             self.scripts.setdefault(prefix, []).extend(answers)
 
+    def unscript(self, prefix):
+        """Drops the answers still queued for `prefix`: it answers as usual again."""
+        with self.lock:
+            self.scripts.pop(prefix, None)
+
     def received(self, prefix=""):
         with self.lock:
             return [r for r in self.requests if r["path"].startswith(prefix)]
