@@ -70,6 +70,32 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
     }
 }
 
+@Suite struct NotificationRedactionTests {
+    @Test func aRefusedNotificationQuotingItsWebhookURLIsStoredWithoutIt() throws {
+        let (store, first, _) = try DeliveryTests.setUp()
+        let hook = "https://hooks.example/services/T0/B0/sekretXYZ42"
+        let paths = SecretsPaths(store.paths)
+        try SecretsAdmin.update(paths, db: store.db, actor: "t", now: store.now) { d in
+            let value = SecretBytes(copying: Array(hook.utf8), label: "slack-hook")
+            return (try d.set("slack-hook", kind: .token, value: value), ["slack-hook"])
+        }
+        _ = try store.db.immediate { tx in
+            try Outbox.enqueue(tx, kind: .notify, job: first, payload: [
+                "channel": "slack", "secret": "slack-hook", "job_id": .int(first), "text": "draven: done",
+            ], now: store.now)
+        }
+        let id = try #require(try store.db.scalar("SELECT max(id) FROM outbox WHERE kind = 'notify'"))
+        let said = #"{"message": "no_service for \#(hook) (xoxb-123-456-abc)"}"#
+        var delivery = Delivery(db: store.db, paths: store.paths, transport: ScriptedTransport([answer(404, said)]))
+        try delivery.deliver([id], now: { store.now })
+        let error = try store.db.first("SELECT last_error FROM outbox WHERE id = ?1", [.int(id)]) { $0.text(0) }
+        #expect(error == "Slack incoming webhook refused the notification (404): "
+                + "no_service for [redacted] (xoxb-[redacted])")
+        #expect(try store.count("audit", "action = 'notify.failed' AND detail LIKE '%sekretXYZ42%'") == 0)
+        #expect(try store.count("audit", "action = 'notify.failed' AND detail LIKE '%no_service for [redacted]%'") == 1)
+    }
+}
+
 @Suite struct PollBackoffTests {
     /// A running job (run 9) whose first poll the provider refused at `store.now + 60`.
     static func refused() throws -> (TestStore, Int64) {

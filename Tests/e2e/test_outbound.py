@@ -82,7 +82,8 @@ def world():
     try:
         with launch(CONFIG.replace("@FAKE@", fake.url), people=("alice",), secrets=SECRETS) as stack:
             yield stack, fake
-            stack.assert_secrets_absent(list(SECRETS.values()) + ENCODED, ("audit", "job_events", "outbox", "jobs"), store=True)
+            tables = ("audit", "job_events", "outbox", "jobs")
+            stack.assert_secrets_absent(list(SECRETS.values()) + ENCODED, tables, store=True)
             assert_nowhere(stack, list(SECRETS.values()) + ENCODED)
     finally:
         fake.stop()
@@ -116,7 +117,8 @@ def polls(stack, job):
 
 def notes(stack, job, text):
     return [json.loads(d) for (d,) in stack.rows(
-        "SELECT detail FROM job_events WHERE job_id = ? AND event = 'provider' AND detail LIKE ? ORDER BY id", job, f"%{text}%")]
+        "SELECT detail FROM job_events WHERE job_id = ? AND event = 'provider' AND detail LIKE ? ORDER BY id",
+        job, f"%{text}%")]
 
 
 def run_path(stack, job):
@@ -126,7 +128,8 @@ def run_path(stack, job):
 def github_webhook(stack, job):
     """A signed workflow_run webhook: the provider speaks about `job`'s run (still in progress)."""
     run_id = int(stack.rows("SELECT run_id FROM jobs WHERE id = ?", job)[0][0])
-    body = json.dumps({"action": "in_progress", "workflow_run": {"id": run_id, "status": "in_progress", "conclusion": None},
+    run = {"id": run_id, "status": "in_progress", "conclusion": None}
+    body = json.dumps({"action": "in_progress", "workflow_run": run,
                        "repository": {"full_name": "acme/app"}}).encode()
     sig = "sha256=" + hmac.new(SECRETS["gh-hook"].encode(), body, hashlib.sha256).hexdigest()
     r = stack.request("POST", "/hooks/github?project=app", body, headers={
@@ -142,7 +145,8 @@ def assert_nowhere(stack, values):
     # Read by another process: closing a descriptor of the store here would drop the POSIX locks
     # this process's open SQLite connections hold on it (fcntl semantics), and SQLite would then
     # rebuild the WAL index under them.
-    files = subprocess.run(["cat", *map(str, stack.state_dir.glob("draven.db*"))], capture_output=True, check=True).stdout
+    store = [str(p) for p in stack.state_dir.glob("draven.db*")]
+    files = subprocess.run(["cat", *store], capture_output=True, check=True).stdout
     logs = "".join(p.read_text(errors="replace") for p in (stack.state_dir / "run").rglob("*") if p.is_file())
     for v in values:
         assert v not in dump, v
@@ -154,7 +158,8 @@ def assert_nowhere(stack, values):
 
 def test_a_dispatch_refusal_quoting_the_token_keeps_the_message_but_not_the_token(world):
     stack, fake = world
-    fake.script("/repos/acme/app/actions/workflows/", {"status": 401, "echo": True, "body": {"message": "Bad credentials"}})
+    fake.script("/repos/acme/app/actions/workflows/",
+                {"status": 401, "echo": True, "body": {"message": "Bad credentials"}})
     r = stack.deploy("alice", "app", "leak", "refs/heads/main")
     assert r.status == 201, r
     job = r.json["id"]
@@ -162,8 +167,10 @@ def test_a_dispatch_refusal_quoting_the_token_keeps_the_message_but_not_the_toke
     # The provider did quote it back, in every form.
     [sent] = [x for x in fake.received("/repos/acme/app/actions/workflows/") if x["answered"] == 401]
     assert sent["headers"]["Authorization"] == "Bearer " + SECRETS["gh-token"]
-    [(reason,)] = stack.rows("SELECT json_extract(detail, '$.reason') FROM job_events WHERE job_id = ? AND to_state = 'failed'", job)
-    assert reason.startswith("github refused the dispatch (HTTP 401): Bad credentials: you sent ") and "[redacted]" in reason, reason
+    [(reason,)] = stack.rows(
+        "SELECT json_extract(detail, '$.reason') FROM job_events WHERE job_id = ? AND to_state = 'failed'", job)
+    assert reason.startswith("github refused the dispatch (HTTP 401): Bad credentials: you sent "), reason
+    assert "[redacted]" in reason, reason
     assert "Authorization: Bearer [redacted]" in reason and len(reason.encode()) <= 500, reason
     [(last_error,)] = stack.rows("SELECT last_error FROM outbox WHERE job_id = ? AND kind = 'dispatch'", job)
     assert last_error == reason
@@ -202,7 +209,8 @@ def test_apply_warns_about_an_integration_draven_cannot_poll_or_cancel(world):
         out = stack.draven("apply", "-f", str(config), *args)
         assert out.returncode == 0, out
         [warning] = [line for line in out.stderr.splitlines() if "warning" in line]
-        assert "projects.gl.integration" in warning and "api_token_secret" in warning and "will not poll or cancel" in warning, out
+        assert "projects.gl.integration" in warning and "api_token_secret" in warning, out
+        assert "will not poll or cancel" in warning, out
         assert "projects.app" not in out.stderr
     # A warning, not an error: it was applied (once: the dry run changed nothing).
     assert stack.rows("SELECT max(id) FROM config_versions")[0][0] == before + 1
@@ -211,12 +219,14 @@ def test_apply_warns_about_an_integration_draven_cannot_poll_or_cancel(world):
 def test_a_gitlab_trigger_token_is_never_sent_to_read_or_cancel_a_pipeline(world):
     stack, fake = world
     job = running(stack, "gl", "prod")
-    [dispatch] = [r for r in fake.received("/api/v4/projects/42/trigger/pipeline") if f"%5BJOB_ID%5D={job}&".encode() in r["body"]]
+    [dispatch] = [r for r in fake.received("/api/v4/projects/42/trigger/pipeline")
+                  if f"%5BJOB_ID%5D={job}&".encode() in r["body"]]
     assert f"token={SECRETS['gl-trigger']}&".encode() in dispatch["body"] and "PRIVATE-TOKEN" not in dispatch["headers"]
     run = stack.rows("SELECT run_id FROM jobs WHERE id = ?", job)[0][0]
     # Said once, when the run started.
     [note] = notes(stack, job, "not polled or cancelled by draven")
-    assert "trigger token" in note["poll"] and "api_token_secret" in note["poll"] and "webhooks and the lease" in note["poll"]
+    assert "trigger token" in note["poll"] and "api_token_secret" in note["poll"], note
+    assert "webhooks and the lease" in note["poll"], note
     # Silent for long: sweep does not poll it (no outbox row, no call), however often it runs.
     silent(stack, job)
     now = int(time.time())
@@ -228,7 +238,8 @@ def test_a_gitlab_trigger_token_is_never_sent_to_read_or_cancel_a_pipeline(world
     r = stack.request("POST", f"/api/v1/jobs/{job}/cancel", {"reason": "wrong ref"}, token=stack.tokens["alice"])
     assert r.status == 200 and r.json["state"] == "cancelled", r
     deadline = time.monotonic() + 10
-    while stack.rows("SELECT state FROM outbox WHERE job_id = ? AND kind = 'cancel'", job) in ([], [("pending",)], [("delivering",)]):
+    while stack.rows("SELECT state FROM outbox WHERE job_id = ? AND kind = 'cancel'", job) in (
+            [], [("pending",)], [("delivering",)]):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     [(state, error)] = stack.rows("SELECT state, last_error FROM outbox WHERE job_id = ? AND kind = 'cancel'", job)
