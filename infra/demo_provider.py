@@ -6,6 +6,8 @@ answers like the providers' success responses (GitHub dispatch with return_run_d
 and Bitbucket pipeline creation, reading and cancelling a run (it is always still running), Slack's chat.postMessage, chat.update and
 chat.postEphemeral). Tests can queue answers for a path prefix:
 {"status": 503, "body": {...}, "delay": 0}; a delay longer than draven's timeout makes a call hang.
+With "echo": true the answer's "message" quotes the request back, as careless providers do in
+their 401s: every header, the body, and the credential again base64- and percent-encoded.
 
     python3 infra/demo_provider.py PORT      # serve until killed, logging one line per request
 """
@@ -55,6 +57,11 @@ class FakeProvider:
         with self.lock:
             self.scripts.setdefault(prefix, []).extend(answers)
 
+    def unscript(self, prefix):
+        """Drops the answers still queued for `prefix`: it answers as usual again."""
+        with self.lock:
+            self.scripts.pop(prefix, None)
+
     def received(self, prefix=""):
         with self.lock:
             return [r for r in self.requests if r["path"].startswith(prefix)]
@@ -75,6 +82,8 @@ class FakeProvider:
         try:
             if answer is None:
                 answer = self.default(handler.path, n, body)
+            if answer.get("echo"):
+                answer = dict(answer, body=dict(answer.get("body") or {}, message=echo(answer, record)))
             if answer.get("delay"):
                 time.sleep(answer["delay"])
             status = answer["status"]
@@ -125,6 +134,18 @@ class FakeProvider:
         if path.startswith("/slack/") or path.startswith("/teams/"):  # incoming webhooks of the chat tools
             return {"status": 200, "body": None}
         return {"status": 404, "body": {"message": "Not Found"}}
+
+
+def echo(answer, record):
+    """The answer's message followed by the request it answers, credential included."""
+    import base64
+    from urllib.parse import quote
+    headers = record["headers"]
+    credential = (headers.get("Authorization", "").split(" ", 1)[-1] or headers.get("PRIVATE-TOKEN", ""))
+    return (f"{(answer.get('body') or {}).get('message', 'Bad credentials')}: you sent "
+            + "; ".join(f"{k}: {v}" for k, v in headers.items())
+            + f" with body {record['body'].decode(errors='replace')!r}"
+            + f" (base64 {base64.b64encode(credential.encode()).decode()}, url {quote(credential, safe='')})")
 
 
 if __name__ == "__main__":

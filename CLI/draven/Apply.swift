@@ -21,6 +21,7 @@ extension Draven {
                 warn(error.description)
                 throw ExitCode(2)
             }
+            for warning in ConfigApply.warnings(config) { warn("\(file): warning: \(warning)") }
             if dryRun {
                 print("\(file): valid (\(config.projects.count) projects, \(config.people.count) people, \(config.grants.count) grants)")
                 return

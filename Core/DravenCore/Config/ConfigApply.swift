@@ -10,6 +10,18 @@ package enum ConfigApply {
         package var policiesChanged: [String] = []
     }
 
+    /// What a valid configuration does that its author may not expect, as `KEY: WHY` lines;
+    /// printed by `draven apply` (also with `--dry-run`), which still applies it.
+    package static func warnings(_ config: Config) -> [String] {
+        config.projects.compactMap { project in
+            guard let i = project.integration, let object = i.document.objectValue,
+                  let why = RunControl.refusal(provider: i.provider, method: i.method, integration: object)
+            else { return nil }
+            return "projects.\(project.name).integration: \(why); draven will not poll or cancel its runs "
+                + "and relies on webhooks and the lease"
+        }
+    }
+
     package static func apply(_ tx: Transaction, _ config: Config, source: String, path: String, appliedBy: String, now: Int64) throws -> Summary {
         let db = tx.db
         let sha = Sodium.sha256Hex(Array(source.utf8))

@@ -12,10 +12,14 @@ package struct Sweeper {
     package var pollAfter: Int64 = 300
     /// Fail a `dispatching` job after this long (s) when no dispatch of it is still pending.
     package var dispatchLimit: Int64 = 900
+    /// The longest wait (s) between polls the provider keeps refusing (see `queuePolls`); never
+    /// less than `pollAfter`.
+    package var pollBackoffLimit: Int64 = 3600
 
-    package init(pollAfter: Int64 = 300, dispatchLimit: Int64 = 900) {
+    package init(pollAfter: Int64 = 300, dispatchLimit: Int64 = 900, pollBackoffLimit: Int64 = 3600) {
         self.pollAfter = pollAfter
         self.dispatchLimit = dispatchLimit
+        self.pollBackoffLimit = pollBackoffLimit
     }
 
     package struct Report: Sendable {
@@ -82,19 +86,40 @@ package struct Sweeper {
     }
 
     /// Running jobs with a known run and no word from the provider for `pollAfter` → one `poll`
-    /// row each (delivered by this sweep right after; never two pending for a job).
+    /// row each (delivered by this sweep right after; never two pending for a job). A poll that
+    /// answers (the run is still going, or ended) counts as word from the provider, so the next
+    /// comes a full `pollAfter` later: one poll per silence period.
+    ///
+    /// A poll that ends dead (refused: 401/403/404, an unreadable answer, or retryable failures
+    /// that used up the outbox's attempts and backoff) is noted once in the job's history by the
+    /// deliverer, and backs off: after n such polls since the provider last spoke, the next is
+    /// due min(pollAfter · 2ⁿ, max(pollAfter, pollBackoffLimit)) after the last one; a webhook
+    /// (or any answer) from the provider starts the count again. Runs of integrations draven
+    /// cannot poll (`RunControl.refusal`) are never polled. Either way the lease still ends the job.
     package func queuePolls(_ db: Database, now: Int64) throws -> [Int64] {
-        // ?1: one job (the re-check under the write lock), or NULL for all.
+        // ?1: one job (the re-check under the write lock), or NULL for all; ?2 the silence limit;
+        // ?3 pollAfter, ?4 the backoff limit, ?5 now.
         let silent = """
-            SELECT j.id, j.run_id FROM jobs j
+            SELECT j.id, j.run_id, i.provider, i.method, i.document
+            FROM jobs j JOIN integrations i ON i.project_id = j.project_id
             WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
+            AND coalesce((SELECT max(o.delivered_at) + min(?4, ?3 << min(count(*), 20)) FROM outbox o
+                          WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
+                          AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
             ORDER BY j.id
             """
-        let due = try db.query(silent, [.null, .int(now - pollAfter)]) { ($0.int(0), $0.text(1)) }
-        return try due.filter { (id, run) in
-            try db.immediate { tx -> Bool in
-                guard try tx.db.scalar(silent, [.int(id), .int(now - pollAfter)]) != nil else { return false }
+        let args = { (job: Int64?) -> [SQLValue] in
+            [.int(job), .int(now - pollAfter), .int(pollAfter), .int(max(pollAfter, pollBackoffLimit)), .int(now)]
+        }
+        let due = try db.query(silent, args(nil)) {
+            ($0.int(0), $0.text(1), RunControl.refusal(provider: $0.text(2), method: $0.text(3),
+                                                       integration: (try? JSON.parse($0.text(4)))?.objectValue ?? [:]))
+        }
+        return try due.filter { (id, run, refusal) in
+            guard refusal == nil else { return false }
+            return try db.immediate { tx -> Bool in
+                guard try tx.db.scalar(silent, args(id)) != nil else { return false }
                 try Outbox.enqueue(tx, kind: .poll, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
                 return true
             }

@@ -16,19 +16,21 @@ extension Delivery {
         var failure: (error: String, retry: Bool)?
         var event: ProviderEvent?
         var provider = "provider"
+        var redactor = Redactor.patternsOnly
         do {
             let target = try self.target(job, token: job.fencingToken ?? 0)
             provider = target.provider
             let request = try RunControl.request(action, runID: runID, target: target)
-            let credential = try request.secretName.map { try secretsStore().secret($0) }
-            let response = try transport.send(request, credential: credential)
+            let response = try transport.send(request, credential: try credential(for: request, redactor: &redactor))
+            let said = Dispatch.providerMessage(try? JSON.parse(response.body)).map { ": " + $0 } ?? ""
             switch response.status {
             case 200...299 where action == .poll:
                 event = RunControl.event(provider: target.provider, body: response.body)
                 if event == nil { failure = ("\(target.provider) answered a run that cannot be read", false) }
             case 200...299: break
-            case 408, 425, 429, 500...599: failure = ("\(request.redactedURL) answered \(response.status)", true)
-            default: failure = ("\(request.redactedURL) refused the \(action.rawValue) (\(response.status))", false)
+            case 408, 425, 429, 500...599: failure = ("\(request.redactedURL) answered \(response.status)\(said)", true)
+            default:
+                failure = ("\(request.redactedURL) refused the \(action.rawValue) (\(response.status))\(said)", false)
             }
         } catch let e as TransportError {
             failure = (e.message, e.retryable)
@@ -37,6 +39,7 @@ extension Delivery {
         } catch let e as SecretsError {
             failure = ("secrets store: \(e)", { if case .notFound = e { false } else { true } }())
         }
+        failure = failure.map { (redactor.clean($0.error), $0.retry) }
         let at = now()
         try db.immediate { tx in
             if let failure {

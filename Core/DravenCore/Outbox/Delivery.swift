@@ -89,9 +89,12 @@ package struct Delivery {
             return try settle(row.id, state: "dead", error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(job.fencingToken.map(String.init) ?? "none"))", now: now())
         }
         let outcome: Dispatch.Outcome
+        var redactor = Redactor.patternsOnly
+        var uncontrolled: String?
         do {
             let target = try self.target(job, token: token)
-            outcome = try call(Dispatch.request(for: target), target: target)
+            uncontrolled = RunControl.refusal(target)
+            outcome = try call(Dispatch.request(for: target), target: target, redactor: &redactor)
         } catch let error as DispatchError {
             outcome = .rejected(error.description)
         } catch let error as SecretsError {
@@ -105,13 +108,14 @@ package struct Delivery {
                 outcome = .retry("secrets store: \(error)")
             }
         }
-        try record(row, job: job, outcome: outcome, now: now())
+        try record(row, job: job, outcome: outcome.cleaned(by: redactor), uncontrolled: uncontrolled, now: now())
     }
 
     /// Sends the request; for GitHub Enterprise versions that refuse `return_run_details`,
     /// sends it once more without.
-    private mutating func call(_ request: OutboundRequest, target: Dispatch.Target) throws -> Dispatch.Outcome {
-        let credential = try request.secretName.map { try secretsStore().secret($0) }
+    private mutating func call(_ request: OutboundRequest, target: Dispatch.Target,
+                               redactor: inout Redactor) throws -> Dispatch.Outcome {
+        let credential = try self.credential(for: request, redactor: &redactor)
         do {
             let response = try transport.send(request, credential: credential)
             if target.provider == "github", response.status == 400 || response.status == 422,
@@ -132,6 +136,7 @@ package struct Delivery {
         var retry = false
         var posted: (channel: String, ts: String)?
         let slackApproval = row.payload["channel"]?.stringValue == ApprovalMessages.channel
+        var redactor = Redactor.patternsOnly
         do {
             let request: OutboundRequest
             if slackApproval {
@@ -140,13 +145,15 @@ package struct Delivery {
                 let smtp = try Settings.get(db, "smtp").flatMap { try? JSON.parse($0) }?.objectValue
                 request = try Notifications.request(row.payload, smtp: smtp, now: now())
             }
-            let credential = try request.secretName.map { try secretsStore().secret($0) }
-            let response = try transport.send(request, credential: credential)
+            let response = try transport.send(request, credential: try credential(for: request, redactor: &redactor))
+            let said = Dispatch.providerMessage(try? JSON.parse(response.body)).map { ": " + $0 } ?? ""
             switch response.status {
             case 200...299 where slackApproval: (error, retry, posted) = ApprovalMessages.outcome(response)
             case 200...299: break
-            case 408, 425, 429, 500...599: retry = true; error = "\(request.redactedURL) answered \(response.status)"
-            default: error = "\(request.redactedURL) refused the notification (\(response.status))"
+            case 408, 425, 429, 500...599:
+                retry = true
+                error = "\(request.redactedURL) answered \(response.status)\(said)"
+            default: error = "\(request.redactedURL) refused the notification (\(response.status))\(said)"
             }
         } catch let e as TransportError {
             retry = e.retryable
@@ -157,6 +164,7 @@ package struct Delivery {
             error = "secrets store: \(e)"
             if case .notFound = e {} else { retry = true }
         }
+        error = error.map(redactor.clean)
         let at = now()
         try db.immediate { tx in
             if let posted, let job = row.jobID { try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts) }
@@ -169,6 +177,14 @@ package struct Delivery {
                                  outcome: "failed", detail: ["channel": row.payload["channel"] ?? .null, "error": .string(error)])
             }
         }
+    }
+
+    /// The credential `request` is sent with, from the secrets store; `redactor` learns it, to
+    /// remove it from whatever is kept of the answer (`Redactor`).
+    mutating func credential(for request: OutboundRequest, redactor: inout Redactor) throws -> SecretBytes? {
+        let credential = try request.secretName.map { try secretsStore().secret($0) }
+        redactor = Redactor([credential])
+        return credential
     }
 
     mutating func secretsStore() throws -> SecretsStore {
@@ -188,7 +204,9 @@ package struct Delivery {
                                provider: row.0, repo: row.1, method: row.2, kind: job.kind)
     }
 
-    private func record(_ row: Row, job: Job, outcome: Dispatch.Outcome, now: Int64) throws {
+    /// - Parameter uncontrolled: why draven cannot poll or cancel this run (`RunControl.refusal`),
+    ///   said once in the job's history when it starts.
+    private func record(_ row: Row, job: Job, outcome: Dispatch.Outcome, uncontrolled: String?, now: Int64) throws {
         try db.immediate { tx in
             switch outcome {
             case .started(let runID, let url):
@@ -197,6 +215,12 @@ package struct Delivery {
                               [.int(job.id), .text(runID), .text(url)])
                 try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
                                             detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
+                if let uncontrolled {
+                    let why = "not polled or cancelled by draven: \(uncontrolled); "
+                        + "it follows the run by webhooks and the lease"
+                    try StateMachine.note(tx, job: job.id, event: "provider", actor: "draven-deliver",
+                                          detail: ["poll": .string(why)], now: now)
+                }
                 if let runID { try WebhookReceive.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
                 // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.
                 if let runID, try tx.db.scalar("SELECT 1 FROM jobs WHERE id = ?1 AND state = 'cancelled'", [.int(job.id)]) != nil {

@@ -72,6 +72,15 @@ package enum Dispatch {
         case rejected(String)
         /// Try again later (5xx, 429, timeouts, connection failures).
         case retry(String)
+
+        /// The outcome with its message passed through `redactor` (it may quote the provider).
+        package func cleaned(by redactor: Redactor) -> Outcome {
+            switch self {
+            case .started: self
+            case .rejected(let why): .rejected(redactor.clean(why))
+            case .retry(let why): .retry(redactor.clean(why))
+            }
+        }
     }
 
     /// The request that starts `target`'s pipeline.
@@ -181,12 +190,17 @@ package enum Dispatch {
     }
 
     /// The human message of a provider error body (GitHub `message`, GitLab `message`/`error`,
-    /// Bitbucket `error.message`), cut to 300 characters.
+    /// Bitbucket `error.message`), at most 2,048 bytes and then without its last, possibly cut,
+    /// word. It may hold a credential: what keeps it passes it through `Redactor.clean` (which
+    /// also bounds it to 500 bytes).
     static func providerMessage(_ json: JSON?) -> String? {
         guard let json else { return nil }
         let text = json["message"]?.stringValue ?? json["message"]?.serialized() ?? json["error"]?.stringValue
             ?? json["error"]?["message"]?.stringValue
-        return text.map { String($0.prefix(300)) }
+        guard let text, text.utf8.count > 2048 else { return text }
+        var cut = Array(text.utf8.prefix(2048))
+        while let last = cut.last, !Redactor.ends(last) { cut.removeLast() }
+        return String(decoding: cut, as: UTF8.self) + "…"
     }
 
     /// Percent-encodes everything but RFC 3986 unreserved characters.

@@ -13,6 +13,22 @@
 package enum RunControl {
     package enum Action: String, Sendable { case poll, cancel }
 
+    /// Why draven cannot ask about or cancel runs of this integration, or nil when it can. A
+    /// credential is used only for what it is: a GitLab pipeline trigger token (`method =
+    /// "trigger"`) starts pipelines and nothing else, so without an `api_token_secret` (a token
+    /// with `read_api` to poll, `api` to cancel) such runs are followed by webhooks and the
+    /// lease only: sweep does not poll them, a cancel is not sent, and `draven apply` warns.
+    package static func refusal(provider: String, method: String, integration: JSONObject) -> String? {
+        guard provider == "gitlab", method == "trigger", integration["api_token_secret"]?.stringValue == nil
+        else { return nil }
+        return "the GitLab integration has only a pipeline trigger token, which cannot read or cancel pipelines "
+            + "(add api_token_secret to let draven do so)"
+    }
+
+    static func refusal(_ t: Dispatch.Target) -> String? {
+        refusal(provider: t.provider, method: t.method, integration: t.integration)
+    }
+
     /// The request for `action` on run `runID` of `target`'s integration.
     /// - Throws: `DispatchError` when the integration cannot express it.
     package static func request(_ action: Action, runID: String, target t: Dispatch.Target) throws(DispatchError) -> OutboundRequest {
@@ -29,7 +45,9 @@ package enum RunControl {
         case "gitlab":
             let project = t.integration["project_id"]?.stringValue ?? Dispatch.percentEncode(t.repo)
             url = "\(t.base("https://gitlab.com/api/v4"))/projects/\(project)/pipelines/\(run)" + (action == .cancel ? "/cancel" : "")
-            // A trigger token can start pipelines but not read or cancel them: `api_token_secret` names one that can.
+            // A trigger token can start pipelines but not read or cancel them: `api_token_secret` names one that can;
+            // with the `pipeline` method, `token_secret` is already such a token.
+            if let why = refusal(t) { throw DispatchError("not sent: \(why)") }
             let name = t.integration["api_token_secret"]?.stringValue ?? secret
             credential = .header(name: "PRIVATE-TOKEN", prefix: "")
             return OutboundRequest(method: method, url: url, headers: headers, body: [], credential: credential, secretName: name,
