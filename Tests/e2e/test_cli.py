@@ -132,7 +132,7 @@ def test_doctor_passes_a_sound_store_and_names_what_is_wrong_in_a_broken_one(sta
                   "VALUES ('notify', '{}', 'dead', 0, 0)")
     broken = run("doctor", state=state, check=False)
     assert broken.returncode == 1, broken
-    assert "audit/1: the chain breaks at record 1" in broken.stdout
+    assert "audit/1: chain-broken: audit trail broken at record 1" in broken.stdout
     assert "outbox/1: notify row dead, with no reason recorded" in broken.stdout
     report = json.loads(run("doctor", "--json", state=state, check=False).stdout)
     assert report["ok"] is False and report["checks"]["locks"] == {"ok": True, "ran": True, "findings": [], "more": 0}
