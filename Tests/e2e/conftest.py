@@ -140,6 +140,27 @@ class Stack:
         body = {"project": project, "environment": environment, "ref": ref, **extra}
         return self.request("POST", "/api/v1/deploys", body, token=self.tokens.get(who, who), headers=headers)
 
+    def running_job(self, project, env, ref="refs/heads/main", who="alice"):
+        """A deploy by `who` that the (fake) provider accepted: (job id, its run id)."""
+        r = self.deploy(who, project, env, ref)
+        assert r.status == 201, r
+        job = r.json
+        if job["state"] == "dispatching":
+            assert self.wait_for(job["id"], {"running", "failed"}) == "running"
+        return job["id"], self.rows("SELECT run_id FROM jobs WHERE id = ?", job["id"])[0][0]
+
+
+def fixture(path, **changes):
+    """A real payload from events/, with dotted-path fields set (ids, statuses) — as bytes."""
+    data = json.loads((ROOT / "events" / path).read_text())
+    for dotted, value in changes.items():
+        cur = data
+        keys = dotted.split(".")
+        for k in keys[:-1]:
+            cur = cur[k]
+        cur[keys[-1]] = value
+    return json.dumps(data, indent=2).encode()
+
 
 UNTHROTTLED = ("100000r/s", 100000)
 

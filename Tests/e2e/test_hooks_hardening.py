@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import ROOT, assert_problem, launch
+from conftest import ROOT, assert_problem, fixture, launch
 
 sys.path.insert(0, str(ROOT / "infra"))
 from demo_provider import FakeProvider  # noqa: E402
@@ -42,14 +42,6 @@ def world():
         fake.stop()
 
 
-def running_job(stack, project, env):
-    r = stack.deploy("alice", project, env, "refs/heads/main")
-    assert r.status == 201, r
-    job = r.json["id"]
-    assert stack.wait_for(job, {"running", "failed"}) == "running"
-    return job, stack.rows("SELECT run_id FROM jobs WHERE id = ?", job)[0][0]
-
-
 def lock(stack, project, env):
     return stack.rows("""SELECT l.job_id, l.fencing_token, l.lease_until FROM locks l
                          JOIN environments e ON e.id = l.environment_id JOIN projects p ON p.id = e.project_id
@@ -70,17 +62,6 @@ def pipeline(run, status):
     """GitLab's real Pipeline Hook example, about `run`, saying `status`."""
     changes = {"object_attributes.id": int(run), "object_attributes.status": status}
     return fixture("gitlab/pipeline_hook.json", **changes)
-
-
-def fixture(path, **changes):
-    data = json.loads((EVENTS / path).read_text())
-    for dotted, value in changes.items():
-        cur = data
-        keys = dotted.split(".")
-        for k in keys[:-1]:
-            cur = cur[k]
-        cur[keys[-1]] = value
-    return json.dumps(data, indent=2).encode()
 
 
 def github(stack, event, body, project="octo", content_type="application/json", secret=SECRETS["gh-hook"]):
@@ -126,7 +107,7 @@ def repeat_key(body, before, key, value):
 
 def test_a_real_gitlab_job_hook_that_repeats_a_key_is_read_last_duplicate_wins(world):
     stack, _ = world
-    job, run = running_job(stack, "gl", "w0")
+    job, run = stack.running_job("gl", "w0")
     # GitLab's real Job Hook deliveries repeat repository.git_ssh_url: the real example payload, so repeated.
     body = fixture("gitlab/job_hook.json", pipeline_id=int(run), build_status="running")
     body = repeat_key(body, '"git_http_url"', "git_ssh_url", "git@192.168.64.1:gitlab-org/gitlab-test.git")
@@ -142,7 +123,7 @@ def test_a_real_gitlab_job_hook_that_repeats_a_key_is_read_last_duplicate_wins(w
 
 def test_draven_s_own_bodies_still_refuse_a_repeated_key(world):
     stack, _ = world
-    job, _ = running_job(stack, "octo", "w0")
+    job, _ = stack.running_job("octo", "w0")
     token = stack.rows("SELECT fencing_token FROM jobs WHERE id = ?", job)[0][0]
     alice = stack.tokens["alice"]
     runner = f'{{"job_id": {job}, "fencing_token": {token}, "result": "failed", "result": "succeeded"}}'.encode()
@@ -167,7 +148,7 @@ def test_draven_s_own_bodies_still_refuse_a_repeated_key(world):
 
 def test_github_action_required_is_recorded_and_the_job_keeps_its_lock(world):
     stack, _ = world
-    job, run = running_job(stack, "octo", "w2")
+    job, run = stack.running_job("octo", "w2")
     queued = stack.deploy("alice", "octo", "w2", "refs/heads/next").json
     assert queued["state"] == "queued"
     held = lock(stack, "octo", "w2")
@@ -190,7 +171,7 @@ def test_github_action_required_is_recorded_and_the_job_keeps_its_lock(world):
                                         ("w4", "canceling")])
 def test_gitlab_waiting_states_keep_the_job_running_with_its_lock(world, env, status):
     stack, _ = world
-    job, run = running_job(stack, "gl", env)
+    job, run = stack.running_job("gl", env)
     held = lock(stack, "gl", env)
     r = gitlab(stack, "Pipeline Hook", pipeline(run, status))
     assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "running"}, r
@@ -203,9 +184,9 @@ def test_gitlab_waiting_states_keep_the_job_running_with_its_lock(world, env, st
 
 def test_polls_read_waiting_states_through_the_same_table(world):
     stack, fake = world
-    gh, gh_run = running_job(stack, "octo", "poll")
-    gl, gl_run = running_job(stack, "gl", "poll")
-    bb, bb_run = running_job(stack, "bb", "poll")
+    gh, gh_run = stack.running_job("octo", "poll")
+    gl, gl_run = stack.running_job("gl", "poll")
+    bb, bb_run = stack.running_job("bb", "poll")
     held = {p: lock(stack, p, "poll") for p in ("octo", "gl", "bb")}
     bb_path = "/2.0/repositories/acme/app/pipelines/" + bb_run.replace("{", "%7B").replace("}", "%7D")
     fake.script(f"/repos/octo-org/octo-repo/actions/runs/{gh_run}", {"status": 200, "body": {
@@ -269,7 +250,7 @@ def test_teams_says_a_missing_signature_is_missing(world):
 
 def test_a_runner_callback_replayed_with_a_respelled_signature_or_timestamp_is_refused(world):
     stack, _ = world
-    job, _ = running_job(stack, "octo", "w3")
+    job, _ = stack.running_job("octo", "w3")
     token = stack.rows("SELECT fencing_token FROM jobs WHERE id = ?", job)[0][0]
     body = json.dumps({"job_id": job, "fencing_token": token, "result": "succeeded"}).encode()
     ts = int(time.time())
@@ -289,7 +270,7 @@ def test_a_runner_callback_replayed_with_a_respelled_signature_or_timestamp_is_r
         assert_problem(stack.request("POST", "/hooks/runner", body, headers=headers), 401, "bad-signature")
         assert stack.snapshot() == before, name
     # A heartbeat's timestamp is read as strictly.
-    job2, _ = running_job(stack, "octo", "w4")
+    job2, _ = stack.running_job("octo", "w4")
     token2 = stack.rows("SELECT fencing_token FROM jobs WHERE id = ?", job2)[0][0]
     beat = json.dumps({"fencing_token": token2}).encode()
     ts = int(time.time())
@@ -357,7 +338,7 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
 
 def test_gitlab_signed_webhooks_verified_against_the_reference_implementation(world):
     stack, _ = world
-    job, run = running_job(stack, "gls", "w0")
+    job, run = stack.running_job("gls", "w0")
     body = pipeline(run, "running")
     headers = signed_gitlab(body)
     Webhook(SIGNING).verify(body, headers)  # what we send is what the reference accepts

@@ -91,13 +91,6 @@ def world():
 
 # -- helpers ------------------------------------------------------------------------------------
 
-def running(stack, project, env):
-    r = stack.deploy("alice", project, env, "refs/heads/main")
-    assert r.status == 201, r
-    job = r.json["id"]
-    assert stack.wait_for(job, {"running", "failed"}) == "running"
-    return job
-
 
 def silent(stack, job, seconds=1000):
     """The provider has said nothing about `job` for `seconds` (the tests' clock for silence)."""
@@ -183,7 +176,7 @@ def test_a_dispatch_refusal_quoting_the_token_keeps_the_message_but_not_the_toke
 
 def test_a_poll_refusal_quoting_the_token_keeps_the_message_but_not_the_token(world):
     stack, fake = world
-    job = running(stack, "app", "pollleak")
+    job = stack.running_job("app", "pollleak")[0]
     silent(stack, job)
     fake.script(run_path(stack, job), {"status": 401, "echo": True, "body": {"message": "Bad credentials"}})
     sweep(stack, int(time.time()))
@@ -218,7 +211,7 @@ def test_apply_warns_about_an_integration_draven_cannot_poll_or_cancel(world):
 
 def test_a_gitlab_trigger_token_is_never_sent_to_read_or_cancel_a_pipeline(world):
     stack, fake = world
-    job = running(stack, "gl", "prod")
+    job = stack.running_job("gl", "prod")[0]
     [dispatch] = [r for r in fake.received("/api/v4/projects/42/trigger/pipeline")
                   if f"%5BJOB_ID%5D={job}&".encode() in r["body"]]
     assert f"token={SECRETS['gl-trigger']}&".encode() in dispatch["body"] and "PRIVATE-TOKEN" not in dispatch["headers"]
@@ -256,7 +249,7 @@ def test_a_gitlab_trigger_token_is_never_sent_to_read_or_cancel_a_pipeline(world
 
 def test_a_refused_poll_is_made_once_and_backs_off_until_the_provider_speaks(world):
     stack, fake = world
-    job = running(stack, "app", "storm")
+    job = stack.running_job("app", "storm")[0]
     silent(stack, job)
     path = run_path(stack, job)
     # The provider refuses every poll (a run it no longer knows), however often it is asked.

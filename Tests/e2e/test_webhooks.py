@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import ROOT, assert_problem, launch
+from conftest import ROOT, assert_problem, fixture, launch
 
 sys.path.insert(0, str(ROOT / "infra"))
 from demo_provider import FakeProvider  # noqa: E402
@@ -56,29 +56,6 @@ def world():
         fake.stop()
 
 
-
-
-def running_job(stack, project, env, ref="refs/heads/main"):
-    r = stack.deploy("alice", project, env, ref)
-    assert r.status == 201, r
-    job = r.json
-    if job["state"] == "dispatching":
-        assert stack.wait_for(job["id"], {"running", "failed"}) == "running"
-    return job["id"], stack.rows("SELECT run_id FROM jobs WHERE id = ?", job["id"])[0][0]
-
-
-def fixture(path, **changes):
-    """A real payload from events/, with dotted-path fields set (ids, statuses) — as bytes."""
-    data = json.loads((EVENTS / path).read_text())
-    for dotted, value in changes.items():
-        cur = data
-        keys = dotted.split(".")
-        for k in keys[:-1]:
-            cur = cur[k]
-        cur[keys[-1]] = value
-    return json.dumps(data, indent=2).encode()
-
-
 def github(stack, event, body, secret=SECRETS["gh-hook"], delivery=None, project=None, form=False, headers=None):
     sent = urlencode({"payload": body.decode()}).encode() if form else body
     h = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()), "X-GitHub-Hook-ID": "42",
@@ -103,7 +80,7 @@ def bitbucket(stack, event, body, secret, project, id_header="X-Request-UUID"):
 
 def test_github_run_succeeds_frees_the_lock_starts_the_next_and_notifies(world):
     stack, fake, inbox = world
-    job, run = running_job(stack, "octo", "e0")
+    job, run = stack.running_job("octo", "e0")
     queued = stack.deploy("alice", "octo", "e0", "refs/heads/next").json
     assert queued["state"] == "queued"
     r = github(stack, "workflow_run", fixture("github/workflow_run.requested.json", **{"workflow_run.id": int(run)}))
@@ -140,7 +117,7 @@ def test_github_run_succeeds_frees_the_lock_starts_the_next_and_notifies(world):
 ])
 def test_github_workflow_run_conclusions(world, env, conclusion, state):
     stack, _, _ = world
-    job, run = running_job(stack, "octo", env)
+    job, run = stack.running_job("octo", env)
     r = github(stack, "workflow_run", fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run), "workflow_run.conclusion": conclusion}))
     assert r.status == 200 and r.json["state"] == state
     # A late in_progress after the end is recorded and changes nothing.
@@ -152,7 +129,7 @@ def test_github_workflow_run_conclusions(world, env, conclusion, state):
 
 def test_github_form_encoded_delivery_and_workflow_jobs(world):
     stack, _, _ = world
-    job, run = running_job(stack, "octo", "e8")
+    job, run = stack.running_job("octo", "e8")
     r = github(stack, "workflow_job", fixture("github/workflow_job.queued.json", **{"workflow_job.run_id": int(run), "repository.full_name": "octo-org/octo-repo"}), form=True)
     assert r.status == 200 and r.json["state"] == "running"
     r = github(stack, "workflow_job", fixture("github/workflow_job.completed.failure.json", **{"workflow_job.run_id": int(run)}), project="octo")
@@ -188,7 +165,7 @@ def test_events_draven_does_not_map_are_not_decoded(world, event, body):
 
 def test_repeats_answer_200_and_change_nothing(world):
     stack, fake, _ = world
-    job, run = running_job(stack, "octo", "e9")
+    job, run = stack.running_job("octo", "e9")
     body = fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run)})
     delivery = str(uuid.uuid4())
     assert github(stack, "workflow_run", body, delivery=delivery).json["state"] == "succeeded"
@@ -202,7 +179,7 @@ def test_repeats_answer_200_and_change_nothing(world):
 
 def test_two_hundred_concurrent_copies_change_the_job_once_and_notify_once(world):
     stack, fake, inbox = world
-    job, run = running_job(stack, "octo", "e10")
+    job, run = stack.running_job("octo", "e10")
     body = fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run), "workflow_run.conclusion": "failure"})
     delivery = str(uuid.uuid4())
     barrier = threading.Barrier(50)
@@ -232,19 +209,19 @@ def test_two_hundred_concurrent_copies_change_the_job_once_and_notify_once(world
 ])
 def test_gitlab_pipeline_hook_states(world, env, status, state):
     stack, _, _ = world
-    job, run = running_job(stack, "gl", env)
+    job, run = stack.running_job("gl", env)
     r = gitlab(stack, "Pipeline Hook", fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": int(run), "object_attributes.status": status}))
     assert r.status == 200 and r.json["state"] == state
 
 
 def test_gitlab_job_and_deployment_hooks_and_job_id_variable(world):
     stack, _, _ = world
-    job, run = running_job(stack, "gl", "e6")
+    job, run = stack.running_job("gl", "e6")
     r = gitlab(stack, "Job Hook", fixture("gitlab/job_hook.json", pipeline_id=int(run), build_status="running"))
     assert r.status == 200 and r.json["job_id"] == job
     assert gitlab(stack, "Deployment Hook", (EVENTS / "gitlab/deployment_hook.json").read_bytes()).status == 202
     # A pipeline draven does not know by id, carrying JOB_ID as a variable, is matched by it.
-    job2, _ = running_job(stack, "gl", "e7")
+    job2, _ = stack.running_job("gl", "e7")
     body = fixture("gitlab/pipeline_hook.json", **{"object_attributes.id": 990001, "object_attributes.status": "success",
                                                    "object_attributes.variables": [{"key": "JOB_ID", "value": str(job2)}]})
     r = gitlab(stack, "Pipeline Hook", body)
@@ -255,7 +232,7 @@ def test_gitlab_job_and_deployment_hooks_and_job_id_variable(world):
                                                 ("e2", "FAILED", "failed"), ("e3", "STOPPED", "cancelled")])
 def test_bitbucket_commit_status_states(world, env, state_in, state):
     stack, _, _ = world
-    job, run = running_job(stack, "bb", env)
+    job, run = stack.running_job("bb", env)
     body = fixture("bitbucket-cloud/repo_commit_status_updated.json", **{"commit_status.key": run, "commit_status.state": state_in})
     r = bitbucket(stack, "repo:commit_status_updated", body, SECRETS["bb-hook"], "bb")
     assert r.status == 200 and r.json["state"] == state
@@ -298,7 +275,7 @@ def deliveries(stack):
 
 def test_refusals_store_nothing(world):
     stack, _, _ = world
-    job, run = running_job(stack, "octo", "e11")
+    job, run = stack.running_job("octo", "e11")
     body = fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run)})
     good_sig = "sha256=" + hmac.new(SECRETS["gh-hook"].encode(), body, hashlib.sha256).hexdigest()
     cases = [
@@ -333,7 +310,7 @@ def runner(stack, payload, secret=SECRETS["runner-octo"], timestamp=None):
 
 def test_runner_callback_ends_the_job_and_refusals(world):
     stack, fake, _ = world
-    job, run = running_job(stack, "octo", "e12")
+    job, run = stack.running_job("octo", "e12")
     token = stack.rows("SELECT fencing_token FROM jobs WHERE id = ?", job)[0][0]
     base = {"job_id": job, "fencing_token": token, "result": "succeeded", "log_url": "https://ci.example/logs/77",
             "artifact_urls": ["https://ci.example/a.tgz"], "release_id": "rel-42"}
@@ -372,7 +349,7 @@ def test_an_event_that_beats_the_dispatch_answer_is_applied_when_the_run_is_know
 def test_sweep_retries_a_failed_notification(world):
     stack, fake, _ = world
     fake.script("/slack/", {"status": 503, "body": None})
-    job, run = running_job(stack, "octo", "e14")
+    job, run = stack.running_job("octo", "e14")
     r = github(stack, "workflow_run", fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run), "workflow_run.conclusion": "failure"}))
     assert r.json["state"] == "failed"
     row = f"SELECT state, attempts, last_error FROM outbox WHERE job_id = {job} AND payload LIKE '%\"channel\":\"slack\"%'"
