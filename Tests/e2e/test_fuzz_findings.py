@@ -1,0 +1,61 @@
+"""Regressions for what the fuzz targets (Tests/Fuzz) found, through real nginx + fcgiwrap and the CLI."""
+import subprocess
+from pathlib import Path
+
+from conftest import BIN_DIR, assert_problem
+
+
+def test_text_with_nul_is_stored_whole(stack):
+    # fuzz target `store`: text was bound with length -1, so SQLite cut it at the first NUL.
+    r = stack.deploy("carol", "shop", "demo", "develop", reason="ship it\u0000 after the fix")
+    assert r.status == 201, r
+    assert r.json["reason"] == "ship it\u0000 after the fix"
+    s = stack.request("GET", f"/api/v1/jobs/{r.json['id']}", token=stack.tokens["carol"])
+    assert s.status == 200 and s.json["reason"] == "ship it\u0000 after the fix", s
+    assert stack.rows("SELECT length(CAST(reason AS BLOB)) FROM jobs WHERE id = ?", r.json["id"]) == [(26,)]
+
+
+def test_refusal_naming_a_project_with_nul_keeps_the_audit_chain_intact(stack):
+    # The refusal's audit record hashed the whole subject but stored it cut at the NUL:
+    # `draven audit verify` then reported the chain broken at that record.
+    before = stack.rows("SELECT count(*) FROM jobs")
+    r = stack.deploy("carol", "shop\u0000evil", "demo", "develop")
+    assert r.status == 404, r
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert stack.rows("SELECT count(*) FROM jobs") == before
+    assert stack.rows("SELECT subject FROM audit ORDER BY id DESC LIMIT 1") == [("shop\u0000evil/demo",)]
+    out = stack.draven("audit", "verify", check=False)
+    assert out.returncode == 0 and "intact" in out.stdout, out
+
+
+def test_toml_values_without_a_json_form_are_named(stack, tmp_path):
+    # fuzz target `toml`: TOMLKit writes nan, inf and 0x/0o/0b integers as they are in TOML, which
+    # is not JSON: `draven apply` failed with "unexpected character ... at byte N" of a text the
+    # user never saw. Now it names the key and the value, and applies nothing.
+    before = stack.rows("SELECT count(*) FROM config_versions")
+    config = (Path(__file__).parent / "draven.test.toml").read_text()
+    for value, shown in [("nan", "NaN"), ("-inf", "-Infinity"), ("0x1F", "0x1F"), ("0o17", "0o17"), ("0b101", "0b101")]:
+        f = tmp_path / "bad.toml"
+        f.write_text(config + f"\n[fuzz]\nvalue = [1,\n  {value}]\n")
+        out = stack.draven("apply", "-f", str(f), check=False)
+        assert out.returncode == 1, out
+        assert f"{f}: fuzz.value: is {shown}: write numbers in decimal" in out.stderr and "byte" not in out.stderr, out.stderr
+    assert stack.rows("SELECT count(*) FROM config_versions") == before
+
+
+def test_toml_table_header_without_a_name_is_refused_not_a_crash(stack, tmp_path):
+    # fuzz target `toml`: "[" and the end of the line made toml++ (TOMLKit) assert: draven apply
+    # died of SIGABRT. Now the line is named. Valid documents with "[" starting a line inside a
+    # value (a multi-line array, strings) are still read.
+    before = stack.rows("SELECT count(*) FROM config_versions")
+    for text, line in [("[\n", 1), ("# c\n[[ \n", 2), ("[api]\ntoken_header = \"X-T\"\n[\t\r\n", 3)]:
+        f = tmp_path / "bad.toml"
+        f.write_bytes(text.encode())
+        out = stack.draven("apply", "-f", str(f), check=False)
+        assert out.returncode == 1, out
+        assert out.stderr.strip() == f"{f}: line {line}: is not valid TOML: a table header needs a name", out.stderr
+    assert stack.rows("SELECT count(*) FROM config_versions") == before
+    f = tmp_path / "valid.toml"
+    f.write_text('x = [\n  [\n    1 ],\n]\ns = """\n[\n"""\nt = \'\'\'\n[\n\'\'\'\n[ "q" ] # [\n')
+    out = stack.draven("apply", "-f", str(f), check=False)
+    assert out.returncode == 1 and "is not valid TOML" not in out.stderr and "x: is not a known setting" in out.stderr, out.stderr
