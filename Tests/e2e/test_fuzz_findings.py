@@ -1,8 +1,12 @@
 """Regressions for what the fuzz targets (Tests/Fuzz) found, through real nginx + fcgiwrap and the CLI."""
-import subprocess
+import base64
+import hashlib
+import hmac
+import json
 from pathlib import Path
 
-from conftest import BIN_DIR, assert_problem
+from conftest import assert_problem
+from test_approve import TEAMS_TOKEN, awaiting, world  # noqa: F401 (world: the approvals stack, a fixture)
 
 
 def test_text_with_nul_is_stored_whole(stack):
@@ -59,3 +63,23 @@ def test_toml_table_header_without_a_name_is_refused_not_a_crash(stack, tmp_path
     f.write_text('x = [\n  [\n    1 ],\n]\ns = """\n[\n"""\nt = \'\'\'\n[\n\'\'\'\n[ "q" ] # [\n')
     out = stack.draven("apply", "-f", str(f), check=False)
     assert out.returncode == 1 and "is not valid TOML" not in out.stderr and "x: is not a known setting" in out.stderr, out.stderr
+
+
+def test_teams_hmac_with_a_high_byte_for_a_slash_is_refused(world):
+    # fuzz target `signatures`: libsodium 1.0.18 decodes every byte >= 0x80 in base64 as '/', so a
+    # Teams `Authorization: HMAC` with such a byte where the MAC has '/' was accepted as the MAC.
+    stack, _ = world
+    job = awaiting(stack, "teams")
+    for n in range(200):
+        body = json.dumps({"type": "message", "id": f"fuzz-{n}", "text": f"<at>draven</at> approve {job}",
+                           "from": {"id": "29:aad-alice-teams-id", "aadObjectId": "aad-alice"}}).encode()
+        mac = base64.b64encode(hmac.new(base64.b64decode(TEAMS_TOKEN), body, hashlib.sha256).digest()).decode()
+        if "/" in mac:
+            break
+    before = stack.snapshot()
+    altered = mac.replace("/", "\x80", 1)
+    r = stack.request("POST", "/chatops/teams", body, headers={"Authorization": f"HMAC {altered}"})
+    assert_problem(r, 401, "bad-signature")
+    assert stack.snapshot() == before
+    r = stack.request("POST", "/chatops/teams", body, headers={"Authorization": f"HMAC {mac}"})
+    assert r.status == 200 and "alice approved" in r.json["text"], r
