@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of each fuzz target under Tests/Fuzz/corpus/<target>/ (run from the repository
-root; the output is committed). Inputs: the provider payloads of shared/fixtures/providers ($FIXTURES;
-their attribution is corpus/SOURCES.md), the configurations in Tests/e2e and infra, and the signature schemes of
+root; the output is committed). Inputs: the provider payloads in events/ ($FIXTURES;
+their attribution is events/SOURCES.md), the configurations in Tests/e2e and infra, and the signature schemes of
 shared/reference/providers.md with a fixed key. The `secrets` seeds are stores made with
 `draven secrets init/set/rm/rotate` in a temporary directory (keys in Tests/Fuzz/keys, no real secret)."""
 import base64, hashlib, hmac, json, os, pathlib, tomllib
 
 ROOT = pathlib.Path("Tests/Fuzz")
 CORPUS = ROOT / "corpus"
-FIXTURES = pathlib.Path(os.environ.get("FIXTURES", "/work/shared/fixtures/providers"))
+FIXTURES = pathlib.Path(os.environ.get("FIXTURES", "events"))
 KEY = b"draven-fuzz-signing-key"  # FuzzSignatures.key
 NOW = 1700000000  # FuzzSignatures.now
 
@@ -20,7 +20,9 @@ def write(target, name, data):
 
 
 def payloads():
-    for f in sorted(FIXTURES.rglob("*.json")):
+    for f in sorted(FIXTURES.glob("*/*.json")):
+        if f.parent.name == "schemas":
+            continue
         yield f.parent.name, f.stem, f.read_bytes()
 
 
