@@ -2,7 +2,7 @@
 #   make run       install what is missing, build release binaries, start nginx + fcgiwrap on
 #                  127.0.0.1:$(PORT) with the demo configuration, print a ready curl command
 #   make stop      stop exactly what `make run` started (by PID)
-#   make test      build and run every test: unit (swift test) and end-to-end (real nginx + fcgiwrap)
+#   make test      build and run every test: unit (swift test), end-to-end (real nginx + fcgiwrap), fuzz-smoke
 #   make deps      install the system packages (apt-get), only those missing
 #   make build     debug build;  make release: release binaries into .build-dist/bin
 #   make bench     release binaries, then draven against the C floor handler and adnanh/webhook
