@@ -16,7 +16,8 @@ def test_text_with_nul_is_stored_whole(stack):
     assert r.json["reason"] == "ship it\u0000 after the fix"
     s = stack.request("GET", f"/api/v1/jobs/{r.json['id']}", token=stack.tokens["carol"])
     assert s.status == 200 and s.json["reason"] == "ship it\u0000 after the fix", s
-    assert stack.rows("SELECT length(CAST(reason AS BLOB)) FROM jobs WHERE id = ?", r.json["id"]) == [(26,)]
+    stored = stack.rows("SELECT length(CAST(reason AS BLOB)) FROM jobs WHERE id = ?", r.json["id"])
+    assert stored == [(len("ship it\0 after the fix"),)]
 
 
 def test_refusal_naming_a_project_with_nul_keeps_the_audit_chain_intact(stack):
@@ -42,7 +43,7 @@ def test_toml_values_without_a_json_form_are_named(stack, tmp_path):
         f = tmp_path / "bad.toml"
         f.write_text(config + f"\n[fuzz]\nvalue = [1,\n  {value}]\n")
         out = stack.draven("apply", "-f", str(f), check=False)
-        assert out.returncode == 1, out
+        assert out.returncode == 2, out  # a configuration error
         assert f"{f}: fuzz.value: is {shown}: write numbers in decimal" in out.stderr and "byte" not in out.stderr, out.stderr
     assert stack.rows("SELECT count(*) FROM config_versions") == before
 
@@ -56,13 +57,13 @@ def test_toml_table_header_without_a_name_is_refused_not_a_crash(stack, tmp_path
         f = tmp_path / "bad.toml"
         f.write_bytes(text.encode())
         out = stack.draven("apply", "-f", str(f), check=False)
-        assert out.returncode == 1, out
+        assert out.returncode == 2, out  # a configuration error
         assert out.stderr.strip() == f"{f}: line {line}: is not valid TOML: a table header needs a name", out.stderr
     assert stack.rows("SELECT count(*) FROM config_versions") == before
     f = tmp_path / "valid.toml"
     f.write_text('x = [\n  [\n    1 ],\n]\ns = """\n[\n"""\nt = \'\'\'\n[\n\'\'\'\n[ "q" ] # [\n')
     out = stack.draven("apply", "-f", str(f), check=False)
-    assert out.returncode == 1 and "is not valid TOML" not in out.stderr and "x: is not a known setting" in out.stderr, out.stderr
+    assert out.returncode == 2 and "is not valid TOML" not in out.stderr and "x: is not a known setting" in out.stderr, out.stderr
 
 
 def test_teams_hmac_with_a_high_byte_for_a_slash_is_refused(world):

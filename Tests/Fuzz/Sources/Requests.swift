@@ -6,15 +6,21 @@
 enum FuzzCGI {
     static func run(_ input: [UInt8]) {
         var entries: [ArraySlice<UInt8>] = []
+        var stdin: [UInt8] = []
         var rest = input[...]
-        while let nul = rest.firstIndex(of: 0) {
+        while true {
+            guard let nul = rest.firstIndex(of: 0) else {
+                if !rest.isEmpty { entries.append(rest) }  // the environment ends without a body
+                break
+            }
             let entry = rest[..<nul]
             rest = rest[(nul + 1)...]
-            if entry.isEmpty { break }
+            if entry.isEmpty {
+                stdin = Array(rest)
+                break
+            }
             entries.append(entry)
         }
-        if rest.startIndex == input.startIndex || entries.isEmpty && rest.count == input.count { rest = [] }
-        let stdin = Array(rest)
         let request: Request
         do {
             request = try CGI.request(environment: { visit in
