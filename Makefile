@@ -108,7 +108,8 @@ bench-secrets: deps
 FUZZ_TARGETS := cgi json webhook form signatures config toml secrets store
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
-FUZZ_FLAGS := -c debug --scratch-path .build-fuzz --product draven-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -DDRAVEN_FUZZ \
+FUZZ_FLAGS := -c debug --scratch-path .build-fuzz --product draven-fuzz \
+	-Xswiftc -sanitize=fuzzer,address -Xswiftc -DDRAVEN_FUZZ \
 	-Xcc -fsanitize=address,undefined -Xcc -fno-sanitize-recover=undefined -Xcxx -fsanitize=fuzzer-no-link
 
 fuzz-build: deps

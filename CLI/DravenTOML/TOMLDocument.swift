@@ -11,23 +11,27 @@ package enum TOMLDocument {
     ///   character at byte N" of a text they never saw).
     package static func parse(_ source: String, file: String) throws(ConfigError) -> JSON {
         if let line = unnamedTableHeader(Array(source.utf8)) {
-            throw ConfigError(file: file, problems: [.init(key: "line \(line)", reason: "is not valid TOML: a table header needs a name")])
+            throw problem("line \(line)", "is not valid TOML: a table header needs a name", file)
         }
         let text: String
         do {
             text = try TOMLTable(string: source).convert(to: .json)
         } catch let error as TOMLParseError {
-            throw ConfigError(file: file, problems: [.init(key: "line \(error.source.begin.line), column \(error.source.begin.column)",
-                                                           reason: "is not valid TOML: \(error.description)")])
+            let at = error.source.begin
+            throw problem("line \(at.line), column \(at.column)", "is not valid TOML: \(error.description)", file)
         } catch {
-            throw ConfigError(file: file, problems: [.init(key: "", reason: "is not valid TOML: \(error)")])
+            throw problem("", "is not valid TOML: \(error)", file)
         }
         do {
             return try JSON.parse(text)
         } catch {
             let (key, value) = member(at: error.offset, in: Array(text.utf8))
-            throw ConfigError(file: file, problems: [.init(key: key, reason: "is \(value): write numbers in decimal, and finite")])
+            throw problem(key, "is \(value): write numbers in decimal, and finite", file)
         }
+    }
+
+    static func problem(_ key: String, _ reason: String, _ file: String) -> ConfigError {
+        ConfigError(file: file, problems: [.init(key: key, reason: reason)])
     }
 
     /// The line of the first table header whose name does not start with a key character or a
@@ -73,7 +77,9 @@ package enum TOMLDocument {
                     var k = i + 1
                     if at(k) == UInt8(ascii: "[") { k += 1 }
                     while at(k) == 32 || at(k) == 9 { k += 1 }
-                    if k < s.count, s[k] != UInt8(ascii: "]"), s[k] != UInt8(ascii: "["), !isKeyStart(s[k]) { return line }
+                    if k < s.count, s[k] != UInt8(ascii: "]"), s[k] != UInt8(ascii: "["), !isKeyStart(s[k]) {
+                        return line
+                    }
                     while i < s.count && s[i] != 10 { i += 1 }  // the rest of the header's line, and its comment
                     continue
                 }

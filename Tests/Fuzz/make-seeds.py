@@ -43,12 +43,14 @@ def main():
         write("webhook", f"{provider}-{stem}", bytes([event, 0]) + body)
         compact = json.dumps(json.loads(body), separators=(",", ":")).encode()
         write("webhook", f"{provider}-{stem}-compact", bytes([event, 0]) + compact)
-    github_form = b"payload=" + json.dumps(json.loads((FIXTURES / "github/workflow_run.completed.json").read_bytes()),
-                                           separators=(",", ":")).encode().replace(b"%", b"%25").replace(b"&", b"%26").replace(b"+", b"%2B")
+    run = json.loads((FIXTURES / "github/workflow_run.completed.json").read_bytes())
+    compact_run = json.dumps(run, separators=(",", ":")).encode()
+    github_form = b"payload=" + compact_run.replace(b"%", b"%25").replace(b"&", b"%26").replace(b"+", b"%2B")
     write("webhook", "github-form", bytes([0, 1]) + github_form)
     for name, text in [("nested", '{"a":[{"b":{"c":[1,-2.5e10,true,false,null,"\\u00e9\\ud83d\\ude00"]}}]}'),
-                       ("escapes", '"\\"\\\\\\/\\b\\f\\n\\r\\t\\u2028\\u0000"'), ("numbers", "[0,-0,1e308,-9223372036854775808,1.5E-3]"),
-                       ("duplicate", '{"a":1,"a":2}'), ("deep", "[" * 64 + "]" * 64), ("too-deep", "[" * 65 + "]" * 65)]:
+                       ("escapes", '"\\"\\\\\\/\\b\\f\\n\\r\\t\\u2028\\u0000"'),
+                       ("numbers", "[0,-0,1e308,-9223372036854775808,1.5E-3]"), ("duplicate", '{"a":1,"a":2}'),
+                       ("deep", "[" * 64 + "]" * 64), ("too-deep", "[" * 65 + "]" * 65)]:
         write("json", name + ".json", text)
 
     sig = hmac.new(KEY, b'{"action":"completed"}', hashlib.sha256).hexdigest()
@@ -81,16 +83,21 @@ def main():
 
     gh = (FIXTURES / "github/workflow_run.completed.json").read_bytes()
     gh_sig = hmac.new(KEY, gh, hashlib.sha256).hexdigest()
-    base = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1", "DRAVEN_STATE_DIR": "/var/lib/draven"}
-    write("cgi", "github-webhook", cgi_input({**base, "REQUEST_METHOD": "POST", "REQUEST_URI": "/hooks/github?project=shop",
+    base = {"GATEWAY_INTERFACE": "CGI/1.1", "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "127.0.0.1",
+            "DRAVEN_STATE_DIR": "/var/lib/draven"}
+    write("cgi", "github-webhook", cgi_input({
+          **base, "REQUEST_METHOD": "POST", "REQUEST_URI": "/hooks/github?project=shop",
           "DOCUMENT_URI": "/hooks/github", "QUERY_STRING": "project=shop", "CONTENT_TYPE": "application/json",
-          "CONTENT_LENGTH": str(len(gh)), "HTTP_X_GITHUB_EVENT": "workflow_run", "HTTP_X_GITHUB_DELIVERY": "72d3162e-cc78-11e3",
+          "CONTENT_LENGTH": str(len(gh)), "HTTP_X_GITHUB_EVENT": "workflow_run",
+          "HTTP_X_GITHUB_DELIVERY": "72d3162e-cc78-11e3",
           "HTTP_X_HUB_SIGNATURE_256": "sha256=" + gh_sig, "HTTP_USER_AGENT": "GitHub-Hookshot/044aadd"}, gh))
     deploy = b'{"ref":"v1.2.3","environment":"staging"}'
-    write("cgi", "trigger", cgi_input({**base, "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/deploy", "SCRIPT_NAME": "",
+    write("cgi", "trigger", cgi_input({
+          **base, "REQUEST_METHOD": "POST", "PATH_INFO": "/api/v1/deploy", "SCRIPT_NAME": "",
           "CONTENT_TYPE": "application/json; charset=utf-8", "CONTENT_LENGTH": str(len(deploy)),
           "HTTP_AUTHORIZATION": "Bearer drv_not_a_real_token", "HTTP_X_REQUEST_ID": "r-1"}, deploy))
-    write("cgi", "status", cgi_input({**base, "REQUEST_METHOD": "GET", "REQUEST_URI": "/api/v1/jobs/12?fields=state&x=%41",
+    write("cgi", "status", cgi_input({
+          **base, "REQUEST_METHOD": "GET", "REQUEST_URI": "/api/v1/jobs/12?fields=state&x=%41",
           "QUERY_STRING": "fields=state&x=%41", "HTTP_AUTHORIZATION": "Bearer drv_x"}))
     write("cgi", "slack", cgi_input({**base, "REQUEST_METHOD": "POST", "REQUEST_URI": "/chatops/slack",
           "CONTENT_TYPE": "application/x-www-form-urlencoded", "CONTENT_LENGTH": str(len(slack_body)),
@@ -106,9 +113,11 @@ def main():
         text = p.read_bytes()
         write("toml", p.stem, text)
         write("config", p.stem + ".json", json.dumps(tomllib.loads(text.decode())))
-    write("toml", "special-values", "a = nan\nb = inf\nc = 1979-05-27T07:32:00Z\nd = 0x1F\n[e]\nf = [1, 'x', {g = 1}]\n")
+    write("toml", "special-values",
+          "a = nan\nb = inf\nc = 1979-05-27T07:32:00Z\nd = 0x1F\n[e]\nf = [1, 'x', {g = 1}]\n")
 
-    for n, value in [("empty", b""), ("ascii", b"ship it"), ("nul", b"main\0evil"), ("utf8", "é😀".encode()), ("invalid-utf8", b"\xff\xfe")]:
+    for n, value in [("empty", b""), ("ascii", b"ship it"), ("nul", b"main\0evil"), ("utf8", "é😀".encode()),
+                     ("invalid-utf8", b"\xff\xfe")]:
         write("store", n, b"\0\0\0\0" + value)
 
 

@@ -44,7 +44,8 @@ def test_toml_values_without_a_json_form_are_named(stack, tmp_path):
         f.write_text(config + f"\n[fuzz]\nvalue = [1,\n  {value}]\n")
         out = stack.draven("apply", "-f", str(f), check=False)
         assert out.returncode == 2, out  # a configuration error
-        assert f"{f}: fuzz.value: is {shown}: write numbers in decimal" in out.stderr and "byte" not in out.stderr, out.stderr
+        assert f"{f}: fuzz.value: is {shown}: write numbers in decimal" in out.stderr, out.stderr
+        assert "byte" not in out.stderr, out.stderr
     assert stack.rows("SELECT count(*) FROM config_versions") == before
 
 
@@ -63,7 +64,8 @@ def test_toml_table_header_without_a_name_is_refused_not_a_crash(stack, tmp_path
     f = tmp_path / "valid.toml"
     f.write_text('x = [\n  [\n    1 ],\n]\ns = """\n[\n"""\nt = \'\'\'\n[\n\'\'\'\n[ "q" ] # [\n')
     out = stack.draven("apply", "-f", str(f), check=False)
-    assert out.returncode == 2 and "is not valid TOML" not in out.stderr and "x: is not a known setting" in out.stderr, out.stderr
+    assert out.returncode == 2 and "is not valid TOML" not in out.stderr, out.stderr
+    assert "x: is not a known setting" in out.stderr, out.stderr
 
 
 def test_teams_hmac_with_a_high_byte_for_a_slash_is_refused(world):

@@ -65,7 +65,8 @@ struct SecretsFile {
 
     /// - Parameter check: throws unless the signature over the message verifies with the signer's key.
     private static func parse(
-        _ bytes: [UInt8], check: (_ signerKID: [UInt8], _ signature: ArraySlice<UInt8>, _ message: [UInt8]) throws(SecretsError) -> Void
+        _ bytes: [UInt8],
+        check: (_ signerKID: [UInt8], _ signature: ArraySlice<UInt8>, _ message: [UInt8]) throws(SecretsError) -> Void
     ) throws(SecretsError) -> SecretsFile {
         guard bytes.count <= maxFileBytes else { throw .tampered("file larger than 4 MiB") }
         guard bytes.count >= fixedHeader + 64, Array(bytes[0..<6]) == magic else { throw .tampered("not a draven secrets file") }

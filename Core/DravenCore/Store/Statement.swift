@@ -30,7 +30,8 @@ package final class Statement {
             case .null: rc = sqlite3_bind_null(handle, index)
             case .int(let v): rc = sqlite3_bind_int64(handle, index, v)
             case .double(let v): rc = sqlite3_bind_double(handle, index, v)
-            // With its byte length: a text holding NUL (JSON "\u0000", a query's %00) is stored whole, not cut at the NUL.
+            // With its byte length: a text holding NUL (JSON "\u0000", a query's %00) is stored
+            // whole, not cut at the NUL (found by the fuzz target `store`).
             case .text(let v): rc = sqlite3_bind_text(handle, index, v, Int32(v.utf8.count), csqlite_transient())
             case .blob(let v):
                 rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), csqlite_transient()) }

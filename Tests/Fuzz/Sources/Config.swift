@@ -11,14 +11,16 @@ enum FuzzConfig {
     }
 
     static func runTOML(_ input: [UInt8]) {
-        guard let source = String(validating: input, as: UTF8.self) else { return }  // ConfigFile.load refuses non-UTF-8 first
+        // ConfigFile.load refuses a file that is not UTF-8 before TOML sees it.
+        guard let source = String(validating: input, as: UTF8.self) else { return }
         let tree: JSON
         do {
             tree = try TOMLDocument.parse(source, file: "fuzz.toml")
         } catch {
             check(!error.problems.isEmpty, "a refused TOML document names no problem")
             for problem in error.problems where !problem.reason.hasPrefix("is not valid TOML") {
-                check(!problem.key.isEmpty && !problem.reason.isEmpty, "a value without a JSON form is not named: \(problem)")
+                check(!problem.key.isEmpty && !problem.reason.isEmpty,
+                      "a value without a JSON form is not named: \(problem)")
             }
             return
         }

@@ -24,7 +24,8 @@ enum FuzzJSON {
     }
 
     static let hintPaths: [[String]] = [
-        ["repository", "full_name"], ["project", "path_with_namespace"], ["repository", "project", "key"], ["repository", "slug"],
+        ["repository", "full_name"], ["project", "path_with_namespace"], ["repository", "project", "key"],
+        ["repository", "slug"],
     ]
 }
 
@@ -35,22 +36,24 @@ enum FuzzWebhook {
     static let events: [(String, String)] = [
         ("github", "workflow_run"), ("github", "workflow_job"), ("github", "deployment_status"), ("github", "push"),
         ("gitlab", "Pipeline Hook"), ("gitlab", "Job Hook"), ("gitlab", "Deployment Hook"), ("gitlab", "Push Hook"),
-        ("bitbucket", "repo:commit_status_updated"), ("bitbucket", "repo:commit_status_created"), ("bitbucket", "repo:push"),
+        ("bitbucket", "repo:commit_status_updated"), ("bitbucket", "repo:commit_status_created"),
+        ("bitbucket", "repo:push"),
         ("bitbucket-dc", "repo:refs_changed"),
     ]
-    static let contentTypes = ["application/json", "application/x-www-form-urlencoded", "application/vnd.api+json; charset=utf-8",
-                               "text/plain"]
+    static let contentTypes = ["application/json", "application/x-www-form-urlencoded",
+                               "application/vnd.api+json; charset=utf-8", "text/plain"]
 
     static func run(_ input: [UInt8]) {
         guard input.count >= 2 else { return }
         let (provider, name) = events[Int(input[0]) % events.count]
-        let request = Request(method: "POST", path: "/hooks/\(provider)", contentType: contentTypes[Int(input[1]) % contentTypes.count],
-                              body: Array(input[2...]))
+        let request = Request(method: "POST", path: "/hooks/\(provider)",
+                              contentType: contentTypes[Int(input[1]) % contentTypes.count], body: Array(input[2...]))
         let hint = HookIntegration.repositoryHint(request.body, request: request)
         guard let payload = try? WebhookPayload.decode(request.body, request: request) else { return }
         check(hint == repository(payload), "the scanned repository \(hint ?? "nil") differs from the parsed one")
         _ = ProviderEvent.parse(provider: provider, name: name, payload: payload)
-        if PushEvent.isPush(provider: provider, name: name), let json = try? WebhookPayload.json(request.body, request: request) {
+        if PushEvent.isPush(provider: provider, name: name),
+           let json = try? WebhookPayload.json(request.body, request: request) {
             _ = PushEvent.parse(provider: provider, json)
         }
     }
@@ -59,7 +62,8 @@ enum FuzzWebhook {
     static func repository(_ p: JSON) -> String? {
         if let s = p["repository"]?["full_name"]?.stringValue { return s }
         if let s = p["project"]?["path_with_namespace"]?.stringValue { return s }
-        if let key = p["repository"]?["project"]?["key"]?.stringValue, let slug = p["repository"]?["slug"]?.stringValue {
+        if let key = p["repository"]?["project"]?["key"]?.stringValue,
+           let slug = p["repository"]?["slug"]?.stringValue {
             return key + "/" + slug
         }
         return nil

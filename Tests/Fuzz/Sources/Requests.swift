@@ -27,7 +27,8 @@ enum FuzzCGI {
                 for entry in entries {
                     Array(entry).withUnsafeBufferPointer { all in
                         guard let eq = all.firstIndex(of: UInt8(ascii: "=")) else { return }
-                        visit(UnsafeBufferPointer(rebasing: all[..<eq]), UnsafeBufferPointer(rebasing: all[(eq + 1)...]))
+                        visit(UnsafeBufferPointer(rebasing: all[..<eq]),
+                              UnsafeBufferPointer(rebasing: all[(eq + 1)...]))
                     }
                 }
             }, limit: 1 << 20, body: { length in
@@ -83,8 +84,8 @@ enum FuzzForm {
         _ = try? WebhookPayload.decode(input, request: request)
         let text = String(decoding: input, as: UTF8.self)
         _ = ChatCommand.plainText(text)
-        if let json = try? JSON.parse(input), let fields = try? BodyFields(json, fields: ["ref", "environment", "comment"],
-                                                                           of: "a fuzz request") {
+        if let json = try? JSON.parse(input),
+           let fields = try? BodyFields(json, fields: ["ref", "environment", "comment"], of: "a fuzz request") {
             _ = try? fields.string("ref", required: true, max: 255, numbers: true)
             _ = try? fields.string("comment", required: false, max: 1000)
         }

@@ -17,16 +17,21 @@ enum FuzzSignatures {
         let expected = Sodium.hmacSHA256(key: key, message: body)
         for prefix in ["sha256=", "v1=", "v0="] {
             if Sodium.hexSignatureMatches(header, prefix: prefix, expected: expected) {
-                check(Hex.decode(String(header.dropFirst(prefix.count))) == expected, "\(prefix) matched a header that is not the HMAC")
+                check(Hex.decode(String(header.dropFirst(prefix.count))) == expected,
+                      "\(prefix) matched a header that is not the HMAC")
             }
             let right = prefix + Hex.encode(expected)
-            check(Sodium.hexSignatureMatches(right, prefix: prefix, expected: expected), "the right \(prefix) header did not match")
-            check(Sodium.hexSignatureMatches(prefix + Hex.encode(expected).uppercased(), prefix: prefix, expected: expected),
+            check(Sodium.hexSignatureMatches(right, prefix: prefix, expected: expected),
+                  "the right \(prefix) header did not match")
+            let upper = prefix + Hex.encode(expected).uppercased()
+            check(Sodium.hexSignatureMatches(upper, prefix: prefix, expected: expected),
                   "the upper-case \(prefix) header did not match")
         }
         runner(header, body)
         teams(header, body, expected)
-        if header.hasPrefix("Token ") { _ = Array(header.dropFirst(6).utf8).withUnsafeBytes { key.constantTimeEquals($0) } }
+        if header.hasPrefix("Token ") {
+            _ = Array(header.dropFirst(6).utf8).withUnsafeBytes { key.constantTimeEquals($0) }
+        }
         _ = Hex.decode(header)
     }
 
@@ -40,7 +45,8 @@ enum FuzzSignatures {
             let (timestamp, signature) = try RunnerSignature.headers(request, now: now)
             check(abs(now - timestamp) <= RunnerSignature.window, "a stale runner timestamp was taken")
             let signed = Array("\(timestamp).".utf8) + body
-            _ = Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: Sodium.hmacSHA256(key: key, message: signed))
+            _ = Sodium.hexSignatureMatches(signature, prefix: "v1=",
+                                           expected: Sodium.hmacSHA256(key: key, message: signed))
         } catch DravenError.badSignature {
         } catch {
             check(false, "RunnerSignature.headers threw \(error)")
@@ -55,7 +61,9 @@ enum FuzzSignatures {
         let text = Array(header.utf8.dropFirst(5))
         if let given = SecretsCrypto.base64Decode(text) {
             check(Array(SecretsCrypto.base64(given).utf8) == text, "base64 decoding accepted a non-canonical text")
-            if Sodium.constantTimeEquals(given, expected) { check(text == Array(encoded.utf8), "a Teams HMAC matched another text") }
+            if Sodium.constantTimeEquals(given, expected) {
+                check(text == Array(encoded.utf8), "a Teams HMAC matched another text")
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ enum FuzzStore {
         }
         check(read?.0 == text, "text bound to a statement read back as \(read.map { $0.0.debugDescription } ?? "nil")")
         check(read?.1 == value, "a blob bound to a statement read back changed")
-        check(read?.2 == Int64(text.utf8.count), "SQLite stored \(read?.2 ?? -1) of the text's \(text.utf8.count) bytes")
+        check(read?.2 == Int64(text.utf8.count),
+              "SQLite stored \(read?.2 ?? -1) of the text's \(text.utf8.count) bytes")
     }
 }

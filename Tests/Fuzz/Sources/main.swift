@@ -35,8 +35,8 @@ if name == nil, arguments.count > 1 {
     setenv("DRAVEN_FUZZ_TARGET", name!, 1)
 }
 guard let name, let target = targets[name] else {
-    fputs("usage: draven-fuzz TARGET [libFuzzer options] [corpus dirs]\ntargets: \(targets.keys.sorted().joined(separator: " "))\n",
-          stderr)
+    let names = targets.keys.sorted().joined(separator: " ")
+    fputs("usage: draven-fuzz TARGET [libFuzzer options] [corpus dirs]\ntargets: \(names)\n", stderr)
     exit(2)
 }
 nonisolated(unsafe) var selected: ([UInt8]) -> Void = target
