@@ -1,27 +1,20 @@
 package import DravenCore
+import Glibc
 import TOMLKit
 
 /// A TOML configuration read into the JSON tree `Config.validate` checks (the CLI's `draven apply`;
 /// a library of its own so the fuzz target `toml` runs this very code).
 package enum TOMLDocument {
     /// TOMLKit (toml++) writes the document as JSON, which draven's parser reads.
-    /// - Throws: `ConfigError` naming the line and column of a TOML syntax error, or the key of a
+    /// - Throws: `ConfigError` naming the line (and column) of a TOML syntax error, or the key of a
     ///   value that has no JSON form: toml++ writes `nan`, `inf` and `0x`/`0o`/`0b` integers as
     ///   they are, which is not JSON (found by the fuzz target: the user was told "unexpected
     ///   character at byte N" of a text they never saw).
     package static func parse(_ source: String, file: String) throws(ConfigError) -> JSON {
-        if let line = unnamedTableHeader(Array(source.utf8)) {
-            throw problem("line \(line)", "is not valid TOML: a table header needs a name", file)
+        if let (line, why) = unreadable(Array(source.utf8)) {
+            throw problem("line \(line)", "is not valid TOML: \(why)", file)
         }
-        let text: String
-        do {
-            text = try TOMLTable(string: source).convert(to: .json)
-        } catch let error as TOMLParseError {
-            let at = error.source.begin
-            throw problem("line \(at.line), column \(at.column)", "is not valid TOML: \(error.description)", file)
-        } catch {
-            throw problem("", "is not valid TOML: \(error)", file)
-        }
+        let text = try convert(source, file: file)
         do {
             return try JSON.parse(text)
         } catch {
@@ -30,16 +23,80 @@ package enum TOMLDocument {
         }
     }
 
+    /// toml++'s JSON for `source`. toml++ 3.4 asserts on some malformed documents (the fuzz target
+    /// `toml` found `a=1979-05-27T:`; `unreadable` screens the ones known): it parses in a child
+    /// process, so an abort there is a refusal here, not the end of `draven apply`. (In the fuzz
+    /// build it parses in process, with toml++'s assertions off, for the sanitizers to see.)
+    static func convert(_ source: String, file: String) throws(ConfigError) -> String {
+        #if DRAVEN_FUZZ
+        let answer = parseInProcess(source)
+        #else
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw problem("", "cannot be read: pipe failed (errno \(errno))", file) }
+        let pid = fork()
+        if pid == 0 {
+            close(fds[0])
+            signal(SIGABRT, SIG_DFL)  // no backtrace: the parent reports the refusal
+            let null = open("/dev/null", O_WRONLY)
+            if null >= 0 { dup2(null, 2) }  // toml++'s assertion message names its own source, not the file
+            let out = parseInProcess(source)
+            var done = 0
+            while done < out.count {
+                let n = out[done...].withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+                if n <= 0 { _exit(1) }
+                done += n
+            }
+            _exit(0)
+        }
+        close(fds[1])
+        var answer: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            answer += buffer[..<n]
+        }
+        close(fds[0])
+        var status: Int32 = 0
+        while pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard pid > 0, status == 0, !answer.isEmpty else {
+            throw problem("", "is not valid TOML: the TOML parser (toml++) gave up on it (status \(status)); "
+                              + "check the syntax, dates and times in particular", file)
+        }
+        #endif
+        let rest = String(decoding: answer.dropFirst(), as: UTF8.self)
+        switch answer.first {
+        case 0: return rest
+        case 1:
+            let parts = rest.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+            throw problem("line \(parts[0]), column \(parts[1])", "is not valid TOML: \(parts[2])", file)
+        default: throw problem("", "is not valid TOML: \(rest)", file)
+        }
+    }
+
+    /// The answer of `convert` as bytes: 0 and the JSON, 1 and "line\tcolumn\twhy", or 2 and why.
+    static func parseInProcess(_ source: String) -> [UInt8] {
+        do {
+            return [0] + Array(try TOMLTable(string: source).convert(to: .json).utf8)
+        } catch let error as TOMLParseError {
+            return [1] + Array("\(error.source.begin.line)\t\(error.source.begin.column)\t\(error.description)".utf8)
+        } catch {
+            return [2] + Array("\(error)".utf8)
+        }
+    }
+
     static func problem(_ key: String, _ reason: String, _ file: String) -> ConfigError {
         ConfigError(file: file, problems: [.init(key: key, reason: reason)])
     }
 
-    /// The line of the first table header whose name does not start with a key character or a
-    /// quote (`[` then the end of the line): toml++ 3.4 (TOMLKit 0.6) asserts on it — `draven apply`
-    /// aborted (SIGABRT, in release builds too) instead of naming the line. Found by the fuzz target
-    /// `toml`. A header is a `[` where a statement starts: not inside a value (an array spanning
-    /// lines, strings of any kind) nor a comment.
-    static func unnamedTableHeader(_ s: [UInt8]) -> Int? {
+    /// The first place toml++ 3.4 (TOMLKit 0.6) must not see, with why; nil for any valid TOML.
+    /// Found by the fuzz target `toml`: a table header without a name (`[` then the end of the
+    /// line) trips an assertion — `draven apply` died of SIGABRT, release builds too — and a
+    /// non-ASCII character outside strings and comments (where TOML allows none) reaches
+    /// `__builtin_unreachable` in its whitespace test (undefined behaviour). A header is a `[`
+    /// where a statement starts: not inside a value (an array spanning lines, strings) nor a comment.
+    static func unreadable(_ s: [UInt8]) -> (line: Int, reason: String)? {
         var i = 0, line = 1, depth = 0
         var statementStart = true  // only spaces since the last newline outside a value
         func at(_ k: Int) -> UInt8 { k < s.count ? s[k] : 0 }
@@ -72,22 +129,22 @@ package enum TOMLDocument {
                     }
                     i += 1
                 }
-            case UInt8(ascii: "["):
-                if statementStart && depth == 0 {
-                    var k = i + 1
-                    if at(k) == UInt8(ascii: "[") { k += 1 }
-                    while at(k) == 32 || at(k) == 9 { k += 1 }
-                    if k < s.count, s[k] != UInt8(ascii: "]"), s[k] != UInt8(ascii: "["), !isKeyStart(s[k]) {
-                        return line
-                    }
-                    while i < s.count && s[i] != 10 { i += 1 }  // the rest of the header's line, and its comment
-                    continue
+            case UInt8(ascii: "[") where statementStart && depth == 0:
+                var k = i + 1
+                let arrayOfTables = at(k) == UInt8(ascii: "[")
+                if arrayOfTables { k += 1 }
+                while at(k) == 32 || at(k) == 9 { k += 1 }
+                // toml++ itself refuses `[]` and `[ [` (brackets apart); a third `[` reaches the assertion.
+                if k < s.count, s[k] != UInt8(ascii: "]"), arrayOfTables || s[k] != UInt8(ascii: "["), !isKeyStart(s[k]) {
+                    return (line, "a table header needs a name")
                 }
-                depth += 1; i += 1
-            case UInt8(ascii: "{"):
+                i = k  // the header's name is read as the rest of a statement: its brackets close nothing
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1; i += 1
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 depth = max(0, depth - 1); i += 1
+            case 0x80...:
+                return (line, "a character outside a string or comment is not ASCII")
             default:
                 i += 1
             }
