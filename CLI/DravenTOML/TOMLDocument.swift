@@ -135,7 +135,8 @@ package enum TOMLDocument {
                 if arrayOfTables { k += 1 }
                 while at(k) == 32 || at(k) == 9 { k += 1 }
                 // toml++ itself refuses `[]` and `[ [` (brackets apart); a third `[` reaches the assertion.
-                if k < s.count, s[k] != UInt8(ascii: "]"), arrayOfTables || s[k] != UInt8(ascii: "["), !isKeyStart(s[k]) {
+                if k < s.count, s[k] != UInt8(ascii: "]"), arrayOfTables || s[k] != UInt8(ascii: "["),
+                   !isKeyStart(s[k]) {
                     return (line, "a table header needs a name")
                 }
                 i = k  // the header's name is read as the rest of a statement: its brackets close nothing
