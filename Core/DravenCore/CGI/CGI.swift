@@ -70,6 +70,8 @@ package enum CGI {
     /// - Parameters:
     ///   - environment: calls its argument with each variable's name and value bytes.
     ///   - body: reads exactly that many bytes of body, or throws `.malformed`.
+    /// Inlined into `readRequest`, so the request path calls `Environment.forEach` directly as before.
+    @inline(__always)
     static func request(environment: ((UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) -> Void,
                         limit: Int, body readBody: (Int) throws -> [UInt8]) throws -> Request {
         var headers: [String: String] = [:]
