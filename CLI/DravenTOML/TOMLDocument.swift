@@ -99,6 +99,7 @@ package enum TOMLDocument {
     static func unreadable(_ s: [UInt8]) -> (line: Int, reason: String)? {
         var i = 0, line = 1, depth = 0
         var statementStart = true  // only spaces since the last newline outside a value
+        var previous = UInt8(ascii: "=")  // the last character outside spaces, newlines and comments
         func at(_ k: Int) -> UInt8 { k < s.count ? s[k] : 0 }
         func isKeyStart(_ c: UInt8) -> Bool {
             (0x41...0x5a).contains(c) || (0x61...0x7a).contains(c) || (0x30...0x39).contains(c)
@@ -116,7 +117,10 @@ package enum TOMLDocument {
             case UInt8(ascii: "#"):
                 while i < s.count && s[i] != 10 { i += 1 }
                 continue
-            case UInt8(ascii: "\""), UInt8(ascii: "'"):
+            // A string starts a value or a key: after `=`, `[`, `,`, `{`, `.` or at a statement's start
+            // (elsewhere, in `a=7'…`, toml++ reads the quote as part of the value, not a string).
+            case _ where (c == UInt8(ascii: "\"") || c == UInt8(ascii: "'"))
+                && (statementStart || Array("=[,{.".utf8).contains(previous)):
                 let triple = at(i + 1) == c && at(i + 2) == c
                 i += triple ? 3 : 1
                 while i < s.count {
@@ -140,6 +144,9 @@ package enum TOMLDocument {
                     return (line, "a table header needs a name")
                 }
                 i = k  // the header's name is read as the rest of a statement: its brackets close nothing
+                statementStart = false
+                previous = UInt8(ascii: "[")
+                continue
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1; i += 1
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
@@ -150,6 +157,7 @@ package enum TOMLDocument {
                 i += 1
             }
             statementStart = false
+            previous = c
         }
         return nil
     }

@@ -60,6 +60,7 @@ def test_toml_that_crashed_the_parser_is_refused_not_a_crash(stack, tmp_path):
         ("[[[", "line 1", "a table header needs a name"),
         # toml++ reaches __builtin_unreachable testing a non-ASCII character for whitespace
         ("a = 1\u00a1\n", "line 1", "a character outside a string or comment is not ASCII"),
+        ("a=1\"\u00a1", "line 1", "a character outside a string or comment is not ASCII"),
         # toml++ asserts on a time without digits: it parses in a child process now
         ("a=1979-05-27T:", "(top level)", "the TOML parser (toml++) gave up on it (status 6); check the syntax"),
     ]:
