@@ -2,13 +2,15 @@
 #   make run       install what is missing, build release binaries, start nginx + fcgiwrap on
 #                  127.0.0.1:$(PORT) with the demo configuration, print a ready curl command
 #   make stop      stop exactly what `make run` started (by PID)
-#   make test      build and run every test: unit (swift test) and end-to-end (real nginx + fcgiwrap)
+#   make test      build and run every test: unit (swift test), end-to-end (real nginx + fcgiwrap), fuzz-smoke
 #   make deps      install the system packages (apt-get), only those missing
 #   make build     debug build;  make release: release binaries into .build-dist/bin
 #   make bench     release binaries, then draven against the C floor handler and adnanh/webhook
 #                  (~20 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
 #   make bench-secrets  measure the secrets store's read path
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
+#   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
+#   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
 PORT ?= 8080
@@ -41,7 +43,8 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
-.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets link-order
+.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets link-order \
+	fuzz fuzz-build fuzz-smoke
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -82,7 +85,7 @@ unit-test: deps
 e2e-test: release venv
 	BIN_DIR="$(BIN_DIR)" .venv/bin/python -m pytest -q Tests/e2e
 
-test: unit-test e2e-test
+test: unit-test e2e-test fuzz-smoke
 
 # draven against the C floor handler and adnanh/webhook (see bench/bench.py). Not part of `make test`.
 bench: release bench-deps
@@ -99,5 +102,28 @@ bench-secrets: deps
 	swift build $(FUNCTION_FLAGS) --product bench-secrets
 	.build-functions/release/bench-secrets
 
+# libFuzzer targets (Tests/Fuzz/README.md): one executable, its own scratch path, declared in
+# Package.swift only when DRAVEN_FUZZ is set, so no shipped binary sees these flags. Swift code gets
+# coverage + ASan; the C shims (inline in Core/CSQLite/shim.h) and C++ (TOMLKit) ASan + UBSan.
+# toml++'s assertions are off (they fire on malformed TOML; draven apply parses in a child process
+# for that): the fuzzer looks for what follows them. So is UBSan's unreachable check in C++: toml++
+# 3.4 reaches __builtin_unreachable on some non-ASCII bytes outside strings (Tests/Fuzz/README.md).
+FUZZ_TARGETS := cgi json webhook form signatures config toml secrets store
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_FLAGS := -c debug --scratch-path .build-fuzz --product draven-fuzz \
+	-Xswiftc -sanitize=fuzzer,address -Xswiftc -DDRAVEN_FUZZ \
+	-Xcc -fsanitize=address,undefined -Xcc -fno-sanitize-recover=undefined -Xcxx -fsanitize=fuzzer-no-link \
+	-Xcxx "-DTOML_ASSERT(expr)=((void)0)" -Xcxx -fno-sanitize=unreachable
+
+fuzz-build: deps
+	DRAVEN_FUZZ=1 swift build $(FUZZ_FLAGS) 2>&1 | grep -v "Cannot export local symbol '__asan"; exit $${PIPESTATUS[0]}
+
+fuzz: fuzz-build
+	Tests/Fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	Tests/Fuzz/run.sh --smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf .build .build-functions .build-dist .build-bench .venv
+	rm -rf .build .build-functions .build-dist .build-bench .build-fuzz .venv

@@ -55,10 +55,18 @@ let package = Package(
             dependencies: [
                 "DravenCore",
                 "DravenOutbound",
+                "DravenTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             path: "CLI/draven"
+        ),
+        // TOML configurations as the JSON tree Core validates (the CLI, and the fuzz target `toml`).
+        .target(
+            name: "DravenTOML",
+            dependencies: ["DravenCore", .product(name: "TOMLKit", package: "TOMLKit")],
+            path: "CLI/DravenTOML",
+            swiftSettings: swiftSettings
         ),
         // Measurements (make bench-secrets); not shipped.
         .executableTarget(name: "bench-secrets", dependencies: ["DravenCore"], path: "bench/secrets-read", swiftSettings: swiftSettings),
@@ -70,3 +78,16 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (`make fuzz`, `make fuzz-smoke`): declared only for the sanitized build, whose
+// flags (-sanitize=fuzzer,address) must not reach the shipped binaries. See Tests/Fuzz/README.md.
+if Context.environment["DRAVEN_FUZZ"] != nil {
+    package.products.append(.executable(name: "draven-fuzz", targets: ["draven-fuzz"]))
+    package.targets.append(.executableTarget(
+        name: "draven-fuzz",
+        dependencies: ["DravenCore", "DravenTOML", "CSQLite", "FuzzDriver"],
+        path: "Tests/Fuzz/Sources",
+        swiftSettings: swiftSettings + [.swiftLanguageMode(.v5)]  // a single-threaded harness with global fixtures
+    ))
+    package.targets.append(.target(name: "FuzzDriver", path: "Tests/Fuzz/Driver"))
+}

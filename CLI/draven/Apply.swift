@@ -1,7 +1,7 @@
 import ArgumentParser
 import DravenCore
 import Foundation
-import TOMLKit
+import DravenTOML
 
 extension Draven {
     struct Apply: ParsableCommand {
@@ -49,13 +49,7 @@ enum ConfigFile {
                 throw ConfigError(file: file, problems: [.init(key: "", reason: "is not valid JSON: \(error.reason) at byte \(error.offset)")])
             }
         } else {
-            do {
-                let table = try TOMLTable(string: source)
-                tree = try JSON.parse(table.convert(to: .json))
-            } catch let error as TOMLParseError {
-                throw ConfigError(file: file, problems: [.init(key: "line \(error.source.begin.line), column \(error.source.begin.column)",
-                                                               reason: "is not valid TOML: \(error.description)")])
-            }
+            tree = try TOMLDocument.parse(source, file: file)
         }
         return (try Config.validate(tree, file: file), source)
     }

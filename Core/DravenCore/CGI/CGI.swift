@@ -62,11 +62,23 @@ package enum CGI {
     /// - Throws: `DravenError.bodyTooLarge` when CONTENT_LENGTH exceeds `limit` (nothing is
     ///   read), `.malformed` when CONTENT_LENGTH is not a number or stdin ends early.
     package static func readRequest(limit: Int) throws -> Request {
+        try request(environment: Environment.forEach, limit: limit, body: readBody)
+    }
+
+    /// The request `readRequest` reads, from any source of meta-variables and body: the process
+    /// environment and stdin in production, bytes in the fuzz target (Tests/Fuzz) and tests.
+    /// - Parameters:
+    ///   - environment: calls its argument with each variable's name and value bytes.
+    ///   - body: reads exactly that many bytes of body, or throws `.malformed`.
+    /// Inlined into `readRequest`, so the request path calls `Environment.forEach` directly as before.
+    @inline(__always)
+    static func request(environment: ((UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) -> Void,
+                        limit: Int, body readBody: (Int) throws -> [UInt8]) throws -> Request {
         var headers: [String: String] = [:]
         var meta: [String: String] = [:]
         headers.reserveCapacity(32)
         meta.reserveCapacity(32)
-        Environment.forEach { name, value in
+        environment { name, value in
             if name.starts(with: "HTTP_".utf8) {
                 headers[headerName(UnsafeBufferPointer(rebasing: name[5...]))] = String(decoding: value, as: UTF8.self)
             } else {

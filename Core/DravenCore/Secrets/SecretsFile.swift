@@ -47,6 +47,27 @@ struct SecretsFile {
     /// Parses and verifies `bytes` against the pinned signer keys (kid → public key).
     /// - Throws: `SecretsError.tampered` for any structural or signature failure.
     static func parse(_ bytes: [UInt8], signers: SignerKeys) throws(SecretsError) -> SecretsFile {
+        try parse(bytes) { (kid, signature, message) throws(SecretsError) in
+            guard let publicKey = signers[kid] else { throw .tampered("signed by an unknown key \(Hex.encode(kid))") }
+            guard SecretsCrypto.verify(signature: signature, message: message, publicKey: publicKey) else {
+                throw .tampered("the signature does not verify")
+            }
+        }
+    }
+
+    #if DRAVEN_FUZZ
+    /// The parser past the signature check, which a fuzzer cannot pass: only in the fuzz build
+    /// (`-DDRAVEN_FUZZ`, Tests/Fuzz), never in a shipped binary.
+    static func parseUnverified(_ bytes: [UInt8]) throws(SecretsError) -> SecretsFile {
+        try parse(bytes) { (_, _, _) throws(SecretsError) in }
+    }
+    #endif
+
+    /// - Parameter check: throws unless the signature over the message verifies with the signer's key.
+    private static func parse(
+        _ bytes: [UInt8],
+        check: (_ signerKID: [UInt8], _ signature: ArraySlice<UInt8>, _ message: [UInt8]) throws(SecretsError) -> Void
+    ) throws(SecretsError) -> SecretsFile {
         guard bytes.count <= maxFileBytes else { throw .tampered("file larger than 4 MiB") }
         guard bytes.count >= fixedHeader + 64, Array(bytes[0..<6]) == magic else { throw .tampered("not a draven secrets file") }
         guard bytes[6] == 1 else { throw .tampered("unknown format \(bytes[6])") }
@@ -58,11 +79,8 @@ struct SecretsFile {
         let generation = try header.u64()
         let created = try header.i64()
         let signerKID = Array(try header.take(8))
-        guard let publicKey = signers[signerKID] else { throw .tampered("signed by an unknown key \(Hex.encode(signerKID))") }
         let manifest = Array(bytes[0..<manifestLen])
-        guard SecretsCrypto.verify(signature: bytes[manifestLen..<manifestLen + 64], message: signedMessage(manifest), publicKey: publicKey) else {
-            throw .tampered("the signature does not verify")
-        }
+        try check(signerKID, bytes[manifestLen..<manifestLen + 64], signedMessage(manifest))
         // Signed from here on: parse the rest of the manifest strictly.
         var r = ByteReader(bytes[(8 + 4 + 16 + 8 + 8 + 8)..<manifestLen])
         let dekID = Array(try r.take(8))

@@ -31,7 +31,8 @@ package final class Statement {
             case .int(let v): rc = sqlite3_bind_int64(handle, index, v)
             case .double(let v): rc = sqlite3_bind_double(handle, index, v)
             // With its byte length, not -1: SQLite would stop at the first NUL (U+0000 is valid in
-            // JSON and in Swift strings), storing less than was hashed, audited or answered.
+            // JSON and in Swift strings), storing less than was hashed, audited or answered (found by
+            // the hostile-input suite and by the fuzz target `store`).
             case .text(let v): rc = sqlite3_bind_text(handle, index, v, Int32(v.utf8.count), csqlite_transient())
             case .blob(let v):
                 rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), csqlite_transient()) }

@@ -1,0 +1,11 @@
+#ifndef DRAVEN_FUZZ_DRIVER_H
+#define DRAVEN_FUZZ_DRIVER_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// libFuzzer's entry point for programs that have their own main (compiler-rt FuzzerInterface.h).
+int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+
+/// Runs libFuzzer on `callback` with the given options and corpus directories.
+int draven_fuzz_run(int *argc, char ***argv, int (*callback)(const uint8_t *data, size_t size));
+#endif
