@@ -86,7 +86,7 @@ start() {
   mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/extra.d" "$SECRETS_DIR"
   local user_line=""
   [ "$(id -u)" = 0 ] && user_line="user root root;"  # workers must reach the root-owned socket
-  for f in nginx.conf draven.conf fastcgi_params.draven; do
+  for f in nginx.conf draven.conf fastcgi_params.draven problems.draven function_route.draven function_answer.draven; do
     sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PORT|g" -e "s|@BIN_DIR@|$BIN_DIR|g" \
         -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
         -e "s|@USER_LINE@|$user_line|g" -e "s|@DELIVER@|${DELIVER:-$BIN_DIR/draven-deliver}|g" \

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -88,6 +89,8 @@ MALFORMED = [
     ("HTTP/2.0 request line", b"GET /api/v1/locks HTTP/2.0\r\n" + H + b"\r\n", 505, "http-version-not-supported"),
     ("TRACE", b"TRACE /api/v1/locks HTTP/1.1\r\n" + H + b"\r\n", 405, "method-not-allowed"),
     ("body over nginx's limit", DEPLOY + b"Content-Length: 5000000\r\n\r\n", 413, "body-too-large"),
+    ("chunked body over nginx's limit", b"POST /api/v1/locks HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+     + b"800\r\n" + b"a" * 0x800 + b"\r\n0\r\n\r\n", 413, "body-too-large"),
     ("an extension nginx has a type for", b"GET /index.html HTTP/1.1\r\n" + H + b"\r\n", 404, "not-found"),
     ("nginx's own error locations", b"GET /_draven/problems/bad-request HTTP/1.1\r\n" + H + b"\r\n", 404, "not-found"),
 ]
@@ -112,6 +115,48 @@ def test_a_function_that_cannot_be_reached_is_a_problem_json_502():
                 break
             time.sleep(0.05)
         assert_raw_problem(reply, 502, "gateway")
+
+
+def function_processes(stack, name):
+    """This stack's running `name` function processes (children of its fcgiwrap, in its process group)."""
+    pgid = int((stack.state_dir / "run" / "fcgiwrap.pid").read_text())
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv0 = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            if entry.name.isdigit() and os.getpgid(int(entry.name)) == pgid and Path(os.fsdecode(argv0)).name == name:
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def test_a_function_that_dies_without_answering_is_a_problem_json_502(edge):
+    # fcgiwrap answers for a program that exits without output (killed, crashed): `502` text/plain
+    # "An error occurred while reading CGI reply". The write lock held here keeps an anonymous
+    # refusal waiting (its audit row), in the real status function on its real route, to be killed.
+    lock = sqlite3.connect(edge.state_dir / "draven.db", timeout=10, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(raw, edge.port, b"GET /api/v1/locks HTTP/1.1\r\n" + H + b"Connection: close\r\n\r\n")
+            deadline = time.monotonic() + 5
+            while not (pids := function_processes(edge, "status")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pids, "the status function never started"
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+            reply = pending.result()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert_raw_problem(reply, 502, "gateway")
+    # The same route still passes the function's own refusals through untouched (not intercepted).
+    code, headers, body = raw(edge.port, b"POST /api/v1/locks HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\n{}")
+    assert (code, headers["content-type"], json.loads(body)["limit"]) == (413, "application/problem+json", 0)
+    code, headers, body = raw(edge.port, b"GET /api/v1/locks HTTP/1.1\r\n" + H + b"\r\n")
+    assert (code, headers["www-authenticate"], json.loads(body)["type"]) == (
+        401, 'Bearer realm="draven"', "https://draven.dev/problems/unauthenticated")
 
 
 # --- credentials in URLs ------------------------------------------------------------------------
