@@ -504,6 +504,13 @@ def test_cancel_a_queued_and_a_running_job_and_refusals(world):
     [req] = fake.received(f"/repos/acme/app/actions/runs/{run}/cancel")
     assert req["method"] == "POST" and req["headers"]["Authorization"] == "Bearer " + SECRETS["gh-token"]
     assert len(fake.requests) == sent + 1
+    # The deliverer records the provider's answer after the provider has seen the call: wait for
+    # the row to settle, or the snapshot below races its history note.
+    deadline = time.monotonic() + 10
+    while stack.rows("SELECT count(*) FROM outbox WHERE job_id = ? AND kind = 'cancel' "
+                     "AND state IN ('pending', 'delivering')", first) != [(0,)]:
+        assert time.monotonic() < deadline, "the cancel row did not settle"
+        time.sleep(0.05)
     # Cancelling again is refused; the runner learns to stop from its next heartbeat.
     before = snapshot(stack)
     assert_problem(stack.request("POST", f"/api/v1/jobs/{first}/cancel", token=stack.tokens["alice"]), 409, "conflict")
