@@ -3,7 +3,7 @@
 /// `redactor`: `Redactor.clean` over a message that quotes a credential. Input: one byte for the
 /// credential's length (8...71 bytes), one of flags, the credential, then the message, each 0x01
 /// byte of which becomes the credential in one of the forms the redactor knows (raw,
-/// percent-encoded, standard or URL-safe base64, padded or not; in turn). Properties: the output
+/// percent-encoded, standard or URL-safe base64, padded or not; in turn; the first eight). Properties: the output
 /// is at most `Redactor.limit` bytes, holds no control character, and — for a credential of
 /// printable ASCII without space or brackets (a token; the mark `[redacted]` next to other
 /// text cannot spell one) — none of those forms. With flag bit 0 the credential is the raw
@@ -23,8 +23,8 @@ enum FuzzRedactor {
                      Redactor.base64(credential, urlSafe: true), Array(SecretsCrypto.base64(credential).utf8)]
         var message: [UInt8] = []
         var n = 0
-        for b in input.dropFirst(2 + length) {
-            if b == 1 { message += forms[n % forms.count]; n += 1 } else { message.append(b) }
+        for b in input.dropFirst(2 + length).prefix(1024) {  // at most 8 quotes: the message stays short
+            if b == 1, n < 8 { message += forms[n % forms.count]; n += 1 } else { message.append(b) }
         }
         let text = String(decoding: message, as: UTF8.self)
         let out = Array(Redactor([SecretBytes(copying: credential, label: "fuzz credential")]).clean(text).utf8)
@@ -39,7 +39,11 @@ enum FuzzRedactor {
 
     static func contains(_ haystack: [UInt8], _ needle: [UInt8]) -> Bool {
         guard !needle.isEmpty, haystack.count >= needle.count else { return false }
-        return (0...(haystack.count - needle.count)).contains { i in haystack[i..<(i + needle.count)].elementsEqual(needle) }
+        return haystack.withUnsafeBufferPointer { h in
+            (0...(h.count - needle.count)).contains { i in
+                h[i] == needle[0] && (1..<needle.count).allSatisfy { h[i + $0] == needle[$0] }
+            }
+        }
     }
 }
 
