@@ -74,7 +74,8 @@ def main():
     std = base64.b64encode(hmac.new(KEY, f"msg_1.{NOW}.".encode() + body, hashlib.sha256).digest()).decode()
     write("signatures", "standard-webhooks", f"v1,{std} v1,{std}\n".encode() + body)
 
-    # GitLab's Standard Webhooks (FuzzSignatures.standardWebhooks): "webhook-id webhook-timestamp webhook-signature".
+    # GitLab's Standard Webhooks (FuzzSignatures.standardWebhooks): "webhook-id webhook-timestamp webhook-signature"
+    # (the same signatures as standardwebhooks.Webhook(whsec_<base64 of the key>).sign makes).
     sw_key = b"draven-fuzz-standard-webhooks-key"  # FuzzSignatures.signingKey (the whsec_ token is its base64)
     gitlab_body = (FIXTURES / "gitlab/pipeline_hook.json").read_bytes()
     for name, wid, ts, sigs in [("gitlab-signed", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", NOW, "{v1}"),
