@@ -80,7 +80,8 @@ def main():
     gitlab_body = (FIXTURES / "gitlab/pipeline_hook.json").read_bytes()
     for name, wid, ts, sigs in [("gitlab-signed", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", NOW, "{v1}"),
                                 ("gitlab-rotation", "msg_1", NOW - 299, "v1,AAAA {v1} v2,x"),
-                                ("gitlab-stale", "msg_1", NOW - 301, "{v1}"), ("gitlab-plus-timestamp", "msg_1", f"+{NOW}", "{v1}")]:
+                                ("gitlab-stale", "msg_1", NOW - 301, "{v1}"),
+                                ("gitlab-plus-timestamp", "msg_1", f"+{NOW}", "{v1}")]:
         mac = hmac.new(sw_key, f"{wid}.{ts}.".encode() + gitlab_body, hashlib.sha256).digest()
         sig = sigs.replace("{v1}", "v1," + base64.b64encode(mac).decode())
         write("signatures", name, f"{wid} {ts} {sig}\n".encode() + gitlab_body)
@@ -90,8 +91,10 @@ def main():
     for name, cred, message in [
             ("github-401", b"ghp_0123456789abcdefABCDEF0123456789ab",
              b'{"message":"Bad credentials","token":"\x01","documentation_url":"https://docs.github.com/rest"}'),
-            ("gitlab-echo", b"glpat-XXXXyyyyZZZZ1234", b"401 Unauthorized: PRIVATE-TOKEN \x01 (\x01, \x01, \x01, \x01)"),
-            ("basic-slash", b"us/er:pa+ss=word%", b"Authorization: Basic \x01 sent to https://x?t=\x01&u=\x01 \x01 \x01"),
+            ("gitlab-echo", b"glpat-XXXXyyyyZZZZ1234",
+             b"401 Unauthorized: PRIVATE-TOKEN \x01 (\x01, \x01, \x01, \x01)"),
+            ("basic-slash", b"us/er:pa+ss=word%",
+             b"Authorization: Basic \x01 sent to https://x?t=\x01&u=\x01 \x01 \x01"),
             ("long", b"s3cr3t-token-value", b"\xc3\xa9" * 240 + b"\x01" + b"x" * 300)]:
         write("redactor", name, bytes([len(cred) - 8, 0]) + cred + message)
     write("redactor", "binary", bytes([0, 1]) + b"\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3" + "é".encode() * 200)
@@ -107,15 +110,17 @@ def main():
     gl = json.loads(gitlab_body)
     for status in ["waiting_for_resource", "manual", "canceling", "success"]:
         attrs = {**gl["object_attributes"], "status": status}
-        write("events", f"gitlab-pipeline-{status}", bytes([3]) + json.dumps({**gl, "object_attributes": attrs}).encode())
+        hook = {**gl, "object_attributes": attrs}
+        write("events", f"gitlab-pipeline-{status}", bytes([3]) + json.dumps(hook).encode())
     write("events", "github-poll", bytes([8]) + json.dumps(run["workflow_run"]).encode())
     write("events", "github-poll-action-required",
           bytes([8]) + json.dumps({**run["workflow_run"], "conclusion": "action_required"}).encode())
-    write("events", "gitlab-poll", bytes([9]) + json.dumps({"id": 42, "status": "manual", "sha": "a" * 40,
+    write("events", "gitlab-poll", bytes([9]) + json.dumps({"id": 42, "sha": "a" * 40,
           "web_url": "https://gitlab.example/g/p/-/pipelines/42", "status": "waiting_for_resource"}).encode())
     write("events", "bitbucket-poll", bytes([10]) + json.dumps({"uuid": "{1-2}", "build_number": 7, "state": {
           "name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}, "target": {"commit": {"hash": "b" * 40}}}).encode())
-    write("events", "duplicate-status", bytes([0]) + b'{"workflow_run":{"id":1,"status":"completed","status":"waiting"}}')
+    write("events", "duplicate-status",
+          bytes([0]) + b'{"workflow_run":{"id":1,"status":"completed","status":"waiting"}}')
 
     write("form", "slack-command", slack_body)
     write("form", "slack-button", "payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"},

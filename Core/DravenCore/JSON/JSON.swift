@@ -41,7 +41,8 @@ package struct JSONObject: Equatable, Sendable, ExpressibleByDictionaryLiteral {
     package var count: Int { entries.count }
 
     package static func == (a: JSONObject, b: JSONObject) -> Bool {
-        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { same($0.key, $1.key) && $0.value == $1.value }
+        a.entries.count == b.entries.count
+            && zip(a.entries, b.entries).allSatisfy { same($0.key, $1.key) && $0.value == $1.value }
     }
 
     /// Whether two keys are the same key: the same bytes.

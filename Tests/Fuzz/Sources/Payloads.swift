@@ -41,7 +41,8 @@ enum FuzzJSON {
         do {
             _ = try JSON.parse(input)
         } catch {
-            check(error.reason.hasPrefix("duplicate key"), "the strict parser refused what the lenient one accepts: \(error)")
+            check(error.reason.hasPrefix("duplicate key"),
+                  "the strict parser refused what the lenient one accepts: \(error)")
             check((try? JSON.parse(lenient!.serializedBytes())) == lenient, "the lenient document still repeats a key")
         }
         return lenient
@@ -106,7 +107,9 @@ enum FuzzWebhook {
         let hint = HookIntegration.repositoryHint(request.body, request: request)
         // webhook-receive reads provider bodies last-duplicate-wins; the scanner finds a key's first
         // occurrence, so the two agree on what the strict parser accepts (no key repeated).
-        guard let payload = try? WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins) else { return }
+        guard let payload = try? WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins) else {
+            return
+        }
         if let strict = try? WebhookPayload.decode(request.body, request: request, duplicateKeys: .refuse) {
             check(strict == payload, "the lenient reading differs from the strict one")
             check(hint == repository(payload), "the scanned repository \(hint ?? "nil") differs from the parsed one")

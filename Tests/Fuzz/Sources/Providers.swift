@@ -77,7 +77,8 @@ enum FuzzEvents {
             let hook = ProviderEvent.parse(provider: "github", name: "workflow_run", payload: ["workflow_run": run])
             check(hook == polled, "a polled GitHub run maps unlike its workflow_run webhook")
         case "gitlab":
-            let hook = ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook", payload: ["object_attributes": run])
+            let hook = ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook",
+                                           payload: ["object_attributes": run])
             check(hook.state == polled.state && hook.waiting == polled.waiting && hook.runKey == polled.runKey,
                   "a polled GitLab pipeline maps unlike its Pipeline Hook")
         default:

@@ -72,15 +72,18 @@ enum FuzzSignatures {
         let id = parts[0], timestamp = parts.count > 1 ? parts[1] : "", signatures = parts.count > 2 ? parts[2] : ""
         func request(_ signatures: String) -> Request {
             Request(method: "POST", path: "/hooks/gitlab",
-                    headers: ["webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signatures], body: body)
+                    headers: ["webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signatures],
+                    body: body)
         }
         let key = SecretBytes(copying: Array(signingKey.utf8), label: "fuzz key")
         let fresh = SignedRequest.timestamp(timestamp).map { abs(now - $0) <= GitLabSignature.window } ?? false
         let signable = !id.isEmpty && id.utf8.count <= 255 && fresh
-        let right = "v1," + SecretsCrypto.base64(Sodium.hmacSHA256(key: key, message: Array("\(id).\(timestamp).".utf8) + body))
+        let mac = Sodium.hmacSHA256(key: key, message: Array("\(id).\(timestamp).".utf8) + body)
+        let right = "v1," + SecretsCrypto.base64(mac)
         let reference = signable && signatures.utf8.split(separator: 0x20).contains { $0.elementsEqual(right.utf8) }
         let verified = try? GitLabSignature.verify(request(signatures), secret: signingSecret, now: now)
-        check((verified != nil) == reference, "Standard Webhooks verify said \(verified != nil), the reference \(reference)")
+        check((verified != nil) == reference,
+              "Standard Webhooks verify said \(verified != nil), the reference \(reference)")
         check(verified == nil || verified == id, "Standard Webhooks verify returned another id")
         if signable {
             for list in [right, "v2,AAAA " + right, signatures + " " + right, right + " v1,AAAA"] {
@@ -108,7 +111,8 @@ enum FuzzSignatures {
             let keys = words.dropFirst().map { SignedRequest.replayKey(timestamp: t, hexSignature: $0, prefix: prefix) }
             for (word, key) in zip(words.dropFirst(), keys) {
                 let mac = word.hasPrefix(prefix) ? Hex.decode(String(word.dropFirst(prefix.count))) : nil
-                check((key != nil) == (mac != nil), "a replay key for a signature that does not decode, or none for one that does")
+                check((key != nil) == (mac != nil),
+                      "a replay key for a signature that does not decode, or none for one that does")
                 guard let mac, let key else { continue }
                 check(key == "\(t):" + Hex.encode(mac), "replay key \(key) is not the timestamp and the MAC")
                 let other = prefix + String(word.dropFirst(prefix.count)).uppercased()
