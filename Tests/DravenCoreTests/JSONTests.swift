@@ -29,6 +29,17 @@ import Testing
         }
     }
 
+    /// Keys are the same key when their bytes are (found by the fuzz target `json`: Swift's `==`
+    /// calls U+212A KELVIN SIGN and `K` equal, so `{"\u212a":2,"K":3}` read 2 for `K`, and a
+    /// repeated `K` replaced the Kelvin sign's value). Tests/Fuzz/regressions/json/kelvin-*.
+    @Test func keysAreComparedByTheirBytes() throws {
+        let doc = try JSON.parse(#"{"\u212a": 2, "K": 3}"#)
+        #expect(doc["K"] == 3 && doc["\u{212A}"] == 2 && doc.objectValue?.count == 2)
+        let lenient = try JSON.parse(#"{"\u212a": 2, "K": 3, "\u004b": 9}"#, duplicateKeys: .lastWins)
+        #expect(lenient["K"] == 9 && lenient["\u{212A}"] == 2 && lenient.objectValue?.keys == ["\u{212A}", "K"])
+        #expect(try JSON.parse(#"{"\u212a": 1}"#) != JSON.parse(#"{"K": 1}"#))
+    }
+
     @Test func stringAtPathFindsTheMemberWithoutBuildingTheDocument() {
         let text = Array(#"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#.utf8)
         #expect(JSON.string(at: ["repository", "full_name"], in: text) == "o/r")

@@ -49,6 +49,15 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
         #expect(Redactor.patternsOnly.clean("a\nb\tc\u{7f}") == "a b c ")
     }
 
+    /// Found by the fuzz target `redactor` (Tests/Fuzz/regressions/redactor/binary-credential): a
+    /// credential that is not UTF-8 cut each `é` in two, the halves became U+FFFD (three bytes)
+    /// after the cut, and the message had 502 bytes.
+    @Test func aBinaryCredentialDoesNotPushTheMessagePastTheBound() {
+        let secret = SecretBytes(copying: Array(repeating: [0xa9, 0xc3], count: 4).flatMap { $0 }, label: "t")
+        let text = Redactor([secret]).clean(String(repeating: "é", count: 400))
+        #expect(text.utf8.count <= Redactor.limit && text.hasSuffix("…") && text.contains("[redacted]"))
+    }
+
     @Test func aLongProviderMessageIsCutBeforeItsLastWord() throws {
         let message = String(repeating: "word ", count: 500) + "tail"
         let said = try #require(Dispatch.providerMessage(try JSON.parse(#"{"message": "\#(message)"}"#)))

@@ -50,7 +50,9 @@ def main():
     for name, text in [("nested", '{"a":[{"b":{"c":[1,-2.5e10,true,false,null,"\\u00e9\\ud83d\\ude00"]}}]}'),
                        ("escapes", '"\\"\\\\\\/\\b\\f\\n\\r\\t\\u2028\\u0000"'),
                        ("numbers", "[0,-0,1e308,-9223372036854775808,1.5E-3]"), ("duplicate", '{"a":1,"a":2}'),
-                       ("deep", "[" * 64 + "]" * 64), ("too-deep", "[" * 65 + "]" * 65)]:
+                       ("deep", "[" * 64 + "]" * 64), ("too-deep", "[" * 65 + "]" * 65),
+                       ("duplicate-nested", '{"a":{"b":1,"b":[2],"\\u0062":{"c":3,"c":4}},"d":0,"a":{"b":5}}'),
+                       ("duplicate-escaped", '{"git_ssh_url":"x","git\\u005fssh_url":"y","K":1,"\\u212a":2,"K":3}')]:
         write("json", name + ".json", text)
 
     sig = hmac.new(KEY, b'{"action":"completed"}', hashlib.sha256).hexdigest()
@@ -71,6 +73,54 @@ def main():
     write("signatures", "mattermost", "Token not-a-real-token\nuser_id=u1&text=status+3")
     std = base64.b64encode(hmac.new(KEY, f"msg_1.{NOW}.".encode() + body, hashlib.sha256).digest()).decode()
     write("signatures", "standard-webhooks", f"v1,{std} v1,{std}\n".encode() + body)
+
+    # GitLab's Standard Webhooks (FuzzSignatures.standardWebhooks): "webhook-id webhook-timestamp webhook-signature"
+    # (the same signatures as standardwebhooks.Webhook(whsec_<base64 of the key>).sign makes).
+    sw_key = b"draven-fuzz-standard-webhooks-key"  # FuzzSignatures.signingKey (the whsec_ token is its base64)
+    gitlab_body = (FIXTURES / "gitlab/pipeline_hook.json").read_bytes()
+    for name, wid, ts, sigs in [("gitlab-signed", "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", NOW, "{v1}"),
+                                ("gitlab-rotation", "msg_1", NOW - 299, "v1,AAAA {v1} v2,x"),
+                                ("gitlab-stale", "msg_1", NOW - 301, "{v1}"),
+                                ("gitlab-plus-timestamp", "msg_1", f"+{NOW}", "{v1}")]:
+        mac = hmac.new(sw_key, f"{wid}.{ts}.".encode() + gitlab_body, hashlib.sha256).digest()
+        sig = sigs.replace("{v1}", "v1," + base64.b64encode(mac).decode())
+        write("signatures", name, f"{wid} {ts} {sig}\n".encode() + gitlab_body)
+    write("signatures", "timestamps", f"{NOW} v1={runner} v1={runner.upper()} 0{NOW} v0=ab v0=AB".encode())
+
+    # Redactor (FuzzRedactor): length byte, flags, credential, message with \x01 where it is quoted.
+    for name, cred, message in [
+            ("github-401", b"ghp_0123456789abcdefABCDEF0123456789ab",
+             b'{"message":"Bad credentials","token":"\x01","documentation_url":"https://docs.github.com/rest"}'),
+            ("gitlab-echo", b"glpat-XXXXyyyyZZZZ1234",
+             b"401 Unauthorized: PRIVATE-TOKEN \x01 (\x01, \x01, \x01, \x01)"),
+            ("basic-slash", b"us/er:pa+ss=word%",
+             b"Authorization: Basic \x01 sent to https://x?t=\x01&u=\x01 \x01 \x01"),
+            ("long", b"s3cr3t-token-value", b"\xc3\xa9" * 240 + b"\x01" + b"x" * 300)]:
+        write("redactor", name, bytes([len(cred) - 8, 0]) + cred + message)
+    write("redactor", "binary", bytes([0, 1]) + b"\xc3\xc3\xc3\xc3\xc3\xc3\xc3\xc3" + "é".encode() * 200)
+
+    # ProviderEvent mapping (FuzzEvents.events): one byte, the body. Webhook payloads and polled runs.
+    event_index = {"github/workflow_run": 0, "github/workflow_job": 1, "github/deployment_status": 2,
+                   "gitlab/pipeline_hook": 3, "gitlab/job_hook": 4, "gitlab/deployment_hook": 5,
+                   "bitbucket-cloud/repo_commit_status_updated": 6, "bitbucket-cloud/repo_commit_status_created": 7}
+    for provider, stem, body in payloads():
+        index = next((v for k, v in event_index.items() if f"{provider}/{stem}".startswith(k)), None)
+        if index is not None:
+            write("events", f"{provider}-{stem}", bytes([index]) + body)
+    gl = json.loads(gitlab_body)
+    for status in ["waiting_for_resource", "manual", "canceling", "success"]:
+        attrs = {**gl["object_attributes"], "status": status}
+        hook = {**gl, "object_attributes": attrs}
+        write("events", f"gitlab-pipeline-{status}", bytes([3]) + json.dumps(hook).encode())
+    write("events", "github-poll", bytes([8]) + json.dumps(run["workflow_run"]).encode())
+    write("events", "github-poll-action-required",
+          bytes([8]) + json.dumps({**run["workflow_run"], "conclusion": "action_required"}).encode())
+    write("events", "gitlab-poll", bytes([9]) + json.dumps({"id": 42, "sha": "a" * 40,
+          "web_url": "https://gitlab.example/g/p/-/pipelines/42", "status": "waiting_for_resource"}).encode())
+    write("events", "bitbucket-poll", bytes([10]) + json.dumps({"uuid": "{1-2}", "build_number": 7, "state": {
+          "name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}, "target": {"commit": {"hash": "b" * 40}}}).encode())
+    write("events", "duplicate-status",
+          bytes([0]) + b'{"workflow_run":{"id":1,"status":"completed","status":"waiting"}}')
 
     write("form", "slack-command", slack_body)
     write("form", "slack-button", "payload=" + json.dumps({"type": "block_actions", "user": {"id": "U1"},

@@ -379,6 +379,20 @@ def test_gitlab_signed_webhooks_verified_against_the_reference_implementation(wo
     assert r.status == 200 and r.json["state"] == "succeeded", r
 
 
+def test_a_gitlab_signature_list_is_split_at_spaces_as_the_reference_splits_it(world):
+    # fuzz target `signatures` (Tests/Fuzz/regressions/signatures/space-combining-mark): the list was
+    # split into Swift Characters, and a space followed by a combining mark (U+0301) is one: the
+    # valid entry before it was not seen and the delivery refused, where the reference accepts it.
+    stack, _ = world
+    job, run = stack.running_job("gls", "w0")
+    body = pipeline(run, "running")
+    headers = signed_gitlab(body)
+    listed = dict(headers, **{"webhook-signature": headers["webhook-signature"].encode() + " \u0301v2,x".encode()})
+    Webhook(SIGNING).verify(body, dict(headers, **{"webhook-signature": listed["webhook-signature"].decode()}))
+    r = post_gitlab(stack, body, listed)
+    assert r.status == 200 and r.json == {"status": "applied", "job_id": job, "state": "running"}, r
+
+
 def test_signing_secret_is_validated_by_apply(world):
     stack, _ = world
     bad = stack.state_dir / "bad.toml"

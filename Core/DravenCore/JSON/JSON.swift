@@ -12,7 +12,9 @@ package enum JSON: Equatable, Sendable {
     case object(JSONObject)
 }
 
-/// A JSON object that keeps its members in order. Keys are unique.
+/// A JSON object that keeps its members in order. Keys are unique, and compared as JSON compares
+/// them — by their bytes (code points), not by Swift's `==`, for which `"\u{212A}"` (KELVIN SIGN)
+/// is `"K"`: `{"\u212a": 1, "K": 2}["K"]` is 2, as every other JSON reader says.
 package struct JSONObject: Equatable, Sendable, ExpressibleByDictionaryLiteral {
     package var entries: [(key: String, value: JSON)] = []
 
@@ -23,9 +25,9 @@ package struct JSONObject: Equatable, Sendable, ExpressibleByDictionaryLiteral {
 
     /// Reading finds the member; setting replaces it in place or appends; setting nil removes it.
     package subscript(key: String) -> JSON? {
-        get { entries.first { $0.key == key }?.value }
+        get { entries.first { Self.same($0.key, key) }?.value }
         set {
-            let index = entries.firstIndex { $0.key == key }
+            let index = entries.firstIndex { Self.same($0.key, key) }
             switch (index, newValue) {
             case let (i?, v?): entries[i].value = v
             case let (i?, nil): entries.remove(at: i)
@@ -39,8 +41,12 @@ package struct JSONObject: Equatable, Sendable, ExpressibleByDictionaryLiteral {
     package var count: Int { entries.count }
 
     package static func == (a: JSONObject, b: JSONObject) -> Bool {
-        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+        a.entries.count == b.entries.count
+            && zip(a.entries, b.entries).allSatisfy { same($0.key, $1.key) && $0.value == $1.value }
     }
+
+    /// Whether two keys are the same key: the same bytes.
+    static func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
 }
 
 /// Why a text is not JSON: the byte offset and a human reason.
@@ -189,7 +195,7 @@ private struct Parser {
             let key = try string()
             let hash = Self.hash(key)
             var repeated: Int?
-            if hashes.contains(hash), let first = o.entries.firstIndex(where: { $0.key == key }) {
+            if hashes.contains(hash), let first = o.entries.firstIndex(where: { JSONObject.same($0.key, key) }) {
                 guard duplicateKeys == .lastWins else { throw fail("duplicate key \"\(key)\"", at: keyOffset) }
                 repeated = first
             }

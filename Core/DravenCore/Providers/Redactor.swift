@@ -47,7 +47,9 @@ package struct Redactor {
         for needle in needles { bytes = needle.withUnsafeBytes { Self.replace(bytes, $0) } }
         bytes = Self.redactShapes(bytes)
         for i in bytes.indices where bytes[i] < 0x20 || bytes[i] == 0x7f { bytes[i] = 0x20 }
-        return Self.bounded(bytes)
+        // A credential that is not UTF-8 can cut a character in two: the text is made valid
+        // (U+FFFD, three bytes) before it is bounded, so the bound holds of what is kept.
+        return Self.bounded(Array(String(decoding: bytes, as: UTF8.self).utf8))
     }
 
     // MARK: credential variants

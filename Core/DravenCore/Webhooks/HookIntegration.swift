@@ -125,9 +125,12 @@ enum GitLabSignature {
         let key = try self.key(secret)
         let expected = Sodium.hmacSHA256(key: key, message: Array("\(id).\(timestamp).".utf8) + request.body)
         var matched = false
-        for entry in header.split(separator: " ") where entry.hasPrefix("v1,") {
+        // Split at the space byte, as the reference implementation splits (`split(" ")`): split as
+        // a String, a space followed by a combining mark is one Character, and the entry before
+        // it was not seen (found by the fuzz target `signatures`).
+        for entry in header.utf8.split(separator: 0x20) where entry.starts(with: "v1,".utf8) {
             // Every entry is compared (constant time each): no early exit tells which one matched.
-            if let given = SecretsCrypto.base64Decode(entry.dropFirst(3).utf8),
+            if let given = SecretsCrypto.base64Decode(entry.dropFirst(3)),
                Sodium.constantTimeEquals(given, expected) { matched = true }
         }
         guard matched else { throw DravenError.badSignature("webhook-signature does not match the body") }

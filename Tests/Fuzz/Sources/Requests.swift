@@ -78,10 +78,10 @@ enum FuzzForm {
             check(percentEncoded(key).percentDecoded() == key, "percent round trip of a key")
             check(percentEncoded(value).percentDecoded() == value, "percent round trip of a value")
         }
-        if let payload = form["payload"], let json = try? JSON.parse(payload) {
+        if let payload = form["payload"], let json = try? JSON.parse(payload, duplicateKeys: .lastWins) {
             _ = json["actions"]?.arrayValue?.first?["value"]?.stringValue
         }
-        _ = try? WebhookPayload.decode(input, request: request)
+        _ = try? WebhookPayload.decode(input, request: request, duplicateKeys: .lastWins)
         let text = String(decoding: input, as: UTF8.self)
         _ = ChatCommand.plainText(text)
         if let json = try? JSON.parse(input),

@@ -24,6 +24,8 @@ let targets: [String: ([UInt8]) -> Void] = [
     "toml": FuzzConfig.runTOML,
     "secrets": FuzzSecrets.run,
     "store": FuzzStore.run,
+    "redactor": FuzzRedactor.run,
+    "events": FuzzEvents.run,
 ]
 
 // The target is the first argument, or DRAVEN_FUZZ_TARGET: libFuzzer runs itself again for
