@@ -10,7 +10,8 @@ struct Draven: ParsableCommand {
         commandName: "draven",
         abstract: "Operate a draven deploy control plane.",
         subcommands: [Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self, AuditCommand.self,
-                      ApproveCommand.self, RejectCommand.self, RollbackCommand.self, CancelCommand.self, DoctorCommand.self]
+                      DoctorCommand.self, ApproveCommand.self, RejectCommand.self, RollbackCommand.self,
+                      CancelCommand.self]
     )
 }
 

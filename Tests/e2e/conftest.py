@@ -166,8 +166,8 @@ UNTHROTTLED = ("100000r/s", 100000)
 
 
 @contextlib.contextmanager
-def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None, children=None,
-           rate_limit=UNTHROTTLED):
+def launch(config_text, people=("alice", "bob", "carol", "dave"), secrets=None, sweep_every=None, deliver=None,
+           children=None, rate_limit=UNTHROTTLED):
     """A running stack in a fresh state directory with `config_text` applied, a token per
     person, and (optionally) a secrets store holding `secrets` {name: value}. `deliver`
     replaces the program functions exec after answering (default: draven-deliver); `children`

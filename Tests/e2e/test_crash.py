@@ -179,7 +179,8 @@ class Load:
         """A random job of this test's in one of `states` (read from the store, as a runner would know it)."""
         marks = ", ".join("?" * len(states))
         rows = self.stack.rows(
-            f"SELECT j.id, j.state, j.fencing_token, j.run_id, p.name FROM jobs j JOIN projects p ON p.id = j.project_id "
+            "SELECT j.id, j.state, j.fencing_token, j.run_id, p.name FROM jobs j "
+            "JOIN projects p ON p.id = j.project_id "
             f"WHERE j.state IN ({marks}) ORDER BY random() LIMIT 1",
             *sorted(states),
         )

@@ -35,7 +35,8 @@ extension Locks {
             """) { row in
             let job = row.int(0), token = row.optionalInt(3).map(String.init) ?? "none"
             let holder = row.optionalInt(4).map { $0 == job ? "it, with token \(row.int(5))" : "job \($0)" } ?? "nobody"
-            let why = "\(row.text(1)) with fencing token \(token) but environment \(row.int(2))'s lock is held by \(holder)"
+            let why = "\(row.text(1)) with fencing token \(token) but environment \(row.int(2))'s lock is held "
+                + "by \(holder)"
             found.append(("job/\(job)", why))
         }
         return found

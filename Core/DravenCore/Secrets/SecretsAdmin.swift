@@ -80,7 +80,7 @@ package enum SecretsAdmin {
         guard lock >= 0, flock(lock, LOCK_EX) == 0 else { throw SecretsError.invalid("cannot lock \(paths.lock)") }
         defer { close(lock) }
         let store = try SecretsStore(paths, db: db)
-        let signingKey = try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "secrets signing key")
+        let signingKey = try Self.signingKey(paths)
         let kek = try KeyFiles.secretKey(paths.kek, prefix: "drvkek1:", length: 32, what: "secrets master key")
         var values: [String: Draft.Value] = [:]
         for entry in store.file.entries {
@@ -142,7 +142,7 @@ package enum SecretsAdmin {
         guard file.generation == generation else {
             throw SecretsError.invalid("the store file is at generation \(file.generation), not \(generation)")
         }
-        let signingKey = try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "secrets signing key")
+        let signingKey = try Self.signingKey(paths)
         try replace(paths.floor, with: GenerationFloor(of: file).serialized(signingKey: signingKey), mode: 0o644)
         try db.immediate { tx in
             try SecretsStore.resetRatchet(tx.db, file)
@@ -153,6 +153,11 @@ package enum SecretsAdmin {
     }
 
     /// Atomically replaces `path`: write a temp file beside it, fsync, rename, fsync the directory.
+    /// The admin's signing key (signs the store file and its generation floor).
+    static func signingKey(_ paths: SecretsPaths) throws(SecretsError) -> SecretBytes {
+        try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "secrets signing key")
+    }
+
     static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o640) throws(SecretsError) {
         let tmp = path + ".tmp"
         unlink(tmp)
