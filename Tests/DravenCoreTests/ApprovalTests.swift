@@ -298,6 +298,23 @@ import Testing
         #expect(!PushEvent.isPush(provider: "github", name: "workflow_run") && !PushEvent.isPush(provider: "gitlab", name: "push"))
     }
 
+    @Test func bitbucketCloudPushesNameEveryRefTheyMoved() throws {
+        #expect(PushEvent.isPush(provider: "bitbucket", name: "repo:push"))
+        #expect(!PushEvent.isPush(provider: "bitbucket", name: "repo:commit_status_updated"))
+        // The real payload moves branch name-of-branch from 1e65c05… to 709d658….
+        #expect(PushEvent.parse(provider: "bitbucket", Fixtures.bytes("bitbucket-cloud/repo_push.json")).map {
+            "\($0.ref) \($0.sha)"
+        } == ["refs/heads/name-of-branch 709d658dc5b6d6afcd46049c2f332ee3f515a67d"])
+        let (a40, b40) = (String(repeating: "a", count: 40), String(repeating: "b", count: 40))
+        let json = #"{"push":{"changes":[{"new":{"name":"main","type":"branch","target":{"hash":"\#(a40)"}}},"#
+            + #"{"new":{"name":"v1","type":"annotated_tag","target":{"hash":"\#(b40)"}}},"#
+            + #"{"new":null,"old":{"name":"gone","type":"branch","target":{"hash":"\#(a40)"}}},"#
+            + #"{"new":{"name":"odd","type":"bookmark","target":{"hash":"\#(a40)"}}},"#
+            + #"{"new":{"name":"short","type":"branch","target":{"hash":"abc"}}}]}}"#
+        #expect(PushEvent.parse(provider: "bitbucket", Array(json.utf8)).map { "\($0.ref) \($0.sha)" }
+            == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
+    }
+
     @Test func bitbucketDataCenterPushesNameEveryRefTheyMoved() throws {
         // The real payload deletes a branch: nothing moved.
         #expect(PushEvent.parse(provider: "bitbucket-dc", Fixtures.bytes("bitbucket-dc/repo_refs_changed.json")).isEmpty)

@@ -269,6 +269,30 @@ def test_a_bitbucket_data_center_push_gives_a_waiting_job_its_new_sha(world):
     assert r.status == 200 and r.json["status"] == "duplicate" and stack.snapshot() == before
 
 
+def test_a_bitbucket_cloud_push_gives_a_waiting_job_its_new_sha(world):
+    stack, _, _ = world
+    raw = json.loads((EVENTS / "bitbucket-cloud/repo_push.json").read_text())
+    change = raw["push"]["changes"][0]
+    branch, old, new = change["new"]["name"], change["old"]["target"]["hash"], change["new"]["target"]["hash"]
+    r = stack.deploy("alice", "bb", "gated", f"refs/heads/{branch}", sha=old)
+    assert r.status == 201 and r.json["state"] == "awaiting_approval", r
+    job = r.json["id"]
+    body = (EVENTS / "bitbucket-cloud/repo_push.json").read_bytes()  # the real payload, as sent
+    before = stack.snapshot()
+    assert_problem(bitbucket(stack, "repo:push", body, "wrong", "bb"), 401, "bad-signature")
+    assert stack.snapshot() == before
+    r = bitbucket(stack, "repo:push", body, SECRETS["bb-hook"], "bb")
+    assert r.status == 200 and r.json == {"status": "applied", "event": "repo:push", "sha_changed": [job]}, r
+    assert stack.rows("SELECT sha, state FROM jobs WHERE id = ?", job) == [(new, "awaiting_approval")]
+    [(detail,)] = stack.rows("SELECT detail FROM audit WHERE subject = ? AND action = 'job.sha_changed'", f"job/{job}")
+    assert json.loads(detail) | {"delivery": None} == {"from": old, "to": new, "ref": f"refs/heads/{branch}",
+                                                      "delivery": None}
+    # Sent again (a retry under a new request id): a duplicate, nothing changes.
+    before = stack.snapshot()
+    r = bitbucket(stack, "repo:push", body, SECRETS["bb-hook"], "bb")
+    assert r.status == 200 and r.json["status"] == "duplicate" and stack.snapshot() == before
+
+
 def deliveries(stack):
     return stack.rows("SELECT count(*) FROM deliveries")[0][0]
 

@@ -6,8 +6,9 @@
 /// `deleted` members, which lead the payload: it is scanned, not decoded (a 7 KB push costs ~10×
 /// less) — and Bitbucket Data Center `repo:refs_changed`, whose `changes` list every ref the push
 /// moved (`ref.id`, `toHash`, `type`; a `DELETE` moves nothing). The jobs are looked for in the
-/// delivery's own transaction. Bitbucket Cloud's `repo:push` is not read yet (no real payload of
-/// it in events/ to test against): there, a waiting job keeps its sha until it is triggered again.
+/// delivery's own transaction — and Bitbucket Cloud `repo:push`, whose `push.changes` give each
+/// moved ref's `new` head (`name`, `type` branch / tag / annotated_tag, `target.hash`; `new` is
+/// null when the ref was deleted).
 enum PushEvent {
     typealias Move = (ref: String, sha: String)
 
@@ -16,6 +17,7 @@ enum PushEvent {
         case "github": name == "push"
         case "gitlab": name == "Push Hook" || name == "Tag Push Hook"
         case "bitbucket-dc": name == "repo:refs_changed"
+        case "bitbucket": name == "repo:push"
         default: false
         }
     }
@@ -23,6 +25,7 @@ enum PushEvent {
     /// The refs a push moved and their new heads, from the payload's JSON text; none for
     /// deletions (or a payload without them).
     static func parse(provider: String, _ json: [UInt8]) -> [Move] {
+        if provider == "bitbucket" { return bitbucketCloud(json) }
         guard provider == "bitbucket-dc" else {
             guard let ref = JSON.string(at: ["ref"], in: json), let after = JSON.string(at: ["after"], in: json), isHead(after),
                   JSON.value(at: ["deleted"], in: json)?.boolValue != true
@@ -34,6 +37,19 @@ enum PushEvent {
                   let to = change["toHash"]?.stringValue, isHead(to)
             else { return nil }
             return (ref, to)
+        }
+    }
+
+    /// Bitbucket Cloud: each change's new head; deletions (`new` null) and refs of other types skipped.
+    private static func bitbucketCloud(_ json: [UInt8]) -> [Move] {
+        (JSON.value(at: ["push", "changes"], in: json)?.arrayValue ?? []).compactMap { change in
+            guard let new = change["new"], let name = new["name"]?.stringValue, !name.isEmpty,
+                  let sha = new["target"]?["hash"]?.stringValue, isHead(sha) else { return nil }
+            switch new["type"]?.stringValue {
+            case "branch": return ("refs/heads/" + name, sha)
+            case "tag", "annotated_tag": return ("refs/tags/" + name, sha)
+            default: return nil
+            }
         }
     }
 
