@@ -23,16 +23,21 @@ extension Draven {
             }
             for warning in ConfigApply.warnings(config) { warn("\(file): warning: \(warning)") }
             if dryRun {
-                print("\(file): valid (\(config.projects.count) projects, \(config.people.count) people, \(config.grants.count) grants)")
+                print("\(file): valid (\(config.projects.count) projects, \(config.people.count) people, "
+                      + "\(config.grants.count) grants)")
                 return
             }
             let db = try state.open()
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
             let summary = try db.immediate { tx in
-                try ConfigApply.apply(tx, config, source: source, path: path, appliedBy: state.operatorName, now: Clock.now())
+                try ConfigApply.apply(tx, config, source: source, path: path, appliedBy: state.operatorName,
+                                      now: Clock.now())
             }
-            print("applied \(file) as config version \(summary.version): \(summary.projects) projects, \(summary.environments) environments, \(summary.people) people, \(summary.grants) grants")
-            if !summary.policiesChanged.isEmpty { print("policies changed: " + summary.policiesChanged.joined(separator: ", ")) }
+            print("applied \(file) as config version \(summary.version): \(summary.projects) projects, "
+                  + "\(summary.environments) environments, \(summary.people) people, \(summary.grants) grants")
+            if !summary.policiesChanged.isEmpty {
+                print("policies changed: " + summary.policiesChanged.joined(separator: ", "))
+            }
         }
     }
 }
@@ -40,13 +45,15 @@ extension Draven {
 /// Reads a configuration file into a validated `Config`.
 enum ConfigFile {
     static func load(_ file: String) throws -> (Config, String) {
-        guard let data = FileManager.default.contents(atPath: file), let source = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: file),
+              let source = String(data: data, encoding: .utf8) else {
             throw ConfigError(file: file, problems: [.init(key: "", reason: "cannot be read as UTF-8 text")])
         }
         let tree: JSON
         if file.hasSuffix(".json") {
             do { tree = try JSON.parse(source) } catch {
-                throw ConfigError(file: file, problems: [.init(key: "", reason: "is not valid JSON: \(error.reason) at byte \(error.offset)")])
+                let why = "is not valid JSON: \(error.reason) at byte \(error.offset)"
+                throw ConfigError(file: file, problems: [.init(key: "", reason: why)])
             }
         } else {
             tree = try TOMLDocument.parse(source, file: file)

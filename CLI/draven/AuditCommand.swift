@@ -67,14 +67,7 @@ extension Draven {
 
             func run() throws {
                 let db = try state.open()
-                _ = try db.query("SELECT id, at, actor, action, subject, outcome, detail, hash FROM audit WHERE id > ?1 ORDER BY id", [.int(after)]) { row in
-                    let line: JSON = .object([
-                        "id": .int(row.int(0)), "at": .string(Clock.rfc3339(row.int(1))), "actor": .string(row.text(2)),
-                        "action": .string(row.text(3)), "subject": .string(row.text(4)), "outcome": .string(row.text(5)),
-                        "detail": (try? JSON.parse(row.text(6))) ?? .null, "hash": .string(row.text(7)),
-                    ])
-                    print(line.serialized())
-                }
+                try Audit.export(db, after: after) { print($0.serialized()) }
             }
         }
     }

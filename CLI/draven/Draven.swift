@@ -9,9 +9,9 @@ struct Draven: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "draven",
         abstract: "Operate a draven deploy control plane.",
-        subcommands: [Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self, AuditCommand.self,
-                      DoctorCommand.self, ApproveCommand.self, RejectCommand.self, RollbackCommand.self,
-                      CancelCommand.self]
+        subcommands: [Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self,
+                      AuditCommand.self, DoctorCommand.self, ApproveCommand.self, RejectCommand.self,
+                      RollbackCommand.self, CancelCommand.self]
     )
 }
 
@@ -20,7 +20,8 @@ struct StateOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "State directory (default: $DRAVEN_STATE_DIR or /var/lib/draven).")
     var stateDir: String?
 
-    @Option(name: .customLong("secrets-dir"), help: "Secrets directory (default: $DRAVEN_SECRETS_DIR or <state-dir>/secrets).")
+    @Option(name: .customLong("secrets-dir"),
+            help: "Secrets directory (default: $DRAVEN_SECRETS_DIR or <state-dir>/secrets).")
     var secretsDir: String?
 
     var paths: Paths {
@@ -37,7 +38,10 @@ struct StateOptions: ParsableArguments {
         }
         let db = try Database(path: path, create: false)
         let pending = try Migrations.pending(db)
-        guard pending.isEmpty else { throw ValidationError("the store needs migrating (\(pending.joined(separator: ", "))); run `draven migrate`") }
+        guard pending.isEmpty else {
+            let names = pending.joined(separator: ", ")
+            throw ValidationError("the store needs migrating (\(names)); run `draven migrate`")
+        }
         return db
     }
 

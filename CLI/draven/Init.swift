@@ -13,7 +13,8 @@ extension Draven {
             let paths = state.paths
             let fm = FileManager.default
             for dir in [paths.stateDir, paths.secretsDir] {
-                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
+                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true,
+                                       attributes: [.posixPermissions: 0o750])
             }
             let db = try Database(path: paths.database)
             let applied = try Migrations.migrate(db)
@@ -21,7 +22,8 @@ extension Draven {
             let checkpoints = CheckpointPaths(paths)
             let keyCreated = try AuditCheckpoints.ensureKey(checkpoints)
             print("state directory: \(paths.stateDir)")
-            print("database: \(paths.database) (\(applied.isEmpty ? "up to date" : "applied " + applied.joined(separator: ", ")))")
+            let migrations = applied.isEmpty ? "up to date" : "applied " + applied.joined(separator: ", ")
+            print("database: \(paths.database) (\(migrations))")
             print("token key: \(paths.tokenKey) (\(created ? "created" : "kept"))")
             print("audit checkpoint key: \(checkpoints.signingKey) (\(keyCreated ? "created" : "kept"))")
             if !fm.fileExists(atPath: checkpoints.log) {  // the first checkpoint anchors the chain as it is now
@@ -35,7 +37,8 @@ extension Draven {
     }
 
     struct Migrate: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Apply database migrations this version knows and the store lacks.")
+        static let configuration = CommandConfiguration(
+            abstract: "Apply database migrations this version knows and the store lacks.")
         @OptionGroup var state: StateOptions
 
         func run() throws {

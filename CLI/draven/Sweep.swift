@@ -22,9 +22,11 @@ extension Draven {
         @OptionGroup var state: StateOptions
         @Flag(help: "Run one pass and exit (for a timer or cron).") var once = false
         @Option(help: "Run as a service, one pass per interval (e.g. 5s, 500ms, 1m).") var every: String?
-        @Option(name: .customLong("poll-after"), help: "Ask the provider about a running job after this long without a webhook (default 5m).")
+        @Option(name: .customLong("poll-after"),
+                help: "Ask the provider about a running job after this long without a webhook (default 5m).")
         var pollAfter = "5m"
-        @Option(name: .customLong("dispatch-limit"), help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
+        @Option(name: .customLong("dispatch-limit"),
+                help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
         var dispatchLimit = "15m"
         @Option(name: .customLong("checkpoint-every"),
                 help: ArgumentHelp("Sign an audit checkpoint at most this often when the chain's head moved "
@@ -33,7 +35,9 @@ extension Draven {
 
         func validate() throws {
             guard once != (every != nil) else { throw ValidationError("give exactly one of --once or --every") }
-            if let every, Self.interval(every) == nil { throw ValidationError("--every takes a duration such as 5s, 500ms or 1m") }
+            if let every, Self.interval(every) == nil {
+                throw ValidationError("--every takes a duration such as 5s, 500ms or 1m")
+            }
             let durations = [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit),
                              ("--checkpoint-every", checkpointEvery)]
             for (name, value) in durations where Self.interval(value).map({ $0 < 1 }) ?? true {
@@ -53,7 +57,8 @@ extension Draven {
             db.markHeldByService()
             let paths = state.paths
             let pause = every.flatMap(Self.interval) ?? 0
-            let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300), dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
+            let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300),
+                                  dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
             let checkpointInterval = once ? 0 : Self.interval(checkpointEvery) ?? 60
             var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: checkpointInterval)
             repeat {
@@ -67,7 +72,8 @@ extension Draven {
                     if !due.isEmpty {
                         var delivery = Delivery(db: db, paths: paths, transport: CurlTransport())
                         let settled = try delivery.deliver(due)
-                        FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: \(due.count) due, \(settled) handled\n".utf8))
+                        let line = "\(Clock.rfc3339(Clock.now())) sweep: \(due.count) due, \(settled) handled\n"
+                        FileHandle.standardOutput.write(Data(line.utf8))
                     }
                     checkpointer.pass(db)
                     try db.checkpoint()  // here, so requests rarely pay one (see Database.checkpoint)

@@ -37,14 +37,11 @@ extension Draven {
 
             func run() throws {
                 let db = try state.open()
-                let rows = try db.query("""
-                    SELECT t.public_id, p.handle, t.name, t.created_at, t.revoked_at FROM api_tokens t
-                    JOIN people p ON p.id = t.person_id ORDER BY t.id
-                    """) { row in
-                    [row.text(0), row.text(1), row.text(2), Clock.rfc3339(row.int(3)), row.optionalInt(4).map { "revoked " + Clock.rfc3339($0) } ?? "active"]
-                }
                 print(["ID", "PERSON", "NAME", "CREATED", "STATE"].joined(separator: "\t"))
-                for row in rows { print(row.joined(separator: "\t")) }
+                for t in try DravenCore.Tokens.list(db) {
+                    let state = t.revokedAt.map { "revoked " + Clock.rfc3339($0) } ?? "active"
+                    print([t.publicID, t.person, t.name, Clock.rfc3339(t.createdAt), state].joined(separator: "\t"))
+                }
             }
         }
 
@@ -56,11 +53,8 @@ extension Draven {
             func run() throws {
                 let db = try state.open()
                 let now = Clock.now()
-                let revoked = try db.immediate { tx -> Bool in
-                    try tx.db.run("UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL", [.text(id), .int(now)])
-                    guard tx.db.changes == 1 else { return false }
-                    try Audit.record(tx, at: now, actor: state.operatorName, action: "token.revoke", subject: "token/\(id)")
-                    return true
+                let revoked = try db.immediate { tx in
+                    try DravenCore.Tokens.revoke(tx, publicID: id, actor: state.operatorName, now: now)
                 }
                 guard revoked else { throw ValidationError("no active token \(id)") }
                 print("revoked \(id)")

@@ -9,13 +9,19 @@ package enum Audit {
                                outcome: String = "ok", detail: JSONObject = [:]) throws {
         let prev = try tx.db.first("SELECT hash FROM audit ORDER BY id DESC LIMIT 1") { $0.text(0) } ?? genesis
         let detailText = JSON.object(detail).serialized()
-        let hash = digest(prev: prev, at: at, actor: actor, action: action, subject: subject, outcome: outcome, detail: detailText)
+        let hash = digest(prev: prev, at: at, actor: actor, action: action, subject: subject, outcome: outcome,
+                          detail: detailText)
         try tx.db.run(
-            "INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            [.int(at), .text(actor), .text(action), .text(subject), .text(outcome), .text(detailText), .text(prev), .text(hash)])
+            """
+            INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+            """,
+            [.int(at), .text(actor), .text(action), .text(subject), .text(outcome), .text(detailText), .text(prev),
+             .text(hash)])
     }
 
-    package static func digest(prev: String, at: Int64, actor: String, action: String, subject: String, outcome: String, detail: String) -> String {
+    package static func digest(prev: String, at: Int64, actor: String, action: String, subject: String,
+                               outcome: String, detail: String) -> String {
         // Length-prefixed fields, so no two different records serialize alike.
         var bytes: [UInt8] = []
         for field in [prev, String(at), actor, action, subject, outcome, detail] {
@@ -54,9 +60,21 @@ package enum Audit {
             + "WHERE id >= ?1 ORDER BY id"
         _ = try db.query(sql, [.int(fromID)]) { row in
             let prev = row.text(7), hash = row.text(8)
-            let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3), subject: row.text(4),
-                                  outcome: row.text(5), detail: row.text(6))
+            let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3),
+                                  subject: row.text(4), outcome: row.text(5), detail: row.text(6))
             body(Link(id: row.int(0), at: row.int(1), prevHash: prev, hash: hash, sealed: hash == expected))
+        }
+    }
+
+    /// The records after id `after`, in order, as JSON objects (`draven audit export`).
+    package static func export(_ db: Database, after: Int64, _ body: (JSON) -> Void) throws {
+        let sql = "SELECT id, at, actor, action, subject, outcome, detail, hash FROM audit WHERE id > ?1 ORDER BY id"
+        _ = try db.query(sql, [.int(after)]) { row in
+            body(.object([
+                "id": .int(row.int(0)), "at": .string(Clock.rfc3339(row.int(1))), "actor": .string(row.text(2)),
+                "action": .string(row.text(3)), "subject": .string(row.text(4)), "outcome": .string(row.text(5)),
+                "detail": (try? JSON.parse(row.text(6))) ?? .null, "hash": .string(row.text(7)),
+            ]))
         }
     }
 }

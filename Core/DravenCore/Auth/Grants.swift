@@ -6,7 +6,8 @@ package enum Action: String, Sendable, CaseIterable {
 }
 
 package enum Grants {
-    package static func allows(_ db: Database, person: Int64, action: Action, project: String, environment: String) throws -> Bool {
+    package static func allows(_ db: Database, person: Int64, action: Action, project: String,
+                                environment: String) throws -> Bool {
         try db.scalar(
             """
             SELECT 1 FROM grants
@@ -17,8 +18,10 @@ package enum Grants {
     }
 
     /// - Throws: `DravenError.forbidden` unless a grant allows it.
-    package static func require(_ db: Database, _ principal: Principal, _ action: Action, project: String, environment: String) throws {
-        guard try allows(db, person: principal.personID, action: action, project: project, environment: environment) else {
+    package static func require(_ db: Database, _ principal: Principal, _ action: Action, project: String,
+                                 environment: String) throws {
+        guard try allows(db, person: principal.personID, action: action, project: project,
+                         environment: environment) else {
             throw DravenError.forbidden(action: action.rawValue, project: project, environment: environment)
         }
     }

@@ -13,16 +13,20 @@ package enum Tokens {
         package var plaintext: String
     }
 
-    package static func create(_ tx: Transaction, person: String, name: String, key: [UInt8], now: Int64) throws -> Created {
-        guard let personID = try tx.db.scalar("SELECT id FROM people WHERE handle = ?1 AND disabled = 0", [.text(person)]) else {
+    package static func create(_ tx: Transaction, person: String, name: String, key: [UInt8],
+                               now: Int64) throws -> Created {
+        let enabled = "SELECT id FROM people WHERE handle = ?1 AND disabled = 0"
+        guard let personID = try tx.db.scalar(enabled, [.text(person)]) else {
             throw DravenError.notFound(what: "no person \(person) in the applied configuration")
         }
         let publicID = Hex.encode(Sodium.randomBytes(6))
         var secret = Sodium.randomBytes(32)
         let plaintext = prefix + publicID + "_" + Sodium.base64URL(secret)
         Sodium.wipe(&secret)
-        try tx.db.run("INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                      [.text(publicID), .int(personID), .text(name), .blob(Sodium.keyedHash(plaintext.utf8, key: key)), .int(now)])
+        try tx.db.run("INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) "
+                      + "VALUES (?1, ?2, ?3, ?4, ?5)",
+                      [.text(publicID), .int(personID), .text(name), .blob(Sodium.keyedHash(plaintext.utf8, key: key)),
+                       .int(now)])
         let id = tx.db.lastInsertRowID
         try Audit.record(tx, at: now, actor: "cli", action: "token.create", subject: person,
                          detail: ["token": .string(publicID), "name": .string(name)])
@@ -46,6 +50,35 @@ package enum Tokens {
         let presented = Sodium.keyedHash(utf8, key: key)
         guard let row, Sodium.constantTimeEquals(presented, row.1) else { return nil }
         return Principal(personID: row.2, handle: row.3, tokenID: row.0)
+    }
+
+    /// One issued token as `draven tokens list` shows it (never its value).
+    package struct Listed: Sendable {
+        package var publicID: String
+        package var person: String
+        package var name: String
+        package var createdAt: Int64
+        package var revokedAt: Int64?
+    }
+
+    /// Every token issued, oldest first.
+    package static func list(_ db: Database) throws -> [Listed] {
+        try db.query("""
+            SELECT t.public_id, p.handle, t.name, t.created_at, t.revoked_at FROM api_tokens t
+            JOIN people p ON p.id = t.person_id ORDER BY t.id
+            """) {
+            Listed(publicID: $0.text(0), person: $0.text(1), name: $0.text(2), createdAt: $0.int(3),
+                   revokedAt: $0.optionalInt(4))
+        }
+    }
+
+    /// Revokes the active token `publicID`, audited. Returns false when there is no such active token.
+    package static func revoke(_ tx: Transaction, publicID: String, actor: String, now: Int64) throws -> Bool {
+        try tx.db.run("UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL",
+                      [.text(publicID), .int(now)])
+        guard tx.db.changes == 1 else { return false }
+        try Audit.record(tx, at: now, actor: actor, action: "token.revoke", subject: "token/\(publicID)")
+        return true
     }
 
     /// Reads the token-hash key (32 bytes).
