@@ -165,6 +165,27 @@ def form(**items):
     return items
 
 
+FORM = "application/x-www-form-urlencoded"
+# Each chat platform's route: its path, the requester's own approval as a body, its content type and
+# the fields the hostile values go into.
+CHAT = {
+    "slack": ("/chatops/slack", lambda w: form(user_id="UALICE", text=f"approve {w.gated}", command="/draven"),
+              FORM, ("user_id", "text", "command", "payload")),
+    "teams": ("/chatops/teams",
+              lambda w: {"type": "message", "text": f"<at>draven</at> approve {w.gated}",
+                         "from": {"aadObjectId": "aad-alice"}},
+              "application/json", ("type", "text", "from")),
+    "mattermost": ("/chatops/mattermost", lambda w: form(user_id="mm-alice", text=f"approve {w.gated}"),
+                   FORM, ("user_id", "text")),
+}
+
+
+def chat_route(platform, auth, signed=False, fields=None):
+    path, body, content_type, default_fields = CHAT[platform]
+    return Route(platform + ("-signed" if signed else ""), "POST", path, body, auth=auth,
+                 content_type=content_type, fields=fields or default_fields, chat=True)
+
+
 ROUTES = [
     Route(
         "trigger",
@@ -260,73 +281,13 @@ ROUTES = [
     ),
     # Chat platforms: signed for real; a verified request is answered 200 with a message for the chat
     # (README), so these bases are unsigned-looking (a stale timestamp, a wrong HMAC, a wrong token).
-    Route(
-        "slack",
-        "POST",
-        "/chatops/slack",
-        lambda w: form(user_id="UALICE", text=f"approve {w.gated}", command="/draven"),
-        auth=lambda w, b: slack_headers(b, ts=int(time.time()) - 3600),
-        content_type="application/x-www-form-urlencoded",
-        fields=("user_id", "text", "command", "payload"),
-        chat=True,
-    ),
-    Route(
-        "teams",
-        "POST",
-        "/chatops/teams",
-        lambda w: {
-            "type": "message",
-            "text": f"<at>draven</at> approve {w.gated}",
-            "from": {"aadObjectId": "aad-alice"},
-        },
-        auth=lambda w, b: teams_headers(b + b" "),
-        fields=("type", "text", "from"),
-        chat=True,
-    ),
-    Route(
-        "mattermost",
-        "POST",
-        "/chatops/mattermost",
-        lambda w: form(user_id="mm-alice", text=f"approve {w.gated}"),
-        auth=lambda w, b: {"Authorization": "Token wrong"},
-        content_type="application/x-www-form-urlencoded",
-        fields=("user_id", "text", "token"),
-        chat=True,
-    ),
+    chat_route("slack", lambda w, b: slack_headers(b, ts=int(time.time()) - 3600)),
+    chat_route("teams", lambda w, b: teams_headers(b + b" ")),
+    chat_route("mattermost", lambda w, b: {"Authorization": "Token wrong"}, fields=("user_id", "text", "token")),
     # The same, signed for real: the requester's own vote is refused in a 200 message for the chat.
-    Route(
-        "slack-signed",
-        "POST",
-        "/chatops/slack",
-        lambda w: form(user_id="UALICE", text=f"approve {w.gated}", command="/draven"),
-        auth=lambda w, b: slack_headers(b),
-        content_type="application/x-www-form-urlencoded",
-        fields=("user_id", "text", "command", "payload"),
-        chat=True,
-    ),
-    Route(
-        "teams-signed",
-        "POST",
-        "/chatops/teams",
-        lambda w: {
-            "type": "message",
-            "text": f"<at>draven</at> approve {w.gated}",
-            "from": {"aadObjectId": "aad-alice"},
-        },
-        auth=lambda w, b: teams_headers(b),
-        fields=("type", "text", "from"),
-        chat=True,
-    ),
-    Route(
-        "mattermost-signed",
-        "POST",
-        "/chatops/mattermost",
-        lambda w: form(user_id="mm-alice", text=f"approve {w.gated}"),
-        auth=lambda w, b: mattermost_headers(b),
-        content_type="application/x-www-form-urlencoded",
-        fields=("user_id", "text"),
-        chat=True,
-    ),
+    chat_route("slack", lambda w, b: slack_headers(b), signed=True),
+    chat_route("teams", lambda w, b: teams_headers(b), signed=True),
+    chat_route("mattermost", lambda w, b: mattermost_headers(b), signed=True),
     # A heartbeat with a fencing token that does not hold the lock (409).
     Route(
         "heartbeat",
