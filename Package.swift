@@ -36,6 +36,13 @@ let package = Package(
             path: "Core/DravenCore",
             swiftSettings: swiftSettings
         ),
+        // The request handlers, one `Function` per executable; depends on the domain, never the other way.
+        .target(
+            name: "DravenFunctions",
+            dependencies: ["DravenCore"],
+            path: "Core/DravenFunctions",
+            swiftSettings: swiftSettings
+        ),
         // The only library that links libcurl; only draven-deliver and the CLI depend on it.
         .target(
             name: "DravenOutbound",
@@ -44,12 +51,12 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .executableTarget(name: "draven-deliver", dependencies: ["DravenOutbound"], path: "Functions/deliver", swiftSettings: swiftSettings),
-        .executableTarget(name: "trigger", dependencies: ["DravenCore"], path: "Functions/trigger", swiftSettings: swiftSettings),
-        .executableTarget(name: "status", dependencies: ["DravenCore"], path: "Functions/status", swiftSettings: swiftSettings),
-        .executableTarget(name: "webhook-receive", dependencies: ["DravenCore"], path: "Functions/webhook-receive", swiftSettings: swiftSettings),
-        .executableTarget(name: "approve", dependencies: ["DravenCore"], path: "Functions/approve", swiftSettings: swiftSettings),
-        .executableTarget(name: "heartbeat", dependencies: ["DravenCore"], path: "Functions/heartbeat", swiftSettings: swiftSettings),
-        .executableTarget(name: "rollback", dependencies: ["DravenCore"], path: "Functions/rollback", swiftSettings: swiftSettings),
+        .executableTarget(name: "trigger", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/trigger", swiftSettings: swiftSettings),
+        .executableTarget(name: "status", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/status", swiftSettings: swiftSettings),
+        .executableTarget(name: "webhook-receive", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/webhook-receive", swiftSettings: swiftSettings),
+        .executableTarget(name: "approve", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/approve", swiftSettings: swiftSettings),
+        .executableTarget(name: "heartbeat", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/heartbeat", swiftSettings: swiftSettings),
+        .executableTarget(name: "rollback", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/rollback", swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",
             dependencies: [
@@ -72,7 +79,7 @@ let package = Package(
         .executableTarget(name: "bench-secrets", dependencies: ["DravenCore"], path: "bench/secrets-read", swiftSettings: swiftSettings),
         .testTarget(
             name: "DravenCoreTests",
-            dependencies: ["DravenCore"],
+            dependencies: ["DravenCore", "DravenFunctions"],
             path: "Tests/DravenCoreTests",
             swiftSettings: swiftSettings
         ),
@@ -85,7 +92,7 @@ if Context.environment["DRAVEN_FUZZ"] != nil {
     package.products.append(.executable(name: "draven-fuzz", targets: ["draven-fuzz"]))
     package.targets.append(.executableTarget(
         name: "draven-fuzz",
-        dependencies: ["DravenCore", "DravenTOML", "CSQLite", "FuzzDriver"],
+        dependencies: ["DravenCore", "DravenFunctions", "DravenTOML", "CSQLite", "FuzzDriver"],
         path: "Tests/Fuzz/Sources",
         swiftSettings: swiftSettings + [.swiftLanguageMode(.v5)]  // a single-threaded harness with global fixtures
     ))

@@ -64,7 +64,6 @@ extension Draven {
             repeat {
                 do {
                     let report = try sweeper.run(db, now: Clock.now())
-                    try ChatOps.forgetOldSignatures(db, now: Clock.now())
                     if let summary = report.summary {
                         FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: \(summary)\n".utf8))
                     }

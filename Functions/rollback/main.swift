@@ -1,3 +1,4 @@
 import DravenCore
+import DravenFunctions
 
 CGI.serve(Rollback.self)

@@ -1,5 +1,6 @@
 import Testing
 @testable import DravenCore
+@testable import DravenFunctions
 
 @Suite struct ApprovalTests {
     static let config = """
@@ -123,7 +124,7 @@ import Testing
         let job = try Self.awaiting(store)
         _ = try Self.vote(store, "alice", job, replay: ("slack", "v0=old"))
         _ = try Self.vote(store, "bob", job, .reject, replay: ("slack", "v0=new"), at: store.now + 500)
-        try ChatOps.forgetOldSignatures(store.db, now: store.now + 700)
+        try Deliveries.forgetOldSlackSignatures(store.db, now: store.now + 700)
         #expect(try store.db.query("SELECT delivery_id FROM deliveries") { $0.text(0) } == ["v0=new"])
     }
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import DravenCore
+@testable import DravenFunctions
 
 @Suite struct ProblemTests {
     /// Every DravenError case maps to a problem with a stable type and the status DESIGN.md gives.

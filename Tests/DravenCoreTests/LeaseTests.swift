@@ -1,5 +1,6 @@
 import Testing
 @testable import DravenCore
+@testable import DravenFunctions
 
 /// A store whose `shop/live` environment rolls back and runs a diagnostic on failure, with a one-minute lease.
 func recoveryStore(onFailure: [String] = ["diagnostic", "rollback"]) throws -> TestStore {

@@ -1,5 +1,6 @@
 import Testing
 @testable import DravenCore
+@testable import DravenFunctions
 
 private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResponse, TransportError> {
     .success(OutboundResponse(status: status, body: Array(body.utf8)))

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import DravenCore
+@testable import DravenFunctions
 
 /// The real example payloads in events/, found from this file's path (no resource bundle).
 enum Fixtures {

@@ -114,4 +114,10 @@ package struct Principal: Sendable, Equatable {
     package var personID: Int64
     package var handle: String
     package var tokenID: Int64
+
+    package init(personID: Int64, handle: String, tokenID: Int64) {
+        self.personID = personID
+        self.handle = handle
+        self.tokenID = tokenID
+    }
 }

@@ -61,7 +61,7 @@ package final class Context {
     /// grow the audit trail. What comes from the request is stored capped at 256 bytes a field
     /// (`truncated` lists the fields cut). Best effort: if the store itself is the problem, there
     /// is nowhere to record it, and the answer already says so.
-    func auditRefusal(_ problem: Problem) {
+    package func auditRefusal(_ problem: Problem) {
         guard let db = try? db() else { return }
         let limit = RefusalCounts.fieldLimit
         let path = request?.path ?? ""

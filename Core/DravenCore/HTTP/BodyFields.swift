@@ -1,11 +1,11 @@
 /// A JSON object body whose fields are known: unknown fields are refused (a typo is an error,
 /// not a silently ignored option), and string fields are read with their limits.
-struct BodyFields {
+package struct BodyFields {
     let object: JSONObject
 
     /// - Parameter what: the request's name for errors (`a deploy request`).
     /// - Throws: `.malformed` unless an object; `.invalidField` for a field not in `fields`.
-    init(_ body: JSON, fields: [String], of what: String) throws {
+    package init(_ body: JSON, fields: [String], of what: String) throws {
         guard let object = body.objectValue else { throw DravenError.malformed("the body must be a JSON object") }
         for key in object.keys where !fields.contains(key) {
             throw DravenError.invalidField(pointer: "/" + key, reason: "is not a field of \(what) (\(fields.joined(separator: ", ")))")
@@ -15,7 +15,7 @@ struct BodyFields {
 
     /// A string field (`numbers`: an integer is also taken, as its decimal text).
     /// - Throws: `.invalidField` when missing while required, not a string, empty while required, or too long.
-    func string(_ name: String, required: Bool, max: Int, numbers: Bool = false) throws -> String? {
+    package func string(_ name: String, required: Bool, max: Int, numbers: Bool = false) throws -> String? {
         guard let value = object[name], !value.isNull else {
             if required { throw DravenError.invalidField(pointer: "/" + name, reason: "is required") }
             return nil
@@ -31,7 +31,7 @@ struct BodyFields {
 
 extension Request {
     /// The JSON body, or an empty object when there is none (routes whose fields are all optional).
-    func optionalJSONBody() throws -> JSON {
+    package func optionalJSONBody() throws -> JSON {
         body.isEmpty ? .object([:]) : try jsonBody()
     }
 }

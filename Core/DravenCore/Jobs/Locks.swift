@@ -41,7 +41,7 @@ package enum Locks {
     /// unless the job holds the lock with exactly that token and its lease has not run out (a
     /// lease that ran out is the sweep's to end). One statement, on the `locks_job` index.
     /// - Returns: the new end of the lease.
-    static func extend(_ tx: Transaction, job: Int64, token: Int64, now: Int64) throws -> Int64? {
+    package static func extend(_ tx: Transaction, job: Int64, token: Int64, now: Int64) throws -> Int64? {
         try tx.db.first("""
             UPDATE locks SET lease_until = max(lease_until, ?3 + (SELECT lease_s FROM policies WHERE environment_id = locks.environment_id))
             WHERE job_id = ?1 AND fencing_token = ?2 AND lease_until >= ?3

@@ -23,12 +23,12 @@ package enum Releases {
         }
     }
 
-    static let select = """
+    package static let select = """
         SELECT r.id, r.job_id, j.kind, r.ref, r.ref_kind, r.sha, r.release_id, r.live_from, r.live_until
         FROM releases r JOIN jobs j ON j.id = r.job_id
         """
 
-    static func row(_ s: Statement) -> Release {
+    package static func row(_ s: Statement) -> Release {
         Release(id: s.int(0), jobID: s.int(1), kind: s.text(2), ref: s.text(3), refKind: s.text(4), sha: s.optionalText(5),
                 releaseID: s.optionalText(6), liveFrom: s.int(7), liveUntil: s.optionalInt(8))
     }

@@ -42,6 +42,7 @@ package struct Sweeper {
         report.stuck = try failStuckDispatches(db, now: now)
         report.polled = try queuePolls(db, now: now)
         try RefusalCounts.prune(db, now: now)
+        try Deliveries.forgetOldSlackSignatures(db, now: now)
         return report
     }
 

@@ -5,8 +5,8 @@
 /// carry buttons, so people answer `@draven approve N`). When the job leaves
 /// `awaiting_approval` (approved, rejected, expired, cancelled), the Slack message is updated
 /// (`chat.update`, buttons removed) and Teams gets the outcome. `Delivery` sends the rows.
-enum ApprovalMessages {
-    static let channel = "slack_approval"
+package enum ApprovalMessages {
+    package static let channel = "slack_approval"
 
     static func enqueue(_ tx: Transaction, job id: Int64, from: JobState, to: JobState, now: Int64) throws {
         guard to == .awaitingApproval || from == .awaitingApproval, let job = try Job.find(tx.db, id: id) else { return }

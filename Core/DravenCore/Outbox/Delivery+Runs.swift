@@ -1,7 +1,7 @@
 /// Delivering `poll` and `cancel` rows (`RunControl`): calls about a run that already exists.
 ///
 /// A poll's answer is applied to the job as the provider's webhook would have been
-/// (`WebhookReceive.apply`: recorded, and the job moved if the run reached a state it can move
+/// (`RunEvents.apply`: recorded, and the job moved if the run reached a state it can move
 /// to); a cancel's answer is only recorded. Neither is retried forever: a refusal or the last
 /// failed attempt marks the row dead and is noted in the job's history.
 extension Delivery {
@@ -57,7 +57,7 @@ extension Delivery {
                 return try StateMachine.note(tx, job: jobID, event: "provider", actor: "draven-deliver",
                                              detail: ["cancel": .string("the provider accepted the cancel of run \(runID)")], now: at)
             }
-            _ = try WebhookReceive.apply(tx, job: jobID, event: event, actor: "\(provider) poll", delivery: "poll:\(row.id)", now: at)
+            _ = try RunEvents.apply(tx, job: jobID, event: event, actor: "\(provider) poll", delivery: "poll:\(row.id)", now: at)
         }
     }
 }

@@ -221,7 +221,7 @@ package struct Delivery {
                     try StateMachine.note(tx, job: job.id, event: "provider", actor: "draven-deliver",
                                           detail: ["poll": .string(why)], now: now)
                 }
-                if let runID { try WebhookReceive.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
+                if let runID { try RunEvents.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
                 // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.
                 if let runID, try tx.db.scalar("SELECT 1 FROM jobs WHERE id = ?1 AND state = 'cancelled'", [.int(job.id)]) != nil {
                     try Outbox.enqueue(tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)], now: now)

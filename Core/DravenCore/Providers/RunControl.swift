@@ -9,7 +9,7 @@
 /// | Bitbucket | `GET /repositories/{repo}/pipelines/{uuid}` | `POST /repositories/{repo}/pipelines/{uuid}/stopPipeline` |
 ///
 /// A polled state is turned into the same `ProviderEvent` the webhook would have carried and
-/// applied by the same code (`WebhookReceive.apply`).
+/// applied by the same code (`RunEvents.apply`).
 package enum RunControl {
     package enum Action: String, Sendable { case poll, cancel }
 

@@ -1,7 +1,7 @@
 internal import CSodium
 
 /// The libsodium operations of the secrets store, each domain-separated.
-enum SecretsCrypto {
+package enum SecretsCrypto {
     static let keyBytes = 32
     static let nonceBytes = 24   // crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
     static let tagBytes = 16     // crypto_aead_xchacha20poly1305_ietf_ABYTES
@@ -139,7 +139,7 @@ enum SecretsCrypto {
     }
 
     /// Strict (canonical) base64 decoding, or nil.
-    static func base64Decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+    package static func base64Decode(_ text: some Collection<UInt8>) -> [UInt8]? {
         ready()
         let input = Array(text)
         // libsodium 1.0.18 (Debian 12) reads every byte >= 0x80 as '/' (a signed-char slip in its

@@ -5,17 +5,17 @@
 /// `project.path_with_namespace`, Bitbucket Cloud `repository.full_name`, Bitbucket DC
 /// `repository.project.key/slug`). The payload is not trusted for anything else until the
 /// signature over its raw bytes verifies with that integration's `webhook_secret`.
-struct HookIntegration {
-    var projectID: Int64
-    var project: String
-    var provider: String
+package struct HookIntegration {
+    package var projectID: Int64
+    package var project: String
+    package var provider: String
     var repo: String
     /// The integration's settings as `draven apply` stored them (JSON text); read by scanning
     /// for the one member a request needs, not decoded whole.
     var document: [UInt8]
 
     /// - Throws: `DravenError.badSignature` when no integration matches (fail closed).
-    static func find(_ db: Database, providers: [String], project: String?, body: [UInt8], request: Request) throws -> HookIntegration {
+    package static func find(_ db: Database, providers: [String], project: String?, body: [UInt8], request: Request) throws -> HookIntegration {
         let repo = project == nil ? repositoryHint(body, request: request) : nil
         guard project != nil || repo != nil else { throw DravenError.badSignature("no integration: add ?project=NAME to the webhook URL") }
         let rows = try db.query("""
@@ -58,7 +58,7 @@ struct HookIntegration {
     /// - Returns: the delivery id the signature covers (GitLab's `webhook-id`), to dedupe by; nil
     ///   when the provider signs no id (its id headers are then only a hint).
     /// - Throws: `.badSignature` naming the missing or wrong header, or the secret not configured.
-    func authenticate(_ request: Request, db: Database, paths: Paths, now: Int64) throws -> String? {
+    package func authenticate(_ request: Request, db: Database, paths: Paths, now: Int64) throws -> String? {
         guard provider == "gitlab", JSON.string(at: ["signing_secret"], in: document) != nil else {
             try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
             return nil
@@ -155,17 +155,17 @@ enum GitLabSignature {
 }
 
 /// Webhook bodies: JSON, or GitHub's `application/x-www-form-urlencoded` with the JSON in `payload`.
-enum WebhookPayload {
+package enum WebhookPayload {
     /// `duplicateKeys` is explicit: `.lastWins` for what a provider wrote (read as its own
     /// consumers read it), `.refuse` for draven's own contracts (the runner callback).
     /// - Throws: `.unsupportedMediaType` for other types, `.malformed` for bodies that are not JSON.
-    static func decode(_ body: [UInt8], request: Request, duplicateKeys: JSON.DuplicateKeys) throws -> JSON {
+    package static func decode(_ body: [UInt8], request: Request, duplicateKeys: JSON.DuplicateKeys) throws -> JSON {
         try JSON.parse(json(body, request: request), duplicateKeys: duplicateKeys)
     }
 
     /// The JSON text of a body: the body itself, or the `payload` field of GitHub's form encoding.
     /// - Throws: as `decode`, but does not check that the text is JSON.
-    static func json(_ body: [UInt8], request: Request) throws -> [UInt8] {
+    package static func json(_ body: [UInt8], request: Request) throws -> [UInt8] {
         try checkMediaType(request)
         if request.mediaType == "application/x-www-form-urlencoded" {
             let form = Request(method: "", path: "", body: body).formItems
@@ -177,7 +177,7 @@ enum WebhookPayload {
     }
 
     /// - Throws: `.unsupportedMediaType` unless the body is JSON or GitHub's form encoding.
-    static func checkMediaType(_ request: Request) throws {
+    package static func checkMediaType(_ request: Request) throws {
         switch request.mediaType {
         case "application/x-www-form-urlencoded", "application/json": return
         case let type? where type.hasSuffix("+json"): return
@@ -187,10 +187,10 @@ enum WebhookPayload {
 }
 
 /// A secret that verifies incoming requests (webhook, runner and chat signing secrets).
-enum VerificationSecret {
+package enum VerificationSecret {
     /// - Throws: `.badSignature` when the entry is missing (fail closed), `.storeNotReady` when
     ///   the store cannot be read (logged without the secret).
-    static func load(_ name: String, what: String, db: Database, paths: Paths) throws -> SecretBytes {
+    package static func load(_ name: String, what: String, db: Database, paths: Paths) throws -> SecretBytes {
         do {
             return try SecretsStore(SecretsPaths(paths), db: db).secret(name)
         } catch SecretsError.notFound {

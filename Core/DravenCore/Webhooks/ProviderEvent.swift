@@ -149,7 +149,7 @@ package struct ProviderEvent: Sendable, Equatable {
         }
     }
 
-    static func irrelevant(_ name: String) -> ProviderEvent {
+    package static func irrelevant(_ name: String) -> ProviderEvent {
         ProviderEvent(name: name, relevant: false, runKey: nil, jobID: nil, state: nil, detail: [:], url: nil)
     }
 

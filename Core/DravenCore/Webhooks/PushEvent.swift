@@ -9,10 +9,10 @@
 /// delivery's own transaction — and Bitbucket Cloud `repo:push`, whose `push.changes` give each
 /// moved ref's `new` head (`name`, `type` branch / tag / annotated_tag, `target.hash`; `new` is
 /// null when the ref was deleted).
-enum PushEvent {
-    typealias Move = (ref: String, sha: String)
+package enum PushEvent {
+    package typealias Move = (ref: String, sha: String)
 
-    static func isPush(provider: String, name: String) -> Bool {
+    package static func isPush(provider: String, name: String) -> Bool {
         switch provider {
         case "github": name == "push"
         case "gitlab": name == "Push Hook" || name == "Tag Push Hook"
@@ -24,7 +24,7 @@ enum PushEvent {
 
     /// The refs a push moved and their new heads, from the payload's JSON text; none for
     /// deletions (or a payload without them).
-    static func parse(provider: String, _ json: [UInt8]) -> [Move] {
+    package static func parse(provider: String, _ json: [UInt8]) -> [Move] {
         if provider == "bitbucket" { return bitbucketCloud(json) }
         guard provider == "bitbucket-dc" else {
             guard let ref = JSON.string(at: ["ref"], in: json), let after = JSON.string(at: ["after"], in: json), isHead(after),
@@ -59,7 +59,7 @@ enum PushEvent {
     }
 
     /// Gives the awaiting jobs of each moved ref their new sha. Returns the ids changed.
-    static func apply(_ tx: Transaction, projectID: Int64, moves: [Move], delivery: String, now: Int64) throws -> [Int64] {
+    package static func apply(_ tx: Transaction, projectID: Int64, moves: [Move], delivery: String, now: Int64) throws -> [Int64] {
         var changed: [Int64] = []
         for (ref, sha) in moves {
             let jobs = try tx.db.query("""

@@ -3,12 +3,12 @@
 /// `X-Draven-Signature: v1=<hex HMAC-SHA256(runner_secret, timestamp + "." + body)>`, the secret
 /// being the project's `runner_secret` (a shell runner signs with `openssl dgst -sha256 -hmac`).
 /// The timestamp must be within five minutes of now.
-enum RunnerSignature {
+package enum RunnerSignature {
     static let window: Int64 = 300
 
     /// The two headers, checked for presence and freshness before anything is looked up.
     /// - Throws: `.badSignature` naming the header that is missing, malformed or stale.
-    static func headers(_ request: Request, now: Int64) throws -> (timestamp: Int64, signature: String) {
+    package static func headers(_ request: Request, now: Int64) throws -> (timestamp: Int64, signature: String) {
         guard let timestamp = SignedRequest.timestamp(request.header("x-draven-timestamp")) else {
             throw DravenError.badSignature("X-Draven-Timestamp is missing or not Unix seconds (digits only)")
         }
@@ -24,7 +24,7 @@ enum RunnerSignature {
     /// - Throws: `.badSignature` when the project has no runner secret or the signature does not
     ///   match (constant-time compare); `.storeNotReady` when the secrets store cannot be read.
     @discardableResult
-    static func verify(_ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
+    package static func verify(_ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
                        paths: Paths) throws -> String {
         let integration = try HookIntegration.find(db, providers: ["github", "gitlab", "bitbucket", "bitbucket-dc"], project: project,
                                                    body: [], request: request)
@@ -42,11 +42,14 @@ enum RunnerSignature {
 
 /// What the signed-request checks (runner, Slack; Teams has no timestamp) share: the timestamp
 /// read strictly, and replay records keyed on what was signed, not on how the headers spell it.
-enum SignedRequest {
+package enum SignedRequest {
+    /// How far a signed timestamp may be from now (s): five minutes, as Slack and the runner use.
+    package static let window: Int64 = 300
+
     /// Unix seconds as a signer writes them: ASCII digits only, no sign, no leading zero, no
     /// spaces, at most 12 digits. `+1700000000` or `01700000000` would parse to the same number
     /// (and so verify the same signature) while being a different string: refused.
-    static func timestamp(_ header: String?) -> Int64? {
+    package static func timestamp(_ header: String?) -> Int64? {
         guard let header else { return nil }
         let u = header.utf8
         let digits = u.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
@@ -59,7 +62,7 @@ enum SignedRequest {
     /// The key a verified signature is remembered by: the parsed timestamp and the decoded MAC
     /// bytes (re-encoded in lower-case hex), so the same signature written in upper case, or
     /// its timestamp written another way, is the same record and a replay.
-    static func replayKey(timestamp: Int64, hexSignature: String, prefix: String) -> String? {
+    package static func replayKey(timestamp: Int64, hexSignature: String, prefix: String) -> String? {
         guard hexSignature.hasPrefix(prefix), let mac = Hex.decode(String(hexSignature.dropFirst(prefix.count))) else {
             return nil
         }

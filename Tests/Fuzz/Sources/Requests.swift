@@ -1,4 +1,5 @@
 @testable import DravenCore
+@testable import DravenFunctions
 
 /// `cgi`: the CGI request reader (meta-variables → Request, header-name mapping, query and form
 /// parsing). Input: `NAME=value` entries separated by NUL, an empty entry, then the body — what

@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// One verified chat request: `approve JOB [comment]`, `reject JOB [comment]`, `status JOB` or
 /// `help`, from a platform user. The user must be linked to a draven person in the
 /// configuration (`[people.X] chat = { slack = "U0123" }`); the vote then goes through

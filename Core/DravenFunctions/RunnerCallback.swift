@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// `POST /hooks/runner` — the pipeline's own report of how the deploy ended.
 ///
 /// Body: `{"job_id", "fencing_token", "result": "succeeded"|"failed"|"cancelled", "log_url"?,

@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// `POST /chatops/slack`, `/chatops/teams`, `/chatops/mattermost`: each platform's request is
 /// verified over its raw bytes with the secret named in `[chatops.<platform>]` before anything
 /// in it is believed (../shared/reference/providers.md §4), then read into a `ChatCommand`.
@@ -15,14 +17,7 @@
 /// answers 200 with a message the user can read in the chat, refusals included (they are audited
 /// and change nothing else — but for a button, whose reply is a `chat.postEphemeral` row).
 package enum ChatOps {
-    static let window: Int64 = 300
-
-    /// Forgets Slack signatures older than twice the timestamp window: a request that old is
-    /// refused by its timestamp anyway. (`draven sweep`; Teams bodies carry no checked
-    /// timestamp, so their keys are kept.)
-    package static func forgetOldSignatures(_ db: Database, now: Int64) throws {
-        try db.run("DELETE FROM deliveries WHERE source = 'slack' AND event = 'vote' AND received_at < ?1", [.int(now - 2 * window)])
-    }
+    static let window = SignedRequest.window
 
     static func slack(_ request: Request, _ context: Context) throws -> Response {
         let db = try context.db()

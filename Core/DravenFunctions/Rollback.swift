@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// `POST /api/v1/rollbacks` `{"project", "environment", "to_release"?, "reason"?}` — roll an
 /// environment back to the release before the live one, or to a named release of its history
 /// (`to_release`: a release's id, its job's `release_id`, ref or sha); `POST

@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// `POST /api/v1/jobs/{id}/heartbeat` — a running deploy's runner proving it is alive.
 ///
 /// Body: `{"fencing_token": N, "progress"?: {"step"?, "percent"?, "message"?}}`, signed with

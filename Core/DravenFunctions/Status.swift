@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// Read-only views: `GET /api/v1/jobs/{id}` (the job and its events), `GET /api/v1/jobs`
 /// (recent jobs, `?project=&environment=&state=&limit=`), `GET /api/v1/locks`,
 /// `GET /api/v1/releases?project=&environment=&limit=` (release history, newest first), `GET /metrics`
@@ -24,22 +26,10 @@ package enum Status: RoutedFunction {
     }
 
     static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        let (db, job) = try readableJob(request, params, context)
+        let (db, job) = try Authenticator.readableJob(request, params, context)
         var body = job.json
         body["events"] = .array(try JobEvent.list(db, job: job.id).map(\.json))
         return Response(status: 200, json: .object(body))
-    }
-
-    /// The job the route's `{id}` names, if the caller holds a `read` grant for its environment
-    /// (without one, the job is not found: `Grants.require(_:_:_:job:)`).
-    /// - Throws: `.unauthenticated`, `.notFound`.
-    static func readableJob(_ request: Request, _ params: [String: String], _ context: Context) throws -> (Database, Job) {
-        let principal = try Authenticator.authenticate(request, context)
-        let db = try context.db()
-        let job = try Job.require(db, id: params.id("id"))
-        context.subject = "job/\(job.id)"
-        try Grants.require(db, principal, .read, job: job)
-        return (db, job)
     }
 
     static func jobs(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -109,28 +99,5 @@ package enum Status: RoutedFunction {
             cache[key] = ok
             return ok
         }
-    }
-}
-
-/// Prometheus text exposition (format 0.0.4) of the store's gauges.
-package enum Metrics {
-    package static func render(_ db: Database) throws -> String {
-        var out = "# HELP draven_jobs Jobs by kind and state.\n# TYPE draven_jobs gauge\n"
-        let counts = try db.query("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state") { ($0.text(0), $0.text(1), $0.int(2)) }
-        var seen = Set<String>()
-        for (kind, state, n) in counts {
-            out += "draven_jobs{kind=\"\(kind)\",state=\"\(state)\"} \(n)\n"
-            seen.insert(kind + "/" + state)
-        }
-        for state in JobState.allCases where !seen.contains("deploy/" + state.rawValue) {
-            out += "draven_jobs{kind=\"deploy\",state=\"\(state.rawValue)\"} 0\n"
-        }
-        let held = try db.scalar("SELECT count(*) FROM locks WHERE job_id IS NOT NULL") ?? 0
-        out += "# HELP draven_locks_held Environment locks currently held.\n# TYPE draven_locks_held gauge\ndraven_locks_held \(held)\n"
-        let pending = try db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'delivering')") ?? 0
-        out += "# HELP draven_outbox_pending Outbound calls not yet delivered.\n# TYPE draven_outbox_pending gauge\ndraven_outbox_pending \(pending)\n"
-        let audit = try db.scalar("SELECT count(*) FROM audit") ?? 0
-        out += "# HELP draven_audit_records Records in the audit trail.\n# TYPE draven_audit_records gauge\ndraven_audit_records \(audit)\n"
-        return out
     }
 }

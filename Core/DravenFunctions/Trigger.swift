@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// `POST /api/v1/deploys` — asks to deploy a project's ref to an environment.
 ///
 /// Body: `{"project", "environment", "ref", "ref_kind"?, "sha"?, "reason"?}`. The caller must
@@ -86,23 +88,5 @@ struct DeployRequest {
         if let sha, !GitRef.isCommitSHA(sha) {
             throw DravenError.invalidField(pointer: "/sha", reason: "must be a full commit sha (40 or 64 lowercase hex digits)")
         }
-    }
-}
-
-/// A live (not retired) project environment, by name.
-struct Target {
-    var projectID: Int64
-    var environmentID: Int64
-
-    /// - Throws: `DravenError.notFound` naming what is unknown.
-    static func find(_ db: Database, project: String, environment: String) throws -> Target {
-        guard let pid = try db.scalar("SELECT id FROM projects WHERE name = ?1 AND retired = 0", [.text(project)]) else {
-            throw DravenError.notFound(what: "no project \(project)")
-        }
-        guard let eid = try db.scalar("SELECT id FROM environments WHERE project_id = ?1 AND name = ?2 AND retired = 0",
-                                      [.int(pid), .text(environment)]) else {
-            throw DravenError.notFound(what: "project \(project) has no environment \(environment)")
-        }
-        return Target(projectID: pid, environmentID: eid)
     }
 }

@@ -1,3 +1,5 @@
+package import DravenCore
+
 /// `POST /api/v1/jobs/{id}/approvals` — a vote, `{"decision": "approve"|"reject", "comment"?}`;
 /// `GET /api/v1/jobs/{id}/approvals` — the votes and the tally; `POST /chatops/slack`,
 /// `/chatops/teams`, `/chatops/mattermost` — the same votes from chat (`ChatOps`).
@@ -38,7 +40,7 @@ package enum Approve: RoutedFunction {
     }
 
     static func list(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        let (db, job) = try Status.readableJob(request, params, context)
+        let (db, job) = try Authenticator.readableJob(request, params, context)
         return Response(status: 200, json: try Approvals.list(db, job: job))
     }
 }
