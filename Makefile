@@ -11,6 +11,8 @@
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
 #   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
 #   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
+#   make lint      swift-format (.swift-format: 4 spaces, 120 columns) and no line over 120 columns; .ci/run runs it
+#   make format    rewrite the Swift sources in place with swift-format
 #   make clean     remove build output (not the state directory)
 SHELL := /bin/bash
 PORT ?= 8080
@@ -44,7 +46,7 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
 .PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets link-order \
-	fuzz fuzz-build fuzz-smoke
+	fuzz fuzz-build fuzz-smoke lint format
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -124,6 +126,16 @@ fuzz: fuzz-build
 
 fuzz-smoke: fuzz-build
 	Tests/Fuzz/run.sh --smoke $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+# The toolchain's swift-format with the checked-in .swift-format; it does not break comments or string
+# literals, so the column limit is checked on its own as well.
+SWIFT_SOURCES = $$(git ls-files '*.swift')
+lint:
+	swift-format lint --strict --parallel $(SWIFT_SOURCES)
+	@awk 'length > 120 { print FILENAME ":" FNR ": " length " columns (at most 120)"; n++ } END { exit n > 0 }' $(SWIFT_SOURCES)
+
+format:
+	swift-format format --in-place --parallel $(SWIFT_SOURCES)
 
 clean:
 	rm -rf .build .build-functions .build-dist .build-bench .build-fuzz .venv
