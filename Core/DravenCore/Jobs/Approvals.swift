@@ -72,9 +72,10 @@ package enum Approvals {
         let db = tx.db
         let job = try Job.require(db, id: id)
         if let replay {
-            try db.run("INSERT INTO deliveries (source, delivery_id, event, job_id, received_at) VALUES (?1, ?2, 'vote', ?3, ?4) ON CONFLICT DO NOTHING",
-                       [.text(replay.source), .text(replay.key), .int(id), .int(now)])
-            guard db.changes == 1 else { throw DravenError.badSignature("this signed request was already used (replay)") }
+            let record = Deliveries.Record(source: replay.source, key: replay.key, event: "vote", jobID: id)
+            guard try Deliveries.insertOnce(tx, record, now: now) != nil else {
+                throw DravenError.badSignature("this signed request was already used (replay)")
+            }
         }
         let principal = Principal(personID: voter.personID, handle: voter.handle, tokenID: 0)
         try Grants.require(db, principal, .approve, job: job)

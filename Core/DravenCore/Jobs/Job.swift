@@ -25,22 +25,32 @@ package struct Job: Sendable {
     package var progress: String?
     package var toRelease: Int64?
 
-    static let select = """
-        SELECT j.id, j.kind, j.project_id, p.name, j.environment_id, e.name, j.ref, j.ref_kind, j.sha, j.reason, j.state,
-               pe.handle, j.policy_version, j.fencing_token, j.run_id, j.parent_job_id, j.created_at, j.updated_at,
-               j.log_url, j.heartbeat_at, j.progress, j.to_release, j.requested_by
+    /// The columns `init(row:)` reads, by name; `select` is built from them.
+    static let columns = Columns([
+        "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha", "j.reason",
+        "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id", "j.parent_job_id",
+        "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
+    ])
+
+    static let select = "SELECT " + columns.sql + """
+
         FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
         JOIN people pe ON pe.id = j.requested_by
         """
 
-    init(row: Statement) {
-        id = row.int(0); kind = row.text(1); projectID = row.int(2); project = row.text(3)
-        environmentID = row.int(4); environment = row.text(5); ref = row.text(6); refKind = row.text(7)
-        sha = row.optionalText(8); reason = row.text(9); state = JobState(rawValue: row.text(10)) ?? .failed
-        requestedBy = row.text(11); policyVersion = row.int(12); fencingToken = row.optionalInt(13)
-        runID = row.optionalText(14); parentJobID = row.optionalInt(15); createdAt = row.int(16); updatedAt = row.int(17)
-        logURL = row.optionalText(18); heartbeatAt = row.optionalInt(19); progress = row.optionalText(20); toRelease = row.optionalInt(21)
-        requestedByID = row.int(22)
+    init(row statement: Statement) {
+        let row = Self.columns.row(statement)
+        id = row.int("j.id"); kind = row.text("j.kind")
+        projectID = row.int("j.project_id"); project = row.text("p.name")
+        environmentID = row.int("j.environment_id"); environment = row.text("e.name")
+        ref = row.text("j.ref"); refKind = row.text("j.ref_kind"); sha = row.optionalText("j.sha"); reason = row.text("j.reason")
+        state = JobState(rawValue: row.text("j.state")) ?? .failed
+        requestedBy = row.text("pe.handle"); requestedByID = row.int("j.requested_by")
+        policyVersion = row.int("j.policy_version"); fencingToken = row.optionalInt("j.fencing_token")
+        runID = row.optionalText("j.run_id"); parentJobID = row.optionalInt("j.parent_job_id")
+        createdAt = row.int("j.created_at"); updatedAt = row.int("j.updated_at")
+        logURL = row.optionalText("j.log_url"); heartbeatAt = row.optionalInt("j.heartbeat_at")
+        progress = row.optionalText("j.progress"); toRelease = row.optionalInt("j.to_release")
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {
@@ -62,6 +72,33 @@ package struct Job: Sendable {
              WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR e.name = ?2) AND (?3 IS NULL OR j.state = ?3)
              ORDER BY j.id DESC LIMIT ?4
             """, [.text(project), .text(environment), .text(state), .int(Int64(limit))], Job.init(row:))
+    }
+
+    /// A job's state alone (one indexed read), or nil when there is no such job.
+    package static func state(_ db: Database, id: Int64) throws -> JobState? {
+        try db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { JobState(rawValue: $0.text(0)) } ?? nil
+    }
+
+    /// The name of a job's project (whose runner secret signs its heartbeats), or nil when
+    /// there is no such job.
+    package static func projectName(_ db: Database, id: Int64) throws -> String? {
+        try db.first("SELECT p.name FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.id = ?1", [.int(id)]) { $0.text(0) }
+    }
+
+    /// The job a person already asked for with `key` (`Idempotency-Key`), with the digest of
+    /// that request.
+    package static func idempotent(_ db: Database, requestedBy person: Int64, key: String) throws
+        -> (id: Int64, requestDigest: String)?
+    {
+        try db.first("SELECT id, request_digest FROM jobs WHERE requested_by = ?1 AND idempotency_key = ?2",
+                     [.int(person), .text(key)]) { (id: $0.int(0), requestDigest: $0.text(1)) }
+    }
+
+    /// How many jobs there are of each (kind, state) present, ordered by kind then state (`/metrics`).
+    package static func countsByKindAndState(_ db: Database) throws -> [(kind: String, state: String, count: Int64)] {
+        try db.query("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state") {
+            (kind: $0.text(0), state: $0.text(1), count: $0.int(2))
+        }
     }
 
     package var json: JSONObject {

@@ -10,6 +10,17 @@ package enum Locks {
                      [.int(environment)]) { Holder(jobID: $0.int(0), token: $0.int(1)) }
     }
 
+    /// The end of the lease `job` holds (or held) the lock with under `token`, if that is
+    /// still the lock's token: a heartbeat refused with it came after its lease ran out.
+    package static func leaseUntil(_ db: Database, job: Int64, token: Int64) throws -> Int64? {
+        try db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2", [.int(job), .int(token)])
+    }
+
+    /// How many environment locks are held now (`/metrics`).
+    package static func heldCount(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT count(*) FROM locks WHERE job_id IS NOT NULL") ?? 0
+    }
+
     /// Takes the lock for `job` if it is free. Returns the new fencing token, or nil when held.
     static func acquire(_ tx: Transaction, environment: Int64, job: Int64, leaseSeconds: Int64, now: Int64) throws -> Int64? {
         try tx.db.run("INSERT OR IGNORE INTO locks (environment_id, fencing_token) VALUES (?1, 0)", [.int(environment)])

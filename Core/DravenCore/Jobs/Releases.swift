@@ -63,6 +63,14 @@ package enum Releases {
             """, [.int(environment), .text(name)], row)
     }
 
+    /// The release live before `job`'s: before its release if it made one, else the live one.
+    package static func before(_ db: Database, environment: Int64, job: Int64) throws -> Release? {
+        try db.first(select + """
+             WHERE r.environment_id = ?1 AND r.id < coalesce((SELECT id FROM releases WHERE job_id = ?2), 1 << 62)
+             ORDER BY r.id DESC LIMIT 1
+            """, [.int(environment), .int(job)], row)
+    }
+
     /// The environment's history, newest first.
     package static func list(_ db: Database, environment: Int64, limit: Int) throws -> [Release] {
         try db.query(select + " WHERE r.environment_id = ?1 ORDER BY r.id DESC LIMIT ?2", [.int(environment), .int(Int64(limit))], row)
