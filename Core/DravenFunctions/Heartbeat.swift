@@ -10,7 +10,7 @@ package import DravenCore
 /// 422 for a bad field. A refused heartbeat changes nothing.
 ///
 /// Every running deploy sends one every few seconds, so this does only what it must: one
-/// read of the job, the signature check, and one short transaction of two UPDATEs. A replayed
+/// read of the job, the signature check, and one short transaction of two updates. A replayed
 /// heartbeat (within the five-minute window) only extends a lease its job still holds, so
 /// signatures are not remembered (that would add a row per heartbeat).
 package enum Heartbeat: Function {

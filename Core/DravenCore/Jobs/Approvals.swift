@@ -100,12 +100,11 @@ package enum Approvals {
             try policy.check(try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
         }
         let sha = job.sha ?? ""
-        try db.run("""
+        let counted = try db.first("""
             INSERT INTO approvals (job_id, person_id, decision, comment, sha, policy_version, via, chat_user, at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING RETURNING id
             """, [.int(id), .int(voter.personID), .text(decision.rawValue), .text(comment), .text(sha), .int(rules.version),
-                  .text(voter.via), .text(voter.chatUser), .int(now)])
-        let counted = db.changes == 1
+                  .text(voter.via), .text(voter.chatUser), .int(now)]) { _ in true } ?? false
         let detail: JSONObject = [
             "job_id": .int(id), "decision": .string(decision.rawValue), "via": .string(voter.via),
             "chat_user": voter.chatUser.map(JSON.string) ?? .null, "remote": .string(voter.remote),

@@ -1,4 +1,5 @@
-/// A job row with its project and environment names.
+/// Reads the `jobs` table: a job row with its project and environment names, decoded through
+/// the column list kept next to its SELECT (`columns`). Its writes are the state machine's.
 package struct Job: Sendable {
     package var id: Int64
     package var kind: String
@@ -77,6 +78,11 @@ package struct Job: Sendable {
     /// A job's state alone (one indexed read), or nil when there is no such job.
     package static func state(_ db: Database, id: Int64) throws -> JobState? {
         try db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { JobState(rawValue: $0.text(0)) } ?? nil
+    }
+
+    /// Where a job's run can be read: the runner's log URL, else the provider's run URL.
+    package static func link(_ db: Database, id: Int64) throws -> String? {
+        try db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) { $0.optionalText(0) } ?? nil
     }
 
     /// The name of a job's project (whose runner secret signs its heartbeats), or nil when

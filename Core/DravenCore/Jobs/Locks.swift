@@ -1,4 +1,4 @@
-/// Environment locks with fencing tokens. One row per environment; `fencing_token` only grows
+/// Owns the `locks` table: environment locks with fencing tokens. One row per environment; `fencing_token` only grows
 /// (each acquisition takes the next value), so anything carrying an older token is stale.
 /// All functions here take a `Transaction`: a lock changes only together with its job.
 package enum Locks {
@@ -23,20 +23,20 @@ package enum Locks {
 
     /// Takes the lock for `job` if it is free. Returns the new fencing token, or nil when held.
     static func acquire(_ tx: Transaction, environment: Int64, job: Int64, leaseSeconds: Int64, now: Int64) throws -> Int64? {
-        try tx.db.run("INSERT OR IGNORE INTO locks (environment_id, fencing_token) VALUES (?1, 0)", [.int(environment)])
-        try tx.db.run("""
+        try tx.db.run("INSERT INTO locks (environment_id, fencing_token) VALUES (?1, 0) ON CONFLICT DO NOTHING", [.int(environment)])
+        return try tx.db.first("""
             UPDATE locks SET job_id = ?2, fencing_token = fencing_token + 1, acquired_at = ?3, lease_until = ?4
             WHERE environment_id = ?1 AND job_id IS NULL
-            """, [.int(environment), .int(job), .int(now), .int(now + leaseSeconds)])
-        guard tx.db.changes == 1 else { return nil }
-        return try tx.db.scalar("SELECT fencing_token FROM locks WHERE environment_id = ?1", [.int(environment)])
+            RETURNING fencing_token
+            """, [.int(environment), .int(job), .int(now), .int(now + leaseSeconds)]) { $0.int(0) }
     }
 
     /// Frees the lock if `job` holds it. Returns whether it did.
     static func release(_ tx: Transaction, environment: Int64, job: Int64) throws -> Bool {
-        try tx.db.run("UPDATE locks SET job_id = NULL, acquired_at = NULL, lease_until = NULL WHERE environment_id = ?1 AND job_id = ?2",
-                      [.int(environment), .int(job)])
-        return tx.db.changes == 1
+        try tx.db.first("""
+            UPDATE locks SET job_id = NULL, acquired_at = NULL, lease_until = NULL WHERE environment_id = ?1 AND job_id = ?2
+            RETURNING environment_id
+            """, [.int(environment), .int(job)]) { _ in true } ?? false
     }
 
     /// Restarts the lease of the lock `job` holds: the environment's policy lease from `now`.

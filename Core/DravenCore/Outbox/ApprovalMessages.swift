@@ -10,9 +10,7 @@ package enum ApprovalMessages {
 
     static func enqueue(_ tx: Transaction, job id: Int64, from: JobState, to: JobState, now: Int64) throws {
         guard to == .awaitingApproval || from == .awaitingApproval, let job = try Job.find(tx.db, id: id) else { return }
-        let notify = try tx.db.first("SELECT notify FROM projects WHERE id = ?1", [.int(job.projectID)]) {
-            (try? JSON.parse($0.text(0)))?.objectValue ?? [:]
-        } ?? [:]
+        let notify = try Target.notify(tx.db, projectID: job.projectID)
         let slackChannel = notify["slack_channel"]?.stringValue
         let teams = notify["teams_webhook_secret"]?.stringValue
         guard slackChannel != nil || teams != nil else { return }

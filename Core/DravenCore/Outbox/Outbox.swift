@@ -8,9 +8,9 @@ package enum Outbox {
 
     @discardableResult
     package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws -> Int64 {
-        try tx.db.run("INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                      [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)])
-        let id = tx.db.lastInsertRowID
+        let id = try tx.db.first(
+            "INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
+            [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]) { $0.int(0) } ?? 0
         tx.enqueued(id)
         return id
     }
@@ -34,12 +34,11 @@ package enum Outbox {
     /// a lease of `lease` seconds (a deliverer that dies lets it expire) and counts an attempt.
     /// - Returns: the row, or nil when it is not due (delivered, or claimed by another process).
     static func claim(_ tx: Transaction, id: Int64, lease: Int64, now: Int64) throws -> Claimed? {
-        try tx.db.run("""
+        try tx.db.first("""
             UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = ?2
             WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
-            """, [.int(id), .int(now + lease), .int(now)])
-        guard tx.db.changes == 1 else { return nil }
-        return try tx.db.first("SELECT id, kind, job_id, payload, attempts FROM outbox WHERE id = ?1", [.int(id)]) {
+            RETURNING id, kind, job_id, payload, attempts
+            """, [.int(id), .int(now + lease), .int(now)]) {
             Claimed(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2), payload: (try? JSON.parse($0.text(3))) ?? .null,
                     attempts: Int($0.int(4)))
         }
