@@ -151,6 +151,22 @@ package enum Approvals {
             """, [.int(person), .text(rules.groups)]) != nil
     }
 
+    /// The handles of those who approved `job` under `sha` and `policyVersion`, in vote order.
+    static func approvers(_ db: Database, job: Int64, sha: String, policyVersion: Int64) throws -> [String] {
+        try db.query("""
+            SELECT p.handle FROM approvals a JOIN people p ON p.id = a.person_id
+            WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3 ORDER BY a.id
+            """, [.int(job), .text(sha), .int(policyVersion)]) { $0.text(0) }
+    }
+
+    /// Who rejected `job` last, and their comment.
+    static func lastRejection(_ db: Database, job: Int64) throws -> (String, String)? {
+        try db.first("""
+            SELECT p.handle, a.comment FROM approvals a JOIN people p ON p.id = a.person_id
+            WHERE a.job_id = ?1 AND a.decision = 'reject' ORDER BY a.id DESC LIMIT 1
+            """, [.int(job)]) { ($0.text(0), $0.text(1)) }
+    }
+
     /// Every vote on a job, oldest first, each saying whether it counts now.
     package static func list(_ db: Database, job: Job) throws -> JSON {
         let rules = try Rules.load(db, environmentID: job.environmentID)

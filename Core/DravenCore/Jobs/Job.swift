@@ -100,6 +100,61 @@ package struct Job: Sendable {
                      [.int(person), .text(key)]) { (id: $0.int(0), requestDigest: $0.text(1)) }
     }
 
+    /// The newest job of `projectID` whose provider run is `runID`.
+    package static func latest(_ db: Database, projectID: Int64, runID: String) throws -> Int64? {
+        try db.scalar("SELECT id FROM jobs WHERE run_id = ?1 AND project_id = ?2 ORDER BY id DESC LIMIT 1",
+                      [.text(runID), .int(projectID)])
+    }
+
+    /// The newest job of `projectID` whose run URL ends with `suffix` (a Bitbucket build number).
+    package static func latest(_ db: Database, projectID: Int64, runURLEnding suffix: String) throws -> Int64? {
+        try db.scalar("SELECT id FROM jobs WHERE project_id = ?1 AND run_url LIKE ?2 ORDER BY id DESC LIMIT 1",
+                      [.int(projectID), .text("%" + suffix)])
+    }
+
+    /// Whether job `id` exists and belongs to `projectID`.
+    package static func exists(_ db: Database, id: Int64, projectID: Int64) throws -> Bool {
+        try db.scalar("SELECT id FROM jobs WHERE id = ?1 AND project_id = ?2", [.int(id), .int(projectID)]) != nil
+    }
+
+    /// `dispatching` jobs last changed at or before `updatedBefore` with no dispatch row left to
+    /// deliver (all of them, or only `job`), oldest first: what sweep fails as stuck.
+    package static func stuckDispatching(_ db: Database, job: Int64? = nil, updatedBefore: Int64) throws -> [Int64] {
+        try db.query("""
+            SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
+            ORDER BY j.id
+            """, [.int(job), .int(updatedBefore)]) { $0.int(0) }
+    }
+
+    /// A running job's run and its project's integration, as sweep's polling reads them.
+    package struct SilentRun {
+        package var id: Int64
+        package var runID: String
+        package var provider: String
+        package var method: String
+        package var integration: String
+    }
+
+    /// Running jobs (all, or only `job`) with a known run and no word from the provider since
+    /// `silentSince`, no poll pending, and whose dead polls since the provider last spoke have
+    /// backed off: the next is due min(`backoffLimit`, `pollAfter` · 2ⁿ) after the last.
+    package static func silentRuns(_ db: Database, job: Int64? = nil, silentSince: Int64, pollAfter: Int64, backoffLimit: Int64,
+                                   now: Int64) throws -> [SilentRun] {
+        try db.query("""
+            SELECT j.id, j.run_id, i.provider, i.method, i.document
+            FROM jobs j JOIN integrations i ON i.project_id = j.project_id
+            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
+            AND coalesce((SELECT max(o.delivered_at) + min(?4, ?3 << min(count(*), 20)) FROM outbox o
+                          WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
+                          AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
+            ORDER BY j.id
+            """, [.int(job), .int(silentSince), .int(pollAfter), .int(backoffLimit), .int(now)]) {
+            SilentRun(id: $0.int(0), runID: $0.text(1), provider: $0.text(2), method: $0.text(3), integration: $0.text(4))
+        }
+    }
+
     /// How many jobs there are of each (kind, state) present, ordered by kind then state (`/metrics`).
     package static func countsByKindAndState(_ db: Database) throws -> [(kind: String, state: String, count: Int64)] {
         try db.query("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state") {

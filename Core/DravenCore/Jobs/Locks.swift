@@ -68,6 +68,16 @@ package enum Locks {
             """, [.int(now)]) { Holder(jobID: $0.int(0), token: $0.int(1)) }
     }
 
+    /// When the lease of `holder` ran out and when its job last sent a heartbeat, if `holder`
+    /// still holds the lock with a lease that ended before `now` and its job is running
+    /// (sweep's re-check under the write lock).
+    static func lapsed(_ db: Database, _ holder: Holder, now: Int64) throws -> (until: Int64, heartbeat: Int64?)? {
+        try db.first("""
+            SELECT l.lease_until, j.heartbeat_at FROM locks l JOIN jobs j ON j.id = l.job_id
+            WHERE l.job_id = ?1 AND l.fencing_token = ?2 AND l.lease_until < ?3 AND j.state = 'running'
+            """, [.int(holder.jobID), .int(holder.token), .int(now)]) { (until: $0.int(0), heartbeat: $0.optionalInt(1)) }
+    }
+
     /// Every lock row with its environment, for the status API.
     package static func all(_ db: Database) throws -> [JSON] {
         try db.query("""

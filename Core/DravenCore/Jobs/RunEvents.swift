@@ -42,16 +42,12 @@ package enum JobMatch {
     package static func find(_ db: Database, projectID: Int64, provider: String, event: ProviderEvent) throws -> Int64? {
         if let key = event.runKey {
             if key.hasPrefix("#") {  // a Bitbucket build number
-                if let id = try db.scalar("SELECT id FROM jobs WHERE project_id = ?1 AND run_url LIKE ?2 ORDER BY id DESC LIMIT 1",
-                                          [.int(projectID), .text("%/results/" + key.dropFirst())]) { return id }
-            } else if let id = try db.scalar("SELECT id FROM jobs WHERE run_id = ?1 AND project_id = ?2 ORDER BY id DESC LIMIT 1",
-                                             [.text(key), .int(projectID)]) {
+                if let id = try Job.latest(db, projectID: projectID, runURLEnding: "/results/" + key.dropFirst()) { return id }
+            } else if let id = try Job.latest(db, projectID: projectID, runID: key) {
                 return id
             }
         }
-        if let jobID = event.jobID {
-            return try db.scalar("SELECT id FROM jobs WHERE id = ?1 AND project_id = ?2", [.int(jobID), .int(projectID)])
-        }
+        if let jobID = event.jobID, try Job.exists(db, id: jobID, projectID: projectID) { return jobID }
         return nil
     }
 }

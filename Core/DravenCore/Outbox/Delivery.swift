@@ -212,7 +212,7 @@ package struct Delivery {
                 }
                 if let runID { try RunEvents.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
                 // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.
-                if let runID, try tx.db.scalar("SELECT 1 FROM jobs WHERE id = ?1 AND state = 'cancelled'", [.int(job.id)]) != nil {
+                if let runID, try Job.state(tx.db, id: job.id) == .cancelled {
                     try Outbox.enqueue(tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)], now: now)
                 }
             case .rejected(let why):
