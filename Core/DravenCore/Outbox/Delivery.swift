@@ -184,8 +184,7 @@ package struct Delivery {
     }
 
     func target(_ job: Job, token: Int64) throws -> Dispatch.Target {
-        guard let row = try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
-                                     [.int(job.projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) }) else {
+        guard let row = try HookIntegration.settings(db, projectID: job.projectID) else {
             throw DispatchError("project \(job.project) has no integration")
         }
         return Dispatch.Target(jobID: job.id, environment: job.environment, ref: job.ref, refKind: RefKind(rawValue: job.refKind) ?? .branch,

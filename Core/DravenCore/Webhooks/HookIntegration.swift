@@ -32,6 +32,14 @@ package struct HookIntegration {
         return match
     }
 
+    /// A project's integration as the deliverer dispatches through it: provider, repository,
+    /// method and its settings (JSON text). `HookIntegration` holds the reads of `integrations`
+    /// (`ConfigApply` writes them).
+    static func settings(_ db: Database, projectID: Int64) throws -> (String, String, String, String)? {
+        try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
+                     [.int(projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) })
+    }
+
     /// The repository an (unverified) payload names, to choose the secret to verify it with.
     /// JSON bodies are scanned, not decoded: only up to the member (a 7 KB push costs ~10× less).
     static func repositoryHint(_ body: [UInt8], request: Request) -> String? {
