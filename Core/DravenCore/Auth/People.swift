@@ -7,7 +7,9 @@ package enum People {
     }
 
     /// The enabled person linked to `userID` on chat `platform`.
-    package static func linked(_ db: Database, platform: String, userID: String) throws -> (id: Int64, handle: String)? {
+    package static func linked(_ db: Database, platform: String, userID: String) throws
+        -> (id: Int64, handle: String)?
+    {
         try db.first("""
             SELECT p.id, p.handle FROM chat_identities c JOIN people p ON p.id = c.person_id
             WHERE c.platform = ?1 AND c.user_id = ?2 AND p.disabled = 0

@@ -1,8 +1,9 @@
 internal import Glibc
 
-/// Owns the `api_tokens` table. API tokens: `drv_<public id>_<secret>`. The public id finds the row; the whole token's keyed
-/// BLAKE2b hash (key: `Paths.tokenKey`, kept outside the database) is stored and compared in
-/// constant time. The plaintext is shown once, at creation, and never stored or logged.
+/// Owns the `api_tokens` table. API tokens: `drv_<public id>_<secret>`. The public id finds
+/// the row; the whole token's keyed BLAKE2b hash (key: `Paths.tokenKey`, kept outside the
+/// database) is stored and compared in constant time. The plaintext is shown once, at
+/// creation, and never stored or logged.
 package enum Tokens {
     package static let prefix = "drv_"
 
@@ -72,8 +73,9 @@ package enum Tokens {
 
     /// Revokes the active token `publicID`, audited. Returns false when there is no such active token.
     package static func revoke(_ tx: Transaction, publicID: String, actor: String, now: Int64) throws -> Bool {
-        let revoked = try tx.db.first("UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL RETURNING id",
-                                      [.text(publicID), .int(now)]) { _ in true } ?? false
+        let revoked = try tx.db.first("""
+            UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL RETURNING id
+            """, [.text(publicID), .int(now)]) { _ in true } ?? false
         guard revoked else { return false }
         try Audit.record(tx, at: now, actor: actor, action: "token.revoke", subject: "token/\(publicID)")
         return true

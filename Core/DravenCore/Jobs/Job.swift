@@ -28,9 +28,9 @@ package struct Job: Sendable {
 
     /// The columns `init(row:)` reads, by name; `select` is built from them.
     static let columns = Columns([
-        "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha", "j.reason",
-        "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id", "j.parent_job_id",
-        "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
+        "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha",
+        "j.reason", "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id",
+        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
     ])
 
     static let select = "SELECT " + columns.sql + """
@@ -44,7 +44,8 @@ package struct Job: Sendable {
         id = row.int("j.id"); kind = row.text("j.kind")
         projectID = row.int("j.project_id"); project = row.text("p.name")
         environmentID = row.int("j.environment_id"); environment = row.text("e.name")
-        ref = row.text("j.ref"); refKind = row.text("j.ref_kind"); sha = row.optionalText("j.sha"); reason = row.text("j.reason")
+        ref = row.text("j.ref"); refKind = row.text("j.ref_kind")
+        sha = row.optionalText("j.sha"); reason = row.text("j.reason")
         state = JobState(rawValue: row.text("j.state")) ?? .failed
         requestedBy = row.text("pe.handle"); requestedByID = row.int("j.requested_by")
         policyVersion = row.int("j.policy_version"); fencingToken = row.optionalInt("j.fencing_token")
@@ -82,13 +83,17 @@ package struct Job: Sendable {
 
     /// Where a job's run can be read: the runner's log URL, else the provider's run URL.
     package static func link(_ db: Database, id: Int64) throws -> String? {
-        try db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) { $0.optionalText(0) } ?? nil
+        try db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) {
+            $0.optionalText(0)
+        } ?? nil
     }
 
     /// The name of a job's project (whose runner secret signs its heartbeats), or nil when
     /// there is no such job.
     package static func projectName(_ db: Database, id: Int64) throws -> String? {
-        try db.first("SELECT p.name FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.id = ?1", [.int(id)]) { $0.text(0) }
+        try db.first("SELECT p.name FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.id = ?1", [.int(id)]) {
+            $0.text(0)
+        }
     }
 
     /// The job a person already asked for with `key` (`Idempotency-Key`), with the digest of
@@ -122,7 +127,8 @@ package struct Job: Sendable {
     package static func stuckDispatching(_ db: Database, job: Int64? = nil, updatedBefore: Int64) throws -> [Int64] {
         try db.query("""
             SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
-            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch'
+                            AND o.state IN ('pending', 'delivering'))
             ORDER BY j.id
             """, [.int(job), .int(updatedBefore)]) { $0.int(0) }
     }
@@ -139,19 +145,22 @@ package struct Job: Sendable {
     /// Running jobs (all, or only `job`) with a known run and no word from the provider since
     /// `silentSince`, no poll pending, and whose dead polls since the provider last spoke have
     /// backed off: the next is due min(`backoffLimit`, `pollAfter` · 2ⁿ) after the last.
-    package static func silentRuns(_ db: Database, job: Int64? = nil, silentSince: Int64, pollAfter: Int64, backoffLimit: Int64,
-                                   now: Int64) throws -> [SilentRun] {
+    package static func silentRuns(_ db: Database, job: Int64? = nil, silentSince: Int64, pollAfter: Int64,
+                                   backoffLimit: Int64, now: Int64) throws -> [SilentRun] {
         try db.query("""
             SELECT j.id, j.run_id, i.provider, i.method, i.document
             FROM jobs j JOIN integrations i ON i.project_id = j.project_id
-            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
-            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
+            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL
+            AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll'
+                            AND o.state IN ('pending', 'delivering'))
             AND coalesce((SELECT max(o.delivered_at) + min(?4, ?3 << min(count(*), 20)) FROM outbox o
                           WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
                           AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
             ORDER BY j.id
             """, [.int(job), .int(silentSince), .int(pollAfter), .int(backoffLimit), .int(now)]) {
-            SilentRun(id: $0.int(0), runID: $0.text(1), provider: $0.text(2), method: $0.text(3), integration: $0.text(4))
+            SilentRun(id: $0.int(0), runID: $0.text(1), provider: $0.text(2), method: $0.text(3),
+                      integration: $0.text(4))
         }
     }
 

@@ -13,7 +13,8 @@ package enum Locks {
     /// The end of the lease `job` holds (or held) the lock with under `token`, if that is
     /// still the lock's token: a heartbeat refused with it came after its lease ran out.
     package static func leaseUntil(_ db: Database, job: Int64, token: Int64) throws -> Int64? {
-        try db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2", [.int(job), .int(token)])
+        try db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2",
+                      [.int(job), .int(token)])
     }
 
     /// How many environment locks are held now (`/metrics`).
@@ -23,7 +24,8 @@ package enum Locks {
 
     /// Takes the lock for `job` if it is free. Returns the new fencing token, or nil when held.
     static func acquire(_ tx: Transaction, environment: Int64, job: Int64, leaseSeconds: Int64, now: Int64) throws -> Int64? {
-        try tx.db.run("INSERT INTO locks (environment_id, fencing_token) VALUES (?1, 0) ON CONFLICT DO NOTHING", [.int(environment)])
+        try tx.db.run("INSERT INTO locks (environment_id, fencing_token) VALUES (?1, 0) ON CONFLICT DO NOTHING",
+                      [.int(environment)])
         return try tx.db.first("""
             UPDATE locks SET job_id = ?2, fencing_token = fencing_token + 1, acquired_at = ?3, lease_until = ?4
             WHERE environment_id = ?1 AND job_id IS NULL
@@ -34,8 +36,8 @@ package enum Locks {
     /// Frees the lock if `job` holds it. Returns whether it did.
     static func release(_ tx: Transaction, environment: Int64, job: Int64) throws -> Bool {
         try tx.db.first("""
-            UPDATE locks SET job_id = NULL, acquired_at = NULL, lease_until = NULL WHERE environment_id = ?1 AND job_id = ?2
-            RETURNING environment_id
+            UPDATE locks SET job_id = NULL, acquired_at = NULL, lease_until = NULL
+            WHERE environment_id = ?1 AND job_id = ?2 RETURNING environment_id
             """, [.int(environment), .int(job)]) { _ in true } ?? false
     }
 
@@ -75,7 +77,9 @@ package enum Locks {
         try db.first("""
             SELECT l.lease_until, j.heartbeat_at FROM locks l JOIN jobs j ON j.id = l.job_id
             WHERE l.job_id = ?1 AND l.fencing_token = ?2 AND l.lease_until < ?3 AND j.state = 'running'
-            """, [.int(holder.jobID), .int(holder.token), .int(now)]) { (until: $0.int(0), heartbeat: $0.optionalInt(1)) }
+            """, [.int(holder.jobID), .int(holder.token), .int(now)]) {
+            (until: $0.int(0), heartbeat: $0.optionalInt(1))
+        }
     }
 
     /// Every lock row with its environment, for the status API.

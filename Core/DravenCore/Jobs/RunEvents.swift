@@ -42,7 +42,8 @@ package enum JobMatch {
     package static func find(_ db: Database, projectID: Int64, provider: String, event: ProviderEvent) throws -> Int64? {
         if let key = event.runKey {
             if key.hasPrefix("#") {  // a Bitbucket build number
-                if let id = try Job.latest(db, projectID: projectID, runURLEnding: "/results/" + key.dropFirst()) { return id }
+                let suffix = "/results/" + key.dropFirst()
+                if let id = try Job.latest(db, projectID: projectID, runURLEnding: suffix) { return id }
             } else if let id = try Job.latest(db, projectID: projectID, runID: key) {
                 return id
             }

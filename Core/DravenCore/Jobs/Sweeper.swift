@@ -69,7 +69,8 @@ package struct Sweeper {
         return try due.filter { id in
             try db.immediate { tx -> Bool in
                 // The re-check under the write lock.
-                guard try !Job.stuckDispatching(tx.db, job: id, updatedBefore: now - dispatchLimit).isEmpty else { return false }
+                let still = try Job.stuckDispatching(tx.db, job: id, updatedBefore: now - dispatchLimit)
+                guard !still.isEmpty else { return false }
                 try StateMachine.transition(tx, job: id, to: .failed, actor: "draven sweep", detail: [
                     "reason": .string("stuck in dispatching for more than \(dispatchLimit) s with no dispatch left to deliver"),
                 ], now: now)

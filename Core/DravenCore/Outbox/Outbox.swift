@@ -8,17 +8,22 @@ package enum Outbox {
 
     @discardableResult
     package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws -> Int64 {
-        let id = try tx.db.first(
-            "INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4) RETURNING id",
-            [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]) { $0.int(0) } ?? 0
+        let id = try tx.db.first("""
+            INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)
+            RETURNING id
+            """, [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]) {
+            $0.int(0)
+        } ?? 0
         tx.enqueued(id)
         return id
     }
 
     /// Rows due now (pending, or claimed by a process whose lease ran out), oldest first.
     package static func due(_ db: Database, now: Int64, limit: Int) throws -> [Int64] {
-        try db.query("SELECT id FROM outbox WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
-                     [.int(now), .int(Int64(limit))]) { $0.int(0) }
+        try db.query("""
+            SELECT id FROM outbox WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ?1
+            ORDER BY id LIMIT ?2
+            """, [.int(now), .int(Int64(limit))]) { $0.int(0) }
     }
 
     /// A claimed row, as its deliverer reads it.
@@ -39,8 +44,8 @@ package enum Outbox {
             WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
             RETURNING id, kind, job_id, payload, attempts
             """, [.int(id), .int(now + lease), .int(now)]) {
-            Claimed(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2), payload: (try? JSON.parse($0.text(3))) ?? .null,
-                    attempts: Int($0.int(4)))
+            Claimed(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2),
+                    payload: (try? JSON.parse($0.text(3))) ?? .null, attempts: Int($0.int(4)))
         }
     }
 

@@ -24,9 +24,10 @@ internal import Glibc
 /// - `Migrations.swift` (STRICT tables, `journal_mode=WAL`) and `Database+Integrity.swift`
 ///   (`PRAGMA integrity_check`); `Doctor` reads in one deferred `BEGIN`;
 /// - JSON functions: `json_extract` (`Policy.load`), `json_each` (`Approvals`);
-/// - `INSERT OR REPLACE` (`ApprovalMessages.remember`), two-argument `max()`
-///   (`Locks.extend`, PostgreSQL's `GREATEST`), and `ON CONFLICT (…) DO UPDATE` upserts, which
-///   PostgreSQL shares (`SecretsStore`, `RefusalCounts`).
+/// - `INSERT OR REPLACE` (`ApprovalMessages.remember`), two-argument `max()` and `min()`
+///   (`Locks.extend`, `Job.silentRuns`: PostgreSQL's `GREATEST`/`LEAST`), and booleans stored
+///   and bound as integers (`SQLValue.bool`, `disabled = 0`, `retired = 0`).
+/// `ON CONFLICT (…) DO UPDATE` upserts (`SecretsStore`, `RefusalCounts`) read the same in both.
 /// Times are Unix seconds bound as integers; no SQL date function is used.
 package final class Database {
     let handle: OpaquePointer

@@ -41,7 +41,8 @@ package enum Deliveries {
 
     /// Whether (source, key) was already recorded (a chat request checked before it is read).
     package static func seen(_ db: Database, source: String, key: String) throws -> Bool {
-        try db.scalar("SELECT 1 FROM deliveries WHERE source = ?1 AND delivery_id = ?2", [.text(source), .text(key)]) != nil
+        try db.scalar("SELECT 1 FROM deliveries WHERE source = ?1 AND delivery_id = ?2",
+                      [.text(source), .text(key)]) != nil
     }
 
     /// Keeps the body of a delivery that matched no job yet (applied once its run is known).
