@@ -1,3 +1,5 @@
+/// Owns the `approvals` table.
+///
 /// Votes on jobs awaiting approval, from the API and from chat. One function, `vote`, decides
 /// every vote the same way whatever it came through; it runs inside the caller's transaction so
 /// the vote, its audit record and the job's next step (rejected, or the lock and dispatch, or

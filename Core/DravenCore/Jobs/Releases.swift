@@ -1,3 +1,5 @@
+/// Owns the `releases` table.
+///
 /// Release history per environment: which ref/sha is live, since when, and which job put it
 /// there. A row is written when a deploy or rollback job succeeds (in the transaction that
 /// ends it); the previous live row gets its `live_until`. Rollbacks take their target here.

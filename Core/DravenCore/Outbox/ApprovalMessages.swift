@@ -1,3 +1,5 @@
+/// Owns the `approval_messages` table (where each request was posted).
+///
 /// Approval requests in chat. When a job enters `awaiting_approval`, `StateMachine` calls
 /// `enqueue` in the same transaction: one outbox row posts the request to the project's Slack
 /// channel (`notify.slack_channel`, with Approve/Reject buttons, through `chat.postMessage` and

@@ -5,6 +5,7 @@
 /// `project.path_with_namespace`, Bitbucket Cloud `repository.full_name`, Bitbucket DC
 /// `repository.project.key/slug`). The payload is not trusted for anything else until the
 /// signature over its raw bytes verifies with that integration's `webhook_secret`.
+/// Holds the reads of the `integrations` table (`ConfigApply` writes it).
 package struct HookIntegration {
     package var projectID: Int64
     package var project: String
