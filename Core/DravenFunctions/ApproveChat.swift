@@ -131,7 +131,7 @@ package enum ChatOps {
     }
 
     static func refuseReplay(_ db: Database, _ replay: (source: String, key: String)) throws {
-        if try db.scalar("SELECT 1 FROM deliveries WHERE source = ?1 AND delivery_id = ?2", [.text(replay.source), .text(replay.key)]) != nil {
+        if try Deliveries.seen(db, source: replay.source, key: replay.key) {
             throw DravenError.badSignature("this signed request was already used (replay)")
         }
     }

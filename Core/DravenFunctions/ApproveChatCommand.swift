@@ -76,10 +76,7 @@ struct ChatCommand {
 
     func person(_ db: Database) throws -> (id: Int64, handle: String)? {
         for id in [userID] + (alternateUserID.map { [$0] } ?? []) {
-            if let found = try db.first("""
-                SELECT p.id, p.handle FROM chat_identities c JOIN people p ON p.id = c.person_id
-                WHERE c.platform = ?1 AND c.user_id = ?2 AND p.disabled = 0
-                """, [.text(platform), .text(id)], { ($0.int(0), $0.text(1)) }) { return found }
+            if let found = try People.linked(db, platform: platform, userID: id) { return found }
         }
         return nil
     }

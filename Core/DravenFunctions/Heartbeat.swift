@@ -10,7 +10,7 @@ package import DravenCore
 /// 422 for a bad field. A refused heartbeat changes nothing.
 ///
 /// Every running deploy sends one every few seconds, so this does only what it must: one
-/// read of the job, the signature check, and one short transaction of two UPDATEs. A replayed
+/// read of the job, the signature check, and one short transaction of two updates. A replayed
 /// heartbeat (within the five-minute window) only extends a lease its job still holds, so
 /// signatures are not remembered (that would add a row per heartbeat).
 package enum Heartbeat: Function {
@@ -25,8 +25,7 @@ package enum Heartbeat: Function {
         context.subject = "job/\(id)"
         let (timestamp, signature) = try RunnerSignature.headers(request, now: context.now)
         let db = try context.db()
-        guard let project = try db.first("SELECT p.name FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.id = ?1", [.int(id)],
-                                         { $0.text(0) }) else {
+        guard let project = try Job.projectName(db, id: id) else {
             throw DravenError.badSignature("no job \(id) to verify this heartbeat for")
         }
         try RunnerSignature.verify(request, timestamp: timestamp, signature: signature, project: project, db: db, paths: context.paths)
@@ -34,18 +33,16 @@ package enum Heartbeat: Function {
 
         let (state, until) = try db.immediate { tx -> (String, Int64) in
             guard let until = try Locks.extend(tx, job: id, token: beat.fencingToken, now: context.now) else {
-                let state = try tx.db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { JobState(rawValue: $0.text(0)) } ?? nil
+                let state = try Job.state(tx.db, id: id)
                 if let state, !state.holdsLock {
                     throw DravenError.conflict("job \(id) is \(state.rawValue); it holds no lock and takes no heartbeats (stop the deploy)")
                 }
-                if let lapsed = try tx.db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2",
-                                                 [.int(id), .int(beat.fencingToken)]) {
+                if let lapsed = try Locks.leaseUntil(tx.db, job: id, token: beat.fencingToken) {
                     throw DravenError.conflict("the lease of job \(id) ran out at \(Clock.rfc3339(lapsed)); it is being timed out (stop the deploy)")
                 }
                 throw DravenError.staleFencingToken(job: id)
             }
-            let state = try tx.db.first("UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1 RETURNING state",
-                                        [.int(id), .int(context.now), .text(beat.progress)]) { $0.text(0) }
+            let state = try Job.recordHeartbeat(tx, id: id, progress: beat.progress, now: context.now)
             return (state ?? "", until)
         }
         return Response(status: 200, json: ["job_id": .int(id), "state": .string(state), "lease_until": .string(Clock.rfc3339(until))])

@@ -65,11 +65,10 @@ package enum Rollback: RoutedFunction {
         try Grants.require(db, principal, .rollback, job: job)
         guard job.kind != "diagnostic" else { throw DravenError.conflict("job \(id) is a diagnostic job; it changed nothing to roll back") }
         // Back to what was live before this job: before its release if it made one, else what is live now.
-        let release = try db.first(Releases.select + """
-             WHERE r.environment_id = ?1 AND r.id < coalesce((SELECT id FROM releases WHERE job_id = ?2), 1 << 62)
-             ORDER BY r.id DESC LIMIT 1
-            """, [.int(job.environmentID), .int(id)], Releases.row)
-        guard let release else { throw DravenError.conflict("\(job.project)/\(job.environment) has no release before job \(id) to roll back to") }
+        guard let release = try Releases.before(db, environment: job.environmentID, job: id) else {
+            let environment = "\(job.project)/\(job.environment)"
+            throw DravenError.conflict("\(environment) has no release before job \(id) to roll back to")
+        }
         return try create(db, like: job, to: release, parent: id, principal: principal,
                           reason: reason ?? "manual rollback of job \(id) to release \(release.id)", context: context)
     }

@@ -38,16 +38,16 @@ enum RunnerCallback {
         }
 
         let state = try db.immediate { tx -> JobState in
-            try tx.db.run("INSERT INTO deliveries (source, delivery_id, event, job_id, received_at) VALUES ('runner', ?1, 'result', ?2, ?3) ON CONFLICT DO NOTHING",
-                          [.text(replayKey), .int(job.id), .int(context.now)])
-            guard tx.db.changes == 1 else { throw DravenError.badSignature("this signed callback was already used (replay)") }
+            let record = Deliveries.Record(source: "runner", key: replayKey, event: "result", jobID: job.id)
+            guard try Deliveries.insertOnce(tx, record, now: context.now) != nil else {
+                throw DravenError.badSignature("this signed callback was already used (replay)")
+            }
             let holder = try Locks.holder(tx.db, environment: job.environmentID)
             let current = try Job.require(tx.db, id: job.id)
             guard current.fencingToken == token, holder?.jobID == job.id, holder?.token == token else {
                 throw DravenError.staleFencingToken(job: job.id)
             }
-            try tx.db.run("UPDATE jobs SET log_url = coalesce(?2, log_url), release_id = coalesce(?3, release_id) WHERE id = ?1",
-                          [.int(job.id), .text(logURL), .text(releaseID)])
+            try Job.recordRunnerLinks(tx, id: job.id, logURL: logURL, releaseID: releaseID)
             let detail: JSONObject = ["result": .string(resultName), "log_url": logURL.map(JSON.string) ?? .null,
                                       "artifact_urls": .array(artifacts), "release_id": releaseID.map(JSON.string) ?? .null]
             try StateMachine.report(tx, job: job.id, state: result, actor: "runner", detail: detail, now: context.now)

@@ -31,10 +31,9 @@ package enum Trigger: Function {
                                                          input.sha.map(JSON.string) ?? .null, .string(input.reason)]).serializedBytes()))
 
         let (id, replayed) = try db.immediate { tx -> (Int64, Bool) in
-            if let key, let existing = try tx.db.first("SELECT id, request_digest FROM jobs WHERE requested_by = ?1 AND idempotency_key = ?2",
-                                                      [.int(principal.personID), .text(key)], { ($0.int(0), $0.text(1)) }) {
-                guard existing.1 == digest else { throw DravenError.idempotencyKeyReused }
-                return (existing.0, true)
+            if let key, let existing = try Job.idempotent(tx.db, requestedBy: principal.personID, key: key) {
+                guard existing.requestDigest == digest else { throw DravenError.idempotencyKeyReused }
+                return (existing.id, true)
             }
             let new = StateMachine.NewJob(projectID: target.projectID, environmentID: target.environmentID, ref: ref, sha: input.sha,
                                           reason: input.reason, requestedBy: principal.personID, policyVersion: policy.version,

@@ -65,22 +65,21 @@ package enum WebhookReceive: Function {
 
         let result = try db.immediate { tx -> (status: Int, body: JSONObject) in
             // Dedupe first, under the write lock: of two copies arriving together one inserts, the other sees it.
-            try tx.db.run("""
-                INSERT INTO deliveries (source, delivery_id, event, received_at, body_hash, run_key, reported_state)
-                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING
-                """, [.text(source), .text(deliveryID), .text(eventName), .int(context.now), .text(bodyHash), .text(event.runKey),
-                      .text(event.state?.rawValue)])
-            guard tx.db.changes == 1 else { return (200, ["status": "duplicate", "delivery": .string(deliveryID)]) }
-            let delivery = tx.db.lastInsertRowID
+            let record = Deliveries.Record(source: source, key: deliveryID, event: eventName, bodyHash: bodyHash,
+                                           runKey: event.runKey, reportedState: event.state?.rawValue)
+            guard let delivery = try Deliveries.insertOnce(tx, record, now: context.now) else {
+                return (200, ["status": "duplicate", "delivery": .string(deliveryID)])
+            }
             let moved = try PushEvent.apply(tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
             if !moved.isEmpty { return (200, ["status": "applied", "event": .string(eventName), "sha_changed": .array(moved.map(JSON.int))]) }
             guard event.relevant else { return (200, ["status": "ignored", "event": .string(eventName)]) }
             guard let job = try JobMatch.find(tx.db, projectID: integration.projectID, provider: integration.provider, event: event) else {
                 // Kept with its run key: applied when the deliverer records this run id.
-                try tx.db.run("UPDATE deliveries SET payload = ?2 WHERE id = ?1", [.int(delivery), .text(String(decoding: request.body.prefix(1 << 20), as: UTF8.self))])
+                let payload = String(decoding: request.body.prefix(1 << 20), as: UTF8.self)
+                try Deliveries.storePayload(tx, id: delivery, payload: payload)
                 return (202, ["status": "stored", "detail": "no job is known for this run yet"])
             }
-            try tx.db.run("UPDATE deliveries SET job_id = ?2 WHERE id = ?1", [.int(delivery), .int(job)])
+            try Deliveries.attach(tx, id: delivery, job: job)
             let state = try RunEvents.apply(tx, job: job, event: event, actor: "\(integration.provider) webhook", delivery: deliveryID, now: context.now)
             return (200, ["status": "applied", "job_id": .int(job), "state": .string(state.rawValue)])
         }

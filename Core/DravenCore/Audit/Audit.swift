@@ -1,4 +1,4 @@
-/// The tamper-evident audit trail. Each record's `hash` is BLAKE2b-256 over the previous
+/// Owns the `audit` table: the tamper-evident audit trail. Each record's `hash` is BLAKE2b-256 over the previous
 /// record's hash and this record's fields, so editing, deleting or reordering any record breaks
 /// every hash after it (`draven audit verify`). Records are only ever appended, inside the
 /// transaction whose decision they describe.
@@ -18,6 +18,11 @@ package enum Audit {
             """,
             [.int(at), .text(actor), .text(action), .text(subject), .text(outcome), .text(detailText), .text(prev),
              .text(hash)])
+    }
+
+    /// How many records the trail holds (`/metrics`).
+    package static func count(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT count(*) FROM audit") ?? 0
     }
 
     package static func digest(prev: String, at: Int64, actor: String, action: String, subject: String,

@@ -20,7 +20,7 @@ package enum Authenticator {
     }
 }
 
-/// Global settings applied from configuration.
+/// Global settings applied from configuration: reads the `settings` table (`ConfigApply` writes it).
 package enum Settings {
     package static func get(_ db: Database, _ key: String) throws -> String? {
         try db.first("SELECT value FROM settings WHERE key = ?1", [.text(key)]) { $0.text(0) }

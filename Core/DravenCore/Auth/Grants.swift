@@ -5,6 +5,7 @@ package enum Action: String, Sendable, CaseIterable {
     case deploy, approve, rollback, read, metrics
 }
 
+/// Reads the `grants`, `group_members` and `person_groups` tables (`ConfigApply` writes them).
 package enum Grants {
     package static func allows(_ db: Database, person: Int64, action: Action, project: String,
                                 environment: String) throws -> Bool {

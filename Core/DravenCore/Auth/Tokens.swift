@@ -1,8 +1,9 @@
 internal import Glibc
 
-/// API tokens: `drv_<public id>_<secret>`. The public id finds the row; the whole token's keyed
-/// BLAKE2b hash (key: `Paths.tokenKey`, kept outside the database) is stored and compared in
-/// constant time. The plaintext is shown once, at creation, and never stored or logged.
+/// Owns the `api_tokens` table. API tokens: `drv_<public id>_<secret>`. The public id finds
+/// the row; the whole token's keyed BLAKE2b hash (key: `Paths.tokenKey`, kept outside the
+/// database) is stored and compared in constant time. The plaintext is shown once, at
+/// creation, and never stored or logged.
 package enum Tokens {
     package static let prefix = "drv_"
 
@@ -15,19 +16,17 @@ package enum Tokens {
 
     package static func create(_ tx: Transaction, person: String, name: String, key: [UInt8],
                                now: Int64) throws -> Created {
-        let enabled = "SELECT id FROM people WHERE handle = ?1 AND disabled = 0"
-        guard let personID = try tx.db.scalar(enabled, [.text(person)]) else {
+        guard let personID = try People.enabledID(tx.db, handle: person) else {
             throw DravenError.notFound(what: "no person \(person) in the applied configuration")
         }
         let publicID = Hex.encode(Sodium.randomBytes(6))
         var secret = Sodium.randomBytes(32)
         let plaintext = prefix + publicID + "_" + Sodium.base64URL(secret)
         Sodium.wipe(&secret)
-        try tx.db.run("INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) "
-                      + "VALUES (?1, ?2, ?3, ?4, ?5)",
-                      [.text(publicID), .int(personID), .text(name), .blob(Sodium.keyedHash(plaintext.utf8, key: key)),
-                       .int(now)])
-        let id = tx.db.lastInsertRowID
+        let id = try tx.db.first("INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) "
+                                 + "VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                                 [.text(publicID), .int(personID), .text(name),
+                                  .blob(Sodium.keyedHash(plaintext.utf8, key: key)), .int(now)]) { $0.int(0) } ?? 0
         try Audit.record(tx, at: now, actor: "cli", action: "token.create", subject: person,
                          detail: ["token": .string(publicID), "name": .string(name)])
         return Created(id: id, publicID: publicID, plaintext: plaintext)
@@ -74,9 +73,10 @@ package enum Tokens {
 
     /// Revokes the active token `publicID`, audited. Returns false when there is no such active token.
     package static func revoke(_ tx: Transaction, publicID: String, actor: String, now: Int64) throws -> Bool {
-        try tx.db.run("UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL",
-                      [.text(publicID), .int(now)])
-        guard tx.db.changes == 1 else { return false }
+        let revoked = try tx.db.first("""
+            UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL RETURNING id
+            """, [.text(publicID), .int(now)]) { _ in true } ?? false
+        guard revoked else { return false }
         try Audit.record(tx, at: now, actor: actor, action: "token.revoke", subject: "token/\(publicID)")
         return true
     }

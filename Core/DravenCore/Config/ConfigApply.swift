@@ -3,6 +3,12 @@
 /// (jobs refer to them); those no longer declared are retired or disabled, never deleted.
 /// Groups, grants, chat identities and settings are replaced. A policy whose content changed
 /// gets the next version number (approvals are bound to it).
+///
+/// The single writer of the configuration tables: `config_versions`, `projects`,
+/// `environments`, `integrations`, `people`, `person_groups`, `group_members`, `grants`,
+/// `chat_identities`, `policies`, `policy_refs` and `settings`. Nothing else writes them; their
+/// reads elsewhere go through `Target` (projects, environments), `People` (people, chat
+/// identities), `HookIntegration` (integrations), `Grants`, `Policy` and `Settings`.
 package enum ConfigApply {
     package struct Summary: Sendable {
         package var version: Int64

@@ -1,3 +1,5 @@
+/// Owns the `approvals` table.
+///
 /// Votes on jobs awaiting approval, from the API and from chat. One function, `vote`, decides
 /// every vote the same way whatever it came through; it runs inside the caller's transaction so
 /// the vote, its audit record and the job's next step (rejected, or the lock and dispatch, or
@@ -72,9 +74,10 @@ package enum Approvals {
         let db = tx.db
         let job = try Job.require(db, id: id)
         if let replay {
-            try db.run("INSERT INTO deliveries (source, delivery_id, event, job_id, received_at) VALUES (?1, ?2, 'vote', ?3, ?4) ON CONFLICT DO NOTHING",
-                       [.text(replay.source), .text(replay.key), .int(id), .int(now)])
-            guard db.changes == 1 else { throw DravenError.badSignature("this signed request was already used (replay)") }
+            let record = Deliveries.Record(source: replay.source, key: replay.key, event: "vote", jobID: id)
+            guard try Deliveries.insertOnce(tx, record, now: now) != nil else {
+                throw DravenError.badSignature("this signed request was already used (replay)")
+            }
         }
         let principal = Principal(personID: voter.personID, handle: voter.handle, tokenID: 0)
         try Grants.require(db, principal, .approve, job: job)
@@ -99,12 +102,11 @@ package enum Approvals {
             try policy.check(try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
         }
         let sha = job.sha ?? ""
-        try db.run("""
+        let counted = try db.first("""
             INSERT INTO approvals (job_id, person_id, decision, comment, sha, policy_version, via, chat_user, at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING RETURNING id
             """, [.int(id), .int(voter.personID), .text(decision.rawValue), .text(comment), .text(sha), .int(rules.version),
-                  .text(voter.via), .text(voter.chatUser), .int(now)])
-        let counted = db.changes == 1
+                  .text(voter.via), .text(voter.chatUser), .int(now)]) { _ in true } ?? false
         let detail: JSONObject = [
             "job_id": .int(id), "decision": .string(decision.rawValue), "via": .string(voter.via),
             "chat_user": voter.chatUser.map(JSON.string) ?? .null, "remote": .string(voter.remote),
@@ -149,6 +151,22 @@ package enum Approvals {
             SELECT 1 FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
             WHERE gm.person_id = ?1 AND g.name IN (SELECT value FROM json_each(?2)) LIMIT 1
             """, [.int(person), .text(rules.groups)]) != nil
+    }
+
+    /// The handles of those who approved `job` under `sha` and `policyVersion`, in vote order.
+    static func approvers(_ db: Database, job: Int64, sha: String, policyVersion: Int64) throws -> [String] {
+        try db.query("""
+            SELECT p.handle FROM approvals a JOIN people p ON p.id = a.person_id
+            WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3 ORDER BY a.id
+            """, [.int(job), .text(sha), .int(policyVersion)]) { $0.text(0) }
+    }
+
+    /// Who rejected `job` last, and their comment.
+    static func lastRejection(_ db: Database, job: Int64) throws -> (String, String)? {
+        try db.first("""
+            SELECT p.handle, a.comment FROM approvals a JOIN people p ON p.id = a.person_id
+            WHERE a.job_id = ?1 AND a.decision = 'reject' ORDER BY a.id DESC LIMIT 1
+            """, [.int(job)]) { ($0.text(0), $0.text(1)) }
     }
 
     /// Every vote on a job, oldest first, each saying whether it counts now.

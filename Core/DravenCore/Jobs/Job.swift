@@ -1,4 +1,5 @@
-/// A job row with its project and environment names.
+/// Reads the `jobs` table: a job row with its project and environment names, decoded through
+/// the column list kept next to its SELECT (`columns`). Its writes are the state machine's.
 package struct Job: Sendable {
     package var id: Int64
     package var kind: String
@@ -25,22 +26,33 @@ package struct Job: Sendable {
     package var progress: String?
     package var toRelease: Int64?
 
-    static let select = """
-        SELECT j.id, j.kind, j.project_id, p.name, j.environment_id, e.name, j.ref, j.ref_kind, j.sha, j.reason, j.state,
-               pe.handle, j.policy_version, j.fencing_token, j.run_id, j.parent_job_id, j.created_at, j.updated_at,
-               j.log_url, j.heartbeat_at, j.progress, j.to_release, j.requested_by
+    /// The columns `init(row:)` reads, by name; `select` is built from them.
+    static let columns = Columns([
+        "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha",
+        "j.reason", "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id",
+        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
+    ])
+
+    static let select = "SELECT " + columns.sql + """
+
         FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
         JOIN people pe ON pe.id = j.requested_by
         """
 
-    init(row: Statement) {
-        id = row.int(0); kind = row.text(1); projectID = row.int(2); project = row.text(3)
-        environmentID = row.int(4); environment = row.text(5); ref = row.text(6); refKind = row.text(7)
-        sha = row.optionalText(8); reason = row.text(9); state = JobState(rawValue: row.text(10)) ?? .failed
-        requestedBy = row.text(11); policyVersion = row.int(12); fencingToken = row.optionalInt(13)
-        runID = row.optionalText(14); parentJobID = row.optionalInt(15); createdAt = row.int(16); updatedAt = row.int(17)
-        logURL = row.optionalText(18); heartbeatAt = row.optionalInt(19); progress = row.optionalText(20); toRelease = row.optionalInt(21)
-        requestedByID = row.int(22)
+    init(row statement: Statement) {
+        let row = Self.columns.row(statement)
+        id = row.int("j.id"); kind = row.text("j.kind")
+        projectID = row.int("j.project_id"); project = row.text("p.name")
+        environmentID = row.int("j.environment_id"); environment = row.text("e.name")
+        ref = row.text("j.ref"); refKind = row.text("j.ref_kind")
+        sha = row.optionalText("j.sha"); reason = row.text("j.reason")
+        state = JobState(rawValue: row.text("j.state")) ?? .failed
+        requestedBy = row.text("pe.handle"); requestedByID = row.int("j.requested_by")
+        policyVersion = row.int("j.policy_version"); fencingToken = row.optionalInt("j.fencing_token")
+        runID = row.optionalText("j.run_id"); parentJobID = row.optionalInt("j.parent_job_id")
+        createdAt = row.int("j.created_at"); updatedAt = row.int("j.updated_at")
+        logURL = row.optionalText("j.log_url"); heartbeatAt = row.optionalInt("j.heartbeat_at")
+        progress = row.optionalText("j.progress"); toRelease = row.optionalInt("j.to_release")
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {
@@ -62,6 +74,101 @@ package struct Job: Sendable {
              WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR e.name = ?2) AND (?3 IS NULL OR j.state = ?3)
              ORDER BY j.id DESC LIMIT ?4
             """, [.text(project), .text(environment), .text(state), .int(Int64(limit))], Job.init(row:))
+    }
+
+    /// A job's state alone (one indexed read), or nil when there is no such job.
+    package static func state(_ db: Database, id: Int64) throws -> JobState? {
+        try db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { JobState(rawValue: $0.text(0)) } ?? nil
+    }
+
+    /// Where a job's run can be read: the runner's log URL, else the provider's run URL.
+    package static func link(_ db: Database, id: Int64) throws -> String? {
+        try db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) {
+            $0.optionalText(0)
+        } ?? nil
+    }
+
+    /// The name of a job's project (whose runner secret signs its heartbeats), or nil when
+    /// there is no such job.
+    package static func projectName(_ db: Database, id: Int64) throws -> String? {
+        try db.first("SELECT p.name FROM jobs j JOIN projects p ON p.id = j.project_id WHERE j.id = ?1", [.int(id)]) {
+            $0.text(0)
+        }
+    }
+
+    /// The job a person already asked for with `key` (`Idempotency-Key`), with the digest of
+    /// that request.
+    package static func idempotent(_ db: Database, requestedBy person: Int64, key: String) throws
+        -> (id: Int64, requestDigest: String)?
+    {
+        try db.first("SELECT id, request_digest FROM jobs WHERE requested_by = ?1 AND idempotency_key = ?2",
+                     [.int(person), .text(key)]) { (id: $0.int(0), requestDigest: $0.text(1)) }
+    }
+
+    /// The newest job of `projectID` whose provider run is `runID`.
+    package static func latest(_ db: Database, projectID: Int64, runID: String) throws -> Int64? {
+        try db.scalar("SELECT id FROM jobs WHERE run_id = ?1 AND project_id = ?2 ORDER BY id DESC LIMIT 1",
+                      [.text(runID), .int(projectID)])
+    }
+
+    /// The newest job of `projectID` whose run URL ends with `suffix` (a Bitbucket build number).
+    package static func latest(_ db: Database, projectID: Int64, runURLEnding suffix: String) throws -> Int64? {
+        try db.scalar("SELECT id FROM jobs WHERE project_id = ?1 AND run_url LIKE ?2 ORDER BY id DESC LIMIT 1",
+                      [.int(projectID), .text("%" + suffix)])
+    }
+
+    /// Whether job `id` exists and belongs to `projectID`.
+    package static func exists(_ db: Database, id: Int64, projectID: Int64) throws -> Bool {
+        try db.scalar("SELECT id FROM jobs WHERE id = ?1 AND project_id = ?2", [.int(id), .int(projectID)]) != nil
+    }
+
+    /// `dispatching` jobs last changed at or before `updatedBefore` with no dispatch row left to
+    /// deliver (all of them, or only `job`), oldest first: what sweep fails as stuck.
+    package static func stuckDispatching(_ db: Database, job: Int64? = nil, updatedBefore: Int64) throws -> [Int64] {
+        try db.query("""
+            SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch'
+                            AND o.state IN ('pending', 'delivering'))
+            ORDER BY j.id
+            """, [.int(job), .int(updatedBefore)]) { $0.int(0) }
+    }
+
+    /// A running job's run and its project's integration, as sweep's polling reads them.
+    package struct SilentRun {
+        package var id: Int64
+        package var runID: String
+        package var provider: String
+        package var method: String
+        package var integration: String
+    }
+
+    /// Running jobs (all, or only `job`) with a known run and no word from the provider since
+    /// `silentSince`, no poll pending, and whose dead polls since the provider last spoke have
+    /// backed off: the next is due min(`backoffLimit`, `pollAfter` · 2ⁿ) after the last.
+    package static func silentRuns(_ db: Database, job: Int64? = nil, silentSince: Int64, pollAfter: Int64,
+                                   backoffLimit: Int64, now: Int64) throws -> [SilentRun] {
+        try db.query("""
+            SELECT j.id, j.run_id, i.provider, i.method, i.document
+            FROM jobs j JOIN integrations i ON i.project_id = j.project_id
+            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL
+            AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll'
+                            AND o.state IN ('pending', 'delivering'))
+            AND coalesce((SELECT max(o.delivered_at) + min(?4, ?3 << min(count(*), 20)) FROM outbox o
+                          WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
+                          AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
+            ORDER BY j.id
+            """, [.int(job), .int(silentSince), .int(pollAfter), .int(backoffLimit), .int(now)]) {
+            SilentRun(id: $0.int(0), runID: $0.text(1), provider: $0.text(2), method: $0.text(3),
+                      integration: $0.text(4))
+        }
+    }
+
+    /// How many jobs there are of each (kind, state) present, ordered by kind then state (`/metrics`).
+    package static func countsByKindAndState(_ db: Database) throws -> [(kind: String, state: String, count: Int64)] {
+        try db.query("SELECT kind, state, count(*) FROM jobs GROUP BY kind, state ORDER BY kind, state") {
+            (kind: $0.text(0), state: $0.text(1), count: $0.int(2))
+        }
     }
 
     package var json: JSONObject {

@@ -1,4 +1,4 @@
-/// Environment locks with fencing tokens. One row per environment; `fencing_token` only grows
+/// Owns the `locks` table: environment locks with fencing tokens. One row per environment; `fencing_token` only grows
 /// (each acquisition takes the next value), so anything carrying an older token is stale.
 /// All functions here take a `Transaction`: a lock changes only together with its job.
 package enum Locks {
@@ -10,22 +10,35 @@ package enum Locks {
                      [.int(environment)]) { Holder(jobID: $0.int(0), token: $0.int(1)) }
     }
 
+    /// The end of the lease `job` holds (or held) the lock with under `token`, if that is
+    /// still the lock's token: a heartbeat refused with it came after its lease ran out.
+    package static func leaseUntil(_ db: Database, job: Int64, token: Int64) throws -> Int64? {
+        try db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2",
+                      [.int(job), .int(token)])
+    }
+
+    /// How many environment locks are held now (`/metrics`).
+    package static func heldCount(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT count(*) FROM locks WHERE job_id IS NOT NULL") ?? 0
+    }
+
     /// Takes the lock for `job` if it is free. Returns the new fencing token, or nil when held.
     static func acquire(_ tx: Transaction, environment: Int64, job: Int64, leaseSeconds: Int64, now: Int64) throws -> Int64? {
-        try tx.db.run("INSERT OR IGNORE INTO locks (environment_id, fencing_token) VALUES (?1, 0)", [.int(environment)])
-        try tx.db.run("""
+        try tx.db.run("INSERT INTO locks (environment_id, fencing_token) VALUES (?1, 0) ON CONFLICT DO NOTHING",
+                      [.int(environment)])
+        return try tx.db.first("""
             UPDATE locks SET job_id = ?2, fencing_token = fencing_token + 1, acquired_at = ?3, lease_until = ?4
             WHERE environment_id = ?1 AND job_id IS NULL
-            """, [.int(environment), .int(job), .int(now), .int(now + leaseSeconds)])
-        guard tx.db.changes == 1 else { return nil }
-        return try tx.db.scalar("SELECT fencing_token FROM locks WHERE environment_id = ?1", [.int(environment)])
+            RETURNING fencing_token
+            """, [.int(environment), .int(job), .int(now), .int(now + leaseSeconds)]) { $0.int(0) }
     }
 
     /// Frees the lock if `job` holds it. Returns whether it did.
     static func release(_ tx: Transaction, environment: Int64, job: Int64) throws -> Bool {
-        try tx.db.run("UPDATE locks SET job_id = NULL, acquired_at = NULL, lease_until = NULL WHERE environment_id = ?1 AND job_id = ?2",
-                      [.int(environment), .int(job)])
-        return tx.db.changes == 1
+        try tx.db.first("""
+            UPDATE locks SET job_id = NULL, acquired_at = NULL, lease_until = NULL
+            WHERE environment_id = ?1 AND job_id = ?2 RETURNING environment_id
+            """, [.int(environment), .int(job)]) { _ in true } ?? false
     }
 
     /// Restarts the lease of the lock `job` holds: the environment's policy lease from `now`.
@@ -55,6 +68,18 @@ package enum Locks {
             SELECT l.job_id, l.fencing_token FROM locks l JOIN jobs j ON j.id = l.job_id
             WHERE l.job_id IS NOT NULL AND l.lease_until < ?1 AND j.state = 'running' ORDER BY l.lease_until
             """, [.int(now)]) { Holder(jobID: $0.int(0), token: $0.int(1)) }
+    }
+
+    /// When the lease of `holder` ran out and when its job last sent a heartbeat, if `holder`
+    /// still holds the lock with a lease that ended before `now` and its job is running
+    /// (sweep's re-check under the write lock).
+    static func lapsed(_ db: Database, _ holder: Holder, now: Int64) throws -> (until: Int64, heartbeat: Int64?)? {
+        try db.first("""
+            SELECT l.lease_until, j.heartbeat_at FROM locks l JOIN jobs j ON j.id = l.job_id
+            WHERE l.job_id = ?1 AND l.fencing_token = ?2 AND l.lease_until < ?3 AND j.state = 'running'
+            """, [.int(holder.jobID), .int(holder.token), .int(now)]) {
+            (until: $0.int(0), heartbeat: $0.optionalInt(1))
+        }
     }
 
     /// Every lock row with its environment, for the status API.

@@ -1,3 +1,5 @@
+/// Owns the `releases` table.
+///
 /// Release history per environment: which ref/sha is live, since when, and which job put it
 /// there. A row is written when a deploy or rollback job succeeds (in the transaction that
 /// ends it); the previous live row gets its `live_until`. Rollbacks take their target here.
@@ -61,6 +63,14 @@ package enum Releases {
              WHERE r.environment_id = ?1 AND (r.release_id = ?2 OR CAST(r.id AS TEXT) = ?2 OR r.ref = ?2 OR r.sha = ?2)
              ORDER BY r.id DESC LIMIT 1
             """, [.int(environment), .text(name)], row)
+    }
+
+    /// The release live before `job`'s: before its release if it made one, else the live one.
+    package static func before(_ db: Database, environment: Int64, job: Int64) throws -> Release? {
+        try db.first(select + """
+             WHERE r.environment_id = ?1 AND r.id < coalesce((SELECT id FROM releases WHERE job_id = ?2), 1 << 62)
+             ORDER BY r.id DESC LIMIT 1
+            """, [.int(environment), .int(job)], row)
     }
 
     /// The environment's history, newest first.

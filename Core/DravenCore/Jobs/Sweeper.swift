@@ -51,10 +51,7 @@ package struct Sweeper {
     package func expireLeases(_ db: Database, now: Int64) throws -> [Int64] {
         try Locks.expired(db, now: now).filter { holder in
             try db.immediate { tx -> Bool in
-                guard let (until, beat) = try tx.db.first("""
-                    SELECT l.lease_until, j.heartbeat_at FROM locks l JOIN jobs j ON j.id = l.job_id
-                    WHERE l.job_id = ?1 AND l.fencing_token = ?2 AND l.lease_until < ?3 AND j.state = 'running'
-                    """, [.int(holder.jobID), .int(holder.token), .int(now)], { ($0.int(0), $0.optionalInt(1)) }) else { return false }
+                guard let (until, beat) = try Locks.lapsed(tx.db, holder, now: now) else { return false }
                 try StateMachine.transition(tx, job: holder.jobID, to: .timedOut, actor: "draven sweep", detail: [
                     "reason": "no heartbeat: the lease ran out", "lease_until": .string(Clock.rfc3339(until)),
                     "last_heartbeat": beat.map { .string(Clock.rfc3339($0)) } ?? .null, "fencing_token": .int(holder.token),
@@ -68,16 +65,12 @@ package struct Sweeper {
     /// attempts ran out, or it was lost) → `failed`. One still pending is being retried by the
     /// outbox with its backoff, and is left alone.
     package func failStuckDispatches(_ db: Database, now: Int64) throws -> [Int64] {
-        // ?1: one job (the re-check under the write lock), or NULL for all.
-        let stuck = """
-            SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
-            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch' AND o.state IN ('pending', 'delivering'))
-            ORDER BY j.id
-            """
-        let due = try db.query(stuck, [.null, .int(now - dispatchLimit)]) { $0.int(0) }
+        let due = try Job.stuckDispatching(db, updatedBefore: now - dispatchLimit)
         return try due.filter { id in
             try db.immediate { tx -> Bool in
-                guard try tx.db.scalar(stuck, [.int(id), .int(now - dispatchLimit)]) != nil else { return false }
+                // The re-check under the write lock.
+                let still = try Job.stuckDispatching(tx.db, job: id, updatedBefore: now - dispatchLimit)
+                guard !still.isEmpty else { return false }
                 try StateMachine.transition(tx, job: id, to: .failed, actor: "draven sweep", detail: [
                     "reason": .string("stuck in dispatching for more than \(dispatchLimit) s with no dispatch left to deliver"),
                 ], now: now)
@@ -98,29 +91,19 @@ package struct Sweeper {
     /// (or any answer) from the provider starts the count again. Runs of integrations draven
     /// cannot poll (`RunControl.refusal`) are never polled. Either way the lease still ends the job.
     package func queuePolls(_ db: Database, now: Int64) throws -> [Int64] {
-        // ?1: one job (the re-check under the write lock), or NULL for all; ?2 the silence limit;
-        // ?3 pollAfter, ?4 the backoff limit, ?5 now.
-        let silent = """
-            SELECT j.id, j.run_id, i.provider, i.method, i.document
-            FROM jobs j JOIN integrations i ON i.project_id = j.project_id
-            WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL AND coalesce(j.provider_seen_at, j.updated_at) <= ?2
-            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state IN ('pending', 'delivering'))
-            AND coalesce((SELECT max(o.delivered_at) + min(?4, ?3 << min(count(*), 20)) FROM outbox o
-                          WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
-                          AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
-            ORDER BY j.id
-            """
-        let args = { (job: Int64?) -> [SQLValue] in
-            [.int(job), .int(now - pollAfter), .int(pollAfter), .int(max(pollAfter, pollBackoffLimit)), .int(now)]
+        // `job`: one job (the re-check under the write lock), or nil for all.
+        let silent = { (db: Database, job: Int64?) in
+            try Job.silentRuns(db, job: job, silentSince: now - pollAfter, pollAfter: pollAfter,
+                               backoffLimit: max(pollAfter, pollBackoffLimit), now: now)
         }
-        let due = try db.query(silent, args(nil)) {
-            ($0.int(0), $0.text(1), RunControl.refusal(provider: $0.text(2), method: $0.text(3),
-                                                       integration: (try? JSON.parse($0.text(4)))?.objectValue ?? [:]))
+        let due = try silent(db, nil).map {
+            ($0.id, $0.runID, RunControl.refusal(provider: $0.provider, method: $0.method,
+                                                 integration: (try? JSON.parse($0.integration))?.objectValue ?? [:]))
         }
         return try due.filter { (id, run, refusal) in
             guard refusal == nil else { return false }
             return try db.immediate { tx -> Bool in
-                guard try tx.db.scalar(silent, args(id)) != nil else { return false }
+                guard try !silent(tx.db, id).isEmpty else { return false }
                 try Outbox.enqueue(tx, kind: .poll, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
                 return true
             }

@@ -1,4 +1,5 @@
-/// A live (not retired) project environment, by name.
+/// A live (not retired) project environment, by name. `Target` holds the reads of the
+/// `projects` and `environments` tables outside the state machine (`ConfigApply` writes them).
 package struct Target {
     package var projectID: Int64
     package var environmentID: Int64
@@ -13,5 +14,12 @@ package struct Target {
             throw DravenError.notFound(what: "project \(project) has no environment \(environment)")
         }
         return Target(projectID: pid, environmentID: eid)
+    }
+
+    /// A project's `[notify]` settings (channels, webhook secrets' names), empty when unset.
+    package static func notify(_ db: Database, projectID: Int64) throws -> JSONObject {
+        try db.first("SELECT notify FROM projects WHERE id = ?1", [.int(projectID)]) {
+            (try? JSON.parse($0.text(0)))?.objectValue ?? [:]
+        } ?? [:]
     }
 }

@@ -1,3 +1,5 @@
+/// Owns the `approval_messages` table (where each request was posted).
+///
 /// Approval requests in chat. When a job enters `awaiting_approval`, `StateMachine` calls
 /// `enqueue` in the same transaction: one outbox row posts the request to the project's Slack
 /// channel (`notify.slack_channel`, with Approve/Reject buttons, through `chat.postMessage` and
@@ -10,9 +12,7 @@ package enum ApprovalMessages {
 
     static func enqueue(_ tx: Transaction, job id: Int64, from: JobState, to: JobState, now: Int64) throws {
         guard to == .awaitingApproval || from == .awaitingApproval, let job = try Job.find(tx.db, id: id) else { return }
-        let notify = try tx.db.first("SELECT notify FROM projects WHERE id = ?1", [.int(job.projectID)]) {
-            (try? JSON.parse($0.text(0)))?.objectValue ?? [:]
-        } ?? [:]
+        let notify = try Target.notify(tx.db, projectID: job.projectID)
         let slackChannel = notify["slack_channel"]?.stringValue
         let teams = notify["teams_webhook_secret"]?.stringValue
         guard slackChannel != nil || teams != nil else { return }
@@ -44,16 +44,10 @@ package enum ApprovalMessages {
     static func outcome(_ db: Database, job: Job, rules: Approvals.Rules, state: JobState) throws -> String {
         switch state {
         case .dispatching, .queued:
-            let who = try db.query("""
-                SELECT p.handle FROM approvals a JOIN people p ON p.id = a.person_id
-                WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3 ORDER BY a.id
-                """, [.int(job.id), .text(job.sha ?? ""), .int(rules.version)]) { $0.text(0) }
+            let who = try Approvals.approvers(db, job: job.id, sha: job.sha ?? "", policyVersion: rules.version)
             return "was approved by \(who.joined(separator: ", ")) — " + (state == .queued ? "queued until the environment is free" : "deploying")
         case .rejected:
-            let by = try db.first("""
-                SELECT p.handle, a.comment FROM approvals a JOIN people p ON p.id = a.person_id
-                WHERE a.job_id = ?1 AND a.decision = 'reject' ORDER BY a.id DESC LIMIT 1
-                """, [.int(job.id)]) { ($0.text(0), $0.text(1)) }
+            let by = try Approvals.lastRejection(db, job: job.id)
             return "was REJECTED" + (by.map { " by \($0.0)" + ($0.1.isEmpty ? "" : ": \($0.1)") } ?? "")
         case .expired:
             return "EXPIRED: not enough approvals within \(duration(rules.ttl))"

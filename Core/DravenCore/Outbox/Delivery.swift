@@ -29,8 +29,7 @@ package struct Delivery {
 
     /// Rows due now (pending, or claimed by a process whose lease ran out), oldest first.
     package static func due(_ db: Database, now: Int64, limit: Int = 100) throws -> [Int64] {
-        try db.query("SELECT id FROM outbox WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ?1 ORDER BY id LIMIT ?2",
-                     [.int(now), .int(Int64(limit))]) { $0.int(0) }
+        try Outbox.due(db, now: now, limit: limit)
     }
 
     /// Delivers `ids`, then any rows those deliveries enqueued (a freed lock starts the next job).
@@ -63,21 +62,11 @@ package struct Delivery {
         return true
     }
 
-    struct Row { var id: Int64; var kind: String; var jobID: Int64?; var payload: JSON; var attempts: Int }
+    typealias Row = Outbox.Claimed
 
-    /// Claims a due row for this process: one UPDATE, so two deliverers never both win.
+    /// Claims a due row for this process (a three-minute lease): two deliverers never both win.
     private func claim(_ id: Int64, now: Int64) throws -> Row? {
-        try db.immediate { tx -> Row? in
-            try tx.db.run("""
-                UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = ?2
-                WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
-                """, [.int(id), .int(now + 180), .int(now)])
-            guard tx.db.changes == 1 else { return nil }
-            return try tx.db.first("SELECT id, kind, job_id, payload, attempts FROM outbox WHERE id = ?1", [.int(id)]) {
-                Row(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2), payload: (try? JSON.parse($0.text(3))) ?? .null,
-                    attempts: Int($0.int(4)))
-            }
-        }
+        try db.immediate { tx in try Outbox.claim(tx, id: id, lease: 180, now: now) }
     }
 
     private mutating func dispatch(_ row: Row, now: () -> Int64) throws {
@@ -195,8 +184,7 @@ package struct Delivery {
     }
 
     func target(_ job: Job, token: Int64) throws -> Dispatch.Target {
-        guard let row = try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
-                                     [.int(job.projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) }) else {
+        guard let row = try HookIntegration.settings(db, projectID: job.projectID) else {
             throw DispatchError("project \(job.project) has no integration")
         }
         return Dispatch.Target(jobID: job.id, environment: job.environment, ref: job.ref, refKind: RefKind(rawValue: job.refKind) ?? .branch,
@@ -223,7 +211,7 @@ package struct Delivery {
                 }
                 if let runID { try RunEvents.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
                 // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.
-                if let runID, try tx.db.scalar("SELECT 1 FROM jobs WHERE id = ?1 AND state = 'cancelled'", [.int(job.id)]) != nil {
+                if let runID, try Job.state(tx.db, id: job.id) == .cancelled {
                     try Outbox.enqueue(tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)], now: now)
                 }
             case .rejected(let why):
@@ -245,8 +233,7 @@ package struct Delivery {
     @discardableResult
     func retryLater(_ tx: Transaction, _ row: Row, error: String, now: Int64) throws -> Int64 {
         let delay = backoff(attempt: row.attempts)
-        try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                      [.int(row.id), .int(now + delay), .text(error)])
+        try Outbox.reschedule(tx, id: row.id, at: now + delay, error: error)
         return delay
     }
 
@@ -262,7 +249,6 @@ package struct Delivery {
     }
 
     func settle(_ tx: Transaction, _ id: Int64, state: String, error: String?, now: Int64) throws {
-        try tx.db.run("UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
-                      [.int(id), .text(state), .int(now), .text(error)])
+        try Outbox.settle(tx, id: id, state: state, error: error, now: now)
     }
 }

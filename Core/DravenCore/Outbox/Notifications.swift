@@ -7,11 +7,9 @@ package enum Notifications {
 
     static func enqueue(_ tx: Transaction, job id: Int64, state: JobState, now: Int64) throws {
         guard announced.contains(state), let job = try Job.find(tx.db, id: id) else { return }
-        let notify = try tx.db.first("SELECT notify FROM projects WHERE id = ?1", [.int(job.projectID)]) {
-            (try? JSON.parse($0.text(0)))?.objectValue ?? [:]
-        } ?? [:]
+        let notify = try Target.notify(tx.db, projectID: job.projectID)
         guard notify.count > 0 else { return }
-        let link = try tx.db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) { $0.optionalText(0) } ?? nil
+        let link = try Job.link(tx.db, id: id)
         let summary = "\(job.kind) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) \(words(state)) (asked by \(job.requestedBy))"
         let text = "draven: " + summary + (link.map { " — log: \($0)" } ?? "")
         let common: JSONObject = ["job_id": .int(id), "state": .string(state.rawValue), "text": .string(text)]

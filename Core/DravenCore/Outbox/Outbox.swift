@@ -1,5 +1,6 @@
-/// Outbound calls waiting to be made. A transaction that decides a call is due writes a row
-/// here; `draven-deliver` (run after the response is sent) and `draven sweep` make the call.
+/// Owns the `outbox` table: outbound calls waiting to be made. A transaction that decides a
+/// call is due writes a row here; `draven-deliver` (run after the response is sent) and
+/// `draven sweep` make the call (`Delivery`), claiming and settling rows through this type.
 /// Payloads name secrets, never copy them.
 package enum Outbox {
     /// `poll` asks a run's state, `cancel` asks the provider to cancel a run (`RunControl`).
@@ -7,10 +8,61 @@ package enum Outbox {
 
     @discardableResult
     package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws -> Int64 {
-        try tx.db.run("INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                      [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)])
-        let id = tx.db.lastInsertRowID
+        let id = try tx.db.first("""
+            INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)
+            RETURNING id
+            """, [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]) {
+            $0.int(0)
+        } ?? 0
         tx.enqueued(id)
         return id
+    }
+
+    /// Rows due now (pending, or claimed by a process whose lease ran out), oldest first.
+    package static func due(_ db: Database, now: Int64, limit: Int) throws -> [Int64] {
+        try db.query("""
+            SELECT id FROM outbox WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ?1
+            ORDER BY id LIMIT ?2
+            """, [.int(now), .int(Int64(limit))]) { $0.int(0) }
+    }
+
+    /// A claimed row, as its deliverer reads it.
+    package struct Claimed {
+        package var id: Int64
+        package var kind: String
+        package var jobID: Int64?
+        package var payload: JSON
+        package var attempts: Int
+    }
+
+    /// Claims row `id` if it is due: one UPDATE, so two deliverers never both win. The claim is
+    /// a lease of `lease` seconds (a deliverer that dies lets it expire) and counts an attempt.
+    /// - Returns: the row, or nil when it is not due (delivered, or claimed by another process).
+    static func claim(_ tx: Transaction, id: Int64, lease: Int64, now: Int64) throws -> Claimed? {
+        try tx.db.first("""
+            UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = ?2
+            WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
+            RETURNING id, kind, job_id, payload, attempts
+            """, [.int(id), .int(now + lease), .int(now)]) {
+            Claimed(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2),
+                    payload: (try? JSON.parse($0.text(3))) ?? .null, attempts: Int($0.int(4)))
+        }
+    }
+
+    /// Puts a claimed row back to wait until `at` for its next attempt.
+    static func reschedule(_ tx: Transaction, id: Int64, at: Int64, error: String) throws {
+        try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                      [.int(id), .int(at), .text(error)])
+    }
+
+    /// Records a row's final outcome (`delivered` or `dead`).
+    static func settle(_ tx: Transaction, id: Int64, state: String, error: String?, now: Int64) throws {
+        try tx.db.run("UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
+                      [.int(id), .text(state), .int(now), .text(error)])
+    }
+
+    /// How many rows wait to be delivered or are being delivered (`/metrics`).
+    package static func pendingCount(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'delivering')") ?? 0
     }
 }

@@ -1,6 +1,7 @@
 internal import Glibc
 
-/// An environment's policy as applied from configuration.
+/// An environment's policy as applied from configuration: reads the `policies` and
+/// `policy_refs` tables (`ConfigApply` writes them).
 package struct Policy: Sendable {
     package enum LockMode: String, Sendable { case queue, reject }
 

@@ -8,6 +8,27 @@ internal import Glibc
 /// foreign keys on, a busy timeout so concurrent writers wait instead of failing, and
 /// defensive mode. Statements are cached per connection: a CGI process prepares each once.
 /// See https://www.sqlite.org/wal.html and https://www.sqlite.org/c3ref/busy_timeout.html
+///
+/// ## Owners and dialect
+/// Each table is read and written through one owner type that holds its SQL (`Job` and
+/// `StateMachine` for jobs, `Locks`, `Outbox`, `Deliveries`, `Releases`, `Approvals`, `Audit`,
+/// `Tokens`, `ConfigApply` for the configuration, …); handlers and CLI commands hold none.
+/// Owners write SQL that PostgreSQL also reads: `?N` parameters (a backend rewrites them to
+/// `$N` in `Statement`), `INSERT … ON CONFLICT DO NOTHING` and `RETURNING` (instead of
+/// `changes()` and `last_insert_rowid()`), `coalesce`, `||`. What is SQLite's own is kept here
+/// and in a short list of places a second backend must touch:
+/// - this file: `BEGIN IMMEDIATE` (`immediate`: PostgreSQL would take a transaction-level
+///   advisory lock or `SERIALIZABLE`), the connection PRAGMAs, the WAL checkpoint, and
+///   `changes` / `lastInsertRowID` (left for `StateMachine.create`, `ConfigApply` and
+///   `RefusalCounts.prune`);
+/// - `Migrations.swift` (STRICT tables, `journal_mode=WAL`) and `Database+Integrity.swift`
+///   (`PRAGMA integrity_check`); `Doctor` reads in one deferred `BEGIN`;
+/// - JSON functions: `json_extract` (`Policy.load`), `json_each` (`Approvals`);
+/// - `INSERT OR REPLACE` (`ApprovalMessages.remember`), two-argument `max()` and `min()`
+///   (`Locks.extend`, `Job.silentRuns`: PostgreSQL's `GREATEST`/`LEAST`), and booleans stored
+///   and bound as integers (`SQLValue.bool`, `disabled = 0`, `retired = 0`).
+/// `ON CONFLICT (…) DO UPDATE` upserts (`SecretsStore`, `RefusalCounts`) read the same in both.
+/// Times are Unix seconds bound as integers; no SQL date function is used.
 package final class Database {
     let handle: OpaquePointer
     let path: String

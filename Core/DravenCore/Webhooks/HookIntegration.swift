@@ -5,6 +5,7 @@
 /// `project.path_with_namespace`, Bitbucket Cloud `repository.full_name`, Bitbucket DC
 /// `repository.project.key/slug`). The payload is not trusted for anything else until the
 /// signature over its raw bytes verifies with that integration's `webhook_secret`.
+/// Holds the reads of the `integrations` table (`ConfigApply` writes it).
 package struct HookIntegration {
     package var projectID: Int64
     package var project: String
@@ -30,6 +31,14 @@ package struct HookIntegration {
             throw DravenError.badSignature("no \(providers[0]) integration for \(project.map { "project \($0)" } ?? "repository \(repo ?? "")")")
         }
         return match
+    }
+
+    /// A project's integration as the deliverer dispatches through it: provider, repository,
+    /// method and its settings (JSON text). `HookIntegration` holds the reads of `integrations`
+    /// (`ConfigApply` writes them).
+    static func settings(_ db: Database, projectID: Int64) throws -> (String, String, String, String)? {
+        try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
+                     [.int(projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) })
     }
 
     /// The repository an (unverified) payload names, to choose the secret to verify it with.
