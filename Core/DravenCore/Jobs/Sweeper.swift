@@ -113,9 +113,11 @@ package struct Sweeper {
         let args = { (job: Int64?) -> [SQLValue] in
             [.int(job), .int(now - pollAfter), .int(pollAfter), .int(max(pollAfter, pollBackoffLimit)), .int(now)]
         }
-        let due = try db.query(silent, args(nil)) {
-            ($0.int(0), $0.text(1), RunControl.refusal(provider: $0.text(2), method: $0.text(3),
-                                                       integration: (try? JSON.parse($0.text(4)))?.objectValue ?? [:]))
+        let due = try db.query(silent, args(nil)) { row in
+            (row.int(0), row.text(1), Provider(rawValue: row.text(2)).flatMap {
+                RunControl.refusal(provider: $0, method: row.text(3),
+                                   integration: (try? JSON.parse(row.text(4)))?.objectValue ?? [:])
+            })
         }
         return try due.filter { (id, run, refusal) in
             guard refusal == nil else { return false }
