@@ -290,7 +290,8 @@ import Testing
         let c40 = String(repeating: "c", count: 40)
         let parse = { (json: String) in Provider.github.ci.pushMoves(Array(json.utf8)).map { "\($0.ref) \($0.sha)" } }
         #expect(parse(#"{"ref":"refs/heads/main","after":"\#(c40)","deleted":false}"#) == ["refs/heads/main \(c40)"])
-        #expect(Provider.github.ci.pushMoves(Fixtures.bytes("github/push.json")).isEmpty)  // its `after` is all zeros: a deletion
+        // Its `after` is all zeros: a deletion.
+        #expect(Provider.github.ci.pushMoves(Fixtures.bytes("github/push.json")).isEmpty)
         #expect(parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "0", count: 40))","deleted":true}"#).isEmpty)
         #expect(parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "a", count: 40))","deleted":true}"#).isEmpty)
         #expect(parse(#"{"ref":"refs/heads/x","after":"nope"}"#).isEmpty)
@@ -318,13 +319,15 @@ import Testing
 
     @Test func bitbucketDataCenterPushesNameEveryRefTheyMoved() throws {
         // The real payload deletes a branch: nothing moved.
-        #expect(Provider.bitbucketDataCenter.ci.pushMoves(Fixtures.bytes("bitbucket-dc/repo_refs_changed.json")).isEmpty)
+        let dc = Provider.bitbucketDataCenter.ci
+        #expect(dc.pushMoves(Fixtures.bytes("bitbucket-dc/repo_refs_changed.json")).isEmpty)
         let (a40, b40) = (String(repeating: "a", count: 40), String(repeating: "b", count: 40))
         let json = #"{"changes":[{"ref":{"id":"refs/heads/main","type":"BRANCH"},"toHash":"\#(a40)","type":"UPDATE"},"#
             + #"{"refId":"refs/tags/v1","toHash":"\#(b40)","type":"ADD"},"#
             + #"{"ref":{"id":"refs/heads/old"},"toHash":"\#(String(repeating: "0", count: 40))","type":"DELETE"},"#
             + #"{"ref":{"id":"refs/heads/odd"},"toHash":"\#(a40)","type":"DELETE"}]}"#
-        #expect(Provider.bitbucketDataCenter.ci.pushMoves(Array(json.utf8)).map { "\($0.ref) \($0.sha)" } == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
+        #expect(dc.pushMoves(Array(json.utf8)).map { "\($0.ref) \($0.sha)" }
+                == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
     }
 
     @Test(arguments: [

@@ -216,7 +216,9 @@ extension TestStore {
         #expect(gl.url == "https://gitlab.com/api/v4/projects/42/pipelines/5" && gl.secretName == "api")
         let bb = try RunControl.request(.cancel, runID: "{u-1}", target: Self.target(.bitbucketCloud))
         #expect(bb.url == "https://api.bitbucket.org/2.0/repositories/a/b/pipelines/%7Bu-1%7D/stopPipeline")
-        #expect(throws: DispatchError.self) { try RunControl.request(.poll, runID: "1", target: Self.target(.bitbucketDataCenter)) }
+        #expect(throws: DispatchError.self) {
+            try RunControl.request(.poll, runID: "1", target: Self.target(.bitbucketDataCenter))
+        }
     }
 
     @Test(arguments: [
@@ -224,9 +226,12 @@ extension TestStore {
         (.github, #"{"id": 9, "status": "in_progress", "conclusion": null}"#, JobState.running),
         (.gitlab, #"{"id": 5, "status": "success", "web_url": "https://g/5"}"#, JobState.succeeded),
         (.gitlab, #"{"id": 5, "status": "canceled"}"#, JobState.cancelled),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "SUCCESSFUL"}}}"#, JobState.succeeded),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "ERROR"}}}"#, JobState.failed),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#, JobState.cancelled),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "SUCCESSFUL"}}}"#,
+         JobState.succeeded),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "ERROR"}}}"#,
+         JobState.failed),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
+         JobState.cancelled),
         (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}}"#, JobState.running),
     ] as [(Provider, String, JobState)])
     func polledRunsReadAsTheirWebhooks(_ c: (Provider, String, JobState)) throws {
@@ -236,11 +241,15 @@ extension TestStore {
 
     @Test func eventsCarryTheCommitTheyBuild() throws {
         let sha = String(repeating: "d", count: 40)
-        #expect(RunControl.event(provider: .github, body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: .gitlab, body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
+        #expect(RunControl.event(provider: .github,
+                                 body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha
+                == sha)
+        #expect(RunControl.event(provider: .gitlab,
+                                 body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
         #expect(RunControl.event(provider: .bitbucketCloud, body: Array(
             #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}, "target": {"commit": {"hash": "\#(sha)"}}}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: .github, body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
+        #expect(RunControl.event(provider: .github,
+                                 body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
     }
 
     @Test func rollbackAndDiagnosticDispatchesNameTheirTask() throws {

@@ -54,10 +54,13 @@ enum Fixtures {
         (.github, "deployment_status", "github/deployment_status.created.json", nil, nil, .succeeded),
         (.gitlab, "Pipeline Hook", "gitlab/pipeline_hook.json", "31", nil, .succeeded),
         (.gitlab, "Job Hook", "gitlab/job_hook.json", "2366", nil, nil),
-        (.bitbucketCloud, "repo:commit_status_created", "bitbucket-cloud/repo_commit_status_created.json", "mybuildtool", nil, .running),
-        (.bitbucketCloud, "repo:commit_status_updated", "bitbucket-cloud/repo_commit_status_updated.json", "mybuildtool", nil, .succeeded),
+        (.bitbucketCloud, "repo:commit_status_created", "bitbucket-cloud/repo_commit_status_created.json",
+         "mybuildtool", nil, .running),
+        (.bitbucketCloud, "repo:commit_status_updated", "bitbucket-cloud/repo_commit_status_updated.json",
+         "mybuildtool", nil, .succeeded),
     ] as [(Provider, String, String, String?, Int64?, JobState?)])
-    func realPayloadsMap(_ provider: Provider, _ name: String, _ file: String, _ runKey: String?, _ jobID: Int64?, _ state: JobState?) throws {
+    func realPayloadsMap(_ provider: Provider, _ name: String, _ file: String, _ runKey: String?, _ jobID: Int64?,
+                         _ state: JobState?) throws {
         let event = provider.ci.parse(event: name, payload: try Fixtures.json(file))
         #expect(event.relevant)
         #expect(event.runKey == runKey)
@@ -74,13 +77,15 @@ enum Fixtures {
     }
 
     @Test func onlyMappedEventsAreDecoded() {
-        for (provider, name) in [(Provider.github, "workflow_run"), (.github, "workflow_job"), (.github, "deployment_status"),
-                                 (.gitlab, "Pipeline Hook"), (.gitlab, "Job Hook"), (.gitlab, "Deployment Hook"),
-                                 (.bitbucketCloud, "repo:commit_status_updated"), (.bitbucketCloud, "repo:commit_status_created")] {
+        for (provider, name) in [(Provider.github, "workflow_run"), (.github, "workflow_job"),
+                                 (.github, "deployment_status"), (.gitlab, "Pipeline Hook"), (.gitlab, "Job Hook"),
+                                 (.gitlab, "Deployment Hook"), (.bitbucketCloud, "repo:commit_status_updated"),
+                                 (.bitbucketCloud, "repo:commit_status_created")] {
             #expect(provider.ci.maps(event: name), "\(provider) \(name)")
         }
         for (provider, name) in [(Provider.github, "push"), (.github, "ping"), (.github, ""), (.gitlab, "Push Hook"),
-                                 (.gitlab, "workflow_run"), (.bitbucketDataCenter, "repo:refs_changed"), (.bitbucketCloud, "repo:push")] {
+                                 (.gitlab, "workflow_run"), (.bitbucketDataCenter, "repo:refs_changed"),
+                                 (.bitbucketCloud, "repo:push")] {
             #expect(!provider.ci.maps(event: name), "\(provider) \(name)")
         }
     }
@@ -162,10 +167,10 @@ enum Fixtures {
         (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}}"#, .running,
          true),
         (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "HALTED"}}"#, .running, true),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "EXPIRED"}}}"#, .failed,
-         false),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#, .cancelled,
-         false),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "EXPIRED"}}}"#,
+         .failed, false),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
+         .cancelled, false),
     ] as [(Provider, String, JobState, Bool)])
     func pollsUseTheSameTable(_ provider: Provider, _ body: String, _ state: JobState, _ waits: Bool) throws {
         let event = try #require(RunControl.event(provider: provider, body: Array(body.utf8)))

@@ -18,7 +18,8 @@ package enum ChatVerification {
     /// The secret named by `[chatops.<platform>] <key>`.
     /// - Throws: `.badSignature` when the platform is not configured or its secret is missing (fail closed).
     package static func secret(_ platform: String, _ key: String, db: Database, paths: Paths) throws -> SecretBytes {
-        guard let name = try Settings.get(db, "chatops").flatMap({ try? JSON.parse($0) })?[platform]?[key]?.stringValue else {
+        let chatops = try Settings.get(db, "chatops").flatMap { try? JSON.parse($0) }
+        guard let name = chatops?[platform]?[key]?.stringValue else {
             throw DravenError.badSignature(
                 "\(platform) chat-ops is not configured ([chatops.\(platform)] \(key)); its requests are refused")
         }
@@ -72,8 +73,11 @@ package enum ChatVerification {
     /// - Throws: `.badSignature` when neither `Authorization: Token` nor the `token` field matches.
     package static func mattermost(_ request: Request, form: [String: String], token: SecretBytes) throws {
         var presented: String?
-        if let header = request.header("authorization"), header.hasPrefix("Token ") { presented = String(header.dropFirst(6)) }
-        guard let given = presented ?? form["token"], Array(given.utf8).withUnsafeBytes({ token.constantTimeEquals($0) }) else {
+        if let header = request.header("authorization"), header.hasPrefix("Token ") {
+            presented = String(header.dropFirst(6))
+        }
+        guard let given = presented ?? form["token"],
+              Array(given.utf8).withUnsafeBytes({ token.constantTimeEquals($0) }) else {
             throw DravenError.badSignature("the Mattermost command token does not match")
         }
     }

@@ -95,7 +95,9 @@ struct BitbucketCloud: CIProvider {
 
     func dispatch(_ t: Dispatch.Target, secret: String) throws(DispatchError) -> OutboundRequest {
         guard let pipeline = t.pipeline else { throw DispatchError("no pipeline for environment \(t.environment)") }
-        guard t.refKind != .sha else { throw DispatchError("Bitbucket custom pipelines run on a branch or tag, not a bare sha") }
+        guard t.refKind != .sha else {
+            throw DispatchError("Bitbucket custom pipelines run on a branch or tag, not a bare sha")
+        }
         var target: JSONObject = [
             "type": "pipeline_ref_target", "ref_type": .string(t.refKind == .tag ? "tag" : "branch"),
             "ref_name": .string(t.shortRef), "selector": ["type": "custom", "pattern": .string(pipeline)],
@@ -103,13 +105,16 @@ struct BitbucketCloud: CIProvider {
         if let sha = t.sha { target["commit"] = ["type": "commit", "hash": .string(sha)] }
         let body: JSON = .object([
             "target": .object(target),
-            "variables": .array(t.variables.map { .object(["key": .string($0.0), "value": .string($0.1), "secured": false]) }),
+            "variables": .array(t.variables.map {
+                .object(["key": .string($0.0), "value": .string($0.1), "secured": false])
+            }),
         ])
         return OutboundRequest(
             method: "POST", url: "\(t.base("https://api.bitbucket.org/2.0"))/repositories/\(t.repo)/pipelines/",
-            headers: [("Content-Type", "application/json"), ("Accept", "application/json"), ("User-Agent", Dispatch.userAgent)],
-            body: body.serializedBytes(), credential: .header(name: "Authorization", prefix: "Bearer "), secretName: secret,
-            timeoutMS: t.timeoutMS)
+            headers: [("Content-Type", "application/json"), ("Accept", "application/json"),
+                      ("User-Agent", Dispatch.userAgent)],
+            body: body.serializedBytes(), credential: .header(name: "Authorization", prefix: "Bearer "),
+            secretName: secret, timeoutMS: t.timeoutMS)
     }
 
     func started(_ answer: JSON?, repo: String) -> Dispatch.Outcome {
@@ -120,7 +125,8 @@ struct BitbucketCloud: CIProvider {
 
     func runRequest(_ action: RunControl.Action, runID: String, target t: Dispatch.Target,
                     secret: String) throws(DispatchError) -> OutboundRequest {
-        let run = "\(t.base("https://api.bitbucket.org/2.0"))/repositories/\(t.repo)/pipelines/\(Dispatch.percentEncode(runID))"
+        let pipelines = "\(t.base("https://api.bitbucket.org/2.0"))/repositories/\(t.repo)/pipelines"
+        let run = "\(pipelines)/\(Dispatch.percentEncode(runID))"
         return OutboundRequest(
             method: action == .poll ? "GET" : "POST", url: run + (action == .cancel ? "/stopPipeline" : ""),
             headers: [("User-Agent", Dispatch.userAgent), ("Accept", "application/json")], body: [],
@@ -133,8 +139,10 @@ struct BitbucketCloud: CIProvider {
     func polled(_ run: JSON) -> ProviderEvent? {
         let state = run["state"]
         let name = state?["name"]?.stringValue ?? ""
-        let status: JSON = .object(["key": run["uuid"] ?? .null, "state": .string(name), "name": run["build_number"] ?? .null,
-                                    "commit": .object(["hash": run["target"]?["commit"]?["hash"] ?? .null])])
+        let status: JSON = .object([
+            "key": run["uuid"] ?? .null, "state": .string(name), "name": run["build_number"] ?? .null,
+            "commit": .object(["hash": run["target"]?["commit"]?["hash"] ?? .null]),
+        ])
         var event = Self.commitStatusEvent("pipeline poll", .object(["commit_status": status]))
         let stage = state?["stage"]?["name"]?.stringValue, result = state?["result"]?["name"]?.stringValue
         event.detail["stage"] = stage.map(JSON.string)

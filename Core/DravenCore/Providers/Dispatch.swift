@@ -24,7 +24,8 @@ package enum Dispatch {
         package var kind: String
 
         package init(jobID: Int64, environment: String, ref: String, refKind: RefKind, sha: String?, fencingToken: Int64,
-                     integration: JSONObject, provider: Provider, repo: String, method: String, kind: String = "deploy") {
+                     integration: JSONObject, provider: Provider, repo: String, method: String,
+                     kind: String = "deploy") {
             self.jobID = jobID; self.environment = environment; self.ref = ref; self.refKind = refKind; self.sha = sha
             self.fencingToken = fencingToken; self.integration = integration; self.provider = provider; self.repo = repo; self.method = method
             self.kind = kind

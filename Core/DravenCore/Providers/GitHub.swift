@@ -120,11 +120,14 @@ struct GitHub: CIProvider {
         return try Self.dispatch(target, secret: secret, runDetails: false)
     }
 
-    static func dispatch(_ t: Dispatch.Target, secret: String, runDetails: Bool) throws(DispatchError) -> OutboundRequest {
+    static func dispatch(_ t: Dispatch.Target, secret: String,
+                         runDetails: Bool) throws(DispatchError) -> OutboundRequest {
         guard let workflow = t.pipeline else { throw DispatchError("no pipeline for environment \(t.environment)") }
-        guard t.refKind != .sha else { throw DispatchError("GitHub workflow_dispatch runs on a branch or tag, not a bare sha") }
-        var inputs: JSONObject = ["job_id": .string(String(t.jobID)), "env": .string(t.environment), "ref": .string(t.ref),
-                                  "fencing_token": .string(String(t.fencingToken))]
+        guard t.refKind != .sha else {
+            throw DispatchError("GitHub workflow_dispatch runs on a branch or tag, not a bare sha")
+        }
+        var inputs: JSONObject = ["job_id": .string(String(t.jobID)), "env": .string(t.environment),
+                                  "ref": .string(t.ref), "fencing_token": .string(String(t.fencingToken))]
         if let task = t.task {
             inputs["task"] = .string(task)
             // The exact commit a rollback returns to (a branch has moved on since).

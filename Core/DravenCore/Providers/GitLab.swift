@@ -36,7 +36,9 @@ struct GitLab: CIProvider {
     }
 
     func verify(_ request: Request, secret: SecretBytes) throws {
-        guard let token = request.header("x-gitlab-token") else { throw DravenError.badSignature("X-Gitlab-Token is missing") }
+        guard let token = request.header("x-gitlab-token") else {
+            throw DravenError.badSignature("X-Gitlab-Token is missing")
+        }
         guard Array(token.utf8).withUnsafeBytes({ secret.constantTimeEquals($0) }) else {
             throw DravenError.badSignature("X-Gitlab-Token is wrong")
         }
@@ -90,8 +92,8 @@ struct GitLab: CIProvider {
 
     static func jobHook(_ p: JSON) -> ProviderEvent {
         let status = p["build_status"]?.stringValue ?? ""
-        return ProviderEvent(name: "Job Hook", relevant: true, runKey: ProviderEvent.idString(p["pipeline_id"]), jobID: nil,
-                             state: status == "running" ? .running : nil,
+        return ProviderEvent(name: "Job Hook", relevant: true, runKey: ProviderEvent.idString(p["pipeline_id"]),
+                             jobID: nil, state: status == "running" ? .running : nil,
                              detail: ["build_status": .string(status), "build_name": p["build_name"] ?? .null,
                                       "failure_reason": p["build_failure_reason"] ?? .null],
                              url: nil, sha: ProviderEvent.commit(p["sha"]))
@@ -123,8 +125,8 @@ struct GitLab: CIProvider {
             return OutboundRequest(
                 method: "POST", url: "\(base)/projects/\(project)/pipeline",
                 headers: [("Content-Type", "application/json"), ("User-Agent", Dispatch.userAgent)],
-                body: body.serializedBytes(), credential: .header(name: "PRIVATE-TOKEN", prefix: ""), secretName: secret,
-                timeoutMS: t.timeoutMS)
+                body: body.serializedBytes(), credential: .header(name: "PRIVATE-TOKEN", prefix: ""),
+                secretName: secret, timeoutMS: t.timeoutMS)
         }
     }
 
@@ -144,7 +146,8 @@ struct GitLab: CIProvider {
     func runRequest(_ action: RunControl.Action, runID: String, target t: Dispatch.Target,
                     secret: String) throws(DispatchError) -> OutboundRequest {
         let project = t.integration["project_id"]?.stringValue ?? Dispatch.percentEncode(t.repo)
-        let run = "\(t.base("https://gitlab.com/api/v4"))/projects/\(project)/pipelines/\(Dispatch.percentEncode(runID))"
+        let pipelines = "\(t.base("https://gitlab.com/api/v4"))/projects/\(project)/pipelines"
+        let run = "\(pipelines)/\(Dispatch.percentEncode(runID))"
         // A trigger token can start pipelines but not read or cancel them: `api_token_secret` names one that can;
         // with the `pipeline` method, `token_secret` is already such a token.
         if let why = runControlRefusal(method: t.method, integration: t.integration) {

@@ -15,7 +15,8 @@ package struct HookIntegration {
     var document: [UInt8]
 
     /// - Throws: `DravenError.badSignature` when no integration matches (fail closed).
-    package static func find(_ db: Database, providers: [Provider], project: String?, body: [UInt8], request: Request) throws -> HookIntegration {
+    package static func find(_ db: Database, providers: [Provider], project: String?, body: [UInt8],
+                             request: Request) throws -> HookIntegration {
         let repo = project == nil ? repositoryHint(body, request: request) : nil
         guard project != nil || repo != nil else { throw DravenError.badSignature("no integration: add ?project=NAME to the webhook URL") }
         let rows = try db.query("""
