@@ -16,12 +16,10 @@ package enum WebhookReceive: Function {
 
     typealias Handler = @Sendable (Request, Context) throws -> Response
     static let router = Router<Handler>([
-        (Route("POST", "/hooks/github"), { @Sendable in try provider($0, $1, route: "github", providers: ["github"], eventHeader: "x-github-event",
-                                                        deliveryHeaders: ["x-github-delivery"]) }),
-        (Route("POST", "/hooks/gitlab"), { @Sendable in try provider($0, $1, route: "gitlab", providers: ["gitlab"], eventHeader: "x-gitlab-event",
-                                                        deliveryHeaders: ["idempotency-key", "x-gitlab-event-uuid"]) }),
-        (Route("POST", "/hooks/bitbucket"), { @Sendable in try provider($0, $1, route: "bitbucket", providers: ["bitbucket", "bitbucket-dc"],
-                                                           eventHeader: "x-event-key", deliveryHeaders: ["x-request-uuid", "x-request-id"]) }),
+        (Route("POST", "/hooks/github"), { @Sendable in try provider($0, $1, serving: [.github]) }),
+        (Route("POST", "/hooks/gitlab"), { @Sendable in try provider($0, $1, serving: [.gitlab]) }),
+        (Route("POST", "/hooks/bitbucket"), { @Sendable in
+            try provider($0, $1, serving: [.bitbucketCloud, .bitbucketDataCenter]) }),
         (Route("POST", "/hooks/runner"), { @Sendable in try RunnerCallback.respond($0, $1) }),
     ])
 
@@ -30,37 +28,38 @@ package enum WebhookReceive: Function {
         return try handler(request, context)
     }
 
-    static func provider(_ request: Request, _ context: Context, route: String, providers: [String], eventHeader: String,
-                         deliveryHeaders: [String]) throws -> Response {
+    /// A provider webhook for one of `providers` (those whose integrations this route serves); the
+    /// integration's provider (`CIProvider`) verifies and reads it.
+    static func provider(_ request: Request, _ context: Context, serving providers: [Provider]) throws -> Response {
         // The body's type first: a body draven cannot read is 415 whatever else is wrong with it
         // (without `?project=` its repository could not even be read to find the integration).
         try WebhookPayload.checkMediaType(request)
         let db = try context.db()
         let integration = try HookIntegration.find(db, providers: providers, project: request.queryItems["project"], body: request.body,
                                                    request: request)
-        context.subject = "\(integration.project)/\(route)"
+        let ci = integration.provider.ci
+        context.subject = "\(integration.project)/\(ci.hookRoute)"
         let signedID = try integration.authenticate(request, db: db, paths: context.paths, now: context.now)
-        let eventName = request.header(eventHeader) ?? ""
+        let eventName = request.header(ci.eventHeader) ?? ""
         let event: ProviderEvent
         var moves: [PushEvent.Move] = []
-        if ProviderEvent.maps(provider: integration.provider, name: eventName) {
+        if ci.maps(event: eventName) {
             // Provider bodies are read last-duplicate-wins, as the providers' own consumers read them.
             let payload = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins)
-            event = ProviderEvent.parse(provider: integration.provider, name: eventName, payload: payload)
+            event = ci.parse(event: eventName, payload: payload)
         } else {
             event = .irrelevant(eventName)
             // A push is scanned for the refs it moved and their new heads (a job awaiting approval
             // may take one); one that cannot be read is recorded and ignored like any other event
             // draven does not map.
-            if PushEvent.isPush(provider: integration.provider, name: eventName),
-               let json = try? WebhookPayload.json(request.body, request: request) {
-                moves = PushEvent.parse(provider: integration.provider, json)
+            if ci.isPush(event: eventName), let json = try? WebhookPayload.json(request.body, request: request) {
+                moves = ci.pushMoves(json)
             }
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
         let bodyHash = Sodium.hashHex(request.body)
         let deliveryID = signedID
-            ?? deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
+            ?? ci.deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
         let source = "\(integration.provider):\(integration.project)"
 
         let result = try db.immediate { tx -> (status: Int, body: JSONObject) in

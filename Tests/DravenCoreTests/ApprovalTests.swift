@@ -288,22 +288,23 @@ import Testing
 
     @Test func pushesNameTheRefAndItsNewHead() throws {
         let c40 = String(repeating: "c", count: 40)
-        let parse = { (json: String) in PushEvent.parse(provider: "github", Array(json.utf8)).map { "\($0.ref) \($0.sha)" } }
+        let parse = { (json: String) in Provider.github.ci.pushMoves(Array(json.utf8)).map { "\($0.ref) \($0.sha)" } }
         #expect(parse(#"{"ref":"refs/heads/main","after":"\#(c40)","deleted":false}"#) == ["refs/heads/main \(c40)"])
-        #expect(PushEvent.parse(provider: "github", Fixtures.bytes("github/push.json")).isEmpty)  // its `after` is all zeros: a deletion
+        // Its `after` is all zeros: a deletion.
+        #expect(Provider.github.ci.pushMoves(Fixtures.bytes("github/push.json")).isEmpty)
         #expect(parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "0", count: 40))","deleted":true}"#).isEmpty)
         #expect(parse(#"{"ref":"refs/heads/x","after":"\#(String(repeating: "a", count: 40))","deleted":true}"#).isEmpty)
         #expect(parse(#"{"ref":"refs/heads/x","after":"nope"}"#).isEmpty)
-        #expect(PushEvent.isPush(provider: "github", name: "push") && PushEvent.isPush(provider: "gitlab", name: "Tag Push Hook"))
-        #expect(PushEvent.isPush(provider: "bitbucket-dc", name: "repo:refs_changed"))
-        #expect(!PushEvent.isPush(provider: "github", name: "workflow_run") && !PushEvent.isPush(provider: "gitlab", name: "push"))
+        #expect(Provider.github.ci.isPush(event: "push") && Provider.gitlab.ci.isPush(event: "Tag Push Hook"))
+        #expect(Provider.bitbucketDataCenter.ci.isPush(event: "repo:refs_changed"))
+        #expect(!Provider.github.ci.isPush(event: "workflow_run") && !Provider.gitlab.ci.isPush(event: "push"))
     }
 
     @Test func bitbucketCloudPushesNameEveryRefTheyMoved() throws {
-        #expect(PushEvent.isPush(provider: "bitbucket", name: "repo:push"))
-        #expect(!PushEvent.isPush(provider: "bitbucket", name: "repo:commit_status_updated"))
+        #expect(Provider.bitbucketCloud.ci.isPush(event: "repo:push"))
+        #expect(!Provider.bitbucketCloud.ci.isPush(event: "repo:commit_status_updated"))
         // The real payload moves branch name-of-branch from 1e65c05… to 709d658….
-        #expect(PushEvent.parse(provider: "bitbucket", Fixtures.bytes("bitbucket-cloud/repo_push.json")).map {
+        #expect(Provider.bitbucketCloud.ci.pushMoves(Fixtures.bytes("bitbucket-cloud/repo_push.json")).map {
             "\($0.ref) \($0.sha)"
         } == ["refs/heads/name-of-branch 709d658dc5b6d6afcd46049c2f332ee3f515a67d"])
         let (a40, b40) = (String(repeating: "a", count: 40), String(repeating: "b", count: 40))
@@ -312,19 +313,21 @@ import Testing
             + #"{"new":null,"old":{"name":"gone","type":"branch","target":{"hash":"\#(a40)"}}},"#
             + #"{"new":{"name":"odd","type":"bookmark","target":{"hash":"\#(a40)"}}},"#
             + #"{"new":{"name":"short","type":"branch","target":{"hash":"abc"}}}]}}"#
-        #expect(PushEvent.parse(provider: "bitbucket", Array(json.utf8)).map { "\($0.ref) \($0.sha)" }
+        #expect(Provider.bitbucketCloud.ci.pushMoves(Array(json.utf8)).map { "\($0.ref) \($0.sha)" }
             == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
     }
 
     @Test func bitbucketDataCenterPushesNameEveryRefTheyMoved() throws {
         // The real payload deletes a branch: nothing moved.
-        #expect(PushEvent.parse(provider: "bitbucket-dc", Fixtures.bytes("bitbucket-dc/repo_refs_changed.json")).isEmpty)
+        let dc = Provider.bitbucketDataCenter.ci
+        #expect(dc.pushMoves(Fixtures.bytes("bitbucket-dc/repo_refs_changed.json")).isEmpty)
         let (a40, b40) = (String(repeating: "a", count: 40), String(repeating: "b", count: 40))
         let json = #"{"changes":[{"ref":{"id":"refs/heads/main","type":"BRANCH"},"toHash":"\#(a40)","type":"UPDATE"},"#
             + #"{"refId":"refs/tags/v1","toHash":"\#(b40)","type":"ADD"},"#
             + #"{"ref":{"id":"refs/heads/old"},"toHash":"\#(String(repeating: "0", count: 40))","type":"DELETE"},"#
             + #"{"ref":{"id":"refs/heads/odd"},"toHash":"\#(a40)","type":"DELETE"}]}"#
-        #expect(PushEvent.parse(provider: "bitbucket-dc", Array(json.utf8)).map { "\($0.ref) \($0.sha)" } == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
+        #expect(dc.pushMoves(Array(json.utf8)).map { "\($0.ref) \($0.sha)" }
+                == ["refs/heads/main \(a40)", "refs/tags/v1 \(b40)"])
     }
 
     @Test(arguments: [

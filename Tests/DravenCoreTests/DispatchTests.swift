@@ -5,44 +5,51 @@ import Testing
     static func response(_ status: Int, _ body: String) -> OutboundResponse { OutboundResponse(status: status, body: Array(body.utf8)) }
 
     @Test func successesCarryTheRunIDAndPage() {
-        #expect(Dispatch.outcome(provider: "github", repo: "a/b", response: Self.response(200, #"{"workflow_run_id": 77, "html_url": "https://x/77"}"#))
+        #expect(Dispatch.outcome(provider: .github, repo: "a/b",
+                                 response: Self.response(200, #"{"workflow_run_id": 77, "html_url": "https://x/77"}"#))
                 == .started(runID: "77", url: "https://x/77"))
-        #expect(Dispatch.outcome(provider: "github", repo: "a/b", response: Self.response(204, "")) == .started(runID: nil, url: nil))
-        #expect(Dispatch.outcome(provider: "gitlab", repo: "a/b", response: Self.response(201, #"{"id": 5, "web_url": "https://g/5"}"#))
+        #expect(Dispatch.outcome(provider: .github, repo: "a/b", response: Self.response(204, ""))
+                == .started(runID: nil, url: nil))
+        #expect(Dispatch.outcome(provider: .gitlab, repo: "a/b",
+                                 response: Self.response(201, #"{"id": 5, "web_url": "https://g/5"}"#))
                 == .started(runID: "5", url: "https://g/5"))
-        #expect(Dispatch.outcome(provider: "bitbucket", repo: "a/b", response: Self.response(201, #"{"uuid": "{u}", "build_number": 9}"#))
+        #expect(Dispatch.outcome(provider: .bitbucketCloud, repo: "a/b",
+                                 response: Self.response(201, #"{"uuid": "{u}", "build_number": 9}"#))
                 == .started(runID: "{u}", url: "https://bitbucket.org/a/b/pipelines/results/9"))
     }
 
     @Test(arguments: [400, 401, 403, 404, 422])
     func clientErrorsAreFinal(_ status: Int) {
-        let outcome = Dispatch.outcome(provider: "github", repo: "a/b", response: Self.response(status, #"{"message": "No ref found for: x"}"#))
+        let outcome = Dispatch.outcome(provider: .github, repo: "a/b",
+                                       response: Self.response(status, #"{"message": "No ref found for: x"}"#))
         #expect(outcome == .rejected("github refused the dispatch (HTTP \(status)): No ref found for: x"))
     }
 
     @Test(arguments: [408, 429, 500, 502, 503, 504])
     func serverErrorsAndThrottlingAreRetried(_ status: Int) {
-        guard case .retry = Dispatch.outcome(provider: "gitlab", repo: "a/b", response: Self.response(status, "")) else {
+        guard case .retry = Dispatch.outcome(provider: .gitlab, repo: "a/b", response: Self.response(status, "")) else {
             Issue.record("\(status) should be retried"); return
         }
     }
 
     @Test func githubRateLimitIsRetried() {
         let r = Self.response(403, #"{"message": "API rate limit exceeded for installation"}"#)
-        guard case .retry = Dispatch.outcome(provider: "github", repo: "a/b", response: r) else { Issue.record("not retried"); return }
+        guard case .retry = Dispatch.outcome(provider: .github, repo: "a/b", response: r) else {
+            Issue.record("not retried"); return
+        }
     }
 
     @Test func requestsNeverCarryTheSecretInline() throws {
         var t = Dispatch.Target(jobID: 1, environment: "prod", ref: "refs/tags/v1", refKind: .tag, sha: nil, fencingToken: 3,
-                                integration: ["token_secret": "t", "pipelines": ["*": "d.yml"]], provider: "github", repo: "a/b",
-                                method: "workflow_dispatch")
+                                integration: ["token_secret": "t", "pipelines": ["*": "d.yml"]], provider: .github,
+                                repo: "a/b", method: "workflow_dispatch")
         let gh = try Dispatch.request(for: t)
         #expect(gh.secretName == "t" && gh.url == "https://api.github.com/repos/a/b/actions/workflows/d.yml/dispatches")
-        t.provider = "gitlab"; t.method = "trigger"
+        t.provider = .gitlab; t.method = "trigger"
         let gl = try Dispatch.request(for: t)
         #expect(String(decoding: gl.body, as: UTF8.self).hasPrefix("token=\(OutboundRequest.bodyPlaceholder)&ref=v1&"))
         #expect(gl.url == "https://gitlab.com/api/v4/projects/a%2Fb/trigger/pipeline")
-        t.provider = "github"; t.refKind = .sha; t.ref = String(repeating: "a", count: 40)
+        t.provider = .github; t.refKind = .sha; t.ref = String(repeating: "a", count: 40)
         #expect(throws: DispatchError.self) { try Dispatch.request(for: t) }
         t.integration = ["pipelines": ["*": "d.yml"]]
         #expect(throws: DispatchError.self) { try Dispatch.request(for: t) }

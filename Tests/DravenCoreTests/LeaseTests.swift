@@ -201,57 +201,66 @@ extension TestStore {
 }
 
 @Suite struct RunControlTests {
-    static func target(_ provider: String, kind: String = "deploy") -> Dispatch.Target {
+    static func target(_ provider: Provider, kind: String = "deploy") -> Dispatch.Target {
         Dispatch.Target(jobID: 7, environment: "prod", ref: "refs/tags/v1", refKind: .tag, sha: nil, fencingToken: 3,
                         integration: ["token_secret": "t", "api_token_secret": "api", "project_id": "42", "pipelines": ["*": "d.yml"]],
-                        provider: provider, repo: "a/b", method: provider == "gitlab" ? "trigger" : "x", kind: kind)
+                        provider: provider, repo: "a/b", method: provider == .gitlab ? "trigger" : "x", kind: kind)
     }
 
     @Test func pollAndCancelRequests() throws {
-        let gh = try RunControl.request(.poll, runID: "99", target: Self.target("github"))
+        let gh = try RunControl.request(.poll, runID: "99", target: Self.target(.github))
         #expect(gh.method == "GET" && gh.url == "https://api.github.com/repos/a/b/actions/runs/99" && gh.secretName == "t")
-        let ghc = try RunControl.request(.cancel, runID: "99", target: Self.target("github"))
+        let ghc = try RunControl.request(.cancel, runID: "99", target: Self.target(.github))
         #expect(ghc.method == "POST" && ghc.url.hasSuffix("/actions/runs/99/cancel"))
-        let gl = try RunControl.request(.poll, runID: "5", target: Self.target("gitlab"))
+        let gl = try RunControl.request(.poll, runID: "5", target: Self.target(.gitlab))
         #expect(gl.url == "https://gitlab.com/api/v4/projects/42/pipelines/5" && gl.secretName == "api")
-        let bb = try RunControl.request(.cancel, runID: "{u-1}", target: Self.target("bitbucket"))
+        let bb = try RunControl.request(.cancel, runID: "{u-1}", target: Self.target(.bitbucketCloud))
         #expect(bb.url == "https://api.bitbucket.org/2.0/repositories/a/b/pipelines/%7Bu-1%7D/stopPipeline")
-        #expect(throws: DispatchError.self) { try RunControl.request(.poll, runID: "1", target: Self.target("bitbucket-dc")) }
+        #expect(throws: DispatchError.self) {
+            try RunControl.request(.poll, runID: "1", target: Self.target(.bitbucketDataCenter))
+        }
     }
 
     @Test(arguments: [
-        ("github", #"{"id": 9, "status": "completed", "conclusion": "failure"}"#, JobState.failed),
-        ("github", #"{"id": 9, "status": "in_progress", "conclusion": null}"#, JobState.running),
-        ("gitlab", #"{"id": 5, "status": "success", "web_url": "https://g/5"}"#, JobState.succeeded),
-        ("gitlab", #"{"id": 5, "status": "canceled"}"#, JobState.cancelled),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "SUCCESSFUL"}}}"#, JobState.succeeded),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "ERROR"}}}"#, JobState.failed),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#, JobState.cancelled),
-        ("bitbucket", #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}}"#, JobState.running),
-    ])
-    func polledRunsReadAsTheirWebhooks(_ c: (String, String, JobState)) throws {
+        (.github, #"{"id": 9, "status": "completed", "conclusion": "failure"}"#, JobState.failed),
+        (.github, #"{"id": 9, "status": "in_progress", "conclusion": null}"#, JobState.running),
+        (.gitlab, #"{"id": 5, "status": "success", "web_url": "https://g/5"}"#, JobState.succeeded),
+        (.gitlab, #"{"id": 5, "status": "canceled"}"#, JobState.cancelled),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "SUCCESSFUL"}}}"#,
+         JobState.succeeded),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "ERROR"}}}"#,
+         JobState.failed),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
+         JobState.cancelled),
+        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}}"#, JobState.running),
+    ] as [(Provider, String, JobState)])
+    func polledRunsReadAsTheirWebhooks(_ c: (Provider, String, JobState)) throws {
         let event = try #require(RunControl.event(provider: c.0, body: Array(c.1.utf8)))
         #expect(event.state == c.2 && event.relevant)
     }
 
     @Test func eventsCarryTheCommitTheyBuild() throws {
         let sha = String(repeating: "d", count: 40)
-        #expect(RunControl.event(provider: "github", body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: "gitlab", body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: "bitbucket", body: Array(
+        #expect(RunControl.event(provider: .github,
+                                 body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha
+                == sha)
+        #expect(RunControl.event(provider: .gitlab,
+                                 body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
+        #expect(RunControl.event(provider: .bitbucketCloud, body: Array(
             #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}, "target": {"commit": {"hash": "\#(sha)"}}}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: "github", body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
+        #expect(RunControl.event(provider: .github,
+                                 body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
     }
 
     @Test func rollbackAndDiagnosticDispatchesNameTheirTask() throws {
-        let deploy = try JSON.parse(try Dispatch.request(for: Self.target("github")).body)
+        let deploy = try JSON.parse(try Dispatch.request(for: Self.target(.github)).body)
         #expect(deploy["inputs"]?["task"] == nil)
-        let rollback = try JSON.parse(try Dispatch.request(for: Self.target("github", kind: "rollback")).body)
+        let rollback = try JSON.parse(try Dispatch.request(for: Self.target(.github, kind: "rollback")).body)
         #expect(rollback["inputs"]?["task"]?.stringValue == "rollback")
-        let diagnostic = try Dispatch.request(for: Self.target("gitlab", kind: "diagnostic"))
+        let diagnostic = try Dispatch.request(for: Self.target(.gitlab, kind: "diagnostic"))
         #expect(String(decoding: diagnostic.body, as: UTF8.self).hasSuffix("&variables%5BDRAVEN_TASK%5D=deploy%3Ainfo"))
         // A rollback pins the commit when it is known; a deploy's request never changes.
-        var pinned = Self.target("github", kind: "rollback")
+        var pinned = Self.target(.github, kind: "rollback")
         pinned.sha = String(repeating: "c", count: 40)
         #expect(try JSON.parse(try Dispatch.request(for: pinned).body)["inputs"]?["sha"]?.stringValue == pinned.sha)
         pinned.kind = "deploy"

@@ -142,13 +142,13 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
     }
 
     @Test func aGitLabTriggerTokenIsNeverUsedToPollOrCancel() throws {
-        var t = RunControlTests.target("gitlab")
+        var t = RunControlTests.target(.gitlab)
         t.integration["api_token_secret"] = nil
         #expect(RunControl.refusal(t) != nil)
         #expect(throws: DispatchError.self) { try RunControl.request(.poll, runID: "5", target: t) }
         #expect(throws: DispatchError.self) { try RunControl.request(.cancel, runID: "5", target: t) }
         t.method = "pipeline"  // token_secret is then a project or personal access token
         #expect(try RunControl.request(.poll, runID: "5", target: t).secretName == "t")
-        #expect(RunControl.refusal(RunControlTests.target("gitlab")) == nil)
+        #expect(RunControl.refusal(RunControlTests.target(.gitlab)) == nil)
     }
 }

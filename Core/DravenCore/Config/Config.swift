@@ -26,7 +26,7 @@ package struct Config: Sendable {
         package var document: JSON
     }
     package struct Integration: Sendable {
-        package var provider: String
+        package var provider: Provider
         package var repo: String
         package var method: String
         package var document: JSON
@@ -54,12 +54,6 @@ package struct Config: Sendable {
     package var projects: [Project] = []
 
     static let chatPlatforms: Set<String> = ["slack", "teams", "mattermost"]
-    static let methods: [String: Set<String>] = [
-        "github": ["workflow_dispatch"],
-        "gitlab": ["trigger", "pipeline"],
-        "bitbucket": ["custom_pipeline"],
-        "bitbucket-dc": ["none"],  // Data Center has no pipelines: webhooks only
-    ]
     static let failurePolicies: Set<String> = ["rollback", "diagnostic"]
 
     /// Validates a parsed configuration file.
@@ -282,20 +276,23 @@ extension Config.Integration {
         let provider = r.string("provider", &problems, required: true)
         let repo = r.string("repo", &problems, required: true)
         let method = r.string("method", &problems, required: true)
+        let kind = provider.flatMap(Provider.init(rawValue:))
         if let provider, let method {
-            if let methods = Config.methods[provider] {
+            if let methods = kind?.ci.methods {
                 if !methods.contains(method) {
                     problems.append(.init(key: r.key("method"), reason: "\(provider) supports \(methods.sorted().joined(separator: ", ")), not \"\(method)\""))
                 }
             } else {
-                problems.append(.init(key: r.key("provider"), reason: "must be github, gitlab, bitbucket or bitbucket-dc, not \"\(provider)\""))
+                let names = Provider.allCases.map(\.rawValue)
+                let list = names.dropLast().joined(separator: ", ") + " or " + names[names.count - 1]
+                problems.append(.init(key: r.key("provider"), reason: "must be \(list), not \"\(provider)\""))
             }
         }
         // Secrets are named here and kept in the secrets store, never in this file.
         // `api_token_secret`: GitLab only, a token that may read and cancel pipelines when `token_secret` is a trigger token.
         for name in ["token_secret", "webhook_secret", "runner_secret", "api_token_secret"] { _ = r.string(name, &problems) }
         // `signing_secret`: GitLab only, the signing token (`whsec_…`) its webhooks are signed with; then required.
-        if r.string("signing_secret", &problems) != nil, let provider, provider != "gitlab" {
+        if r.string("signing_secret", &problems) != nil, let provider, kind != .gitlab {
             problems.append(.init(key: r.key("signing_secret"),
                                   reason: "is for GitLab's signed webhooks; \(provider) signs with webhook_secret"))
         }
@@ -313,12 +310,12 @@ extension Config.Integration {
             for env in environments where pipelines[env] == nil && pipelines["*"] == nil {
                 problems.append(.init(key: r.key("pipelines"), reason: "has no pipeline for environment \"\(env)\" (add it, or a \"*\" entry)"))
             }
-        } else if provider != "gitlab" && provider != "bitbucket-dc" {
+        } else if kind?.ci.needsPipelines ?? true {
             problems.append(.init(key: r.key("pipelines"), reason: "is required: map each environment (or \"*\") to its pipeline"))
         }
         r.finish(&problems)
-        guard problems.count == before, let provider, let repo, let method else { return nil }
-        return Config.Integration(provider: provider, repo: repo, method: method, document: .object(document))
+        guard problems.count == before, let kind, let repo, let method else { return nil }
+        return Config.Integration(provider: kind, repo: repo, method: method, document: .object(document))
     }
 }
 

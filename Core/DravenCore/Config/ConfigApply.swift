@@ -103,7 +103,8 @@ package enum ConfigApply {
                     INSERT INTO integrations (project_id, provider, repo, method, document) VALUES (?1, ?2, ?3, ?4, ?5)
                     ON CONFLICT (project_id) DO UPDATE SET provider = excluded.provider, repo = excluded.repo, method = excluded.method,
                         document = excluded.document
-                    """, [.int(pid), .text(integration.provider), .text(integration.repo), .text(integration.method),
+                    """, [.int(pid), .text(integration.provider.rawValue), .text(integration.repo),
+                          .text(integration.method),
                           .text(integration.document.serialized())])
             } else {
                 try db.run("DELETE FROM integrations WHERE project_id = ?1", [.int(pid)])

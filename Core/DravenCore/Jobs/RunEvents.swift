@@ -39,7 +39,8 @@ package enum RunEvents {
 /// Finds the job a provider event is about: by the run id the deliverer recorded, else by the
 /// job id the run carries (pipeline variable or run name), within the integration's project.
 package enum JobMatch {
-    package static func find(_ db: Database, projectID: Int64, provider: String, event: ProviderEvent) throws -> Int64? {
+    package static func find(_ db: Database, projectID: Int64, provider: Provider,
+                             event: ProviderEvent) throws -> Int64? {
         if let key = event.runKey {
             if key.hasPrefix("#") {  // a Bitbucket build number
                 let suffix = "/results/" + key.dropFirst()

@@ -96,9 +96,11 @@ package struct Sweeper {
             try Job.silentRuns(db, job: job, silentSince: now - pollAfter, pollAfter: pollAfter,
                                backoffLimit: max(pollAfter, pollBackoffLimit), now: now)
         }
-        let due = try silent(db, nil).map {
-            ($0.id, $0.runID, RunControl.refusal(provider: $0.provider, method: $0.method,
-                                                 integration: (try? JSON.parse($0.integration))?.objectValue ?? [:]))
+        let due = try silent(db, nil).map { run in
+            (run.id, run.runID, Provider(rawValue: run.provider).flatMap {
+                RunControl.refusal(provider: $0, method: run.method,
+                                   integration: (try? JSON.parse(run.integration))?.objectValue ?? [:])
+            })
         }
         return try due.filter { (id, run, refusal) in
             guard refusal == nil else { return false }

@@ -19,7 +19,7 @@ extension Delivery {
         var redactor = Redactor.patternsOnly
         do {
             let target = try self.target(job, token: job.fencingToken ?? 0)
-            provider = target.provider
+            provider = target.provider.rawValue
             let request = try RunControl.request(action, runID: runID, target: target)
             let response = try transport.send(request, credential: try credential(for: request, redactor: &redactor))
             let said = Dispatch.providerMessage(try? JSON.parse(response.body)).map { ": " + $0 } ?? ""

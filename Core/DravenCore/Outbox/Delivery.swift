@@ -100,17 +100,16 @@ package struct Delivery {
         try record(row, job: job, outcome: outcome.cleaned(by: redactor), uncontrolled: uncontrolled, now: now())
     }
 
-    /// Sends the request; for GitHub Enterprise versions that refuse `return_run_details`,
-    /// sends it once more without.
+    /// Sends the request, and once more the provider's fallback if the answer asks for it
+    /// (`CIProvider.fallback`: GitHub Enterprise versions that refuse `return_run_details`).
     private mutating func call(_ request: OutboundRequest, target: Dispatch.Target,
                                redactor: inout Redactor) throws -> Dispatch.Outcome {
         let credential = try self.credential(for: request, redactor: &redactor)
         do {
             let response = try transport.send(request, credential: credential)
-            if target.provider == "github", response.status == 400 || response.status == 422,
-               String(decoding: response.body, as: UTF8.self).contains("return_run_details") {
-                let plain = try Dispatch.github(target, secret: request.secretName ?? "", runDetails: false)
-                return Dispatch.outcome(provider: target.provider, repo: target.repo, response: try transport.send(plain, credential: credential))
+            if let again = try target.provider.ci.fallback(target, secret: request.secretName ?? "", after: response) {
+                let answer = try transport.send(again, credential: credential)
+                return Dispatch.outcome(provider: target.provider, repo: target.repo, response: answer)
             }
             return Dispatch.outcome(provider: target.provider, repo: target.repo, response: response)
         } catch let error as TransportError {
@@ -187,9 +186,12 @@ package struct Delivery {
         guard let row = try HookIntegration.settings(db, projectID: job.projectID) else {
             throw DispatchError("project \(job.project) has no integration")
         }
+        guard let provider = Provider(rawValue: row.0) else {
+            throw DispatchError("project \(job.project) has an unknown provider \(row.0)")
+        }
         return Dispatch.Target(jobID: job.id, environment: job.environment, ref: job.ref, refKind: RefKind(rawValue: job.refKind) ?? .branch,
                                sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
-                               provider: row.0, repo: row.1, method: row.2, kind: job.kind)
+                               provider: provider, repo: row.1, method: row.2, kind: job.kind)
     }
 
     /// - Parameter uncontrolled: why draven cannot poll or cancel this run (`RunControl.refusal`),

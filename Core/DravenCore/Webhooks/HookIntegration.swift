@@ -9,24 +9,26 @@
 package struct HookIntegration {
     package var projectID: Int64
     package var project: String
-    package var provider: String
+    package var provider: Provider
     var repo: String
     /// The integration's settings as `draven apply` stored them (JSON text); read by scanning
     /// for the one member a request needs, not decoded whole.
     var document: [UInt8]
 
     /// - Throws: `DravenError.badSignature` when no integration matches (fail closed).
-    package static func find(_ db: Database, providers: [String], project: String?, body: [UInt8], request: Request) throws -> HookIntegration {
+    package static func find(_ db: Database, providers: [Provider], project: String?, body: [UInt8],
+                             request: Request) throws -> HookIntegration {
         let repo = project == nil ? repositoryHint(body, request: request) : nil
         guard project != nil || repo != nil else { throw DravenError.badSignature("no integration: add ?project=NAME to the webhook URL") }
         let rows = try db.query("""
             SELECT p.id, p.name, i.provider, i.repo, i.document FROM integrations i JOIN projects p ON p.id = i.project_id
             WHERE p.retired = 0 AND (p.name = ?1 OR (?1 IS NULL AND i.repo = ?2))
             ORDER BY p.id
-            """, [.text(project), .text(repo)]) {
-            HookIntegration(projectID: $0.int(0), project: $0.text(1), provider: $0.text(2), repo: $0.text(3),
-                            document: Array($0.text(4).utf8))
-        }.filter { providers.contains($0.provider) }
+            """, [.text(project), .text(repo)]) { row -> HookIntegration? in
+            guard let provider = Provider(rawValue: row.text(2)), providers.contains(provider) else { return nil }
+            return HookIntegration(projectID: row.int(0), project: row.text(1), provider: provider, repo: row.text(3),
+                                   document: Array(row.text(4).utf8))
+        }.compactMap { $0 }
         guard let match = rows.first else {
             throw DravenError.badSignature("no \(providers[0]) integration for \(project.map { "project \($0)" } ?? "repository \(repo ?? "")")")
         }
@@ -41,16 +43,13 @@ package struct HookIntegration {
                      [.int(projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) })
     }
 
-    /// The repository an (unverified) payload names, to choose the secret to verify it with.
-    /// JSON bodies are scanned, not decoded: only up to the member (a 7 KB push costs ~10× less).
+    /// The repository an (unverified) payload names, to choose the secret to verify it with: the
+    /// first any provider finds where it puts it (`CIProvider.repository`), in a fixed order, as
+    /// the integration (and so its provider) is not known yet. JSON bodies are scanned, not
+    /// decoded: only up to the member (a 7 KB push costs ~10× less).
     static func repositoryHint(_ body: [UInt8], request: Request) -> String? {
         guard let json = try? WebhookPayload.json(body, request: request) else { return nil }
-        if let s = JSON.string(at: ["repository", "full_name"], in: json) { return s }
-        if let s = JSON.string(at: ["project", "path_with_namespace"], in: json) { return s }
-        if let key = JSON.string(at: ["repository", "project", "key"], in: json), let slug = JSON.string(at: ["repository", "slug"], in: json) {
-            return key + "/" + slug
-        }
-        return nil
+        return Provider.allCases.lazy.compactMap { $0.ci.repository(in: json) }.first
     }
 
     /// The secret named by `key` in the integration, from the secrets store.
@@ -62,104 +61,14 @@ package struct HookIntegration {
         return try VerificationSecret.load(name, what: "the \(key) of project \(project)", db: db, paths: paths)
     }
 
-    /// Proves the delivery came from the provider: its `webhook_secret` signature or token, and
-    /// for a GitLab integration naming a `signing_secret`, GitLab's signature (then required).
+    /// Proves the delivery came from the provider (`CIProvider.authenticate`): its
+    /// `webhook_secret` signature or token, and for a GitLab integration naming a
+    /// `signing_secret`, GitLab's signature (then required).
     /// - Returns: the delivery id the signature covers (GitLab's `webhook-id`), to dedupe by; nil
     ///   when the provider signs no id (its id headers are then only a hint).
     /// - Throws: `.badSignature` naming the missing or wrong header, or the secret not configured.
     package func authenticate(_ request: Request, db: Database, paths: Paths, now: Int64) throws -> String? {
-        guard provider == "gitlab", JSON.string(at: ["signing_secret"], in: document) != nil else {
-            try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
-            return nil
-        }
-        let signing = try secret("signing_secret", db: db, paths: paths)
-        let id = try GitLabSignature.verify(request, secret: signing, now: now)
-        // A token configured as well is checked as well.
-        if JSON.string(at: ["webhook_secret"], in: document) != nil {
-            try verify(request, secret: try secret("webhook_secret", db: db, paths: paths))
-        }
-        return id
-    }
-
-    /// Checks the provider's signature or token over the raw body.
-    /// - Throws: `.badSignature` naming the missing or wrong header.
-    func verify(_ request: Request, secret: SecretBytes) throws {
-        switch provider {
-        case "github":
-            guard let header = request.header("x-hub-signature-256") else { throw DravenError.badSignature("X-Hub-Signature-256 is missing") }
-            guard Sodium.hexSignatureMatches(header, prefix: "sha256=", expected: Sodium.hmacSHA256(key: secret, message: request.body)) else {
-                throw DravenError.badSignature("X-Hub-Signature-256 does not match the body")
-            }
-        case "gitlab":
-            guard let token = request.header("x-gitlab-token") else { throw DravenError.badSignature("X-Gitlab-Token is missing") }
-            guard Array(token.utf8).withUnsafeBytes({ secret.constantTimeEquals($0) }) else {
-                throw DravenError.badSignature("X-Gitlab-Token is wrong")
-            }
-        default:  // Bitbucket Cloud and Data Center: X-Hub-Signature is HMAC-SHA256 (not GitHub's SHA-1)
-            guard let header = request.header("x-hub-signature") else { throw DravenError.badSignature("X-Hub-Signature is missing") }
-            guard Sodium.hexSignatureMatches(header, prefix: "sha256=", expected: Sodium.hmacSHA256(key: secret, message: request.body)) else {
-                throw DravenError.badSignature("X-Hub-Signature does not match the body")
-            }
-        }
-    }
-}
-
-/// GitLab's signed webhooks, the Standard Webhooks scheme (standardwebhooks.com; GitLab MR
-/// !230944): `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`, a
-/// space-separated list of `v1,<base64 HMAC-SHA256(key, id + "." + timestamp + "." + body)>`
-/// (several during a key rotation; other versions are ignored). The key is the base64 after
-/// `whsec_` in the signing token GitLab was given (the prefix is optional here).
-///
-/// The timestamp must be within five minutes of now; the id is signed, so it is the delivery id
-/// draven dedupes by (with the body hash): a replay inside the window is a duplicate that changes
-/// nothing, one outside it is refused.
-enum GitLabSignature {
-    static let window: Int64 = 300
-
-    /// - Returns: the verified `webhook-id`.
-    /// - Throws: `.badSignature` naming the header that is missing, malformed, stale or wrong.
-    static func verify(_ request: Request, secret: SecretBytes, now: Int64) throws -> String {
-        guard let id = request.header("webhook-id"), !id.isEmpty, id.utf8.count <= 255 else {
-            throw DravenError.badSignature("webhook-id is missing (this GitLab integration requires signatures)")
-        }
-        guard let timestamp = SignedRequest.timestamp(request.header("webhook-timestamp")) else {
-            throw DravenError.badSignature("webhook-timestamp is missing or not Unix seconds (digits only)")
-        }
-        guard abs(now - timestamp) <= window else {
-            throw DravenError.badSignature("webhook-timestamp is more than five minutes away from now")
-        }
-        guard let header = request.header("webhook-signature"), !header.isEmpty else {
-            throw DravenError.badSignature("webhook-signature is missing (this GitLab integration requires signatures)")
-        }
-        let key = try self.key(secret)
-        let expected = Sodium.hmacSHA256(key: key, message: Array("\(id).\(timestamp).".utf8) + request.body)
-        var matched = false
-        // Split at the space byte, as the reference implementation splits (`split(" ")`): split as
-        // a String, a space followed by a combining mark is one Character, and the entry before
-        // it was not seen (found by the fuzz target `signatures`).
-        for entry in header.utf8.split(separator: 0x20) where entry.starts(with: "v1,".utf8) {
-            // Every entry is compared (constant time each): no early exit tells which one matched.
-            if let given = SecretsCrypto.base64Decode(entry.dropFirst(3)),
-               Sodium.constantTimeEquals(given, expected) { matched = true }
-        }
-        guard matched else { throw DravenError.badSignature("webhook-signature does not match the body") }
-        return id
-    }
-
-    /// The HMAC key: the signing token's base64 (after `whsec_`), decoded; padding may be left
-    /// out, as the reference implementation allows.
-    static func key(_ secret: SecretBytes) throws -> SecretBytes {
-        let decoded: [UInt8]? = secret.withUnsafeBytes { raw in
-            var text = Array(raw.starts(with: Array("whsec_".utf8)) ? raw.dropFirst(6) : raw[...])
-            defer { Sodium.wipe(&text) }
-            while text.count % 4 != 0 { text.append(UInt8(ascii: "=")) }
-            return SecretsCrypto.base64Decode(text)
-        }
-        guard var bytes = decoded, !bytes.isEmpty else {
-            throw DravenError.badSignature("the GitLab signing secret in the secrets store is not whsec_<base64>")
-        }
-        defer { Sodium.wipe(&bytes) }
-        return SecretBytes(copying: bytes, label: "gitlab signing key")
+        try provider.ci.authenticate(request, self, db: db, paths: paths, now: now)
     }
 }
 

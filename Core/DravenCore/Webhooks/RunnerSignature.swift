@@ -26,8 +26,8 @@ package enum RunnerSignature {
     @discardableResult
     package static func verify(_ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
                        paths: Paths) throws -> String {
-        let integration = try HookIntegration.find(db, providers: ["github", "gitlab", "bitbucket", "bitbucket-dc"], project: project,
-                                                   body: [], request: request)
+        let integration = try HookIntegration.find(db, providers: Provider.allCases, project: project, body: [],
+                                                   request: request)
         let secret = try integration.secret("runner_secret", db: db, paths: paths)
         let signed = Array("\(timestamp).".utf8) + request.body
         let expected = Sodium.hmacSHA256(key: secret, message: signed)

@@ -89,12 +89,12 @@ enum FuzzJSON {
 /// form encoding), the repository hint (scanned before the signature check), the event mapping
 /// and push moves. Input: one byte choosing the provider and event, one the content type, the body.
 enum FuzzWebhook {
-    static let events: [(String, String)] = [
-        ("github", "workflow_run"), ("github", "workflow_job"), ("github", "deployment_status"), ("github", "push"),
-        ("gitlab", "Pipeline Hook"), ("gitlab", "Job Hook"), ("gitlab", "Deployment Hook"), ("gitlab", "Push Hook"),
-        ("bitbucket", "repo:commit_status_updated"), ("bitbucket", "repo:commit_status_created"),
-        ("bitbucket", "repo:push"),
-        ("bitbucket-dc", "repo:refs_changed"),
+    static let events: [(Provider, String)] = [
+        (.github, "workflow_run"), (.github, "workflow_job"), (.github, "deployment_status"), (.github, "push"),
+        (.gitlab, "Pipeline Hook"), (.gitlab, "Job Hook"), (.gitlab, "Deployment Hook"), (.gitlab, "Push Hook"),
+        (.bitbucketCloud, "repo:commit_status_updated"), (.bitbucketCloud, "repo:commit_status_created"),
+        (.bitbucketCloud, "repo:push"),
+        (.bitbucketDataCenter, "repo:refs_changed"),
     ]
     static let contentTypes = ["application/json", "application/x-www-form-urlencoded",
                                "application/vnd.api+json; charset=utf-8", "text/plain"]
@@ -114,10 +114,9 @@ enum FuzzWebhook {
             check(strict == payload, "the lenient reading differs from the strict one")
             check(hint == repository(payload), "the scanned repository \(hint ?? "nil") differs from the parsed one")
         }
-        FuzzEvents.checkEvent(ProviderEvent.parse(provider: provider, name: name, payload: payload))
-        if PushEvent.isPush(provider: provider, name: name),
-           let json = try? WebhookPayload.json(request.body, request: request) {
-            _ = PushEvent.parse(provider: provider, json)
+        FuzzEvents.checkEvent(provider.ci.parse(event: name, payload: payload))
+        if provider.ci.isPush(event: name), let json = try? WebhookPayload.json(request.body, request: request) {
+            _ = provider.ci.pushMoves(json)
         }
     }
 

@@ -53,11 +53,11 @@ enum FuzzRedactor {
 /// event's state and waiting reason agree (`FuzzEvents.checkEvent`); a polled GitHub or GitLab run maps
 /// as the webhook carrying the same run does.
 enum FuzzEvents {
-    static let events: [(String, String)] = [
-        ("github", "workflow_run"), ("github", "workflow_job"), ("github", "deployment_status"),
-        ("gitlab", "Pipeline Hook"), ("gitlab", "Job Hook"), ("gitlab", "Deployment Hook"),
-        ("bitbucket", "repo:commit_status_updated"), ("bitbucket", "repo:commit_status_created"),
-        ("github", "poll"), ("gitlab", "poll"), ("bitbucket", "poll"),
+    static let events: [(Provider, String)] = [
+        (.github, "workflow_run"), (.github, "workflow_job"), (.github, "deployment_status"),
+        (.gitlab, "Pipeline Hook"), (.gitlab, "Job Hook"), (.gitlab, "Deployment Hook"),
+        (.bitbucketCloud, "repo:commit_status_updated"), (.bitbucketCloud, "repo:commit_status_created"),
+        (.github, "poll"), (.gitlab, "poll"), (.bitbucketCloud, "poll"),
     ]
 
     static func run(_ input: [UInt8]) {
@@ -66,22 +66,21 @@ enum FuzzEvents {
         let body = Array(input.dropFirst())
         guard name == "poll" else {
             guard let payload = try? JSON.parse(body, duplicateKeys: .lastWins) else { return }
-            checkEvent(ProviderEvent.parse(provider: provider, name: name, payload: payload))
+            checkEvent(provider.ci.parse(event: name, payload: payload))
             return
         }
         guard let polled = RunControl.event(provider: provider, body: body) else { return }
         checkEvent(polled)
         guard let run = try? JSON.parse(body, duplicateKeys: .lastWins) else { return }
         switch provider {
-        case "github":
-            let hook = ProviderEvent.parse(provider: "github", name: "workflow_run", payload: ["workflow_run": run])
+        case .github:
+            let hook = provider.ci.parse(event: "workflow_run", payload: ["workflow_run": run])
             check(hook == polled, "a polled GitHub run maps unlike its workflow_run webhook")
-        case "gitlab":
-            let hook = ProviderEvent.parse(provider: "gitlab", name: "Pipeline Hook",
-                                           payload: ["object_attributes": run])
+        case .gitlab:
+            let hook = provider.ci.parse(event: "Pipeline Hook", payload: ["object_attributes": run])
             check(hook.state == polled.state && hook.waiting == polled.waiting && hook.runKey == polled.runKey,
                   "a polled GitLab pipeline maps unlike its Pipeline Hook")
-        default:
+        case .bitbucketCloud, .bitbucketDataCenter:
             break
         }
     }
