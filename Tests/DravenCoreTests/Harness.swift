@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 @testable import DravenFunctions
 
@@ -8,7 +9,11 @@ import Testing
 struct StoreSnapshot: Equatable {
     /// One stored value, with its SQLite storage class.
     enum Value: Equatable, CustomStringConvertible {
-        case null, int(Int64), real(Double), text(String), blob([UInt8])
+        case null
+        case int(Int64)
+        case real(Double)
+        case text(String)
+        case blob([UInt8])
 
         var description: String {
             switch self {
@@ -46,7 +51,8 @@ struct StoreSnapshot: Equatable {
                 (name: $0.text(0), pk: $0.int(1))
             }
             let quoted = info.map { "\"\($0.name)\"" }
-            let order = sql.uppercased().contains("WITHOUT ROWID")
+            let order =
+                sql.uppercased().contains("WITHOUT ROWID")
                 ? info.filter { $0.pk > 0 }.sorted { $0.pk < $1.pk }.map { "\"\($0.name)\"" }.joined(separator: ", ")
                 : "rowid"
             let select = quoted.map { "typeof(\($0)), \($0)" }.joined(separator: ", ")
@@ -73,7 +79,8 @@ struct StoreSnapshot: Equatable {
     func changes(since other: StoreSnapshot) -> [String: (gone: [[Value]], new: [[Value]])] {
         var out: [String: (gone: [[Value]], new: [[Value]])] = [:]
         for name in Set(tables.keys).union(other.tables.keys) where self[name] != other[name] {
-            let mine = self[name].rows, theirs = other[name].rows
+            let mine = self[name].rows
+            let theirs = other[name].rows
             out[name] = (theirs.filter { !mine.contains($0) }, mine.filter { !theirs.contains($0) })
         }
         return out
@@ -153,14 +160,18 @@ final class Harness {
     var now: Int64 { store.now }
 
     /// `target` is the path with its query string; `token` a person (their token) or a token's text.
-    func call<F: Function>(_ function: F.Type, _ method: String, _ target: String, body: [UInt8] = [],
-                           contentType: String? = nil, token: String? = nil,
-                           headers: [String: String] = [:]) throws -> Exchange {
+    func call<F: Function>(
+        _ function: F.Type, _ method: String, _ target: String, body: [UInt8] = [],
+        contentType: String? = nil, token: String? = nil,
+        headers: [String: String] = [:]
+    ) throws -> Exchange {
         let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        var meta = ["REQUEST_METHOD": method, "REQUEST_URI": target, "PATH_INFO": String(parts[0]),
-                    "QUERY_STRING": parts.count > 1 ? String(parts[1]) : "", "REMOTE_ADDR": remote,
-                    "CONTENT_LENGTH": body.isEmpty ? "" : String(body.count),
-                    "CONTENT_TYPE": contentType ?? ""]
+        var meta = [
+            "REQUEST_METHOD": method, "REQUEST_URI": target, "PATH_INFO": String(parts[0]),
+            "QUERY_STRING": parts.count > 1 ? String(parts[1]) : "", "REMOTE_ADDR": remote,
+            "CONTENT_LENGTH": body.isEmpty ? "" : String(body.count),
+            "CONTENT_TYPE": contentType ?? "",
+        ]
         if let token { meta["HTTP_AUTHORIZATION"] = "Bearer " + (tokens[token] ?? token) }
         for (name, value) in headers {
             meta["HTTP_" + String(name.uppercased().map { $0 == "-" ? "_" : $0 })] = value
@@ -170,29 +181,37 @@ final class Harness {
         let response: Response
         var read = false
         do {
-            let request = try CGI.request(environment: { each in
-                for (name, value) in meta {
-                    Array(name.utf8).withUnsafeBufferPointer { n in Array(value.utf8).withUnsafeBufferPointer { each(n, $0) } }
-                }
-            }, limit: CGI.maxBody(default: F.maxBodyBytes), body: { n in
-                guard n <= body.count else { throw DravenError.malformed("the body ended early") }
-                return Array(body.prefix(n))
-            })
+            let request = try CGI.request(
+                environment: { each in
+                    for (name, value) in meta {
+                        Array(name.utf8).withUnsafeBufferPointer { n in
+                            Array(value.utf8).withUnsafeBufferPointer { each(n, $0) }
+                        }
+                    }
+                }, limit: CGI.maxBody(default: F.maxBodyBytes),
+                body: { n in
+                    guard n <= body.count else { throw DravenError.malformed("the body ended early") }
+                    return Array(body.prefix(n))
+                })
             read = true
             response = CGI.handle(F.self, request: request, context: context)
         } catch {
             response = CGI.answer(error, context: context)
         }
         let outbox = context.finish()
-        return Exchange(response: response, before: before, after: snapshots ? try StoreSnapshot(store.db) : before, outbox: outbox,
-                        requestID: context.requestID, function: F.name, method: method, path: String(parts[0]),
-                        now: store.now, remote: read ? remote : Environment.get("REMOTE_ADDR") ?? "", read: read)
+        return Exchange(
+            response: response, before: before, after: snapshots ? try StoreSnapshot(store.db) : before, outbox: outbox,
+            requestID: context.requestID, function: F.name, method: method, path: String(parts[0]),
+            now: store.now, remote: read ? remote : Environment.get("REMOTE_ADDR") ?? "", read: read)
     }
 
-    func call<F: Function>(_ function: F.Type, _ method: String, _ target: String, json: JSON, token: String? = nil,
-                           headers: [String: String] = [:]) throws -> Exchange {
-        try call(function, method, target, body: json.serializedBytes(), contentType: "application/json", token: token,
-                 headers: headers)
+    func call<F: Function>(
+        _ function: F.Type, _ method: String, _ target: String, json: JSON, token: String? = nil,
+        headers: [String: String] = [:]
+    ) throws -> Exchange {
+        try call(
+            function, method, target, body: json.serializedBytes(), contentType: "application/json", token: token,
+            headers: headers)
     }
 
     /// The body as JSON, and `X-Draven-Timestamp`/`X-Draven-Signature` signed with `secret`.
@@ -222,8 +241,10 @@ extension Exchange {
     /// Expects a problem+json answer of `status` and `type`, no outbox row, every table unchanged
     /// but for exactly the one record `record` names, its every column as `Context.auditRefusal`
     /// writes it.
-    func expectRefused(_ status: Int, _ type: String, _ record: RefusalRecord, _ comment: Comment? = nil,
-                       sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectRefused(
+        _ status: Int, _ type: String, _ record: RefusalRecord, _ comment: Comment? = nil,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let problem = json
         #expect(self.status == status, "\(body)", sourceLocation: sourceLocation)
         #expect(header("Content-Type") == "application/problem+json", sourceLocation: sourceLocation)
@@ -237,27 +258,34 @@ extension Exchange {
 
     /// Expects every table unchanged but for the refusal's own record (a chat refusal answers 200
     /// with a message; its record is the same as an API refusal's).
-    func expectRecorded(status: Int, type: String, detail: String, _ record: RefusalRecord,
-                        sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectRecorded(
+        status: Int, type: String, detail: String, _ record: RefusalRecord,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         #expect(outbox.isEmpty, "a refusal hands nothing to the deliverer", sourceLocation: sourceLocation)
         let changed = after.changes(since: before)
         let others = changed.keys.filter { $0 != "audit" && $0 != "refusal_counts" }.sorted()
-        #expect(others.isEmpty, "tables changed: \(others.map { "\($0): \(changed[$0]!)" })",
-                sourceLocation: sourceLocation)
+        #expect(
+            others.isEmpty, "tables changed: \(others.map { "\($0): \(changed[$0]!)" })",
+            sourceLocation: sourceLocation)
         switch record {
         case .audited(let actor, let subject):
             #expect(after["refusal_counts"] == before["refusal_counts"], sourceLocation: sourceLocation)
-            expectAuditRecord(status: status, type: type, detail: detail, actor: actor, subject: subject,
-                              sourceLocation: sourceLocation)
+            expectAuditRecord(
+                status: status, type: type, detail: detail, actor: actor, subject: subject,
+                sourceLocation: sourceLocation)
         case .counted:
             #expect(after["audit"] == before["audit"], sourceLocation: sourceLocation)
             expectCounted(status: status, type: type, detail: detail, sourceLocation: sourceLocation)
         }
     }
 
-    private func expectAuditRecord(status: Int, type: String, detail: String, actor: String, subject: String,
-                                   sourceLocation: SourceLocation) {
-        let old = before["audit"].rows, new = after["audit"].rows
+    private func expectAuditRecord(
+        status: Int, type: String, detail: String, actor: String, subject: String,
+        sourceLocation: SourceLocation
+    ) {
+        let old = before["audit"].rows
+        let new = after["audit"].rows
         #expect(Array(new.prefix(old.count)) == old, "earlier audit records changed", sourceLocation: sourceLocation)
         guard new.count == old.count + 1, let row = after["audit"].records.last else {
             Issue.record("expected one new audit record, got \(new.count - old.count)", sourceLocation: sourceLocation)
@@ -265,12 +293,15 @@ extension Exchange {
         }
         let lastID = before["audit"].records.last?["id"]?.int ?? 0
         let prev = before["audit"].records.last?["hash"]?.text ?? Audit.genesis
-        let recorded: JSON = ["status": .int(Int64(status)), "type": .string(Problem.typeBase + type),
-                              "detail": .string(detail), "method": .string(method), "path": .string(path),
-                              "request_id": .string(requestID)]  // an audited caller's request was read
+        let recorded: JSON = [
+            "status": .int(Int64(status)), "type": .string(Problem.typeBase + type),
+            "detail": .string(detail), "method": .string(method), "path": .string(path),
+            "request_id": .string(requestID),
+        ]  // an audited caller's request was read
         let text = recorded.serialized()
-        let hash = Audit.digest(prev: prev, at: now, actor: actor, action: "\(function).refused", subject: subject,
-                                outcome: "refused", detail: text)
+        let hash = Audit.digest(
+            prev: prev, at: now, actor: actor, action: "\(function).refused", subject: subject,
+            outcome: "refused", detail: text)
         let expected: [String: StoreSnapshot.Value] = [
             "id": .int(lastID + 1), "at": .int(now), "actor": .text(actor), "action": .text("\(function).refused"),
             "subject": .text(subject), "outcome": .text("refused"), "detail": .text(text), "prev_hash": .text(prev),
@@ -284,7 +315,8 @@ extension Exchange {
         let key = { (r: [String: StoreSnapshot.Value]) in
             [r["client"], r["function"], r["problem"], r["bucket"]].map { $0 ?? .null }
         }
-        let old = before["refusal_counts"].records, new = table.records
+        let old = before["refusal_counts"].records
+        let new = table.records
         let bucket = now - now % RefusalCounts.bucketSeconds
         let wanted: [StoreSnapshot.Value] = [.text(remote), .text(function), .text(type), .int(bucket)]
         let previous = old.first { key($0) == wanted }
@@ -307,7 +339,8 @@ extension Exchange {
     /// Expects every table exactly as before and nothing handed to the deliverer.
     func expectUnchanged(_ comment: Comment? = nil, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(outbox.isEmpty, comment, sourceLocation: sourceLocation)
-        #expect(after == before, "\(comment.map { "\($0): " } ?? "")changed: \(after.changes(since: before))",
-                sourceLocation: sourceLocation)
+        #expect(
+            after == before, "\(comment.map { "\($0): " } ?? "")changed: \(after.changes(since: before))",
+            sourceLocation: sourceLocation)
     }
 }

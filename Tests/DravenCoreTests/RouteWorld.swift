@@ -21,54 +21,54 @@ final class RouteWorld {
     static let teamsKey = Array("unitTEAMSkey-0123456789abcdef".utf8)
 
     static let config = """
-    {
-      "api": {"token_header": "X-Token-XPipe"},
-      "chatops": {"slack": {"signing_secret": "slack-signing", "bot_token_secret": "slack-bot"},
-                  "teams": {"security_token_secret": "teams-token"}, "mattermost": {"token_secret": "mm-token"}},
-      "people": {
-        "alice": {"chat": {"slack": "UALICE", "teams": "aad-alice", "mattermost": "mm-alice"}},
-        "bob": {"chat": {"slack": "UBOB", "teams": "aad-bob", "mattermost": "mm-bob"}},
-        "carol": {"chat": {"slack": "UCAROL", "mattermost": "mm-carol"}},
-        "dave": {"chat": {"slack": "UDAVE"}}
-      },
-      "groups": {"leads": ["alice", "bob"], "developers": ["carol"]},
-      "projects": {
-        "app": {
-          "integration": {"provider": "github", "repo": "acme/app", "method": "workflow_dispatch",
-                          "token_secret": "gh-token", "webhook_secret": "gh-hook", "runner_secret": "runner",
-                          "pipelines": {"*": "deploy.yml"}},
-          "notify": {"slack_channel": "C0DEPLOYS"},
-          "environments": {
-            "busy": {"refs": ["branch:*"], "lock": "reject"},
-            "gated": {"refs": ["branch:*"], "approvals": 2, "approver_groups": ["leads"]},
-            "live": {"refs": ["branch:*", "tag:v*"]},
-            "hist": {"refs": ["tag:v*"], "lock": "reject"},
-            "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"]},
-            "staging": {"refs": ["branch:main", "branch:release/*", "tag:v*"], "lock": "reject"},
-            "demo": {"refs": ["branch:develop"], "lock": "queue"}
-          }
-        },
-        "gl": {
-          "integration": {"provider": "gitlab", "repo": "acme/gl", "method": "pipeline", "token_secret": "gl-token",
-                          "webhook_secret": "gl-hook", "runner_secret": "runner"},
-          "environments": {"e0": {"refs": ["branch:*"]}}
-        },
-        "bb": {
-          "integration": {"provider": "bitbucket", "repo": "acme/bb", "method": "custom_pipeline",
-                          "token_secret": "bb-token", "webhook_secret": "bb-hook", "runner_secret": "runner",
-                          "pipelines": {"*": "deploy"}},
-          "environments": {"e0": {"refs": ["branch:*"]}}
+        {
+          "api": {"token_header": "X-Token-XPipe"},
+          "chatops": {"slack": {"signing_secret": "slack-signing", "bot_token_secret": "slack-bot"},
+                      "teams": {"security_token_secret": "teams-token"}, "mattermost": {"token_secret": "mm-token"}},
+          "people": {
+            "alice": {"chat": {"slack": "UALICE", "teams": "aad-alice", "mattermost": "mm-alice"}},
+            "bob": {"chat": {"slack": "UBOB", "teams": "aad-bob", "mattermost": "mm-bob"}},
+            "carol": {"chat": {"slack": "UCAROL", "mattermost": "mm-carol"}},
+            "dave": {"chat": {"slack": "UDAVE"}}
+          },
+          "groups": {"leads": ["alice", "bob"], "developers": ["carol"]},
+          "projects": {
+            "app": {
+              "integration": {"provider": "github", "repo": "acme/app", "method": "workflow_dispatch",
+                              "token_secret": "gh-token", "webhook_secret": "gh-hook", "runner_secret": "runner",
+                              "pipelines": {"*": "deploy.yml"}},
+              "notify": {"slack_channel": "C0DEPLOYS"},
+              "environments": {
+                "busy": {"refs": ["branch:*"], "lock": "reject"},
+                "gated": {"refs": ["branch:*"], "approvals": 2, "approver_groups": ["leads"]},
+                "live": {"refs": ["branch:*", "tag:v*"]},
+                "hist": {"refs": ["tag:v*"], "lock": "reject"},
+                "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"]},
+                "staging": {"refs": ["branch:main", "branch:release/*", "tag:v*"], "lock": "reject"},
+                "demo": {"refs": ["branch:develop"], "lock": "queue"}
+              }
+            },
+            "gl": {
+              "integration": {"provider": "gitlab", "repo": "acme/gl", "method": "pipeline", "token_secret": "gl-token",
+                              "webhook_secret": "gl-hook", "runner_secret": "runner"},
+              "environments": {"e0": {"refs": ["branch:*"]}}
+            },
+            "bb": {
+              "integration": {"provider": "bitbucket", "repo": "acme/bb", "method": "custom_pipeline",
+                              "token_secret": "bb-token", "webhook_secret": "bb-hook", "runner_secret": "runner",
+                              "pipelines": {"*": "deploy"}},
+              "environments": {"e0": {"refs": ["branch:*"]}}
+            }
+          },
+          "grants": [
+            {"group": "developers", "project": "app", "environments": ["gated", "demo", "staging"],
+             "actions": ["deploy", "read"]},
+            {"group": "leads", "project": "*", "actions": ["deploy", "approve", "read"]},
+            {"person": "alice", "project": "*", "actions": ["rollback", "metrics"]},
+            {"person": "dave", "project": "app", "actions": ["approve"]}
+          ]
         }
-      },
-      "grants": [
-        {"group": "developers", "project": "app", "environments": ["gated", "demo", "staging"],
-         "actions": ["deploy", "read"]},
-        {"group": "leads", "project": "*", "actions": ["deploy", "approve", "read"]},
-        {"person": "alice", "project": "*", "actions": ["rollback", "metrics"]},
-        {"person": "dave", "project": "app", "actions": ["approve"]}
-      ]
-    }
-    """
+        """
 
     /// Built once, then copied for each test (a copy takes a few milliseconds, building ten times that).
     nonisolated(unsafe) private static let template = Result { try RouteWorld(building: ()) }
@@ -77,7 +77,9 @@ final class RouteWorld {
     init() throws {
         let t = try Self.template.get()
         h = try Harness(copying: t.h)
-        (busy, busyToken, gated, carols, done, doneToken) = (t.busy, t.busyToken, t.gated, t.carols, t.done, t.doneToken)
+        (busy, busyToken, gated, carols, done, doneToken) = (
+            t.busy, t.busyToken, t.gated, t.carols, t.done, t.doneToken
+        )
         (holder, holderToken) = (t.holder, t.holderToken)
     }
 
@@ -92,8 +94,10 @@ final class RouteWorld {
         try expect(try h.call(Rollback.self, "POST", "/api/v1/jobs/\(done)/cancel", json: [:], token: "alice"), 200)
         for (tag, release) in [("v1.0.0", "r1"), ("v1.1.0", "r2")] {
             let (job, token) = try deploy("alice", "hist", tag, expect: "dispatching")
-            let result = try runner(["job_id": .int(job), "fencing_token": .int(token), "result": "succeeded",
-                                     "release_id": .string(release)])
+            let result = try runner([
+                "job_id": .int(job), "fencing_token": .int(token), "result": "succeeded",
+                "release_id": .string(release),
+            ])
             try expect(result, 200)
         }
         (holder, holderToken) = try deploy("alice", "hist", "v1.2.0", expect: "dispatching")
@@ -108,8 +112,9 @@ final class RouteWorld {
 
     /// A deploy through the trigger: its job id and fencing token (0 while it holds no lock).
     func deploy(_ who: String, _ env: String, _ ref: String, expect state: String) throws -> (Int64, Int64) {
-        let x = try h.call(Trigger.self, "POST", "/api/v1/deploys",
-                           json: ["project": "app", "environment": .string(env), "ref": .string(ref)], token: who)
+        let x = try h.call(
+            Trigger.self, "POST", "/api/v1/deploys",
+            json: ["project": "app", "environment": .string(env), "ref": .string(ref)], token: who)
         try expect(x, 201)
         guard x.json?["state"]?.stringValue == state, let id = x.json?["id"]?.intValue else {
             throw SetUpFailed(description: "deploy to \(env): \(x.body)")
@@ -118,20 +123,28 @@ final class RouteWorld {
     }
 
     /// `POST /hooks/runner` with `body` signed by the runner secret (or `secret`) at `timestamp`.
-    func runner(_ body: JSON, secret: String = RouteWorld.secrets["runner"]!, at timestamp: Int64? = nil) throws -> Exchange {
+    func runner(_ body: JSON, secret: String = RouteWorld.secrets["runner"]!, at timestamp: Int64? = nil) throws
+        -> Exchange
+    {
         try signed(WebhookReceive.self, "/hooks/runner", body.serializedBytes(), secret: secret, at: timestamp)
     }
 
-    func signed<F: Function>(_ function: F.Type, _ target: String, _ body: [UInt8],
-                             secret: String = RouteWorld.secrets["runner"]!, at timestamp: Int64? = nil,
-                             contentType: String = "application/json") throws -> Exchange {
-        try h.call(function, "POST", target, body: body, contentType: contentType,
-                   headers: Harness.runnerHeaders(body, secret: secret, at: timestamp ?? h.now))
+    func signed<F: Function>(
+        _ function: F.Type, _ target: String, _ body: [UInt8],
+        secret: String = RouteWorld.secrets["runner"]!, at timestamp: Int64? = nil,
+        contentType: String = "application/json"
+    ) throws -> Exchange {
+        try h.call(
+            function, "POST", target, body: body, contentType: contentType,
+            headers: Harness.runnerHeaders(body, secret: secret, at: timestamp ?? h.now))
     }
 
-    func heartbeat(_ job: Int64, _ body: JSON, secret: String = RouteWorld.secrets["runner"]!,
-                   at timestamp: Int64? = nil) throws -> Exchange {
-        try signed(Heartbeat.self, "/api/v1/jobs/\(job)/heartbeat", body.serializedBytes(), secret: secret, at: timestamp)
+    func heartbeat(
+        _ job: Int64, _ body: JSON, secret: String = RouteWorld.secrets["runner"]!,
+        at timestamp: Int64? = nil
+    ) throws -> Exchange {
+        try signed(
+            Heartbeat.self, "/api/v1/jobs/\(job)/heartbeat", body.serializedBytes(), secret: secret, at: timestamp)
     }
 
     // -- chat platforms, signed as each platform signs ------------------------------------------
@@ -144,19 +157,26 @@ final class RouteWorld {
         var out = ""
         for b in s.utf8 {
             let c = Character(Unicode.Scalar(b))
-            if c.isLetter && b < 0x80 || c.isNumber && b < 0x80 || "-_.~".contains(c) { out.append(c) }
-            else { out += "%" + Hex.encode([b]).uppercased() }
+            if c.isLetter && b < 0x80 || c.isNumber && b < 0x80 || "-_.~".contains(c) {
+                out.append(c)
+            } else {
+                out += "%" + Hex.encode([b]).uppercased()
+            }
         }
         return out
     }
 
-    func slack(_ body: [UInt8], secret: String = RouteWorld.secrets["slack-signing"]!, at timestamp: Int64? = nil,
-               contentType: String = "application/x-www-form-urlencoded") throws -> Exchange {
+    func slack(
+        _ body: [UInt8], secret: String = RouteWorld.secrets["slack-signing"]!, at timestamp: Int64? = nil,
+        contentType: String = "application/x-www-form-urlencoded"
+    ) throws -> Exchange {
         let ts = timestamp ?? h.now
-        let mac = Sodium.hmacSHA256(key: SecretBytes(copying: Array(secret.utf8), label: "slack"),
-                                    message: Array("v0:\(ts):".utf8) + body)
-        return try h.call(Approve.self, "POST", "/chatops/slack", body: body, contentType: contentType,
-                          headers: ["X-Slack-Request-Timestamp": String(ts), "X-Slack-Signature": "v0=" + Hex.encode(mac)])
+        let mac = Sodium.hmacSHA256(
+            key: SecretBytes(copying: Array(secret.utf8), label: "slack"),
+            message: Array("v0:\(ts):".utf8) + body)
+        return try h.call(
+            Approve.self, "POST", "/chatops/slack", body: body, contentType: contentType,
+            headers: ["X-Slack-Request-Timestamp": String(ts), "X-Slack-Signature": "v0=" + Hex.encode(mac)])
     }
 
     func slash(_ user: String, _ text: String) -> [UInt8] {
@@ -164,8 +184,10 @@ final class RouteWorld {
     }
 
     static func teamsActivity(_ user: String, _ text: String) -> [UInt8] {
-        let activity: JSON = ["type": "message", "id": "1", "channelId": "msteams",
-                              "from": ["id": .string("29:\(user)"), "aadObjectId": .string(user)], "text": .string(text)]
+        let activity: JSON = [
+            "type": "message", "id": "1", "channelId": "msteams",
+            "from": ["id": .string("29:\(user)"), "aadObjectId": .string(user)], "text": .string(text),
+        ]
         return activity.serializedBytes()
     }
 
@@ -174,25 +196,32 @@ final class RouteWorld {
     }
 
     func teams(_ body: [UInt8], authorization: String?) throws -> Exchange {
-        try h.call(Approve.self, "POST", "/chatops/teams", body: body, contentType: "application/json",
-                   headers: authorization.map { ["Authorization": $0] } ?? [:])
+        try h.call(
+            Approve.self, "POST", "/chatops/teams", body: body, contentType: "application/json",
+            headers: authorization.map { ["Authorization": $0] } ?? [:])
     }
 
-    func mattermost(_ user: String, _ text: String, token: String = RouteWorld.secrets["mm-token"]!) throws -> Exchange {
-        try h.call(Approve.self, "POST", "/chatops/mattermost", body: Self.form([("user_id", user), ("text", text)]),
-                   contentType: "application/x-www-form-urlencoded", headers: ["Authorization": "Token " + token])
+    func mattermost(_ user: String, _ text: String, token: String = RouteWorld.secrets["mm-token"]!) throws -> Exchange
+    {
+        try h.call(
+            Approve.self, "POST", "/chatops/mattermost", body: Self.form([("user_id", user), ("text", text)]),
+            contentType: "application/x-www-form-urlencoded", headers: ["Authorization": "Token " + token])
     }
 
     // -- provider webhooks ------------------------------------------------------------------------
 
-    func github(_ body: [UInt8], event: String = "workflow_run", project: String? = "app",
-                secret: String = RouteWorld.secrets["gh-hook"]!, signature: String? = nil,
-                contentType: String = "application/json") throws -> Exchange {
+    func github(
+        _ body: [UInt8], event: String = "workflow_run", project: String? = "app",
+        secret: String = RouteWorld.secrets["gh-hook"]!, signature: String? = nil,
+        contentType: String = "application/json"
+    ) throws -> Exchange {
         let mac = Sodium.hmacSHA256(key: SecretBytes(copying: Array(secret.utf8), label: "gh"), message: body)
         let target = "/hooks/github" + (project.map { "?project=\($0)" } ?? "")
-        return try h.call(WebhookReceive.self, "POST", target, body: body, contentType: contentType, headers: [
-            "X-GitHub-Event": event, "X-GitHub-Delivery": "d-1",
-            "X-Hub-Signature-256": signature ?? "sha256=" + Hex.encode(mac),
-        ])
+        return try h.call(
+            WebhookReceive.self, "POST", target, body: body, contentType: contentType,
+            headers: [
+                "X-GitHub-Event": event, "X-GitHub-Delivery": "d-1",
+                "X-Hub-Signature-256": signature ?? "sha256=" + Hex.encode(mac),
+            ])
     }
 }

@@ -403,6 +403,7 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     stack, fake = world
     job = awaiting(stack, "refusals")
     wait_until(lambda: slack_messages(fake, "chat.postMessage", job), "no approval request posted")
+    stack.wait_settled()
     before, refusals = stack.snapshot(), stack.refusals()
     r, _, _ = slack(stack, slash("UNOBODY", f"approve {job}"))
     assert r.status == 200 and r.json["response_type"] == "ephemeral"
@@ -415,7 +416,14 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     wait_until(lambda: ephemeral(fake, "UNOBODY"), "no ephemeral refusal")
     [reply] = ephemeral(fake, "UNOBODY")
     assert reply["channel"] == "C0DEPLOYS" and "your slack user UNOBODY is not linked" in reply["text"]
-    assert stack.snapshot() == dict(before, outbox=before["outbox"] + 1)
+    stack.wait_settled()  # the deliverer records Slack's answer after Slack has seen the call
+    after = stack.snapshot()
+    added = [row for row in after["outbox"] if row not in before["outbox"]]
+    assert after == dict(before, outbox=sorted(before["outbox"] + added, key=repr))
+    [(_, kind, job_id, payload, state, attempts, _, _, delivered_at, last_error)] = added
+    assert (kind, job_id, state, attempts, last_error) == ("notify", None, "delivered", 1, None) and delivered_at
+    assert json.loads(payload) == {"channel": "slack_approval", "action": "ephemeral", "slack_channel": "C0DEPLOYS",
+                                   "user": "UNOBODY", "text": reply["text"]}
     assert stack.rows("SELECT state FROM jobs WHERE id = ?", job) == [("awaiting_approval",)]
     before = stack.snapshot()
     assert stack.refusals() == refusals + 2
