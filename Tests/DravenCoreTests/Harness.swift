@@ -102,6 +102,7 @@ struct Exchange {
     /// `REMOTE_ADDR` as a refusal records it; empty when the request was refused before it was read
     /// (`Context.auditRefusal` then falls back to the process's own `REMOTE_ADDR`).
     var remote: String
+    /// Whether the request was read (false: refused from its CONTENT_LENGTH alone).
     var read: Bool
 
     var status: Int { response.status }
@@ -214,7 +215,7 @@ final class Harness {
             headers: headers)
     }
 
-    /// The body as JSON, and `X-Draven-Timestamp`/`X-Draven-Signature` signed with `secret`.
+    /// `X-Draven-Timestamp` and `X-Draven-Signature` for `body`, signed with the runner secret `secret`.
     static func runnerHeaders(_ body: [UInt8], secret: String, at timestamp: Int64) -> [String: String] {
         let key = SecretBytes(copying: Array(secret.utf8), label: "runner")
         let mac = Sodium.hmacSHA256(key: key, message: Array("\(timestamp).".utf8) + body)
@@ -242,7 +243,7 @@ extension Exchange {
     /// but for exactly the one record `record` names, its every column as `Context.auditRefusal`
     /// writes it.
     func expectRefused(
-        _ status: Int, _ type: String, _ record: RefusalRecord, _ comment: Comment? = nil,
+        _ status: Int, _ type: String, _ record: RefusalRecord,
         sourceLocation: SourceLocation = #_sourceLocation
     ) {
         let problem = json

@@ -27,7 +27,7 @@ struct Refused: Sendable, CustomTestStringConvertible {
 
     func check() throws {
         let world = try RouteWorld()
-        try send(world).expectRefused(status, type, record(world), "\(name)")
+        try send(world).expectRefused(status, type, record(world))
     }
 }
 
