@@ -85,8 +85,10 @@ extension TestStore {
         #expect(try store.db.immediate { tx in try Locks.extend(tx, job: first, token: old, now: store.now + 62) } == nil)
         #expect(try store.db.immediate { tx in try Locks.extend(tx, job: second, token: old, now: store.now + 62) } == nil)
         let events = try store.count("job_events")
+        let before = try StoreSnapshot(store.db)
         #expect(try sweeper.expireLeases(store.db, now: store.now + 61) == [])
         #expect(try store.count("job_events") == events)
+        #expect(try StoreSnapshot(store.db) == before)
     }
 
     @Test func aDispatchingJobIsNotTimedOutByItsLeaseButFailedWhenStuck() throws {

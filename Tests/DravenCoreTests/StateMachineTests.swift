@@ -78,12 +78,20 @@ import Testing
         let id = try Self.job(in: pair.0, store)
         let audits = try store.count("audit")
         let locks = try store.db.query("SELECT environment_id, job_id, fencing_token FROM locks") { "\($0.int(0))/\($0.optionalInt(1) ?? -1)/\($0.int(2))" }
+        let before = try StoreSnapshot(store.db)
         let outcome = try store.db.immediate { tx in try StateMachine.transition(tx, job: id, to: pair.1, actor: "t", now: store.now) }
         #expect(outcome == .ignored(current: pair.0))
         #expect(try store.state(id) == pair.0)
         #expect(try store.count("audit") == audits)
         #expect(try store.count("job_events", "job_id = \(id) AND event = 'ignored'") == 1)
         #expect(try store.db.query("SELECT environment_id, job_id, fencing_token FROM locks") { "\($0.int(0))/\($0.optionalInt(1) ?? -1)/\($0.int(2))" } == locks)
+        // Nothing else changed: every table as before but for that one event.
+        let after = try StoreSnapshot(store.db)
+        #expect(Set(after.changes(since: before).keys) == ["job_events"])
+        let old = before["job_events"].rows
+        #expect(Array(after["job_events"].rows.prefix(old.count)) == old)
+        let added = after["job_events"].records.dropFirst(old.count)
+        #expect(added.count == 1 && added.first?["job_id"] == .int(id) && added.first?["event"] == .text("ignored"))
     }
 
     @Test(arguments: [JobState.succeeded, .failed, .timedOut, .cancelled, .rejected, .expired])
@@ -92,9 +100,11 @@ import Testing
         let id = try Self.job(in: terminal, store)
         let policy = try Policy.load(store.db, environmentID: try store.environmentID("shop", "demo"))
         let outbox = try store.count("outbox"), events = try store.count("job_events")
+        let before = try StoreSnapshot(store.db)
         #expect(try store.db.immediate { tx in try StateMachine.start(tx, job: id, policy: policy, actor: "t", now: store.now) } == terminal)
         #expect(try store.count("outbox") == outbox)
         #expect(try store.count("job_events") == events)
+        #expect(try StoreSnapshot(store.db) == before)
     }
 
     @Test func endingAJobReleasesTheLockAndStartsTheOldestQueued() throws {
@@ -127,6 +137,7 @@ import Testing
         let first = try store.newJob("staging", ref: ref)
         try store.db.immediate { tx in _ = try StateMachine.start(tx, job: first, policy: policy, actor: "t", now: store.now) }
         let jobs = try store.count("jobs"), audits = try store.count("audit"), outbox = try store.count("outbox")
+        let before = try StoreSnapshot(store.db)
         #expect(throws: DravenError.environmentBusy(environment: "staging", heldBy: first)) {
             try store.db.immediate { tx in
                 let pid = try tx.db.scalar("SELECT id FROM projects WHERE name = 'shop'")!
@@ -139,5 +150,6 @@ import Testing
         #expect(try store.count("jobs") == jobs)
         #expect(try store.count("audit") == audits)
         #expect(try store.count("outbox") == outbox)
+        #expect(try StoreSnapshot(store.db) == before)
     }
 }

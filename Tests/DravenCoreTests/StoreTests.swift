@@ -35,6 +35,7 @@ import Testing
     @Test func aThrowingTransactionLeavesNothing() throws {
         let store = try TestStore()
         let before = try store.count("audit")
+        let snapshot = try StoreSnapshot(store.db)
         struct Boom: Error {}
         #expect(throws: Boom.self) {
             try store.db.immediate { tx in
@@ -43,6 +44,7 @@ import Testing
             }
         }
         #expect(try store.count("audit") == before)
+        #expect(try StoreSnapshot(store.db) == snapshot)
     }
 
     @Test func constraintsAreEnforced() throws {

@@ -70,15 +70,25 @@ class Stack:
             return c.execute(sql, args).fetchall()
 
     def snapshot(self):
-        """Everything a refused request must leave alone."""
+        """Everything a refused request must leave alone: every row of every table (sqlite_master),
+        every column, rows sorted. Left out are only the records a refusal itself writes (`refused`
+        audit records, `refusal_counts`): tests count those with refusals()."""
         with self.db() as c:
-            return {
-                "jobs": c.execute("SELECT id, state, fencing_token FROM jobs ORDER BY id").fetchall(),
-                "locks": c.execute("SELECT environment_id, job_id, fencing_token FROM locks ORDER BY 1").fetchall(),
-                "outbox": c.execute("SELECT count(*) FROM outbox").fetchone()[0],
-                "job_events": c.execute("SELECT count(*) FROM job_events").fetchone()[0],
-                "audit_ok": c.execute("SELECT count(*) FROM audit WHERE outcome = 'ok'").fetchone()[0],
-            }
+            out = {}
+            for (table,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall():
+                if table == "refusal_counts":
+                    continue
+                where = " WHERE outcome != 'refused'" if table == "audit" else ""
+                out[table] = sorted(c.execute(f'SELECT * FROM "{table}"{where}').fetchall(), key=repr)
+            return out
+
+    def wait_settled(self, timeout=15):
+        """Waits until no outbox row is pending or being delivered: the deliverer's own writes (a
+        row's state, attempts, the job's run id) are done, so a snapshot taken now stays put."""
+        deadline = time.monotonic() + timeout
+        while self.rows("SELECT count(*) FROM outbox WHERE state IN ('pending', 'delivering')")[0][0]:
+            assert time.monotonic() < deadline, self.rows("SELECT * FROM outbox WHERE state IN ('pending', 'delivering')")
+            time.sleep(0.05)
 
     def assert_secrets_absent(self, values, tables, store=False):
         """No secret in any log of the stack, in the given tables, or (store=True) in the secrets file's bytes."""

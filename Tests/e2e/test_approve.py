@@ -143,6 +143,7 @@ def test_reject_ends_the_job_and_later_votes_are_refused(world):
     r = vote(stack, "bob", job, "reject")
     assert r.status == 201 and r.json["job"]["state"] == "rejected"
     assert lock_holder(stack, "refusals") is None
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     assert_problem(vote(stack, "erin", job), 409, "conflict")
     assert stack.snapshot() == before
@@ -207,6 +208,7 @@ def test_malformed_and_unauthenticated_votes(world, kwargs, status, kind):
     stack, _ = world
     job = kwargs.pop("job", None) or awaiting(stack, "refusals")
     token = kwargs.pop("token", stack.tokens["alice"])
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     r = stack.request("POST", f"/api/v1/jobs/{job}/approvals", token=token, **kwargs)
     assert_problem(r, status, kind)
@@ -288,6 +290,7 @@ def test_expiry_through_sweep(world):
     assert "EXPIRED" in update["text"]
     assert_problem(vote(stack, "bob", job), 409, "conflict")
     # A second sweep changes nothing.
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     stack.sweep_once(later=120)
     assert stack.snapshot() == before
@@ -367,6 +370,7 @@ def test_slack_slash_command_and_button_approve_with_the_real_signature(world):
 def test_slack_requests_that_do_not_verify_are_refused(world, case):
     stack, _ = world
     job = awaiting(stack, "refusals")
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     fields = slash("UALICE", f"approve {job}")
     if case == "wrong secret":
@@ -392,6 +396,7 @@ def test_a_replayed_slack_request_is_refused(world):
     job = awaiting(stack, "refusals")
     r, body, headers = slack(stack, slash("UALICE", f"approve {job}"))
     assert r.status == 200 and r.json["response_type"] == "in_channel"
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     again = stack.request("POST", "/chatops/slack", body, headers=headers, content_type="application/x-www-form-urlencoded")
     problem = assert_problem(again, 401, "bad-signature")
@@ -403,6 +408,7 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     stack, fake = world
     job = awaiting(stack, "refusals")
     wait_until(lambda: slack_messages(fake, "chat.postMessage", job), "no approval request posted")
+    stack.wait_settled()
     before, refusals = stack.snapshot(), stack.refusals()
     r, _, _ = slack(stack, slash("UNOBODY", f"approve {job}"))
     assert r.status == 200 and r.json["response_type"] == "ephemeral"
@@ -415,8 +421,16 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     wait_until(lambda: ephemeral(fake, "UNOBODY"), "no ephemeral refusal")
     [reply] = ephemeral(fake, "UNOBODY")
     assert reply["channel"] == "C0DEPLOYS" and "your slack user UNOBODY is not linked" in reply["text"]
-    assert stack.snapshot() == dict(before, outbox=before["outbox"] + 1)
+    stack.wait_settled()  # the deliverer records Slack's answer after Slack has seen the call
+    after = stack.snapshot()
+    added = [row for row in after["outbox"] if row not in before["outbox"]]
+    assert after == dict(before, outbox=sorted(before["outbox"] + added, key=repr))
+    [(_, kind, job_id, payload, state, attempts, _, _, delivered_at, last_error)] = added
+    assert (kind, job_id, state, attempts, last_error) == ("notify", None, "delivered", 1, None) and delivered_at
+    assert json.loads(payload) == {"channel": "slack_approval", "action": "ephemeral", "slack_channel": "C0DEPLOYS",
+                                   "user": "UNOBODY", "text": reply["text"]}
     assert stack.rows("SELECT state FROM jobs WHERE id = ?", job) == [("awaiting_approval",)]
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     assert stack.refusals() == refusals + 2
     [(actor, detail)] = stack.rows("SELECT actor, detail FROM audit WHERE outcome = 'refused' ORDER BY id DESC LIMIT 1")
@@ -451,6 +465,7 @@ def test_teams_outgoing_webhook_votes(world):
     job = awaiting(stack, "teams")
     r, body, mac = teams(stack, "aad-alice", f"<at>draven</at>&nbsp;approve {job}")
     assert r.status == 200 and r.json == {"type": "message", "text": f"draven: alice approved deploy #{job} of shop refs/heads/main to teams (1 of 2 approvals)"}
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     replay = stack.request("POST", "/chatops/teams", body, headers={"Authorization": f"HMAC {mac}"})
     assert_problem(replay, 401, "bad-signature")
@@ -479,6 +494,7 @@ def mattermost(stack, user, text, token=SECRETS["mm-token"], header=True):
 def test_mattermost_slash_command_votes(world):
     stack, _ = world
     job = awaiting(stack, "mm")
+    stack.wait_settled()  # the deliverer's own writes are done
     before = stack.snapshot()
     assert_problem(mattermost(stack, "mm-alice", f"approve {job}", token="wrong-token"), 401, "bad-signature")
     assert stack.snapshot() == before

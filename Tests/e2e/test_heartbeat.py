@@ -118,6 +118,7 @@ def write(stack, sql, *args):
 
 
 def snapshot(stack):
+    stack.wait_settled()  # the deliverer's own writes (a dispatch's run id, a notification's state) are done
     s = stack.snapshot()
     s["leases"] = stack.rows("SELECT environment_id, job_id, fencing_token, lease_until FROM locks ORDER BY 1")
     s["beats"] = stack.rows("SELECT id, heartbeat_at, progress FROM jobs ORDER BY id")

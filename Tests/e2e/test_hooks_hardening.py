@@ -136,6 +136,7 @@ def test_draven_s_own_bodies_still_refuse_a_repeated_key(world):
         ("rollback", "/api/v1/rollbacks", b'{"project":"octo","project":"octo","environment":"w0"}', {}, alice),
     ]
     for name, path, body, headers, bearer in cases:
+        stack.wait_settled()
         before = stack.snapshot()
         reply = stack.request("POST", path, body, token=bearer, headers=headers)
         problem = assert_problem(reply, 400, "malformed-request")
@@ -215,6 +216,7 @@ def test_a_github_delivery_that_is_not_json_is_415_even_without_a_project(world)
     stack, _ = world
     body = (EVENTS / "github/workflow_run.completed.json").read_bytes()
     for project, secret in ((None, SECRETS["gh-hook"]), ("octo", SECRETS["gh-hook"]), ("octo", "wrong")):
+        stack.wait_settled()
         before, n = stack.snapshot(), stack.rows("SELECT count(*) FROM deliveries")
         reply = github(stack, "workflow_run", body, project=project, content_type="text/plain", secret=secret)
         problem = assert_problem(reply, 415, "unsupported-media-type")
@@ -234,6 +236,7 @@ def teams_mac(body):
 def test_teams_says_a_missing_signature_is_missing(world):
     stack, _ = world
     body = teams_activity("aad-alice", "status 1")
+    stack.wait_settled()
     before = stack.snapshot()
     missing = assert_problem(stack.request("POST", "/chatops/teams", body), 401, "bad-signature")
     assert "missing" in missing["detail"] and "does not match" not in missing["detail"], missing
@@ -266,6 +269,7 @@ def test_a_runner_callback_replayed_with_a_respelled_signature_or_timestamp_is_r
         "timestamp with spaces": {"X-Draven-Timestamp": f" {ts} ", "X-Draven-Signature": sig},
     }
     for name, headers in variants.items():
+        stack.wait_settled()
         before = stack.snapshot()
         assert_problem(stack.request("POST", "/hooks/runner", body, headers=headers), 401, "bad-signature")
         assert stack.snapshot() == before, name
@@ -308,6 +312,7 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
         "timestamp with +": {"X-Slack-Request-Timestamp": f"+{ts}", "X-Slack-Signature": sig},
         "timestamp with a leading zero": {"X-Slack-Request-Timestamp": f"0{ts}", "X-Slack-Signature": sig},
     }.items():
+        stack.wait_settled()
         before = stack.snapshot()
         reply = stack.request("POST", "/chatops/slack", body, headers=headers, content_type=form)
         assert_problem(reply, 401, "bad-signature")
@@ -327,6 +332,7 @@ def test_slack_and_teams_votes_replayed_with_a_respelled_signature_are_refused(w
     assert stack.wait_for(job, {"running"}) == "running"  # its dispatch went out after the answer
     spellings = {"the same": f"HMAC {mac}", "unpadded": f"HMAC {mac.rstrip('=')}", "two spaces": f"HMAC  {mac}"}
     for name, header in spellings.items():
+        stack.wait_settled()
         before = stack.snapshot()
         reply = stack.request("POST", "/chatops/teams", activity, headers={"Authorization": header})
         assert_problem(reply, 401, "bad-signature")
@@ -347,6 +353,7 @@ def test_gitlab_signed_webhooks_verified_against_the_reference_implementation(wo
     ids = stack.rows("SELECT delivery_id FROM deliveries WHERE job_id = ? ORDER BY id DESC LIMIT 1", job)
     assert ids == [(headers["webhook-id"],)]  # the signed id is the delivery id
     # The same delivery again (a GitLab retry, or a replay inside the window): a duplicate, nothing changes.
+    stack.wait_settled()
     before = stack.snapshot()
     again = post_gitlab(stack, body, headers)
     assert again.status == 200 and again.json["status"] == "duplicate"
@@ -369,6 +376,7 @@ def test_gitlab_signed_webhooks_verified_against_the_reference_implementation(wo
         "v2 only": (done, dict(good, **{"webhook-signature": good["webhook-signature"].replace("v1,", "v2,")})),
     }
     for name, (sent, h) in refused.items():
+        stack.wait_settled()
         before, n = stack.snapshot(), stack.rows("SELECT count(*) FROM deliveries")
         assert_problem(post_gitlab(stack, sent, h), 401, "bad-signature")
         assert stack.snapshot() == before and stack.rows("SELECT count(*) FROM deliveries") == n, name

@@ -149,10 +149,20 @@ def test_github_events_that_are_not_about_a_known_job(world, path, event, status
     raw = (EVENTS / path).read_bytes()  # verbatim
     project = "hello" if b"Codertocat/Hello-World" in raw else "octo"
     secret = SECRETS["gh-hook-hello"] if project == "hello" else SECRETS["gh-hook"]
+    delivery = str(uuid.uuid4())
+    stack.wait_settled()
     before = stack.snapshot()
-    r = github(stack, event, raw, secret=secret, project=project)
+    r = github(stack, event, raw, secret=secret, project=project, delivery=delivery)
     assert r.status == status and r.json == body
-    assert stack.snapshot() == before
+    # Recorded, so that a repeat is a duplicate, and nothing else: one deliveries row, naming no job.
+    after = stack.snapshot()
+    added = [row for row in after["deliveries"] if row not in before["deliveries"]]
+    assert after == dict(before, deliveries=sorted(before["deliveries"] + added, key=repr))
+    [(_, source, delivery_id, name, job_id, _, payload, body_hash, run_key, reported_state)] = added
+    assert (source, delivery_id, name, job_id) == (f"github:{project}", delivery, event, None)
+    assert body_hash == hashlib.blake2b(raw, digest_size=32).hexdigest()
+    assert payload == (raw.decode() if status == 202 else "")  # kept only for a run draven may learn of
+    assert (run_key, reported_state) == ((None, None) if status == 200 else (None, "succeeded"))  # as the fixture says
 
 
 @pytest.mark.parametrize("event,body", [("push", b"not json at all"), ("push", b"{\"ref\": 7}"), ("push", b""), ("ping", b"{")])
@@ -169,6 +179,7 @@ def test_repeats_answer_200_and_change_nothing(world):
     body = fixture("github/workflow_run.completed.json", **{"workflow_run.id": int(run)})
     delivery = str(uuid.uuid4())
     assert github(stack, "workflow_run", body, delivery=delivery).json["state"] == "succeeded"
+    stack.wait_settled()
     before = stack.snapshot()
     again = github(stack, "workflow_run", body, delivery=delivery)
     assert again.status == 200 and again.json["status"] == "duplicate"
@@ -243,6 +254,7 @@ def test_bitbucket_data_center(world):
     raw = (EVENTS / "bitbucket-dc/repo_refs_changed.json").read_bytes()
     r = bitbucket(stack, "repo:refs_changed", raw, SECRETS["bbdc-hook"], "bbdc", id_header="X-Request-Id")
     assert r.status == 200 and r.json["status"] == "ignored"
+    stack.wait_settled()
     before = stack.snapshot()
     assert_problem(bitbucket(stack, "repo:refs_changed", raw, "wrong", "bbdc", id_header="X-Request-Id"), 401, "bad-signature")
     assert stack.snapshot() == before
@@ -264,6 +276,7 @@ def test_a_bitbucket_data_center_push_gives_a_waiting_job_its_new_sha(world):
     [(detail,)] = stack.rows("SELECT detail FROM audit WHERE subject = ? AND action = 'job.sha_changed'", f"job/{job}")
     assert json.loads(detail)["ref"] == "refs/heads/feature/wip"
     # Sent again (a retry under a new request id): a duplicate, nothing changes.
+    stack.wait_settled()
     before = stack.snapshot()
     r = bitbucket(stack, "repo:refs_changed", body, SECRETS["bbdc-hook"], "bbdc", id_header="X-Request-Id")
     assert r.status == 200 and r.json["status"] == "duplicate" and stack.snapshot() == before
@@ -278,6 +291,7 @@ def test_a_bitbucket_cloud_push_gives_a_waiting_job_its_new_sha(world):
     assert r.status == 201 and r.json["state"] == "awaiting_approval", r
     job = r.json["id"]
     body = (EVENTS / "bitbucket-cloud/repo_push.json").read_bytes()  # the real payload, as sent
+    stack.wait_settled()
     before = stack.snapshot()
     assert_problem(bitbucket(stack, "repo:push", body, "wrong", "bb"), 401, "bad-signature")
     assert stack.snapshot() == before
@@ -288,6 +302,7 @@ def test_a_bitbucket_cloud_push_gives_a_waiting_job_its_new_sha(world):
     assert json.loads(detail) | {"delivery": None} == {"from": old, "to": new, "ref": f"refs/heads/{branch}",
                                                       "delivery": None}
     # Sent again (a retry under a new request id): a duplicate, nothing changes.
+    stack.wait_settled()
     before = stack.snapshot()
     r = bitbucket(stack, "repo:push", body, SECRETS["bb-hook"], "bb")
     assert r.status == 200 and r.json["status"] == "duplicate" and stack.snapshot() == before
@@ -308,6 +323,7 @@ def test_refusals_store_nothing(world):
         ("unknown project", dict(project="nope"), 401, "bad-signature"),
     ]
     for name, kwargs, status, ptype in cases:
+        stack.wait_settled()
         before, n = stack.snapshot(), deliveries(stack)
         assert_problem(github(stack, "workflow_run", body, **kwargs), status, ptype)
         assert stack.snapshot() == before and deliveries(stack) == n, name
@@ -318,6 +334,7 @@ def test_refusals_store_nothing(world):
         ("malformed", b'{"workflow_run": ', {"X-GitHub-Event": "workflow_run", "X-Hub-Signature-256": "sha256=" + hmac.new(SECRETS["gh-hook"].encode(), b'{"workflow_run": ', hashlib.sha256).hexdigest()}, 400, "malformed-request"),
         ("too large", b"{" + b" " * (26 << 20) + b"}", {"X-GitHub-Event": "workflow_run"}, 413, "body-too-large"),
     ]:
+        stack.wait_settled()
         before, n = stack.snapshot(), deliveries(stack)
         assert_problem(stack.request("POST", "/hooks/github?project=octo", raw, headers=headers), status, ptype)
         assert stack.snapshot() == before and deliveries(stack) == n, name
@@ -345,12 +362,14 @@ def test_runner_callback_ends_the_job_and_refusals(world):
         ("unknown job", dict(base, job_id=999999), {}, 401, "bad-signature"),
         ("bad result", dict(base, result="maybe"), {}, 422, "invalid-field"),
     ]:
+        stack.wait_settled()
         before = stack.snapshot()
         assert_problem(runner(stack, payload, **kwargs)[0], status, ptype)
         assert stack.snapshot() == before, name
     r, (body, ts, sig) = runner(stack, base)
     assert r.status == 200 and r.json == {"job_id": job, "state": "succeeded"}
     assert stack.rows("SELECT log_url, release_id FROM jobs WHERE id = ?", job) == [("https://ci.example/logs/77", "rel-42")]
+    stack.wait_settled()
     before = stack.snapshot()
     replay = stack.request("POST", "/hooks/runner", body, headers={"X-Draven-Timestamp": ts, "X-Draven-Signature": sig})
     assert_problem(replay, 401, "bad-signature")

@@ -22,8 +22,7 @@ package enum CGI {
         var bodyUnread = false
         do {
             let request = try readRequest(limit: maxBody(default: F.maxBodyBytes))
-            context.request = request
-            response = try F.respond(to: request, context: context)
+            response = handle(F.self, request: request, context: context)
         } catch {
             if case DravenError.bodyTooLarge = error { bodyUnread = true }
             response = answer(error, context: context)
@@ -40,6 +39,18 @@ package enum CGI {
         let outbox = context.finish()
         if !outbox.isEmpty { Handoff.execDeliver(outbox) }
         _exit(0)  // nothing is buffered (answers and logs go out with write(2)): skip atexit work
+    }
+
+    /// The answer to a request already read: `F.respond`'s response, or the problem+json answer for
+    /// what it threw (`answer`: refusals audited). `serve` and the in-process tests
+    /// (Tests/DravenCoreTests/Harness.swift) both answer through here.
+    package static func handle<F: Function>(_ function: F.Type, request: Request, context: Context) -> Response {
+        context.request = request
+        do {
+            return try F.respond(to: request, context: context)
+        } catch {
+            return answer(error, context: context)
+        }
     }
 
     /// The response for a thrown error, auditing refusals and logging internal errors.
