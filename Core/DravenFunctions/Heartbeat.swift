@@ -44,8 +44,7 @@ package enum Heartbeat: Function {
                 }
                 throw DravenError.staleFencingToken(job: id)
             }
-            let state = try tx.db.first("UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1 RETURNING state",
-                                        [.int(id), .int(context.now), .text(beat.progress)]) { $0.text(0) }
+            let state = try Job.recordHeartbeat(tx, job: id, progress: beat.progress, now: context.now)
             return (state ?? "", until)
         }
         return Response(status: 200, json: ["job_id": .int(id), "state": .string(state), "lease_until": .string(Clock.rfc3339(until))])

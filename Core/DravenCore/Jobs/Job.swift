@@ -1,7 +1,7 @@
 /// A job row with its project and environment names.
 package struct Job: Sendable {
     package var id: Int64
-    package var kind: String
+    package var kind: JobKind
     package var projectID: Int64
     package var project: String
     package var environmentID: Int64
@@ -24,23 +24,25 @@ package struct Job: Sendable {
     /// The runner's last progress (JSON text), from its heartbeats.
     package var progress: String?
     package var toRelease: Int64?
+    /// The provider's page of the run (the notifications' link when there is no log).
+    package var runURL: String?
 
     static let select = """
         SELECT j.id, j.kind, j.project_id, p.name, j.environment_id, e.name, j.ref, j.ref_kind, j.sha, j.reason, j.state,
                pe.handle, j.policy_version, j.fencing_token, j.run_id, j.parent_job_id, j.created_at, j.updated_at,
-               j.log_url, j.heartbeat_at, j.progress, j.to_release, j.requested_by
+               j.log_url, j.heartbeat_at, j.progress, j.to_release, j.requested_by, j.run_url
         FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
         JOIN people pe ON pe.id = j.requested_by
         """
 
     init(row: Statement) {
-        id = row.int(0); kind = row.text(1); projectID = row.int(2); project = row.text(3)
+        id = row.int(0); kind = JobKind(rawValue: row.text(1)) ?? .deploy; projectID = row.int(2); project = row.text(3)
         environmentID = row.int(4); environment = row.text(5); ref = row.text(6); refKind = row.text(7)
         sha = row.optionalText(8); reason = row.text(9); state = JobState(rawValue: row.text(10)) ?? .failed
         requestedBy = row.text(11); policyVersion = row.int(12); fencingToken = row.optionalInt(13)
         runID = row.optionalText(14); parentJobID = row.optionalInt(15); createdAt = row.int(16); updatedAt = row.int(17)
         logURL = row.optionalText(18); heartbeatAt = row.optionalInt(19); progress = row.optionalText(20); toRelease = row.optionalInt(21)
-        requestedByID = row.int(22)
+        requestedByID = row.int(22); runURL = row.optionalText(23)
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {
@@ -66,7 +68,7 @@ package struct Job: Sendable {
 
     package var json: JSONObject {
         var o: JSONObject = [
-            "id": .int(id), "kind": .string(kind), "project": .string(project), "environment": .string(environment),
+            "id": .int(id), "kind": .string(kind.rawValue), "project": .string(project), "environment": .string(environment),
             "ref": .string(ref), "ref_kind": .string(refKind), "sha": sha.map(JSON.string) ?? .null,
             "reason": .string(reason), "state": .string(state.rawValue), "requested_by": .string(requestedBy),
             "policy_version": .int(policyVersion), "fencing_token": fencingToken.map(JSON.int) ?? .null,
