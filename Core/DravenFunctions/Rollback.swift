@@ -63,7 +63,9 @@ package enum Rollback: RoutedFunction {
         let db = try context.db()
         let job = try Job.require(db, id: id)
         try Grants.require(db, principal, .rollback, job: job)
-        guard job.kind.isRelease else { throw DravenError.conflict("job \(id) is a diagnostic job; it changed nothing to roll back") }
+        guard job.kind.isRelease else {
+            throw DravenError.conflict("job \(id) is a diagnostic job; it changed nothing to roll back")
+        }
         // Back to what was live before this job: before its release if it made one, else what is live now.
         let release = try db.first(Releases.select + """
              WHERE r.environment_id = ?1 AND r.id < coalesce((SELECT id FROM releases WHERE job_id = ?2), 1 << 62)

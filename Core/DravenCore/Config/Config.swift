@@ -270,7 +270,8 @@ extension Config.Environment {
         guard problems.count == before else { return nil }
         return Config.Environment(name: name, refs: refs, approvals: approvals, approverGroups: approverGroups, selfApproval: selfApproval,
                                   approvalTTL: ttl, lock: lock, lease: lease,
-                                  onFailure: onFailure.compactMap(FailureAction.init(rawValue:)), document: .object(table))
+                                  onFailure: onFailure.compactMap(FailureAction.init(rawValue:)),
+                                  document: .object(table))
     }
 }
 

@@ -49,14 +49,17 @@ extension Job {
 
     /// A heartbeat from the job's runner (`progress`: JSON text, or nil to keep the last).
     /// - Returns: the job's state (its raw value), or nil when there is no such job.
-    package static func recordHeartbeat(_ tx: Transaction, job: Int64, progress: String?, now: Int64) throws -> String? {
-        try tx.db.first("UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1 RETURNING state",
-                        [.int(job), .int(now), .text(progress)]) { $0.text(0) }
+    package static func recordHeartbeat(_ tx: Transaction, job: Int64, progress: String?,
+                                        now: Int64) throws -> String? {
+        try tx.db.first("""
+            UPDATE jobs SET heartbeat_at = ?2, progress = coalesce(?3, progress) WHERE id = ?1 RETURNING state
+            """, [.int(job), .int(now), .text(progress)]) { $0.text(0) }
     }
 
     /// The runner's final report (`/hooks/runner`): its log and the release it made, when given.
     package static func recordResult(_ tx: Transaction, job: Int64, logURL: String?, releaseID: String?) throws {
-        try tx.db.run("UPDATE jobs SET log_url = coalesce(?2, log_url), release_id = coalesce(?3, release_id) WHERE id = ?1",
-                      [.int(job), .text(logURL), .text(releaseID)])
+        try tx.db.run("""
+            UPDATE jobs SET log_url = coalesce(?2, log_url), release_id = coalesce(?3, release_id) WHERE id = ?1
+            """, [.int(job), .text(logURL), .text(releaseID)])
     }
 }

@@ -68,7 +68,8 @@ package struct Job: Sendable {
 
     package var json: JSONObject {
         var o: JSONObject = [
-            "id": .int(id), "kind": .string(kind.rawValue), "project": .string(project), "environment": .string(environment),
+            "id": .int(id), "kind": .string(kind.rawValue), "project": .string(project),
+            "environment": .string(environment),
             "ref": .string(ref), "ref_kind": .string(refKind), "sha": sha.map(JSON.string) ?? .null,
             "reason": .string(reason), "state": .string(state.rawValue), "requested_by": .string(requestedBy),
             "policy_version": .int(policyVersion), "fencing_token": fencingToken.map(JSON.int) ?? .null,

@@ -1,7 +1,7 @@
 /// Rollback and diagnostic jobs: what an environment's failure policy (`on_failure`) creates when
 /// a deploy that was running fails or times out, and what a manual rollback creates.
 ///
-/// Both kinds take the environment's lock before any queued deploy (`StateMachine.promoteNext`);
+/// Both kinds take the environment's lock before any queued deploy (`StateMachine.startNextQueued`);
 /// with both in the policy the diagnostic runs first (it looks at the broken state), then the
 /// rollback (`FailureAction`'s order). Only a failed *deploy* leads anywhere
 /// (`JobKind.hasFailurePolicy`): a failed rollback or diagnostic never triggers another job, so
@@ -46,8 +46,9 @@ package enum Recovery {
     package static func rollback(_ tx: Transaction, like job: Job, to target: Releases.Release, policy: Policy, parent: Int64?,
                                  requestedBy: Int64, reason: String, actor: String, queueWhenBusy: Bool, now: Int64) throws -> Int64 {
         let ref = try GitRef.parse(target.ref, kind: target.refKind, policyKinds: [])
-        let new = StateMachine.NewJob(kind: .rollback, like: job, ref: ref, sha: target.sha, reason: reason, requestedBy: requestedBy,
-                                      policyVersion: policy.version, parentJobID: parent, toRelease: target.id)
+        let new = StateMachine.NewJob(kind: .rollback, like: job, ref: ref, sha: target.sha, reason: reason,
+                                      requestedBy: requestedBy, policyVersion: policy.version, parentJobID: parent,
+                                      toRelease: target.id)
         let id = try StateMachine.create(tx, new, actor: actor, subject: "\(job.project)/\(job.environment)", now: now)
         if policy.rollbackApprovals && policy.approvalsRequired > 0 {
             try StateMachine.transition(tx, job: id, to: .awaitingApproval, actor: actor,

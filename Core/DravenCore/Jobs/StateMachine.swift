@@ -26,17 +26,17 @@ package enum StateMachine {
         /// A rollback's target release.
         package var toRelease: Int64?
 
-        package init(kind: JobKind = .deploy, projectID: Int64, environmentID: Int64, ref: GitRef, sha: String?, reason: String,
-                     requestedBy: Int64, policyVersion: Int64, parentJobID: Int64? = nil, idempotencyKey: String? = nil,
-                     requestDigest: String? = nil) {
+        package init(kind: JobKind = .deploy, projectID: Int64, environmentID: Int64, ref: GitRef, sha: String?,
+                     reason: String, requestedBy: Int64, policyVersion: Int64, parentJobID: Int64? = nil,
+                     idempotencyKey: String? = nil, requestDigest: String? = nil) {
             self.kind = kind; self.projectID = projectID; self.environmentID = environmentID; self.ref = ref; self.sha = sha
             self.reason = reason; self.requestedBy = requestedBy; self.policyVersion = policyVersion
             self.parentJobID = parentJobID; self.idempotencyKey = idempotencyKey; self.requestDigest = requestDigest
         }
 
         /// A job of `kind` for the environment `environmentID` on the ref of `job` (recovery jobs).
-        init(kind: JobKind, like job: Job, ref: GitRef, sha: String?, reason: String, requestedBy: Int64, policyVersion: Int64,
-             parentJobID: Int64?, toRelease: Int64?) {
+        init(kind: JobKind, like job: Job, ref: GitRef, sha: String?, reason: String, requestedBy: Int64,
+             policyVersion: Int64, parentJobID: Int64?, toRelease: Int64?) {
             self.init(kind: kind, projectID: job.projectID, environmentID: job.environmentID, ref: ref, sha: sha, reason: reason,
                       requestedBy: requestedBy, policyVersion: policyVersion, parentJobID: parentJobID)
             self.toRelease = toRelease
@@ -51,7 +51,8 @@ package enum StateMachine {
                                   "reason": .string(new.reason), "policy_version": .int(new.policyVersion)]
         if let parent = new.parentJobID { detail["parent_job_id"] = .int(parent) }
         if let release = new.toRelease { detail["to_release"] = .int(release) }
-        try JobEvent.record(tx, job: id, event: "created", from: nil, to: .pending, actor: actor, detail: detail, now: now)
+        try JobEvent.record(tx, job: id, event: "created", from: nil, to: .pending, actor: actor, detail: detail,
+                            now: now)
         try Audit.record(tx, at: now, actor: actor, action: "job.create", subject: subject,
                          detail: detail.merging(["job_id": .int(id)]))
         return id
@@ -82,18 +83,21 @@ package enum StateMachine {
         let job = try Job.require(tx.db, id: id)
         guard job.state.canMove(to: .dispatching) else { return job.state }
         let environment = job.environmentID
-        if let token = try Locks.acquire(tx, environment: environment, job: id, leaseSeconds: policy.leaseSeconds, now: now) {
+        if let token = try Locks.acquire(tx, environment: environment, job: id, leaseSeconds: policy.leaseSeconds,
+                                         now: now) {
             _ = try move(tx, job, to: .dispatching, actor: actor, detail: ["fencing_token": .int(token)], now: now,
                          fencingToken: token)
-            try Outbox.enqueue(tx, kind: .dispatch, job: id, payload: ["job_id": .int(id), "fencing_token": .int(token)], now: now)
+            try Outbox.enqueue(tx, kind: .dispatch, job: id,
+                               payload: ["job_id": .int(id), "fencing_token": .int(token)], now: now)
             return .dispatching
         }
         let holder = try Locks.holder(tx.db, environment: environment)
         switch queueWhenBusy ? .queue : policy.lockMode {
         case .queue:
             if job.state == .queued { return .queued }
-            _ = try move(tx, job, to: .queued, actor: actor, detail: ["behind_job": holder.map { .int($0.jobID) } ?? .null],
-                         now: now, fencingToken: nil)
+            let behind: JSON = holder.map { .int($0.jobID) } ?? .null
+            _ = try move(tx, job, to: .queued, actor: actor, detail: ["behind_job": behind], now: now,
+                         fencingToken: nil)
             return .queued
         case .reject:
             throw DravenError.environmentBusy(environment: job.environment, heldBy: holder?.jobID ?? 0)
@@ -109,7 +113,8 @@ package enum StateMachine {
         var job = try Job.require(tx.db, id: id)
         let current = job.state
         if current == .dispatching, target != .running, !JobState.dispatching.canMove(to: target) {
-            if case .moved = try move(tx, job, to: .running, actor: actor, detail: detail, now: now, fencingToken: nil) {
+            let through = try move(tx, job, to: .running, actor: actor, detail: detail, now: now, fencingToken: nil)
+            if case .moved = through {
                 job.state = .running  // what the row now says (the move wrote nothing else of it but the time)
                 job.updatedAt = now
             }
@@ -148,13 +153,13 @@ package enum StateMachine {
                              now: Int64, fencingToken: Int64?) throws -> Outcome {
         let current = job.state
         guard current.canMove(to: target) else {
-            try JobEvent.record(tx, job: job.id, event: "ignored", from: current, to: target, actor: actor, detail: detail,
-                                now: now)
+            try JobEvent.record(tx, job: job.id, event: "ignored", from: current, to: target, actor: actor,
+                                detail: detail, now: now)
             return .ignored(current: current)
         }
         try Job.setState(tx, job: job.id, to: target, fencingToken: fencingToken, now: now)
-        try JobEvent.record(tx, job: job.id, event: "transition", from: current, to: target, actor: actor, detail: detail,
-                            now: now)
+        try JobEvent.record(tx, job: job.id, event: "transition", from: current, to: target, actor: actor,
+                            detail: detail, now: now)
         try Audit.record(tx, at: now, actor: actor, action: "job.\(target.rawValue)", subject: "job/\(job.id)",
                          detail: detail.merging(["from": .string(current.rawValue)]))
         var transition = Transition(job: job, from: current, to: target, actor: actor, detail: detail, now: now)

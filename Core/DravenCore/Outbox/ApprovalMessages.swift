@@ -1,10 +1,11 @@
 /// Approval requests in chat. When a job enters `awaiting_approval`,
-/// `Transition.UpdateApprovalMessages` calls `enqueue` in the same transaction: one outbox row posts the request to the project's Slack
-/// channel (`notify.slack_channel`, with Approve/Reject buttons, through `chat.postMessage` and
-/// the bot token) and one posts it to its Teams webhook (text: Teams outgoing webhooks cannot
-/// carry buttons, so people answer `@draven approve N`). When the job leaves
-/// `awaiting_approval` (approved, rejected, expired, cancelled), the Slack message is updated
-/// (`chat.update`, buttons removed) and Teams gets the outcome. `Delivery` sends the rows.
+/// `Transition.UpdateApprovalMessages` calls `enqueue` in the same transaction: one outbox row
+/// posts the request to the project's Slack channel (`notify.slack_channel`, with Approve/Reject
+/// buttons, through `chat.postMessage` and the bot token) and one posts it to its Teams webhook
+/// (text: Teams outgoing webhooks cannot carry buttons, so people answer `@draven approve N`).
+/// When the job leaves `awaiting_approval` (approved, rejected, expired, cancelled), the Slack
+/// message is updated (`chat.update`, buttons removed) and Teams gets the outcome. `Delivery`
+/// sends the rows.
 package enum ApprovalMessages {
     package static let channel = "slack_approval"
 

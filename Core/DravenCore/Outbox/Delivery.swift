@@ -86,7 +86,9 @@ package struct Delivery {
         }
         // Only the lock holder of this token may be dispatched (a cancelled or superseded job is not).
         guard job.state == .dispatching, job.fencingToken == token else {
-            return try settle(row.id, state: .dead, error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(job.fencingToken.map(String.init) ?? "none"))", now: now())
+            let token = job.fencingToken.map(String.init) ?? "none"
+            return try settle(row.id, state: .dead,
+                              error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(token))", now: now())
         }
         let outcome: Dispatch.Outcome
         var redactor = Redactor.patternsOnly

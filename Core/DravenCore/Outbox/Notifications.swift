@@ -13,8 +13,8 @@ package enum Notifications {
         } ?? [:]
         guard notify.count > 0 else { return }
         let link = job.logURL ?? job.runURL
-        let summary = "\(job.kind.rawValue) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) \(words(state))"
-            + " (asked by \(job.requestedBy))"
+        let summary = "\(job.kind.rawValue) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) "
+            + "\(words(state)) (asked by \(job.requestedBy))"
         let text = "draven: " + summary + (link.map { " — log: \($0)" } ?? "")
         let common: JSONObject = ["job_id": .int(id), "state": .string(state.rawValue), "text": .string(text)]
         if let secret = notify["slack_webhook_secret"]?.stringValue {

@@ -64,7 +64,8 @@ package enum PushEvent {
         var changed: [Int64] = []
         for (ref, sha) in moves {
             let jobs = try tx.db.query("""
-                SELECT id FROM jobs WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
+                SELECT id FROM jobs
+                WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
                 """, [.int(projectID), .text(ref), .text(sha)]) { $0.int(0) }
             for id in jobs {
                 let why: JSONObject = ["ref": .string(ref), "delivery": .string(delivery)]
