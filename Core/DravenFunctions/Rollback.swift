@@ -64,7 +64,7 @@ package enum Rollback: RoutedFunction {
         let job = try Job.require(db, id: id)
         try Grants.require(db, principal, .rollback, job: job)
         guard job.kind.isRelease else {
-            throw DravenError.conflict("job \(id) is a diagnostic job; it changed nothing to roll back")
+            throw DravenError.conflict("job \(id) is a \(job.kind.rawValue) job; it changed nothing to roll back")
         }
         // Back to what was live before this job: before its release if it made one, else what is live now.
         let release = try db.first(Releases.select + """
