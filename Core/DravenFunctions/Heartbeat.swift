@@ -42,7 +42,7 @@ package enum Heartbeat: Function {
                 }
                 throw DravenError.staleFencingToken(job: id)
             }
-            let state = try Job.recordHeartbeat(tx, id: id, progress: beat.progress, now: context.now)
+            let state = try Job.recordHeartbeat(tx, job: id, progress: beat.progress, now: context.now)
             return (state ?? "", until)
         }
         return Response(status: 200, json: ["job_id": .int(id), "state": .string(state), "lease_until": .string(Clock.rfc3339(until))])

@@ -63,7 +63,9 @@ package enum Rollback: RoutedFunction {
         let db = try context.db()
         let job = try Job.require(db, id: id)
         try Grants.require(db, principal, .rollback, job: job)
-        guard job.kind != "diagnostic" else { throw DravenError.conflict("job \(id) is a diagnostic job; it changed nothing to roll back") }
+        guard job.kind.isRelease else {
+            throw DravenError.conflict("job \(id) is a \(job.kind.rawValue) job; it changed nothing to roll back")
+        }
         // Back to what was live before this job: before its release if it made one, else what is live now.
         guard let release = try Releases.before(db, environment: job.environmentID, job: id) else {
             let environment = "\(job.project)/\(job.environment)"
@@ -92,7 +94,7 @@ package enum Rollback: RoutedFunction {
         let db = try context.db()
         let job = try Job.require(db, id: id)
         // Who may start a job of this kind may stop it: deploys need `deploy`, rollbacks and diagnostics `rollback`.
-        try Grants.require(db, principal, job.kind == "deploy" ? .deploy : .rollback, job: job)
+        try Grants.require(db, principal, job.kind.grant, job: job)
         try db.immediate { tx in
             let current = try Job.require(tx.db, id: id)
             guard !current.state.isTerminal else { throw DravenError.conflict("job \(id) is \(current.state.rawValue); it has already ended") }

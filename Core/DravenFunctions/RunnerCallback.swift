@@ -47,12 +47,12 @@ enum RunnerCallback {
             guard current.fencingToken == token, holder?.jobID == job.id, holder?.token == token else {
                 throw DravenError.staleFencingToken(job: job.id)
             }
-            try Job.recordRunnerLinks(tx, id: job.id, logURL: logURL, releaseID: releaseID)
+            try Job.recordResult(tx, job: job.id, logURL: logURL, releaseID: releaseID)
             let detail: JSONObject = ["result": .string(resultName), "log_url": logURL.map(JSON.string) ?? .null,
                                       "artifact_urls": .array(artifacts), "release_id": releaseID.map(JSON.string) ?? .null]
             try StateMachine.report(tx, job: job.id, state: result, actor: "runner", detail: detail, now: context.now)
             // A diagnostic job's log belongs with the deploy it looked at.
-            if job.kind == "diagnostic", let parent = job.parentJobID, let logURL {
+            if job.kind.logsToParent, let parent = job.parentJobID, let logURL {
                 try StateMachine.note(tx, job: parent, event: "diagnostic", actor: "runner",
                                       detail: ["diagnostic_job_id": .int(job.id), "log_url": .string(logURL), "result": .string(resultName)],
                                       now: context.now)

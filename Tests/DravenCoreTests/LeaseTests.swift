@@ -203,7 +203,7 @@ extension TestStore {
 }
 
 @Suite struct RunControlTests {
-    static func target(_ provider: Provider, kind: String = "deploy") -> Dispatch.Target {
+    static func target(_ provider: Provider, kind: JobKind = .deploy) -> Dispatch.Target {
         Dispatch.Target(jobID: 7, environment: "prod", ref: "refs/tags/v1", refKind: .tag, sha: nil, fencingToken: 3,
                         integration: ["token_secret": "t", "api_token_secret": "api", "project_id": "42", "pipelines": ["*": "d.yml"]],
                         provider: provider, repo: "a/b", method: provider == .gitlab ? "trigger" : "x", kind: kind)
@@ -257,15 +257,15 @@ extension TestStore {
     @Test func rollbackAndDiagnosticDispatchesNameTheirTask() throws {
         let deploy = try JSON.parse(try Dispatch.request(for: Self.target(.github)).body)
         #expect(deploy["inputs"]?["task"] == nil)
-        let rollback = try JSON.parse(try Dispatch.request(for: Self.target(.github, kind: "rollback")).body)
+        let rollback = try JSON.parse(try Dispatch.request(for: Self.target(.github, kind: .rollback)).body)
         #expect(rollback["inputs"]?["task"]?.stringValue == "rollback")
-        let diagnostic = try Dispatch.request(for: Self.target(.gitlab, kind: "diagnostic"))
+        let diagnostic = try Dispatch.request(for: Self.target(.gitlab, kind: .diagnostic))
         #expect(String(decoding: diagnostic.body, as: UTF8.self).hasSuffix("&variables%5BDRAVEN_TASK%5D=deploy%3Ainfo"))
         // A rollback pins the commit when it is known; a deploy's request never changes.
-        var pinned = Self.target(.github, kind: "rollback")
+        var pinned = Self.target(.github, kind: .rollback)
         pinned.sha = String(repeating: "c", count: 40)
         #expect(try JSON.parse(try Dispatch.request(for: pinned).body)["inputs"]?["sha"]?.stringValue == pinned.sha)
-        pinned.kind = "deploy"
+        pinned.kind = .deploy
         #expect(try JSON.parse(try Dispatch.request(for: pinned).body)["inputs"]?["sha"] == nil)
     }
 }

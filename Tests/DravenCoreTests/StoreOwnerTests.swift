@@ -38,7 +38,7 @@ import Testing
         }
         let sha = String(repeating: "ab", count: 20)
         let alice = try store.personID("alice")
-        var new = StateMachine.NewJob(kind: "rollback", projectID: pid, environmentID: eid,
+        var new = StateMachine.NewJob(kind: .rollback, projectID: pid, environmentID: eid,
                                       ref: GitRef(kind: .tag, name: "v1.2.3"), sha: sha, reason: "undo it",
                                       requestedBy: alice, policyVersion: 7, parentJobID: parent,
                                       idempotencyKey: "key-1", requestDigest: "digest-1")
@@ -49,14 +49,17 @@ import Testing
         }
         // The columns `create` leaves empty, filled as a dispatch, a heartbeat and a callback would.
         try store.db.immediate { tx in
-            try tx.db.run("UPDATE jobs SET fencing_token = 5, run_id = 'run-9', updated_at = ?2 WHERE id = ?1",
+            try tx.db.run("""
+                UPDATE jobs SET fencing_token = 5, run_id = 'run-9', run_url = 'https://ci.example/run/9',
+                updated_at = ?2 WHERE id = ?1
+                """,
                           [.int(id), .int(created + 22)])
-            _ = try Job.recordHeartbeat(tx, id: id, progress: #"{"step":"migrate"}"#, now: created + 33)
-            try Job.recordRunnerLinks(tx, id: id, logURL: "https://ci.example/log/9", releaseID: "r-2")
+            _ = try Job.recordHeartbeat(tx, job: id, progress: #"{"step":"migrate"}"#, now: created + 33)
+            try Job.recordResult(tx, job: id, logURL: "https://ci.example/log/9", releaseID: "r-2")
         }
         let job = try Job.require(store.db, id: id)
         #expect(job.id == id)
-        #expect(job.kind == "rollback")
+        #expect(job.kind == .rollback)
         #expect(job.projectID == pid && job.project == "shop")
         #expect(job.environmentID == eid && job.environment == "staging")
         #expect(job.ref == "refs/tags/v1.2.3" && job.refKind == "tag")
@@ -67,13 +70,14 @@ import Testing
         #expect(job.policyVersion == 7)
         #expect(job.fencingToken == 5)
         #expect(job.runID == "run-9")
+        #expect(job.runURL == "https://ci.example/run/9")
         #expect(job.parentJobID == parent)
         #expect(job.createdAt == created && job.updatedAt == created + 22)
         #expect(job.logURL == "https://ci.example/log/9")
         #expect(job.heartbeatAt == created + 33)
         #expect(job.progress == #"{"step":"migrate"}"#)
         #expect(job.toRelease == release)
-        #expect(Job.columns.names.count == 23)
+        #expect(Job.columns.names.count == 24)  // every field above, run_url included
         #expect(try Job.idempotent(store.db, requestedBy: alice, key: "key-1")?.id == id)
         #expect(try Job.idempotent(store.db, requestedBy: alice, key: "key-1")?.requestDigest == "digest-1")
     }

@@ -21,7 +21,7 @@ package struct Config: Sendable {
         package var approvalTTL: Int64
         package var lock: Policy.LockMode
         package var lease: Int64
-        package var onFailure: [String]
+        package var onFailure: [FailureAction]
         /// The policy as written, stored for reference and hashed into the policy version.
         package var document: JSON
     }
@@ -54,7 +54,6 @@ package struct Config: Sendable {
     package var projects: [Project] = []
 
     static let chatPlatforms: Set<String> = ["slack", "teams", "mattermost"]
-    static let failurePolicies: Set<String> = ["rollback", "diagnostic"]
 
     /// Validates a parsed configuration file.
     /// - Throws: `ConfigError` listing every problem, each with its key path.
@@ -258,13 +257,15 @@ extension Config.Environment {
         let lease = r.duration("lease", &problems) ?? 600
         let onFailure = r.strings("on_failure", &problems) ?? []
         _ = r.bool("rollback_approvals", &problems)  // read from the stored policy document (Policy.load)
-        for f in onFailure where !Config.failurePolicies.contains(f) {
+        for f in onFailure where FailureAction(rawValue: f) == nil {
             problems.append(.init(key: r.key("on_failure"), reason: "\"\(f)\" must be \"rollback\" or \"diagnostic\""))
         }
         r.finish(&problems)
         guard problems.count == before else { return nil }
         return Config.Environment(name: name, refs: refs, approvals: approvals, approverGroups: approverGroups, selfApproval: selfApproval,
-                                  approvalTTL: ttl, lock: lock, lease: lease, onFailure: onFailure, document: .object(table))
+                                  approvalTTL: ttl, lock: lock, lease: lease,
+                                  onFailure: onFailure.compactMap(FailureAction.init(rawValue:)),
+                                  document: .object(table))
     }
 }
 

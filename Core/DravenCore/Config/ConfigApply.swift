@@ -135,7 +135,7 @@ package enum ConfigApply {
                 lease_s = excluded.lease_s, on_failure = excluded.on_failure, document = excluded.document
             """, [.int(eid), .int(version), .text(digest), .int(env.approvals), .text(JSON.array(env.approverGroups.map(JSON.string)).serialized()),
                   .bool(env.selfApproval), .int(env.approvalTTL), .text(env.lock.rawValue), .int(env.lease),
-                  .text(JSON.array(env.onFailure.map(JSON.string)).serialized()), .text(document)])
+                  .text(JSON.array(env.onFailure.map { .string($0.rawValue) }).serialized()), .text(document)])
         try tx.db.run("DELETE FROM policy_refs WHERE environment_id = ?1", [.int(eid)])
         for rule in env.refs {
             try tx.db.run("INSERT OR IGNORE INTO policy_refs (environment_id, kind, pattern) VALUES (?1, ?2, ?3)",

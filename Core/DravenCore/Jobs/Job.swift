@@ -2,7 +2,7 @@
 /// the column list kept next to its SELECT (`columns`). Its writes are the state machine's.
 package struct Job: Sendable {
     package var id: Int64
-    package var kind: String
+    package var kind: JobKind
     package var projectID: Int64
     package var project: String
     package var environmentID: Int64
@@ -25,12 +25,14 @@ package struct Job: Sendable {
     /// The runner's last progress (JSON text), from its heartbeats.
     package var progress: String?
     package var toRelease: Int64?
+    /// The provider's page of the run (the notifications' link when there is no log).
+    package var runURL: String?
 
     /// The columns `init(row:)` reads, by name; `select` is built from them.
     static let columns = Columns([
         "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha",
         "j.reason", "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id",
-        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
+        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release", "j.run_url",
     ])
 
     static let select = "SELECT " + columns.sql + """
@@ -41,7 +43,7 @@ package struct Job: Sendable {
 
     init(row statement: Statement) {
         let row = Self.columns.row(statement)
-        id = row.int("j.id"); kind = row.text("j.kind")
+        id = row.int("j.id"); kind = JobKind(rawValue: row.text("j.kind")) ?? .deploy
         projectID = row.int("j.project_id"); project = row.text("p.name")
         environmentID = row.int("j.environment_id"); environment = row.text("e.name")
         ref = row.text("j.ref"); refKind = row.text("j.ref_kind")
@@ -53,6 +55,7 @@ package struct Job: Sendable {
         createdAt = row.int("j.created_at"); updatedAt = row.int("j.updated_at")
         logURL = row.optionalText("j.log_url"); heartbeatAt = row.optionalInt("j.heartbeat_at")
         progress = row.optionalText("j.progress"); toRelease = row.optionalInt("j.to_release")
+        runURL = row.optionalText("j.run_url")
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {
@@ -173,7 +176,8 @@ package struct Job: Sendable {
 
     package var json: JSONObject {
         var o: JSONObject = [
-            "id": .int(id), "kind": .string(kind), "project": .string(project), "environment": .string(environment),
+            "id": .int(id), "kind": .string(kind.rawValue), "project": .string(project),
+            "environment": .string(environment),
             "ref": .string(ref), "ref_kind": .string(refKind), "sha": sha.map(JSON.string) ?? .null,
             "reason": .string(reason), "state": .string(state.rawValue), "requested_by": .string(requestedBy),
             "policy_version": .int(policyVersion), "fencing_token": fencingToken.map(JSON.int) ?? .null,

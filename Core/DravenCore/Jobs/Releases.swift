@@ -35,16 +35,17 @@ package enum Releases {
                 releaseID: s.optionalText(6), liveFrom: s.int(7), liveUntil: s.optionalInt(8))
     }
 
-    /// Records that `job` (a deploy or rollback that just succeeded) is now live.
-    static func record(_ tx: Transaction, job: Int64, now: Int64) throws {
-        guard let (environment, kind) = try tx.db.first("SELECT environment_id, kind FROM jobs WHERE id = ?1", [.int(job)], {
-            ($0.int(0), $0.text(1))
-        }), kind != "diagnostic" else { return }
-        try tx.db.run("UPDATE releases SET live_until = ?2 WHERE environment_id = ?1 AND live_until IS NULL", [.int(environment), .int(now)])
+    /// Records that the job `success` moved to `succeeded` is now live, if its kind makes
+    /// releases (`JobKind.isRelease`: a deploy or a rollback).
+    static func record(_ tx: Transaction, _ success: Transition) throws {
+        let job = success.job, now = success.now
+        guard job.kind.isRelease else { return }
+        try tx.db.run("UPDATE releases SET live_until = ?2 WHERE environment_id = ?1 AND live_until IS NULL",
+                      [.int(job.environmentID), .int(now)])
         try tx.db.run("""
             INSERT INTO releases (environment_id, job_id, ref, ref_kind, sha, release_id, live_from)
             SELECT environment_id, id, ref, ref_kind, sha, release_id, ?2 FROM jobs WHERE id = ?1
-            """, [.int(job), .int(now)])
+            """, [.int(job.id), .int(now)])
     }
 
     /// The release live on an environment now (the last succeeded deploy or rollback).

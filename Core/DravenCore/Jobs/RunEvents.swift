@@ -24,10 +24,7 @@ package enum RunEvents {
         detail["event"] = .string(event.name)
         detail["delivery"] = .string(delivery)
         if let url = event.url { detail["url"] = .string(url) }
-        try tx.db.run("""
-            UPDATE jobs SET run_id = coalesce(run_id, ?2), run_url = coalesce(run_url, ?3), provider_seen_at = ?4, sha = coalesce(sha, ?5)
-            WHERE id = ?1
-            """, [.int(job), .text(event.runKey), .text(event.url), .int(now), .text(event.sha)])
+        try Job.recordProviderFacts(tx, job: job, runKey: event.runKey, url: event.url, sha: event.sha, now: now)
         try StateMachine.note(tx, job: job, event: "provider", actor: actor, detail: detail, now: now)
         if let state = event.state {
             try StateMachine.report(tx, job: job, state: state, actor: actor, detail: detail, now: now)

@@ -1,17 +1,19 @@
 /// Owns the `approval_messages` table (where each request was posted).
 ///
-/// Approval requests in chat. When a job enters `awaiting_approval`, `StateMachine` calls
-/// `enqueue` in the same transaction: one outbox row posts the request to the project's Slack
-/// channel (`notify.slack_channel`, with Approve/Reject buttons, through `chat.postMessage` and
-/// the bot token) and one posts it to its Teams webhook (text: Teams outgoing webhooks cannot
-/// carry buttons, so people answer `@draven approve N`). When the job leaves
-/// `awaiting_approval` (approved, rejected, expired, cancelled), the Slack message is updated
-/// (`chat.update`, buttons removed) and Teams gets the outcome. `Delivery` sends the rows.
+/// Approval requests in chat. When a job enters `awaiting_approval`,
+/// `Transition.UpdateApprovalMessages` calls `enqueue` in the same transaction: one outbox row
+/// posts the request to the project's Slack channel (`notify.slack_channel`, with Approve/Reject
+/// buttons, through `chat.postMessage` and the bot token) and one posts it to its Teams webhook
+/// (text: Teams outgoing webhooks cannot carry buttons, so people answer `@draven approve N`).
+/// When the job leaves `awaiting_approval` (approved, rejected, expired, cancelled), the Slack
+/// message is updated (`chat.update`, buttons removed) and Teams gets the outcome. `Delivery`
+/// sends the rows.
 package enum ApprovalMessages {
     package static let channel = "slack_approval"
 
-    static func enqueue(_ tx: Transaction, job id: Int64, from: JobState, to: JobState, now: Int64) throws {
-        guard to == .awaitingApproval || from == .awaitingApproval, let job = try Job.find(tx.db, id: id) else { return }
+    /// The rows for `move`, which enters or leaves `awaiting_approval`.
+    static func enqueue(_ tx: Transaction, _ move: Transition) throws {
+        let job = move.job, id = job.id, to = move.to, now = move.now
         let notify = try Target.notify(tx.db, projectID: job.projectID)
         let slackChannel = notify["slack_channel"]?.stringValue
         let teams = notify["teams_webhook_secret"]?.stringValue

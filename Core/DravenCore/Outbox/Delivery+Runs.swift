@@ -8,10 +8,10 @@ extension Delivery {
     mutating func runCall(_ row: Row, now: () -> Int64) throws {
         guard let jobID = row.jobID, let runID = row.payload["run_id"]?.stringValue, let job = try Job.find(db, id: jobID),
               let action = RunControl.Action(rawValue: row.kind) else {
-            return try settle(row.id, state: "dead", error: "\(row.kind) row without a job or run", now: now())
+            return try settle(row.id, state: .dead, error: "\(row.kind) row without a job or run", now: now())
         }
         if action == .poll, job.state != .running {
-            return try settle(row.id, state: "dead", error: "skipped: job \(jobID) is \(job.state.rawValue)", now: now())
+            return try settle(row.id, state: .dead, error: "skipped: job \(jobID) is \(job.state.rawValue)", now: now())
         }
         var failure: (error: String, retry: Bool)?
         var event: ProviderEvent?
@@ -47,12 +47,12 @@ extension Delivery {
                     try retryLater(tx, row, error: failure.error, now: at)
                     return
                 }
-                try settle(tx, row.id, state: "dead", error: failure.error, now: at)
+                try settle(tx, row.id, state: .dead, error: failure.error, now: at)
                 try StateMachine.note(tx, job: jobID, event: "provider", actor: "draven-deliver",
                                       detail: [action.rawValue: .string("failed: " + failure.error)], now: at)
                 return
             }
-            try settle(tx, row.id, state: "delivered", error: nil, now: at)
+            try settle(tx, row.id, state: .delivered, error: nil, now: at)
             guard let event else {
                 return try StateMachine.note(tx, job: jobID, event: "provider", actor: "draven-deliver",
                                              detail: ["cancel": .string("the provider accepted the cancel of run \(runID)")], now: at)

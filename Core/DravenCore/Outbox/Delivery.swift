@@ -49,15 +49,15 @@ package struct Delivery {
 
     private mutating func deliverOne(_ id: Int64, now: () -> Int64) throws -> Bool {
         guard let row = try claim(id, now: now()) else { return false }
-        switch row.kind {
-        case Outbox.Kind.dispatch.rawValue:
+        switch Outbox.Kind(rawValue: row.kind) {
+        case .dispatch:
             try dispatch(row, now: now)
-        case Outbox.Kind.notify.rawValue:
+        case .notify:
             try notify(row, now: now)
-        case Outbox.Kind.poll.rawValue, Outbox.Kind.cancel.rawValue:
+        case .poll, .cancel:
             try runCall(row, now: now)
-        default:
-            try settle(row.id, state: "dead", error: "no deliverer for \(row.kind) rows", now: now())
+        case nil:
+            try settle(row.id, state: .dead, error: "no deliverer for \(row.kind) rows", now: now())
         }
         return true
     }
@@ -71,11 +71,13 @@ package struct Delivery {
 
     private mutating func dispatch(_ row: Row, now: () -> Int64) throws {
         guard let jobID = row.jobID, let token = row.payload["fencing_token"]?.intValue, let job = try Job.find(db, id: jobID) else {
-            return try settle(row.id, state: "dead", error: "dispatch row without a job", now: now())
+            return try settle(row.id, state: .dead, error: "dispatch row without a job", now: now())
         }
         // Only the lock holder of this token may be dispatched (a cancelled or superseded job is not).
         guard job.state == .dispatching, job.fencingToken == token else {
-            return try settle(row.id, state: "dead", error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(job.fencingToken.map(String.init) ?? "none"))", now: now())
+            let token = job.fencingToken.map(String.init) ?? "none"
+            return try settle(row.id, state: .dead,
+                              error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(token))", now: now())
         }
         let outcome: Dispatch.Outcome
         var redactor = Redactor.patternsOnly
@@ -156,11 +158,11 @@ package struct Delivery {
         let at = now()
         try db.immediate { tx in
             if let posted, let job = row.jobID { try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts) }
-            guard let error else { return try settle(tx, row.id, state: "delivered", error: nil, now: at) }
+            guard let error else { return try settle(tx, row.id, state: .delivered, error: nil, now: at) }
             if retry && row.attempts < maxAttempts {
                 try retryLater(tx, row, error: error, now: at)
             } else {
-                try settle(tx, row.id, state: "dead", error: error, now: at)
+                try settle(tx, row.id, state: .dead, error: error, now: at)
                 try Audit.record(tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
                                  outcome: "failed", detail: ["channel": row.payload["channel"] ?? .null, "error": .string(error)])
             }
@@ -200,9 +202,8 @@ package struct Delivery {
         try db.immediate { tx in
             switch outcome {
             case .started(let runID, let url):
-                try settle(tx, row.id, state: "delivered", error: nil, now: now)
-                try tx.db.run("UPDATE jobs SET run_id = coalesce(?2, run_id), run_url = coalesce(?3, run_url) WHERE id = ?1",
-                              [.int(job.id), .text(runID), .text(url)])
+                try settle(tx, row.id, state: .delivered, error: nil, now: now)
+                try Job.recordRun(tx, job: job.id, runID: runID, url: url)
                 try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
                                             detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
                 if let uncontrolled {
@@ -217,11 +218,11 @@ package struct Delivery {
                     try Outbox.enqueue(tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)], now: now)
                 }
             case .rejected(let why):
-                try settle(tx, row.id, state: "dead", error: why, now: now)
+                try settle(tx, row.id, state: .dead, error: why, now: now)
                 try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(why)], now: now)
             case .retry(let why) where row.attempts >= maxAttempts:
                 let reason = "gave up after \(row.attempts) attempts: \(why)"
-                try settle(tx, row.id, state: "dead", error: reason, now: now)
+                try settle(tx, row.id, state: .dead, error: reason, now: now)
                 try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(reason)], now: now)
             case .retry(let why):
                 let delay = try retryLater(tx, row, error: why, now: now)
@@ -246,11 +247,11 @@ package struct Delivery {
         return exp - jitter
     }
 
-    func settle(_ id: Int64, state: String, error: String?, now: Int64) throws {
+    func settle(_ id: Int64, state: OutboxState, error: String?, now: Int64) throws {
         try db.immediate { tx in try settle(tx, id, state: state, error: error, now: now) }
     }
 
-    func settle(_ tx: Transaction, _ id: Int64, state: String, error: String?, now: Int64) throws {
+    func settle(_ tx: Transaction, _ id: Int64, state: OutboxState, error: String?, now: Int64) throws {
         try Outbox.settle(tx, id: id, state: state, error: error, now: now)
     }
 }

@@ -1,16 +1,18 @@
-/// Announcing how a job ended. `StateMachine` calls `enqueue` in the transaction that ends a job
-/// (succeeded, failed, timed out, cancelled); one outbox row per channel the project's
+/// Announcing how a job ended. `Transition.Notify` calls `enqueue` in the transaction that ends a
+/// job (succeeded, failed, timed out, cancelled); one outbox row per channel the project's
 /// `[notify]` names. The rows name secrets (the Slack and Teams webhook URLs are credentials)
 /// and carry the text; `Delivery` sends them after the commit.
 package enum Notifications {
     static let announced: JobStates = [.succeeded, .failed, .timedOut, .cancelled]
 
-    static func enqueue(_ tx: Transaction, job id: Int64, state: JobState, now: Int64) throws {
-        guard announced.contains(state), let job = try Job.find(tx.db, id: id) else { return }
+    /// The rows announcing that the job of `ended` is now `ended.to`.
+    static func enqueue(_ tx: Transaction, _ ended: Transition) throws {
+        let job = ended.job, id = job.id, state = ended.to, now = ended.now
         let notify = try Target.notify(tx.db, projectID: job.projectID)
         guard notify.count > 0 else { return }
-        let link = try Job.link(tx.db, id: id)
-        let summary = "\(job.kind) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) \(words(state)) (asked by \(job.requestedBy))"
+        let link = job.logURL ?? job.runURL
+        let summary = "\(job.kind.rawValue) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) "
+            + "\(words(state)) (asked by \(job.requestedBy))"
         let text = "draven: " + summary + (link.map { " — log: \($0)" } ?? "")
         let common: JSONObject = ["job_id": .int(id), "state": .string(state.rawValue), "text": .string(text)]
         if let secret = notify["slack_webhook_secret"]?.stringValue {

@@ -14,10 +14,11 @@ extension Outbox {
             ORDER BY id
             """, [.int(now + dueWithin)]) { row in
             let what = "\(row.text(1)) row" + (row.optionalInt(2).map { " of job \($0)" } ?? "")
-            let why = switch row.text(3) {
-            case "delivered": "delivered, with no delivery time"
-            case "dead": "dead, with no reason recorded"
-            default: "\(row.text(3)), next attempt at \(Clock.rfc3339(row.int(4))): not due within \(dueWithin) s"
+            let why = switch OutboxState(rawValue: row.text(3)) {
+            case .delivered: "delivered, with no delivery time"
+            case .dead: "dead, with no reason recorded"
+            case .pending, .delivering, nil:
+                "\(row.text(3)), next attempt at \(Clock.rfc3339(row.int(4))): not due within \(dueWithin) s"
             }
             found.append(("outbox/\(row.int(0))", "\(what) \(why)"))
         }

@@ -56,9 +56,9 @@ package enum Outbox {
     }
 
     /// Records a row's final outcome (`delivered` or `dead`).
-    static func settle(_ tx: Transaction, id: Int64, state: String, error: String?, now: Int64) throws {
+    static func settle(_ tx: Transaction, id: Int64, state: OutboxState, error: String?, now: Int64) throws {
         try tx.db.run("UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
-                      [.int(id), .text(state), .int(now), .text(error)])
+                      [.int(id), .text(state.rawValue), .int(now), .text(error)])
     }
 
     /// How many rows wait to be delivered or are being delivered (`/metrics`).

@@ -17,9 +17,9 @@ package struct Policy: Sendable {
     package var lockMode: LockMode
     package var leaseSeconds: Int64
     package var refs: [RefRule]
-    /// What a deploy that failed or timed out while running leads to, in this order:
-    /// `diagnostic` (a `deploy:info` job), then `rollback` (to the last succeeded release).
-    package var onFailure: [String] = []
+    /// What a deploy that failed or timed out while running leads to, in `FailureAction`'s
+    /// order: `diagnostic` (a `deploy:info` job), then `rollback` (to the last succeeded release).
+    package var onFailure: [FailureAction] = []
     /// Whether a rollback needs the same approvals as a deploy (`rollback_approvals`; default
     /// false: a rollback restores a release that was already approved).
     package var rollbackApprovals = false
@@ -38,7 +38,9 @@ package struct Policy: Sendable {
             [.int(environmentID)], { row in
                 Policy(environmentID: environmentID, version: row.int(0), approvalsRequired: Int(row.int(1)),
                        lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [],
-                       onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap(\.stringValue),
+                       onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap {
+                           $0.stringValue.flatMap(FailureAction.init(rawValue:))
+                       },
                        rollbackApprovals: row.int(5) != 0,
                        approvals: Approvals.Rules(row: row, at: 6))
             })

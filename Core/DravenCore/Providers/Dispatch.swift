@@ -21,11 +21,11 @@ package enum Dispatch {
         package var repo: String
         package var method: String
         /// `deploy`, `rollback` or `diagnostic`: the latter two also pass the Deployer task to run.
-        package var kind: String
+        package var kind: JobKind
 
         package init(jobID: Int64, environment: String, ref: String, refKind: RefKind, sha: String?, fencingToken: Int64,
                      integration: JSONObject, provider: Provider, repo: String, method: String,
-                     kind: String = "deploy") {
+                     kind: JobKind = .deploy) {
             self.jobID = jobID; self.environment = environment; self.ref = ref; self.refKind = refKind; self.sha = sha
             self.fencingToken = fencingToken; self.integration = integration; self.provider = provider; self.repo = repo; self.method = method
             self.kind = kind
@@ -34,7 +34,7 @@ package enum Dispatch {
         /// The Deployer task of a rollback (`rollback`) or diagnostic (`deploy:info`) job; nil for a
         /// deploy, whose request stays exactly what pipelines without a `task` input accept. Those
         /// two kinds also pass the commit sha when it is known (`sha` / `DRAVEN_SHA`).
-        var task: String? { kind == "deploy" ? nil : Recovery.task(kind: kind) }
+        var task: String? { kind.namesTask ? kind.task : nil }
 
         /// The branch or tag name (providers take short names).
         var shortRef: String {

@@ -23,19 +23,20 @@ package enum PushEvent {
         GitRef.isCommitSHA(sha) && sha.contains { $0 != "0" }
     }
 
-    /// Gives the awaiting jobs of each moved ref their new sha. Returns the ids changed.
+    /// Gives the awaiting jobs of each moved ref their new sha (`StateMachine.moveSha`, which
+    /// records it). Returns the ids changed.
     package static func apply(_ tx: Transaction, projectID: Int64, moves: [Move], delivery: String, now: Int64) throws -> [Int64] {
         var changed: [Int64] = []
         for (ref, sha) in moves {
             let jobs = try tx.db.query("""
-                SELECT id, sha FROM jobs WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
-                """, [.int(projectID), .text(ref), .text(sha)]) { ($0.int(0), $0.optionalText(1)) }
-            for (id, old) in jobs {
-                try tx.db.run("UPDATE jobs SET sha = ?2, updated_at = ?3 WHERE id = ?1", [.int(id), .text(sha), .int(now)])
-                let detail: JSONObject = ["from": old.map(JSON.string) ?? .null, "to": .string(sha), "ref": .string(ref), "delivery": .string(delivery)]
-                try StateMachine.note(tx, job: id, event: "sha_changed", actor: "push webhook", detail: detail, now: now)
-                try Audit.record(tx, at: now, actor: "push webhook", action: "job.sha_changed", subject: "job/\(id)", detail: detail)
-                changed.append(id)
+                SELECT id FROM jobs
+                WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
+                """, [.int(projectID), .text(ref), .text(sha)]) { $0.int(0) }
+            for id in jobs {
+                let why: JSONObject = ["ref": .string(ref), "delivery": .string(delivery)]
+                if try StateMachine.moveSha(tx, job: id, sha: sha, actor: "push webhook", detail: why, now: now) {
+                    changed.append(id)
+                }
             }
         }
         return changed

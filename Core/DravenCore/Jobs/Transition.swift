@@ -1,0 +1,58 @@
+/// One move of one job, as its effects see it: the job as read once, before the move (so its
+/// `state` is `from`), where it went, who moved it, why (`detail`, as in its event) and when.
+/// `StateMachine` builds one per move, after writing the job row, its event and its audit
+/// record, and runs `StateMachine.effects` over it in the move's transaction. The job's other
+/// columns are the same after the move; only its state, `updated_at` and fencing token changed.
+package struct Transition: Sendable {
+    package let job: Job
+    package let from: JobState
+    package let to: JobState
+    package let actor: String
+    package let detail: JSONObject
+    package let now: Int64
+    /// Whether this move freed the environment's lock: set by `FreeLock`, read by `StartNextQueued`.
+    package var freedLock = false
+
+    package init(job: Job, from: JobState, to: JobState, actor: String, detail: JSONObject = [:], now: Int64) {
+        self.job = job; self.from = from; self.to = to; self.actor = actor; self.detail = detail; self.now = now
+    }
+
+    /// One consequence of a move: decides from the transition alone whether it applies, and
+    /// writes its rows in the move's transaction (outbox rows for anything that calls out: never
+    /// a call itself). Each is run alone by its tests.
+    package protocol Effect: Sendable {
+        func apply(_ tx: Transaction, _ transition: inout Transition) throws
+    }
+}
+
+extension StateMachine {
+    /// What follows every move, in this order:
+    ///
+    /// 1. `RenewLease`: entering `running` restarts the lock's lease from now (the dispatch may
+    ///    have waited in its backoff).
+    /// 2. `FreeLock`: leaving `dispatching`/`running` frees the environment's lock, in the
+    ///    transaction that ends the job. Before 4 and 5, which want the lock.
+    /// 3. `RecordRelease`: a succeeded deploy or rollback becomes the environment's live release.
+    ///    (A move ends in one state, so 3 and 4 never both apply.)
+    /// 4. `Recover`: a deploy that failed or timed out while running gets the environment's
+    ///    failure policy: a diagnostic and/or a rollback job, created and started here, so they
+    ///    take the freed lock before any queued deploy.
+    /// 5. `StartNextQueued`: when 2 freed the lock, the next queued job of the environment starts
+    ///    (if 4 took the lock, it stays queued).
+    /// 6. `Notify`: a job that ended is announced on the project's channels.
+    /// 7. `UpdateApprovalMessages`: entering or leaving `awaiting_approval` posts or updates the
+    ///    approval request in chat.
+    ///
+    /// 6 and 7 come last so the outbox keeps the order it has always had: the dispatches of the
+    /// jobs this move started, then the messages about it. A new effect is one line here, put
+    /// where what it reads has been written (a deploy plan's next step goes after 4, before 5).
+    package static let effects: [any Transition.Effect] = [
+        Transition.RenewLease(),
+        Transition.FreeLock(),
+        Transition.RecordRelease(),
+        Transition.Recover(),
+        Transition.StartNextQueued(),
+        Transition.Notify(),
+        Transition.UpdateApprovalMessages(),
+    ]
+}
