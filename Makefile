@@ -131,8 +131,9 @@ fuzz-smoke: fuzz-build
 # literals, so the column limit is checked on its own as well.
 SWIFT_SOURCES = $$(git ls-files '*.swift')
 lint:
-	swift-format lint --strict --parallel $(SWIFT_SOURCES)
-	@awk 'length > 120 { print FILENAME ":" FNR ": " length " columns (at most 120)"; n++ } END { exit n > 0 }' $(SWIFT_SOURCES)
+	@status=0; swift-format lint --strict --parallel $(SWIFT_SOURCES) || status=1; \
+	awk 'length > 120 { print FILENAME ":" FNR ": " length " columns (at most 120)"; n++ } END { exit n > 0 }' \
+	  $(SWIFT_SOURCES) || status=1; exit $$status
 
 format:
 	swift-format format --in-place --parallel $(SWIFT_SOURCES)

@@ -28,8 +28,10 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CSQLite", path: "Core/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
-        .systemLibrary(name: "CSodium", path: "Core/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
-        .systemLibrary(name: "CCurl", path: "Core/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CSodium", path: "Core/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(
+            name: "CCurl", path: "Core/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(
             name: "DravenCore",
             dependencies: ["CSQLite", "CSodium"],
@@ -50,13 +52,27 @@ let package = Package(
             path: "Core/DravenOutbound",
             swiftSettings: swiftSettings
         ),
-        .executableTarget(name: "draven-deliver", dependencies: ["DravenOutbound"], path: "Functions/deliver", swiftSettings: swiftSettings),
-        .executableTarget(name: "trigger", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/trigger", swiftSettings: swiftSettings),
-        .executableTarget(name: "status", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/status", swiftSettings: swiftSettings),
-        .executableTarget(name: "webhook-receive", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/webhook-receive", swiftSettings: swiftSettings),
-        .executableTarget(name: "approve", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/approve", swiftSettings: swiftSettings),
-        .executableTarget(name: "heartbeat", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/heartbeat", swiftSettings: swiftSettings),
-        .executableTarget(name: "rollback", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/rollback", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "draven-deliver", dependencies: ["DravenOutbound"], path: "Functions/deliver",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "trigger", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/trigger",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "status", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/status",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "webhook-receive", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/webhook-receive",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "approve", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/approve",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "heartbeat", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/heartbeat",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "rollback", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/rollback",
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",
             dependencies: [
@@ -76,7 +92,9 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Measurements (make bench-secrets); not shipped.
-        .executableTarget(name: "bench-secrets", dependencies: ["DravenCore"], path: "bench/secrets-read", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "bench-secrets", dependencies: ["DravenCore"], path: "bench/secrets-read",
+            swiftSettings: swiftSettings),
         .testTarget(
             name: "DravenCoreTests",
             dependencies: ["DravenCore", "DravenFunctions"],
@@ -90,11 +108,12 @@ let package = Package(
 // flags (-sanitize=fuzzer,address) must not reach the shipped binaries. See Tests/Fuzz/README.md.
 if Context.environment["DRAVEN_FUZZ"] != nil {
     package.products.append(.executable(name: "draven-fuzz", targets: ["draven-fuzz"]))
-    package.targets.append(.executableTarget(
-        name: "draven-fuzz",
-        dependencies: ["DravenCore", "DravenFunctions", "DravenTOML", "CSQLite", "FuzzDriver"],
-        path: "Tests/Fuzz/Sources",
-        swiftSettings: swiftSettings + [.swiftLanguageMode(.v5)]  // a single-threaded harness with global fixtures
-    ))
+    package.targets.append(
+        .executableTarget(
+            name: "draven-fuzz",
+            dependencies: ["DravenCore", "DravenFunctions", "DravenTOML", "CSQLite", "FuzzDriver"],
+            path: "Tests/Fuzz/Sources",
+            swiftSettings: swiftSettings + [.swiftLanguageMode(.v5)]  // a single-threaded harness with global fixtures
+        ))
     package.targets.append(.target(name: "FuzzDriver", path: "Tests/Fuzz/Driver"))
 }

@@ -29,41 +29,43 @@ package enum TOMLDocument {
     /// build it parses in process, with toml++'s assertions off, for the sanitizers to see.)
     static func convert(_ source: String, file: String) throws(ConfigError) -> String {
         #if DRAVEN_FUZZ
-        let answer = parseInProcess(source)
+            let answer = parseInProcess(source)
         #else
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw problem("", "cannot be read: pipe failed (errno \(errno))", file) }
-        let pid = fork()
-        if pid == 0 {
-            close(fds[0])
-            signal(SIGABRT, SIG_DFL)  // no backtrace: the parent reports the refusal
-            let null = open("/dev/null", O_WRONLY)
-            if null >= 0 { dup2(null, 2) }  // toml++'s assertion message names its own source, not the file
-            let out = parseInProcess(source)
-            var done = 0
-            while done < out.count {
-                let n = out[done...].withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
-                if n <= 0 { _exit(1) }
-                done += n
+            var fds: [Int32] = [0, 0]
+            guard pipe(&fds) == 0 else { throw problem("", "cannot be read: pipe failed (errno \(errno))", file) }
+            let pid = fork()
+            if pid == 0 {
+                close(fds[0])
+                signal(SIGABRT, SIG_DFL)  // no backtrace: the parent reports the refusal
+                let null = open("/dev/null", O_WRONLY)
+                if null >= 0 { dup2(null, 2) }  // toml++'s assertion message names its own source, not the file
+                let out = parseInProcess(source)
+                var done = 0
+                while done < out.count {
+                    let n = out[done...].withUnsafeBytes { write(fds[1], $0.baseAddress, $0.count) }
+                    if n <= 0 { _exit(1) }
+                    done += n
+                }
+                _exit(0)
             }
-            _exit(0)
-        }
-        close(fds[1])
-        var answer: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            answer += buffer[..<n]
-        }
-        close(fds[0])
-        var status: Int32 = 0
-        while pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        guard pid > 0, status == 0, !answer.isEmpty else {
-            throw problem("", "is not valid TOML: the TOML parser (toml++) gave up on it (status \(status)); "
-                              + "check the syntax, dates and times in particular", file)
-        }
+            close(fds[1])
+            var answer: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { break }
+                answer += buffer[..<n]
+            }
+            close(fds[0])
+            var status: Int32 = 0
+            while pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            guard pid > 0, status == 0, !answer.isEmpty else {
+                throw problem(
+                    "",
+                    "is not valid TOML: the TOML parser (toml++) gave up on it (status \(status)); "
+                        + "check the syntax, dates and times in particular", file)
+            }
         #endif
         let rest = String(decoding: answer.dropFirst(), as: UTF8.self)
         switch answer.first {
@@ -97,7 +99,9 @@ package enum TOMLDocument {
     /// `__builtin_unreachable` in its whitespace test (undefined behaviour). A header is a `[`
     /// where a statement starts: not inside a value (an array spanning lines, strings) nor a comment.
     static func unreadable(_ s: [UInt8]) -> (line: Int, reason: String)? {
-        var i = 0, line = 1, depth = 0
+        var i = 0
+        var line = 1
+        var depth = 0
         var statementStart = true  // only spaces since the last newline outside a value
         var previous = UInt8(ascii: "=")  // the last character outside spaces, newlines and comments
         func at(_ k: Int) -> UInt8 { k < s.count ? s[k] : 0 }
@@ -109,23 +113,32 @@ package enum TOMLDocument {
             let c = s[i]
             switch c {
             case 10:
-                line += 1; i += 1
+                line += 1
+                i += 1
                 if depth == 0 { statementStart = true }
                 continue
             case 32, 9, 13:
-                i += 1; continue
+                i += 1
+                continue
             case UInt8(ascii: "#"):
                 while i < s.count && s[i] != 10 { i += 1 }
                 continue
             // A string starts a value or a key: after `=`, `[`, `,`, `{`, `.` or at a statement's start
             // (elsewhere, in `a=7'…`, toml++ reads the quote as part of the value, not a string).
-            case _ where (c == UInt8(ascii: "\"") || c == UInt8(ascii: "'"))
+            case _
+            where (c == UInt8(ascii: "\"") || c == UInt8(ascii: "'"))
                 && (statementStart || Array("=[,{.".utf8).contains(previous)):
                 let triple = at(i + 1) == c && at(i + 2) == c
                 i += triple ? 3 : 1
                 while i < s.count {
-                    if s[i] == 10 { if !triple { break }; line += 1 }
-                    if c == UInt8(ascii: "\"") && s[i] == UInt8(ascii: "\\") { i += 2; continue }
+                    if s[i] == 10 {
+                        if !triple { break }
+                        line += 1
+                    }
+                    if c == UInt8(ascii: "\"") && s[i] == UInt8(ascii: "\\") {
+                        i += 2
+                        continue
+                    }
                     if s[i] == c && (!triple || (at(i + 1) == c && at(i + 2) == c)) {
                         i += triple ? 3 : 1
                         while triple && at(i) == c { i += 1 }  // up to two quotes may end the content
@@ -140,7 +153,8 @@ package enum TOMLDocument {
                 while at(k) == 32 || at(k) == 9 { k += 1 }
                 // toml++ itself refuses `[]` and `[ [` (brackets apart); a third `[` reaches the assertion.
                 if k < s.count, s[k] != UInt8(ascii: "]"), arrayOfTables || s[k] != UInt8(ascii: "["),
-                   !isKeyStart(s[k]) {
+                    !isKeyStart(s[k])
+                {
                     return (line, "a table header needs a name")
                 }
                 i = k  // the header's name is read as the rest of a statement: its brackets close nothing
@@ -148,9 +162,11 @@ package enum TOMLDocument {
                 previous = UInt8(ascii: "[")
                 continue
             case UInt8(ascii: "["), UInt8(ascii: "{"):
-                depth += 1; i += 1
+                depth += 1
+                i += 1
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
-                depth = max(0, depth - 1); i += 1
+                depth = max(0, depth - 1)
+                i += 1
             case 0x80...:
                 return (line, "a character outside a string or comment is not ASCII")
             default:

@@ -1,7 +1,7 @@
 import ArgumentParser
 import DravenCore
-import Foundation
 import DravenTOML
+import Foundation
 
 extension Draven {
     struct Apply: ParsableCommand {
@@ -23,18 +23,21 @@ extension Draven {
             }
             for warning in ConfigApply.warnings(config) { warn("\(file): warning: \(warning)") }
             if dryRun {
-                print("\(file): valid (\(config.projects.count) projects, \(config.people.count) people, "
-                      + "\(config.grants.count) grants)")
+                print(
+                    "\(file): valid (\(config.projects.count) projects, \(config.people.count) people, "
+                        + "\(config.grants.count) grants)")
                 return
             }
             let db = try state.open()
             let path = URL(fileURLWithPath: file).standardizedFileURL.path
             let summary = try db.immediate { tx in
-                try ConfigApply.apply(tx, config, source: source, path: path, appliedBy: state.operatorName,
-                                      now: Clock.now())
+                try ConfigApply.apply(
+                    tx, config, source: source, path: path, appliedBy: state.operatorName,
+                    now: Clock.now())
             }
-            print("applied \(file) as config version \(summary.version): \(summary.projects) projects, "
-                  + "\(summary.environments) environments, \(summary.people) people, \(summary.grants) grants")
+            print(
+                "applied \(file) as config version \(summary.version): \(summary.projects) projects, "
+                    + "\(summary.environments) environments, \(summary.people) people, \(summary.grants) grants")
             if !summary.policiesChanged.isEmpty {
                 print("policies changed: " + summary.policiesChanged.joined(separator: ", "))
             }
@@ -46,7 +49,8 @@ extension Draven {
 enum ConfigFile {
     static func load(_ file: String) throws -> (Config, String) {
         guard let data = FileManager.default.contents(atPath: file),
-              let source = String(data: data, encoding: .utf8) else {
+            let source = String(data: data, encoding: .utf8)
+        else {
             throw ConfigError(file: file, problems: [.init(key: "", reason: "cannot be read as UTF-8 text")])
         }
         let tree: JSON

@@ -42,8 +42,9 @@ extension Draven {
             func run() throws {
                 let paths = CheckpointPaths(state.paths)
                 guard paths.writable else {
-                    throw ValidationError("cannot read \(paths.signingKey) or write \(paths.log); "
-                                          + "run as the admin (`draven init` creates the key)")
+                    throw ValidationError(
+                        "cannot read \(paths.signingKey) or write \(paths.log); "
+                            + "run as the admin (`draven init` creates the key)")
                 }
                 switch try AuditCheckpoints.write(try state.open(), paths) {
                 case .written(let cp, let journaled):

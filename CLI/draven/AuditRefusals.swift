@@ -18,8 +18,9 @@ extension Draven.AuditCommand {
                 for row in rows { print(row.serialized()) }
                 return
             }
-            print(["HOUR", "CLIENT", "FUNCTION", "STATUS", "PROBLEM", "COUNT", "LAST", "LAST PATH"]
-                .joined(separator: "\t"))
+            print(
+                ["HOUR", "CLIENT", "FUNCTION", "STATUS", "PROBLEM", "COUNT", "LAST", "LAST PATH"]
+                    .joined(separator: "\t"))
             let columns = ["hour", "client", "function", "status", "problem", "count", "last_at", "last_path"]
             for case .object(let r) in rows {
                 let cells = columns.map { key in r[key].map { $0.stringValue ?? $0.serialized() } ?? "" }

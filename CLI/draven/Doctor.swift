@@ -39,7 +39,10 @@ extension Draven {
         static func text(_ report: Doctor.Report) -> String {
             var out = ""
             for check in Doctor.Check.allCases {
-                guard let found = report.findings[check] else { out += "\(check.rawValue): not run\n"; continue }
+                guard let found = report.findings[check] else {
+                    out += "\(check.rawValue): not run\n"
+                    continue
+                }
                 let count = found.count + (report.more[check] ?? 0)
                 out += "\(check.rawValue): \(found.isEmpty ? "ok" : "\(count) problem(s)")\n"
                 for finding in found { out += "  \(finding.subject): \(finding.message)\n" }

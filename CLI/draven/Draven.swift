@@ -9,9 +9,11 @@ struct Draven: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "draven",
         abstract: "Operate a draven deploy control plane.",
-        subcommands: [Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self,
-                      AuditCommand.self, DoctorCommand.self, ApproveCommand.self, RejectCommand.self,
-                      RollbackCommand.self, CancelCommand.self]
+        subcommands: [
+            Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self,
+            AuditCommand.self, DoctorCommand.self, ApproveCommand.self, RejectCommand.self,
+            RollbackCommand.self, CancelCommand.self,
+        ]
     )
 }
 
@@ -20,14 +22,16 @@ struct StateOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: "State directory (default: $DRAVEN_STATE_DIR or /var/lib/draven).")
     var stateDir: String?
 
-    @Option(name: .customLong("secrets-dir"),
-            help: "Secrets directory (default: $DRAVEN_SECRETS_DIR or <state-dir>/secrets).")
+    @Option(
+        name: .customLong("secrets-dir"),
+        help: "Secrets directory (default: $DRAVEN_SECRETS_DIR or <state-dir>/secrets).")
     var secretsDir: String?
 
     var paths: Paths {
         let env = ProcessInfo.processInfo.environment
-        return Paths(stateDir: stateDir ?? env["DRAVEN_STATE_DIR"] ?? "/var/lib/draven",
-                     secretsDir: secretsDir ?? env["DRAVEN_SECRETS_DIR"])
+        return Paths(
+            stateDir: stateDir ?? env["DRAVEN_STATE_DIR"] ?? "/var/lib/draven",
+            secretsDir: secretsDir ?? env["DRAVEN_SECRETS_DIR"])
     }
 
     /// Opens the store, failing with a clear message when it has not been initialised.

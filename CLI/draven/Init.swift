@@ -13,8 +13,9 @@ extension Draven {
             let paths = state.paths
             let fm = FileManager.default
             for dir in [paths.stateDir, paths.secretsDir] {
-                try fm.createDirectory(atPath: dir, withIntermediateDirectories: true,
-                                       attributes: [.posixPermissions: 0o750])
+                try fm.createDirectory(
+                    atPath: dir, withIntermediateDirectories: true,
+                    attributes: [.posixPermissions: 0o750])
             }
             let db = try Database(path: paths.database)
             let applied = try Migrations.migrate(db)

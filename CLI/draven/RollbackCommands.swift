@@ -10,7 +10,9 @@ extension Draven {
             abstract: "Roll an environment back to its previous (or a named) release, or undo a job (through the API).")
         @Argument(help: "The project (with ENV; not with --job).") var project: String?
         @Argument(help: "The environment.") var environment: String?
-        @Option(name: .customLong("to"), help: "The release to go back to: its id, release_id, ref or sha (default: the one before the live one).")
+        @Option(
+            name: .customLong("to"),
+            help: "The release to go back to: its id, release_id, ref or sha (default: the one before the live one).")
         var toRelease: String?
         @Option(help: "Undo this job: back to what was live before it.") var job: Int64?
         @Option(help: "Why, for the job and the audit trail.") var reason: String?
@@ -29,17 +31,21 @@ extension Draven {
             if let job {
                 answer = try api.post("/api/v1/jobs/\(job)/rollback", body)
             } else {
-                body["project"] = .string(project ?? ""); body["environment"] = .string(environment ?? "")
+                body["project"] = .string(project ?? "")
+                body["environment"] = .string(environment ?? "")
                 if let toRelease { body["to_release"] = .string(toRelease) }
                 answer = try api.post("/api/v1/rollbacks", body)
             }
-            print("job \(answer["id"]?.intValue ?? 0): rollback of \(answer["project"]?.stringValue ?? "")/\(answer["environment"]?.stringValue ?? "") to \(answer["ref"]?.stringValue ?? "?") is \(answer["state"]?.stringValue ?? "?")")
+            print(
+                "job \(answer["id"]?.intValue ?? 0): rollback of \(answer["project"]?.stringValue ?? "")/\(answer["environment"]?.stringValue ?? "") to \(answer["ref"]?.stringValue ?? "?") is \(answer["state"]?.stringValue ?? "?")"
+            )
         }
     }
 
     /// `draven cancel JOB`: cancels a job that has not ended (the provider is asked to stop its run).
     struct CancelCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running job (through the API).")
+        static let configuration = CommandConfiguration(
+            commandName: "cancel", abstract: "Cancel a queued or running job (through the API).")
         @Argument(help: "The job's id.") var job: Int64
         @Option(help: "Why, for the job and the audit trail.") var reason: String?
         @OptionGroup var api: APIOptions

@@ -22,14 +22,18 @@ extension Draven {
         @OptionGroup var state: StateOptions
         @Flag(help: "Run one pass and exit (for a timer or cron).") var once = false
         @Option(help: "Run as a service, one pass per interval (e.g. 5s, 500ms, 1m).") var every: String?
-        @Option(name: .customLong("poll-after"),
-                help: "Ask the provider about a running job after this long without a webhook (default 5m).")
+        @Option(
+            name: .customLong("poll-after"),
+            help: "Ask the provider about a running job after this long without a webhook (default 5m).")
         var pollAfter = "5m"
-        @Option(name: .customLong("dispatch-limit"),
-                help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
+        @Option(
+            name: .customLong("dispatch-limit"),
+            help: "Fail a job stuck in dispatching with nothing left to deliver after this long (default 15m).")
         var dispatchLimit = "15m"
-        @Option(name: .customLong("checkpoint-every"),
-                help: ArgumentHelp("Sign an audit checkpoint at most this often when the chain's head moved "
+        @Option(
+            name: .customLong("checkpoint-every"),
+            help: ArgumentHelp(
+                "Sign an audit checkpoint at most this often when the chain's head moved "
                     + "(default 60s; with --once: each pass)."))
         var checkpointEvery = "60s"
 
@@ -38,8 +42,10 @@ extension Draven {
             if let every, Self.interval(every) == nil {
                 throw ValidationError("--every takes a duration such as 5s, 500ms or 1m")
             }
-            let durations = [("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit),
-                             ("--checkpoint-every", checkpointEvery)]
+            let durations = [
+                ("--poll-after", pollAfter), ("--dispatch-limit", dispatchLimit),
+                ("--checkpoint-every", checkpointEvery),
+            ]
             for (name, value) in durations where Self.interval(value).map({ $0 < 1 }) ?? true {
                 throw ValidationError("\(name) takes a duration of at least 1s, such as 30s or 5m")
             }
@@ -57,8 +63,9 @@ extension Draven {
             db.markHeldByService()
             let paths = state.paths
             let pause = every.flatMap(Self.interval) ?? 0
-            let sweeper = Sweeper(pollAfter: Int64(Self.interval(pollAfter) ?? 300),
-                                  dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
+            let sweeper = Sweeper(
+                pollAfter: Int64(Self.interval(pollAfter) ?? 300),
+                dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
             let checkpointInterval = once ? 0 : Self.interval(checkpointEvery) ?? 60
             var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: checkpointInterval)
             repeat {
@@ -102,8 +109,9 @@ struct Checkpointer {
         self.every = every
         enabled = paths.writable
         if !enabled {
-            warn("sweep: audit checkpoints off (cannot read \(paths.signingKey)); "
-                 + "the admin's `draven audit checkpoint` writes them")
+            warn(
+                "sweep: audit checkpoints off (cannot read \(paths.signingKey)); "
+                    + "the admin's `draven audit checkpoint` writes them")
         }
     }
 

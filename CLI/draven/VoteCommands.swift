@@ -6,14 +6,16 @@ import Foundation
 extension Draven {
     /// `draven approve JOB`: a vote through the HTTP API, as the person the token belongs to.
     struct ApproveCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "approve", abstract: "Approve a job awaiting approval (through the API).")
+        static let configuration = CommandConfiguration(
+            commandName: "approve", abstract: "Approve a job awaiting approval (through the API).")
         @OptionGroup var vote: VoteOptions
         func run() throws { try vote.send("approve") }
     }
 
     /// `draven reject JOB`: ends a job awaiting approval.
     struct RejectCommand: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "reject", abstract: "Reject a job awaiting approval (through the API).")
+        static let configuration = CommandConfiguration(
+            commandName: "reject", abstract: "Reject a job awaiting approval (through the API).")
         @OptionGroup var vote: VoteOptions
         func run() throws { try vote.send("reject") }
     }
@@ -32,9 +34,13 @@ struct VoteOptions: ParsableArguments {
         let state = answer["job"]?["state"]?.stringValue ?? "?"
         let verb = decision == "approve" ? "approved" : "rejected"
         if answer["counted"]?.boolValue == false {
-            print("job \(job): your vote was already counted (\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0) approvals); the job is \(state)")
+            print(
+                "job \(job): your vote was already counted (\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0) approvals); the job is \(state)"
+            )
         } else {
-            print("job \(job): \(verb) (\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0) approvals); the job is \(state)")
+            print(
+                "job \(job): \(verb) (\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0) approvals); the job is \(state)"
+            )
         }
     }
 }

@@ -28,15 +28,20 @@ package enum Approve: RoutedFunction {
         context.subject = "job/\(id)"
         let input = try ApprovalRequest(try request.jsonBody())
         let db = try context.db()
-        let voter = Approvals.Voter(personID: principal.personID, handle: principal.handle, via: "api", remote: request.remoteAddress)
+        let voter = Approvals.Voter(
+            personID: principal.personID, handle: principal.handle, via: "api", remote: request.remoteAddress)
         let outcome = try db.immediate { tx in
-            try Approvals.vote(tx, job: id, voter: voter, decision: input.decision, comment: input.comment, now: context.now)
+            try Approvals.vote(
+                tx, job: id, voter: voter, decision: input.decision, comment: input.comment, now: context.now)
         }
         let job = try Job.require(db, id: id)
-        return Response(status: outcome.counted ? 201 : 200, json: [
-            "decision": .string(outcome.decision.rawValue), "by": .string(principal.handle), "counted": .bool(outcome.counted),
-            "approvals": .int(outcome.approvals), "required": .int(outcome.required), "job": .object(job.json),
-        ], headers: [("Location", "/api/v1/jobs/\(id)/approvals")])
+        return Response(
+            status: outcome.counted ? 201 : 200,
+            json: [
+                "decision": .string(outcome.decision.rawValue), "by": .string(principal.handle),
+                "counted": .bool(outcome.counted),
+                "approvals": .int(outcome.approvals), "required": .int(outcome.required), "job": .object(job.json),
+            ], headers: [("Location", "/api/v1/jobs/\(id)/approvals")])
     }
 
     static func list(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {

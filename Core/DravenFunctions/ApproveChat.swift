@@ -26,13 +26,17 @@ package enum ChatOps {
             var command = ChatCommand(platform: "slack", userID: user, text: form["text"] ?? "")
             command.replay = replay
             let reply = try command.run(request, context)
-            return Response(status: 200, json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])
+            return Response(
+                status: 200,
+                json: [
+                    "response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text),
+                ])
         }
         // A button of the approval request: the action names the decision, its value the job.
         let json = try JSON.parse(payload, duplicateKeys: .lastWins)  // Slack wrote it: read as its consumers do
         guard json["type"]?.stringValue == "block_actions", let user = json["user"]?["id"]?.stringValue,
-              let action = json["actions"]?.arrayValue?.first, let value = action["value"]?.stringValue,
-              let verb = ["draven_approve": "approve", "draven_reject": "reject"][action["action_id"]?.stringValue ?? ""]
+            let action = json["actions"]?.arrayValue?.first, let value = action["value"]?.stringValue,
+            let verb = ["draven_approve": "approve", "draven_reject": "reject"][action["action_id"]?.stringValue ?? ""]
         else { return Response(status: 200, json: [:]) }
         var command = ChatCommand(platform: "slack", userID: user, text: "\(verb) \(value)")
         command.replay = replay
@@ -40,12 +44,16 @@ package enum ChatOps {
         // Slack shows nothing of the answer to a button: the clicker is told (refusals too) with an
         // ephemeral message, sent after the answer like every outbound call.
         if let channel = json["channel"]?["id"]?.stringValue ?? json["container"]?["channel_id"]?.stringValue,
-           try Settings.get(db, "chatops").flatMap({ try? JSON.parse($0) })?["slack"]?["bot_token_secret"] != nil {
+            try Settings.get(db, "chatops").flatMap({ try? JSON.parse($0) })?["slack"]?["bot_token_secret"] != nil
+        {
             _ = try db.immediate { tx in
-                try Outbox.enqueue(tx, kind: .notify, job: nil, payload: [
-                    "channel": .string(ApprovalMessages.channel), "action": "ephemeral", "slack_channel": .string(channel),
-                    "user": .string(user), "text": .string(reply.text),
-                ], now: context.now)
+                try Outbox.enqueue(
+                    tx, kind: .notify, job: nil,
+                    payload: [
+                        "channel": .string(ApprovalMessages.channel), "action": "ephemeral",
+                        "slack_channel": .string(channel),
+                        "user": .string(user), "text": .string(reply.text),
+                    ], now: context.now)
             }
         }
         return Response(status: 200, json: [:])
@@ -60,7 +68,8 @@ package enum ChatOps {
         guard let from = activity["from"], let user = from["aadObjectId"]?.stringValue ?? from["id"]?.stringValue else {
             throw DravenError.malformed("the activity has no from.aadObjectId or from.id")
         }
-        var command = ChatCommand(platform: "teams", userID: user, text: ChatCommand.plainText(activity["text"]?.stringValue ?? ""))
+        var command = ChatCommand(
+            platform: "teams", userID: user, text: ChatCommand.plainText(activity["text"]?.stringValue ?? ""))
         // Linked by the Azure AD object id or by the Teams user id, whichever the configuration names.
         if let id = from["id"]?.stringValue, id != user { command.alternateUserID = id }
         command.replay = replay
@@ -75,14 +84,18 @@ package enum ChatOps {
         let form = request.formItems
         try ChatVerification.mattermost(request, form: form, token: token)
         guard let user = form["user_id"] else { throw DravenError.malformed("the slash command has no user_id") }
-        let reply = try ChatCommand(platform: "mattermost", userID: user, text: form["text"] ?? "").run(request, context)
-        return Response(status: 200, json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])
+        let reply = try ChatCommand(platform: "mattermost", userID: user, text: form["text"] ?? "").run(
+            request, context)
+        return Response(
+            status: 200,
+            json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])
     }
 
     /// The secret named by `[chatops.<platform>] <key>` (`ChatVerification.secret`), the request
     /// being audited as `chatops/<platform>` from here on.
     /// - Throws: `.badSignature` when the platform is not configured or its secret is missing (fail closed).
-    static func platformSecret(_ platform: String, _ key: String, db: Database, context: Context) throws -> SecretBytes {
+    static func platformSecret(_ platform: String, _ key: String, db: Database, context: Context) throws -> SecretBytes
+    {
         context.subject = "chatops/\(platform)"
         return try ChatVerification.secret(platform, key, db: db, paths: context.paths)
     }
@@ -95,7 +108,8 @@ package enum ChatOps {
 
     static func requireForm(_ request: Request) throws {
         guard request.mediaType == "application/x-www-form-urlencoded" else {
-            throw DravenError.unsupportedMediaType(expected: "application/x-www-form-urlencoded", got: request.contentType)
+            throw DravenError.unsupportedMediaType(
+                expected: "application/x-www-form-urlencoded", got: request.contentType)
         }
     }
 }

@@ -19,7 +19,9 @@ struct ChatCommand {
     var replay: (source: String, key: String)?
 
     init(platform: String, userID: String, text: String) {
-        self.platform = platform; self.userID = userID; self.text = text
+        self.platform = platform
+        self.userID = userID
+        self.text = text
     }
 
     static let usage = "draven: use approve JOB [comment], reject JOB [comment] or status JOB (e.g. /draven approve 12)"
@@ -33,7 +35,9 @@ struct ChatCommand {
         }
         do {
             let db = try context.db()
-            guard let person = try person(db) else { throw DravenError.unknownChatUser(platform: platform, userID: userID) }
+            guard let person = try person(db) else {
+                throw DravenError.unknownChatUser(platform: platform, userID: userID)
+            }
             context.caller = person.handle
             guard words.count > 1, let id = Int64(words[1].drop(while: { $0 == "#" })), id > 0 else {
                 throw DravenError.invalidField(pointer: "text", reason: "name the job by its number: \(verb) 12")
@@ -44,28 +48,41 @@ struct ChatCommand {
                 let reader = Principal(personID: person.id, handle: person.handle, tokenID: 0)
                 try Grants.require(db, reader, .read, job: job)
                 let tally = try Approvals.list(db, job: job)
-                return Reply(text: "draven: \(describe(job)) is \(job.state.rawValue)"
-                                 + (job.state == .awaitingApproval ? " with \(tally["approvals"]?.intValue ?? 0) of \(tally["required"]?.intValue ?? 0) approvals" : ""),
-                             public: false)
+                return Reply(
+                    text: "draven: \(describe(job)) is \(job.state.rawValue)"
+                        + (job.state == .awaitingApproval
+                            ? " with \(tally["approvals"]?.intValue ?? 0) of \(tally["required"]?.intValue ?? 0) approvals"
+                            : ""),
+                    public: false)
             }
             let comment = words.dropFirst(2).joined(separator: " ")
-            let voter = Approvals.Voter(personID: person.id, handle: person.handle, via: platform, chatUser: userID, remote: request.remoteAddress)
+            let voter = Approvals.Voter(
+                personID: person.id, handle: person.handle, via: platform, chatUser: userID,
+                remote: request.remoteAddress)
             let decision: Approvals.Decision = verb == "approve" ? .approve : .reject
             let outcome = try context.db().immediate { tx in
-                try Approvals.vote(tx, job: id, voter: voter, decision: decision, comment: String(comment.prefix(1000)),
-                                   replay: replay, now: context.now)
+                try Approvals.vote(
+                    tx, job: id, voter: voter, decision: decision, comment: String(comment.prefix(1000)),
+                    replay: replay, now: context.now)
             }
             let job = try Job.require(db, id: id)
             guard outcome.counted else {
-                return Reply(text: "draven: you already voted on \(describe(job)) (\(outcome.approvals) of \(outcome.required) approvals)", public: false)
+                return Reply(
+                    text:
+                        "draven: you already voted on \(describe(job)) (\(outcome.approvals) of \(outcome.required) approvals)",
+                    public: false)
             }
-            let result = switch outcome.state {
-            case .rejected: "— it will not be deployed"
-            case .dispatching: "— approved: deploying"
-            case .queued: "— approved: queued until the environment is free"
-            default: "(\(outcome.approvals) of \(outcome.required) approvals)"
-            }
-            return Reply(text: "draven: \(person.handle) \(decision == .approve ? "approved" : "rejected") \(describe(job)) \(result)", public: true)
+            let result =
+                switch outcome.state {
+                case .rejected: "— it will not be deployed"
+                case .dispatching: "— approved: deploying"
+                case .queued: "— approved: queued until the environment is free"
+                default: "(\(outcome.approvals) of \(outcome.required) approvals)"
+                }
+            return Reply(
+                text:
+                    "draven: \(person.handle) \(decision == .approve ? "approved" : "rejected") \(describe(job)) \(result)",
+                public: true)
         } catch let error as DravenError {
             if case .badSignature = error { throw error }
             let problem = Problem(error)

@@ -19,7 +19,9 @@ package enum Heartbeat: Function {
     static let route = Route("POST", "/api/v1/jobs/{id}/heartbeat")
 
     package static func respond(to request: Request, context: Context) throws -> Response {
-        guard let params = route.match(request.path) else { throw DravenError.notFound(what: "no route for \(request.method) \(request.path)") }
+        guard let params = route.match(request.path) else {
+            throw DravenError.notFound(what: "no route for \(request.method) \(request.path)")
+        }
         guard request.method == "POST" else { throw DravenError.methodNotAllowed(allowed: ["POST"]) }
         let id = try params.id("id")
         context.subject = "job/\(id)"
@@ -28,24 +30,30 @@ package enum Heartbeat: Function {
         guard let project = try Job.projectName(db, id: id) else {
             throw DravenError.badSignature("no job \(id) to verify this heartbeat for")
         }
-        try RunnerSignature.verify(request, timestamp: timestamp, signature: signature, project: project, db: db, paths: context.paths)
+        try RunnerSignature.verify(
+            request, timestamp: timestamp, signature: signature, project: project, db: db, paths: context.paths)
         let beat = try HeartbeatBody(try request.jsonBody())
 
         let (state, until) = try db.immediate { tx -> (String, Int64) in
             guard let until = try Locks.extend(tx, job: id, token: beat.fencingToken, now: context.now) else {
                 let state = try Job.state(tx.db, id: id)
                 if let state, !state.holdsLock {
-                    throw DravenError.conflict("job \(id) is \(state.rawValue); it holds no lock and takes no heartbeats (stop the deploy)")
+                    throw DravenError.conflict(
+                        "job \(id) is \(state.rawValue); it holds no lock and takes no heartbeats (stop the deploy)")
                 }
                 if let lapsed = try Locks.leaseUntil(tx.db, job: id, token: beat.fencingToken) {
-                    throw DravenError.conflict("the lease of job \(id) ran out at \(Clock.rfc3339(lapsed)); it is being timed out (stop the deploy)")
+                    throw DravenError.conflict(
+                        "the lease of job \(id) ran out at \(Clock.rfc3339(lapsed)); it is being timed out (stop the deploy)"
+                    )
                 }
                 throw DravenError.staleFencingToken(job: id)
             }
             let state = try Job.recordHeartbeat(tx, job: id, progress: beat.progress, now: context.now)
             return (state ?? "", until)
         }
-        return Response(status: 200, json: ["job_id": .int(id), "state": .string(state), "lease_until": .string(Clock.rfc3339(until))])
+        return Response(
+            status: 200,
+            json: ["job_id": .int(id), "state": .string(state), "lease_until": .string(Clock.rfc3339(until))])
     }
 }
 
@@ -59,29 +67,40 @@ struct HeartbeatBody {
     init(_ body: JSON) throws {
         guard let object = body.objectValue else { throw DravenError.malformed("the body must be a JSON object") }
         for key in object.keys where key != "fencing_token" && key != "progress" {
-            throw DravenError.invalidField(pointer: "/" + key, reason: "is not a field of a heartbeat (fencing_token, progress)")
+            throw DravenError.invalidField(
+                pointer: "/" + key, reason: "is not a field of a heartbeat (fencing_token, progress)")
         }
         guard let token = object["fencing_token"]?.intValue, token > 0 else {
-            throw DravenError.invalidField(pointer: "/fencing_token", reason: "must be the positive integer the job was dispatched with")
+            throw DravenError.invalidField(
+                pointer: "/fencing_token", reason: "must be the positive integer the job was dispatched with")
         }
         fencingToken = token
-        guard let value = object["progress"], !value.isNull else { progress = nil; return }
-        guard let p = value.objectValue else { throw DravenError.invalidField(pointer: "/progress", reason: "must be an object") }
+        guard let value = object["progress"], !value.isNull else {
+            progress = nil
+            return
+        }
+        guard let p = value.objectValue else {
+            throw DravenError.invalidField(pointer: "/progress", reason: "must be an object")
+        }
         var out: JSONObject = [:]
         for (key, v) in p.entries {
             switch key {
             case "step", "message":
                 guard let s = v.stringValue, s.utf8.count <= (key == "step" ? 200 : 1000) else {
-                    throw DravenError.invalidField(pointer: "/progress/" + key, reason: "must be a string of at most \(key == "step" ? 200 : 1000) bytes")
+                    throw DravenError.invalidField(
+                        pointer: "/progress/" + key,
+                        reason: "must be a string of at most \(key == "step" ? 200 : 1000) bytes")
                 }
                 out[key] = .string(s)
             case "percent":
                 guard let n = v.intValue, (0...100).contains(n) else {
-                    throw DravenError.invalidField(pointer: "/progress/percent", reason: "must be an integer from 0 to 100")
+                    throw DravenError.invalidField(
+                        pointer: "/progress/percent", reason: "must be an integer from 0 to 100")
                 }
                 out[key] = .int(n)
             default:
-                throw DravenError.invalidField(pointer: "/progress/" + key, reason: "is not a field of progress (step, percent, message)")
+                throw DravenError.invalidField(
+                    pointer: "/progress/" + key, reason: "is not a field of progress (step, percent, message)")
             }
         }
         progress = JSON.object(out).serialized()

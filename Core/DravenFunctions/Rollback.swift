@@ -26,7 +26,8 @@ package enum Rollback: RoutedFunction {
 
     static func environment(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let principal = try Authenticator.authenticate(request, context)
-        let input = try BodyFields(try request.jsonBody(), fields: ["project", "environment", "to_release", "reason"], of: "a rollback")
+        let input = try BodyFields(
+            try request.jsonBody(), fields: ["project", "environment", "to_release", "reason"], of: "a rollback")
         let project = try input.string("project", required: true, max: 64)!
         let environment = try input.string("environment", required: true, max: 64)!
         let named = try input.string("to_release", required: false, max: 255, numbers: true)
@@ -41,17 +42,20 @@ package enum Rollback: RoutedFunction {
         let release: Releases.Release
         if let named {
             guard let found = try Releases.find(db, environment: target.environmentID, name: named) else {
-                throw DravenError.invalidField(pointer: "/to_release", reason: "\(project)/\(environment) has no release \(named) in its history")
+                throw DravenError.invalidField(
+                    pointer: "/to_release", reason: "\(project)/\(environment) has no release \(named) in its history")
             }
             release = found
         } else {
             guard let previous = try Releases.previous(db, environment: target.environmentID) else {
-                throw DravenError.conflict("\(project)/\(environment) has no release before the live one to roll back to")
+                throw DravenError.conflict(
+                    "\(project)/\(environment) has no release before the live one to roll back to")
             }
             release = previous
         }
-        return try create(db, like: try Job.require(db, id: live.jobID), to: release, parent: nil, principal: principal,
-                          reason: reason ?? "manual rollback to release \(release.id)", context: context)
+        return try create(
+            db, like: try Job.require(db, id: live.jobID), to: release, parent: nil, principal: principal,
+            reason: reason ?? "manual rollback to release \(release.id)", context: context)
     }
 
     static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -71,18 +75,25 @@ package enum Rollback: RoutedFunction {
             let environment = "\(job.project)/\(job.environment)"
             throw DravenError.conflict("\(environment) has no release before job \(id) to roll back to")
         }
-        return try create(db, like: job, to: release, parent: id, principal: principal,
-                          reason: reason ?? "manual rollback of job \(id) to release \(release.id)", context: context)
+        return try create(
+            db, like: job, to: release, parent: id, principal: principal,
+            reason: reason ?? "manual rollback of job \(id) to release \(release.id)", context: context)
     }
 
-    static func create(_ db: Database, like job: Job, to release: Releases.Release, parent: Int64?, principal: Principal, reason: String,
-                       context: Context) throws -> Response {
+    static func create(
+        _ db: Database, like job: Job, to release: Releases.Release, parent: Int64?, principal: Principal,
+        reason: String,
+        context: Context
+    ) throws -> Response {
         let id = try db.immediate { tx in
-            try Recovery.rollback(tx, like: job, to: release, policy: try Policy.load(tx.db, environmentID: job.environmentID), parent: parent,
-                                  requestedBy: principal.personID, reason: reason, actor: principal.handle, queueWhenBusy: false,
-                                  now: context.now)
+            try Recovery.rollback(
+                tx, like: job, to: release, policy: try Policy.load(tx.db, environmentID: job.environmentID),
+                parent: parent,
+                requestedBy: principal.personID, reason: reason, actor: principal.handle, queueWhenBusy: false,
+                now: context.now)
         }
-        return Response(status: 201, json: .object(try Job.require(db, id: id).json), headers: [("Location", "/api/v1/jobs/\(id)")])
+        return Response(
+            status: 201, json: .object(try Job.require(db, id: id).json), headers: [("Location", "/api/v1/jobs/\(id)")])
     }
 
     static func cancel(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -97,12 +108,16 @@ package enum Rollback: RoutedFunction {
         try Grants.require(db, principal, job.kind.grant, job: job)
         try db.immediate { tx in
             let current = try Job.require(tx.db, id: id)
-            guard !current.state.isTerminal else { throw DravenError.conflict("job \(id) is \(current.state.rawValue); it has already ended") }
-            try StateMachine.transition(tx, job: id, to: .cancelled, actor: principal.handle,
-                                        detail: ["by": .string(principal.handle), "reason": .string(reason)], now: context.now)
+            guard !current.state.isTerminal else {
+                throw DravenError.conflict("job \(id) is \(current.state.rawValue); it has already ended")
+            }
+            try StateMachine.transition(
+                tx, job: id, to: .cancelled, actor: principal.handle,
+                detail: ["by": .string(principal.handle), "reason": .string(reason)], now: context.now)
             // A run the provider started is asked to stop; a dispatch still in flight is stopped when its answer comes.
             if current.state.holdsLock, let run = current.runID {
-                try Outbox.enqueue(tx, kind: .cancel, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: context.now)
+                try Outbox.enqueue(
+                    tx, kind: .cancel, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: context.now)
             }
         }
         return Response(status: 200, json: .object(try Job.require(db, id: id).json))

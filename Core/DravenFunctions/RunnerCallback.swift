@@ -20,13 +20,17 @@ enum RunnerCallback {
         // draven's own contract: a repeated key is refused (400), as in every API body.
         let body = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .refuse)
         guard let jobID = body["job_id"]?.intValue, let job = try Job.find(db, id: jobID) else {
-            throw DravenError.badSignature("no job \(body["job_id"].map { $0.serialized() } ?? "") to verify this callback for")
+            throw DravenError.badSignature(
+                "no job \(body["job_id"].map { $0.serialized() } ?? "") to verify this callback for")
         }
         context.subject = "job/\(job.id)"
-        let replayKey = try RunnerSignature.verify(request, timestamp: timestamp, signature: signature,
-                                                   project: job.project, db: db, paths: context.paths)
+        let replayKey = try RunnerSignature.verify(
+            request, timestamp: timestamp, signature: signature,
+            project: job.project, db: db, paths: context.paths)
         // Verified. Now the fields.
-        guard let token = body["fencing_token"]?.intValue else { throw DravenError.invalidField(pointer: "/fencing_token", reason: "must be an integer") }
+        guard let token = body["fencing_token"]?.intValue else {
+            throw DravenError.invalidField(pointer: "/fencing_token", reason: "must be an integer")
+        }
         guard let resultName = body["result"]?.stringValue, let result = results[resultName] else {
             throw DravenError.invalidField(pointer: "/result", reason: "must be succeeded, failed or cancelled")
         }
@@ -48,14 +52,19 @@ enum RunnerCallback {
                 throw DravenError.staleFencingToken(job: job.id)
             }
             try Job.recordResult(tx, job: job.id, logURL: logURL, releaseID: releaseID)
-            let detail: JSONObject = ["result": .string(resultName), "log_url": logURL.map(JSON.string) ?? .null,
-                                      "artifact_urls": .array(artifacts), "release_id": releaseID.map(JSON.string) ?? .null]
+            let detail: JSONObject = [
+                "result": .string(resultName), "log_url": logURL.map(JSON.string) ?? .null,
+                "artifact_urls": .array(artifacts), "release_id": releaseID.map(JSON.string) ?? .null,
+            ]
             try StateMachine.report(tx, job: job.id, state: result, actor: "runner", detail: detail, now: context.now)
             // A diagnostic job's log belongs with the deploy it looked at.
             if job.kind.logsToParent, let parent = job.parentJobID, let logURL {
-                try StateMachine.note(tx, job: parent, event: "diagnostic", actor: "runner",
-                                      detail: ["diagnostic_job_id": .int(job.id), "log_url": .string(logURL), "result": .string(resultName)],
-                                      now: context.now)
+                try StateMachine.note(
+                    tx, job: parent, event: "diagnostic", actor: "runner",
+                    detail: [
+                        "diagnostic_job_id": .int(job.id), "log_url": .string(logURL), "result": .string(resultName),
+                    ],
+                    now: context.now)
             }
             return try Job.require(tx.db, id: job.id).state
         }

@@ -19,10 +19,15 @@ package enum Status: RoutedFunction {
     ])
 
     static var index: Response {
-        Response(status: 200, json: [
-            "service": "draven",
-            "links": ["deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks", "releases": "/api/v1/releases", "metrics": "/metrics"],
-        ])
+        Response(
+            status: 200,
+            json: [
+                "service": "draven",
+                "links": [
+                    "deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks",
+                    "releases": "/api/v1/releases", "metrics": "/metrics",
+                ],
+            ])
     }
 
     static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -38,15 +43,19 @@ package enum Status: RoutedFunction {
         let q = request.queryItems
         var limit = 50
         if let raw = q["limit"] {
-            guard let n = Int(raw), (1...500).contains(n) else { throw DravenError.invalidField(pointer: "limit", reason: "must be 1 to 500") }
+            guard let n = Int(raw), (1...500).contains(n) else {
+                throw DravenError.invalidField(pointer: "limit", reason: "must be 1 to 500")
+            }
             limit = n
         }
         if let state = q["state"], JobState(rawValue: state) == nil {
             throw DravenError.invalidField(pointer: "state", reason: "is not a job state")
         }
         var readable = Readable(db: db, principal: principal)
-        let list = try Job.list(db, project: q["project"], environment: q["environment"], state: q["state"], limit: limit)
-            .filter { try readable.allows($0.project, $0.environment) }
+        let list = try Job.list(
+            db, project: q["project"], environment: q["environment"], state: q["state"], limit: limit
+        )
+        .filter { try readable.allows($0.project, $0.environment) }
         return Response(status: 200, json: .object(["jobs": .array(list.map { JSON.object($0.json) })]))
     }
 
@@ -54,7 +63,9 @@ package enum Status: RoutedFunction {
         let principal = try Authenticator.authenticate(request, context)
         let db = try context.db()
         var readable = Readable(db: db, principal: principal)
-        let list = try Locks.all(db).filter { try readable.allows($0["project"]?.stringValue ?? "", $0["environment"]?.stringValue ?? "") }
+        let list = try Locks.all(db).filter {
+            try readable.allows($0["project"]?.stringValue ?? "", $0["environment"]?.stringValue ?? "")
+        }
         return Response(status: 200, json: .object(["locks": .array(list)]))
     }
 
@@ -62,11 +73,14 @@ package enum Status: RoutedFunction {
         let principal = try Authenticator.authenticate(request, context)
         let q = request.queryItems
         guard let project = q["project"], let environment = q["environment"] else {
-            throw DravenError.invalidField(pointer: q["project"] == nil ? "project" : "environment", reason: "is required")
+            throw DravenError.invalidField(
+                pointer: q["project"] == nil ? "project" : "environment", reason: "is required")
         }
         var limit = 50
         if let raw = q["limit"] {
-            guard let n = Int(raw), (1...500).contains(n) else { throw DravenError.invalidField(pointer: "limit", reason: "must be 1 to 500") }
+            guard let n = Int(raw), (1...500).contains(n) else {
+                throw DravenError.invalidField(pointer: "limit", reason: "must be 1 to 500")
+            }
             limit = n
         }
         context.subject = "\(project)/\(environment)"
@@ -74,10 +88,13 @@ package enum Status: RoutedFunction {
         let target = try Target.find(db, project: project, environment: environment)
         try Grants.require(db, principal, .read, project: project, environment: environment)
         let list = try Releases.list(db, environment: target.environmentID, limit: limit)
-        return Response(status: 200, json: .object([
-            "project": .string(project), "environment": .string(environment),
-            "live": list.first.map { $0.liveUntil == nil ? $0.json : .null } ?? .null, "releases": .array(list.map(\.json)),
-        ]))
+        return Response(
+            status: 200,
+            json: .object([
+                "project": .string(project), "environment": .string(environment),
+                "live": list.first.map { $0.liveUntil == nil ? $0.json : .null } ?? .null,
+                "releases": .array(list.map(\.json)),
+            ]))
     }
 
     static func metrics(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -95,7 +112,8 @@ package enum Status: RoutedFunction {
         mutating func allows(_ project: String, _ environment: String) throws -> Bool {
             let key = project + "/" + environment
             if let known = cache[key] { return known }
-            let ok = try Grants.allows(db, person: principal.personID, action: .read, project: project, environment: environment)
+            let ok = try Grants.allows(
+                db, person: principal.personID, action: .read, project: project, environment: environment)
             cache[key] = ok
             return ok
         }

@@ -27,21 +27,28 @@ package enum Trigger: Function {
         let ref = try GitRef.parse(input.ref, kind: input.refKind, policyKinds: policy.kinds)
         try policy.check(ref, environment: input.environment)
         let key = try idempotencyKey(request)
-        let digest = Sodium.sha256Hex(Array(JSON.array([.string(input.project), .string(input.environment), .string(ref.qualified),
-                                                         input.sha.map(JSON.string) ?? .null, .string(input.reason)]).serializedBytes()))
+        let digest = Sodium.sha256Hex(
+            Array(
+                JSON.array([
+                    .string(input.project), .string(input.environment), .string(ref.qualified),
+                    input.sha.map(JSON.string) ?? .null, .string(input.reason),
+                ]).serializedBytes()))
 
         let (id, replayed) = try db.immediate { tx -> (Int64, Bool) in
             if let key, let existing = try Job.idempotent(tx.db, requestedBy: principal.personID, key: key) {
                 guard existing.requestDigest == digest else { throw DravenError.idempotencyKeyReused }
                 return (existing.id, true)
             }
-            let new = StateMachine.NewJob(projectID: target.projectID, environmentID: target.environmentID, ref: ref, sha: input.sha,
-                                          reason: input.reason, requestedBy: principal.personID, policyVersion: policy.version,
-                                          idempotencyKey: key, requestDigest: digest)
-            let id = try StateMachine.create(tx, new, actor: principal.handle, subject: context.subject, now: context.now)
+            let new = StateMachine.NewJob(
+                projectID: target.projectID, environmentID: target.environmentID, ref: ref, sha: input.sha,
+                reason: input.reason, requestedBy: principal.personID, policyVersion: policy.version,
+                idempotencyKey: key, requestDigest: digest)
+            let id = try StateMachine.create(
+                tx, new, actor: principal.handle, subject: context.subject, now: context.now)
             if policy.approvalsRequired > 0 {
-                try StateMachine.transition(tx, job: id, to: .awaitingApproval, actor: principal.handle,
-                                            detail: ["approvals_required": .int(Int64(policy.approvalsRequired))], now: context.now)
+                try StateMachine.transition(
+                    tx, job: id, to: .awaitingApproval, actor: principal.handle,
+                    detail: ["approvals_required": .int(Int64(policy.approvalsRequired))], now: context.now)
             } else {
                 try StateMachine.start(tx, job: id, policy: policy, actor: principal.handle, now: context.now)
             }
@@ -57,7 +64,8 @@ package enum Trigger: Function {
     static func idempotencyKey(_ request: Request) throws -> String? {
         guard let key = request.header("idempotency-key") else { return nil }
         guard !key.isEmpty, key.utf8.count <= 255, key.utf8.allSatisfy({ (0x21...0x7e).contains($0) }) else {
-            throw DravenError.invalidField(pointer: "Idempotency-Key", reason: "must be 1 to 255 printable ASCII characters")
+            throw DravenError.invalidField(
+                pointer: "Idempotency-Key", reason: "must be 1 to 255 printable ASCII characters")
         }
         return key
     }
@@ -77,7 +85,9 @@ struct DeployRequest {
     /// - Throws: `.malformed` unless an object; `.invalidField` naming the first bad field.
     init(_ body: JSON) throws {
         let fields = try BodyFields(body, fields: Self.fields, of: "a deploy request")
-        func string(_ name: String, required: Bool, max: Int) throws -> String? { try fields.string(name, required: required, max: max) }
+        func string(_ name: String, required: Bool, max: Int) throws -> String? {
+            try fields.string(name, required: required, max: max)
+        }
         project = try string("project", required: true, max: 64)!
         environment = try string("environment", required: true, max: 64)!
         ref = try string("ref", required: true, max: 255)!
@@ -85,7 +95,8 @@ struct DeployRequest {
         sha = try string("sha", required: false, max: 64)
         reason = try string("reason", required: false, max: 1000) ?? ""
         if let sha, !GitRef.isCommitSHA(sha) {
-            throw DravenError.invalidField(pointer: "/sha", reason: "must be a full commit sha (40 or 64 lowercase hex digits)")
+            throw DravenError.invalidField(
+                pointer: "/sha", reason: "must be a full commit sha (40 or 64 lowercase hex digits)")
         }
     }
 }

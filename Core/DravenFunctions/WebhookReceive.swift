@@ -18,8 +18,12 @@ package enum WebhookReceive: Function {
     static let router = Router<Handler>([
         (Route("POST", "/hooks/github"), { @Sendable in try provider($0, $1, serving: [.github]) }),
         (Route("POST", "/hooks/gitlab"), { @Sendable in try provider($0, $1, serving: [.gitlab]) }),
-        (Route("POST", "/hooks/bitbucket"), { @Sendable in
-            try provider($0, $1, serving: [.bitbucketCloud, .bitbucketDataCenter]) }),
+        (
+            Route("POST", "/hooks/bitbucket"),
+            { @Sendable in
+                try provider($0, $1, serving: [.bitbucketCloud, .bitbucketDataCenter])
+            }
+        ),
         (Route("POST", "/hooks/runner"), { @Sendable in try RunnerCallback.respond($0, $1) }),
     ])
 
@@ -35,8 +39,9 @@ package enum WebhookReceive: Function {
         // (without `?project=` its repository could not even be read to find the integration).
         try WebhookPayload.checkMediaType(request)
         let db = try context.db()
-        let integration = try HookIntegration.find(db, providers: providers, project: request.queryItems["project"], body: request.body,
-                                                   request: request)
+        let integration = try HookIntegration.find(
+            db, providers: providers, project: request.queryItems["project"], body: request.body,
+            request: request)
         let ci = integration.provider.ci
         context.subject = "\(integration.project)/\(ci.hookRoute)"
         let signedID = try integration.authenticate(request, db: db, paths: context.paths, now: context.now)
@@ -58,28 +63,40 @@ package enum WebhookReceive: Function {
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
         let bodyHash = Sodium.hashHex(request.body)
-        let deliveryID = signedID
+        let deliveryID =
+            signedID
             ?? ci.deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
         let source = "\(integration.provider):\(integration.project)"
 
         let result = try db.immediate { tx -> (status: Int, body: JSONObject) in
             // Dedupe first, under the write lock: of two copies arriving together one inserts, the other sees it.
-            let record = Deliveries.Record(source: source, key: deliveryID, event: eventName, bodyHash: bodyHash,
-                                           runKey: event.runKey, reportedState: event.state?.rawValue)
+            let record = Deliveries.Record(
+                source: source, key: deliveryID, event: eventName, bodyHash: bodyHash,
+                runKey: event.runKey, reportedState: event.state?.rawValue)
             guard let delivery = try Deliveries.insertOnce(tx, record, now: context.now) else {
                 return (200, ["status": "duplicate", "delivery": .string(deliveryID)])
             }
-            let moved = try PushEvent.apply(tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
-            if !moved.isEmpty { return (200, ["status": "applied", "event": .string(eventName), "sha_changed": .array(moved.map(JSON.int))]) }
+            let moved = try PushEvent.apply(
+                tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
+            if !moved.isEmpty {
+                return (
+                    200, ["status": "applied", "event": .string(eventName), "sha_changed": .array(moved.map(JSON.int))]
+                )
+            }
             guard event.relevant else { return (200, ["status": "ignored", "event": .string(eventName)]) }
-            guard let job = try JobMatch.find(tx.db, projectID: integration.projectID, provider: integration.provider, event: event) else {
+            guard
+                let job = try JobMatch.find(
+                    tx.db, projectID: integration.projectID, provider: integration.provider, event: event)
+            else {
                 // Kept with its run key: applied when the deliverer records this run id.
                 let payload = String(decoding: request.body.prefix(1 << 20), as: UTF8.self)
                 try Deliveries.storePayload(tx, id: delivery, payload: payload)
                 return (202, ["status": "stored", "detail": "no job is known for this run yet"])
             }
             try Deliveries.attach(tx, id: delivery, job: job)
-            let state = try RunEvents.apply(tx, job: job, event: event, actor: "\(integration.provider) webhook", delivery: deliveryID, now: context.now)
+            let state = try RunEvents.apply(
+                tx, job: job, event: event, actor: "\(integration.provider) webhook", delivery: deliveryID,
+                now: context.now)
             return (200, ["status": "applied", "job_id": .int(job), "state": .string(state.rawValue)])
         }
         return Response(status: result.status, json: .object(result.body))

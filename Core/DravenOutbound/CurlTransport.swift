@@ -63,7 +63,9 @@ package struct CurlTransport: HTTPTransport {
             if request.method != "GET" {
                 handle.set(CURLOPT_POST, 1)
                 handle.set(CURLOPT_POSTFIELDSIZE, bodyBytes.count)
-                handle.set(CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bodyBytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
+                handle.set(
+                    CURLOPT_POSTFIELDS,
+                    UnsafeMutableRawPointer(mutating: bodyBytes.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!))
             }
             handle.set(CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(list))
             handle.set(CURLOPT_PROTOCOLS_STR, "http,https")
@@ -78,18 +80,28 @@ package struct CurlTransport: HTTPTransport {
         }
         guard rc == CURLE_OK else {
             let timedOut = rc == CURLE_OPERATION_TIMEDOUT
-            let what = timedOut ? "timed out after \(request.timeoutMS / 1000)s"
-                : sink.overflowed ? "response larger than \(maxResponseBytes) bytes" : String(cString: curl_easy_strerror(rc))
+            let what =
+                timedOut
+                ? "timed out after \(request.timeoutMS / 1000)s"
+                : sink.overflowed
+                    ? "response larger than \(maxResponseBytes) bytes" : String(cString: curl_easy_strerror(rc))
             // Connection problems and timeouts may be retried; anything else is a local error.
-            let retryable = timedOut || [CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
-                                         CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE].contains(rc)
-            throw TransportError(message: "\(request.method) \(request.redactedURL): \(what)", retryable: retryable, timedOut: timedOut)
+            let retryable =
+                timedOut
+                || [
+                    CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_RECV_ERROR, CURLE_SEND_ERROR,
+                    CURLE_GOT_NOTHING, CURLE_PARTIAL_FILE,
+                ].contains(rc)
+            throw TransportError(
+                message: "\(request.method) \(request.redactedURL): \(what)", retryable: retryable, timedOut: timedOut)
         }
         return OutboundResponse(status: handle.status, body: sink.bytes)
     }
 
     /// Sends `request.body` as an email over SMTP (STARTTLS required when `mail.requireTLS`).
-    private func sendMail(_ handle: EasyHandle, _ request: OutboundRequest, mail: OutboundRequest.Mail, password: [CChar]) throws(TransportError) -> OutboundResponse {
+    private func sendMail(
+        _ handle: EasyHandle, _ request: OutboundRequest, mail: OutboundRequest.Mail, password: [CChar]
+    ) throws(TransportError) -> OutboundResponse {
         var rcpt: UnsafeMutablePointer<curl_slist>?
         for to in mail.to { rcpt = curl_slist_append(rcpt, "<\(to)>") }
         defer { curl_slist_free_all(rcpt) }
@@ -115,15 +127,21 @@ package struct CurlTransport: HTTPTransport {
             let status = handle.status
             // An SMTP 5xx reply is final; connection problems, timeouts and 4xx replies may be retried.
             if status >= 500 { return OutboundResponse(status: 400, body: Array("SMTP \(status)".utf8)) }
-            throw TransportError(message: "SMTP \(request.redactedURL): " + (timedOut ? "timed out after \(request.timeoutMS / 1000)s" : String(cString: curl_easy_strerror(rc))),
-                                 retryable: true, timedOut: timedOut)
+            throw TransportError(
+                message: "SMTP \(request.redactedURL): "
+                    + (timedOut
+                        ? "timed out after \(request.timeoutMS / 1000)s" : String(cString: curl_easy_strerror(rc))),
+                retryable: true, timedOut: timedOut)
         }
         return OutboundResponse(status: 200, body: [])
     }
 
     private func substitute(_ body: [UInt8], placeholder: [UInt8], with secret: SecretBytes) -> [UInt8] {
-        guard let start = (0...(max(0, body.count - placeholder.count))).first(where: { Array(body[$0..<min(body.count, $0 + placeholder.count)]) == placeholder }),
-              body.count >= placeholder.count
+        guard
+            let start = (0...(max(0, body.count - placeholder.count))).first(where: {
+                Array(body[$0..<min(body.count, $0 + placeholder.count)]) == placeholder
+            }),
+            body.count >= placeholder.count
         else { return body }
         var out = Array(body[..<start])
         // Form-encode the secret (tokens are usually unreserved characters already).
@@ -155,10 +173,18 @@ final class EasyHandle {
 
     deinit { curl_easy_cleanup(raw) }
 
-    func set(_ option: CURLoption, _ value: Int) { precondition(ccurl_setopt_long(raw, option, value) == CURLE_OK, "curl option \(option)") }
-    func set(_ option: CURLoption, _ value: String) { precondition(ccurl_setopt_string(raw, option, value) == CURLE_OK, "curl option \(option)") }
-    func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer?) { precondition(ccurl_setopt_pointer(raw, option, value) == CURLE_OK) }
-    func set(_ option: CURLoption, _ value: UnsafePointer<CChar>) { precondition(ccurl_setopt_pointer(raw, option, UnsafeMutableRawPointer(mutating: value)) == CURLE_OK) }
+    func set(_ option: CURLoption, _ value: Int) {
+        precondition(ccurl_setopt_long(raw, option, value) == CURLE_OK, "curl option \(option)")
+    }
+    func set(_ option: CURLoption, _ value: String) {
+        precondition(ccurl_setopt_string(raw, option, value) == CURLE_OK, "curl option \(option)")
+    }
+    func set(_ option: CURLoption, _ value: UnsafeMutableRawPointer?) {
+        precondition(ccurl_setopt_pointer(raw, option, value) == CURLE_OK)
+    }
+    func set(_ option: CURLoption, _ value: UnsafePointer<CChar>) {
+        precondition(ccurl_setopt_pointer(raw, option, UnsafeMutableRawPointer(mutating: value)) == CURLE_OK)
+    }
 
     var status: Int {
         var code = 0
@@ -181,7 +207,10 @@ final class ResponseSink {
         _ = ccurl_setopt_write_function(handle.raw) { data, size, count, context in
             let sink = Unmanaged<ResponseSink>.fromOpaque(context!).takeUnretainedValue()
             let n = size * count
-            guard sink.bytes.count + n <= sink.limit else { sink.overflowed = true; return 0 }
+            guard sink.bytes.count + n <= sink.limit else {
+                sink.overflowed = true
+                return 0
+            }
             if let data { sink.bytes.append(contentsOf: UnsafeRawBufferPointer(start: data, count: n)) }
             return n
         }
@@ -202,7 +231,9 @@ final class BodySource {
             let source = Unmanaged<BodySource>.fromOpaque(context!).takeUnretainedValue()
             let n = min(size * count, source.bytes.count - source.offset)
             guard n > 0, let buffer else { return 0 }
-            source.bytes.withUnsafeBytes { UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress! + source.offset, byteCount: n) }
+            source.bytes.withUnsafeBytes {
+                UnsafeMutableRawPointer(buffer).copyMemory(from: $0.baseAddress! + source.offset, byteCount: n)
+            }
             source.offset += n
             return n
         }

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import DravenCore
 
 @Suite struct AuditCheckpointTests {
@@ -61,11 +62,13 @@ import Testing
         for id in Int64(2)...(try store.count("audit")) {
             let sql = "SELECT at, actor, action, subject, outcome, detail FROM audit WHERE id = ?1"
             let h = try store.db.first(sql, [.int(id)]) {
-                Audit.digest(prev: prev, at: $0.int(0), actor: $0.text(1), action: $0.text(2), subject: $0.text(3),
-                             outcome: $0.text(4), detail: $0.text(5))
+                Audit.digest(
+                    prev: prev, at: $0.int(0), actor: $0.text(1), action: $0.text(2), subject: $0.text(3),
+                    outcome: $0.text(4), detail: $0.text(5))
             }!
-            try store.db.run("UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
-                             [.text(prev), .text(h), .int(id)])
+            try store.db.run(
+                "UPDATE audit SET prev_hash = ?1, hash = ?2 WHERE id = ?3",
+                [.text(prev), .text(h), .int(id)])
             prev = h
         }
         #expect(try Audit.verify(store.db) == nil)

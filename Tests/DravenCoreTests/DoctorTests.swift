@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import DravenCore
 
 /// `draven doctor`'s checks: a healthy store passes, and each check fires on a store corrupted the
@@ -61,7 +62,8 @@ import Testing
         // Turn the index's root page into an empty leaf: the table has rows its index lacks.
         var page = [UInt8](repeating: 0, count: Int(pageSize))
         page[0] = 0x0a
-        page[5] = UInt8(truncatingIfNeeded: pageSize >> 8); page[6] = UInt8(truncatingIfNeeded: pageSize)
+        page[5] = UInt8(truncatingIfNeeded: pageSize >> 8)
+        page[6] = UInt8(truncatingIfNeeded: pageSize)
         let fd = open(world.store.paths.database, O_WRONLY)
         #expect(fd >= 0)
         #expect(pwrite(fd, page, page.count, off_t((root - 1) * pageSize)) == page.count)
@@ -78,9 +80,10 @@ import Testing
         try world.sql("UPDATE locks SET job_id = ?1 WHERE job_id = ?2", [.int(world.done), .int(world.running)])
         let found = world.findings(.locks).map(\.description)
         #expect(found.contains { $0.contains("held by job \(world.done), which is succeeded (has ended)") }, "\(found)")
-        #expect(found.contains {
-            $0.hasPrefix("locks: job/\(world.running): running") && $0.contains("held by job \(world.done)")
-        })
+        #expect(
+            found.contains {
+                $0.hasPrefix("locks: job/\(world.running): running") && $0.contains("held by job \(world.done)")
+            })
     }
 
     @Test func aLockWhoseTokenIsNotItsJobsIsNamed() throws {
@@ -109,11 +112,12 @@ import Testing
 
     @Test func aTransitionTheStateMachineRefusesIsNamed() throws {
         let world = try World()
-        try world.sql("""
+        try world.sql(
+            """
             INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
             VALUES (?1, 1, 'transition', 'succeeded', 'running', 't')
             """,
-                      [.int(world.done)])
+            [.int(world.done)])
         let found = world.findings(.events)
         #expect(found.map(\.subject) == ["job/\(world.done)", "job/\(world.done)"], "\(found)")
         #expect(found[0].message == "succeeded → running is not a transition the state machine allows")
@@ -123,8 +127,9 @@ import Testing
     @Test func aHistoryWithAMissingStepOrNoCreationIsNamed() throws {
         let world = try World()
         // The running job's dispatching → running step is gone: it jumps from dispatching's predecessor.
-        try world.sql("DELETE FROM job_events WHERE job_id = ?1 AND event = 'transition' AND to_state = 'dispatching'",
-                      [.int(world.running)])
+        try world.sql(
+            "DELETE FROM job_events WHERE job_id = ?1 AND event = 'transition' AND to_state = 'dispatching'",
+            [.int(world.running)])
         try world.sql("DELETE FROM job_events WHERE job_id = ?1 AND event = 'created'", [.int(world.queued)])
         let found = world.findings(.events).map(\.description)
         let missing = "events: job/\(world.running): a transition from dispatching while the job was pending"
@@ -137,8 +142,11 @@ import Testing
         try world.sql("DELETE FROM job_events WHERE job_id = ?1", [.int(world.queued)])
         try world.sql("UPDATE jobs SET state = 'cancelled' WHERE id = ?1", [.int(world.done)])
         let found = world.findings(.events).map(\.description)
-        #expect(found == ["events: job/\(world.done): its history ends in succeeded but the job is cancelled",
-                          "events: job/\(world.queued): no `created` event"], "\(found)")
+        #expect(
+            found == [
+                "events: job/\(world.done): its history ends in succeeded but the job is cancelled",
+                "events: job/\(world.queued): no `created` event",
+            ], "\(found)")
     }
 
     @Test func historyFollowsTheStateMachinesOwnTable() {
@@ -166,17 +174,19 @@ import Testing
         let row = try world.dispatchRow(world.dispatching)
         try world.sql("UPDATE outbox SET state = 'dead', last_error = NULL WHERE id = ?1", [.int(row)])
         let found = world.findings(.outbox).map(\.description)
-        #expect(found == [
-            "outbox: outbox/\(row): dispatch row of job \(world.dispatching) dead, with no reason recorded",
-            "outbox: job/\(world.dispatching): dispatching with no dispatch row left to deliver",
-        ], "\(found)")
+        #expect(
+            found == [
+                "outbox: outbox/\(row): dispatch row of job \(world.dispatching) dead, with no reason recorded",
+                "outbox: job/\(world.dispatching): dispatching with no dispatch row left to deliver",
+            ], "\(found)")
     }
 
     @Test func aPendingRowThatIsNeverDueOrADeletedDispatchIsNamed() throws {
         let world = try World()
         let row = try world.dispatchRow(world.running)
-        try world.sql("UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
-                      [.int(row), .int(world.store.now + 30 * 86_400)])
+        try world.sql(
+            "UPDATE outbox SET next_attempt_at = ?2 WHERE id = ?1",
+            [.int(row), .int(world.store.now + 30 * 86_400)])
         try world.sql("DELETE FROM outbox WHERE id = ?1", [.int(try world.dispatchRow(world.dispatching))])
         let found = world.findings(.outbox).map(\.description)
         #expect(found.count == 2, "\(found)")

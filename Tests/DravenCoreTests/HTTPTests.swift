@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 @testable import DravenFunctions
 
@@ -42,17 +43,21 @@ import Testing
 
     @Test func lowerLayersMapHereToo() {
         #expect(Problem(any: JSONParseError(offset: 3, reason: "x"), requestID: "r").status == 400)
-        #expect(Problem(any: SQLiteError(code: 5, message: "database is locked", sql: nil), requestID: "r").status == 503)
+        #expect(
+            Problem(any: SQLiteError(code: 5, message: "database is locked", sql: nil), requestID: "r").status == 503)
     }
 }
 
 @Suite struct RequestTests {
     @Test func mediaTypeIgnoresParametersAndCase() throws {
-        let r = Request(method: "POST", path: "/", contentType: "Application/JSON; charset=utf-8", body: Array("{}".utf8))
+        let r = Request(
+            method: "POST", path: "/", contentType: "Application/JSON; charset=utf-8", body: Array("{}".utf8))
         #expect(r.mediaType == "application/json")
         #expect(try r.jsonBody() == .object([:]))
         let problem = Request(method: "POST", path: "/", contentType: "application/jsonx", body: Array("{}".utf8))
-        #expect(throws: DravenError.unsupportedMediaType(expected: "application/json", got: "application/jsonx")) { try problem.jsonBody() }
+        #expect(throws: DravenError.unsupportedMediaType(expected: "application/json", got: "application/jsonx")) {
+            try problem.jsonBody()
+        }
     }
 
     @Test func queryItemsArePercentDecoded() {
@@ -64,14 +69,20 @@ import Testing
         let router = Router<Int>([(Route("GET", "/api/v1/jobs/{id}"), 1), (Route("POST", "/api/v1/deploys"), 2)])
         let (handler, params) = try router.resolve(Request(method: "GET", path: "/api/v1/jobs/42/"))
         #expect(handler == 1 && params["id"] == "42")
-        #expect(throws: DravenError.methodNotAllowed(allowed: ["POST"])) { try router.resolve(Request(method: "GET", path: "/api/v1/deploys")) }
-        #expect(throws: DravenError.notFound(what: "no route for GET /nope")) { try router.resolve(Request(method: "GET", path: "/nope")) }
+        #expect(throws: DravenError.methodNotAllowed(allowed: ["POST"])) {
+            try router.resolve(Request(method: "GET", path: "/api/v1/deploys"))
+        }
+        #expect(throws: DravenError.notFound(what: "no route for GET /nope")) {
+            try router.resolve(Request(method: "GET", path: "/nope"))
+        }
         #expect(throws: DravenError.notFound(what: "no id x")) { try ["id": "x"].id("id") }
     }
 
     @Test func cgiHeaderNames() {
-        for (cgi, header) in [("X_HUB_SIGNATURE_256", "x-hub-signature-256"), ("CONTENT_TYPE", "content-type"),
-                              ("X_GITHUB_DELIVERY", "x-github-delivery"), ("Mixed_Case_9", "mixed-case-9"), ("", "")] {
+        for (cgi, header) in [
+            ("X_HUB_SIGNATURE_256", "x-hub-signature-256"), ("CONTENT_TYPE", "content-type"),
+            ("X_GITHUB_DELIVERY", "x-github-delivery"), ("Mixed_Case_9", "mixed-case-9"), ("", ""),
+        ] {
             let name = Array(cgi.utf8).withUnsafeBufferPointer { CGI.headerName($0) }
             #expect(name == header)
         }
@@ -79,7 +90,9 @@ import Testing
 
     @Test func cgiResponseBytes() {
         let bytes = Response(status: 201, json: ["a": 1], headers: [("Location", "/x")]).cgiBytes()
-        #expect(String(decoding: bytes, as: UTF8.self) ==
-                "Status: 201 Created\r\nContent-Type: application/json\r\nLocation: /x\r\nContent-Length: 8\r\n\r\n{\"a\":1}\n")
+        #expect(
+            String(decoding: bytes, as: UTF8.self)
+                == "Status: 201 Created\r\nContent-Type: application/json\r\nLocation: /x\r\nContent-Length: 8\r\n\r\n{\"a\":1}\n"
+        )
     }
 }

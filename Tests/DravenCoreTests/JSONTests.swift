@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 
 @Suite struct JSONTests {
@@ -7,8 +8,13 @@ import Testing
         let a = doc["a"]?.arrayValue ?? []
         #expect(a == [.int(1), .double(-25), .bool(true), .null, .string("é\n")])
         #expect(doc["b"]?.objectValue == [:])
-        #expect(try JSON.parse(#"["a\"b\\c\u0041d", "\tx", "y\n", "plain é"]"#) == .array(["a\"b\\cAd", "\tx", "y\n", "plain é"]))
-        for bad in [#"{"a":1,"a":2}"#, #"{"a":1,"b":2,"\u0061":3}"#, "[01]", #"{"a" 1}"#, "[1,]", "\"\u{01}\"", "[1] x", String(repeating: "[", count: 65) + String(repeating: "]", count: 65)] {
+        #expect(
+            try JSON.parse(#"["a\"b\\c\u0041d", "\tx", "y\n", "plain é"]"#)
+                == .array(["a\"b\\cAd", "\tx", "y\n", "plain é"]))
+        for bad in [
+            #"{"a":1,"a":2}"#, #"{"a":1,"b":2,"\u0061":3}"#, "[01]", #"{"a" 1}"#, "[1,]", "\"\u{01}\"", "[1] x",
+            String(repeating: "[", count: 65) + String(repeating: "]", count: 65),
+        ] {
             #expect(throws: JSONParseError.self, "\(bad)") { try JSON.parse(bad) }
         }
     }
@@ -41,7 +47,9 @@ import Testing
     }
 
     @Test func stringAtPathFindsTheMemberWithoutBuildingTheDocument() {
-        let text = Array(#"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#.utf8)
+        let text = Array(
+            #"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#
+                .utf8)
         #expect(JSON.string(at: ["repository", "full_name"], in: text) == "o/r")
         #expect(JSON.string(at: ["repository", "owner", "login"], in: text) == "o")
         #expect(JSON.string(at: ["after"], in: text) == "ab")
@@ -53,7 +61,10 @@ import Testing
     }
 
     @Test func stringAtPathRefusesMalformedJSONBeforeTheMember() {
-        for bad in [#"{"a": [1,, 2], "r": "x"}"#, #"{"a": tru, "r": "x"}"#, #"{"a": "\q", "r": "x"}"#, #"{"a" "r": "x"}"#, #"{"a": 01, "r": "x"}"#] {
+        for bad in [
+            #"{"a": [1,, 2], "r": "x"}"#, #"{"a": tru, "r": "x"}"#, #"{"a": "\q", "r": "x"}"#, #"{"a" "r": "x"}"#,
+            #"{"a": 01, "r": "x"}"#,
+        ] {
             #expect(JSON.string(at: ["r"], in: Array(bad.utf8)) == nil, "\(bad)")
         }
         let deep = String(repeating: "[", count: 70) + String(repeating: "]", count: 70)
@@ -62,7 +73,10 @@ import Testing
 
     /// On every real payload in events/, the scan agrees with the full parse.
     @Test func stringAtPathAgreesWithTheParserOnRealPayloads() throws {
-        let paths = [["repository", "full_name"], ["project", "path_with_namespace"], ["repository", "slug"], ["workflow_run", "head_sha"], ["object_kind"]]
+        let paths = [
+            ["repository", "full_name"], ["project", "path_with_namespace"], ["repository", "slug"],
+            ["workflow_run", "head_sha"], ["object_kind"],
+        ]
         var checked = 0
         for file in Fixtures.payloads() {
             let bytes = Fixtures.bytes(file)

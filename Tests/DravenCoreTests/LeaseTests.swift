@@ -1,23 +1,25 @@
 import Testing
+
 @testable import DravenCore
 @testable import DravenFunctions
 
 /// A store whose `shop/live` environment rolls back and runs a diagnostic on failure, with a one-minute lease.
 func recoveryStore(onFailure: [String] = ["diagnostic", "rollback"]) throws -> TestStore {
     let policies = onFailure.map { "\"\($0)\"" }.joined(separator: ", ")
-    return try TestStore(config: """
-    {
-      "people": {"alice": {}, "carol": {}},
-      "projects": {"shop": {
-        "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch", "pipelines": {"*": "deploy.yml"}},
-        "environments": {
-          "demo": {"refs": ["branch:*"], "lease": "1m", "on_failure": [\(policies)]},
-          "other": {"refs": ["branch:*"], "lease": "1m", "lock": "reject", "on_failure": [\(policies)]}
-        }
-      }},
-      "grants": [{"person": "carol", "project": "*", "actions": ["deploy", "read", "rollback"]}]
-    }
-    """)
+    return try TestStore(
+        config: """
+            {
+              "people": {"alice": {}, "carol": {}},
+              "projects": {"shop": {
+                "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch", "pipelines": {"*": "deploy.yml"}},
+                "environments": {
+                  "demo": {"refs": ["branch:*"], "lease": "1m", "on_failure": [\(policies)]},
+                  "other": {"refs": ["branch:*"], "lease": "1m", "lock": "reject", "on_failure": [\(policies)]}
+                }
+              }},
+              "grants": [{"person": "carol", "project": "*", "actions": ["deploy", "read", "rollback"]}]
+            }
+            """)
 }
 
 extension TestStore {
@@ -40,9 +42,13 @@ extension TestStore {
         _ = try db.immediate { tx in try StateMachine.report(tx, job: job, state: state, actor: "t", now: now) }
     }
 
-    func token(_ job: Int64) throws -> Int64 { try db.scalar("SELECT fencing_token FROM jobs WHERE id = ?1", [.int(job)])! }
+    func token(_ job: Int64) throws -> Int64 {
+        try db.scalar("SELECT fencing_token FROM jobs WHERE id = ?1", [.int(job)])!
+    }
 
-    func lockHolder(_ env: String = "demo") throws -> Locks.Holder? { try Locks.holder(db, environment: try environmentID("shop", env)) }
+    func lockHolder(_ env: String = "demo") throws -> Locks.Holder? {
+        try Locks.holder(db, environment: try environmentID("shop", env))
+    }
 
     func children(_ job: Int64) throws -> [(Int64, String, JobState)] {
         try db.query("SELECT id, kind, state FROM jobs WHERE parent_job_id = ?1 ORDER BY id", [.int(job)]) {
@@ -56,14 +62,20 @@ extension TestStore {
         let store = try recoveryStore()
         let job = try store.running()
         let token = try store.token(job)
-        let extended = try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token, now: store.now + 30) }
+        let extended = try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token, now: store.now + 30)
+        }
         #expect(extended == store.now + 90)
         // Never shrinks: an earlier heartbeat (clock skew between writers) keeps the later lease.
-        #expect(try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token, now: store.now) } == store.now + 90)
+        #expect(
+            try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token, now: store.now) } == store.now
+                + 90)
         // An older or a newer token, or a lapsed lease, extends nothing.
-        #expect(try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token - 1, now: store.now) } == nil)
-        #expect(try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token + 1, now: store.now) } == nil)
-        #expect(try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token, now: store.now + 91) } == nil)
+        #expect(
+            try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token - 1, now: store.now) } == nil)
+        #expect(
+            try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token + 1, now: store.now) } == nil)
+        #expect(
+            try store.db.immediate { tx in try Locks.extend(tx, job: job, token: token, now: store.now + 91) } == nil)
         #expect(try store.db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1", [.int(job)]) == store.now + 90)
     }
 
@@ -82,8 +94,10 @@ extension TestStore {
         #expect(new == old + 1)
         #expect(try store.lockHolder()?.jobID == second)
         // The silent job's token extends nothing; a second sweep changes nothing.
-        #expect(try store.db.immediate { tx in try Locks.extend(tx, job: first, token: old, now: store.now + 62) } == nil)
-        #expect(try store.db.immediate { tx in try Locks.extend(tx, job: second, token: old, now: store.now + 62) } == nil)
+        #expect(
+            try store.db.immediate { tx in try Locks.extend(tx, job: first, token: old, now: store.now + 62) } == nil)
+        #expect(
+            try store.db.immediate { tx in try Locks.extend(tx, job: second, token: old, now: store.now + 62) } == nil)
         let events = try store.count("job_events")
         let before = try StoreSnapshot(store.db)
         #expect(try sweeper.expireLeases(store.db, now: store.now + 61) == [])
@@ -110,7 +124,9 @@ extension TestStore {
     @Test func theLeaseRestartsWhenTheRunStarts() throws {
         let store = try recoveryStore()
         let job = try store.started()
-        _ = try store.db.immediate { tx in try StateMachine.transition(tx, job: job, to: .running, actor: "t", now: store.now + 500) }
+        _ = try store.db.immediate { tx in
+            try StateMachine.transition(tx, job: job, to: .running, actor: "t", now: store.now + 500)
+        }
         #expect(try store.db.scalar("SELECT lease_until FROM locks WHERE job_id = ?1", [.int(job)]) == store.now + 560)
     }
 
@@ -167,7 +183,9 @@ extension TestStore {
         #expect(try Sweeper().expireLeases(store.db, now: store.now + 61) == [bad])
         let kids = try store.children(bad)
         #expect(kids.count == 1 && kids[0].1 == "rollback" && kids[0].2 == .dispatching)
-        _ = try store.db.immediate { tx in try StateMachine.transition(tx, job: kids[0].0, to: .running, actor: "t", now: store.now) }
+        _ = try store.db.immediate { tx in
+            try StateMachine.transition(tx, job: kids[0].0, to: .running, actor: "t", now: store.now)
+        }
         try store.end(kids[0].0, .succeeded)
         let env = try store.environmentID("shop", "demo")
         let history = try Releases.list(store.db, environment: env, limit: 10)
@@ -204,14 +222,18 @@ extension TestStore {
 
 @Suite struct RunControlTests {
     static func target(_ provider: Provider, kind: JobKind = .deploy) -> Dispatch.Target {
-        Dispatch.Target(jobID: 7, environment: "prod", ref: "refs/tags/v1", refKind: .tag, sha: nil, fencingToken: 3,
-                        integration: ["token_secret": "t", "api_token_secret": "api", "project_id": "42", "pipelines": ["*": "d.yml"]],
-                        provider: provider, repo: "a/b", method: provider == .gitlab ? "trigger" : "x", kind: kind)
+        Dispatch.Target(
+            jobID: 7, environment: "prod", ref: "refs/tags/v1", refKind: .tag, sha: nil, fencingToken: 3,
+            integration: [
+                "token_secret": "t", "api_token_secret": "api", "project_id": "42", "pipelines": ["*": "d.yml"],
+            ],
+            provider: provider, repo: "a/b", method: provider == .gitlab ? "trigger" : "x", kind: kind)
     }
 
     @Test func pollAndCancelRequests() throws {
         let gh = try RunControl.request(.poll, runID: "99", target: Self.target(.github))
-        #expect(gh.method == "GET" && gh.url == "https://api.github.com/repos/a/b/actions/runs/99" && gh.secretName == "t")
+        #expect(
+            gh.method == "GET" && gh.url == "https://api.github.com/repos/a/b/actions/runs/99" && gh.secretName == "t")
         let ghc = try RunControl.request(.cancel, runID: "99", target: Self.target(.github))
         #expect(ghc.method == "POST" && ghc.url.hasSuffix("/actions/runs/99/cancel"))
         let gl = try RunControl.request(.poll, runID: "5", target: Self.target(.gitlab))
@@ -223,19 +245,26 @@ extension TestStore {
         }
     }
 
-    @Test(arguments: [
-        (.github, #"{"id": 9, "status": "completed", "conclusion": "failure"}"#, JobState.failed),
-        (.github, #"{"id": 9, "status": "in_progress", "conclusion": null}"#, JobState.running),
-        (.gitlab, #"{"id": 5, "status": "success", "web_url": "https://g/5"}"#, JobState.succeeded),
-        (.gitlab, #"{"id": 5, "status": "canceled"}"#, JobState.cancelled),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "SUCCESSFUL"}}}"#,
-         JobState.succeeded),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "ERROR"}}}"#,
-         JobState.failed),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
-         JobState.cancelled),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}}"#, JobState.running),
-    ] as [(Provider, String, JobState)])
+    @Test(
+        arguments: [
+            (.github, #"{"id": 9, "status": "completed", "conclusion": "failure"}"#, JobState.failed),
+            (.github, #"{"id": 9, "status": "in_progress", "conclusion": null}"#, JobState.running),
+            (.gitlab, #"{"id": 5, "status": "success", "web_url": "https://g/5"}"#, JobState.succeeded),
+            (.gitlab, #"{"id": 5, "status": "canceled"}"#, JobState.cancelled),
+            (
+                .bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "SUCCESSFUL"}}}"#,
+                JobState.succeeded
+            ),
+            (
+                .bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "ERROR"}}}"#,
+                JobState.failed
+            ),
+            (
+                .bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
+                JobState.cancelled
+            ),
+            (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}}"#, JobState.running),
+        ] as [(Provider, String, JobState)])
     func polledRunsReadAsTheirWebhooks(_ c: (Provider, String, JobState)) throws {
         let event = try #require(RunControl.event(provider: c.0, body: Array(c.1.utf8)))
         #expect(event.state == c.2 && event.relevant)
@@ -243,15 +272,25 @@ extension TestStore {
 
     @Test func eventsCarryTheCommitTheyBuild() throws {
         let sha = String(repeating: "d", count: 40)
-        #expect(RunControl.event(provider: .github,
-                                 body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha
+        #expect(
+            RunControl.event(
+                provider: .github,
+                body: Array(#"{"id": 1, "status": "queued", "head_sha": "\#(sha)"}"#.utf8))?.sha
                 == sha)
-        #expect(RunControl.event(provider: .gitlab,
-                                 body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: .bitbucketCloud, body: Array(
-            #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}, "target": {"commit": {"hash": "\#(sha)"}}}"#.utf8))?.sha == sha)
-        #expect(RunControl.event(provider: .github,
-                                 body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
+        #expect(
+            RunControl.event(
+                provider: .gitlab,
+                body: Array(#"{"id": 1, "status": "running", "sha": "\#(sha)"}"#.utf8))?.sha == sha)
+        #expect(
+            RunControl.event(
+                provider: .bitbucketCloud,
+                body: Array(
+                    #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS"}, "target": {"commit": {"hash": "\#(sha)"}}}"#
+                        .utf8))?.sha == sha)
+        #expect(
+            RunControl.event(
+                provider: .github,
+                body: Array(#"{"id": 1, "status": "queued", "head_sha": "main"}"#.utf8))?.sha == nil)
     }
 
     @Test func rollbackAndDiagnosticDispatchesNameTheirTask() throws {
@@ -272,7 +311,8 @@ extension TestStore {
 
 @Suite struct HeartbeatBodyTests {
     @Test func progressIsKeptAsGiven() throws {
-        let b = try HeartbeatBody(try JSON.parse(#"{"fencing_token": 4, "progress": {"step": "migrate", "percent": 40}}"#))
+        let b = try HeartbeatBody(
+            try JSON.parse(#"{"fencing_token": 4, "progress": {"step": "migrate", "percent": 40}}"#))
         #expect(b.fencingToken == 4 && b.progress == #"{"step":"migrate","percent":40}"#)
         #expect(try HeartbeatBody(try JSON.parse(#"{"fencing_token": 4}"#)).progress == nil)
     }
@@ -292,9 +332,15 @@ final class InterleavedTransport: HTTPTransport {
     let inner: ScriptedTransport
     let during: () throws -> Void
     var ran = false
-    init(_ inner: ScriptedTransport, during: @escaping () throws -> Void) { self.inner = inner; self.during = during }
+    init(_ inner: ScriptedTransport, during: @escaping () throws -> Void) {
+        self.inner = inner
+        self.during = during
+    }
     func send(_ request: OutboundRequest, credential: SecretBytes?) throws(TransportError) -> OutboundResponse {
-        if !ran { ran = true; try? during() }
+        if !ran {
+            ran = true
+            try? during()
+        }
         return try inner.send(request, credential: credential)
     }
 }
@@ -302,20 +348,25 @@ final class InterleavedTransport: HTTPTransport {
 @Suite struct RunCallTests {
     @Test func aJobCancelledWhileItsDispatchWasInFlightHasItsRunCancelled() throws {
         let (store, first, second) = try DeliveryTests.setUp()
-        let scripted = ScriptedTransport([DeliveryTests.ok(), .success(OutboundResponse(status: 200, body: Array(#"{"workflow_run_id":10}"#.utf8))),
-                                          .success(OutboundResponse(status: 202, body: Array("{}".utf8)))])
+        let scripted = ScriptedTransport([
+            DeliveryTests.ok(), .success(OutboundResponse(status: 200, body: Array(#"{"workflow_run_id":10}"#.utf8))),
+            .success(OutboundResponse(status: 202, body: Array("{}".utf8))),
+        ])
         let transport = InterleavedTransport(scripted) {
-            _ = try store.db.immediate { tx in try StateMachine.transition(tx, job: first, to: .cancelled, actor: "t", now: store.now) }
+            _ = try store.db.immediate { tx in
+                try StateMachine.transition(tx, job: first, to: .cancelled, actor: "t", now: store.now)
+            }
         }
         var delivery = Delivery(db: store.db, paths: store.paths, transport: transport)
         try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
         #expect(try store.state(first) == .cancelled)
         #expect(try store.state(second) == .running)  // the cancel freed the lock
-        #expect(scripted.sent.map { $0.0.method + " " + $0.0.url } == [
-            "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
-            "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
-            "POST https://api.github.com/repos/acme/shop/actions/runs/9/cancel",
-        ])
+        #expect(
+            scripted.sent.map { $0.0.method + " " + $0.0.url } == [
+                "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
+                "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
+                "POST https://api.github.com/repos/acme/shop/actions/runs/9/cancel",
+            ])
         #expect(try store.count("outbox", "kind = 'cancel' AND state = 'delivered' AND job_id = \(first)") == 1)
     }
 
@@ -325,13 +376,22 @@ final class InterleavedTransport: HTTPTransport {
         try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
         #expect(try store.state(first) == .running)
         #expect(try Sweeper(pollAfter: 60).queuePolls(store.db, now: store.now + 60) == [first])
-        let polled = ScriptedTransport([.success(OutboundResponse(status: 200, body: Array(
-            #"{"id": 9, "status": "completed", "conclusion": "timed_out", "html_url": "https://gh/9"}"#.utf8))), DeliveryTests.ok()])
+        let polled = ScriptedTransport([
+            .success(
+                OutboundResponse(
+                    status: 200,
+                    body: Array(
+                        #"{"id": 9, "status": "completed", "conclusion": "timed_out", "html_url": "https://gh/9"}"#.utf8
+                    ))), DeliveryTests.ok(),
+        ])
         delivery = Delivery(db: store.db, paths: store.paths, transport: polled)
         try delivery.deliver(Delivery.due(store.db, now: store.now + 60), now: { store.now + 60 })
         // The poll, then the dispatch of the job queued behind (the failure freed the lock).
-        #expect(polled.sent.map { $0.0.method + " " + $0.0.url } == ["GET https://api.github.com/repos/acme/shop/actions/runs/9",
-                                                                      "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches"])
+        #expect(
+            polled.sent.map { $0.0.method + " " + $0.0.url } == [
+                "GET https://api.github.com/repos/acme/shop/actions/runs/9",
+                "POST https://api.github.com/repos/acme/shop/actions/workflows/d.yml/dispatches",
+            ])
         #expect(try store.state(first) == .failed)
         #expect(try store.db.scalar("SELECT provider_seen_at FROM jobs WHERE id = ?1", [.int(first)]) == store.now + 60)
     }
@@ -341,11 +401,17 @@ final class InterleavedTransport: HTTPTransport {
         var delivery = Delivery(db: store.db, paths: store.paths, transport: ScriptedTransport([DeliveryTests.ok()]))
         try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
         _ = try Sweeper(pollAfter: 60).queuePolls(store.db, now: store.now + 60)
-        delivery = Delivery(db: store.db, paths: store.paths,
-                            transport: ScriptedTransport([.success(OutboundResponse(status: 404, body: Array(#"{"message":"Not Found"}"#.utf8)))]))
+        delivery = Delivery(
+            db: store.db, paths: store.paths,
+            transport: ScriptedTransport([
+                .success(OutboundResponse(status: 404, body: Array(#"{"message":"Not Found"}"#.utf8)))
+            ]))
         try delivery.deliver(Delivery.due(store.db, now: store.now + 60), now: { store.now + 60 })
         #expect(try store.state(first) == .running)
         #expect(try store.count("outbox", "kind = 'poll' AND state = 'dead'") == 1)
-        #expect(try store.count("job_events", "job_id = \(first) AND event = 'provider' AND detail LIKE '%refused the poll (404)%'") == 1)
+        #expect(
+            try store.count(
+                "job_events", "job_id = \(first) AND event = 'provider' AND detail LIKE '%refused the poll (404)%'")
+                == 1)
     }
 }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 @testable import DravenFunctions
 
@@ -33,8 +34,10 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
         ("PRIVATE-TOKEN: glpat-AAAA1111", "PRIVATE-TOKEN: [redacted]"),
         ("token=abc&ref=main", "token=[redacted]&ref=main"),
         ("used ghp_0123456789abcdef and github_pat_11AB_cd", "used ghp_[redacted] and github_pat_[redacted]"),
-        ("{\"t\":\"glptt-zz99\"} xoxb-1-2-abc drv_12_secret",
-         "{\"t\":\"glptt-[redacted]\"} xoxb-[redacted] drv_[redacted]"),
+        (
+            "{\"t\":\"glptt-zz99\"} xoxb-1-2-abc drv_12_secret",
+            "{\"t\":\"glptt-[redacted]\"} xoxb-[redacted] drv_[redacted]"
+        ),
         ("no secrets here, just a 404", "no secrets here, just a 404"),
     ])
     func credentialShapesAreRemoved(_ input: String, _ expected: String) {
@@ -90,16 +93,19 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
             return (try d.set("slack-hook", kind: .token, value: value), ["slack-hook"])
         }
         _ = try store.db.immediate { tx in
-            try Outbox.enqueue(tx, kind: .notify, job: first, payload: [
-                "channel": "slack", "secret": "slack-hook", "job_id": .int(first), "text": "draven: done",
-            ], now: store.now)
+            try Outbox.enqueue(
+                tx, kind: .notify, job: first,
+                payload: [
+                    "channel": "slack", "secret": "slack-hook", "job_id": .int(first), "text": "draven: done",
+                ], now: store.now)
         }
         let id = try #require(try store.db.scalar("SELECT max(id) FROM outbox WHERE kind = 'notify'"))
         let said = #"{"message": "no_service for \#(hook) (xoxb-123-456-abc)"}"#
         var delivery = Delivery(db: store.db, paths: store.paths, transport: ScriptedTransport([answer(404, said)]))
         try delivery.deliver([id], now: { store.now })
         let error = try store.db.first("SELECT last_error FROM outbox WHERE id = ?1", [.int(id)]) { $0.text(0) }
-        #expect(error == "Slack incoming webhook refused the notification (404): "
+        #expect(
+            error == "Slack incoming webhook refused the notification (404): "
                 + "no_service for [redacted] (xoxb-[redacted])")
         #expect(try store.count("audit", "action = 'notify.failed' AND detail LIKE '%sekretXYZ42%'") == 0)
         #expect(try store.count("audit", "action = 'notify.failed' AND detail LIKE '%no_service for [redacted]%'") == 1)
@@ -113,8 +119,9 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
         var delivery = Delivery(db: store.db, paths: store.paths, transport: ScriptedTransport([DeliveryTests.ok()]))
         try delivery.deliver(Delivery.due(store.db, now: store.now), now: { store.now })
         #expect(try Sweeper(pollAfter: 60).queuePolls(store.db, now: store.now + 60) == [first])
-        delivery = Delivery(db: store.db, paths: store.paths,
-                            transport: ScriptedTransport([answer(401)]))
+        delivery = Delivery(
+            db: store.db, paths: store.paths,
+            transport: ScriptedTransport([answer(401)]))
         try delivery.deliver(Delivery.due(store.db, now: store.now + 60), now: { store.now + 60 })
         return (store, first)
     }
@@ -124,8 +131,9 @@ private func answer(_ status: Int, _ body: String = "{}") -> Result<OutboundResp
         let sweeper = Sweeper(pollAfter: 60, pollBackoffLimit: 200)
         for later in [61, 90, 179] { #expect(try sweeper.queuePolls(store.db, now: store.now + Int64(later)) == []) }
         #expect(try sweeper.queuePolls(store.db, now: store.now + 180) == [first])  // 60 + 2 · 60
-        var delivery = Delivery(db: store.db, paths: store.paths,
-                                transport: ScriptedTransport([answer(403)]))
+        var delivery = Delivery(
+            db: store.db, paths: store.paths,
+            transport: ScriptedTransport([answer(403)]))
         try delivery.deliver(Delivery.due(store.db, now: store.now + 180), now: { store.now + 180 })
         // Two refusals: 4 · 60 = 240, capped at 200.
         #expect(try sweeper.queuePolls(store.db, now: store.now + 379) == [])

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import DravenCore
 @testable import DravenFunctions
 
@@ -107,8 +108,9 @@ import Testing
         }
         // No other provider reads this event name as the same thing (a route serving two providers
         // reads each delivery by its integration's provider only).
-        #expect(Provider.allCases.filter { $0.ci.maps(event: event) || $0.ci.isPush(event: event) }.count <= 1,
-                "\(event) is read by more than one provider")
+        #expect(
+            Provider.allCases.filter { $0.ci.maps(event: event) || $0.ci.isPush(event: event) }.count <= 1,
+            "\(event) is read by more than one provider")
     }
 
     /// The real pushes that delete a ref, changed to move it instead: then they name it and its head.
@@ -131,7 +133,8 @@ import Testing
         case .gitlab, .bitbucketCloud:
             Issue.record("\(file): no deleting push of \(provider) is described")
         }
-        #expect(provider.ci.pushMoves(JSON.object(payload).serializedBytes()).map { "\($0.ref) \($0.sha)" }
+        #expect(
+            provider.ci.pushMoves(JSON.object(payload).serializedBytes()).map { "\($0.ref) \($0.sha)" }
                 == ["\(ref) \(head)"])
     }
 
@@ -156,8 +159,9 @@ import Testing
         let body = Fixtures.bytes(file)
         let secret = SecretBytes(copying: Array("the-webhook-secret".utf8), label: "t")
         func request(_ headers: [String: String]) -> Request {
-            Request(method: "POST", path: "/hooks/\(ci.hookRoute)", headers: headers, contentType: "application/json",
-                    body: body)
+            Request(
+                method: "POST", path: "/hooks/\(ci.hookRoute)", headers: headers, contentType: "application/json",
+                body: body)
         }
         try ci.verify(request(Self.signed(provider, body, secret: "the-webhook-secret")), secret: secret)
         #expect(throws: DravenError.self) {
@@ -186,8 +190,9 @@ import Testing
             poll: "https://api.github.com/repos/acme/shop/actions/runs/77",
             cancel: "https://api.github.com/repos/acme/shop/actions/runs/77/cancel"),
         // A pipeline trigger token starts pipelines and nothing else.
-        "gitlab trigger": Calls(dispatch: "https://gitlab.com/api/v4/projects/acme%2Fshop/trigger/pipeline",
-                                poll: nil, cancel: nil, refused: true),
+        "gitlab trigger": Calls(
+            dispatch: "https://gitlab.com/api/v4/projects/acme%2Fshop/trigger/pipeline",
+            poll: nil, cancel: nil, refused: true),
         "gitlab pipeline": Calls(
             dispatch: "https://gitlab.com/api/v4/projects/acme%2Fshop/pipeline",
             poll: "https://gitlab.com/api/v4/projects/acme%2Fshop/pipelines/77",
@@ -214,9 +219,10 @@ import Testing
         let provider = try #require(Provider(rawValue: parts[0]))
         let want = try #require(Self.methods[key], "\(key) is not described here")
         let integration: JSONObject = ["token_secret": "ci-token", "pipelines": ["*": "deploy.yml"]]
-        let target = Dispatch.Target(jobID: 12, environment: "prod", ref: "refs/heads/main", refKind: .branch, sha: nil,
-                                     fencingToken: 3, integration: integration, provider: provider, repo: "acme/shop",
-                                     method: parts[1])
+        let target = Dispatch.Target(
+            jobID: 12, environment: "prod", ref: "refs/heads/main", refKind: .branch, sha: nil,
+            fencingToken: 3, integration: integration, provider: provider, repo: "acme/shop",
+            method: parts[1])
         func check(_ url: String?, _ build: () throws(DispatchError) -> OutboundRequest) {
             guard let url else {
                 #expect(throws: DispatchError.self, "\(key) should refuse") { try build() }

@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import DravenCore
 @testable import DravenFunctions
 
@@ -36,7 +37,9 @@ enum Fixtures {
             guard let dir = opendir(root + provider) else { continue }
             defer { closedir(dir) }
             while let entry = readdir(dir) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if name.hasSuffix(".json") { names.append(provider + "/" + name) }
             }
         }
@@ -45,22 +48,29 @@ enum Fixtures {
 }
 
 @Suite struct ProviderEventTests {
-    @Test(arguments: [
-        // (provider, event header, fixture, run key, job id, state)
-        (.github, "workflow_run", "github/workflow_run.completed.json", "289782451", nil, JobState.succeeded),
-        (.github, "workflow_run", "github/workflow_run.requested.json", "289782451", nil, .running),
-        (.github, "workflow_job", "github/workflow_job.queued.json", "2202229078", nil, .running),
-        (.github, "workflow_job", "github/workflow_job.completed.failure.json", "2202229078", nil, nil),
-        (.github, "deployment_status", "github/deployment_status.created.json", nil, nil, .succeeded),
-        (.gitlab, "Pipeline Hook", "gitlab/pipeline_hook.json", "31", nil, .succeeded),
-        (.gitlab, "Job Hook", "gitlab/job_hook.json", "2366", nil, nil),
-        (.bitbucketCloud, "repo:commit_status_created", "bitbucket-cloud/repo_commit_status_created.json",
-         "mybuildtool", nil, .running),
-        (.bitbucketCloud, "repo:commit_status_updated", "bitbucket-cloud/repo_commit_status_updated.json",
-         "mybuildtool", nil, .succeeded),
-    ] as [(Provider, String, String, String?, Int64?, JobState?)])
-    func realPayloadsMap(_ provider: Provider, _ name: String, _ file: String, _ runKey: String?, _ jobID: Int64?,
-                         _ state: JobState?) throws {
+    @Test(
+        arguments: [
+            // (provider, event header, fixture, run key, job id, state)
+            (.github, "workflow_run", "github/workflow_run.completed.json", "289782451", nil, JobState.succeeded),
+            (.github, "workflow_run", "github/workflow_run.requested.json", "289782451", nil, .running),
+            (.github, "workflow_job", "github/workflow_job.queued.json", "2202229078", nil, .running),
+            (.github, "workflow_job", "github/workflow_job.completed.failure.json", "2202229078", nil, nil),
+            (.github, "deployment_status", "github/deployment_status.created.json", nil, nil, .succeeded),
+            (.gitlab, "Pipeline Hook", "gitlab/pipeline_hook.json", "31", nil, .succeeded),
+            (.gitlab, "Job Hook", "gitlab/job_hook.json", "2366", nil, nil),
+            (
+                .bitbucketCloud, "repo:commit_status_created", "bitbucket-cloud/repo_commit_status_created.json",
+                "mybuildtool", nil, .running
+            ),
+            (
+                .bitbucketCloud, "repo:commit_status_updated", "bitbucket-cloud/repo_commit_status_updated.json",
+                "mybuildtool", nil, .succeeded
+            ),
+        ] as [(Provider, String, String, String?, Int64?, JobState?)])
+    func realPayloadsMap(
+        _ provider: Provider, _ name: String, _ file: String, _ runKey: String?, _ jobID: Int64?,
+        _ state: JobState?
+    ) throws {
         let event = provider.ci.parse(event: name, payload: try Fixtures.json(file))
         #expect(event.relevant)
         #expect(event.runKey == runKey)
@@ -68,24 +78,31 @@ enum Fixtures {
         #expect(event.state == state)
     }
 
-    @Test(arguments: [(.github, "ping", "github/ping.json"), (.github, "push", "github/push.json"),
-                      (.github, "check_suite", "github/check_suite.completed.json"),
-                      (.bitbucketDataCenter, "repo:refs_changed", "bitbucket-dc/repo_refs_changed.json")]
-                as [(Provider, String, String)])
+    @Test(
+        arguments: [
+            (.github, "ping", "github/ping.json"), (.github, "push", "github/push.json"),
+            (.github, "check_suite", "github/check_suite.completed.json"),
+            (.bitbucketDataCenter, "repo:refs_changed", "bitbucket-dc/repo_refs_changed.json"),
+        ]
+            as [(Provider, String, String)])
     func irrelevantEvents(_ provider: Provider, _ name: String, _ file: String) throws {
         #expect(!provider.ci.parse(event: name, payload: try Fixtures.json(file)).relevant)
     }
 
     @Test func onlyMappedEventsAreDecoded() {
-        for (provider, name) in [(Provider.github, "workflow_run"), (.github, "workflow_job"),
-                                 (.github, "deployment_status"), (.gitlab, "Pipeline Hook"), (.gitlab, "Job Hook"),
-                                 (.gitlab, "Deployment Hook"), (.bitbucketCloud, "repo:commit_status_updated"),
-                                 (.bitbucketCloud, "repo:commit_status_created")] {
+        for (provider, name) in [
+            (Provider.github, "workflow_run"), (.github, "workflow_job"),
+            (.github, "deployment_status"), (.gitlab, "Pipeline Hook"), (.gitlab, "Job Hook"),
+            (.gitlab, "Deployment Hook"), (.bitbucketCloud, "repo:commit_status_updated"),
+            (.bitbucketCloud, "repo:commit_status_created"),
+        ] {
             #expect(provider.ci.maps(event: name), "\(provider) \(name)")
         }
-        for (provider, name) in [(Provider.github, "push"), (.github, "ping"), (.github, ""), (.gitlab, "Push Hook"),
-                                 (.gitlab, "workflow_run"), (.bitbucketDataCenter, "repo:refs_changed"),
-                                 (.bitbucketCloud, "repo:push")] {
+        for (provider, name) in [
+            (Provider.github, "push"), (.github, "ping"), (.github, ""), (.gitlab, "Push Hook"),
+            (.gitlab, "workflow_run"), (.bitbucketDataCenter, "repo:refs_changed"),
+            (.bitbucketCloud, "repo:push"),
+        ] {
             #expect(!provider.ci.maps(event: name), "\(provider) \(name)")
         }
     }
@@ -120,9 +137,11 @@ enum Fixtures {
             ("canceled", .ended(.cancelled)), ("skipped", .ended(.cancelled)), ("unknown", .recorded),
         ]
         for (status, want) in gitlab { Self.check(GitLab.pipeline(status: status), want, status) }
-        let commitStatus: [(String, R)] = [("INPROGRESS", .running), ("SUCCESSFUL", .ended(.succeeded)),
-                                           ("FAILED", .ended(.failed)), ("STOPPED", .ended(.cancelled)),
-                                           ("", .recorded)]
+        let commitStatus: [(String, R)] = [
+            ("INPROGRESS", .running), ("SUCCESSFUL", .ended(.succeeded)),
+            ("FAILED", .ended(.failed)), ("STOPPED", .ended(.cancelled)),
+            ("", .recorded),
+        ]
         for (state, want) in commitStatus { Self.check(BitbucketCloud.commitStatus(state), want, state) }
         let pipelines: [(String, String?, String?, R?)] = [
             ("PENDING", nil, nil, .running), ("IN_PROGRESS", nil, nil, .running),
@@ -134,8 +153,9 @@ enum Fixtures {
             ("", nil, nil, .recorded),
         ]
         for (state, stage, result, want) in pipelines {
-            Self.check(BitbucketCloud.pipeline(state: state, stage: stage, result: result), want,
-                       "\(state) \(stage ?? "-") \(result ?? "-")")
+            Self.check(
+                BitbucketCloud.pipeline(state: state, stage: stage, result: result), want,
+                "\(state) \(stage ?? "-") \(result ?? "-")")
         }
     }
 
@@ -157,21 +177,29 @@ enum Fixtures {
     }
 
     /// A poll reads the provider's run through the same table as the webhook.
-    @Test(arguments: [
-        (.github, #"{"id": 9, "status": "completed", "conclusion": "action_required"}"#, JobState.running, true),
-        (.github, #"{"id": 9, "status": "waiting", "conclusion": null}"#, .running, true),
-        (.github, #"{"id": 9, "status": "completed", "conclusion": "startup_failure"}"#, .failed, false),
-        (.gitlab, #"{"id": 5, "status": "manual"}"#, .running, true),
-        (.gitlab, #"{"id": 5, "status": "scheduled"}"#, .running, true),
-        (.gitlab, #"{"id": 5, "status": "canceling"}"#, .running, true),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}}"#, .running,
-         true),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "HALTED"}}"#, .running, true),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "EXPIRED"}}}"#,
-         .failed, false),
-        (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
-         .cancelled, false),
-    ] as [(Provider, String, JobState, Bool)])
+    @Test(
+        arguments: [
+            (.github, #"{"id": 9, "status": "completed", "conclusion": "action_required"}"#, JobState.running, true),
+            (.github, #"{"id": 9, "status": "waiting", "conclusion": null}"#, .running, true),
+            (.github, #"{"id": 9, "status": "completed", "conclusion": "startup_failure"}"#, .failed, false),
+            (.gitlab, #"{"id": 5, "status": "manual"}"#, .running, true),
+            (.gitlab, #"{"id": 5, "status": "scheduled"}"#, .running, true),
+            (.gitlab, #"{"id": 5, "status": "canceling"}"#, .running, true),
+            (
+                .bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "IN_PROGRESS", "stage": {"name": "PAUSED"}}}"#,
+                .running,
+                true
+            ),
+            (.bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "HALTED"}}"#, .running, true),
+            (
+                .bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "EXPIRED"}}}"#,
+                .failed, false
+            ),
+            (
+                .bitbucketCloud, #"{"uuid": "{u}", "state": {"name": "COMPLETED", "result": {"name": "STOPPED"}}}"#,
+                .cancelled, false
+            ),
+        ] as [(Provider, String, JobState, Bool)])
     func pollsUseTheSameTable(_ provider: Provider, _ body: String, _ state: JobState, _ waits: Bool) throws {
         let event = try #require(RunControl.event(provider: provider, body: Array(body.utf8)))
         #expect(event.state == state && (event.waiting != nil) == waits)
@@ -184,13 +212,19 @@ enum Fixtures {
     }
 
     @Test func bitbucketBuildNumbersFromPipelineURLs() {
-        let payload: JSON = ["commit_status": ["state": "FAILED", "key": "build", "url": "https://bitbucket.org/a/b/pipelines/results/42"]]
+        let payload: JSON = [
+            "commit_status": [
+                "state": "FAILED", "key": "build", "url": "https://bitbucket.org/a/b/pipelines/results/42",
+            ]
+        ]
         let event = Provider.bitbucketCloud.ci.parse(event: "repo:commit_status_updated", payload: payload)
         #expect(event.runKey == "#42" && event.state == .failed)
     }
 
     @Test func gitlabJobIDVariable() {
-        let payload: JSON = ["object_attributes": ["id": 5, "status": "failed", "variables": [["key": "JOB_ID", "value": "17"]]]]
+        let payload: JSON = [
+            "object_attributes": ["id": 5, "status": "failed", "variables": [["key": "JOB_ID", "value": "17"]]]
+        ]
         let event = Provider.gitlab.ci.parse(event: "Pipeline Hook", payload: payload)
         #expect(event.jobID == 17 && event.state == .failed && event.runKey == "5")
     }

@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 
 @Suite struct RefusalCountTests {
@@ -15,13 +16,15 @@ import Testing
         let long = "/api/v1/jobs/" + String(repeating: "a", count: 7000)
         for i in 0..<50 {
             try store.db.immediate { tx in
-                try RefusalCounts.record(tx, at: 7200 + Int64(i), client: "192.0.2.1", function: "status",
-                                         problem: problem, path: long)
+                try RefusalCounts.record(
+                    tx, at: 7200 + Int64(i), client: "192.0.2.1", function: "status",
+                    problem: problem, path: long)
             }
         }
         try store.db.immediate { tx in
-            try RefusalCounts.record(tx, at: 10800, client: "192.0.2.1", function: "status", problem: problem,
-                                     path: "/x")
+            try RefusalCounts.record(
+                tx, at: 10800, client: "192.0.2.1", function: "status", problem: problem,
+                path: "/x")
         }
         let rows = try RefusalCounts.list(store.db)
         #expect(rows.count == 2)

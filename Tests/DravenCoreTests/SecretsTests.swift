@@ -1,5 +1,6 @@
 import Glibc
 import Testing
+
 @testable import DravenCore
 
 @Suite struct SecretsTests {
@@ -14,7 +15,9 @@ import Testing
         return (store, paths)
     }
 
-    static func set(_ paths: SecretsPaths, _ store: TestStore, _ name: String, _ value: String, kind: SecretKind = .token) throws {
+    static func set(
+        _ paths: SecretsPaths, _ store: TestStore, _ name: String, _ value: String, kind: SecretKind = .token
+    ) throws {
         try SecretsAdmin.update(paths, db: store.db, actor: "test", now: store.now) { draft in
             try draft.set(name, kind: kind, value: SecretBytes(copying: Array(value.utf8), label: name))
             return ((), [name])
@@ -47,7 +50,9 @@ import Testing
         var reader = try SecretsStore(paths, db: store.db)
         #expect(reader.entries.first { $0.name == "github-token" }?.version == 2)
         #expect(try reader.secret("github-token").utf8() == "second")
-        try SecretsAdmin.update(paths, db: store.db, actor: "t", now: store.now) { draft in (try draft.remove("github-token"), ["github-token"]) }
+        try SecretsAdmin.update(paths, db: store.db, actor: "t", now: store.now) { draft in
+            (try draft.remove("github-token"), ["github-token"])
+        }
         reader = try SecretsStore(paths, db: store.db)
         #expect(throws: SecretsError.notFound(name: "github-token")) { try reader.secret("github-token") }
     }
@@ -64,7 +69,9 @@ import Testing
         let (store, paths) = try Self.store()
         let before = try Self.bytes(paths.store)
         let dekID = try SecretsStore(paths, db: store.db).file.dekID
-        try SecretsAdmin.update(paths, db: store.db, actor: "t", now: store.now) { draft in (draft.rotateDataKey(), ["(data key)"]) }
+        try SecretsAdmin.update(paths, db: store.db, actor: "t", now: store.now) { draft in
+            (draft.rotateDataKey(), ["(data key)"])
+        }
         let reader = try SecretsStore(paths, db: store.db)
         #expect(reader.file.dekID != dekID)
         #expect(try reader.secret("github-token").utf8() == Self.canary)
@@ -100,7 +107,9 @@ import Testing
         bytes[record.startIndex + 30] ^= 0x80
         try Self.write(paths.store, bytes)
         let reader = try SecretsStore(paths, db: store.db)
-        #expect(throws: SecretsError.tampered("record of github-token was changed")) { try reader.secret("github-token") }
+        #expect(throws: SecretsError.tampered("record of github-token was changed")) {
+            try reader.secret("github-token")
+        }
     }
 
     @Test func truncatedOrExtendedFilesAreRefused() throws {
@@ -186,11 +195,15 @@ import Testing
         file.signerKID = KeyFiles.signerKID(pk)
         file.generation += 5
         try Self.write(paths.store, file.serialized(signingKey: sk))
-        #expect(throws: SecretsError.tampered("signed by an unknown key \(Hex.encode(file.signerKID))")) { try SecretsStore(paths, db: store.db) }
+        #expect(throws: SecretsError.tampered("signed by an unknown key \(Hex.encode(file.signerKID))")) {
+            try SecretsStore(paths, db: store.db)
+        }
         // Same key id forged over the pinned one: the signature itself fails.
         file.signerKID = try KeyFiles.publicKeys(paths.publicKeys).kids.first!
         try Self.write(paths.store, file.serialized(signingKey: sk))
-        #expect(throws: SecretsError.tampered("the signature does not verify")) { try SecretsStore(paths, db: store.db) }
+        #expect(throws: SecretsError.tampered("the signature does not verify")) {
+            try SecretsStore(paths, db: store.db)
+        }
     }
 
     @Test func anEntryMovedToAnotherNameDoesNotDecrypt() throws {
@@ -199,7 +212,8 @@ import Testing
         var file = try SecretsStore(paths, db: store.db).file
         let signingKey = try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "k")
         // Swap the two records (validly signed, as by someone holding the signing key).
-        let a = file.entries.firstIndex { $0.name == "github-token" }!, b = file.entries.firstIndex { $0.name == "gitlab-token" }!
+        let a = file.entries.firstIndex { $0.name == "github-token" }!
+        let b = file.entries.firstIndex { $0.name == "gitlab-token" }!
         (file.entries[a].record, file.entries[b].record) = (file.entries[b].record, file.entries[a].record)
         file.generation += 1
         try Self.write(paths.store, file.serialized(signingKey: signingKey))
@@ -220,9 +234,14 @@ import Testing
         let (store, paths) = try Self.store()
         unlink(paths.kek)
         let other = SecretsCrypto.randomKey(label: "k")
-        try KeyFiles.create(paths.kek, Array(("drvkek1:" + other.withUnsafeBytes { SecretsCrypto.base64(Array($0)) } + "\n").utf8), mode: 0o600)
+        try KeyFiles.create(
+            paths.kek, Array(("drvkek1:" + other.withUnsafeBytes { SecretsCrypto.base64(Array($0)) } + "\n").utf8),
+            mode: 0o600)
         let error = #expect(throws: SecretsError.self) { try SecretsStore(paths, db: store.db) }
-        guard case .wrongKey? = error else { Issue.record("expected wrongKey, got \(String(describing: error))"); return }
+        guard case .wrongKey? = error else {
+            Issue.record("expected wrongKey, got \(String(describing: error))")
+            return
+        }
     }
 
     @Test(arguments: [mode_t(0o644), 0o604, 0o660, 0o622, 0o666])
@@ -230,7 +249,10 @@ import Testing
         let (store, paths) = try Self.store()
         chmod(paths.kek, mode)
         let error = #expect(throws: SecretsError.self) { try SecretsStore(paths, db: store.db) }
-        guard case .badPermissions(let path, _)? = error else { Issue.record("got \(String(describing: error))"); return }
+        guard case .badPermissions(let path, _)? = error else {
+            Issue.record("got \(String(describing: error))")
+            return
+        }
         #expect(path == paths.kek)
     }
 
@@ -246,14 +268,22 @@ import Testing
         let value = SecretBytes(copying: Array("from-ci".utf8), label: "v")
         let blob = try SecretsIntake.seal(name: "ci-token", value: value, publicKey: publicKey, now: store.now)
         #expect(!blob.contains("from-ci"))
-        #expect(try SecretsIntake.importBlobs([blob], paths: paths, db: store.db, actor: "t", now: store.now) == ["ci-token"])
+        #expect(
+            try SecretsIntake.importBlobs([blob], paths: paths, db: store.db, actor: "t", now: store.now) == [
+                "ci-token"
+            ])
         #expect(try SecretsStore(paths, db: store.db).secret("ci-token").utf8() == "from-ci")
-        #expect(throws: SecretsError.self) { try SecretsIntake.importBlobs([blob], paths: paths, db: store.db, actor: "t", now: store.now) }
+        #expect(throws: SecretsError.self) {
+            try SecretsIntake.importBlobs([blob], paths: paths, db: store.db, actor: "t", now: store.now)
+        }
         let renamed = blob.replacing("drvseal1:ci-token:", with: "drvseal1:github-token:")
-        #expect(throws: SecretsError.self) { try SecretsIntake.importBlobs([renamed], paths: paths, db: store.db, actor: "t", now: store.now) }
+        #expect(throws: SecretsError.self) {
+            try SecretsIntake.importBlobs([renamed], paths: paths, db: store.db, actor: "t", now: store.now)
+        }
         let late = try SecretsIntake.seal(name: "ci-token", value: value, publicKey: publicKey, now: store.now)
         #expect(throws: SecretsError.self) {
-            try SecretsIntake.importBlobs([late], paths: paths, db: store.db, actor: "t", now: store.now + SecretsIntake.lifetime + 1)
+            try SecretsIntake.importBlobs(
+                [late], paths: paths, db: store.db, actor: "t", now: store.now + SecretsIntake.lifetime + 1)
         }
     }
 }
@@ -261,7 +291,8 @@ import Testing
 @Suite struct SecretBytesTests {
     @Test func theArenaHandsOutAlignedSlotsUntilFullAndZeroesThemOnRelease() throws {
         let arena = SecureArena(size: 96)
-        let a = try #require(arena.allocate(20)), b = try #require(arena.allocate(33))
+        let a = try #require(arena.allocate(20))
+        let b = try #require(arena.allocate(33))
         #expect(b - a == 32)  // 16-byte aligned
         #expect(Int(bitPattern: a) % 16 == 0)
         #expect(arena.allocate(32) == nil)  // 32 + 48 + 32 > 96

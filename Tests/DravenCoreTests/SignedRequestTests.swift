@@ -1,12 +1,15 @@
 import Testing
+
 @testable import DravenCore
 
 @Suite struct SignedRequestTests {
     @Test func timestampsAreDigitsOnly() {
         #expect(SignedRequest.timestamp("1700000000") == 1_700_000_000)
         #expect(SignedRequest.timestamp("0") == 0)
-        for bad in [nil, "", "+1700000000", "01700000000", " 1700000000", "1700000000 ", "-5", "1.7e9", "1700000000.0",
-                    "１７", "9999999999999"] {
+        for bad in [
+            nil, "", "+1700000000", "01700000000", " 1700000000", "1700000000 ", "-5", "1.7e9", "1700000000.0",
+            "１７", "9999999999999",
+        ] {
             #expect(SignedRequest.timestamp(bad) == nil, "\(bad ?? "nil")")
         }
     }
@@ -27,12 +30,15 @@ import Testing
     static let secret = "whsec_dW5pdC10ZXN0LXNpZ25pbmcta2V5LTMyLWJ5dGVzISE="
     static let signature = "v1,rWtNFcrVf5VfpOPiF5dfGvAbp9P2LibAxylbdjqIqdQ="
 
-    static func request(id: String = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", timestamp: String = "1700000000",
-                        signature: String? = signature, body: String = #"{"object_kind":"pipeline"}"#) -> Request {
+    static func request(
+        id: String = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", timestamp: String = "1700000000",
+        signature: String? = signature, body: String = #"{"object_kind":"pipeline"}"#
+    ) -> Request {
         var headers = ["webhook-id": id, "webhook-timestamp": timestamp]
         headers["webhook-signature"] = signature
-        return Request(method: "POST", path: "/hooks/gitlab", headers: headers, contentType: "application/json",
-                       body: Array(body.utf8))
+        return Request(
+            method: "POST", path: "/hooks/gitlab", headers: headers, contentType: "application/json",
+            body: Array(body.utf8))
     }
 
     @Test func gitlabSignaturesVerifyAsTheReferenceSigns() throws {

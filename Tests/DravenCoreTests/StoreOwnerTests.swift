@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 
 /// The table owners' own contracts: `Deliveries.insertOnce` (dedupe and replay) and `Job`'s
@@ -30,7 +31,8 @@ import Testing
         let pid = try #require(try store.db.scalar("SELECT id FROM projects WHERE name = 'shop'"))
         let parent = try store.newJob()
         let release = try store.db.immediate { tx -> Int64 in
-            try tx.db.run("""
+            try tx.db.run(
+                """
                 INSERT INTO releases (environment_id, job_id, ref, ref_kind, sha, release_id, live_from)
                 VALUES (?1, ?2, 'refs/heads/develop', 'branch', NULL, 'r-1', ?3)
                 """, [.int(eid), .int(parent), .int(store.now)])
@@ -38,10 +40,11 @@ import Testing
         }
         let sha = String(repeating: "ab", count: 20)
         let alice = try store.personID("alice")
-        var new = StateMachine.NewJob(kind: .rollback, projectID: pid, environmentID: eid,
-                                      ref: GitRef(kind: .tag, name: "v1.2.3"), sha: sha, reason: "undo it",
-                                      requestedBy: alice, policyVersion: 7, parentJobID: parent,
-                                      idempotencyKey: "key-1", requestDigest: "digest-1")
+        var new = StateMachine.NewJob(
+            kind: .rollback, projectID: pid, environmentID: eid,
+            ref: GitRef(kind: .tag, name: "v1.2.3"), sha: sha, reason: "undo it",
+            requestedBy: alice, policyVersion: 7, parentJobID: parent,
+            idempotencyKey: "key-1", requestDigest: "digest-1")
         new.toRelease = release
         let created = store.now + 11
         let id = try store.db.immediate { tx in
@@ -49,11 +52,12 @@ import Testing
         }
         // The columns `create` leaves empty, filled as a dispatch, a heartbeat and a callback would.
         try store.db.immediate { tx in
-            try tx.db.run("""
+            try tx.db.run(
+                """
                 UPDATE jobs SET fencing_token = 5, run_id = 'run-9', run_url = 'https://ci.example/run/9',
                 updated_at = ?2 WHERE id = ?1
                 """,
-                          [.int(id), .int(created + 22)])
+                [.int(id), .int(created + 22)])
             _ = try Job.recordHeartbeat(tx, job: id, progress: #"{"step":"migrate"}"#, now: created + 33)
             try Job.recordResult(tx, job: id, logURL: "https://ci.example/log/9", releaseID: "r-2")
         }

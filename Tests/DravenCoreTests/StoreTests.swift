@@ -1,4 +1,5 @@
 import Testing
+
 @testable import DravenCore
 
 @Suite struct StoreTests {
@@ -59,8 +60,9 @@ import Testing
     @Test func textWithANulIsStoredWhole() throws {
         // Bound with -1, SQLite kept text only up to its first NUL: less than was hashed or answered.
         let store = try TestStore()
-        try store.db.run("INSERT INTO settings (key, value) VALUES (?1, ?2)",
-                         [.text("k\u{0}1"), .text("before\u{0}after")])
+        try store.db.run(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)",
+            [.text("k\u{0}1"), .text("before\u{0}after")])
         let sql = "SELECT value, length(CAST(value AS BLOB)) FROM settings WHERE key = ?1"
         let value = try store.db.first(sql, [.text("k\u{0}1")]) {
             ($0.text(0), $0.int(1))

@@ -1,5 +1,6 @@
-@testable import DravenCore
 import Glibc
+
+@testable import DravenCore
 
 /// A fresh, migrated store in its own temporary directory, with a configuration applied.
 final class TestStore {
@@ -48,7 +49,9 @@ final class TestStore {
     @discardableResult
     func apply(_ text: String) throws -> ConfigApply.Summary {
         let config = try Config.validate(try JSON.parse(text), file: "test.json")
-        return try db.immediate { tx in try ConfigApply.apply(tx, config, source: text, path: "test.json", appliedBy: "test", now: now) }
+        return try db.immediate { tx in
+            try ConfigApply.apply(tx, config, source: text, path: "test.json", appliedBy: "test", now: now)
+        }
     }
 
     func count(_ table: String, _ whereClause: String = "1") throws -> Int64 {
@@ -60,8 +63,9 @@ final class TestStore {
     }
 
     func environmentID(_ project: String, _ env: String) throws -> Int64 {
-        try db.scalar("SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id WHERE p.name = ?1 AND e.name = ?2",
-                      [.text(project), .text(env)])!
+        try db.scalar(
+            "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id WHERE p.name = ?1 AND e.name = ?2",
+            [.text(project), .text(env)])!
     }
 
     /// Creates a job for `env` in `pending`, as trigger would before moving it on.
@@ -70,9 +74,12 @@ final class TestStore {
         let policy = try Policy.load(db, environmentID: eid)
         let pid = try db.scalar("SELECT id FROM projects WHERE name = 'shop'")!
         return try db.immediate { tx in
-            try StateMachine.create(tx, .init(projectID: pid, environmentID: eid, ref: ref, sha: nil, reason: "test",
-                                              requestedBy: try personID("carol"), policyVersion: policy.version),
-                                    actor: "carol", subject: "shop/\(env)", now: now)
+            try StateMachine.create(
+                tx,
+                .init(
+                    projectID: pid, environmentID: eid, ref: ref, sha: nil, reason: "test",
+                    requestedBy: try personID("carol"), policyVersion: policy.version),
+                actor: "carol", subject: "shop/\(env)", now: now)
         }
     }
 
@@ -81,21 +88,21 @@ final class TestStore {
     }
 
     static let config = """
-    {
-      "people": {"alice": {"name": "Alice"}, "bob": {}, "carol": {}},
-      "groups": {"leads": ["alice", "bob"], "developers": ["carol"]},
-      "projects": {"shop": {
-        "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch", "pipelines": {"*": "deploy.yml"}},
-        "environments": {
-          "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"], "lock": "queue"},
-          "staging": {"refs": ["branch:main", "branch:release/*"], "lock": "reject"},
-          "demo": {"refs": ["branch:develop"], "lock": "queue", "lease": "5m"}
+        {
+          "people": {"alice": {"name": "Alice"}, "bob": {}, "carol": {}},
+          "groups": {"leads": ["alice", "bob"], "developers": ["carol"]},
+          "projects": {"shop": {
+            "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch", "pipelines": {"*": "deploy.yml"}},
+            "environments": {
+              "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"], "lock": "queue"},
+              "staging": {"refs": ["branch:main", "branch:release/*"], "lock": "reject"},
+              "demo": {"refs": ["branch:develop"], "lock": "queue", "lease": "5m"}
+            }
+          }},
+          "grants": [
+            {"group": "developers", "project": "shop", "environments": ["demo", "staging"], "actions": ["deploy", "read"]},
+            {"group": "leads", "project": "*", "actions": ["deploy", "approve", "read"]}
+          ]
         }
-      }},
-      "grants": [
-        {"group": "developers", "project": "shop", "environments": ["demo", "staging"], "actions": ["deploy", "read"]},
-        {"group": "leads", "project": "*", "actions": ["deploy", "approve", "read"]}
-      ]
-    }
-    """
+        """
 }

@@ -1,38 +1,42 @@
 import Testing
+
 @testable import DravenCore
 
 /// Each effect of a move (`StateMachine.effects`) run alone over a `Transition` built by hand, and
 /// the rows it writes; the jobs are put in place through the state machine first.
 @Suite struct TransitionEffectsTests {
     static let config = """
-    {
-      "chatops": {"slack": {"signing_secret": "slack-signing", "bot_token_secret": "slack-bot"}},
-      "people": {"alice": {}, "bob": {}, "carol": {}},
-      "groups": {"leads": ["alice", "bob"]},
-      "projects": {"shop": {
-        "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch",
-                        "pipelines": {"*": "deploy.yml"}},
-        "notify": {"slack_webhook_secret": "shop-slack", "teams_webhook_secret": "shop-teams",
-                   "email": ["ops@example.com"], "slack_channel": "C0DEPLOYS"},
-        "environments": {
-          "demo": {"refs": ["branch:*"], "lease": "5m", "on_failure": ["rollback", "diagnostic"]},
-          "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"]}
+        {
+          "chatops": {"slack": {"signing_secret": "slack-signing", "bot_token_secret": "slack-bot"}},
+          "people": {"alice": {}, "bob": {}, "carol": {}},
+          "groups": {"leads": ["alice", "bob"]},
+          "projects": {"shop": {
+            "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch",
+                            "pipelines": {"*": "deploy.yml"}},
+            "notify": {"slack_webhook_secret": "shop-slack", "teams_webhook_secret": "shop-teams",
+                       "email": ["ops@example.com"], "slack_channel": "C0DEPLOYS"},
+            "environments": {
+              "demo": {"refs": ["branch:*"], "lease": "5m", "on_failure": ["rollback", "diagnostic"]},
+              "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"]}
+            }
+          }},
+          "grants": [{"person": "carol", "project": "*", "actions": ["deploy", "read", "rollback"]}]
         }
-      }},
-      "grants": [{"person": "carol", "project": "*", "actions": ["deploy", "read", "rollback"]}]
-    }
-    """
+        """
 
     /// A job of `demo` (or `env`) moved along `path` by the state machine (every effect ran).
-    static func job(_ store: TestStore, _ path: [JobState], env: String = "demo", kind: JobKind = .deploy,
-                    ref: GitRef = GitRef(kind: .branch, name: "main")) throws -> Int64 {
+    static func job(
+        _ store: TestStore, _ path: [JobState], env: String = "demo", kind: JobKind = .deploy,
+        ref: GitRef = GitRef(kind: .branch, name: "main")
+    ) throws -> Int64 {
         let eid = try store.environmentID("shop", env)
         let policy = try Policy.load(store.db, environmentID: eid)
         let pid = try #require(try store.db.scalar("SELECT id FROM projects WHERE name = 'shop'"))
         return try store.db.immediate { tx in
-            let new = StateMachine.NewJob(kind: kind, projectID: pid, environmentID: eid, ref: ref, sha: nil,
-                                          reason: "test", requestedBy: try store.personID("carol"),
-                                          policyVersion: policy.version)
+            let new = StateMachine.NewJob(
+                kind: kind, projectID: pid, environmentID: eid, ref: ref, sha: nil,
+                reason: "test", requestedBy: try store.personID("carol"),
+                policyVersion: policy.version)
             let id = try StateMachine.create(tx, new, actor: "carol", subject: "shop/\(env)", now: store.now)
             for step in path {
                 if step == .dispatching || step == .queued {
@@ -47,8 +51,10 @@ import Testing
 
     /// Runs `effect` alone over the move of `job` (as it is now) from `from` to `to`.
     @discardableResult
-    static func run(_ effect: any Transition.Effect, _ store: TestStore, job: Int64, from: JobState, to: JobState,
-                    freedLock: Bool = false, at now: Int64? = nil) throws -> Transition {
+    static func run(
+        _ effect: any Transition.Effect, _ store: TestStore, job: Int64, from: JobState, to: JobState,
+        freedLock: Bool = false, at now: Int64? = nil
+    ) throws -> Transition {
         try store.db.immediate { tx in
             let read = try Job.require(tx.db, id: job)
             var t = Transition(job: read, from: from, to: to, actor: "t", now: now ?? store.now)
@@ -69,9 +75,11 @@ import Testing
     }
 
     @Test func theEffectsRunInTheDocumentedOrder() {
-        #expect(StateMachine.effects.map { String(describing: type(of: $0)) } == [
-            "RenewLease", "FreeLock", "RecordRelease", "Recover", "StartNextQueued", "Notify", "UpdateApprovalMessages",
-        ])
+        #expect(
+            StateMachine.effects.map { String(describing: type(of: $0)) } == [
+                "RenewLease", "FreeLock", "RecordRelease", "Recover", "StartNextQueued", "Notify",
+                "UpdateApprovalMessages",
+            ])
     }
 
     @Test func renewLeaseRestartsTheLeaseOnlyWhenTheJobStartsRunning() throws {
@@ -101,19 +109,25 @@ import Testing
 
     @Test func recordReleaseMakesASucceededDeployOrRollbackLive() throws {
         let store = try TestStore(config: Self.config)
-        let releases = { try store.db.query("SELECT job_id, ref, live_from, live_until FROM releases ORDER BY id") {
-            "\($0.int(0)) \($0.text(1)) \($0.int(2)) \($0.optionalInt(3).map(String.init) ?? "live")"
-        } }
+        let releases = {
+            try store.db.query("SELECT job_id, ref, live_from, live_until FROM releases ORDER BY id") {
+                "\($0.int(0)) \($0.text(1)) \($0.int(2)) \($0.optionalInt(3).map(String.init) ?? "live")"
+            }
+        }
         let first = try Self.job(store, [.dispatching, .running])
         try Self.run(Transition.RecordRelease(), store, job: first, from: .running, to: .failed)
         #expect(try releases() == [])
         try Self.run(Transition.RecordRelease(), store, job: first, from: .running, to: .succeeded)
         #expect(try releases() == ["\(first) refs/heads/main \(store.now) live"])
         let rollback = try Self.job(store, [], kind: .rollback, ref: GitRef(kind: .branch, name: "old"))
-        try Self.run(Transition.RecordRelease(), store, job: rollback, from: .running, to: .succeeded,
-                     at: store.now + 9)
-        #expect(try releases() == ["\(first) refs/heads/main \(store.now) \(store.now + 9)",
-                                   "\(rollback) refs/heads/old \(store.now + 9) live"])
+        try Self.run(
+            Transition.RecordRelease(), store, job: rollback, from: .running, to: .succeeded,
+            at: store.now + 9)
+        #expect(
+            try releases() == [
+                "\(first) refs/heads/main \(store.now) \(store.now + 9)",
+                "\(rollback) refs/heads/old \(store.now + 9) live",
+            ])
         let diagnostic = try Self.job(store, [], kind: .diagnostic)
         try Self.run(Transition.RecordRelease(), store, job: diagnostic, from: .running, to: .succeeded)
         #expect(try releases().count == 2)
@@ -133,8 +147,10 @@ import Testing
         #expect(try store.children(id).map { "\($0.1) \($0.2.rawValue)" } == ["diagnostic queued"])
         let reason = try store.db.first("SELECT reason FROM jobs WHERE parent_job_id = ?1", [.int(id)]) { $0.text(0) }
         #expect(reason == "diagnostic: job \(id) timed out")
-        let note = try store.db.first("SELECT detail FROM job_events WHERE job_id = ?1 AND event = 'recovery'",
-                                      [.int(id)]) { $0.text(0) }
+        let note = try store.db.first(
+            "SELECT detail FROM job_events WHERE job_id = ?1 AND event = 'recovery'",
+            [.int(id)]
+        ) { $0.text(0) }
         #expect(note == #"{"rollback":"skipped: the environment has no succeeded release to roll back to"}"#)
     }
 
@@ -145,9 +161,11 @@ import Testing
         try Self.run(Transition.Recover(), store, job: bad, from: .running, to: .failed)
         // The lock is still the failed job's (FreeLock did not run): both wait for it.
         #expect(try store.children(bad).map { "\($0.1) \($0.2.rawValue)" } == ["diagnostic queued", "rollback queued"])
-        let target = try store.db.first("""
+        let target = try store.db.first(
+            """
             SELECT to_release, ref FROM jobs WHERE parent_job_id = ?1 AND kind = 'rollback'
-            """, [.int(bad)]) { "\($0.int(0)) \($0.text(1))" }
+            """, [.int(bad)]
+        ) { "\($0.int(0)) \($0.text(1))" }
         let release = try #require(try Releases.live(store.db, environment: try store.environmentID("shop", "demo")))
         #expect(release.jobID == good)
         #expect(target == "\(release.id) refs/heads/main")
@@ -196,7 +214,8 @@ import Testing
         }
         let after = try Self.lastOutbox(store)
         try Self.run(Transition.Notify(), store, job: id, from: .running, to: .succeeded)
-        #expect(try Self.notifications(store, after: after).first?["text"]?.stringValue
+        #expect(
+            try Self.notifications(store, after: after).first?["text"]?.stringValue
                 == "draven: \(what) succeeded (asked by carol) — log: https://logs.example/7")
     }
 
@@ -213,7 +232,8 @@ import Testing
         #expect(asked.first?["action"]?.stringValue == "post")
         #expect(asked.first?["slack_channel"]?.stringValue == "C0DEPLOYS")
         #expect(asked.first?["text"]?.stringValue == what + " needs 2 approvals from leads")
-        #expect(asked.last?["text"]?.stringValue
+        #expect(
+            asked.last?["text"]?.stringValue
                 == what + " needs 2 approvals from leads — answer with @draven approve \(id) or @draven reject \(id)")
         let mid = try Self.lastOutbox(store)
         try Self.run(Transition.UpdateApprovalMessages(), store, job: id, from: .awaitingApproval, to: .expired)
@@ -229,8 +249,9 @@ import Testing
         let id = try Self.job(store, [.awaitingApproval], env: "prod", ref: GitRef(kind: .tag, name: "v1"))
         let sha = String(repeating: "a", count: 40)
         let moved = try store.db.immediate { tx in
-            try StateMachine.moveSha(tx, job: id, sha: sha, actor: "push webhook",
-                                     detail: ["ref": "refs/tags/v1", "delivery": "d-1"], now: store.now + 5)
+            try StateMachine.moveSha(
+                tx, job: id, sha: sha, actor: "push webhook",
+                detail: ["ref": "refs/tags/v1", "delivery": "d-1"], now: store.now + 5)
         }
         #expect(moved)
         let row = try store.db.first("SELECT sha, updated_at FROM jobs WHERE id = ?1", [.int(id)]) {
@@ -238,17 +259,22 @@ import Testing
         }
         #expect(row == "\(sha) \(store.now + 5)")
         let detail = #"{"from":null,"to":"\#(sha)","ref":"refs/tags/v1","delivery":"d-1"}"#
-        let events = try store.db.query("""
+        let events = try store.db.query(
+            """
             SELECT event, actor, detail FROM job_events WHERE job_id = ?1 AND event = 'sha_changed'
-            """, [.int(id)]) { "\($0.text(0)) \($0.text(1)) \($0.text(2))" }
+            """, [.int(id)]
+        ) { "\($0.text(0)) \($0.text(1)) \($0.text(2))" }
         #expect(events == ["sha_changed push webhook \(detail)"])
-        let audit = try store.db.query("""
+        let audit = try store.db.query(
+            """
             SELECT actor, detail FROM audit WHERE action = 'job.sha_changed' AND subject = ?1
-            """, [.text("job/\(id)")]) { "\($0.text(0)) \($0.text(1))" }
+            """, [.text("job/\(id)")]
+        ) { "\($0.text(0)) \($0.text(1))" }
         #expect(audit == ["push webhook \(detail)"])
         // The same sha again, or a job no longer waiting: nothing is written.
         let running = try Self.job(store, [.dispatching, .running])
-        let eventCount = try store.count("job_events"), audits = try store.count("audit")
+        let eventCount = try store.count("job_events")
+        let audits = try store.count("audit")
         let again = try store.db.immediate { tx in
             try [id, running].map {
                 try StateMachine.moveSha(tx, job: $0, sha: sha, actor: "push webhook", detail: [:], now: store.now + 6)

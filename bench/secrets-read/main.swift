@@ -5,7 +5,8 @@ import Glibc
 // and opening a store of 100 entries, and decrypting one secret — as a function does once per
 // request. Prints medians and 90th percentiles in microseconds. (`make bench-secrets`)
 func micros(_ body: () throws -> Void) rethrows -> Double {
-    var a = timespec(), b = timespec()
+    var a = timespec()
+    var b = timespec()
     clock_gettime(CLOCK_MONOTONIC, &a)
     try body()
     clock_gettime(CLOCK_MONOTONIC, &b)
@@ -14,7 +15,8 @@ func micros(_ body: () throws -> Void) rethrows -> Double {
 
 func report(_ label: String, _ samples: [Double]) {
     let s = samples.sorted()
-    let median = s[s.count / 2], p90 = s[s.count * 9 / 10]
+    let median = s[s.count / 2]
+    let p90 = s[s.count * 9 / 10]
     print("\(label): median \(Int(median)) µs, p90 \(Int(p90)) µs (\(s.count) runs)")
 }
 
@@ -36,15 +38,18 @@ try SecretsAdmin.update(secrets, db: setup, actor: "bench", now: Clock.now()) { 
     return ((), ["(bench)"])
 }
 let runs = 2000
-var open: [Double] = [], read: [Double] = [], both: [Double] = []
+var open: [Double] = []
+var read: [Double] = []
+var both: [Double] = []
 for _ in 0..<runs {
     var store: SecretsStore?
     open.append(try micros { store = try SecretsStore(secrets, db: setup) })
     read.append(try micros { _ = try store!.secret("provider-token-50") })
-    both.append(try micros {
-        let db = try Database(path: paths.database, create: false)
-        _ = try SecretsStore(secrets, db: db).secret("provider-token-50")
-    })
+    both.append(
+        try micros {
+            let db = try Database(path: paths.database, create: false)
+            _ = try SecretsStore(secrets, db: db).secret("provider-token-50")
+        })
 }
 print("secrets store with \(try SecretsStore(secrets, db: setup).entries.count) entries")
 report("verify + ratchet + unwrap (store open)", open)

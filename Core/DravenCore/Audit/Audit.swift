@@ -5,19 +5,24 @@
 package enum Audit {
     package static let genesis = String(repeating: "0", count: 64)
 
-    package static func record(_ tx: Transaction, at: Int64, actor: String, action: String, subject: String,
-                               outcome: String = "ok", detail: JSONObject = [:]) throws {
+    package static func record(
+        _ tx: Transaction, at: Int64, actor: String, action: String, subject: String,
+        outcome: String = "ok", detail: JSONObject = [:]
+    ) throws {
         let prev = try tx.db.first("SELECT hash FROM audit ORDER BY id DESC LIMIT 1") { $0.text(0) } ?? genesis
         let detailText = JSON.object(detail).serialized()
-        let hash = digest(prev: prev, at: at, actor: actor, action: action, subject: subject, outcome: outcome,
-                          detail: detailText)
+        let hash = digest(
+            prev: prev, at: at, actor: actor, action: action, subject: subject, outcome: outcome,
+            detail: detailText)
         try tx.db.run(
             """
             INSERT INTO audit (at, actor, action, subject, outcome, detail, prev_hash, hash)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
             """,
-            [.int(at), .text(actor), .text(action), .text(subject), .text(outcome), .text(detailText), .text(prev),
-             .text(hash)])
+            [
+                .int(at), .text(actor), .text(action), .text(subject), .text(outcome), .text(detailText), .text(prev),
+                .text(hash),
+            ])
     }
 
     /// How many records the trail holds (`/metrics`).
@@ -25,8 +30,10 @@ package enum Audit {
         try db.scalar("SELECT count(*) FROM audit") ?? 0
     }
 
-    package static func digest(prev: String, at: Int64, actor: String, action: String, subject: String,
-                               outcome: String, detail: String) -> String {
+    package static func digest(
+        prev: String, at: Int64, actor: String, action: String, subject: String,
+        outcome: String, detail: String
+    ) -> String {
         // Length-prefixed fields, so no two different records serialize alike.
         var bytes: [UInt8] = []
         for field in [prev, String(at), actor, action, subject, outcome, detail] {
@@ -61,12 +68,15 @@ package enum Audit {
 
     /// Calls `body` with each record from id `fromID` on, in order, in one statement (one snapshot).
     package static func walk(_ db: Database, fromID: Int64, _ body: (Link) -> Void) throws {
-        let sql = "SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit "
+        let sql =
+            "SELECT id, at, actor, action, subject, outcome, detail, prev_hash, hash FROM audit "
             + "WHERE id >= ?1 ORDER BY id"
         _ = try db.query(sql, [.int(fromID)]) { row in
-            let prev = row.text(7), hash = row.text(8)
-            let expected = digest(prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3),
-                                  subject: row.text(4), outcome: row.text(5), detail: row.text(6))
+            let prev = row.text(7)
+            let hash = row.text(8)
+            let expected = digest(
+                prev: prev, at: row.int(1), actor: row.text(2), action: row.text(3),
+                subject: row.text(4), outcome: row.text(5), detail: row.text(6))
             body(Link(id: row.int(0), at: row.int(1), prevHash: prev, hash: hash, sealed: hash == expected))
         }
     }
@@ -75,11 +85,12 @@ package enum Audit {
     package static func export(_ db: Database, after: Int64, _ body: (JSON) -> Void) throws {
         let sql = "SELECT id, at, actor, action, subject, outcome, detail, hash FROM audit WHERE id > ?1 ORDER BY id"
         _ = try db.query(sql, [.int(after)]) { row in
-            body(.object([
-                "id": .int(row.int(0)), "at": .string(Clock.rfc3339(row.int(1))), "actor": .string(row.text(2)),
-                "action": .string(row.text(3)), "subject": .string(row.text(4)), "outcome": .string(row.text(5)),
-                "detail": (try? JSON.parse(row.text(6))) ?? .null, "hash": .string(row.text(7)),
-            ]))
+            body(
+                .object([
+                    "id": .int(row.int(0)), "at": .string(Clock.rfc3339(row.int(1))), "actor": .string(row.text(2)),
+                    "action": .string(row.text(3)), "subject": .string(row.text(4)), "outcome": .string(row.text(5)),
+                    "detail": (try? JSON.parse(row.text(6))) ?? .null, "hash": .string(row.text(7)),
+                ]))
         }
     }
 }

@@ -55,22 +55,30 @@ package enum AuditVerifier {
 
     /// The full check (`sinceCheckpoint` = false), or only from the checkpoint's head on (what a
     /// checkpoint writer needs before signing a new head: the earlier records are already covered).
-    package static func report(db: Database, checkpoints: CheckpointPaths,
-                               sinceCheckpoint: Bool = false) throws -> Report {
+    package static func report(
+        db: Database, checkpoints: CheckpointPaths,
+        sinceCheckpoint: Bool = false
+    ) throws -> Report {
         var r = Report()
         let (cp, problems) = AuditCheckpoints.latest(checkpoints)
         r.checkpoint = cp
         r.findings += problems.map { AuditFinding(kind: .badCheckpoint, recordID: nil, message: $0) }
         let start = sinceCheckpoint ? (cp?.headID ?? 0) : 0
         var prev: String? = start == 0 ? Audit.genesis : nil
-        var covered: Int64 = 0, hashAtHead: String?, broken = false, backdated = 0
+        var covered: Int64 = 0
+        var hashAtHead: String?
+        var broken = false
+        var backdated = 0
         try Audit.walk(db, fromID: start) { link in
             if prev == nil && link.id == start { prev = link.prevHash }  // the covered head: its seal is still checked
             if !broken && (link.prevHash != prev || !link.sealed) {
                 broken = true
-                r.findings.append(AuditFinding(kind: .chainBroken, recordID: link.id, message:
-                    "audit trail broken at record \(link.id): it or a record before it was changed, removed or "
-                    + "reordered"))
+                r.findings.append(
+                    AuditFinding(
+                        kind: .chainBroken, recordID: link.id,
+                        message:
+                            "audit trail broken at record \(link.id): it or a record before it was changed, removed or "
+                            + "reordered"))
             }
             prev = link.hash
             r.records += 1
@@ -84,18 +92,25 @@ package enum AuditVerifier {
                 r.uncovered += 1
                 if link.at < cp.at - slack && backdated < 10 {
                     backdated += 1
-                    r.findings.append(AuditFinding(kind: .backdated, recordID: link.id, message:
-                        "record \(link.id) is dated \(Clock.rfc3339(link.at)), before the checkpoint of "
-                        + "\(Clock.rfc3339(cp.at)) that covers records up to \(cp.headID), yet it comes after them: "
-                        + "appended later, not by draven"))
+                    r.findings.append(
+                        AuditFinding(
+                            kind: .backdated, recordID: link.id,
+                            message:
+                                "record \(link.id) is dated \(Clock.rfc3339(link.at)), before the checkpoint of "
+                                + "\(Clock.rfc3339(cp.at)) that covers records up to \(cp.headID), yet it comes after them: "
+                                + "appended later, not by draven"))
                 }
             }
         }
         guard let cp else {
             if r.records > 0 && !sinceCheckpoint {
-                r.findings.append(AuditFinding(kind: .noCheckpoint, recordID: nil, message:
-                    "no checkpoint: \(r.records) records and no signed checkpoint in \(checkpoints.log) to check "
-                    + "them against (truncation or rewriting would go unnoticed); run `draven audit checkpoint`"))
+                r.findings.append(
+                    AuditFinding(
+                        kind: .noCheckpoint, recordID: nil,
+                        message:
+                            "no checkpoint: \(r.records) records and no signed checkpoint in \(checkpoints.log) to check "
+                            + "them against (truncation or rewriting would go unnoticed); run `draven audit checkpoint`"
+                    ))
             }
             return r
         }
@@ -104,20 +119,27 @@ package enum AuditVerifier {
         guard cp.headID > 0 else { return r }
         let when = Clock.rfc3339(cp.at)
         if hashAtHead == nil {
-            let detail = r.headID < cp.headID
+            let detail =
+                r.headID < cp.headID
                 ? "the chain ends at record \(r.headID) (\(walked) records read) but the checkpoint of \(when) "
                     + "covers records up to \(cp.headID) (\(cp.count) records): records were deleted"
                 : "record \(cp.headID), the head at the checkpoint of \(when), is missing: records were deleted"
             r.findings.append(AuditFinding(kind: .truncated, recordID: cp.headID, message: detail))
         } else if hashAtHead != cp.headHash {
-            r.findings.append(AuditFinding(kind: .rewritten, recordID: cp.headID, message:
-                "record \(cp.headID) does not have the hash the checkpoint of \(when) signed: the records up to it "
-                + "were changed and the hashes recomputed"))
+            r.findings.append(
+                AuditFinding(
+                    kind: .rewritten, recordID: cp.headID,
+                    message:
+                        "record \(cp.headID) does not have the hash the checkpoint of \(when) signed: the records up to it "
+                        + "were changed and the hashes recomputed"))
         } else if !sinceCheckpoint && covered != cp.count {
             let fewer = covered < cp.count
-            r.findings.append(AuditFinding(kind: fewer ? .truncated : .rewritten, recordID: cp.headID, message:
-                "\(covered) records up to record \(cp.headID), but the checkpoint of \(when) counted \(cp.count): "
-                + "records were " + (fewer ? "deleted" : "inserted") + " before it"))
+            r.findings.append(
+                AuditFinding(
+                    kind: fewer ? .truncated : .rewritten, recordID: cp.headID,
+                    message:
+                        "\(covered) records up to record \(cp.headID), but the checkpoint of \(when) counted \(cp.count): "
+                        + "records were " + (fewer ? "deleted" : "inserted") + " before it"))
         }
         return r
     }

@@ -43,11 +43,12 @@ package struct AuditCheckpoint: Sendable, Equatable {
     static func parse(_ line: Substring) -> AuditCheckpoint? {
         let f = line.split(separator: " ", omittingEmptySubsequences: false)
         guard f.count == 7, f[0] == "drvckpt1", let id = Int64(f[1]), id >= 0, f[2].utf8.count == 64,
-              let count = Int64(f[3]), count >= 0, let at = Int64(f[4]), f[5].utf8.count == 16,
-              let sig = SecretsCrypto.base64Decode(Array(f[6].utf8)), sig.count == 64
+            let count = Int64(f[3]), count >= 0, let at = Int64(f[4]), f[5].utf8.count == 16,
+            let sig = SecretsCrypto.base64Decode(Array(f[6].utf8)), sig.count == 64
         else { return nil }
-        return AuditCheckpoint(headID: id, headHash: String(f[2]), count: count, at: at, kid: String(f[5]),
-                               signature: sig)
+        return AuditCheckpoint(
+            headID: id, headHash: String(f[2]), count: count, at: at, kid: String(f[5]),
+            signature: sig)
     }
 
     func verifies(_ keys: SignerKeys) -> Bool {
@@ -119,8 +120,9 @@ package enum AuditCheckpoints {
         }
         let sk = try KeyFiles.secretKey(paths.signingKey, prefix: "drvsig1:", length: 64, what: "audit checkpoint key")
         let pk = sk.withUnsafeBytes { Array($0[32..<64]) }
-        var cp = AuditCheckpoint(headID: report.headID, headHash: report.headHash, count: report.records,
-                                 at: Int64(time(nil)), kid: Hex.encode(KeyFiles.signerKID(pk)))
+        var cp = AuditCheckpoint(
+            headID: report.headID, headHash: report.headHash, count: report.records,
+            at: Int64(time(nil)), kid: Hex.encode(KeyFiles.signerKID(pk)))
         let message = AuditCheckpoint.signedMessage(cp.statement)
         cp.signature = sk.withUnsafeBytes { SecretsCrypto.sign(message, secretKey: $0) }
         try append(paths.log, cp.line)

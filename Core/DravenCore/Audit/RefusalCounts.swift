@@ -10,8 +10,10 @@ package enum RefusalCounts {
     /// How long counters are kept: each `draven sweep` pass forgets older hours.
     package static let retention: Int64 = 30 * 86400
 
-    package static func record(_ tx: Transaction, at: Int64, client: String, function: String, problem: Problem,
-                               path: String) throws {
+    package static func record(
+        _ tx: Transaction, at: Int64, client: String, function: String, problem: Problem,
+        path: String
+    ) throws {
         let base = Problem.typeBase
         let type = problem.type.hasPrefix(base) ? String(problem.type.dropFirst(base.count)) : problem.type
         try tx.db.run(
@@ -23,9 +25,12 @@ package enum RefusalCounts {
               last_at = max(last_at, excluded.last_at), last_path = excluded.last_path,
               last_detail = excluded.last_detail
             """,
-            [.text(client.capped(64).text), .text(function), .text(type.capped(64).text), .int(at - at % bucketSeconds),
-             .int(Int64(problem.status)), .int(at), .text(path.capped(fieldLimit).text),
-             .text(problem.detail.capped(fieldLimit).text)])
+            [
+                .text(client.capped(64).text), .text(function), .text(type.capped(64).text),
+                .int(at - at % bucketSeconds),
+                .int(Int64(problem.status)), .int(at), .text(path.capped(fieldLimit).text),
+                .text(problem.detail.capped(fieldLimit).text),
+            ])
     }
 
     /// Deletes the counters of hours older than `retention`. Returns how many went; a pass with
@@ -47,7 +52,8 @@ package enum RefusalCounts {
             """
             SELECT client, function, problem, status, bucket, first_at, last_at, count, last_path, last_detail
             FROM refusal_counts WHERE last_at >= ?1 ORDER BY bucket DESC, count DESC
-            """, [.int(since)]) { row in
+            """, [.int(since)]
+        ) { row in
             .object([
                 "client": .string(row.text(0)), "function": .string(row.text(1)), "problem": .string(row.text(2)),
                 "status": .int(row.int(3)), "hour": .string(Clock.rfc3339(row.int(4))),

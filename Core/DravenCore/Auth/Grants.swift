@@ -7,8 +7,10 @@ package enum Action: String, Sendable, CaseIterable {
 
 /// Reads the `grants`, `group_members` and `person_groups` tables (`ConfigApply` writes them).
 package enum Grants {
-    package static func allows(_ db: Database, person: Int64, action: Action, project: String,
-                                environment: String) throws -> Bool {
+    package static func allows(
+        _ db: Database, person: Int64, action: Action, project: String,
+        environment: String
+    ) throws -> Bool {
         try db.scalar(
             """
             SELECT 1 FROM grants
@@ -19,10 +21,15 @@ package enum Grants {
     }
 
     /// - Throws: `DravenError.forbidden` unless a grant allows it.
-    package static func require(_ db: Database, _ principal: Principal, _ action: Action, project: String,
-                                 environment: String) throws {
-        guard try allows(db, person: principal.personID, action: action, project: project,
-                         environment: environment) else {
+    package static func require(
+        _ db: Database, _ principal: Principal, _ action: Action, project: String,
+        environment: String
+    ) throws {
+        guard
+            try allows(
+                db, person: principal.personID, action: action, project: project,
+                environment: environment)
+        else {
             throw DravenError.forbidden(action: action.rawValue, project: project, environment: environment)
         }
     }
@@ -35,7 +42,8 @@ package enum Grants {
     package static func require(_ db: Database, _ principal: Principal, _ action: Action, job: Job) throws {
         let (person, project, environment) = (principal.personID, job.project, job.environment)
         if try allows(db, person: person, action: action, project: project, environment: environment) { return }
-        let readable = try action != .read
+        let readable =
+            try action != .read
             && allows(db, person: person, action: .read, project: project, environment: environment)
         guard readable else { throw Job.unknown(job.id) }
         throw DravenError.forbidden(action: action.rawValue, project: job.project, environment: job.environment)

@@ -10,9 +10,11 @@ package enum People {
     package static func linked(_ db: Database, platform: String, userID: String) throws
         -> (id: Int64, handle: String)?
     {
-        try db.first("""
+        try db.first(
+            """
             SELECT p.id, p.handle FROM chat_identities c JOIN people p ON p.id = c.person_id
             WHERE c.platform = ?1 AND c.user_id = ?2 AND p.disabled = 0
-            """, [.text(platform), .text(userID)]) { (id: $0.int(0), handle: $0.text(1)) }
+            """, [.text(platform), .text(userID)]
+        ) { (id: $0.int(0), handle: $0.text(1)) }
     }
 }

@@ -14,8 +14,10 @@ package enum Tokens {
         package var plaintext: String
     }
 
-    package static func create(_ tx: Transaction, person: String, name: String, key: [UInt8],
-                               now: Int64) throws -> Created {
+    package static func create(
+        _ tx: Transaction, person: String, name: String, key: [UInt8],
+        now: Int64
+    ) throws -> Created {
         guard let personID = try People.enabledID(tx.db, handle: person) else {
             throw DravenError.notFound(what: "no person \(person) in the applied configuration")
         }
@@ -23,12 +25,18 @@ package enum Tokens {
         var secret = Sodium.randomBytes(32)
         let plaintext = prefix + publicID + "_" + Sodium.base64URL(secret)
         Sodium.wipe(&secret)
-        let id = try tx.db.first("INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) "
-                                 + "VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                                 [.text(publicID), .int(personID), .text(name),
-                                  .blob(Sodium.keyedHash(plaintext.utf8, key: key)), .int(now)]) { $0.int(0) } ?? 0
-        try Audit.record(tx, at: now, actor: "cli", action: "token.create", subject: person,
-                         detail: ["token": .string(publicID), "name": .string(name)])
+        let id =
+            try tx.db.first(
+                "INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) "
+                    + "VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                [
+                    .text(publicID), .int(personID), .text(name),
+                    .blob(Sodium.keyedHash(plaintext.utf8, key: key)), .int(now),
+                ]
+            ) { $0.int(0) } ?? 0
+        try Audit.record(
+            tx, at: now, actor: "cli", action: "token.create", subject: person,
+            detail: ["token": .string(publicID), "name": .string(name)])
         return Created(id: id, publicID: publicID, plaintext: plaintext)
     }
 
@@ -44,7 +52,8 @@ package enum Tokens {
             """
             SELECT t.id, t.hash, p.id, p.handle FROM api_tokens t JOIN people p ON p.id = t.person_id
             WHERE t.public_id = ?1 AND t.revoked_at IS NULL AND p.disabled = 0
-            """, [.text(publicID)]) { ($0.int(0), $0.blob(1), $0.int(2), $0.text(3)) }
+            """, [.text(publicID)]
+        ) { ($0.int(0), $0.blob(1), $0.int(2), $0.text(3)) }
         // Hash even when the id is unknown, so both paths take the same time.
         let presented = Sodium.keyedHash(utf8, key: key)
         guard let row, Sodium.constantTimeEquals(presented, row.1) else { return nil }
@@ -62,20 +71,26 @@ package enum Tokens {
 
     /// Every token issued, oldest first.
     package static func list(_ db: Database) throws -> [Listed] {
-        try db.query("""
+        try db.query(
+            """
             SELECT t.public_id, p.handle, t.name, t.created_at, t.revoked_at FROM api_tokens t
             JOIN people p ON p.id = t.person_id ORDER BY t.id
-            """) {
-            Listed(publicID: $0.text(0), person: $0.text(1), name: $0.text(2), createdAt: $0.int(3),
-                   revokedAt: $0.optionalInt(4))
+            """
+        ) {
+            Listed(
+                publicID: $0.text(0), person: $0.text(1), name: $0.text(2), createdAt: $0.int(3),
+                revokedAt: $0.optionalInt(4))
         }
     }
 
     /// Revokes the active token `publicID`, audited. Returns false when there is no such active token.
     package static func revoke(_ tx: Transaction, publicID: String, actor: String, now: Int64) throws -> Bool {
-        let revoked = try tx.db.first("""
-            UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL RETURNING id
-            """, [.text(publicID), .int(now)]) { _ in true } ?? false
+        let revoked =
+            try tx.db.first(
+                """
+                UPDATE api_tokens SET revoked_at = ?2 WHERE public_id = ?1 AND revoked_at IS NULL RETURNING id
+                """, [.text(publicID), .int(now)]
+            ) { _ in true } ?? false
         guard revoked else { return false }
         try Audit.record(tx, at: now, actor: actor, action: "token.revoke", subject: "token/\(publicID)")
         return true

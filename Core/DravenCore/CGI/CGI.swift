@@ -57,7 +57,8 @@ package enum CGI {
     package static func answer(_ error: any Error, context: Context) -> Response {
         let problem = Problem(any: error, requestID: context.requestID)
         if problem.status >= 500 {
-            Log.error("request failed", ["request.id": context.requestID, "function": context.function, "error": "\(error)"])
+            Log.error(
+                "request failed", ["request.id": context.requestID, "function": context.function, "error": "\(error)"])
         }
         if problem.status < 500 {
             context.auditRefusal(problem)
@@ -83,8 +84,10 @@ package enum CGI {
     ///   - body: reads exactly that many bytes of body, or throws `.malformed`.
     /// Inlined into `readRequest`, so the request path calls `Environment.forEach` directly as before.
     @inline(__always)
-    static func request(environment: ((UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) -> Void,
-                        limit: Int, body readBody: (Int) throws -> [UInt8]) throws -> Request {
+    static func request(
+        environment: ((UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) -> Void,
+        limit: Int, body readBody: (Int) throws -> [UInt8]
+    ) throws -> Request {
         var headers: [String: String] = [:]
         var meta: [String: String] = [:]
         headers.reserveCapacity(32)

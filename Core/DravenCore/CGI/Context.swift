@@ -69,8 +69,9 @@ package final class Context {
             try db.immediate { tx in
                 guard principal != nil || caller != nil else {
                     let client = request?.remoteAddress ?? Environment.get("REMOTE_ADDR") ?? ""
-                    try RefusalCounts.record(tx, at: now, client: client, function: function, problem: problem,
-                                             path: path)
+                    try RefusalCounts.record(
+                        tx, at: now, client: client, function: function, problem: problem,
+                        path: path)
                     return
                 }
                 var truncated: [JSON] = []
@@ -79,17 +80,21 @@ package final class Context {
                     if cut { truncated.append(.string(name)) }
                     return text
                 }
-                var detail: JSONObject = ["status": .int(Int64(problem.status)), "type": .string(problem.type),
-                                          "detail": .string(cap("detail", problem.detail))]
+                var detail: JSONObject = [
+                    "status": .int(Int64(problem.status)), "type": .string(problem.type),
+                    "detail": .string(cap("detail", problem.detail)),
+                ]
                 if let request {
                     detail["method"] = .string(cap("method", request.method))
                     detail["path"] = .string(cap("path", path))
                 }
                 detail["request_id"] = .string(requestID)
-                let who = cap("actor", self.actor), what = cap("subject", self.subject)
+                let who = cap("actor", self.actor)
+                let what = cap("subject", self.subject)
                 if !truncated.isEmpty { detail["truncated"] = .array(truncated) }
-                try Audit.record(tx, at: now, actor: who, action: "\(function).refused", subject: what,
-                                 outcome: "refused", detail: detail)
+                try Audit.record(
+                    tx, at: now, actor: who, action: "\(function).refused", subject: what,
+                    outcome: "refused", detail: detail)
             }
         } catch {
             Log.error("could not audit a refusal", ["request.id": requestID, "error": "\(error)"])

@@ -7,8 +7,10 @@ internal import Glibc
 /// exec fails, the rows stay due and `draven sweep` delivers them.
 enum Handoff {
     /// Variables the deliverer may see.
-    static let passed = ["DRAVEN_STATE_DIR", "DRAVEN_SECRETS_DIR", "DRAVEN_SECRETS_KEK_FILE", "CREDENTIALS_DIRECTORY",
-                         "DRAVEN_DISPATCH_MAX_ATTEMPTS", "DRAVEN_NOW", "PATH"]
+    static let passed = [
+        "DRAVEN_STATE_DIR", "DRAVEN_SECRETS_DIR", "DRAVEN_SECRETS_KEK_FILE", "CREDENTIALS_DIRECTORY",
+        "DRAVEN_DISPATCH_MAX_ATTEMPTS", "DRAVEN_NOW", "PATH",
+    ]
 
     static func execDeliver(_ ids: [Int64]) {
         let path = Environment.get("DRAVEN_DELIVER") ?? siblingExecutable("draven-deliver")
@@ -31,7 +33,9 @@ enum Handoff {
         return String(exe[..<(exe.lastIndex(of: "/") ?? exe.startIndex)]) + "/" + name
     }
 
-    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    private static func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R)
+        -> R
+    {
         var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
         pointers.append(nil)
         defer { for p in pointers { free(p) } }

@@ -11,8 +11,10 @@ package struct Request: Sendable {
     package var body: [UInt8]
     package var remoteAddress: String
 
-    package init(method: String, path: String, query: String = "", headers: [String: String] = [:],
-                 contentType: String? = nil, body: [UInt8] = [], remoteAddress: String = "") {
+    package init(
+        method: String, path: String, query: String = "", headers: [String: String] = [:],
+        contentType: String? = nil, body: [UInt8] = [], remoteAddress: String = ""
+    ) {
         self.method = method
         self.path = path
         self.query = query
@@ -75,10 +77,14 @@ extension String {
         var i = 0
         while i < u.count {
             let c = u[i]
-            if c == UInt8(ascii: "%"), i + 2 < u.count, let b = Hex.decode(String(decoding: u[i + 1...i + 2], as: UTF8.self)) {
-                out.append(b[0]); i += 3
+            if c == UInt8(ascii: "%"), i + 2 < u.count,
+                let b = Hex.decode(String(decoding: u[i + 1...i + 2], as: UTF8.self))
+            {
+                out.append(b[0])
+                i += 3
             } else {
-                out.append(c == UInt8(ascii: "+") ? UInt8(ascii: " ") : c); i += 1
+                out.append(c == UInt8(ascii: "+") ? UInt8(ascii: " ") : c)
+                i += 1
             }
         }
         return String(decoding: out, as: UTF8.self)

@@ -12,11 +12,14 @@ package struct Response: Sendable {
 
     /// A JSON response; `headers[0]` is the Content-Type.
     package init(status: Int, json: JSON, headers: [(String, String)] = []) {
-        self.init(status: status, headers: [("Content-Type", "application/json")] + headers, body: json.serializedBytes())
+        self.init(
+            status: status, headers: [("Content-Type", "application/json")] + headers, body: json.serializedBytes())
         self.body.append(UInt8(ascii: "\n"))
     }
 
-    package static func text(_ status: Int, _ text: String, contentType: String = "text/plain; charset=utf-8") -> Response {
+    package static func text(_ status: Int, _ text: String, contentType: String = "text/plain; charset=utf-8")
+        -> Response
+    {
         Response(status: status, headers: [("Content-Type", contentType)], body: Array(text.utf8))
     }
 

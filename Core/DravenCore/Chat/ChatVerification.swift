@@ -40,7 +40,7 @@ package enum ChatVerification {
         }
         let expected = Sodium.hmacSHA256(key: secret, message: Array("v0:\(timestamp):".utf8) + request.body)
         guard Sodium.hexSignatureMatches(signature, prefix: "v0=", expected: expected),
-              let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v0=")
+            let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v0=")
         else {
             throw DravenError.badSignature("X-Slack-Signature does not match")
         }
@@ -77,7 +77,8 @@ package enum ChatVerification {
             presented = String(header.dropFirst(6))
         }
         guard let given = presented ?? form["token"],
-              Array(given.utf8).withUnsafeBytes({ token.constantTimeEquals($0) }) else {
+            Array(given.utf8).withUnsafeBytes({ token.constantTimeEquals($0) })
+        else {
             throw DravenError.badSignature("the Mattermost command token does not match")
         }
     }

@@ -3,8 +3,14 @@
 /// JSON or YAML front ends share one validator) and `Config.validate` checks it here.
 /// `infra/draven.example.toml` documents every key.
 package struct Config: Sendable {
-    package struct Person: Sendable { package var handle, name, email: String; package var chat: [(platform: String, userID: String)] }
-    package struct Group: Sendable { package var name: String; package var members: [String] }
+    package struct Person: Sendable {
+        package var handle, name, email: String
+        package var chat: [(platform: String, userID: String)]
+    }
+    package struct Group: Sendable {
+        package var name: String
+        package var members: [String]
+    }
     package struct Grant: Sendable {
         package var person: String?
         package var group: String?
@@ -59,28 +65,48 @@ package struct Config: Sendable {
     /// - Throws: `ConfigError` listing every problem, each with its key path.
     package static func validate(_ root: JSON, file: String) throws(ConfigError) -> Config {
         var problems: [ConfigError.Problem] = []
-        guard let top = root.objectValue else { throw ConfigError(file: file, problems: [.init(key: "", reason: "must be a table")]) }
+        guard let top = root.objectValue else {
+            throw ConfigError(file: file, problems: [.init(key: "", reason: "must be a table")])
+        }
         var config = Config()
         var reader = TableReader(top, path: "")
 
         if var api = reader.table("api", &problems).map({ TableReader($0, path: "api") }) {
             if let header = api.string("token_header", &problems) {
-                if isHeaderName(header) { config.tokenHeader = header }
-                else { problems.append(.init(key: "api.token_header", reason: "must be an HTTP header name such as X-Token-XPipe")) }
+                if isHeaderName(header) {
+                    config.tokenHeader = header
+                } else {
+                    problems.append(
+                        .init(key: "api.token_header", reason: "must be an HTTP header name such as X-Token-XPipe"))
+                }
             }
             api.finish(&problems)
         }
 
         for (handle, value) in reader.table("people", &problems)?.entries ?? [] {
             let path = reader.key("people") + "." + handle
-            guard isName(handle) else { problems.append(.init(key: path, reason: "a handle may contain only letters, digits, '.', '_' and '-'")); continue }
-            guard let table = value.objectValue else { problems.append(.init(key: path, reason: "must be a table")); continue }
+            guard isName(handle) else {
+                problems.append(.init(key: path, reason: "a handle may contain only letters, digits, '.', '_' and '-'"))
+                continue
+            }
+            guard let table = value.objectValue else {
+                problems.append(.init(key: path, reason: "must be a table"))
+                continue
+            }
             var r = TableReader(table, path: path)
-            var person = Person(handle: handle, name: r.string("name", &problems) ?? handle, email: r.string("email", &problems) ?? "", chat: [])
+            var person = Person(
+                handle: handle, name: r.string("name", &problems) ?? handle, email: r.string("email", &problems) ?? "",
+                chat: [])
             for (platform, id) in r.table("chat", &problems)?.entries ?? [] {
-                if !chatPlatforms.contains(platform) { problems.append(.init(key: path + ".chat." + platform, reason: "must be slack, teams or mattermost")) }
-                else if let id = id.stringValue, !id.isEmpty { person.chat.append((platform, id)) }
-                else { problems.append(.init(key: path + ".chat." + platform, reason: "must be the user's id on that platform")) }
+                if !chatPlatforms.contains(platform) {
+                    problems.append(
+                        .init(key: path + ".chat." + platform, reason: "must be slack, teams or mattermost"))
+                } else if let id = id.stringValue, !id.isEmpty {
+                    person.chat.append((platform, id))
+                } else {
+                    problems.append(
+                        .init(key: path + ".chat." + platform, reason: "must be the user's id on that platform"))
+                }
             }
             r.finish(&problems)
             config.people.append(person)
@@ -89,17 +115,27 @@ package struct Config: Sendable {
 
         for (name, value) in reader.table("groups", &problems)?.entries ?? [] {
             let path = "groups." + name
-            guard isName(name) else { problems.append(.init(key: path, reason: "a group name may contain only letters, digits, '.', '_' and '-'")); continue }
-            guard let members = value.arrayValue?.compactMap(\.stringValue), members.count == value.arrayValue?.count else {
-                problems.append(.init(key: path, reason: "must be an array of people's handles")); continue
+            guard isName(name) else {
+                problems.append(
+                    .init(key: path, reason: "a group name may contain only letters, digits, '.', '_' and '-'"))
+                continue
             }
-            for m in members where !handles.contains(m) { problems.append(.init(key: path, reason: "names \"\(m)\", who is not in [people]")) }
+            guard let members = value.arrayValue?.compactMap(\.stringValue), members.count == value.arrayValue?.count
+            else {
+                problems.append(.init(key: path, reason: "must be an array of people's handles"))
+                continue
+            }
+            for m in members where !handles.contains(m) {
+                problems.append(.init(key: path, reason: "names \"\(m)\", who is not in [people]"))
+            }
             config.groups.append(Group(name: name, members: members))
         }
         let groupNames = Set(config.groups.map(\.name))
 
         if var smtp = reader.table("smtp", &problems).map({ TableReader($0, path: "smtp") }) {
-            if let url = smtp.string("url", &problems, required: true), !(url.hasPrefix("smtp://") || url.hasPrefix("smtps://")) {
+            if let url = smtp.string("url", &problems, required: true),
+                !(url.hasPrefix("smtp://") || url.hasPrefix("smtps://"))
+            {
                 problems.append(.init(key: "smtp.url", reason: "must be smtp://host:port or smtps://host:port"))
             }
             _ = smtp.string("from", &problems, required: true)
@@ -117,9 +153,18 @@ package struct Config: Sendable {
         if let projects = reader.table("projects", &problems) {
             for (name, value) in projects.entries {
                 let path = "projects." + name
-                guard isName(name) else { problems.append(.init(key: path, reason: "a project name may contain only letters, digits, '.', '_' and '-'")); continue }
-                guard let table = value.objectValue else { problems.append(.init(key: path, reason: "must be a table")); continue }
-                if let project = Project.validate(name: name, table, path: path, groups: groupNames, problems: &problems) {
+                guard isName(name) else {
+                    problems.append(
+                        .init(key: path, reason: "a project name may contain only letters, digits, '.', '_' and '-'"))
+                    continue
+                }
+                guard let table = value.objectValue else {
+                    problems.append(.init(key: path, reason: "must be a table"))
+                    continue
+                }
+                if let project = Project.validate(
+                    name: name, table, path: path, groups: groupNames, problems: &problems)
+                {
                     config.projects.append(project)
                 }
             }
@@ -127,16 +172,23 @@ package struct Config: Sendable {
 
         let botToken = config.chatops?["slack"]?["bot_token_secret"] != nil
         for project in config.projects where project.notify["slack_channel"] != nil && !botToken {
-            problems.append(.init(key: "projects.\(project.name).notify.slack_channel",
-                                  reason: "needs [chatops.slack] bot_token_secret (approval requests are posted with the bot token)"))
+            problems.append(
+                .init(
+                    key: "projects.\(project.name).notify.slack_channel",
+                    reason: "needs [chatops.slack] bot_token_secret (approval requests are posted with the bot token)"))
         }
 
         if let grants = reader.value("grants") {
             if let items = grants.arrayValue {
                 for (i, item) in items.enumerated() {
                     let path = "grants[\(i)]"
-                    guard let table = item.objectValue else { problems.append(.init(key: path, reason: "must be a table")); continue }
-                    if let grant = Grant.validate(table, path: path, config: config, people: handles, groups: groupNames, problems: &problems) {
+                    guard let table = item.objectValue else {
+                        problems.append(.init(key: path, reason: "must be a table"))
+                        continue
+                    }
+                    if let grant = Grant.validate(
+                        table, path: path, config: config, people: handles, groups: groupNames, problems: &problems)
+                    {
                         config.grants.append(grant)
                     }
                 }
@@ -157,7 +209,8 @@ package struct Config: Sendable {
             _ = r.string("signing_secret", &problems, required: true)
             _ = r.string("bot_token_secret", &problems)
             if let url = r.string("api_url", &problems), !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
-                problems.append(.init(key: "chatops.slack.api_url", reason: "must be an http(s) URL such as https://slack.com/api"))
+                problems.append(
+                    .init(key: "chatops.slack.api_url", reason: "must be an http(s) URL such as https://slack.com/api"))
             }
             r.finish(&problems)
         }
@@ -176,28 +229,48 @@ package struct Config: Sendable {
     }
 
     static func isName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.count <= 64 && s.utf8.allSatisfy { c in
-            (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 || c == 46 || c == 95
-        }
+        !s.isEmpty && s.utf8.count <= 64
+            && s.utf8.allSatisfy { c in
+                (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 || c == 46
+                    || c == 95
+            }
     }
 
     static func isHeaderName(_ s: String) -> Bool {
-        !s.isEmpty && s.utf8.allSatisfy { c in (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45 }
+        !s.isEmpty
+            && s.utf8.allSatisfy { c in
+                (48...57).contains(c) || (65...90).contains(c) || (97...122).contains(c) || c == 45
+            }
     }
 }
 
 extension Config.Project {
-    static func validate(name: String, _ table: JSONObject, path: String, groups: Set<String>,
-                         problems: inout [ConfigError.Problem]) -> Config.Project? {
+    static func validate(
+        name: String, _ table: JSONObject, path: String, groups: Set<String>,
+        problems: inout [ConfigError.Problem]
+    ) -> Config.Project? {
         var r = TableReader(table, path: path)
-        var project = Config.Project(name: name, description: r.string("description", &problems) ?? "", integration: nil, environments: [])
+        var project = Config.Project(
+            name: name, description: r.string("description", &problems) ?? "", integration: nil, environments: [])
         let envs = r.table("environments", &problems) ?? [:]
-        if envs.count == 0 { problems.append(.init(key: path + ".environments", reason: "declare at least one environment")) }
+        if envs.count == 0 {
+            problems.append(.init(key: path + ".environments", reason: "declare at least one environment"))
+        }
         for (envName, value) in envs.entries {
             let envPath = path + ".environments." + envName
-            guard Config.isName(envName) else { problems.append(.init(key: envPath, reason: "an environment name may contain only letters, digits, '.', '_' and '-'")); continue }
-            guard let envTable = value.objectValue else { problems.append(.init(key: envPath, reason: "must be a table")); continue }
-            if let env = Config.Environment.validate(name: envName, envTable, path: envPath, groups: groups, problems: &problems) {
+            guard Config.isName(envName) else {
+                problems.append(
+                    .init(
+                        key: envPath, reason: "an environment name may contain only letters, digits, '.', '_' and '-'"))
+                continue
+            }
+            guard let envTable = value.objectValue else {
+                problems.append(.init(key: envPath, reason: "must be a table"))
+                continue
+            }
+            if let env = Config.Environment.validate(
+                name: envName, envTable, path: envPath, groups: groups, problems: &problems)
+            {
                 project.environments.append(env)
             }
         }
@@ -206,15 +279,17 @@ extension Config.Project {
             _ = n.string("slack_webhook_secret", &problems)
             _ = n.string("teams_webhook_secret", &problems)
             _ = n.string("slack_channel", &problems)
-            for address in n.strings("email", &problems) ?? [] where !address.contains("@") || address.contains(" ") || address.contains("\r") || address.contains("\n") {
+            for address in n.strings("email", &problems) ?? []
+            where !address.contains("@") || address.contains(" ") || address.contains("\r") || address.contains("\n") {
                 problems.append(.init(key: n.key("email"), reason: "\"\(address)\" is not an email address"))
             }
             n.finish(&problems)
             project.notify = notify
         }
         if let integration = r.table("integration", &problems) {
-            project.integration = Config.Integration.validate(integration, path: path + ".integration",
-                                                              environments: project.environments.map(\.name), problems: &problems)
+            project.integration = Config.Integration.validate(
+                integration, path: path + ".integration",
+                environments: project.environments.map(\.name), problems: &problems)
         }
         r.finish(&problems)
         return project
@@ -222,8 +297,10 @@ extension Config.Project {
 }
 
 extension Config.Environment {
-    static func validate(name: String, _ table: JSONObject, path: String, groups: Set<String>,
-                         problems: inout [ConfigError.Problem]) -> Config.Environment? {
+    static func validate(
+        name: String, _ table: JSONObject, path: String, groups: Set<String>,
+        problems: inout [ConfigError.Problem]
+    ) -> Config.Environment? {
         var r = TableReader(table, path: path)
         var refs: [Policy.RefRule] = []
         let before = problems.count
@@ -231,13 +308,19 @@ extension Config.Environment {
             for rule in rules {
                 let parts = rule.split(separator: ":", maxSplits: 1)
                 guard parts.count == 2, let kind = RefKind(rawValue: String(parts[0])), !parts[1].isEmpty else {
-                    problems.append(.init(key: r.key("refs"), reason: "\"\(rule)\" must be KIND:GLOB with KIND branch, tag or sha (e.g. \"tag:v*\")"))
+                    problems.append(
+                        .init(
+                            key: r.key("refs"),
+                            reason: "\"\(rule)\" must be KIND:GLOB with KIND branch, tag or sha (e.g. \"tag:v*\")"))
                     continue
                 }
                 refs.append(.init(kind: kind, pattern: String(parts[1])))
             }
         } else if r.value("refs") == nil {
-            problems.append(.init(key: r.key("refs"), reason: "is required: list the refs that may deploy, e.g. [\"tag:v*\"] or [\"branch:develop\"]"))
+            problems.append(
+                .init(
+                    key: r.key("refs"),
+                    reason: "is required: list the refs that may deploy, e.g. [\"tag:v*\"] or [\"branch:develop\"]"))
         }
         let approvals = r.int("approvals", &problems, range: 0...20) ?? 0
         let approverGroups = r.strings("approver_groups", &problems) ?? []
@@ -251,8 +334,11 @@ extension Config.Environment {
         let ttl = r.duration("approval_ttl", &problems) ?? 86400
         var lock = Policy.LockMode.queue
         if let mode = r.string("lock", &problems) {
-            if let m = Policy.LockMode(rawValue: mode) { lock = m }
-            else { problems.append(.init(key: r.key("lock"), reason: "must be \"queue\" or \"reject\", not \"\(mode)\"")) }
+            if let m = Policy.LockMode(rawValue: mode) {
+                lock = m
+            } else {
+                problems.append(.init(key: r.key("lock"), reason: "must be \"queue\" or \"reject\", not \"\(mode)\""))
+            }
         }
         let lease = r.duration("lease", &problems) ?? 600
         let onFailure = r.strings("on_failure", &problems) ?? []
@@ -262,16 +348,19 @@ extension Config.Environment {
         }
         r.finish(&problems)
         guard problems.count == before else { return nil }
-        return Config.Environment(name: name, refs: refs, approvals: approvals, approverGroups: approverGroups, selfApproval: selfApproval,
-                                  approvalTTL: ttl, lock: lock, lease: lease,
-                                  onFailure: onFailure.compactMap(FailureAction.init(rawValue:)),
-                                  document: .object(table))
+        return Config.Environment(
+            name: name, refs: refs, approvals: approvals, approverGroups: approverGroups, selfApproval: selfApproval,
+            approvalTTL: ttl, lock: lock, lease: lease,
+            onFailure: onFailure.compactMap(FailureAction.init(rawValue:)),
+            document: .object(table))
     }
 }
 
 extension Config.Integration {
-    static func validate(_ table: JSONObject, path: String, environments: [String],
-                         problems: inout [ConfigError.Problem]) -> Config.Integration? {
+    static func validate(
+        _ table: JSONObject, path: String, environments: [String],
+        problems: inout [ConfigError.Problem]
+    ) -> Config.Integration? {
         var r = TableReader(table, path: path)
         let before = problems.count
         let provider = r.string("provider", &problems, required: true)
@@ -281,7 +370,11 @@ extension Config.Integration {
         if let provider, let method {
             if let methods = kind?.ci.methods {
                 if !methods.contains(method) {
-                    problems.append(.init(key: r.key("method"), reason: "\(provider) supports \(methods.sorted().joined(separator: ", ")), not \"\(method)\""))
+                    problems.append(
+                        .init(
+                            key: r.key("method"),
+                            reason:
+                                "\(provider) supports \(methods.sorted().joined(separator: ", ")), not \"\(method)\""))
                 }
             } else {
                 let names = Provider.allCases.map(\.rawValue)
@@ -291,11 +384,15 @@ extension Config.Integration {
         }
         // Secrets are named here and kept in the secrets store, never in this file.
         // `api_token_secret`: GitLab only, a token that may read and cancel pipelines when `token_secret` is a trigger token.
-        for name in ["token_secret", "webhook_secret", "runner_secret", "api_token_secret"] { _ = r.string(name, &problems) }
+        for name in ["token_secret", "webhook_secret", "runner_secret", "api_token_secret"] {
+            _ = r.string(name, &problems)
+        }
         // `signing_secret`: GitLab only, the signing token (`whsec_…`) its webhooks are signed with; then required.
         if r.string("signing_secret", &problems) != nil, let provider, kind != .gitlab {
-            problems.append(.init(key: r.key("signing_secret"),
-                                  reason: "is for GitLab's signed webhooks; \(provider) signs with webhook_secret"))
+            problems.append(
+                .init(
+                    key: r.key("signing_secret"),
+                    reason: "is for GitLab's signed webhooks; \(provider) signs with webhook_secret"))
         }
         _ = r.string("api_url", &problems)
         _ = r.string("project_id", &problems)
@@ -306,13 +403,20 @@ extension Config.Integration {
         }
         if let pipelines = r.table("pipelines", &problems) {
             for (env, value) in pipelines.entries where value.stringValue?.isEmpty ?? true {
-                problems.append(.init(key: r.key("pipelines") + "." + env, reason: "must name a pipeline (workflow file, or custom pipeline)"))
+                problems.append(
+                    .init(
+                        key: r.key("pipelines") + "." + env,
+                        reason: "must name a pipeline (workflow file, or custom pipeline)"))
             }
             for env in environments where pipelines[env] == nil && pipelines["*"] == nil {
-                problems.append(.init(key: r.key("pipelines"), reason: "has no pipeline for environment \"\(env)\" (add it, or a \"*\" entry)"))
+                problems.append(
+                    .init(
+                        key: r.key("pipelines"),
+                        reason: "has no pipeline for environment \"\(env)\" (add it, or a \"*\" entry)"))
             }
         } else if kind?.ci.needsPipelines ?? true {
-            problems.append(.init(key: r.key("pipelines"), reason: "is required: map each environment (or \"*\") to its pipeline"))
+            problems.append(
+                .init(key: r.key("pipelines"), reason: "is required: map each environment (or \"*\") to its pipeline"))
         }
         r.finish(&problems)
         guard problems.count == before, let kind, let repo, let method else { return nil }
@@ -321,42 +425,59 @@ extension Config.Integration {
 }
 
 extension Config.Grant {
-    static func validate(_ table: JSONObject, path: String, config: Config, people: Set<String>, groups: Set<String>,
-                         problems: inout [ConfigError.Problem]) -> Config.Grant? {
+    static func validate(
+        _ table: JSONObject, path: String, config: Config, people: Set<String>, groups: Set<String>,
+        problems: inout [ConfigError.Problem]
+    ) -> Config.Grant? {
         var r = TableReader(table, path: path)
         let before = problems.count
         let person = r.string("person", &problems)
         let group = r.string("group", &problems)
-        if (person == nil) == (group == nil) { problems.append(.init(key: path, reason: "name exactly one of person or group")) }
-        if let person, !people.contains(person) { problems.append(.init(key: r.key("person"), reason: "\"\(person)\" is not in [people]")) }
-        if let group, !groups.contains(group) { problems.append(.init(key: r.key("group"), reason: "\"\(group)\" is not in [groups]")) }
+        if (person == nil) == (group == nil) {
+            problems.append(.init(key: path, reason: "name exactly one of person or group"))
+        }
+        if let person, !people.contains(person) {
+            problems.append(.init(key: r.key("person"), reason: "\"\(person)\" is not in [people]"))
+        }
+        if let group, !groups.contains(group) {
+            problems.append(.init(key: r.key("group"), reason: "\"\(group)\" is not in [groups]"))
+        }
         let project = r.string("project", &problems, required: true) ?? ""
         let known = config.projects.first { $0.name == project }
-        if !project.isEmpty, project != "*", known == nil { problems.append(.init(key: r.key("project"), reason: "\"\(project)\" is not in [projects]")) }
+        if !project.isEmpty, project != "*", known == nil {
+            problems.append(.init(key: r.key("project"), reason: "\"\(project)\" is not in [projects]"))
+        }
         let environments = r.strings("environments", &problems) ?? ["*"]
         if let known {
             for env in environments where env != "*" && !known.environments.contains(where: { $0.name == env }) {
-                problems.append(.init(key: r.key("environments"), reason: "\"\(env)\" is not an environment of \(project)"))
+                problems.append(
+                    .init(key: r.key("environments"), reason: "\"\(env)\" is not an environment of \(project)"))
             }
         }
         var actions: [Action] = []
         if let names = r.strings("actions", &problems) {
             for n in names {
-                if let a = Action(rawValue: n) { actions.append(a) }
-                else {
-                    problems.append(.init(key: r.key("actions"),
-                                          reason: "\"\(n)\" must be deploy, approve, rollback, read or metrics"))
+                if let a = Action(rawValue: n) {
+                    actions.append(a)
+                } else {
+                    problems.append(
+                        .init(
+                            key: r.key("actions"),
+                            reason: "\"\(n)\" must be deploy, approve, rollback, read or metrics"))
                 }
             }
         } else {
             problems.append(.init(key: r.key("actions"), reason: "is required"))
         }
         if actions.contains(.metrics), project != "*" || environments != ["*"] {
-            problems.append(.init(key: r.key("actions"),
-                                  reason: "metrics cover every project: grant it on project \"*\", all environments"))
+            problems.append(
+                .init(
+                    key: r.key("actions"),
+                    reason: "metrics cover every project: grant it on project \"*\", all environments"))
         }
         r.finish(&problems)
         guard problems.count == before else { return nil }
-        return Config.Grant(person: person, group: group, project: project, environments: environments, actions: actions)
+        return Config.Grant(
+            person: person, group: group, project: project, environments: environments, actions: actions)
     }
 }

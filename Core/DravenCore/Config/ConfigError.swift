@@ -4,12 +4,18 @@ package struct ConfigError: Error, CustomStringConvertible, Sendable {
     package struct Problem: Sendable, Equatable {
         package var key: String
         package var reason: String
-        package init(key: String, reason: String) { self.key = key; self.reason = reason }
+        package init(key: String, reason: String) {
+            self.key = key
+            self.reason = reason
+        }
     }
     package var file: String
     package var problems: [Problem]
 
-    package init(file: String, problems: [Problem]) { self.file = file; self.problems = problems }
+    package init(file: String, problems: [Problem]) {
+        self.file = file
+        self.problems = problems
+    }
 
     package var description: String {
         problems.map { "\(file): \($0.key.isEmpty ? "(top level)" : $0.key): \($0.reason)" }.joined(separator: "\n")
@@ -44,21 +50,27 @@ struct TableReader {
             return nil
         }
         guard let s = v.stringValue, !s.isEmpty else {
-            problems.append(.init(key: key(name), reason: "must be a non-empty string")); return nil
+            problems.append(.init(key: key(name), reason: "must be a non-empty string"))
+            return nil
         }
         return s
     }
 
     mutating func bool(_ name: String, _ problems: inout [ConfigError.Problem]) -> Bool? {
         guard let v = value(name) else { return nil }
-        guard let b = v.boolValue else { problems.append(.init(key: key(name), reason: "must be true or false")); return nil }
+        guard let b = v.boolValue else {
+            problems.append(.init(key: key(name), reason: "must be true or false"))
+            return nil
+        }
         return b
     }
 
     mutating func int(_ name: String, _ problems: inout [ConfigError.Problem], range: ClosedRange<Int64>) -> Int64? {
         guard let v = value(name) else { return nil }
         guard let i = v.intValue, range.contains(i) else {
-            problems.append(.init(key: key(name), reason: "must be an integer from \(range.lowerBound) to \(range.upperBound)")); return nil
+            problems.append(
+                .init(key: key(name), reason: "must be an integer from \(range.lowerBound) to \(range.upperBound)"))
+            return nil
         }
         return i
     }
@@ -66,7 +78,8 @@ struct TableReader {
     mutating func strings(_ name: String, _ problems: inout [ConfigError.Problem]) -> [String]? {
         guard let v = value(name) else { return nil }
         guard let items = v.arrayValue, items.allSatisfy({ ($0.stringValue ?? "").isEmpty == false }) else {
-            problems.append(.init(key: key(name), reason: "must be an array of non-empty strings")); return nil
+            problems.append(.init(key: key(name), reason: "must be an array of non-empty strings"))
+            return nil
         }
         return items.compactMap(\.stringValue)
     }
@@ -90,7 +103,10 @@ struct TableReader {
 
     mutating func table(_ name: String, _ problems: inout [ConfigError.Problem]) -> JSONObject? {
         guard let v = value(name) else { return nil }
-        guard let o = v.objectValue else { problems.append(.init(key: key(name), reason: "must be a table")); return nil }
+        guard let o = v.objectValue else {
+            problems.append(.init(key: key(name), reason: "must be a table"))
+            return nil
+        }
         return o
     }
 

@@ -10,7 +10,9 @@ package enum Doctor {
         package var message: String
 
         package init(_ check: Check, _ subject: String, _ message: String) {
-            self.check = check; self.subject = subject; self.message = message
+            self.check = check
+            self.subject = subject
+            self.message = message
         }
 
         package var description: String { "\(check.rawValue): \(subject): \(message)" }
@@ -52,8 +54,10 @@ package enum Doctor {
     /// Runs every check inside one read transaction (one snapshot, even of a store in use).
     /// `checkpoints`: where the signed audit checkpoints are (`draven audit verify`'s check); nil
     /// checks only the chain (a bare copy of a store, the unit tests).
-    package static func check(_ db: Database, now: Int64, checkpoints: CheckpointPaths? = nil,
-                              limit: Int = 100) -> Report {
+    package static func check(
+        _ db: Database, now: Int64, checkpoints: CheckpointPaths? = nil,
+        limit: Int = 100
+    ) -> Report {
         var report = Report()
         let snapshot = (try? db.execute("BEGIN")) != nil
         defer { if snapshot { try? db.execute("COMMIT") } }

@@ -8,7 +8,8 @@ package struct BodyFields {
     package init(_ body: JSON, fields: [String], of what: String) throws {
         guard let object = body.objectValue else { throw DravenError.malformed("the body must be a JSON object") }
         for key in object.keys where !fields.contains(key) {
-            throw DravenError.invalidField(pointer: "/" + key, reason: "is not a field of \(what) (\(fields.joined(separator: ", ")))")
+            throw DravenError.invalidField(
+                pointer: "/" + key, reason: "is not a field of \(what) (\(fields.joined(separator: ", ")))")
         }
         self.object = object
     }
@@ -23,8 +24,12 @@ package struct BodyFields {
         guard let s = value.stringValue ?? (numbers ? value.intValue.map({ String($0) }) : nil) else {
             throw DravenError.invalidField(pointer: "/" + name, reason: "must be a string")
         }
-        guard !s.isEmpty || !required else { throw DravenError.invalidField(pointer: "/" + name, reason: "must not be empty") }
-        guard s.utf8.count <= max else { throw DravenError.invalidField(pointer: "/" + name, reason: "is longer than \(max) bytes") }
+        guard !s.isEmpty || !required else {
+            throw DravenError.invalidField(pointer: "/" + name, reason: "must not be empty")
+        }
+        guard s.utf8.count <= max else {
+            throw DravenError.invalidField(pointer: "/" + name, reason: "is longer than \(max) bytes")
+        }
         return s
     }
 }

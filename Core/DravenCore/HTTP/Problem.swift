@@ -20,7 +20,9 @@ package struct Problem: Sendable {
     }
 
     package var response: Response {
-        var body: JSONObject = ["type": .string(type), "title": .string(title), "status": .int(Int64(status)), "detail": .string(detail)]
+        var body: JSONObject = [
+            "type": .string(type), "title": .string(title), "status": .int(Int64(status)), "detail": .string(detail),
+        ]
         for (k, v) in extensions.entries { body[k] = v }
         var response = Response(status: status, json: .object(body))
         response.headers[0] = ("Content-Type", "application/problem+json")

@@ -29,9 +29,9 @@ package struct JSONObject: Equatable, Sendable, ExpressibleByDictionaryLiteral {
         set {
             let index = entries.firstIndex { Self.same($0.key, key) }
             switch (index, newValue) {
-            case let (i?, v?): entries[i].value = v
-            case let (i?, nil): entries.remove(at: i)
-            case let (nil, v?): entries.append((key, v))
+            case (let i?, let v?): entries[i].value = v
+            case (let i?, nil): entries.remove(at: i)
+            case (nil, let v?): entries.append((key, v))
             case (nil, nil): break
             }
         }
@@ -110,8 +110,10 @@ extension JSON {
     /// - Throws: `JSONParseError` on anything RFC 8259 does not allow, on invalid UTF-8, on a
     ///   duplicate key in an object unless `duplicateKeys` is `.lastWins` (by default ambiguous
     ///   JSON is refused), and on nesting deeper than 64.
-    package static func parse(_ bytes: some Collection<UInt8>,
-                              duplicateKeys: DuplicateKeys = .refuse) throws(JSONParseError) -> JSON {
+    package static func parse(
+        _ bytes: some Collection<UInt8>,
+        duplicateKeys: DuplicateKeys = .refuse
+    ) throws(JSONParseError) -> JSON {
         let array = Array(bytes)
         var parser = Parser(bytes: array, duplicateKeys: duplicateKeys)
         return try parser.document()
@@ -161,9 +163,15 @@ private struct Parser {
         case UInt8(ascii: "{"): return try object()
         case UInt8(ascii: "["): return try array()
         case UInt8(ascii: "\""): return .string(try string())
-        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
-        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
-        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "t"):
+            try literal("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try literal("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try literal("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
         default: throw fail("unexpected character; expected a JSON value")
         }
@@ -186,7 +194,11 @@ private struct Parser {
         i += 1
         var o = JSONObject()
         skipSpace()
-        if i < bytes.count && bytes[i] == UInt8(ascii: "}") { i += 1; depth -= 1; return .object(o) }
+        if i < bytes.count && bytes[i] == UInt8(ascii: "}") {
+            i += 1
+            depth -= 1
+            return .object(o)
+        }
         var hashes: [UInt64] = []  // of the keys so far: duplicates are found comparing these first
         while true {
             skipSpace()
@@ -208,8 +220,15 @@ private struct Parser {
             if let repeated { o.entries[repeated].value = member } else { o.entries.append((key, member)) }
             skipSpace()
             guard i < bytes.count else { throw fail("expected ',' or '}' after object member") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "}") { i += 1; depth -= 1; return .object(o) }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "}") {
+                i += 1
+                depth -= 1
+                return .object(o)
+            }
             throw fail("expected ',' or '}' after object member")
         }
     }
@@ -219,14 +238,25 @@ private struct Parser {
         i += 1
         var a: [JSON] = []
         skipSpace()
-        if i < bytes.count && bytes[i] == UInt8(ascii: "]") { i += 1; depth -= 1; return .array(a) }
+        if i < bytes.count && bytes[i] == UInt8(ascii: "]") {
+            i += 1
+            depth -= 1
+            return .array(a)
+        }
         while true {
             skipSpace()
             a.append(try value())
             skipSpace()
             guard i < bytes.count else { throw fail("expected ',' or ']' after array element") }
-            if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-            if bytes[i] == UInt8(ascii: "]") { i += 1; depth -= 1; return .array(a) }
+            if bytes[i] == UInt8(ascii: ",") {
+                i += 1
+                continue
+            }
+            if bytes[i] == UInt8(ascii: "]") {
+                i += 1
+                depth -= 1
+                return .array(a)
+            }
             throw fail("expected ',' or ']' after array element")
         }
     }
@@ -300,7 +330,10 @@ private struct Parser {
                 runStart = i
                 continue
             }
-            if c < 0x80 { i += 1; continue }
+            if c < 0x80 {
+                i += 1
+                continue
+            }
             i += try utf8Length(at: i)
         }
     }
@@ -316,15 +349,24 @@ private struct Parser {
     func utf8Length(at: Int) throws(JSONParseError) -> Int {
         let c = bytes[at]
         let n: Int
-        var lower: UInt8 = 0x80, upper: UInt8 = 0xbf
+        var lower: UInt8 = 0x80
+        var upper: UInt8 = 0xbf
         switch c {
         case 0xc2...0xdf: n = 2
-        case 0xe0: n = 3; lower = 0xa0
+        case 0xe0:
+            n = 3
+            lower = 0xa0
         case 0xe1...0xec, 0xee...0xef: n = 3
-        case 0xed: n = 3; upper = 0x9f
-        case 0xf0: n = 4; lower = 0x90
+        case 0xed:
+            n = 3
+            upper = 0x9f
+        case 0xf0:
+            n = 4
+            lower = 0x90
         case 0xf1...0xf3: n = 4
-        case 0xf4: n = 4; upper = 0x8f
+        case 0xf4:
+            n = 4
+            upper = 0x8f
         default: throw fail("invalid UTF-8", at: at)
         }
         guard at + n <= bytes.count else { throw fail("invalid UTF-8", at: at) }
@@ -423,7 +465,8 @@ extension Parser {
             guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }  // also `{}`
             key.removeAll(keepingCapacity: true)
             let keyStart = i + 1
-            let matches = try scanString(into: &key, keep: true) ? key == want : bytes[keyStart..<(i - 1)].elementsEqual(want)
+            let matches =
+                try scanString(into: &key, keep: true) ? key == want : bytes[keyStart..<(i - 1)].elementsEqual(want)
             skipSpace()
             guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
             i += 1
@@ -446,22 +489,35 @@ extension Parser {
             try enter()
             i += 1
             skipSpace()
-            if i < bytes.count && bytes[i] == close { i += 1; depth -= 1; return }
+            if i < bytes.count && bytes[i] == close {
+                i += 1
+                depth -= 1
+                return
+            }
             while true {
                 skipSpace()
                 if close == UInt8(ascii: "}") {
                     guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { throw fail("expected a string key") }
                     _ = try scanString(into: &scratch, keep: false)
                     skipSpace()
-                    guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else { throw fail("expected ':' after object key") }
+                    guard i < bytes.count, bytes[i] == UInt8(ascii: ":") else {
+                        throw fail("expected ':' after object key")
+                    }
                     i += 1
                     skipSpace()
                 }
                 try skipValue()
                 skipSpace()
                 guard i < bytes.count else { throw fail("unterminated object or array") }
-                if bytes[i] == UInt8(ascii: ",") { i += 1; continue }
-                if bytes[i] == close { i += 1; depth -= 1; return }
+                if bytes[i] == UInt8(ascii: ",") {
+                    i += 1
+                    continue
+                }
+                if bytes[i] == close {
+                    i += 1
+                    depth -= 1
+                    return
+                }
                 throw fail("expected ',' or a closing bracket")
             }
         case UInt8(ascii: "\""): _ = try scanString(into: &scratch, keep: false)
@@ -493,7 +549,11 @@ extension JSON {
         case .bool(let b): out.append(contentsOf: Array((b ? "true" : "false").utf8))
         case .int(let i): out.append(contentsOf: Array(String(i).utf8))
         case .double(let d):
-            if d.isFinite { out.append(contentsOf: Array(d.description.utf8)) } else { out.append(contentsOf: Array("null".utf8)) }
+            if d.isFinite {
+                out.append(contentsOf: Array(d.description.utf8))
+            } else {
+                out.append(contentsOf: Array("null".utf8))
+            }
         case .string(let s): JSON.writeString(s, into: &out)
         case .array(let a):
             out.append(UInt8(ascii: "["))
@@ -531,7 +591,9 @@ extension JSON {
             case 0x08: out.append(contentsOf: [0x5c, UInt8(ascii: "b")])
             case 0x0c: out.append(contentsOf: [0x5c, UInt8(ascii: "f")])
             case 0..<0x20:
-                out.append(contentsOf: [0x5c, UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xf)]])
+                out.append(contentsOf: [
+                    0x5c, UInt8(ascii: "u"), 0x30, 0x30, hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xf)],
+                ])
             case 0xe2 where k + 2 < u.count && u[k + 1] == 0x80 && (u[k + 2] == 0xa8 || u[k + 2] == 0xa9):
                 // U+2028 / U+2029 are valid JSON but break JavaScript string literals.
                 out.append(contentsOf: Array((u[k + 2] == 0xa8 ? "\\u2028" : "\\u2029").utf8))

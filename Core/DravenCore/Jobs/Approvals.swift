@@ -24,7 +24,11 @@ package enum Approvals {
         package var remote: String
 
         package init(personID: Int64, handle: String, via: String, chatUser: String? = nil, remote: String) {
-            self.personID = personID; self.handle = handle; self.via = via; self.chatUser = chatUser; self.remote = remote
+            self.personID = personID
+            self.handle = handle
+            self.via = via
+            self.chatUser = chatUser
+            self.remote = remote
         }
     }
 
@@ -41,8 +45,10 @@ package enum Approvals {
         static let columns = "version, approvals_required, approver_groups, self_approval, approval_ttl_s"
 
         package static func load(_ db: Database, environmentID: Int64) throws -> Rules {
-            guard let rules = try db.first("SELECT \(columns) FROM policies WHERE environment_id = ?1", [.int(environmentID)],
-                                           { Rules(row: $0, at: 0) })
+            guard
+                let rules = try db.first(
+                    "SELECT \(columns) FROM policies WHERE environment_id = ?1", [.int(environmentID)],
+                    { Rules(row: $0, at: 0) })
             else { throw DravenError.notFound(what: "the environment has no policy") }
             return rules
         }
@@ -69,8 +75,10 @@ package enum Approvals {
     ///   `self_approval`, or `refs` when the policy no longer accepts the job's ref),
     ///   `.badSignature` (a replay), `.environmentBusy` (the last approval of a job whose
     ///   environment is locked under a `reject` policy).
-    package static func vote(_ tx: Transaction, job id: Int64, voter: Voter, decision: Decision, comment: String,
-                             replay: (source: String, key: String)? = nil, now: Int64) throws -> Outcome {
+    package static func vote(
+        _ tx: Transaction, job id: Int64, voter: Voter, decision: Decision, comment: String,
+        replay: (source: String, key: String)? = nil, now: Int64
+    ) throws -> Outcome {
         let db = tx.db
         let job = try Job.require(db, id: id)
         if let replay {
@@ -87,43 +95,66 @@ package enum Approvals {
         let policy = try Policy.load(db, environmentID: job.environmentID)
         let rules = policy.approvals
         guard now < job.createdAt + rules.ttl else {
-            throw DravenError.conflict("the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at the next sweep")
+            throw DravenError.conflict(
+                "the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at the next sweep"
+            )
         }
         guard try isApprover(db, person: voter.personID, rules: rules) else {
-            throw DravenError.policyDenied(rule: "approver_groups",
-                detail: "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is in none of them")
+            throw DravenError.policyDenied(
+                rule: "approver_groups",
+                detail:
+                    "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is in none of them"
+            )
         }
         if decision == .approve, !rules.selfApproval, job.requestedByID == voter.personID {
-            throw DravenError.policyDenied(rule: "self_approval",
-                detail: "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow approving your own deploy")
+            throw DravenError.policyDenied(
+                rule: "self_approval",
+                detail:
+                    "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow approving your own deploy"
+            )
         }
         // The policy may have changed since the request: an approval never lets through a ref it now refuses.
         if decision == .approve {
-            try policy.check(try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
+            try policy.check(
+                try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
         }
         let sha = job.sha ?? ""
-        let counted = try db.first("""
-            INSERT INTO approvals (job_id, person_id, decision, comment, sha, policy_version, via, chat_user, at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING RETURNING id
-            """, [.int(id), .int(voter.personID), .text(decision.rawValue), .text(comment), .text(sha), .int(rules.version),
-                  .text(voter.via), .text(voter.chatUser), .int(now)]) { _ in true } ?? false
+        let counted =
+            try db.first(
+                """
+                INSERT INTO approvals (job_id, person_id, decision, comment, sha, policy_version, via, chat_user, at)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING RETURNING id
+                """,
+                [
+                    .int(id), .int(voter.personID), .text(decision.rawValue), .text(comment), .text(sha),
+                    .int(rules.version),
+                    .text(voter.via), .text(voter.chatUser), .int(now),
+                ]
+            ) { _ in true } ?? false
         let detail: JSONObject = [
             "job_id": .int(id), "decision": .string(decision.rawValue), "via": .string(voter.via),
             "chat_user": voter.chatUser.map(JSON.string) ?? .null, "remote": .string(voter.remote),
-            "sha": job.sha.map(JSON.string) ?? .null, "policy_version": .int(rules.version), "comment": .string(comment),
+            "sha": job.sha.map(JSON.string) ?? .null, "policy_version": .int(rules.version),
+            "comment": .string(comment),
         ]
-        try Audit.record(tx, at: now, actor: voter.handle, action: counted ? "approval.\(decision.rawValue)" : "approval.repeat",
-                         subject: "job/\(id)", detail: detail)
+        try Audit.record(
+            tx, at: now, actor: voter.handle, action: counted ? "approval.\(decision.rawValue)" : "approval.repeat",
+            subject: "job/\(id)", detail: detail)
         guard counted else {
-            return Outcome(counted: false, decision: decision, approvals: try count(db, job: job, rules: rules), required: rules.required,
-                           state: job.state)
+            return Outcome(
+                counted: false, decision: decision, approvals: try count(db, job: job, rules: rules),
+                required: rules.required,
+                state: job.state)
         }
         try StateMachine.note(tx, job: id, event: "vote", actor: voter.handle, detail: detail, now: now)
         if decision == .reject {
-            try StateMachine.transition(tx, job: id, to: .rejected, actor: voter.handle,
-                                        detail: ["by": .string(voter.handle), "via": .string(voter.via), "comment": .string(comment)], now: now)
-            return Outcome(counted: true, decision: decision, approvals: try count(db, job: job, rules: rules), required: rules.required,
-                           state: .rejected)
+            try StateMachine.transition(
+                tx, job: id, to: .rejected, actor: voter.handle,
+                detail: ["by": .string(voter.handle), "via": .string(voter.via), "comment": .string(comment)], now: now)
+            return Outcome(
+                counted: true, decision: decision, approvals: try count(db, job: job, rules: rules),
+                required: rules.required,
+                state: .rejected)
         }
         let approvals = try count(db, job: job, rules: rules)
         var state = JobState.awaitingApproval
@@ -137,17 +168,21 @@ package enum Approvals {
     /// current policy version, still enabled, still in an approver group, and not the requester
     /// unless self-approval is allowed.
     package static func count(_ db: Database, job: Job, rules: Rules) throws -> Int64 {
-        try db.scalar("""
+        try db.scalar(
+            """
             SELECT count(DISTINCT a.person_id) FROM approvals a JOIN people p ON p.id = a.person_id AND p.disabled = 0
             WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3
               AND (?4 OR a.person_id != (SELECT requested_by FROM jobs WHERE id = ?1))
               AND a.person_id IN (SELECT gm.person_id FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
                                   WHERE g.name IN (SELECT value FROM json_each(?5)))
-            """, [.int(job.id), .text(job.sha ?? ""), .int(rules.version), .bool(rules.selfApproval), .text(rules.groups)]) ?? 0
+            """,
+            [.int(job.id), .text(job.sha ?? ""), .int(rules.version), .bool(rules.selfApproval), .text(rules.groups)])
+            ?? 0
     }
 
     static func isApprover(_ db: Database, person: Int64, rules: Rules) throws -> Bool {
-        try db.scalar("""
+        try db.scalar(
+            """
             SELECT 1 FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
             WHERE gm.person_id = ?1 AND g.name IN (SELECT value FROM json_each(?2)) LIMIT 1
             """, [.int(person), .text(rules.groups)]) != nil
@@ -155,28 +190,34 @@ package enum Approvals {
 
     /// The handles of those who approved `job` under `sha` and `policyVersion`, in vote order.
     static func approvers(_ db: Database, job: Int64, sha: String, policyVersion: Int64) throws -> [String] {
-        try db.query("""
+        try db.query(
+            """
             SELECT p.handle FROM approvals a JOIN people p ON p.id = a.person_id
             WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3 ORDER BY a.id
-            """, [.int(job), .text(sha), .int(policyVersion)]) { $0.text(0) }
+            """, [.int(job), .text(sha), .int(policyVersion)]
+        ) { $0.text(0) }
     }
 
     /// Who rejected `job` last, and their comment.
     static func lastRejection(_ db: Database, job: Int64) throws -> (String, String)? {
-        try db.first("""
+        try db.first(
+            """
             SELECT p.handle, a.comment FROM approvals a JOIN people p ON p.id = a.person_id
             WHERE a.job_id = ?1 AND a.decision = 'reject' ORDER BY a.id DESC LIMIT 1
-            """, [.int(job)]) { ($0.text(0), $0.text(1)) }
+            """, [.int(job)]
+        ) { ($0.text(0), $0.text(1)) }
     }
 
     /// Every vote on a job, oldest first, each saying whether it counts now.
     package static func list(_ db: Database, job: Job) throws -> JSON {
         let rules = try Rules.load(db, environmentID: job.environmentID)
         let sha = job.sha ?? ""
-        let votes = try db.query("""
+        let votes = try db.query(
+            """
             SELECT p.handle, a.decision, a.comment, a.via, a.chat_user, a.sha, a.policy_version, a.at FROM approvals a
             JOIN people p ON p.id = a.person_id WHERE a.job_id = ?1 ORDER BY a.id
-            """, [.int(job.id)]) { row -> JSON in
+            """, [.int(job.id)]
+        ) { row -> JSON in
             let current = row.text(5) == sha && row.int(6) == rules.version
             return .object([
                 "person": .string(row.text(0)), "decision": .string(row.text(1)), "comment": .string(row.text(2)),
@@ -197,20 +238,26 @@ package enum Approvals {
     /// - Returns: the ids expired.
     @discardableResult
     package static func expireDue(_ db: Database, now: Int64) throws -> [Int64] {
-        let due = try db.query("""
+        let due = try db.query(
+            """
             SELECT j.id FROM jobs j JOIN policies p ON p.environment_id = j.environment_id
             WHERE j.state = 'awaiting_approval' AND j.created_at + p.approval_ttl_s <= ?1 ORDER BY j.id
-            """, [.int(now)]) { $0.int(0) }
+            """, [.int(now)]
+        ) { $0.int(0) }
         var expired: [Int64] = []
         for id in due {
             // One transaction each; a vote that committed first wins (the transition is then ignored).
             let moved = try db.immediate { tx -> Bool in
-                guard let (ttl, sha) = try tx.db.first("""
-                    SELECT p.approval_ttl_s, j.sha FROM jobs j JOIN policies p ON p.environment_id = j.environment_id
-                    WHERE j.id = ?1 AND j.state = 'awaiting_approval' AND j.created_at + p.approval_ttl_s <= ?2
-                    """, [.int(id), .int(now)], { ($0.int(0), $0.optionalText(1)) }) else { return false }
-                try StateMachine.transition(tx, job: id, to: .expired, actor: "draven sweep",
-                                            detail: ["approval_ttl_s": .int(ttl), "sha": sha.map(JSON.string) ?? .null], now: now)
+                guard
+                    let (ttl, sha) = try tx.db.first(
+                        """
+                        SELECT p.approval_ttl_s, j.sha FROM jobs j JOIN policies p ON p.environment_id = j.environment_id
+                        WHERE j.id = ?1 AND j.state = 'awaiting_approval' AND j.created_at + p.approval_ttl_s <= ?2
+                        """, [.int(id), .int(now)], { ($0.int(0), $0.optionalText(1)) })
+                else { return false }
+                try StateMachine.transition(
+                    tx, job: id, to: .expired, actor: "draven sweep",
+                    detail: ["approval_ttl_s": .int(ttl), "sha": sha.map(JSON.string) ?? .null], now: now)
                 return true
             }
             if moved { expired.append(id) }
@@ -222,7 +269,8 @@ package enum Approvals {
 extension Approvals.Rules {
     /// A row's `columns`, starting at column `k` (in an extension: the memberwise init stays).
     init(row: Statement, at k: Int32) {
-        self.init(version: row.int(k), required: row.int(k + 1), groups: row.text(k + 2), selfApproval: row.int(k + 3) != 0,
-                  ttl: row.int(k + 4))
+        self.init(
+            version: row.int(k), required: row.int(k + 1), groups: row.text(k + 2), selfApproval: row.int(k + 3) != 0,
+            ttl: row.int(k + 4))
     }
 }

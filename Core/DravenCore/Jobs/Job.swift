@@ -32,29 +32,42 @@ package struct Job: Sendable {
     static let columns = Columns([
         "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha",
         "j.reason", "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id",
-        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release", "j.run_url",
+        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
+        "j.run_url",
     ])
 
-    static let select = "SELECT " + columns.sql + """
+    static let select =
+        "SELECT " + columns.sql + """
 
-        FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
-        JOIN people pe ON pe.id = j.requested_by
-        """
+            FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
+            JOIN people pe ON pe.id = j.requested_by
+            """
 
     init(row statement: Statement) {
         let row = Self.columns.row(statement)
-        id = row.int("j.id"); kind = JobKind(rawValue: row.text("j.kind")) ?? .deploy
-        projectID = row.int("j.project_id"); project = row.text("p.name")
-        environmentID = row.int("j.environment_id"); environment = row.text("e.name")
-        ref = row.text("j.ref"); refKind = row.text("j.ref_kind")
-        sha = row.optionalText("j.sha"); reason = row.text("j.reason")
+        id = row.int("j.id")
+        kind = JobKind(rawValue: row.text("j.kind")) ?? .deploy
+        projectID = row.int("j.project_id")
+        project = row.text("p.name")
+        environmentID = row.int("j.environment_id")
+        environment = row.text("e.name")
+        ref = row.text("j.ref")
+        refKind = row.text("j.ref_kind")
+        sha = row.optionalText("j.sha")
+        reason = row.text("j.reason")
         state = JobState(rawValue: row.text("j.state")) ?? .failed
-        requestedBy = row.text("pe.handle"); requestedByID = row.int("j.requested_by")
-        policyVersion = row.int("j.policy_version"); fencingToken = row.optionalInt("j.fencing_token")
-        runID = row.optionalText("j.run_id"); parentJobID = row.optionalInt("j.parent_job_id")
-        createdAt = row.int("j.created_at"); updatedAt = row.int("j.updated_at")
-        logURL = row.optionalText("j.log_url"); heartbeatAt = row.optionalInt("j.heartbeat_at")
-        progress = row.optionalText("j.progress"); toRelease = row.optionalInt("j.to_release")
+        requestedBy = row.text("pe.handle")
+        requestedByID = row.int("j.requested_by")
+        policyVersion = row.int("j.policy_version")
+        fencingToken = row.optionalInt("j.fencing_token")
+        runID = row.optionalText("j.run_id")
+        parentJobID = row.optionalInt("j.parent_job_id")
+        createdAt = row.int("j.created_at")
+        updatedAt = row.int("j.updated_at")
+        logURL = row.optionalText("j.log_url")
+        heartbeatAt = row.optionalInt("j.heartbeat_at")
+        progress = row.optionalText("j.progress")
+        toRelease = row.optionalInt("j.to_release")
         runURL = row.optionalText("j.run_url")
     }
 
@@ -72,11 +85,14 @@ package struct Job: Sendable {
     package static func unknown(_ id: Int64) -> DravenError { .notFound(what: "no job \(id)") }
 
     /// The most recent jobs, newest first, optionally filtered.
-    package static func list(_ db: Database, project: String?, environment: String?, state: String?, limit: Int) throws -> [Job] {
-        try db.query(select + """
-             WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR e.name = ?2) AND (?3 IS NULL OR j.state = ?3)
-             ORDER BY j.id DESC LIMIT ?4
-            """, [.text(project), .text(environment), .text(state), .int(Int64(limit))], Job.init(row:))
+    package static func list(_ db: Database, project: String?, environment: String?, state: String?, limit: Int) throws
+        -> [Job]
+    {
+        try db.query(
+            select + """
+                 WHERE (?1 IS NULL OR p.name = ?1) AND (?2 IS NULL OR e.name = ?2) AND (?3 IS NULL OR j.state = ?3)
+                 ORDER BY j.id DESC LIMIT ?4
+                """, [.text(project), .text(environment), .text(state), .int(Int64(limit))], Job.init(row:))
     }
 
     /// A job's state alone (one indexed read), or nil when there is no such job.
@@ -104,20 +120,24 @@ package struct Job: Sendable {
     package static func idempotent(_ db: Database, requestedBy person: Int64, key: String) throws
         -> (id: Int64, requestDigest: String)?
     {
-        try db.first("SELECT id, request_digest FROM jobs WHERE requested_by = ?1 AND idempotency_key = ?2",
-                     [.int(person), .text(key)]) { (id: $0.int(0), requestDigest: $0.text(1)) }
+        try db.first(
+            "SELECT id, request_digest FROM jobs WHERE requested_by = ?1 AND idempotency_key = ?2",
+            [.int(person), .text(key)]
+        ) { (id: $0.int(0), requestDigest: $0.text(1)) }
     }
 
     /// The newest job of `projectID` whose provider run is `runID`.
     package static func latest(_ db: Database, projectID: Int64, runID: String) throws -> Int64? {
-        try db.scalar("SELECT id FROM jobs WHERE run_id = ?1 AND project_id = ?2 ORDER BY id DESC LIMIT 1",
-                      [.text(runID), .int(projectID)])
+        try db.scalar(
+            "SELECT id FROM jobs WHERE run_id = ?1 AND project_id = ?2 ORDER BY id DESC LIMIT 1",
+            [.text(runID), .int(projectID)])
     }
 
     /// The newest job of `projectID` whose run URL ends with `suffix` (a Bitbucket build number).
     package static func latest(_ db: Database, projectID: Int64, runURLEnding suffix: String) throws -> Int64? {
-        try db.scalar("SELECT id FROM jobs WHERE project_id = ?1 AND run_url LIKE ?2 ORDER BY id DESC LIMIT 1",
-                      [.int(projectID), .text("%" + suffix)])
+        try db.scalar(
+            "SELECT id FROM jobs WHERE project_id = ?1 AND run_url LIKE ?2 ORDER BY id DESC LIMIT 1",
+            [.int(projectID), .text("%" + suffix)])
     }
 
     /// Whether job `id` exists and belongs to `projectID`.
@@ -128,12 +148,14 @@ package struct Job: Sendable {
     /// `dispatching` jobs last changed at or before `updatedBefore` with no dispatch row left to
     /// deliver (all of them, or only `job`), oldest first: what sweep fails as stuck.
     package static func stuckDispatching(_ db: Database, job: Int64? = nil, updatedBefore: Int64) throws -> [Int64] {
-        try db.query("""
+        try db.query(
+            """
             SELECT j.id FROM jobs j WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'dispatching' AND j.updated_at <= ?2
             AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.job_id = j.id AND o.kind = 'dispatch'
                             AND o.state IN ('pending', 'delivering'))
             ORDER BY j.id
-            """, [.int(job), .int(updatedBefore)]) { $0.int(0) }
+            """, [.int(job), .int(updatedBefore)]
+        ) { $0.int(0) }
     }
 
     /// A running job's run and its project's integration, as sweep's polling reads them.
@@ -148,9 +170,12 @@ package struct Job: Sendable {
     /// Running jobs (all, or only `job`) with a known run and no word from the provider since
     /// `silentSince`, no poll pending, and whose dead polls since the provider last spoke have
     /// backed off: the next is due min(`backoffLimit`, `pollAfter` · 2ⁿ) after the last.
-    package static func silentRuns(_ db: Database, job: Int64? = nil, silentSince: Int64, pollAfter: Int64,
-                                   backoffLimit: Int64, now: Int64) throws -> [SilentRun] {
-        try db.query("""
+    package static func silentRuns(
+        _ db: Database, job: Int64? = nil, silentSince: Int64, pollAfter: Int64,
+        backoffLimit: Int64, now: Int64
+    ) throws -> [SilentRun] {
+        try db.query(
+            """
             SELECT j.id, j.run_id, i.provider, i.method, i.document
             FROM jobs j JOIN integrations i ON i.project_id = j.project_id
             WHERE (?1 IS NULL OR j.id = ?1) AND j.state = 'running' AND j.run_id IS NOT NULL
@@ -161,9 +186,11 @@ package struct Job: Sendable {
                           WHERE o.job_id = j.id AND o.kind = 'poll' AND o.state = 'dead'
                           AND o.delivered_at > coalesce(j.provider_seen_at, 0)), 0) <= ?5
             ORDER BY j.id
-            """, [.int(job), .int(silentSince), .int(pollAfter), .int(backoffLimit), .int(now)]) {
-            SilentRun(id: $0.int(0), runID: $0.text(1), provider: $0.text(2), method: $0.text(3),
-                      integration: $0.text(4))
+            """, [.int(job), .int(silentSince), .int(pollAfter), .int(backoffLimit), .int(now)]
+        ) {
+            SilentRun(
+                id: $0.int(0), runID: $0.text(1), provider: $0.text(2), method: $0.text(3),
+                integration: $0.text(4))
         }
     }
 
@@ -205,9 +232,13 @@ package struct JobEvent: Sendable {
     package var detail: String
 
     package static func list(_ db: Database, job: Int64) throws -> [JobEvent] {
-        try db.query("SELECT id, at, event, from_state, to_state, actor, detail FROM job_events WHERE job_id = ?1 ORDER BY id", [.int(job)]) {
-            JobEvent(id: $0.int(0), at: $0.int(1), event: $0.text(2), from: $0.optionalText(3), to: $0.optionalText(4),
-                     actor: $0.text(5), detail: $0.text(6))
+        try db.query(
+            "SELECT id, at, event, from_state, to_state, actor, detail FROM job_events WHERE job_id = ?1 ORDER BY id",
+            [.int(job)]
+        ) {
+            JobEvent(
+                id: $0.int(0), at: $0.int(1), event: $0.text(2), from: $0.optionalText(3), to: $0.optionalText(4),
+                actor: $0.text(5), detail: $0.text(6))
         }
     }
 

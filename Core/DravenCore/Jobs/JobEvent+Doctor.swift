@@ -7,11 +7,13 @@ extension JobEvent {
     package static func eachStateEvent(
         _ db: Database, _ body: (_ job: Int64, _ state: String, _ event: StateEvent?) throws -> Void
     ) throws {
-        _ = try db.query("""
+        _ = try db.query(
+            """
             SELECT j.id, j.state, e.event, e.from_state, e.to_state FROM jobs j
             LEFT JOIN job_events e ON e.job_id = j.id AND e.event IN ('created', 'transition', 'ignored')
             ORDER BY j.id, e.id
-            """) { row in
+            """
+        ) { row in
             let event: StateEvent? = row.isNull(2) ? nil : (row.text(2), row.optionalText(3), row.optionalText(4))
             try body(row.int(0), row.text(1), event)
         }

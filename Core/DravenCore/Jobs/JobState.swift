@@ -12,7 +12,9 @@ package enum JobState: String, Sendable, CaseIterable {
     case pending
     case awaitingApproval = "awaiting_approval"
     case queued, dispatching, running
-    case succeeded, failed, timedOut = "timed_out", cancelled, rejected, expired
+    case succeeded, failed
+    case timedOut = "timed_out"
+    case cancelled, rejected, expired
 
     package var isTerminal: Bool { next.isEmpty }
 
@@ -43,19 +45,20 @@ package struct JobStates: OptionSet, Sendable {
     package let rawValue: UInt16
     package init(rawValue: UInt16) { self.rawValue = rawValue }
     package init(_ state: JobState) {
-        rawValue = switch state {
-        case .pending: 1 << 0
-        case .awaitingApproval: 1 << 1
-        case .queued: 1 << 2
-        case .dispatching: 1 << 3
-        case .running: 1 << 4
-        case .succeeded: 1 << 5
-        case .failed: 1 << 6
-        case .timedOut: 1 << 7
-        case .cancelled: 1 << 8
-        case .rejected: 1 << 9
-        case .expired: 1 << 10
-        }
+        rawValue =
+            switch state {
+            case .pending: 1 << 0
+            case .awaitingApproval: 1 << 1
+            case .queued: 1 << 2
+            case .dispatching: 1 << 3
+            case .running: 1 << 4
+            case .succeeded: 1 << 5
+            case .failed: 1 << 6
+            case .timedOut: 1 << 7
+            case .cancelled: 1 << 8
+            case .rejected: 1 << 9
+            case .expired: 1 << 10
+            }
     }
 
     package static let pending = JobStates(.pending)

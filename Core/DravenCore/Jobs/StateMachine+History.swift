@@ -16,7 +16,10 @@ extension StateMachine {
         package mutating func add(event: String, from: String?, to: String?) -> String? {
             switch event {
             case "created":
-                defer { created = true; state = to.flatMap(JobState.init(rawValue:)) }
+                defer {
+                    created = true
+                    state = to.flatMap(JobState.init(rawValue:))
+                }
                 if created { return "a second `created` event" }
                 if from != nil || to != JobState.pending.rawValue {
                     return "created in \(to ?? "no state"), not pending"
@@ -24,7 +27,8 @@ extension StateMachine {
                 return nil
             case "transition":
                 guard let target = to.flatMap(JobState.init(rawValue:)),
-                      let source = from.flatMap(JobState.init(rawValue:)) else {
+                    let source = from.flatMap(JobState.init(rawValue:))
+                else {
                     return "a transition from \(from ?? "nothing") to \(to ?? "nothing") names an unknown state"
                 }
                 defer { state = target }

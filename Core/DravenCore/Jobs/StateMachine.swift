@@ -26,35 +26,55 @@ package enum StateMachine {
         /// A rollback's target release.
         package var toRelease: Int64?
 
-        package init(kind: JobKind = .deploy, projectID: Int64, environmentID: Int64, ref: GitRef, sha: String?,
-                     reason: String, requestedBy: Int64, policyVersion: Int64, parentJobID: Int64? = nil,
-                     idempotencyKey: String? = nil, requestDigest: String? = nil) {
-            self.kind = kind; self.projectID = projectID; self.environmentID = environmentID; self.ref = ref; self.sha = sha
-            self.reason = reason; self.requestedBy = requestedBy; self.policyVersion = policyVersion
-            self.parentJobID = parentJobID; self.idempotencyKey = idempotencyKey; self.requestDigest = requestDigest
+        package init(
+            kind: JobKind = .deploy, projectID: Int64, environmentID: Int64, ref: GitRef, sha: String?,
+            reason: String, requestedBy: Int64, policyVersion: Int64, parentJobID: Int64? = nil,
+            idempotencyKey: String? = nil, requestDigest: String? = nil
+        ) {
+            self.kind = kind
+            self.projectID = projectID
+            self.environmentID = environmentID
+            self.ref = ref
+            self.sha = sha
+            self.reason = reason
+            self.requestedBy = requestedBy
+            self.policyVersion = policyVersion
+            self.parentJobID = parentJobID
+            self.idempotencyKey = idempotencyKey
+            self.requestDigest = requestDigest
         }
 
         /// A job of `kind` for the environment `environmentID` on the ref of `job` (recovery jobs).
-        init(kind: JobKind, like job: Job, ref: GitRef, sha: String?, reason: String, requestedBy: Int64,
-             policyVersion: Int64, parentJobID: Int64?, toRelease: Int64?) {
-            self.init(kind: kind, projectID: job.projectID, environmentID: job.environmentID, ref: ref, sha: sha, reason: reason,
-                      requestedBy: requestedBy, policyVersion: policyVersion, parentJobID: parentJobID)
+        init(
+            kind: JobKind, like job: Job, ref: GitRef, sha: String?, reason: String, requestedBy: Int64,
+            policyVersion: Int64, parentJobID: Int64?, toRelease: Int64?
+        ) {
+            self.init(
+                kind: kind, projectID: job.projectID, environmentID: job.environmentID, ref: ref, sha: sha,
+                reason: reason,
+                requestedBy: requestedBy, policyVersion: policyVersion, parentJobID: parentJobID)
             self.toRelease = toRelease
         }
     }
 
     /// Creates a job in `pending`.
-    package static func create(_ tx: Transaction, _ new: NewJob, actor: String, subject: String, now: Int64) throws -> Int64 {
+    package static func create(_ tx: Transaction, _ new: NewJob, actor: String, subject: String, now: Int64) throws
+        -> Int64
+    {
         let id = try Job.insert(tx, new, now: now)
-        var detail: JSONObject = ["kind": .string(new.kind.rawValue), "ref": .string(new.ref.qualified),
-                                  "sha": new.sha.map(JSON.string) ?? .null,
-                                  "reason": .string(new.reason), "policy_version": .int(new.policyVersion)]
+        var detail: JSONObject = [
+            "kind": .string(new.kind.rawValue), "ref": .string(new.ref.qualified),
+            "sha": new.sha.map(JSON.string) ?? .null,
+            "reason": .string(new.reason), "policy_version": .int(new.policyVersion),
+        ]
         if let parent = new.parentJobID { detail["parent_job_id"] = .int(parent) }
         if let release = new.toRelease { detail["to_release"] = .int(release) }
-        try JobEvent.record(tx, job: id, event: "created", from: nil, to: .pending, actor: actor, detail: detail,
-                            now: now)
-        try Audit.record(tx, at: now, actor: actor, action: "job.create", subject: subject,
-                         detail: detail.merging(["job_id": .int(id)]))
+        try JobEvent.record(
+            tx, job: id, event: "created", from: nil, to: .pending, actor: actor, detail: detail,
+            now: now)
+        try Audit.record(
+            tx, at: now, actor: actor, action: "job.create", subject: subject,
+            detail: detail.merging(["job_id": .int(id)]))
         return id
     }
 
@@ -63,11 +83,14 @@ package enum StateMachine {
     /// Leaving a lock-holding state releases the environment's lock and starts the oldest
     /// queued job of that environment. Entering `dispatching` needs the lock: use `start`.
     @discardableResult
-    package static func transition(_ tx: Transaction, job: Int64, to target: JobState, actor: String,
-                                   detail: JSONObject = [:], now: Int64) throws -> Outcome {
+    package static func transition(
+        _ tx: Transaction, job: Int64, to target: JobState, actor: String,
+        detail: JSONObject = [:], now: Int64
+    ) throws -> Outcome {
         precondition(target != .dispatching, "use StateMachine.start to dispatch: it takes the lock")
-        return try move(tx, Job.require(tx.db, id: job), to: target, actor: actor, detail: detail, now: now,
-                        fencingToken: nil)
+        return try move(
+            tx, Job.require(tx.db, id: job), to: target, actor: actor, detail: detail, now: now,
+            fencingToken: nil)
     }
 
     /// Moves a job that may go ahead (no approvals outstanding) on: takes the environment's lock
@@ -78,17 +101,23 @@ package enum StateMachine {
     /// - Parameter queueWhenBusy: queue even under a `reject` policy (rollback and diagnostic jobs
     ///   the failure policy creates: nobody is there to retry them).
     @discardableResult
-    package static func start(_ tx: Transaction, job id: Int64, policy: Policy, actor: String, now: Int64,
-                              queueWhenBusy: Bool = false) throws -> JobState {
+    package static func start(
+        _ tx: Transaction, job id: Int64, policy: Policy, actor: String, now: Int64,
+        queueWhenBusy: Bool = false
+    ) throws -> JobState {
         let job = try Job.require(tx.db, id: id)
         guard job.state.canMove(to: .dispatching) else { return job.state }
         let environment = job.environmentID
-        if let token = try Locks.acquire(tx, environment: environment, job: id, leaseSeconds: policy.leaseSeconds,
-                                         now: now) {
-            _ = try move(tx, job, to: .dispatching, actor: actor, detail: ["fencing_token": .int(token)], now: now,
-                         fencingToken: token)
-            try Outbox.enqueue(tx, kind: .dispatch, job: id,
-                               payload: ["job_id": .int(id), "fencing_token": .int(token)], now: now)
+        if let token = try Locks.acquire(
+            tx, environment: environment, job: id, leaseSeconds: policy.leaseSeconds,
+            now: now)
+        {
+            _ = try move(
+                tx, job, to: .dispatching, actor: actor, detail: ["fencing_token": .int(token)], now: now,
+                fencingToken: token)
+            try Outbox.enqueue(
+                tx, kind: .dispatch, job: id,
+                payload: ["job_id": .int(id), "fencing_token": .int(token)], now: now)
             return .dispatching
         }
         let holder = try Locks.holder(tx.db, environment: environment)
@@ -96,8 +125,9 @@ package enum StateMachine {
         case .queue:
             if job.state == .queued { return .queued }
             let behind: JSON = holder.map { .int($0.jobID) } ?? .null
-            _ = try move(tx, job, to: .queued, actor: actor, detail: ["behind_job": behind], now: now,
-                         fencingToken: nil)
+            _ = try move(
+                tx, job, to: .queued, actor: actor, detail: ["behind_job": behind], now: now,
+                fencingToken: nil)
             return .queued
         case .reject:
             throw DravenError.environmentBusy(environment: job.environment, heldBy: holder?.jobID ?? 0)
@@ -108,8 +138,10 @@ package enum StateMachine {
     /// a `dispatching` job passes through `running` on its way to `succeeded`. Anything the state
     /// machine does not allow (late, duplicate, backwards) is recorded as ignored.
     @discardableResult
-    package static func report(_ tx: Transaction, job id: Int64, state target: JobState, actor: String,
-                               detail: JSONObject = [:], now: Int64) throws -> Outcome {
+    package static func report(
+        _ tx: Transaction, job id: Int64, state target: JobState, actor: String,
+        detail: JSONObject = [:], now: Int64
+    ) throws -> Outcome {
         var job = try Job.require(tx.db, id: id)
         let current = job.state
         if current == .dispatching, target != .running, !JobState.dispatching.canMove(to: target) {
@@ -130,8 +162,10 @@ package enum StateMachine {
     /// by `detail`. A job in any other state, or already at `sha`, is left alone.
     /// - Returns: whether the job took the sha.
     @discardableResult
-    package static func moveSha(_ tx: Transaction, job id: Int64, sha: String, actor: String, detail: JSONObject,
-                                now: Int64) throws -> Bool {
+    package static func moveSha(
+        _ tx: Transaction, job id: Int64, sha: String, actor: String, detail: JSONObject,
+        now: Int64
+    ) throws -> Bool {
         let job = try Job.require(tx.db, id: id)
         guard job.state == .awaitingApproval, (job.sha ?? "") != sha else { return false }
         try Job.setSha(tx, job: id, sha: sha, now: now)
@@ -142,26 +176,33 @@ package enum StateMachine {
     }
 
     /// Records something that happened to a job without changing its state.
-    package static func note(_ tx: Transaction, job: Int64, event: String, actor: String, detail: JSONObject, now: Int64) throws {
+    package static func note(
+        _ tx: Transaction, job: Int64, event: String, actor: String, detail: JSONObject, now: Int64
+    ) throws {
         try JobEvent.record(tx, job: job, event: event, from: nil, to: nil, actor: actor, detail: detail, now: now)
     }
 
     /// The move itself: checks the table, writes the job row, its event and audit record, then
     /// builds the `Transition` (from `job` as the caller read it: the only read of it) and runs
     /// `effects` over it.
-    private static func move(_ tx: Transaction, _ job: Job, to target: JobState, actor: String, detail: JSONObject,
-                             now: Int64, fencingToken: Int64?) throws -> Outcome {
+    private static func move(
+        _ tx: Transaction, _ job: Job, to target: JobState, actor: String, detail: JSONObject,
+        now: Int64, fencingToken: Int64?
+    ) throws -> Outcome {
         let current = job.state
         guard current.canMove(to: target) else {
-            try JobEvent.record(tx, job: job.id, event: "ignored", from: current, to: target, actor: actor,
-                                detail: detail, now: now)
+            try JobEvent.record(
+                tx, job: job.id, event: "ignored", from: current, to: target, actor: actor,
+                detail: detail, now: now)
             return .ignored(current: current)
         }
         try Job.setState(tx, job: job.id, to: target, fencingToken: fencingToken, now: now)
-        try JobEvent.record(tx, job: job.id, event: "transition", from: current, to: target, actor: actor,
-                            detail: detail, now: now)
-        try Audit.record(tx, at: now, actor: actor, action: "job.\(target.rawValue)", subject: "job/\(job.id)",
-                         detail: detail.merging(["from": .string(current.rawValue)]))
+        try JobEvent.record(
+            tx, job: job.id, event: "transition", from: current, to: target, actor: actor,
+            detail: detail, now: now)
+        try Audit.record(
+            tx, at: now, actor: actor, action: "job.\(target.rawValue)", subject: "job/\(job.id)",
+            detail: detail.merging(["from": .string(current.rawValue)]))
         var transition = Transition(job: job, from: current, to: target, actor: actor, detail: detail, now: now)
         for effect in effects { try effect.apply(tx, &transition) }
         return .moved(from: current, to: target)
@@ -170,11 +211,15 @@ package enum StateMachine {
     /// Starts the next queued job of an environment whose lock just freed: rollback and
     /// diagnostic jobs first (they repair what a failed deploy left), then the oldest.
     static func startNextQueued(_ tx: Transaction, environment: Int64, actor: String, now: Int64) throws {
-        guard let next = try tx.db.scalar("""
-            SELECT id FROM jobs WHERE environment_id = ?1 AND state = 'queued' ORDER BY kind = 'deploy', id LIMIT 1
-            """, [.int(environment)]) else { return }
-        try start(tx, job: next, policy: Policy.load(tx.db, environmentID: environment), actor: actor, now: now,
-                  queueWhenBusy: true)
+        guard
+            let next = try tx.db.scalar(
+                """
+                SELECT id FROM jobs WHERE environment_id = ?1 AND state = 'queued' ORDER BY kind = 'deploy', id LIMIT 1
+                """, [.int(environment)])
+        else { return }
+        try start(
+            tx, job: next, policy: Policy.load(tx.db, environmentID: environment), actor: actor, now: now,
+            queueWhenBusy: true)
     }
 }
 

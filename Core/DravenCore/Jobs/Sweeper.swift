@@ -29,8 +29,10 @@ package struct Sweeper {
         package var polled: [Int64] = []
 
         package var summary: String? {
-            let parts = [("expired", expired), ("timed out", timedOut), ("failed in dispatching", stuck), ("polling", polled)]
-                .filter { !$0.1.isEmpty }.map { "\($0.0) \($0.1.map { "#\($0)" }.joined(separator: " "))" }
+            let parts = [
+                ("expired", expired), ("timed out", timedOut), ("failed in dispatching", stuck), ("polling", polled),
+            ]
+            .filter { !$0.1.isEmpty }.map { "\($0.0) \($0.1.map { "#\($0)" }.joined(separator: " "))" }
             return parts.isEmpty ? nil : parts.joined(separator: "; ")
         }
     }
@@ -52,10 +54,13 @@ package struct Sweeper {
         try Locks.expired(db, now: now).filter { holder in
             try db.immediate { tx -> Bool in
                 guard let (until, beat) = try Locks.lapsed(tx.db, holder, now: now) else { return false }
-                try StateMachine.transition(tx, job: holder.jobID, to: .timedOut, actor: "draven sweep", detail: [
-                    "reason": "no heartbeat: the lease ran out", "lease_until": .string(Clock.rfc3339(until)),
-                    "last_heartbeat": beat.map { .string(Clock.rfc3339($0)) } ?? .null, "fencing_token": .int(holder.token),
-                ], now: now)
+                try StateMachine.transition(
+                    tx, job: holder.jobID, to: .timedOut, actor: "draven sweep",
+                    detail: [
+                        "reason": "no heartbeat: the lease ran out", "lease_until": .string(Clock.rfc3339(until)),
+                        "last_heartbeat": beat.map { .string(Clock.rfc3339($0)) } ?? .null,
+                        "fencing_token": .int(holder.token),
+                    ], now: now)
                 return true
             }
         }.map(\.jobID)
@@ -71,9 +76,12 @@ package struct Sweeper {
                 // The re-check under the write lock.
                 let still = try Job.stuckDispatching(tx.db, job: id, updatedBefore: now - dispatchLimit)
                 guard !still.isEmpty else { return false }
-                try StateMachine.transition(tx, job: id, to: .failed, actor: "draven sweep", detail: [
-                    "reason": .string("stuck in dispatching for more than \(dispatchLimit) s with no dispatch left to deliver"),
-                ], now: now)
+                try StateMachine.transition(
+                    tx, job: id, to: .failed, actor: "draven sweep",
+                    detail: [
+                        "reason": .string(
+                            "stuck in dispatching for more than \(dispatchLimit) s with no dispatch left to deliver")
+                    ], now: now)
                 return true
             }
         }
@@ -93,20 +101,26 @@ package struct Sweeper {
     package func queuePolls(_ db: Database, now: Int64) throws -> [Int64] {
         // `job`: one job (the re-check under the write lock), or nil for all.
         let silent = { (db: Database, job: Int64?) in
-            try Job.silentRuns(db, job: job, silentSince: now - pollAfter, pollAfter: pollAfter,
-                               backoffLimit: max(pollAfter, pollBackoffLimit), now: now)
+            try Job.silentRuns(
+                db, job: job, silentSince: now - pollAfter, pollAfter: pollAfter,
+                backoffLimit: max(pollAfter, pollBackoffLimit), now: now)
         }
         let due = try silent(db, nil).map { run in
-            (run.id, run.runID, Provider(rawValue: run.provider).flatMap {
-                RunControl.refusal(provider: $0, method: run.method,
-                                   integration: (try? JSON.parse(run.integration))?.objectValue ?? [:])
-            })
+            (
+                run.id, run.runID,
+                Provider(rawValue: run.provider).flatMap {
+                    RunControl.refusal(
+                        provider: $0, method: run.method,
+                        integration: (try? JSON.parse(run.integration))?.objectValue ?? [:])
+                }
+            )
         }
         return try due.filter { (id, run, refusal) in
             guard refusal == nil else { return false }
             return try db.immediate { tx -> Bool in
                 guard try !silent(tx.db, id).isEmpty else { return false }
-                try Outbox.enqueue(tx, kind: .poll, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
+                try Outbox.enqueue(
+                    tx, kind: .poll, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
                 return true
             }
         }.map(\.0)

@@ -14,7 +14,12 @@ package struct Transition: Sendable {
     package var freedLock = false
 
     package init(job: Job, from: JobState, to: JobState, actor: String, detail: JSONObject = [:], now: Int64) {
-        self.job = job; self.from = from; self.to = to; self.actor = actor; self.detail = detail; self.now = now
+        self.job = job
+        self.from = from
+        self.to = to
+        self.actor = actor
+        self.detail = detail
+        self.now = now
     }
 
     /// One consequence of a move: decides from the transition alone whether it applies, and

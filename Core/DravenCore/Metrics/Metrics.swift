@@ -12,11 +12,14 @@ package enum Metrics {
             out += "draven_jobs{kind=\"deploy\",state=\"\(state.rawValue)\"} 0\n"
         }
         let held = try Locks.heldCount(db)
-        out += "# HELP draven_locks_held Environment locks currently held.\n# TYPE draven_locks_held gauge\ndraven_locks_held \(held)\n"
+        out +=
+            "# HELP draven_locks_held Environment locks currently held.\n# TYPE draven_locks_held gauge\ndraven_locks_held \(held)\n"
         let pending = try Outbox.pendingCount(db)
-        out += "# HELP draven_outbox_pending Outbound calls not yet delivered.\n# TYPE draven_outbox_pending gauge\ndraven_outbox_pending \(pending)\n"
+        out +=
+            "# HELP draven_outbox_pending Outbound calls not yet delivered.\n# TYPE draven_outbox_pending gauge\ndraven_outbox_pending \(pending)\n"
         let audit = try Audit.count(db)
-        out += "# HELP draven_audit_records Records in the audit trail.\n# TYPE draven_audit_records gauge\ndraven_audit_records \(audit)\n"
+        out +=
+            "# HELP draven_audit_records Records in the audit trail.\n# TYPE draven_audit_records gauge\ndraven_audit_records \(audit)\n"
         return out
     }
 }

@@ -6,8 +6,10 @@
 /// failed attempt marks the row dead and is noted in the job's history.
 extension Delivery {
     mutating func runCall(_ row: Row, now: () -> Int64) throws {
-        guard let jobID = row.jobID, let runID = row.payload["run_id"]?.stringValue, let job = try Job.find(db, id: jobID),
-              let action = RunControl.Action(rawValue: row.kind) else {
+        guard let jobID = row.jobID, let runID = row.payload["run_id"]?.stringValue,
+            let job = try Job.find(db, id: jobID),
+            let action = RunControl.Action(rawValue: row.kind)
+        else {
             return try settle(row.id, state: .dead, error: "\(row.kind) row without a job or run", now: now())
         }
         if action == .poll, job.state != .running {
@@ -48,16 +50,19 @@ extension Delivery {
                     return
                 }
                 try settle(tx, row.id, state: .dead, error: failure.error, now: at)
-                try StateMachine.note(tx, job: jobID, event: "provider", actor: "draven-deliver",
-                                      detail: [action.rawValue: .string("failed: " + failure.error)], now: at)
+                try StateMachine.note(
+                    tx, job: jobID, event: "provider", actor: "draven-deliver",
+                    detail: [action.rawValue: .string("failed: " + failure.error)], now: at)
                 return
             }
             try settle(tx, row.id, state: .delivered, error: nil, now: at)
             guard let event else {
-                return try StateMachine.note(tx, job: jobID, event: "provider", actor: "draven-deliver",
-                                             detail: ["cancel": .string("the provider accepted the cancel of run \(runID)")], now: at)
+                return try StateMachine.note(
+                    tx, job: jobID, event: "provider", actor: "draven-deliver",
+                    detail: ["cancel": .string("the provider accepted the cancel of run \(runID)")], now: at)
             }
-            _ = try RunEvents.apply(tx, job: jobID, event: event, actor: "\(provider) poll", delivery: "poll:\(row.id)", now: at)
+            _ = try RunEvents.apply(
+                tx, job: jobID, event: event, actor: "\(provider) poll", delivery: "poll:\(row.id)", now: at)
         }
     }
 }

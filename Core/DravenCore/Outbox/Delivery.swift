@@ -70,14 +70,17 @@ package struct Delivery {
     }
 
     private mutating func dispatch(_ row: Row, now: () -> Int64) throws {
-        guard let jobID = row.jobID, let token = row.payload["fencing_token"]?.intValue, let job = try Job.find(db, id: jobID) else {
+        guard let jobID = row.jobID, let token = row.payload["fencing_token"]?.intValue,
+            let job = try Job.find(db, id: jobID)
+        else {
             return try settle(row.id, state: .dead, error: "dispatch row without a job", now: now())
         }
         // Only the lock holder of this token may be dispatched (a cancelled or superseded job is not).
         guard job.state == .dispatching, job.fencingToken == token else {
             let token = job.fencingToken.map(String.init) ?? "none"
-            return try settle(row.id, state: .dead,
-                              error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(token))", now: now())
+            return try settle(
+                row.id, state: .dead,
+                error: "skipped: job \(jobID) is \(job.state.rawValue) (token \(token))", now: now())
         }
         let outcome: Dispatch.Outcome
         var redactor = Redactor.patternsOnly
@@ -104,8 +107,10 @@ package struct Delivery {
 
     /// Sends the request, and once more the provider's fallback if the answer asks for it
     /// (`CIProvider.fallback`: GitHub Enterprise versions that refuse `return_run_details`).
-    private mutating func call(_ request: OutboundRequest, target: Dispatch.Target,
-                               redactor: inout Redactor) throws -> Dispatch.Outcome {
+    private mutating func call(
+        _ request: OutboundRequest, target: Dispatch.Target,
+        redactor: inout Redactor
+    ) throws -> Dispatch.Outcome {
         let credential = try self.credential(for: request, redactor: &redactor)
         do {
             let response = try transport.send(request, credential: credential)
@@ -157,14 +162,17 @@ package struct Delivery {
         error = error.map(redactor.clean)
         let at = now()
         try db.immediate { tx in
-            if let posted, let job = row.jobID { try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts) }
+            if let posted, let job = row.jobID {
+                try ApprovalMessages.remember(tx, job: job, channel: posted.channel, ts: posted.ts)
+            }
             guard let error else { return try settle(tx, row.id, state: .delivered, error: nil, now: at) }
             if retry && row.attempts < maxAttempts {
                 try retryLater(tx, row, error: error, now: at)
             } else {
                 try settle(tx, row.id, state: .dead, error: error, now: at)
-                try Audit.record(tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
-                                 outcome: "failed", detail: ["channel": row.payload["channel"] ?? .null, "error": .string(error)])
+                try Audit.record(
+                    tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
+                    outcome: "failed", detail: ["channel": row.payload["channel"] ?? .null, "error": .string(error)])
             }
         }
     }
@@ -191,9 +199,11 @@ package struct Delivery {
         guard let provider = Provider(rawValue: row.0) else {
             throw DispatchError("project \(job.project) has an unknown provider \(row.0)")
         }
-        return Dispatch.Target(jobID: job.id, environment: job.environment, ref: job.ref, refKind: RefKind(rawValue: job.refKind) ?? .branch,
-                               sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
-                               provider: provider, repo: row.1, method: row.2, kind: job.kind)
+        return Dispatch.Target(
+            jobID: job.id, environment: job.environment, ref: job.ref,
+            refKind: RefKind(rawValue: job.refKind) ?? .branch,
+            sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
+            provider: provider, repo: row.1, method: row.2, kind: job.kind)
     }
 
     /// - Parameter uncontrolled: why draven cannot poll or cancel this run (`RunControl.refusal`),
@@ -204,30 +214,43 @@ package struct Delivery {
             case .started(let runID, let url):
                 try settle(tx, row.id, state: .delivered, error: nil, now: now)
                 try Job.recordRun(tx, job: job.id, runID: runID, url: url)
-                try StateMachine.transition(tx, job: job.id, to: .running, actor: "draven-deliver",
-                                            detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null], now: now)
+                try StateMachine.transition(
+                    tx, job: job.id, to: .running, actor: "draven-deliver",
+                    detail: ["run_id": runID.map(JSON.string) ?? .null, "run_url": url.map(JSON.string) ?? .null],
+                    now: now)
                 if let uncontrolled {
-                    let why = "not polled or cancelled by draven: \(uncontrolled); "
+                    let why =
+                        "not polled or cancelled by draven: \(uncontrolled); "
                         + "it follows the run by webhooks and the lease"
-                    try StateMachine.note(tx, job: job.id, event: "provider", actor: "draven-deliver",
-                                          detail: ["poll": .string(why)], now: now)
+                    try StateMachine.note(
+                        tx, job: job.id, event: "provider", actor: "draven-deliver",
+                        detail: ["poll": .string(why)], now: now)
                 }
-                if let runID { try RunEvents.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now) }
+                if let runID {
+                    try RunEvents.applyStored(tx, job: job.id, projectID: job.projectID, runKey: runID, now: now)
+                }
                 // Cancelled while the dispatch was on its way: the run started anyway, so ask the provider to stop it.
                 if let runID, try Job.state(tx.db, id: job.id) == .cancelled {
-                    try Outbox.enqueue(tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)], now: now)
+                    try Outbox.enqueue(
+                        tx, kind: .cancel, job: job.id, payload: ["job_id": .int(job.id), "run_id": .string(runID)],
+                        now: now)
                 }
             case .rejected(let why):
                 try settle(tx, row.id, state: .dead, error: why, now: now)
-                try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(why)], now: now)
+                try StateMachine.transition(
+                    tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(why)], now: now)
             case .retry(let why) where row.attempts >= maxAttempts:
                 let reason = "gave up after \(row.attempts) attempts: \(why)"
                 try settle(tx, row.id, state: .dead, error: reason, now: now)
-                try StateMachine.transition(tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(reason)], now: now)
+                try StateMachine.transition(
+                    tx, job: job.id, to: .failed, actor: "draven-deliver", detail: ["reason": .string(reason)], now: now
+                )
             case .retry(let why):
                 let delay = try retryLater(tx, row, error: why, now: now)
-                try Audit.record(tx, at: now, actor: "draven-deliver", action: "dispatch.retry", subject: "job/\(job.id)",
-                                 outcome: "retry", detail: ["attempt": .int(Int64(row.attempts)), "in_seconds": .int(delay), "error": .string(why)])
+                try Audit.record(
+                    tx, at: now, actor: "draven-deliver", action: "dispatch.retry", subject: "job/\(job.id)",
+                    outcome: "retry",
+                    detail: ["attempt": .int(Int64(row.attempts)), "in_seconds": .int(delay), "error": .string(why)])
             }
         }
     }

@@ -7,24 +7,34 @@ package enum Notifications {
 
     /// The rows announcing that the job of `ended` is now `ended.to`.
     static func enqueue(_ tx: Transaction, _ ended: Transition) throws {
-        let job = ended.job, id = job.id, state = ended.to, now = ended.now
+        let job = ended.job
+        let id = job.id
+        let state = ended.to
+        let now = ended.now
         let notify = try Target.notify(tx.db, projectID: job.projectID)
         guard notify.count > 0 else { return }
         let link = job.logURL ?? job.runURL
-        let summary = "\(job.kind.rawValue) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) "
+        let summary =
+            "\(job.kind.rawValue) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) "
             + "\(words(state)) (asked by \(job.requestedBy))"
         let text = "draven: " + summary + (link.map { " — log: \($0)" } ?? "")
         let common: JSONObject = ["job_id": .int(id), "state": .string(state.rawValue), "text": .string(text)]
         if let secret = notify["slack_webhook_secret"]?.stringValue {
-            try Outbox.enqueue(tx, kind: .notify, job: id, payload: common.merging(["channel": "slack", "secret": .string(secret)]), now: now)
+            try Outbox.enqueue(
+                tx, kind: .notify, job: id, payload: common.merging(["channel": "slack", "secret": .string(secret)]),
+                now: now)
         }
         if let secret = notify["teams_webhook_secret"]?.stringValue {
-            try Outbox.enqueue(tx, kind: .notify, job: id, payload: common.merging(["channel": "teams", "secret": .string(secret)]), now: now)
+            try Outbox.enqueue(
+                tx, kind: .notify, job: id, payload: common.merging(["channel": "teams", "secret": .string(secret)]),
+                now: now)
         }
         if let to = notify["email"]?.arrayValue, !to.isEmpty {
-            try Outbox.enqueue(tx, kind: .notify, job: id, payload: common.merging([
-                "channel": "email", "to": .array(to), "subject": .string("[draven] " + summary),
-            ]), now: now)
+            try Outbox.enqueue(
+                tx, kind: .notify, job: id,
+                payload: common.merging([
+                    "channel": "email", "to": .array(to), "subject": .string("[draven] " + summary),
+                ]), now: now)
         }
     }
 
@@ -44,18 +54,29 @@ package enum Notifications {
         let text = payload["text"]?.stringValue ?? ""
         switch payload["channel"]?.stringValue {
         case "slack":
-            return OutboundRequest(method: "POST", url: "Slack incoming webhook", headers: [("Content-Type", "application/json")],
-                                   body: JSON.object(["text": .string(text)]).serializedBytes(), credential: .url,
-                                   secretName: payload["secret"]?.stringValue, timeoutMS: 10_000)
+            return OutboundRequest(
+                method: "POST", url: "Slack incoming webhook", headers: [("Content-Type", "application/json")],
+                body: JSON.object(["text": .string(text)]).serializedBytes(), credential: .url,
+                secretName: payload["secret"]?.stringValue, timeoutMS: 10_000)
         case "teams":
             // A Teams Workflows (Power Automate) webhook takes an Adaptive Card message.
-            let card: JSON = ["type": "message", "attachments": [[
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "content": ["type": "AdaptiveCard", "version": "1.4", "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                            "body": [["type": "TextBlock", "text": .string(text), "wrap": true]]],
-            ]]]
-            return OutboundRequest(method: "POST", url: "Teams workflow webhook", headers: [("Content-Type", "application/json")],
-                                   body: card.serializedBytes(), credential: .url, secretName: payload["secret"]?.stringValue, timeoutMS: 10_000)
+            let card: JSON = [
+                "type": "message",
+                "attachments": [
+                    [
+                        "contentType": "application/vnd.microsoft.card.adaptive",
+                        "content": [
+                            "type": "AdaptiveCard", "version": "1.4",
+                            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                            "body": [["type": "TextBlock", "text": .string(text), "wrap": true]],
+                        ],
+                    ]
+                ],
+            ]
+            return OutboundRequest(
+                method: "POST", url: "Teams workflow webhook", headers: [("Content-Type", "application/json")],
+                body: card.serializedBytes(), credential: .url, secretName: payload["secret"]?.stringValue,
+                timeoutMS: 10_000)
         case "email":
             guard let smtp, let url = smtp["url"]?.stringValue, let from = smtp["from"]?.stringValue else {
                 throw DispatchError("email notifications need an [smtp] section with url and from")
@@ -65,12 +86,14 @@ package enum Notifications {
             let message = [
                 "From: \(from)", "To: \(to.joined(separator: ", "))", "Subject: \(subject)",
                 "Date: \(Clock.rfc2822(now))", "Message-ID: <draven-\(payload["job_id"]?.intValue ?? 0)-\(now)@draven>",
-                "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", "", text, "",
+                "MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "Content-Transfer-Encoding: 8bit", "",
+                text, "",
             ].joined(separator: "\r\n")
             let username = smtp["username"]?.stringValue
-            return OutboundRequest(method: "MAIL", url: url, headers: [], body: Array(message.utf8),
-                                   credential: username.map { .smtpLogin(username: $0) }, secretName: smtp["password_secret"]?.stringValue,
-                                   timeoutMS: 15_000, mail: .init(from: from, to: to, requireTLS: smtp["starttls"]?.boolValue ?? false))
+            return OutboundRequest(
+                method: "MAIL", url: url, headers: [], body: Array(message.utf8),
+                credential: username.map { .smtpLogin(username: $0) }, secretName: smtp["password_secret"]?.stringValue,
+                timeoutMS: 15_000, mail: .init(from: from, to: to, requireTLS: smtp["starttls"]?.boolValue ?? false))
         default:
             throw DispatchError("unknown notification channel")
         }

@@ -7,23 +7,30 @@ package enum Outbox {
     package enum Kind: String, Sendable { case dispatch, notify, poll, cancel }
 
     @discardableResult
-    package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws -> Int64 {
-        let id = try tx.db.first("""
-            INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)
-            RETURNING id
-            """, [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]) {
-            $0.int(0)
-        } ?? 0
+    package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws
+        -> Int64
+    {
+        let id =
+            try tx.db.first(
+                """
+                INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                RETURNING id
+                """, [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]
+            ) {
+                $0.int(0)
+            } ?? 0
         tx.enqueued(id)
         return id
     }
 
     /// Rows due now (pending, or claimed by a process whose lease ran out), oldest first.
     package static func due(_ db: Database, now: Int64, limit: Int) throws -> [Int64] {
-        try db.query("""
+        try db.query(
+            """
             SELECT id FROM outbox WHERE state IN ('pending', 'delivering') AND next_attempt_at <= ?1
             ORDER BY id LIMIT ?2
-            """, [.int(now), .int(Int64(limit))]) { $0.int(0) }
+            """, [.int(now), .int(Int64(limit))]
+        ) { $0.int(0) }
     }
 
     /// A claimed row, as its deliverer reads it.
@@ -39,26 +46,31 @@ package enum Outbox {
     /// a lease of `lease` seconds (a deliverer that dies lets it expire) and counts an attempt.
     /// - Returns: the row, or nil when it is not due (delivered, or claimed by another process).
     static func claim(_ tx: Transaction, id: Int64, lease: Int64, now: Int64) throws -> Claimed? {
-        try tx.db.first("""
+        try tx.db.first(
+            """
             UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = ?2
             WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
             RETURNING id, kind, job_id, payload, attempts
-            """, [.int(id), .int(now + lease), .int(now)]) {
-            Claimed(id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2),
-                    payload: (try? JSON.parse($0.text(3))) ?? .null, attempts: Int($0.int(4)))
+            """, [.int(id), .int(now + lease), .int(now)]
+        ) {
+            Claimed(
+                id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2),
+                payload: (try? JSON.parse($0.text(3))) ?? .null, attempts: Int($0.int(4)))
         }
     }
 
     /// Puts a claimed row back to wait until `at` for its next attempt.
     static func reschedule(_ tx: Transaction, id: Int64, at: Int64, error: String) throws {
-        try tx.db.run("UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                      [.int(id), .int(at), .text(error)])
+        try tx.db.run(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            [.int(id), .int(at), .text(error)])
     }
 
     /// Records a row's final outcome (`delivered` or `dead`).
     static func settle(_ tx: Transaction, id: Int64, state: OutboxState, error: String?, now: Int64) throws {
-        try tx.db.run("UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
-                      [.int(id), .text(state.rawValue), .int(now), .text(error)])
+        try tx.db.run(
+            "UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
+            [.int(id), .text(state.rawValue), .int(now), .text(error)])
     }
 
     /// How many rows wait to be delivered or are being delivered (`/metrics`).

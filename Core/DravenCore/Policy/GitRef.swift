@@ -46,16 +46,21 @@ package struct GitRef: Sendable, Equatable {
         } else {
             let named = policyKinds.subtracting([.sha])
             guard named.count == 1, let only = named.first else {
-                throw DravenError.invalidField(pointer: "/ref", reason:
-                    "'\(raw)' could be a branch or a tag; send refs/heads/\(raw), refs/tags/\(raw) or ref_kind")
+                throw DravenError.invalidField(
+                    pointer: "/ref",
+                    reason:
+                        "'\(raw)' could be a branch or a tag; send refs/heads/\(raw), refs/tags/\(raw) or ref_kind")
             }
             ref = GitRef(kind: only, name: raw)
         }
         if let explicit, explicit != ref.kind {
-            throw DravenError.invalidField(pointer: "/ref_kind", reason: "'\(raw)' is a \(ref.kind.rawValue), not a \(explicit.rawValue)")
+            throw DravenError.invalidField(
+                pointer: "/ref_kind", reason: "'\(raw)' is a \(ref.kind.rawValue), not a \(explicit.rawValue)")
         }
         if ref.kind == .sha {
-            guard isCommitSHA(ref.name) else { throw DravenError.invalidField(pointer: "/ref", reason: "a sha is 40 or 64 hex digits") }
+            guard isCommitSHA(ref.name) else {
+                throw DravenError.invalidField(pointer: "/ref", reason: "a sha is 40 or 64 hex digits")
+            }
         } else if let why = invalidRefName(ref.name) {
             throw DravenError.invalidField(pointer: "/ref", reason: why)
         }
@@ -63,7 +68,8 @@ package struct GitRef: Sendable, Equatable {
     }
 
     package static func isCommitSHA(_ s: String) -> Bool {
-        (s.utf8.count == 40 || s.utf8.count == 64) && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+        (s.utf8.count == 40 || s.utf8.count == 64)
+            && s.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     /// Why `name` is not a valid branch or tag name (git check-ref-format, plus no leading `-`
@@ -73,7 +79,9 @@ package struct GitRef: Sendable, Equatable {
         if u.isEmpty { return "is empty" }
         if u.count > 200 { return "is longer than 200 bytes" }
         if u.first == UInt8(ascii: "-") { return "may not start with '-'" }
-        if u.first == UInt8(ascii: "/") || u.last == UInt8(ascii: "/") || u.last == UInt8(ascii: ".") { return "may not start or end with '/' or end with '.'" }
+        if u.first == UInt8(ascii: "/") || u.last == UInt8(ascii: "/") || u.last == UInt8(ascii: ".") {
+            return "may not start or end with '/' or end with '.'"
+        }
         if u.count >= 5, u[(u.count - 5)...].elementsEqual(".lock".utf8) { return "may not end with .lock" }
         // Byte pairs, not String.contains (which brings in generic substring search: ~90k instructions).
         for bad in ["..", "//", "@{", "/."] {

@@ -29,25 +29,30 @@ package struct Policy: Sendable {
     package var kinds: Set<RefKind> { Set(refs.map(\.kind)) }
 
     package static func load(_ db: Database, environmentID: Int64) throws -> Policy {
-        guard let policy = try db.first(
-            """
-            SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0),
-                   \(Approvals.Rules.columns)
-            FROM policies WHERE environment_id = ?1
-            """,
-            [.int(environmentID)], { row in
-                Policy(environmentID: environmentID, version: row.int(0), approvalsRequired: Int(row.int(1)),
-                       lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [],
-                       onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap {
-                           $0.stringValue.flatMap(FailureAction.init(rawValue:))
-                       },
-                       rollbackApprovals: row.int(5) != 0,
-                       approvals: Approvals.Rules(row: row, at: 6))
-            })
+        guard
+            let policy = try db.first(
+                """
+                SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0),
+                       \(Approvals.Rules.columns)
+                FROM policies WHERE environment_id = ?1
+                """,
+                [.int(environmentID)],
+                { row in
+                    Policy(
+                        environmentID: environmentID, version: row.int(0), approvalsRequired: Int(row.int(1)),
+                        lockMode: LockMode(rawValue: row.text(2)) ?? .queue, leaseSeconds: row.int(3), refs: [],
+                        onFailure: ((try? JSON.parse(row.text(4)))?.arrayValue ?? []).compactMap {
+                            $0.stringValue.flatMap(FailureAction.init(rawValue:))
+                        },
+                        rollbackApprovals: row.int(5) != 0,
+                        approvals: Approvals.Rules(row: row, at: 6))
+                })
         else { throw DravenError.notFound(what: "the environment has no policy") }
         var result = policy
-        result.refs = try db.query("SELECT kind, pattern FROM policy_refs WHERE environment_id = ?1 ORDER BY kind, pattern",
-                                   [.int(environmentID)]) { RefRule(kind: RefKind(rawValue: $0.text(0)) ?? .branch, pattern: $0.text(1)) }
+        result.refs = try db.query(
+            "SELECT kind, pattern FROM policy_refs WHERE environment_id = ?1 ORDER BY kind, pattern",
+            [.int(environmentID)]
+        ) { RefRule(kind: RefKind(rawValue: $0.text(0)) ?? .branch, pattern: $0.text(1)) }
         return result
     }
 
@@ -55,8 +60,11 @@ package struct Policy: Sendable {
     ///   the environment does accept.
     package func check(_ ref: GitRef, environment: String) throws {
         if refs.contains(where: { $0.kind == ref.kind && Policy.glob($0.pattern, matches: ref.name) }) { return }
-        let accepted = refs.isEmpty ? "nothing (no refs rule)" : refs.map { "\($0.kind.rawValue) \($0.pattern)" }.joined(separator: ", ")
-        throw DravenError.policyDenied(rule: "refs",
+        let accepted =
+            refs.isEmpty
+            ? "nothing (no refs rule)" : refs.map { "\($0.kind.rawValue) \($0.pattern)" }.joined(separator: ", ")
+        throw DravenError.policyDenied(
+            rule: "refs",
             detail: "\(environment) accepts only \(accepted); \(ref.kind.rawValue) \(ref.name) does not match")
     }
 

@@ -31,7 +31,8 @@ struct BitbucketCloud: CIProvider {
     func pushMoves(_ json: [UInt8]) -> [PushEvent.Move] {
         (JSON.value(at: ["push", "changes"], in: json)?.arrayValue ?? []).compactMap { change in
             guard let new = change["new"], let name = new["name"]?.stringValue, !name.isEmpty,
-                  let sha = new["target"]?["hash"]?.stringValue, PushEvent.isHead(sha) else { return nil }
+                let sha = new["target"]?["hash"]?.stringValue, PushEvent.isHead(sha)
+            else { return nil }
             switch new["type"]?.stringValue {
             case "branch": return ("refs/heads/" + name, sha)
             case "tag", "annotated_tag": return ("refs/tags/" + name, sha)
@@ -83,9 +84,11 @@ struct BitbucketCloud: CIProvider {
             let digits = url[r.upperBound...].prefix { $0.isASCII && $0.isNumber }
             if !digits.isEmpty, runKey?.hasPrefix("{") != true { runKey = "#" + digits }
         }
-        return ProviderEvent(name: name, relevant: true, runKey: runKey, jobID: nil, state: nil,
-                             detail: ["state": .string(status), "name": cs?["name"] ?? .null], url: url,
-                             sha: ProviderEvent.commit(cs?["commit"]?["hash"])).reading(commitStatus(status))
+        return ProviderEvent(
+            name: name, relevant: true, runKey: runKey, jobID: nil, state: nil,
+            detail: ["state": .string(status), "name": cs?["name"] ?? .null], url: url,
+            sha: ProviderEvent.commit(cs?["commit"]?["hash"])
+        ).reading(commitStatus(status))
     }
 
     // Calls
@@ -105,26 +108,32 @@ struct BitbucketCloud: CIProvider {
         if let sha = t.sha { target["commit"] = ["type": "commit", "hash": .string(sha)] }
         let body: JSON = .object([
             "target": .object(target),
-            "variables": .array(t.variables.map {
-                .object(["key": .string($0.0), "value": .string($0.1), "secured": false])
-            }),
+            "variables": .array(
+                t.variables.map {
+                    .object(["key": .string($0.0), "value": .string($0.1), "secured": false])
+                }),
         ])
         return OutboundRequest(
             method: "POST", url: "\(t.base("https://api.bitbucket.org/2.0"))/repositories/\(t.repo)/pipelines/",
-            headers: [("Content-Type", "application/json"), ("Accept", "application/json"),
-                      ("User-Agent", Dispatch.userAgent)],
+            headers: [
+                ("Content-Type", "application/json"), ("Accept", "application/json"),
+                ("User-Agent", Dispatch.userAgent),
+            ],
             body: body.serializedBytes(), credential: .header(name: "Authorization", prefix: "Bearer "),
             secretName: secret, timeoutMS: t.timeoutMS)
     }
 
     func started(_ answer: JSON?, repo: String) -> Dispatch.Outcome {
         let number = answer?["build_number"]?.intValue
-        return .started(runID: answer?["uuid"]?.stringValue,
-                        url: number.map { "https://bitbucket.org/\(repo)/pipelines/results/\($0)" })
+        return .started(
+            runID: answer?["uuid"]?.stringValue,
+            url: number.map { "https://bitbucket.org/\(repo)/pipelines/results/\($0)" })
     }
 
-    func runRequest(_ action: RunControl.Action, runID: String, target t: Dispatch.Target,
-                    secret: String) throws(DispatchError) -> OutboundRequest {
+    func runRequest(
+        _ action: RunControl.Action, runID: String, target t: Dispatch.Target,
+        secret: String
+    ) throws(DispatchError) -> OutboundRequest {
         let pipelines = "\(t.base("https://api.bitbucket.org/2.0"))/repositories/\(t.repo)/pipelines"
         let run = "\(pipelines)/\(Dispatch.percentEncode(runID))"
         return OutboundRequest(
@@ -144,7 +153,8 @@ struct BitbucketCloud: CIProvider {
             "commit": .object(["hash": run["target"]?["commit"]?["hash"] ?? .null]),
         ])
         var event = Self.commitStatusEvent("pipeline poll", .object(["commit_status": status]))
-        let stage = state?["stage"]?["name"]?.stringValue, result = state?["result"]?["name"]?.stringValue
+        let stage = state?["stage"]?["name"]?.stringValue
+        let result = state?["result"]?["name"]?.stringValue
         event.detail["stage"] = stage.map(JSON.string)
         event.detail["result"] = result.map(JSON.string)
         return event.reading(Self.pipeline(state: name, stage: stage, result: result))

@@ -15,7 +15,8 @@ struct BitbucketDataCenter: CIProvider {
     /// `repository.project.key/slug`.
     func repository(in json: [UInt8]) -> String? {
         guard let key = JSON.string(at: ["repository", "project", "key"], in: json),
-              let slug = JSON.string(at: ["repository", "slug"], in: json) else { return nil }
+            let slug = JSON.string(at: ["repository", "slug"], in: json)
+        else { return nil }
         return key + "/" + slug
     }
 
@@ -30,8 +31,8 @@ struct BitbucketDataCenter: CIProvider {
     func pushMoves(_ json: [UInt8]) -> [PushEvent.Move] {
         (JSON.value(at: ["changes"], in: json)?.arrayValue ?? []).compactMap { change in
             guard change["type"]?.stringValue != "DELETE",
-                  let ref = change["ref"]?["id"]?.stringValue ?? change["refId"]?.stringValue,
-                  let to = change["toHash"]?.stringValue, PushEvent.isHead(to)
+                let ref = change["ref"]?["id"]?.stringValue ?? change["refId"]?.stringValue,
+                let to = change["toHash"]?.stringValue, PushEvent.isHead(to)
             else { return nil }
             return (ref, to)
         }
@@ -49,8 +50,10 @@ struct BitbucketDataCenter: CIProvider {
     /// Never asked: no dispatch is sent.
     func started(_ answer: JSON?, repo: String) -> Dispatch.Outcome { .started(runID: nil, url: nil) }
 
-    func runRequest(_ action: RunControl.Action, runID: String, target: Dispatch.Target,
-                    secret: String) throws(DispatchError) -> OutboundRequest {
+    func runRequest(
+        _ action: RunControl.Action, runID: String, target: Dispatch.Target,
+        secret: String
+    ) throws(DispatchError) -> OutboundRequest {
         throw DispatchError("provider \(Provider.bitbucketDataCenter) has no run API")
     }
 

@@ -22,8 +22,10 @@ package protocol CIProvider: Sendable {
     /// Proves the delivery came from the provider with `integration`'s secrets.
     /// - Returns: the delivery id the signature covers, to dedupe by; nil when it covers none.
     /// - Throws: `.badSignature` naming the missing or wrong header, or the secret not configured.
-    func authenticate(_ request: Request, _ integration: HookIntegration, db: Database, paths: Paths,
-                      now: Int64) throws -> String?
+    func authenticate(
+        _ request: Request, _ integration: HookIntegration, db: Database, paths: Paths,
+        now: Int64
+    ) throws -> String?
     /// Checks the provider's signature or token over the raw body with `secret`.
     /// - Throws: `.badSignature` naming the missing or wrong header.
     func verify(_ request: Request, secret: SecretBytes) throws
@@ -49,16 +51,20 @@ package protocol CIProvider: Sendable {
     func dispatch(_ target: Dispatch.Target, secret: String) throws(DispatchError) -> OutboundRequest
     /// The request to send once more when `response` says this provider's version refuses part of
     /// the first one, or nil.
-    func fallback(_ target: Dispatch.Target, secret: String,
-                  after response: OutboundResponse) throws(DispatchError) -> OutboundRequest?
+    func fallback(
+        _ target: Dispatch.Target, secret: String,
+        after response: OutboundResponse
+    ) throws(DispatchError) -> OutboundRequest?
     /// A 2xx answer to a dispatch: the run id and page, if the provider returned them.
     func started(_ answer: JSON?, repo: String) -> Dispatch.Outcome
     /// Why draven cannot poll or cancel runs of an integration with this `method`, or nil.
     func runControlRefusal(method: String, integration: JSONObject) -> String?
     /// The request for `action` on run `runID`; `secret` is the integration's `token_secret`.
     /// - Throws: `DispatchError` when the integration cannot express it.
-    func runRequest(_ action: RunControl.Action, runID: String, target: Dispatch.Target,
-                    secret: String) throws(DispatchError) -> OutboundRequest
+    func runRequest(
+        _ action: RunControl.Action, runID: String, target: Dispatch.Target,
+        secret: String
+    ) throws(DispatchError) -> OutboundRequest
     /// A polled run (the API's JSON object), as the webhook reporting the same state; nil when
     /// the provider has no run API.
     func polled(_ run: JSON) -> ProviderEvent?
@@ -66,8 +72,10 @@ package protocol CIProvider: Sendable {
 
 extension CIProvider {
     /// The integration's `webhook_secret` verifies the request (`verify`); no id is signed.
-    package func authenticate(_ request: Request, _ integration: HookIntegration, db: Database, paths: Paths,
-                              now: Int64) throws -> String? {
+    package func authenticate(
+        _ request: Request, _ integration: HookIntegration, db: Database, paths: Paths,
+        now: Int64
+    ) throws -> String? {
         try verify(request, secret: try integration.secret("webhook_secret", db: db, paths: paths))
         return nil
     }
@@ -76,8 +84,10 @@ extension CIProvider {
         parse(event: name, payload: .null).relevant
     }
 
-    package func fallback(_ target: Dispatch.Target, secret: String,
-                          after response: OutboundResponse) throws(DispatchError) -> OutboundRequest? {
+    package func fallback(
+        _ target: Dispatch.Target, secret: String,
+        after response: OutboundResponse
+    ) throws(DispatchError) -> OutboundRequest? {
         nil
     }
 

@@ -12,7 +12,7 @@ package enum Dispatch {
     package struct Target: Sendable {
         package var jobID: Int64
         package var environment: String
-        package var ref: String       // qualified: refs/heads/x, refs/tags/x or a sha
+        package var ref: String  // qualified: refs/heads/x, refs/tags/x or a sha
         package var refKind: RefKind
         package var sha: String?
         package var fencingToken: Int64
@@ -23,11 +23,21 @@ package enum Dispatch {
         /// `deploy`, `rollback` or `diagnostic`: the latter two also pass the Deployer task to run.
         package var kind: JobKind
 
-        package init(jobID: Int64, environment: String, ref: String, refKind: RefKind, sha: String?, fencingToken: Int64,
-                     integration: JSONObject, provider: Provider, repo: String, method: String,
-                     kind: JobKind = .deploy) {
-            self.jobID = jobID; self.environment = environment; self.ref = ref; self.refKind = refKind; self.sha = sha
-            self.fencingToken = fencingToken; self.integration = integration; self.provider = provider; self.repo = repo; self.method = method
+        package init(
+            jobID: Int64, environment: String, ref: String, refKind: RefKind, sha: String?, fencingToken: Int64,
+            integration: JSONObject, provider: Provider, repo: String, method: String,
+            kind: JobKind = .deploy
+        ) {
+            self.jobID = jobID
+            self.environment = environment
+            self.ref = ref
+            self.refKind = refKind
+            self.sha = sha
+            self.fencingToken = fencingToken
+            self.integration = integration
+            self.provider = provider
+            self.repo = repo
+            self.method = method
             self.kind = kind
         }
 
@@ -54,8 +64,12 @@ package enum Dispatch {
         }
 
         var variables: [(String, String)] {
-            [("JOB_ID", String(jobID)), ("ENV", environment), ("REF", ref), ("DRAVEN_FENCING_TOKEN", String(fencingToken))]
-            + (task.map { [("DRAVEN_TASK", $0)] } ?? []) + (task != nil ? sha.map { [("DRAVEN_SHA", $0)] } ?? [] : [])
+            [
+                ("JOB_ID", String(jobID)), ("ENV", environment), ("REF", ref),
+                ("DRAVEN_FENCING_TOKEN", String(fencingToken)),
+            ]
+                + (task.map { [("DRAVEN_TASK", $0)] } ?? [])
+                + (task != nil ? sha.map { [("DRAVEN_SHA", $0)] } ?? [] : [])
         }
 
         func base(_ fallback: String) -> String {
@@ -115,7 +129,8 @@ package enum Dispatch {
     /// also bounds it to 500 bytes).
     static func providerMessage(_ json: JSON?) -> String? {
         guard let json else { return nil }
-        let text = json["message"]?.stringValue ?? json["message"]?.serialized() ?? json["error"]?.stringValue
+        let text =
+            json["message"]?.stringValue ?? json["message"]?.serialized() ?? json["error"]?.stringValue
             ?? json["error"]?["message"]?.stringValue
         guard let text, text.utf8.count > 2048 else { return text }
         var cut = Array(text.utf8.prefix(2048))

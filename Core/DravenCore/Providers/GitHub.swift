@@ -55,51 +55,65 @@ struct GitHub: CIProvider {
         let status = run?["status"]?.stringValue ?? ""
         let conclusion = run?["conclusion"]?.stringValue
         let reading = Self.run(status: status, conclusion: conclusion)
-        return ProviderEvent(name: "workflow_run", relevant: true, runKey: ProviderEvent.idString(run?["id"]),
-                             jobID: ProviderEvent.jobMarker(run?["display_title"]?.stringValue), state: reading.state,
-                             detail: ["status": .string(status), "conclusion": conclusion.map(JSON.string) ?? .null,
-                                      "run_attempt": run?["run_attempt"] ?? .null],
-                             url: run?["html_url"]?.stringValue,
-                             sha: ProviderEvent.commit(run?["head_sha"])).reading(reading)
+        return ProviderEvent(
+            name: "workflow_run", relevant: true, runKey: ProviderEvent.idString(run?["id"]),
+            jobID: ProviderEvent.jobMarker(run?["display_title"]?.stringValue), state: reading.state,
+            detail: [
+                "status": .string(status), "conclusion": conclusion.map(JSON.string) ?? .null,
+                "run_attempt": run?["run_attempt"] ?? .null,
+            ],
+            url: run?["html_url"]?.stringValue,
+            sha: ProviderEvent.commit(run?["head_sha"])
+        ).reading(reading)
     }
 
     static func workflowJob(_ p: JSON) -> ProviderEvent {
         let job = p["workflow_job"]
         let status = job?["status"]?.stringValue ?? ""
-        let reading: ProviderEvent.Reading = switch status {
-        case "queued", "in_progress": .running
-        case "waiting": .waiting("a job of the run waits for a deployment protection rule or a reviewer in GitHub")
-        default: .recorded  // completed: the run decides (a failed job may be retried or allowed to fail)
-        }
-        return ProviderEvent(name: "workflow_job", relevant: true, runKey: ProviderEvent.idString(job?["run_id"]),
-                             jobID: nil, state: nil,
-                             detail: ["status": .string(status), "conclusion": job?["conclusion"] ?? .null,
-                                      "job": job?["name"] ?? .null],
-                             url: job?["html_url"]?.stringValue,
-                             sha: ProviderEvent.commit(job?["head_sha"])).reading(reading)
+        let reading: ProviderEvent.Reading =
+            switch status {
+            case "queued", "in_progress": .running
+            case "waiting": .waiting("a job of the run waits for a deployment protection rule or a reviewer in GitHub")
+            default: .recorded  // completed: the run decides (a failed job may be retried or allowed to fail)
+            }
+        return ProviderEvent(
+            name: "workflow_job", relevant: true, runKey: ProviderEvent.idString(job?["run_id"]),
+            jobID: nil, state: nil,
+            detail: [
+                "status": .string(status), "conclusion": job?["conclusion"] ?? .null,
+                "job": job?["name"] ?? .null,
+            ],
+            url: job?["html_url"]?.stringValue,
+            sha: ProviderEvent.commit(job?["head_sha"])
+        ).reading(reading)
     }
 
     static func deploymentStatus(_ p: JSON) -> ProviderEvent {
         let status = p["deployment_status"]?["state"]?.stringValue ?? ""
-        let reading: ProviderEvent.Reading = switch status {
-        case "success": .ended(.succeeded)
-        case "failure", "error": .ended(.failed)
-        case "queued", "pending", "in_progress": .running
-        case "waiting": .waiting("the deployment waits for a protection rule or a reviewer in GitHub")
-        default: .recorded  // inactive
-        }
+        let reading: ProviderEvent.Reading =
+            switch status {
+            case "success": .ended(.succeeded)
+            case "failure", "error": .ended(.failed)
+            case "queued", "pending", "in_progress": .running
+            case "waiting": .waiting("the deployment waits for a protection rule or a reviewer in GitHub")
+            default: .recorded  // inactive
+            }
         var jobID: Int64?
         if let payload = p["deployment"]?["payload"] {
             let object = payload.objectValue ?? (payload.stringValue.flatMap { try? JSON.parse($0) })?.objectValue
             jobID = object?["job_id"].flatMap { $0.intValue ?? $0.stringValue.flatMap { Int64($0) } }
         }
         let url = p["deployment_status"]?["log_url"]?.stringValue ?? p["deployment_status"]?["target_url"]?.stringValue
-        return ProviderEvent(name: "deployment_status", relevant: true,
-                             runKey: ProviderEvent.idString(p["workflow_run"]?["id"]), jobID: jobID, state: nil,
-                             detail: ["state": .string(status),
-                                      "environment": p["deployment"]?["environment"] ?? .null],
-                             url: url?.isEmpty == false ? url : nil,
-                             sha: ProviderEvent.commit(p["deployment"]?["sha"])).reading(reading)
+        return ProviderEvent(
+            name: "deployment_status", relevant: true,
+            runKey: ProviderEvent.idString(p["workflow_run"]?["id"]), jobID: jobID, state: nil,
+            detail: [
+                "state": .string(status),
+                "environment": p["deployment"]?["environment"] ?? .null,
+            ],
+            url: url?.isEmpty == false ? url : nil,
+            sha: ProviderEvent.commit(p["deployment"]?["sha"])
+        ).reading(reading)
     }
 
     // Calls
@@ -113,21 +127,28 @@ struct GitHub: CIProvider {
 
     /// GitHub Enterprise versions that do not know `return_run_details` refuse it (400 or 422
     /// naming it): the dispatch is sent once more without.
-    func fallback(_ target: Dispatch.Target, secret: String,
-                  after response: OutboundResponse) throws(DispatchError) -> OutboundRequest? {
+    func fallback(
+        _ target: Dispatch.Target, secret: String,
+        after response: OutboundResponse
+    ) throws(DispatchError) -> OutboundRequest? {
         guard response.status == 400 || response.status == 422,
-              String(decoding: response.body, as: UTF8.self).contains("return_run_details") else { return nil }
+            String(decoding: response.body, as: UTF8.self).contains("return_run_details")
+        else { return nil }
         return try Self.dispatch(target, secret: secret, runDetails: false)
     }
 
-    static func dispatch(_ t: Dispatch.Target, secret: String,
-                         runDetails: Bool) throws(DispatchError) -> OutboundRequest {
+    static func dispatch(
+        _ t: Dispatch.Target, secret: String,
+        runDetails: Bool
+    ) throws(DispatchError) -> OutboundRequest {
         guard let workflow = t.pipeline else { throw DispatchError("no pipeline for environment \(t.environment)") }
         guard t.refKind != .sha else {
             throw DispatchError("GitHub workflow_dispatch runs on a branch or tag, not a bare sha")
         }
-        var inputs: JSONObject = ["job_id": .string(String(t.jobID)), "env": .string(t.environment),
-                                  "ref": .string(t.ref), "fencing_token": .string(String(t.fencingToken))]
+        var inputs: JSONObject = [
+            "job_id": .string(String(t.jobID)), "env": .string(t.environment),
+            "ref": .string(t.ref), "fencing_token": .string(String(t.fencingToken)),
+        ]
         if let task = t.task {
             inputs["task"] = .string(task)
             // The exact commit a rollback returns to (a branch has moved on since).
@@ -138,8 +159,10 @@ struct GitHub: CIProvider {
         let workflows = "\(t.base("https://api.github.com"))/repos/\(t.repo)/actions/workflows"
         return OutboundRequest(
             method: "POST", url: "\(workflows)/\(Dispatch.percentEncode(workflow))/dispatches",
-            headers: [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28"),
-                      ("Content-Type", "application/json"), ("User-Agent", Dispatch.userAgent)],
+            headers: [
+                ("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28"),
+                ("Content-Type", "application/json"), ("User-Agent", Dispatch.userAgent),
+            ],
             body: JSON.object(body).serializedBytes(), credential: .header(name: "Authorization", prefix: "Bearer "),
             secretName: secret, timeoutMS: t.timeoutMS)
     }
@@ -149,13 +172,17 @@ struct GitHub: CIProvider {
         return .started(runID: id, url: answer?["html_url"]?.stringValue)
     }
 
-    func runRequest(_ action: RunControl.Action, runID: String, target t: Dispatch.Target,
-                    secret: String) throws(DispatchError) -> OutboundRequest {
+    func runRequest(
+        _ action: RunControl.Action, runID: String, target t: Dispatch.Target,
+        secret: String
+    ) throws(DispatchError) -> OutboundRequest {
         let run = "\(t.base("https://api.github.com"))/repos/\(t.repo)/actions/runs/\(Dispatch.percentEncode(runID))"
         return OutboundRequest(
             method: action == .poll ? "GET" : "POST", url: run + (action == .cancel ? "/cancel" : ""),
-            headers: [("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28"),
-                      ("User-Agent", Dispatch.userAgent)],
+            headers: [
+                ("Accept", "application/vnd.github+json"), ("X-GitHub-Api-Version", "2022-11-28"),
+                ("User-Agent", Dispatch.userAgent),
+            ],
             body: [], credential: .header(name: "Authorization", prefix: "Bearer "), secretName: secret,
             timeoutMS: t.timeoutMS)
     }

@@ -20,8 +20,10 @@ struct GitLab: CIProvider {
     /// The token (`webhook_secret`), or for an integration naming a `signing_secret` GitLab's
     /// signature (then required), and the token as well if one is configured.
     /// - Returns: the signed `webhook-id` when signatures are required.
-    func authenticate(_ request: Request, _ integration: HookIntegration, db: Database, paths: Paths,
-                      now: Int64) throws -> String? {
+    func authenticate(
+        _ request: Request, _ integration: HookIntegration, db: Database, paths: Paths,
+        now: Int64
+    ) throws -> String? {
         guard JSON.string(at: ["signing_secret"], in: integration.document) != nil else {
             try verify(request, secret: try integration.secret("webhook_secret", db: db, paths: paths))
             return nil
@@ -84,19 +86,24 @@ struct GitLab: CIProvider {
         let status = attrs?["status"]?.stringValue ?? ""
         let variables = attrs?["variables"]?.arrayValue ?? []
         let jobID = variables.first { $0["key"]?.stringValue == "JOB_ID" }?["value"]?.stringValue.flatMap { Int64($0) }
-        return ProviderEvent(name: "Pipeline Hook", relevant: true, runKey: ProviderEvent.idString(attrs?["id"]),
-                             jobID: jobID, state: nil, detail: ["status": .string(status)],
-                             url: attrs?["url"]?.stringValue,
-                             sha: ProviderEvent.commit(attrs?["sha"])).reading(pipeline(status: status))
+        return ProviderEvent(
+            name: "Pipeline Hook", relevant: true, runKey: ProviderEvent.idString(attrs?["id"]),
+            jobID: jobID, state: nil, detail: ["status": .string(status)],
+            url: attrs?["url"]?.stringValue,
+            sha: ProviderEvent.commit(attrs?["sha"])
+        ).reading(pipeline(status: status))
     }
 
     static func jobHook(_ p: JSON) -> ProviderEvent {
         let status = p["build_status"]?.stringValue ?? ""
-        return ProviderEvent(name: "Job Hook", relevant: true, runKey: ProviderEvent.idString(p["pipeline_id"]),
-                             jobID: nil, state: status == "running" ? .running : nil,
-                             detail: ["build_status": .string(status), "build_name": p["build_name"] ?? .null,
-                                      "failure_reason": p["build_failure_reason"] ?? .null],
-                             url: nil, sha: ProviderEvent.commit(p["sha"]))
+        return ProviderEvent(
+            name: "Job Hook", relevant: true, runKey: ProviderEvent.idString(p["pipeline_id"]),
+            jobID: nil, state: status == "running" ? .running : nil,
+            detail: [
+                "build_status": .string(status), "build_name": p["build_name"] ?? .null,
+                "failure_reason": p["build_failure_reason"] ?? .null,
+            ],
+            url: nil, sha: ProviderEvent.commit(p["sha"]))
     }
 
     // Calls
@@ -143,8 +150,10 @@ struct GitLab: CIProvider {
             + "(add api_token_secret to let draven do so)"
     }
 
-    func runRequest(_ action: RunControl.Action, runID: String, target t: Dispatch.Target,
-                    secret: String) throws(DispatchError) -> OutboundRequest {
+    func runRequest(
+        _ action: RunControl.Action, runID: String, target t: Dispatch.Target,
+        secret: String
+    ) throws(DispatchError) -> OutboundRequest {
         let project = t.integration["project_id"]?.stringValue ?? Dispatch.percentEncode(t.repo)
         let pipelines = "\(t.base("https://gitlab.com/api/v4"))/projects/\(project)/pipelines"
         let run = "\(pipelines)/\(Dispatch.percentEncode(runID))"
@@ -203,7 +212,10 @@ enum GitLabSignature {
         for entry in header.utf8.split(separator: 0x20) where entry.starts(with: "v1,".utf8) {
             // Every entry is compared (constant time each): no early exit tells which one matched.
             if let given = SecretsCrypto.base64Decode(entry.dropFirst(3)),
-               Sodium.constantTimeEquals(given, expected) { matched = true }
+                Sodium.constantTimeEquals(given, expected)
+            {
+                matched = true
+            }
         }
         guard matched else { throw DravenError.badSignature("webhook-signature does not match the body") }
         return id

@@ -32,10 +32,19 @@ package struct OutboundRequest: Sendable {
     package var timeoutMS: Int
     package var mail: Mail? = nil
 
-    package init(method: String, url: String, headers: [(String, String)], body: [UInt8], credential: Credential?, secretName: String?,
-                 timeoutMS: Int, mail: Mail? = nil) {
-        self.method = method; self.url = url; self.headers = headers; self.body = body; self.credential = credential
-        self.secretName = secretName; self.timeoutMS = timeoutMS; self.mail = mail
+    package init(
+        method: String, url: String, headers: [(String, String)], body: [UInt8], credential: Credential?,
+        secretName: String?,
+        timeoutMS: Int, mail: Mail? = nil
+    ) {
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.credential = credential
+        self.secretName = secretName
+        self.timeoutMS = timeoutMS
+        self.mail = mail
     }
 
     /// The URL without its query string, for logs and errors (a label when the URL is the secret).
@@ -46,7 +55,10 @@ package struct OutboundRequest: Sendable {
 package struct OutboundResponse: Sendable {
     package var status: Int
     package var body: [UInt8]
-    package init(status: Int, body: [UInt8]) { self.status = status; self.body = body }
+    package init(status: Int, body: [UInt8]) {
+        self.status = status
+        self.body = body
+    }
 }
 
 /// Why a call produced no HTTP answer. `retryable` is true for timeouts and connection
@@ -56,7 +68,9 @@ package struct TransportError: Error, Sendable, CustomStringConvertible {
     package var retryable: Bool
     package var timedOut: Bool
     package init(message: String, retryable: Bool, timedOut: Bool = false) {
-        self.message = message; self.retryable = retryable; self.timedOut = timedOut
+        self.message = message
+        self.retryable = retryable
+        self.timedOut = timedOut
     }
     package var description: String { message }
 }

@@ -31,7 +31,9 @@ package struct Redactor {
             needles.append(credential)
             var raw = credential.withUnsafeBytes { Array($0) }
             defer { Sodium.wipe(&raw) }
-            let variants = [Self.percentEncoded(raw), Self.base64(raw, urlSafe: false), Self.base64(raw, urlSafe: true)]
+            let variants = [
+                Self.percentEncoded(raw), Self.base64(raw, urlSafe: false), Self.base64(raw, urlSafe: true),
+            ]
             for var variant in variants {
                 if variant != raw { needles.append(SecretBytes(copying: variant, label: "redaction")) }
                 Sodium.wipe(&variant)
@@ -60,7 +62,8 @@ package struct Redactor {
 
     /// Base64 without padding (the padded form contains it).
     static func base64(_ raw: [UInt8], urlSafe: Bool) -> [UInt8] {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
+        let alphabet =
+            Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789".utf8)
             + Array((urlSafe ? "-_" : "+/").utf8)
         var out: [UInt8] = []
         var i = 0
@@ -83,7 +86,8 @@ package struct Redactor {
         var i = 0
         while i < bytes.count {
             if i + needle.count <= bytes.count, bytes[i] == needle[0],
-               (0..<needle.count).allSatisfy({ bytes[i + $0] == needle[$0] }) {
+                (0..<needle.count).allSatisfy({ bytes[i + $0] == needle[$0] })
+            {
                 out += mark
                 i += needle.count
             } else {
@@ -116,13 +120,17 @@ package struct Redactor {
         var i = 0
         while i < bytes.count {
             if let prefix = tokenPrefixes.first(where: { matches(bytes, at: i, $0, caseless: false) }),
-               i + prefix.count < bytes.count, !ends(bytes[i + prefix.count]) {
+                i + prefix.count < bytes.count, !ends(bytes[i + prefix.count])
+            {
                 out += prefix
                 i = skipToken(bytes, from: i + prefix.count, into: &out)
             } else if let word = keywords.first(where: { matches(bytes, at: i, $0, caseless: true) }) {
                 out += bytes[i..<(i + word.count)]
                 var j = i + word.count
-                while j < bytes.count, bytes[j] == 0x20 { out.append(0x20); j += 1 }
+                while j < bytes.count, bytes[j] == 0x20 {
+                    out.append(0x20)
+                    j += 1
+                }
                 i = j < bytes.count && !ends(bytes[j]) ? skipToken(bytes, from: j, into: &out) : j
             } else {
                 out.append(bytes[i])

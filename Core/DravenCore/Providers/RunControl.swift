@@ -27,8 +27,12 @@ package enum RunControl {
 
     /// The request for `action` on run `runID` of `target`'s integration (`CIProvider.runRequest`).
     /// - Throws: `DispatchError` when the integration cannot express it.
-    package static func request(_ action: Action, runID: String, target t: Dispatch.Target) throws(DispatchError) -> OutboundRequest {
-        guard let secret = t.integration["token_secret"]?.stringValue else { throw DispatchError("the integration names no token_secret") }
+    package static func request(_ action: Action, runID: String, target t: Dispatch.Target) throws(DispatchError)
+        -> OutboundRequest
+    {
+        guard let secret = t.integration["token_secret"]?.stringValue else {
+            throw DispatchError("the integration names no token_secret")
+        }
         return try t.provider.ci.runRequest(action, runID: runID, target: t, secret: secret)
     }
 

@@ -7,14 +7,20 @@ struct ByteWriter {
     mutating func u64(_ v: UInt64) { for i in 0..<8 { bytes.append(UInt8(truncatingIfNeeded: v >> (8 * i))) } }
     mutating func i64(_ v: Int64) { u64(UInt64(bitPattern: v)) }
     mutating func raw(_ b: some Collection<UInt8>) { bytes.append(contentsOf: b) }
-    mutating func string16(_ s: String) { u16(UInt16(s.utf8.count)); raw(Array(s.utf8)) }
+    mutating func string16(_ s: String) {
+        u16(UInt16(s.utf8.count))
+        raw(Array(s.utf8))
+    }
 }
 
 struct ByteReader {
     let bytes: ArraySlice<UInt8>
     var index: Int
 
-    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes; self.index = bytes.startIndex }
+    init(_ bytes: ArraySlice<UInt8>) {
+        self.bytes = bytes
+        self.index = bytes.startIndex
+    }
 
     mutating func take(_ n: Int) throws(SecretsError) -> ArraySlice<UInt8> {
         guard n >= 0, index + n <= bytes.endIndex else { throw .tampered("truncated") }

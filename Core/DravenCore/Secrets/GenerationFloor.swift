@@ -31,13 +31,19 @@ struct GenerationFloor {
 
     /// The floor a signed file stands for.
     init(of file: SecretsFile) {
-        self.init(storeID: file.storeID, generation: file.generation, manifestHash: SecretsCrypto.hash(file.manifest),
-                  signerKID: file.signerKID)
+        self.init(
+            storeID: file.storeID, generation: file.generation, manifestHash: SecretsCrypto.hash(file.manifest),
+            signerKID: file.signerKID)
     }
 
     var body: [UInt8] {
         var w = ByteWriter()
-        w.raw(Self.magic); w.u8(1); w.raw(storeID); w.u64(generation); w.raw(manifestHash); w.raw(signerKID)
+        w.raw(Self.magic)
+        w.u8(1)
+        w.raw(storeID)
+        w.u64(generation)
+        w.raw(manifestHash)
+        w.raw(signerKID)
         return w.bytes
     }
 
@@ -60,8 +66,9 @@ struct GenerationFloor {
             throw .tampered("the generation floor \(path) is not a draven floor file")
         }
         var r = ByteReader(bytes[7...])
-        var floor = GenerationFloor(storeID: Array(try r.take(16)), generation: try r.u64(),
-                                    manifestHash: Array(try r.take(32)), signerKID: Array(try r.take(8)))
+        var floor = GenerationFloor(
+            storeID: Array(try r.take(16)), generation: try r.u64(),
+            manifestHash: Array(try r.take(32)), signerKID: Array(try r.take(8)))
         floor.signature = Array(try r.take(64))
         return floor
     }
@@ -76,7 +83,7 @@ struct GenerationFloor {
             return
         }
         guard let pk = signers[signerKID],
-              SecretsCrypto.verify(signature: signature[...], message: Self.signedMessage(body), publicKey: pk)
+            SecretsCrypto.verify(signature: signature[...], message: Self.signedMessage(body), publicKey: pk)
         else { throw .tampered("the generation floor's signature does not verify") }
         if generation == file.generation { throw .equivocation(generation: generation) }
         throw .rollback(file: file.generation, seen: generation)

@@ -15,7 +15,9 @@ package final class SecretBytes: CustomStringConvertible, CustomDebugStringConve
     /// Allocates `count` bytes and lets `fill` write them.
     package init(count: Int, label: String, fill: (UnsafeMutableRawBufferPointer) throws -> Void) rethrows {
         precondition(sodium_init() >= 0)
-        guard let p = SecureArena.shared.allocate(max(count, 1)) ?? sodium_malloc(max(count, 1)) else { fatalError("sodium_malloc failed") }
+        guard let p = SecureArena.shared.allocate(max(count, 1)) ?? sodium_malloc(max(count, 1)) else {
+            fatalError("sodium_malloc failed")
+        }
         self.base = p
         self.count = count
         self.label = label

@@ -8,7 +8,12 @@ internal import Glibc
 package enum SecretsAdmin {
     /// A decrypted, editable copy of the store.
     package struct Draft {
-        package struct Value { var kind: SecretKind; var version: UInt64; var updated: Int64; var value: SecretBytes }
+        package struct Value {
+            var kind: SecretKind
+            var version: UInt64
+            var updated: Int64
+            var value: SecretBytes
+        }
         var values: [String: Value]
         var dek: SecretBytes
         var newDEK = false
@@ -60,22 +65,27 @@ package enum SecretsAdmin {
         defer { Sodium.wipe(&skText) }
         try KeyFiles.create(paths.signingKey, skText, mode: 0o600)
         let kid = KeyFiles.signerKID(pk)
-        try KeyFiles.create(paths.publicKeys, Array("drvpub1:\(Hex.encode(kid)):\(SecretsCrypto.base64(pk))\n".utf8), mode: 0o644)
+        try KeyFiles.create(
+            paths.publicKeys, Array("drvpub1:\(Hex.encode(kid)):\(SecretsCrypto.base64(pk))\n".utf8), mode: 0o644)
 
         let storeID = Sodium.randomBytes(16)
         let (_, intake) = SecretsCrypto.boxKeyPair()
         var draft = Draft(values: [:], dek: SecretsCrypto.randomKey(label: "data key"), newDEK: true, now: now)
         try draft.set(intakeEntry, kind: .opaque, value: intake)
-        let file = SecretsFile(storeID: storeID, generation: 0, created: now, signerKID: kid, dekID: [], dekCheck: [], slots: [],
-                               entries: [], manifest: [])
-        try write(paths, db: db, base: file, draft: draft, kek: kek, signingKey: sk, actor: actor, changed: ["(created)"])
+        let file = SecretsFile(
+            storeID: storeID, generation: 0, created: now, signerKID: kid, dekID: [], dekCheck: [], slots: [],
+            entries: [], manifest: [])
+        try write(
+            paths, db: db, base: file, draft: draft, kek: kek, signingKey: sk, actor: actor, changed: ["(created)"])
         return Hex.encode(storeID)
     }
 
     /// Opens the store for writing, lets `change` edit a decrypted draft, and writes the result.
     /// - Returns: whatever `change` returns.
-    package static func update<T>(_ paths: SecretsPaths, db: Database, actor: String, now: Int64,
-                                  _ change: (inout Draft) throws -> (T, changed: [String])) throws -> T {
+    package static func update<T>(
+        _ paths: SecretsPaths, db: Database, actor: String, now: Int64,
+        _ change: (inout Draft) throws -> (T, changed: [String])
+    ) throws -> T {
         let lock = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0, flock(lock, LOCK_EX) == 0 else { throw SecretsError.invalid("cannot lock \(paths.lock)") }
         defer { close(lock) }
@@ -84,16 +94,21 @@ package enum SecretsAdmin {
         let kek = try KeyFiles.secretKey(paths.kek, prefix: "drvkek1:", length: 32, what: "secrets master key")
         var values: [String: Draft.Value] = [:]
         for entry in store.file.entries {
-            values[entry.name] = Draft.Value(kind: entry.kind, version: entry.version, updated: entry.updated, value: try store.open(entry))
+            values[entry.name] = Draft.Value(
+                kind: entry.kind, version: entry.version, updated: entry.updated, value: try store.open(entry))
         }
         var draft = Draft(values: values, dek: try SecretsStore.unwrap(store.file, kek: kek), now: now)
         let (result, changed) = try change(&draft)
-        try write(paths, db: db, base: store.file, draft: draft, kek: kek, signingKey: signingKey, actor: actor, changed: changed)
+        try write(
+            paths, db: db, base: store.file, draft: draft, kek: kek, signingKey: signingKey, actor: actor,
+            changed: changed)
         return result
     }
 
-    private static func write(_ paths: SecretsPaths, db: Database, base: SecretsFile, draft: Draft, kek: SecretBytes,
-                              signingKey: SecretBytes, actor: String, changed: [String]) throws {
+    private static func write(
+        _ paths: SecretsPaths, db: Database, base: SecretsFile, draft: Draft, kek: SecretBytes,
+        signingKey: SecretBytes, actor: String, changed: [String]
+    ) throws {
         let publicKey = signingKey.withUnsafeBytes { Array($0[32..<64]) }  // Ed25519 sk = seed ‖ pk
         var file = base
         file.generation += 1
@@ -101,13 +116,18 @@ package enum SecretsAdmin {
         if draft.newDEK || file.dekID.isEmpty { file.dekID = Sodium.randomBytes(8) }
         file.dekCheck = SecretsFile.dekCheck(dek: draft.dek, storeID: file.storeID, dekID: file.dekID)
         let kid = KeyFiles.kekID(kek)
-        let wrapped = draft.dek.withUnsafeBytes { dek in kek.withUnsafeBytes { SecretsCrypto.seal(dek, aad: file.wrapAAD(kekID: kid), key: $0) } }
+        let wrapped = draft.dek.withUnsafeBytes { dek in
+            kek.withUnsafeBytes { SecretsCrypto.seal(dek, aad: file.wrapAAD(kekID: kid), key: $0) }
+        }
         file.slots = [.init(type: 1, kid: kid, wrapped: wrapped)]
         file.entries = draft.values.keys.sorted().map { name in
             let v = draft.values[name]!
             let aad = file.aad(name: name, version: v.version, kind: v.kind)
-            let record = v.value.withUnsafeBytes { value in draft.dek.withUnsafeBytes { SecretsCrypto.seal(value, aad: aad, key: $0) } }
-            return SecretsFile.Entry(name: name, version: v.version, kind: v.kind, updated: v.updated, record: record[...])
+            let record = v.value.withUnsafeBytes { value in
+                draft.dek.withUnsafeBytes { SecretsCrypto.seal(value, aad: aad, key: $0) }
+            }
+            return SecretsFile.Entry(
+                name: name, version: v.version, kind: v.kind, updated: v.updated, record: record[...])
         }
         let bytes = file.serialized(signingKey: signingKey)
         // Check the new file opens before it replaces the old one.
@@ -120,24 +140,31 @@ package enum SecretsAdmin {
         try replace(paths.floor, with: GenerationFloor(of: check).serialized(signingKey: signingKey), mode: 0o644)
         try db.immediate { tx in
             try SecretsStore.ratchet(tx.db, check, vouched: true)
-            try Audit.record(tx, at: draft.now, actor: actor, action: "secrets.generation", subject: "secrets/\(Hex.encode(file.storeID))", detail: [
-                "generation": .int(Int64(file.generation)), "manifest_hash": .string(Hex.encode(SecretsCrypto.hash(check.manifest))),
-                "changed": .array(changed.map(JSON.string)),
-            ])
+            try Audit.record(
+                tx, at: draft.now, actor: actor, action: "secrets.generation",
+                subject: "secrets/\(Hex.encode(file.storeID))",
+                detail: [
+                    "generation": .int(Int64(file.generation)),
+                    "manifest_hash": .string(Hex.encode(SecretsCrypto.hash(check.manifest))),
+                    "changed": .array(changed.map(JSON.string)),
+                ])
         }
     }
 
     /// Accepts the store file as it is at generation `generation` (restoring a backup): checks its
     /// signature, then writes the floor and the database record at its generation, even lower,
     /// and audits `secrets.accept_rollback`. Admin only (needs the signing key).
-    package static func acceptRollback(_ paths: SecretsPaths, generation: UInt64, db: Database, actor: String,
-                                       now: Int64) throws {
+    package static func acceptRollback(
+        _ paths: SecretsPaths, generation: UInt64, db: Database, actor: String,
+        now: Int64
+    ) throws {
         let lock = open(paths.lock, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard lock >= 0, flock(lock, LOCK_EX) == 0 else { throw SecretsError.invalid("cannot lock \(paths.lock)") }
         defer { close(lock) }
         let signers = try KeyFiles.publicKeys(paths.publicKeys)
-        let bytes = try KeyFiles.read(paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes,
-                                      what: "secrets store")
+        let bytes = try KeyFiles.read(
+            paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes,
+            what: "secrets store")
         let file = try SecretsFile.parse(bytes, signers: signers)
         guard file.generation == generation else {
             throw SecretsError.invalid("the store file is at generation \(file.generation), not \(generation)")
@@ -146,9 +173,10 @@ package enum SecretsAdmin {
         try replace(paths.floor, with: GenerationFloor(of: file).serialized(signingKey: signingKey), mode: 0o644)
         try db.immediate { tx in
             try SecretsStore.resetRatchet(tx.db, file)
-            try Audit.record(tx, at: now, actor: actor, action: "secrets.accept_rollback",
-                             subject: "secrets/\(Hex.encode(file.storeID))",
-                             detail: ["generation": .int(Int64(generation))])
+            try Audit.record(
+                tx, at: now, actor: actor, action: "secrets.accept_rollback",
+                subject: "secrets/\(Hex.encode(file.storeID))",
+                detail: ["generation": .int(Int64(generation))])
         }
     }
 
@@ -165,7 +193,10 @@ package enum SecretsAdmin {
         guard rename(tmp, path) == 0 else { throw .invalid("cannot rename \(tmp) to \(path) (errno \(errno))") }
         let dir = String(path[..<(path.lastIndex(of: "/") ?? path.endIndex)])
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
     }
 }
 
@@ -185,14 +216,22 @@ package enum SecretsIntake {
         return "drvpk1:\(store.storeID):\(SecretsCrypto.base64(SecretsCrypto.boxPublicKey(of: sk)))"
     }
 
-    package static func seal(name: String, value: SecretBytes, publicKey text: String, now: Int64) throws(SecretsError) -> String {
+    package static func seal(name: String, value: SecretBytes, publicKey text: String, now: Int64) throws(SecretsError)
+        -> String
+    {
         let parts = text.split(separator: ":")
         guard parts.count == 3, parts[0] == "drvpk1", let storeID = Hex.decode(String(parts[1])), storeID.count == 16,
-              let pk = SecretsCrypto.base64Decode(Array(parts[2].utf8)), pk.count == 32
-        else { throw .invalid("the public key must be drvpk1:<store id>:<base64>, as `draven secrets pubkey` prints it") }
+            let pk = SecretsCrypto.base64Decode(Array(parts[2].utf8)), pk.count == 32
+        else {
+            throw .invalid("the public key must be drvpk1:<store id>:<base64>, as `draven secrets pubkey` prints it")
+        }
         guard SecretsFile.isValidName(name) else { throw .invalid("invalid secret name \(name)") }
         var w = ByteWriter()
-        w.raw(Array("drv-seal/v1\0".utf8)); w.raw(storeID); w.string16(name); w.u64(UInt64(now + lifetime)); w.raw(Sodium.randomBytes(16))
+        w.raw(Array("drv-seal/v1\0".utf8))
+        w.raw(storeID)
+        w.string16(name)
+        w.u64(UInt64(now + lifetime))
+        w.raw(Sodium.randomBytes(16))
         var payload = w.bytes
         value.withUnsafeBytes { payload.append(contentsOf: $0) }
         defer { Sodium.wipe(&payload) }
@@ -201,7 +240,9 @@ package enum SecretsIntake {
 
     /// Opens blobs and writes them into the store in one new generation.
     /// - Returns: the names imported.
-    package static func importBlobs(_ blobs: [String], paths: SecretsPaths, db: Database, actor: String, now: Int64) throws -> [String] {
+    package static func importBlobs(_ blobs: [String], paths: SecretsPaths, db: Database, actor: String, now: Int64)
+        throws -> [String]
+    {
         try SecretsAdmin.update(paths, db: db, actor: actor, now: now) { draft in
             let intake = try draft.value(SecretsAdmin.intakeEntry)
             let pk = SecretsCrypto.boxPublicKey(of: intake)
@@ -209,8 +250,9 @@ package enum SecretsIntake {
             var names: [String] = []
             for blob in blobs {
                 let parts = blob.split(separator: ":", maxSplits: 2)
-                guard parts.count == 3, parts[0] == "drvseal1", let box = SecretsCrypto.base64Decode(Array(parts[2].utf8)),
-                      let opened = SecretsCrypto.openSealed(box, publicKey: pk, secretKey: intake)
+                guard parts.count == 3, parts[0] == "drvseal1",
+                    let box = SecretsCrypto.base64Decode(Array(parts[2].utf8)),
+                    let opened = SecretsCrypto.openSealed(box, publicKey: pk, secretKey: intake)
                 else { throw SecretsError.invalid("a blob is not a drvseal1 value sealed to this store's intake key") }
                 let (name, sealID, valueStart) = try opened.withUnsafeBytes {
                     try parsePayload($0, storeID: storeID, outerName: String(parts[1]), now: now)
@@ -218,8 +260,12 @@ package enum SecretsIntake {
                 guard try db.scalar("SELECT 1 FROM secrets_seals WHERE seal_id = ?1", [.text(sealID)]) == nil else {
                     throw SecretsError.invalid("the sealed value for \(name) was already imported (replay)")
                 }
-                try db.run("INSERT INTO secrets_seals (seal_id, name, imported_at) VALUES (?1, ?2, ?3)", [.text(sealID), .text(name), .int(now)])
-                let value = opened.withUnsafeBytes { SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[valueStart...]), label: name) }
+                try db.run(
+                    "INSERT INTO secrets_seals (seal_id, name, imported_at) VALUES (?1, ?2, ?3)",
+                    [.text(sealID), .text(name), .int(now)])
+                let value = opened.withUnsafeBytes {
+                    SecretBytes(copying: UnsafeRawBufferPointer(rebasing: $0[valueStart...]), label: name)
+                }
                 try draft.set(name, kind: .token, value: value)
                 names.append(name)
             }
@@ -228,8 +274,10 @@ package enum SecretsIntake {
     }
 
     /// Reads the header of an opened seal payload; returns the name, seal id and value offset.
-    private static func parsePayload(_ raw: UnsafeRawBufferPointer, storeID: [UInt8], outerName: String,
-                                     now: Int64) throws(SecretsError) -> (String, String, Int) {
+    private static func parsePayload(
+        _ raw: UnsafeRawBufferPointer, storeID: [UInt8], outerName: String,
+        now: Int64
+    ) throws(SecretsError) -> (String, String, Int) {
         var r = ByteReader(Array(raw.prefix(200))[...])
         guard Array(try r.take(12)) == Array("drv-seal/v1\0".utf8) else { throw .invalid("not a draven sealed value") }
         guard Array(try r.take(16)) == storeID else { throw .invalid("sealed for another store") }

@@ -3,8 +3,8 @@ internal import CSodium
 /// The libsodium operations of the secrets store, each domain-separated.
 package enum SecretsCrypto {
     static let keyBytes = 32
-    static let nonceBytes = 24   // crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-    static let tagBytes = 16     // crypto_aead_xchacha20poly1305_ietf_ABYTES
+    static let nonceBytes = 24  // crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+    static let tagBytes = 16  // crypto_aead_xchacha20poly1305_ietf_ABYTES
 
     static func ready() { precondition(sodium_init() >= 0) }
 
@@ -19,7 +19,8 @@ package enum SecretsCrypto {
             let nonce = o.baseAddress!.assumingMemoryBound(to: UInt8.self)
             let rc = aad.withUnsafeBufferPointer { a in
                 crypto_aead_xchacha20poly1305_ietf_encrypt(
-                    nonce + nonceBytes, &clen, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(plaintext.count),
+                    nonce + nonceBytes, &clen, plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                    UInt64(plaintext.count),
                     a.baseAddress, UInt64(a.count), nil, nonce, key.baseAddress!.assumingMemoryBound(to: UInt8.self))
             }
             precondition(rc == 0)
@@ -28,7 +29,8 @@ package enum SecretsCrypto {
     }
 
     /// Opens nonce ‖ ciphertext ‖ tag into a `SecretBytes`, or nil when it does not authenticate.
-    static func open(_ box: ArraySlice<UInt8>, aad: [UInt8], key: UnsafeRawBufferPointer, label: String) -> SecretBytes? {
+    static func open(_ box: ArraySlice<UInt8>, aad: [UInt8], key: UnsafeRawBufferPointer, label: String) -> SecretBytes?
+    {
         ready()
         guard box.count >= nonceBytes + tagBytes, key.count == keyBytes else { return nil }
         let box = Array(box)
@@ -53,8 +55,9 @@ package enum SecretsCrypto {
         ready()
         var out = [UInt8](repeating: 0, count: length)
         message.withUnsafeBufferPointer { m in
-            _ = crypto_generichash(&out, length, m.baseAddress, UInt64(m.count),
-                                   key?.baseAddress?.assumingMemoryBound(to: UInt8.self), key?.count ?? 0)
+            _ = crypto_generichash(
+                &out, length, m.baseAddress, UInt64(m.count),
+                key?.baseAddress?.assumingMemoryBound(to: UInt8.self), key?.count ?? 0)
         }
         return out
     }
@@ -63,8 +66,9 @@ package enum SecretsCrypto {
     static func hash(raw message: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, length: Int) -> [UInt8] {
         ready()
         var out = [UInt8](repeating: 0, count: length)
-        _ = crypto_generichash(&out, length, message.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(message.count),
-                               key.baseAddress?.assumingMemoryBound(to: UInt8.self), key.count)
+        _ = crypto_generichash(
+            &out, length, message.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(message.count),
+            key.baseAddress?.assumingMemoryBound(to: UInt8.self), key.count)
         return out
     }
 
@@ -78,7 +82,8 @@ package enum SecretsCrypto {
     static func sign(_ message: [UInt8], secretKey: UnsafeRawBufferPointer) -> [UInt8] {
         ready()
         var sig = [UInt8](repeating: 0, count: 64)
-        _ = crypto_sign_detached(&sig, nil, message, UInt64(message.count), secretKey.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        _ = crypto_sign_detached(
+            &sig, nil, message, UInt64(message.count), secretKey.baseAddress!.assumingMemoryBound(to: UInt8.self))
         return sig
     }
 
@@ -86,7 +91,9 @@ package enum SecretsCrypto {
     static func signingKeyPair() -> ([UInt8], SecretBytes) {
         ready()
         var pk = [UInt8](repeating: 0, count: 32)
-        let sk = SecretBytes(count: 64, label: "signing key") { _ = crypto_sign_keypair(&pk, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        let sk = SecretBytes(count: 64, label: "signing key") {
+            _ = crypto_sign_keypair(&pk, $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
         return (pk, sk)
     }
 
@@ -94,7 +101,9 @@ package enum SecretsCrypto {
     static func boxKeyPair() -> ([UInt8], SecretBytes) {
         ready()
         var pk = [UInt8](repeating: 0, count: 32)
-        let sk = SecretBytes(count: 32, label: "intake key") { _ = crypto_box_keypair(&pk, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
+        let sk = SecretBytes(count: 32, label: "intake key") {
+            _ = crypto_box_keypair(&pk, $0.baseAddress!.assumingMemoryBound(to: UInt8.self))
+        }
         return (pk, sk)
     }
 
@@ -117,8 +126,9 @@ package enum SecretsCrypto {
         var ok = false
         let opened = SecretBytes(count: box.count - 48, label: "sealed value") { dst in
             ok = secretKey.withUnsafeBytes { sk in
-                crypto_box_seal_open(dst.baseAddress?.assumingMemoryBound(to: UInt8.self), box, UInt64(box.count), publicKey,
-                                     sk.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
+                crypto_box_seal_open(
+                    dst.baseAddress?.assumingMemoryBound(to: UInt8.self), box, UInt64(box.count), publicKey,
+                    sk.baseAddress!.assumingMemoryBound(to: UInt8.self)) == 0
             }
         }
         return ok ? opened : nil
@@ -149,7 +159,8 @@ package enum SecretsCrypto {
         var len = 0
         let rc = input.withUnsafeBufferPointer { i in
             i.withMemoryRebound(to: CChar.self) { c in
-                sodium_base642bin(&out, out.count, c.baseAddress, c.count, nil, &len, nil, Int32(sodium_base64_VARIANT_ORIGINAL))
+                sodium_base642bin(
+                    &out, out.count, c.baseAddress, c.count, nil, &len, nil, Int32(sodium_base64_VARIANT_ORIGINAL))
             }
         }
         guard rc == 0 else { return nil }

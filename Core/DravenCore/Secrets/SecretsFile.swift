@@ -13,7 +13,11 @@
 /// ```
 /// The signature is checked before anything past the fixed header is parsed.
 struct SecretsFile {
-    struct Slot { var type: UInt8; var kid: [UInt8]; var wrapped: [UInt8] }
+    struct Slot {
+        var type: UInt8
+        var kid: [UInt8]
+        var wrapped: [UInt8]
+    }
     struct Entry {
         var name: String
         var version: UInt64
@@ -56,11 +60,11 @@ struct SecretsFile {
     }
 
     #if DRAVEN_FUZZ
-    /// The parser past the signature check, which a fuzzer cannot pass: only in the fuzz build
-    /// (`-DDRAVEN_FUZZ`, Tests/Fuzz), never in a shipped binary.
-    static func parseUnverified(_ bytes: [UInt8]) throws(SecretsError) -> SecretsFile {
-        try parse(bytes) { (_, _, _) throws(SecretsError) in }
-    }
+        /// The parser past the signature check, which a fuzzer cannot pass: only in the fuzz build
+        /// (`-DDRAVEN_FUZZ`, Tests/Fuzz), never in a shipped binary.
+        static func parseUnverified(_ bytes: [UInt8]) throws(SecretsError) -> SecretsFile {
+            try parse(bytes) { (_, _, _) throws(SecretsError) in }
+        }
     #endif
 
     /// - Parameter check: throws unless the signature over the message verifies with the signer's key.
@@ -69,12 +73,16 @@ struct SecretsFile {
         check: (_ signerKID: [UInt8], _ signature: ArraySlice<UInt8>, _ message: [UInt8]) throws(SecretsError) -> Void
     ) throws(SecretsError) -> SecretsFile {
         guard bytes.count <= maxFileBytes else { throw .tampered("file larger than 4 MiB") }
-        guard bytes.count >= fixedHeader + 64, Array(bytes[0..<6]) == magic else { throw .tampered("not a draven secrets file") }
+        guard bytes.count >= fixedHeader + 64, Array(bytes[0..<6]) == magic else {
+            throw .tampered("not a draven secrets file")
+        }
         guard bytes[6] == 1 else { throw .tampered("unknown format \(bytes[6])") }
         guard bytes[7] == 1 else { throw .tampered("unknown algorithm \(bytes[7])") }
         var header = ByteReader(bytes[8...])
         let manifestLen = Int(try header.u32())
-        guard manifestLen >= fixedHeader, manifestLen + 64 <= bytes.count else { throw .tampered("bad manifest length") }
+        guard manifestLen >= fixedHeader, manifestLen + 64 <= bytes.count else {
+            throw .tampered("bad manifest length")
+        }
         let storeID = Array(try header.take(16))
         let generation = try header.u64()
         let created = try header.i64()
@@ -102,22 +110,28 @@ struct SecretsFile {
             let version = try r.u64()
             guard let kind = SecretKind(rawValue: try r.u8()) else { throw .tampered("unknown kind for \(name)") }
             let updated = try r.i64()
-            let off = Int(try r.u32()), len = Int(try r.u32())
+            let off = Int(try r.u32())
+            let len = Int(try r.u32())
             let recHash = Array(try r.take(32))
-            guard off == expectedOffset, len <= maxEntryBytes + 40, records.startIndex + off + len <= records.endIndex else {
+            guard off == expectedOffset, len <= maxEntryBytes + 40, records.startIndex + off + len <= records.endIndex
+            else {
                 throw .tampered("record of \(name) is out of place")
             }
             if let last = entries.last, last.name >= name { throw .tampered("index not sorted or names repeated") }
             let record = records[(records.startIndex + off)..<(records.startIndex + off + len)]
             // The record's hash is checked when it is read (SecretsStore.open): a reader hashes
             // only the entries it uses.
-            entries.append(Entry(name: name, version: version, kind: kind, updated: updated, record: record, recordHash: recHash))
+            entries.append(
+                Entry(name: name, version: version, kind: kind, updated: updated, record: record, recordHash: recHash))
             expectedOffset = off + len
         }
         guard r.atEnd else { throw .tampered("trailing bytes in the manifest") }
-        guard records.startIndex + expectedOffset == records.endIndex else { throw .tampered("trailing bytes after the records") }
-        return SecretsFile(storeID: storeID, generation: generation, created: created, signerKID: signerKID, dekID: dekID,
-                           dekCheck: dekCheck, slots: slots, entries: entries, manifest: manifest)
+        guard records.startIndex + expectedOffset == records.endIndex else {
+            throw .tampered("trailing bytes after the records")
+        }
+        return SecretsFile(
+            storeID: storeID, generation: generation, created: created, signerKID: signerKID, dekID: dekID,
+            dekCheck: dekCheck, slots: slots, entries: entries, manifest: manifest)
     }
 
     /// Serializes and signs. Entries must be sorted by name.
@@ -136,15 +150,29 @@ struct SecretsFile {
             records.append(contentsOf: e.record)
         }
         var body = ByteWriter()
-        body.raw(storeID); body.u64(generation); body.i64(created); body.raw(signerKID); body.raw(dekID); body.raw(dekCheck)
+        body.raw(storeID)
+        body.u64(generation)
+        body.i64(created)
+        body.raw(signerKID)
+        body.raw(dekID)
+        body.raw(dekCheck)
         body.u16(UInt16(slots.count))
-        for s in slots { body.u8(s.type); body.raw(s.kid); body.u16(UInt16(s.wrapped.count)); body.raw(s.wrapped) }
+        for s in slots {
+            body.u8(s.type)
+            body.raw(s.kid)
+            body.u16(UInt16(s.wrapped.count))
+            body.raw(s.wrapped)
+        }
         body.raw(index.bytes)
         var manifest = ByteWriter()
-        manifest.raw(Self.magic); manifest.u8(1); manifest.u8(1)
+        manifest.raw(Self.magic)
+        manifest.u8(1)
+        manifest.u8(1)
         manifest.u32(UInt32(6 + 2 + 4 + body.bytes.count))
         manifest.raw(body.bytes)
-        let signature = signingKey.withUnsafeBytes { SecretsCrypto.sign(Self.signedMessage(manifest.bytes), secretKey: $0) }
+        let signature = signingKey.withUnsafeBytes {
+            SecretsCrypto.sign(Self.signedMessage(manifest.bytes), secretKey: $0)
+        }
         return manifest.bytes + signature + records
     }
 
@@ -152,7 +180,12 @@ struct SecretsFile {
 
     func aad(name: String, version: UInt64, kind: SecretKind) -> [UInt8] {
         var w = ByteWriter()
-        w.raw(Array("drv-ent/v1\0".utf8)); w.raw(storeID); w.raw(dekID); w.string16(name); w.u64(version); w.u8(kind.rawValue)
+        w.raw(Array("drv-ent/v1\0".utf8))
+        w.raw(storeID)
+        w.raw(dekID)
+        w.string16(name)
+        w.u64(version)
+        w.u8(kind.rawValue)
         return w.bytes
     }
 
@@ -164,14 +197,19 @@ struct SecretsFile {
 
     static func isValidName(_ name: String) -> Bool {
         let u = Array(name.utf8)
-        guard let first = u.first, u.count <= 128, (97...122).contains(first) || (48...57).contains(first) else { return false }
-        return u.allSatisfy { (97...122).contains($0) || (48...57).contains($0) || $0 == 46 || $0 == 95 || $0 == 47 || $0 == 45 }
+        guard let first = u.first, u.count <= 128, (97...122).contains(first) || (48...57).contains(first) else {
+            return false
+        }
+        return u.allSatisfy {
+            (97...122).contains($0) || (48...57).contains($0) || $0 == 46 || $0 == 95 || $0 == 47 || $0 == 45
+        }
     }
 }
 
 /// What a secret is, bound into its ciphertext (a token cannot be passed off as an HMAC key).
 package enum SecretKind: UInt8, Sendable, CaseIterable {
-    case token = 1, hmac, sshKey, pem, password, opaque
+    case token = 1
+    case hmac, sshKey, pem, password, opaque
 
     package var name: String {
         switch self {

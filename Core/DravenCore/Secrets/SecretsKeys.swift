@@ -42,10 +42,15 @@ enum KeyFiles {
         }
         defer { close(fd) }
         var st = stat()
-        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { throw .badPermissions(path: path, reason: "\(what) is not a regular file") }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            throw .badPermissions(path: path, reason: "\(what) is not a regular file")
+        }
         guard st.st_mode & forbidden == 0 else {
-            throw .badPermissions(path: path, reason: "\(what) has mode \(String(st.st_mode & 0o777, radix: 8)); it must not be " +
-                                  (forbidden & 0o004 != 0 ? "readable by others or writable by group/others" : "writable by group or others"))
+            throw .badPermissions(
+                path: path,
+                reason: "\(what) has mode \(String(st.st_mode & 0o777, radix: 8)); it must not be "
+                    + (forbidden & 0o004 != 0
+                        ? "readable by others or writable by group/others" : "writable by group or others"))
         }
         guard Int(st.st_size) <= maxBytes else { throw .tampered("\(what) is larger than \(maxBytes) bytes") }
         var out = [UInt8](repeating: 0, count: Int(st.st_size))
@@ -61,13 +66,15 @@ enum KeyFiles {
     }
 
     /// Reads `prefix<base64>` from a secret key file into a `SecretBytes` of `length` bytes.
-    static func secretKey(_ path: String, prefix: String, length: Int, what: String) throws(SecretsError) -> SecretBytes {
+    static func secretKey(_ path: String, prefix: String, length: Int, what: String) throws(SecretsError) -> SecretBytes
+    {
         var raw = try read(path, forbidden: 0o027, maxBytes: 1024, what: what)
         defer { Sodium.wipe(&raw) }
         var text = raw[...]
         while let last = text.last, last == 10 || last == 13 || last == 32 { text = text.dropLast() }
         let p = Array(prefix.utf8)
-        guard text.starts(with: p), var key = SecretsCrypto.base64Decode(text.dropFirst(p.count)), key.count == length else {
+        guard text.starts(with: p), var key = SecretsCrypto.base64Decode(text.dropFirst(p.count)), key.count == length
+        else {
             throw .invalid("\(path) is not a \(what) (expected \(prefix)<base64 of \(length) bytes>)")
         }
         defer { Sodium.wipe(&key) }
@@ -81,8 +88,8 @@ enum KeyFiles {
         for line in raw.split(separator: 10) where !line.isEmpty && line.first != UInt8(ascii: "#") {
             let parts = line.split(separator: UInt8(ascii: ":"))
             guard parts.count == 3, Array(parts[0]) == Array("drvpub1".utf8),
-                  let kid = Hex.decode(String(decoding: parts[1], as: UTF8.self)), kid.count == 8,
-                  let pk = SecretsCrypto.base64Decode(parts[2]), pk.count == 32, signerKID(pk) == kid
+                let kid = Hex.decode(String(decoding: parts[1], as: UTF8.self)), kid.count == 8,
+                let pk = SecretsCrypto.base64Decode(parts[2]), pk.count == 32, signerKID(pk) == kid
             else { throw .invalid("\(path): a line is not drvpub1:<kid>:<base64 public key>") }
             keys.add(kid: kid, publicKey: pk)
         }
@@ -90,7 +97,9 @@ enum KeyFiles {
         return keys
     }
 
-    static func signerKID(_ publicKey: [UInt8]) -> [UInt8] { Array(SecretsCrypto.hash(publicKey, length: 16).prefix(8)) }
+    static func signerKID(_ publicKey: [UInt8]) -> [UInt8] {
+        Array(SecretsCrypto.hash(publicKey, length: 16).prefix(8))
+    }
 
     static func kekID(_ kek: SecretBytes) -> [UInt8] {
         kek.withUnsafeBytes { Array(SecretsCrypto.hash(Array("drv-kid".utf8), key: $0, length: 16).prefix(8)) }
@@ -99,7 +108,9 @@ enum KeyFiles {
     /// Writes `contents` to a new file with `mode` (refuses to overwrite).
     static func create(_ path: String, _ contents: [UInt8], mode: mode_t) throws(SecretsError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw .invalid(errno == EEXIST ? "\(path) already exists" : "cannot create \(path) (errno \(errno))") }
+        guard fd >= 0 else {
+            throw .invalid(errno == EEXIST ? "\(path) already exists" : "cannot create \(path) (errno \(errno))")
+        }
         defer { close(fd) }
         fchmod(fd, mode)
         let n = contents.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }

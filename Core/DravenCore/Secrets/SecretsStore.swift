@@ -16,7 +16,8 @@ package final class SecretsStore {
     ///   `.badPermissions`, `.missing`, `.unanchored`.
     package init(_ paths: SecretsPaths, db: Database?) throws {
         let signers = try KeyFiles.publicKeys(paths.publicKeys)
-        let bytes = try KeyFiles.read(paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes, what: "secrets store")
+        let bytes = try KeyFiles.read(
+            paths.store, forbidden: 0o022, maxBytes: SecretsFile.maxFileBytes, what: "secrets store")
         let file = try SecretsFile.parse(bytes, signers: signers)
         let floor = try GenerationFloor.read(paths.floor)
         try floor?.check(file, signers: signers)
@@ -36,10 +37,16 @@ package final class SecretsStore {
         guard let slot = file.slots.first(where: { $0.type == 1 && $0.kid == kid }) else {
             throw .wrongKey("no slot for master key \(Hex.encode(kid))")
         }
-        guard let dek = kek.withUnsafeBytes({ SecretsCrypto.open(slot.wrapped[...], aad: file.wrapAAD(kekID: kid), key: $0, label: "data key") }),
-              dek.count == 32
+        guard
+            let dek = kek.withUnsafeBytes({
+                SecretsCrypto.open(slot.wrapped[...], aad: file.wrapAAD(kekID: kid), key: $0, label: "data key")
+            }),
+            dek.count == 32
         else { throw .wrongKey("the data key does not unwrap") }
-        guard Sodium.constantTimeEquals(SecretsFile.dekCheck(dek: dek, storeID: file.storeID, dekID: file.dekID), file.dekCheck) else {
+        guard
+            Sodium.constantTimeEquals(
+                SecretsFile.dekCheck(dek: dek, storeID: file.storeID, dekID: file.dekID), file.dekCheck)
+        else {
             throw .wrongKey("the data key does not match its commitment")
         }
         return dek
@@ -51,7 +58,9 @@ package final class SecretsStore {
     static func ratchet(_ db: Database, _ file: SecretsFile, vouched: Bool) throws {
         let id = Hex.encode(file.storeID)
         let hash = Hex.encode(SecretsCrypto.hash(file.manifest))
-        let seen = try db.first("SELECT max_generation, manifest_hash FROM secrets_state WHERE store_id = ?1", [.text(id)]) {
+        let seen = try db.first(
+            "SELECT max_generation, manifest_hash FROM secrets_state WHERE store_id = ?1", [.text(id)]
+        ) {
             (UInt64($0.int(0)), $0.text(1))
         }
         if let seen {
@@ -61,11 +70,13 @@ package final class SecretsStore {
                 return
             }
         } else if !vouched {
-            throw SecretsError.unanchored("no generation record for store \(id) in the database and no "
-                                          + "generation floor beside the file (restored? "
-                                          + "`draven secrets verify --accept-rollback GEN`)")
+            throw SecretsError.unanchored(
+                "no generation record for store \(id) in the database and no "
+                    + "generation floor beside the file (restored? "
+                    + "`draven secrets verify --accept-rollback GEN`)")
         }
-        try db.run("""
+        try db.run(
+            """
             INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation, manifest_hash = excluded.manifest_hash,
                 seen_at = excluded.seen_at WHERE secrets_state.max_generation < excluded.max_generation
@@ -74,12 +85,16 @@ package final class SecretsStore {
 
     /// Sets the generation record to `file`'s, even lower (`draven secrets verify --accept-rollback`).
     static func resetRatchet(_ db: Database, _ file: SecretsFile) throws {
-        try db.run("""
+        try db.run(
+            """
             INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
             ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation,
                 manifest_hash = excluded.manifest_hash, seen_at = excluded.seen_at
-            """, [.text(Hex.encode(file.storeID)), .int(Int64(file.generation)),
-                  .text(Hex.encode(SecretsCrypto.hash(file.manifest))), .int(Clock.now())])
+            """,
+            [
+                .text(Hex.encode(file.storeID)), .int(Int64(file.generation)),
+                .text(Hex.encode(SecretsCrypto.hash(file.manifest))), .int(Clock.now()),
+            ])
     }
 
     /// Checks every record (what `draven secrets verify` does); readers check only what they use.
@@ -102,7 +117,9 @@ package final class SecretsStore {
     func open(_ entry: SecretsFile.Entry) throws(SecretsError) -> SecretBytes {
         guard entry.recordIsIntact else { throw .tampered("record of \(entry.name) was changed") }
         let aad = file.aad(name: entry.name, version: entry.version, kind: entry.kind)
-        guard let value = dek.withUnsafeBytes({ SecretsCrypto.open(entry.record, aad: aad, key: $0, label: entry.name) }) else {
+        guard
+            let value = dek.withUnsafeBytes({ SecretsCrypto.open(entry.record, aad: aad, key: $0, label: entry.name) })
+        else {
             throw .tampered("entry \(entry.name) does not decrypt under its name, version and kind")
         }
         return value
@@ -111,6 +128,8 @@ package final class SecretsStore {
     /// A short keyed fingerprint of a value (for `list`), revealing nothing about it.
     func fingerprint(_ value: SecretBytes) -> String {
         let key = dek.withUnsafeBytes { SecretsCrypto.hash(Array("drv-fp/v1".utf8), key: $0) }
-        return value.withUnsafeBytes { v in key.withUnsafeBytes { Hex.encode(SecretsCrypto.hash(raw: v, key: $0, length: 8)) } }
+        return value.withUnsafeBytes { v in
+            key.withUnsafeBytes { Hex.encode(SecretsCrypto.hash(raw: v, key: $0, length: 8)) }
+        }
     }
 }

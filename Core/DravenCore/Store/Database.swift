@@ -71,7 +71,8 @@ package final class Database {
     ///   nil when another connection was checkpointing at that moment (two sweeps at once).
     @discardableResult
     package func checkpoint() throws(SQLiteError) -> (frames: Int, checkpointed: Int)? {
-        var frames: Int32 = 0, done: Int32 = 0
+        var frames: Int32 = 0
+        var done: Int32 = 0
         let rc = sqlite3_wal_checkpoint_v2(handle, nil, SQLITE_CHECKPOINT_PASSIVE, &frames, &done)
         if rc & 0xff == SQLITE_BUSY { return nil }
         guard rc == SQLITE_OK else { throw error(rc, sql: "PRAGMA wal_checkpoint(PASSIVE)") }

@@ -17,14 +17,17 @@ package enum Migrations {
     @discardableResult
     package static func migrate(_ db: Database, now: Int64 = Clock.now()) throws -> [String] {
         try db.execute("PRAGMA journal_mode=WAL")
-        try db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT")
+        try db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT")
         var applied: [String] = []
         for migration in all {
             try db.immediate { tx in
-                let done = try tx.db.scalar("SELECT 1 FROM schema_migrations WHERE id = ?1", [.text(migration.id)]) != nil
+                let done =
+                    try tx.db.scalar("SELECT 1 FROM schema_migrations WHERE id = ?1", [.text(migration.id)]) != nil
                 guard !done else { return }
                 try tx.db.execute(migration.sql)
-                try tx.db.run("INSERT INTO schema_migrations (id, applied_at) VALUES (?1, ?2)", [.text(migration.id), .int(now)])
+                try tx.db.run(
+                    "INSERT INTO schema_migrations (id, applied_at) VALUES (?1, ?2)", [.text(migration.id), .int(now)])
                 // The count of applied migrations, readable with one cheap pragma on the request path.
                 let count = try tx.db.scalar("SELECT count(*) FROM schema_migrations") ?? 0
                 try tx.db.execute("PRAGMA user_version = \(count)")
@@ -41,335 +44,336 @@ package enum Migrations {
 
     /// The migrations this binary knows but the database has not applied.
     package static func pending(_ db: Database) throws -> [String] {
-        let hasTable = try db.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") != nil
+        let hasTable =
+            try db.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'") != nil
         guard hasTable else { return all.map(\.id) }
         let done = Set(try db.query("SELECT id FROM schema_migrations") { $0.text(0) })
         return all.map(\.id).filter { !done.contains($0) }
     }
 
     static let base = """
-    -- Each applied configuration file: the source text, its hash, who applied it.
-    CREATE TABLE config_versions (
-        id INTEGER PRIMARY KEY,
-        sha256 TEXT NOT NULL,
-        source_path TEXT NOT NULL,
-        source TEXT NOT NULL,
-        applied_by TEXT NOT NULL,
-        applied_at INTEGER NOT NULL
-    ) STRICT;
+        -- Each applied configuration file: the source text, its hash, who applied it.
+        CREATE TABLE config_versions (
+            id INTEGER PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            source_path TEXT NOT NULL,
+            source TEXT NOT NULL,
+            applied_by TEXT NOT NULL,
+            applied_at INTEGER NOT NULL
+        ) STRICT;
 
-    -- Global settings from config (e.g. api.token_header).
-    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+        -- Global settings from config (e.g. api.token_header).
+        CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 
-    CREATE TABLE projects (
-        id INTEGER PRIMARY KEY,
-        name TEXT NOT NULL UNIQUE,
-        description TEXT NOT NULL DEFAULT '',
-        retired INTEGER NOT NULL DEFAULT 0,
-        config_version INTEGER NOT NULL REFERENCES config_versions(id)
-    ) STRICT;
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            description TEXT NOT NULL DEFAULT '',
+            retired INTEGER NOT NULL DEFAULT 0,
+            config_version INTEGER NOT NULL REFERENCES config_versions(id)
+        ) STRICT;
 
-    CREATE TABLE environments (
-        id INTEGER PRIMARY KEY,
-        project_id INTEGER NOT NULL REFERENCES projects(id),
-        name TEXT NOT NULL,
-        retired INTEGER NOT NULL DEFAULT 0,
-        UNIQUE (project_id, name)
-    ) STRICT;
+        CREATE TABLE environments (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            name TEXT NOT NULL,
+            retired INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (project_id, name)
+        ) STRICT;
 
-    -- One policy per environment. `version` grows whenever its content changes, so an approval
-    -- can be bound to the policy it was given under.
-    CREATE TABLE policies (
-        environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
-        version INTEGER NOT NULL,
-        digest TEXT NOT NULL,
-        approvals_required INTEGER NOT NULL DEFAULT 0 CHECK (approvals_required >= 0),
-        approver_groups TEXT NOT NULL DEFAULT '[]',      -- JSON array of group names
-        self_approval INTEGER NOT NULL DEFAULT 0,
-        approval_ttl_s INTEGER NOT NULL DEFAULT 86400,
-        lock_mode TEXT NOT NULL DEFAULT 'queue' CHECK (lock_mode IN ('queue', 'reject')),
-        lease_s INTEGER NOT NULL DEFAULT 600 CHECK (lease_s > 0),
-        on_failure TEXT NOT NULL DEFAULT '[]',          -- JSON array: "diagnostic", "rollback"
-        document TEXT NOT NULL                          -- the whole policy as applied (JSON)
-    ) STRICT;
+        -- One policy per environment. `version` grows whenever its content changes, so an approval
+        -- can be bound to the policy it was given under.
+        CREATE TABLE policies (
+            environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
+            version INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            approvals_required INTEGER NOT NULL DEFAULT 0 CHECK (approvals_required >= 0),
+            approver_groups TEXT NOT NULL DEFAULT '[]',      -- JSON array of group names
+            self_approval INTEGER NOT NULL DEFAULT 0,
+            approval_ttl_s INTEGER NOT NULL DEFAULT 86400,
+            lock_mode TEXT NOT NULL DEFAULT 'queue' CHECK (lock_mode IN ('queue', 'reject')),
+            lease_s INTEGER NOT NULL DEFAULT 600 CHECK (lease_s > 0),
+            on_failure TEXT NOT NULL DEFAULT '[]',          -- JSON array: "diagnostic", "rollback"
+            document TEXT NOT NULL                          -- the whole policy as applied (JSON)
+        ) STRICT;
 
-    -- Allowed refs: a ref may deploy if it matches any row (kind and glob).
-    CREATE TABLE policy_refs (
-        environment_id INTEGER NOT NULL REFERENCES environments(id),
-        kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag', 'sha')),
-        pattern TEXT NOT NULL,
-        PRIMARY KEY (environment_id, kind, pattern)
-    ) STRICT, WITHOUT ROWID;
+        -- Allowed refs: a ref may deploy if it matches any row (kind and glob).
+        CREATE TABLE policy_refs (
+            environment_id INTEGER NOT NULL REFERENCES environments(id),
+            kind TEXT NOT NULL CHECK (kind IN ('branch', 'tag', 'sha')),
+            pattern TEXT NOT NULL,
+            PRIMARY KEY (environment_id, kind, pattern)
+        ) STRICT, WITHOUT ROWID;
 
-    CREATE TABLE integrations (
-        project_id INTEGER PRIMARY KEY REFERENCES projects(id),
-        provider TEXT NOT NULL CHECK (provider IN ('github', 'gitlab', 'bitbucket', 'bitbucket-dc')),
-        repo TEXT NOT NULL,
-        method TEXT NOT NULL,
-        document TEXT NOT NULL                           -- provider settings, secret *names*, env -> pipeline map (JSON)
-    ) STRICT;
+        CREATE TABLE integrations (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id),
+            provider TEXT NOT NULL CHECK (provider IN ('github', 'gitlab', 'bitbucket', 'bitbucket-dc')),
+            repo TEXT NOT NULL,
+            method TEXT NOT NULL,
+            document TEXT NOT NULL                           -- provider settings, secret *names*, env -> pipeline map (JSON)
+        ) STRICT;
 
-    CREATE TABLE people (
-        id INTEGER PRIMARY KEY,
-        handle TEXT NOT NULL UNIQUE,
-        name TEXT NOT NULL DEFAULT '',
-        email TEXT NOT NULL DEFAULT '',
-        disabled INTEGER NOT NULL DEFAULT 0
-    ) STRICT;
+        CREATE TABLE people (
+            id INTEGER PRIMARY KEY,
+            handle TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            email TEXT NOT NULL DEFAULT '',
+            disabled INTEGER NOT NULL DEFAULT 0
+        ) STRICT;
 
-    -- Chat identities (platform user id -> person), for chat-ops.
-    CREATE TABLE chat_identities (
-        platform TEXT NOT NULL,
-        user_id TEXT NOT NULL,
-        person_id INTEGER NOT NULL REFERENCES people(id),
-        PRIMARY KEY (platform, user_id)
-    ) STRICT, WITHOUT ROWID;
+        -- Chat identities (platform user id -> person), for chat-ops.
+        CREATE TABLE chat_identities (
+            platform TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            PRIMARY KEY (platform, user_id)
+        ) STRICT, WITHOUT ROWID;
 
-    CREATE TABLE person_groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;
+        CREATE TABLE person_groups (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE) STRICT;
 
-    CREATE TABLE group_members (
-        group_id INTEGER NOT NULL REFERENCES person_groups(id) ON DELETE CASCADE,
-        person_id INTEGER NOT NULL REFERENCES people(id),
-        PRIMARY KEY (group_id, person_id)
-    ) STRICT, WITHOUT ROWID;
-    CREATE INDEX group_members_person ON group_members (person_id);
+        CREATE TABLE group_members (
+            group_id INTEGER NOT NULL REFERENCES person_groups(id) ON DELETE CASCADE,
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            PRIMARY KEY (group_id, person_id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX group_members_person ON group_members (person_id);
 
-    -- A grant lets a person, or every member of a group, perform an action on a project's
-    -- environment. '*' in project or environment means any.
-    CREATE TABLE grants (
-        id INTEGER PRIMARY KEY,
-        person_id INTEGER REFERENCES people(id),
-        group_id INTEGER REFERENCES person_groups(id) ON DELETE CASCADE,
-        project TEXT NOT NULL,
-        environment TEXT NOT NULL,
-        action TEXT NOT NULL CHECK (action IN ('deploy', 'approve', 'rollback', 'read')),
-        CHECK ((person_id IS NULL) != (group_id IS NULL))
-    ) STRICT;
-    CREATE INDEX grants_person ON grants (person_id, action);
-    CREATE INDEX grants_group ON grants (group_id, action);
+        -- A grant lets a person, or every member of a group, perform an action on a project's
+        -- environment. '*' in project or environment means any.
+        CREATE TABLE grants (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER REFERENCES people(id),
+            group_id INTEGER REFERENCES person_groups(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('deploy', 'approve', 'rollback', 'read')),
+            CHECK ((person_id IS NULL) != (group_id IS NULL))
+        ) STRICT;
+        CREATE INDEX grants_person ON grants (person_id, action);
+        CREATE INDEX grants_group ON grants (group_id, action);
 
-    -- API tokens: `drv_<public id>_<secret>`. Only a keyed BLAKE2b hash of the whole token is kept.
-    CREATE TABLE api_tokens (
-        id INTEGER PRIMARY KEY,
-        public_id TEXT NOT NULL UNIQUE,
-        person_id INTEGER NOT NULL REFERENCES people(id),
-        name TEXT NOT NULL DEFAULT '',
-        hash BLOB NOT NULL,
-        created_at INTEGER NOT NULL,
-        revoked_at INTEGER
-    ) STRICT;
+        -- API tokens: `drv_<public id>_<secret>`. Only a keyed BLAKE2b hash of the whole token is kept.
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            public_id TEXT NOT NULL UNIQUE,
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            name TEXT NOT NULL DEFAULT '',
+            hash BLOB NOT NULL,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        ) STRICT;
 
-    CREATE TABLE jobs (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL CHECK (kind IN ('deploy', 'rollback', 'diagnostic')),
-        project_id INTEGER NOT NULL REFERENCES projects(id),
-        environment_id INTEGER NOT NULL REFERENCES environments(id),
-        ref TEXT NOT NULL,                 -- fully qualified: refs/heads/x, refs/tags/x, or a sha
-        ref_kind TEXT NOT NULL CHECK (ref_kind IN ('branch', 'tag', 'sha')),
-        sha TEXT,
-        reason TEXT NOT NULL DEFAULT '',
-        state TEXT NOT NULL,
-        requested_by INTEGER NOT NULL REFERENCES people(id),
-        policy_version INTEGER NOT NULL,
-        fencing_token INTEGER,             -- the lock's token while this job holds it
-        run_id TEXT,                       -- the provider's run/pipeline id once known
-        parent_job_id INTEGER REFERENCES jobs(id),
-        idempotency_key TEXT,
-        request_digest TEXT,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL
-    ) STRICT;
-    CREATE UNIQUE INDEX jobs_idempotency ON jobs (requested_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
-    CREATE INDEX jobs_env_state ON jobs (environment_id, state, id);
-    CREATE INDEX jobs_state ON jobs (state, updated_at);
-    CREATE INDEX jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('deploy', 'rollback', 'diagnostic')),
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            environment_id INTEGER NOT NULL REFERENCES environments(id),
+            ref TEXT NOT NULL,                 -- fully qualified: refs/heads/x, refs/tags/x, or a sha
+            ref_kind TEXT NOT NULL CHECK (ref_kind IN ('branch', 'tag', 'sha')),
+            sha TEXT,
+            reason TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL,
+            requested_by INTEGER NOT NULL REFERENCES people(id),
+            policy_version INTEGER NOT NULL,
+            fencing_token INTEGER,             -- the lock's token while this job holds it
+            run_id TEXT,                       -- the provider's run/pipeline id once known
+            parent_job_id INTEGER REFERENCES jobs(id),
+            idempotency_key TEXT,
+            request_digest TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        ) STRICT;
+        CREATE UNIQUE INDEX jobs_idempotency ON jobs (requested_by, idempotency_key) WHERE idempotency_key IS NOT NULL;
+        CREATE INDEX jobs_env_state ON jobs (environment_id, state, id);
+        CREATE INDEX jobs_state ON jobs (state, updated_at);
+        CREATE INDEX jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
 
-    CREATE TABLE job_events (
-        id INTEGER PRIMARY KEY,
-        job_id INTEGER NOT NULL REFERENCES jobs(id),
-        at INTEGER NOT NULL,
-        event TEXT NOT NULL,               -- created, transition, ignored, …
-        from_state TEXT,
-        to_state TEXT,
-        actor TEXT NOT NULL,
-        detail TEXT NOT NULL DEFAULT '{}'  -- JSON
-    ) STRICT;
-    CREATE INDEX job_events_job ON job_events (job_id, id);
+        CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            at INTEGER NOT NULL,
+            event TEXT NOT NULL,               -- created, transition, ignored, …
+            from_state TEXT,
+            to_state TEXT,
+            actor TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '{}'  -- JSON
+        ) STRICT;
+        CREATE INDEX job_events_job ON job_events (job_id, id);
 
-    -- One row per (project, environment) once first used. `fencing_token` only grows; `job_id`
-    -- is NULL while the lock is free.
-    CREATE TABLE locks (
-        environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
-        job_id INTEGER REFERENCES jobs(id),
-        fencing_token INTEGER NOT NULL DEFAULT 0,
-        acquired_at INTEGER,
-        lease_until INTEGER
-    ) STRICT;
-    CREATE UNIQUE INDEX locks_job ON locks (job_id) WHERE job_id IS NOT NULL;
+        -- One row per (project, environment) once first used. `fencing_token` only grows; `job_id`
+        -- is NULL while the lock is free.
+        CREATE TABLE locks (
+            environment_id INTEGER PRIMARY KEY REFERENCES environments(id),
+            job_id INTEGER REFERENCES jobs(id),
+            fencing_token INTEGER NOT NULL DEFAULT 0,
+            acquired_at INTEGER,
+            lease_until INTEGER
+        ) STRICT;
+        CREATE UNIQUE INDEX locks_job ON locks (job_id) WHERE job_id IS NOT NULL;
 
-    -- Webhook deliveries seen, by the provider's delivery id (dedup).
-    CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
-        source TEXT NOT NULL,
-        delivery_id TEXT NOT NULL,
-        event TEXT NOT NULL DEFAULT '',
-        job_id INTEGER REFERENCES jobs(id),
-        received_at INTEGER NOT NULL,
-        payload TEXT NOT NULL DEFAULT '',
-        UNIQUE (source, delivery_id)
-    ) STRICT;
+        -- Webhook deliveries seen, by the provider's delivery id (dedup).
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            delivery_id TEXT NOT NULL,
+            event TEXT NOT NULL DEFAULT '',
+            job_id INTEGER REFERENCES jobs(id),
+            received_at INTEGER NOT NULL,
+            payload TEXT NOT NULL DEFAULT '',
+            UNIQUE (source, delivery_id)
+        ) STRICT;
 
-    -- Outbound calls to make after commit (dispatches, notifications).
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        kind TEXT NOT NULL,                -- dispatch, notify, …
-        job_id INTEGER REFERENCES jobs(id),
-        payload TEXT NOT NULL,             -- JSON; never a secret (secrets are named, not copied)
-        state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivering', 'delivered', 'dead')),
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_at INTEGER NOT NULL,
-        created_at INTEGER NOT NULL,
-        delivered_at INTEGER,
-        last_error TEXT
-    ) STRICT;
-    CREATE INDEX outbox_due ON outbox (state, next_attempt_at) WHERE state IN ('pending', 'delivering');
-    CREATE INDEX outbox_job ON outbox (job_id);
+        -- Outbound calls to make after commit (dispatches, notifications).
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,                -- dispatch, notify, …
+            job_id INTEGER REFERENCES jobs(id),
+            payload TEXT NOT NULL,             -- JSON; never a secret (secrets are named, not copied)
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivering', 'delivered', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            delivered_at INTEGER,
+            last_error TEXT
+        ) STRICT;
+        CREATE INDEX outbox_due ON outbox (state, next_attempt_at) WHERE state IN ('pending', 'delivering');
+        CREATE INDEX outbox_job ON outbox (job_id);
 
-    -- Tamper-evident audit trail: each row's hash covers its content and the previous row's hash.
-    CREATE TABLE audit (
-        id INTEGER PRIMARY KEY,
-        at INTEGER NOT NULL,
-        actor TEXT NOT NULL,
-        action TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        outcome TEXT NOT NULL,             -- ok, refused
-        detail TEXT NOT NULL DEFAULT '{}', -- JSON
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    ) STRICT;
-    """
+        -- Tamper-evident audit trail: each row's hash covers its content and the previous row's hash.
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            outcome TEXT NOT NULL,             -- ok, refused
+            detail TEXT NOT NULL DEFAULT '{}', -- JSON
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        ) STRICT;
+        """
 
     static let secretsAndDispatch = """
-    -- The highest secrets-file generation this installation has seen, per store (rollback ratchet).
-    CREATE TABLE secrets_state (
-        store_id TEXT PRIMARY KEY,
-        max_generation INTEGER NOT NULL,
-        manifest_hash TEXT NOT NULL,
-        seen_at INTEGER NOT NULL
-    ) STRICT;
+        -- The highest secrets-file generation this installation has seen, per store (rollback ratchet).
+        CREATE TABLE secrets_state (
+            store_id TEXT PRIMARY KEY,
+            max_generation INTEGER NOT NULL,
+            manifest_hash TEXT NOT NULL,
+            seen_at INTEGER NOT NULL
+        ) STRICT;
 
-    -- Sealed (CI) values already imported, so an old blob cannot be replayed.
-    CREATE TABLE secrets_seals (seal_id TEXT PRIMARY KEY, name TEXT NOT NULL, imported_at INTEGER NOT NULL) STRICT;
+        -- Sealed (CI) values already imported, so an old blob cannot be replayed.
+        CREATE TABLE secrets_seals (seal_id TEXT PRIMARY KEY, name TEXT NOT NULL, imported_at INTEGER NOT NULL) STRICT;
 
-    -- The provider's page for the run, once dispatched.
-    ALTER TABLE jobs ADD COLUMN run_url TEXT;
-    """
+        -- The provider's page for the run, once dispatched.
+        ALTER TABLE jobs ADD COLUMN run_url TEXT;
+        """
 
     static let webhooks = """
-    -- Webhook dedupe also by body hash: delivery-id headers are not signed.
-    ALTER TABLE deliveries ADD COLUMN body_hash TEXT;
-    CREATE UNIQUE INDEX deliveries_body ON deliveries (source, body_hash) WHERE body_hash IS NOT NULL;
-    -- An event for a run draven does not know yet keeps its run key and reported state, so it can
-    -- be applied when the deliverer records that run id.
-    ALTER TABLE deliveries ADD COLUMN run_key TEXT;
-    ALTER TABLE deliveries ADD COLUMN reported_state TEXT;
-    CREATE INDEX deliveries_unmatched ON deliveries (source, run_key) WHERE job_id IS NULL AND run_key IS NOT NULL;
-    -- What the runner's final callback reports.
-    ALTER TABLE jobs ADD COLUMN log_url TEXT;
-    ALTER TABLE jobs ADD COLUMN release_id TEXT;
-    -- Where a project's job outcomes are announced (JSON: secret names and addresses).
-    ALTER TABLE projects ADD COLUMN notify TEXT NOT NULL DEFAULT '{}';
-    """
+        -- Webhook dedupe also by body hash: delivery-id headers are not signed.
+        ALTER TABLE deliveries ADD COLUMN body_hash TEXT;
+        CREATE UNIQUE INDEX deliveries_body ON deliveries (source, body_hash) WHERE body_hash IS NOT NULL;
+        -- An event for a run draven does not know yet keeps its run key and reported state, so it can
+        -- be applied when the deliverer records that run id.
+        ALTER TABLE deliveries ADD COLUMN run_key TEXT;
+        ALTER TABLE deliveries ADD COLUMN reported_state TEXT;
+        CREATE INDEX deliveries_unmatched ON deliveries (source, run_key) WHERE job_id IS NULL AND run_key IS NOT NULL;
+        -- What the runner's final callback reports.
+        ALTER TABLE jobs ADD COLUMN log_url TEXT;
+        ALTER TABLE jobs ADD COLUMN release_id TEXT;
+        -- Where a project's job outcomes are announced (JSON: secret names and addresses).
+        ALTER TABLE projects ADD COLUMN notify TEXT NOT NULL DEFAULT '{}';
+        """
 
     static let approvals = """
-    -- Votes on jobs awaiting approval. A vote is bound to the job's commit sha ('' while unknown)
-    -- and the environment's policy version when it was given: only votes matching both count.
-    -- One approval per person per binding (a person who approved may still reject).
-    CREATE TABLE approvals (
-        id INTEGER PRIMARY KEY,
-        job_id INTEGER NOT NULL REFERENCES jobs(id),
-        person_id INTEGER NOT NULL REFERENCES people(id),
-        decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
-        comment TEXT NOT NULL DEFAULT '',
-        sha TEXT NOT NULL,
-        policy_version INTEGER NOT NULL,
-        via TEXT NOT NULL,                 -- api, slack, teams, mattermost
-        chat_user TEXT,                    -- the platform's user id, for chat votes
-        at INTEGER NOT NULL,
-        UNIQUE (job_id, person_id, decision, sha, policy_version)
-    ) STRICT;
+        -- Votes on jobs awaiting approval. A vote is bound to the job's commit sha ('' while unknown)
+        -- and the environment's policy version when it was given: only votes matching both count.
+        -- One approval per person per binding (a person who approved may still reject).
+        CREATE TABLE approvals (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+            comment TEXT NOT NULL DEFAULT '',
+            sha TEXT NOT NULL,
+            policy_version INTEGER NOT NULL,
+            via TEXT NOT NULL,                 -- api, slack, teams, mattermost
+            chat_user TEXT,                    -- the platform's user id, for chat votes
+            at INTEGER NOT NULL,
+            UNIQUE (job_id, person_id, decision, sha, policy_version)
+        ) STRICT;
 
-    -- Approval-request messages draven posted (Slack: channel id and ts), to update when decided.
-    CREATE TABLE approval_messages (
-        job_id INTEGER NOT NULL REFERENCES jobs(id),
-        platform TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        ts TEXT NOT NULL,
-        PRIMARY KEY (job_id, platform)
-    ) STRICT, WITHOUT ROWID;
-    """
+        -- Approval-request messages draven posted (Slack: channel id and ts), to update when decided.
+        CREATE TABLE approval_messages (
+            job_id INTEGER NOT NULL REFERENCES jobs(id),
+            platform TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (job_id, platform)
+        ) STRICT, WITHOUT ROWID;
+        """
 
     static let leasesAndReleases = """
-    -- The runner's last heartbeat and the progress it reported (JSON {step, percent, message}).
-    ALTER TABLE jobs ADD COLUMN heartbeat_at INTEGER;
-    ALTER TABLE jobs ADD COLUMN progress TEXT;
-    -- When the provider last told draven about the run (webhook or poll): sweep polls silent runs.
-    ALTER TABLE jobs ADD COLUMN provider_seen_at INTEGER;
+        -- The runner's last heartbeat and the progress it reported (JSON {step, percent, message}).
+        ALTER TABLE jobs ADD COLUMN heartbeat_at INTEGER;
+        ALTER TABLE jobs ADD COLUMN progress TEXT;
+        -- When the provider last told draven about the run (webhook or poll): sweep polls silent runs.
+        ALTER TABLE jobs ADD COLUMN provider_seen_at INTEGER;
 
-    -- What has been live on each environment: one row per succeeded deploy or rollback. The live
-    -- release is the newest row of its environment (live_until IS NULL).
-    CREATE TABLE releases (
-        id INTEGER PRIMARY KEY,
-        environment_id INTEGER NOT NULL REFERENCES environments(id),
-        job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id),
-        ref TEXT NOT NULL,
-        ref_kind TEXT NOT NULL,
-        sha TEXT,
-        release_id TEXT,                   -- what the runner reported (e.g. Deployer's release name)
-        live_from INTEGER NOT NULL,
-        live_until INTEGER
-    ) STRICT;
-    CREATE INDEX releases_env ON releases (environment_id, id);
+        -- What has been live on each environment: one row per succeeded deploy or rollback. The live
+        -- release is the newest row of its environment (live_until IS NULL).
+        CREATE TABLE releases (
+            id INTEGER PRIMARY KEY,
+            environment_id INTEGER NOT NULL REFERENCES environments(id),
+            job_id INTEGER NOT NULL UNIQUE REFERENCES jobs(id),
+            ref TEXT NOT NULL,
+            ref_kind TEXT NOT NULL,
+            sha TEXT,
+            release_id TEXT,                   -- what the runner reported (e.g. Deployer's release name)
+            live_from INTEGER NOT NULL,
+            live_until INTEGER
+        ) STRICT;
+        CREATE INDEX releases_env ON releases (environment_id, id);
 
-    -- A rollback job's target release.
-    ALTER TABLE jobs ADD COLUMN to_release INTEGER REFERENCES releases(id);
-    CREATE INDEX jobs_parent ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
-    """
+        -- A rollback job's target release.
+        ALTER TABLE jobs ADD COLUMN to_release INTEGER REFERENCES releases(id);
+        CREATE INDEX jobs_parent ON jobs (parent_job_id) WHERE parent_job_id IS NOT NULL;
+        """
 
     static let refusalCounts = """
-    -- 0009-edge. Refusals of clients that proved no identity, counted instead of chained in `audit`
-    -- (RefusalCounts): one row per client address, function, problem type and hour.
-    CREATE TABLE refusal_counts (
-        client TEXT NOT NULL,              -- REMOTE_ADDR
-        function TEXT NOT NULL,
-        problem TEXT NOT NULL,             -- the problem type's name (unauthenticated, bad-signature, …)
-        bucket INTEGER NOT NULL,           -- the hour's start (unix seconds)
-        status INTEGER NOT NULL,
-        first_at INTEGER NOT NULL,
-        last_at INTEGER NOT NULL,
-        count INTEGER NOT NULL,
-        last_path TEXT NOT NULL,           -- the latest refused request's path, at most 256 bytes
-        last_detail TEXT NOT NULL,         -- and the answer's detail, at most 256 bytes
-        PRIMARY KEY (client, function, problem, bucket)
-    ) STRICT, WITHOUT ROWID;
-    CREATE INDEX refusal_counts_bucket ON refusal_counts (bucket);   -- `draven sweep` forgets old hours
+        -- 0009-edge. Refusals of clients that proved no identity, counted instead of chained in `audit`
+        -- (RefusalCounts): one row per client address, function, problem type and hour.
+        CREATE TABLE refusal_counts (
+            client TEXT NOT NULL,              -- REMOTE_ADDR
+            function TEXT NOT NULL,
+            problem TEXT NOT NULL,             -- the problem type's name (unauthenticated, bad-signature, …)
+            bucket INTEGER NOT NULL,           -- the hour's start (unix seconds)
+            status INTEGER NOT NULL,
+            first_at INTEGER NOT NULL,
+            last_at INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            last_path TEXT NOT NULL,           -- the latest refused request's path, at most 256 bytes
+            last_detail TEXT NOT NULL,         -- and the answer's detail, at most 256 bytes
+            PRIMARY KEY (client, function, problem, bucket)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX refusal_counts_bucket ON refusal_counts (bucket);   -- `draven sweep` forgets old hours
 
-    -- A `metrics` grant (GET /metrics): the action's CHECK names it, so the table is rebuilt
-    -- (nothing references grants; config apply rewrites it whole anyway).
-    CREATE TABLE grants_new (
-        id INTEGER PRIMARY KEY,
-        person_id INTEGER REFERENCES people(id),
-        group_id INTEGER REFERENCES person_groups(id) ON DELETE CASCADE,
-        project TEXT NOT NULL,
-        environment TEXT NOT NULL,
-        action TEXT NOT NULL CHECK (action IN ('deploy', 'approve', 'rollback', 'read', 'metrics')),
-        CHECK ((person_id IS NULL) != (group_id IS NULL))
-    ) STRICT;
-    INSERT INTO grants_new (id, person_id, group_id, project, environment, action)
-        SELECT id, person_id, group_id, project, environment, action FROM grants;
-    DROP TABLE grants;
-    ALTER TABLE grants_new RENAME TO grants;
-    CREATE INDEX grants_person ON grants (person_id, action);
-    CREATE INDEX grants_group ON grants (group_id, action);
-    """
+        -- A `metrics` grant (GET /metrics): the action's CHECK names it, so the table is rebuilt
+        -- (nothing references grants; config apply rewrites it whole anyway).
+        CREATE TABLE grants_new (
+            id INTEGER PRIMARY KEY,
+            person_id INTEGER REFERENCES people(id),
+            group_id INTEGER REFERENCES person_groups(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('deploy', 'approve', 'rollback', 'read', 'metrics')),
+            CHECK ((person_id IS NULL) != (group_id IS NULL))
+        ) STRICT;
+        INSERT INTO grants_new (id, person_id, group_id, project, environment, action)
+            SELECT id, person_id, group_id, project, environment, action FROM grants;
+        DROP TABLE grants;
+        ALTER TABLE grants_new RENAME TO grants;
+        CREATE INDEX grants_person ON grants (person_id, action);
+        CREATE INDEX grants_group ON grants (group_id, action);
+        """
 }

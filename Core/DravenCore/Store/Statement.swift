@@ -35,7 +35,9 @@ package final class Statement {
             // the hostile-input suite and by the fuzz target `store`).
             case .text(let v): rc = sqlite3_bind_text(handle, index, v, Int32(v.utf8.count), csqlite_transient())
             case .blob(let v):
-                rc = v.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), csqlite_transient()) }
+                rc = v.withUnsafeBytes {
+                    sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), csqlite_transient())
+                }
             }
             precondition(rc == SQLITE_OK, "binding parameter \(index) of \(sql) failed: \(rc)")
         }
@@ -79,7 +81,11 @@ package final class Statement {
 
 /// A value bound to a statement parameter.
 package enum SQLValue: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByNilLiteral {
-    case null, int(Int64), double(Double), text(String), blob([UInt8])
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+    case blob([UInt8])
     package init(stringLiteral value: String) { self = .text(value) }
     package init(integerLiteral value: Int64) { self = .int(value) }
     package init(nilLiteral: ()) { self = .null }

@@ -38,6 +38,7 @@ package enum Clock {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s
         }
-        return "\(pad(year, 4))-\(pad(month))-\(pad(day))T\(pad(secs / 3600)):\(pad(secs % 3600 / 60)):\(pad(secs % 60))Z"
+        return
+            "\(pad(year, 4))-\(pad(month))-\(pad(day))T\(pad(secs / 3600)):\(pad(secs % 3600 / 60)):\(pad(secs % 60))Z"
     }
 }

@@ -9,7 +9,9 @@ package enum Environment {
     /// Every `NAME=value` pair of the process environment.
     package static func all() -> [(String, String)] {
         var result: [(String, String)] = []
-        forEach { name, value in result.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self))) }
+        forEach { name, value in
+            result.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        }
         return result
     }
 

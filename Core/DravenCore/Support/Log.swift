@@ -3,7 +3,9 @@ internal import Glibc
 /// Minimal structured logging to stderr (fcgiwrap forwards it to nginx's error log).
 /// Messages are constant; data goes in dotted metadata keys. Never pass a secret.
 package enum Log {
-    package static func error(_ message: String, _ metadata: [String: String] = [:]) { emit("error", message, metadata) }
+    package static func error(_ message: String, _ metadata: [String: String] = [:]) {
+        emit("error", message, metadata)
+    }
     package static func info(_ message: String, _ metadata: [String: String] = [:]) { emit("info", message, metadata) }
 
     private static func emit(_ level: String, _ message: String, _ metadata: [String: String]) {

@@ -18,7 +18,8 @@ package enum Sodium {
     /// Keyed BLAKE2b (crypto_generichash) of `message`, 32 bytes.
     package static func keyedHash(_ message: some Collection<UInt8>, key: [UInt8]) -> [UInt8] {
         ready()
-        precondition(key.count >= Int(crypto_generichash_KEYBYTES_MIN) && key.count <= Int(crypto_generichash_KEYBYTES_MAX))
+        precondition(
+            key.count >= Int(crypto_generichash_KEYBYTES_MIN) && key.count <= Int(crypto_generichash_KEYBYTES_MAX))
         var out = [UInt8](repeating: 0, count: 32)
         let m = Array(message)
         out.withUnsafeMutableBufferPointer { o in
@@ -48,7 +49,9 @@ package enum Sodium {
     package static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
         if a.isEmpty { return true }
-        return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress, pb.baseAddress, a.count) == 0 } }
+        return a.withUnsafeBytes { pa in
+            b.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress, pb.baseAddress, a.count) == 0 }
+        }
     }
 
     /// Overwrites `bytes` with zeros in a way the compiler cannot elide.
@@ -74,7 +77,9 @@ extension Sodium {
     package static func sha256Hex(_ message: [UInt8]) -> String {
         var out = [UInt8](repeating: 0, count: 32)
         out.withUnsafeMutableBufferPointer { o in
-            message.withUnsafeBufferPointer { m in _ = crypto_hash_sha256(o.baseAddress!, m.baseAddress, UInt64(m.count)) }
+            message.withUnsafeBufferPointer { m in
+                _ = crypto_hash_sha256(o.baseAddress!, m.baseAddress, UInt64(m.count))
+            }
         }
         return Hex.encode(out)
     }
@@ -99,7 +104,8 @@ extension Sodium {
     /// Whether `header` is `prefix` + the lowercase or uppercase hex of `expected`, compared in
     /// constant time.
     package static func hexSignatureMatches(_ header: String?, prefix: String, expected: [UInt8]) -> Bool {
-        guard let header, header.hasPrefix(prefix), let given = Hex.decode(String(header.dropFirst(prefix.count))) else { return false }
+        guard let header, header.hasPrefix(prefix), let given = Hex.decode(String(header.dropFirst(prefix.count)))
+        else { return false }
         return constantTimeEquals(given, expected)
     }
 }

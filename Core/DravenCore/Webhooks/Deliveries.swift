@@ -14,8 +14,10 @@ package enum Deliveries {
         package var runKey: String? = nil
         package var reportedState: String? = nil
 
-        package init(source: String, key: String, event: String, jobID: Int64? = nil, bodyHash: String? = nil,
-                     runKey: String? = nil, reportedState: String? = nil) {
+        package init(
+            source: String, key: String, event: String, jobID: Int64? = nil, bodyHash: String? = nil,
+            runKey: String? = nil, reportedState: String? = nil
+        ) {
             self.source = source
             self.key = key
             self.event = event
@@ -32,17 +34,23 @@ package enum Deliveries {
     /// - Returns: the new row's id, or nil when the (source, key) was already recorded.
     @discardableResult
     package static func insertOnce(_ tx: Transaction, _ record: Record, now: Int64) throws -> Int64? {
-        try tx.db.first("""
+        try tx.db.first(
+            """
             INSERT INTO deliveries (source, delivery_id, event, job_id, received_at, body_hash, run_key, reported_state)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING RETURNING id
-            """, [.text(record.source), .text(record.key), .text(record.event), .int(record.jobID), .int(now),
-                  .text(record.bodyHash), .text(record.runKey), .text(record.reportedState)]) { $0.int(0) }
+            """,
+            [
+                .text(record.source), .text(record.key), .text(record.event), .int(record.jobID), .int(now),
+                .text(record.bodyHash), .text(record.runKey), .text(record.reportedState),
+            ]
+        ) { $0.int(0) }
     }
 
     /// Whether (source, key) was already recorded (a chat request checked before it is read).
     package static func seen(_ db: Database, source: String, key: String) throws -> Bool {
-        try db.scalar("SELECT 1 FROM deliveries WHERE source = ?1 AND delivery_id = ?2",
-                      [.text(source), .text(key)]) != nil
+        try db.scalar(
+            "SELECT 1 FROM deliveries WHERE source = ?1 AND delivery_id = ?2",
+            [.text(source), .text(key)]) != nil
     }
 
     /// Keeps the body of a delivery that matched no job yet (applied once its run is known).
@@ -66,11 +74,13 @@ package enum Deliveries {
     /// The events of `projectID`'s integrations stored for `runKey` and applied to no job yet,
     /// in the order they arrived.
     package static func stored(_ db: Database, projectID: Int64, runKey: String) throws -> [Stored] {
-        try db.query("""
+        try db.query(
+            """
             SELECT d.id, d.event, d.delivery_id, d.reported_state FROM deliveries d
             JOIN integrations i ON d.source = i.provider || ':' || (SELECT name FROM projects WHERE id = i.project_id)
             WHERE i.project_id = ?1 AND d.job_id IS NULL AND d.run_key = ?2 ORDER BY d.id
-            """, [.int(projectID), .text(runKey)]) {
+            """, [.int(projectID), .text(runKey)]
+        ) {
             Stored(id: $0.int(0), event: $0.text(1), deliveryID: $0.text(2), reportedState: $0.optionalText(3))
         }
     }
@@ -79,7 +89,8 @@ package enum Deliveries {
     /// refused by its timestamp anyway (a `Sweeper` step; Teams bodies carry no checked
     /// timestamp, so their keys are kept).
     package static func forgetOldSlackSignatures(_ db: Database, now: Int64) throws {
-        try db.run("DELETE FROM deliveries WHERE source = 'slack' AND event = 'vote' AND received_at < ?1",
-                   [.int(now - 2 * SignedRequest.window)])
+        try db.run(
+            "DELETE FROM deliveries WHERE source = 'slack' AND event = 'vote' AND received_at < ?1",
+            [.int(now - 2 * SignedRequest.window)])
     }
 }

@@ -16,21 +16,29 @@ package struct HookIntegration {
     var document: [UInt8]
 
     /// - Throws: `DravenError.badSignature` when no integration matches (fail closed).
-    package static func find(_ db: Database, providers: [Provider], project: String?, body: [UInt8],
-                             request: Request) throws -> HookIntegration {
+    package static func find(
+        _ db: Database, providers: [Provider], project: String?, body: [UInt8],
+        request: Request
+    ) throws -> HookIntegration {
         let repo = project == nil ? repositoryHint(body, request: request) : nil
-        guard project != nil || repo != nil else { throw DravenError.badSignature("no integration: add ?project=NAME to the webhook URL") }
-        let rows = try db.query("""
+        guard project != nil || repo != nil else {
+            throw DravenError.badSignature("no integration: add ?project=NAME to the webhook URL")
+        }
+        let rows = try db.query(
+            """
             SELECT p.id, p.name, i.provider, i.repo, i.document FROM integrations i JOIN projects p ON p.id = i.project_id
             WHERE p.retired = 0 AND (p.name = ?1 OR (?1 IS NULL AND i.repo = ?2))
             ORDER BY p.id
-            """, [.text(project), .text(repo)]) { row -> HookIntegration? in
+            """, [.text(project), .text(repo)]
+        ) { row -> HookIntegration? in
             guard let provider = Provider(rawValue: row.text(2)), providers.contains(provider) else { return nil }
-            return HookIntegration(projectID: row.int(0), project: row.text(1), provider: provider, repo: row.text(3),
-                                   document: Array(row.text(4).utf8))
+            return HookIntegration(
+                projectID: row.int(0), project: row.text(1), provider: provider, repo: row.text(3),
+                document: Array(row.text(4).utf8))
         }.compactMap { $0 }
         guard let match = rows.first else {
-            throw DravenError.badSignature("no \(providers[0]) integration for \(project.map { "project \($0)" } ?? "repository \(repo ?? "")")")
+            throw DravenError.badSignature(
+                "no \(providers[0]) integration for \(project.map { "project \($0)" } ?? "repository \(repo ?? "")")")
         }
         return match
     }
@@ -39,8 +47,9 @@ package struct HookIntegration {
     /// method and its settings (JSON text). `HookIntegration` holds the reads of `integrations`
     /// (`ConfigApply` writes them).
     static func settings(_ db: Database, projectID: Int64) throws -> (String, String, String, String)? {
-        try db.first("SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
-                     [.int(projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) })
+        try db.first(
+            "SELECT provider, repo, method, document FROM integrations WHERE project_id = ?1",
+            [.int(projectID)], { ($0.text(0), $0.text(1), $0.text(2), $0.text(3)) })
     }
 
     /// The repository an (unverified) payload names, to choose the secret to verify it with: the

@@ -13,7 +13,7 @@ package enum PushEvent {
     /// which lead the payload: it is scanned, not decoded (a 7 KB push costs ~10× less).
     static func singleRef(_ json: [UInt8]) -> [Move] {
         guard let ref = JSON.string(at: ["ref"], in: json), let after = JSON.string(at: ["after"], in: json),
-              isHead(after), JSON.value(at: ["deleted"], in: json)?.boolValue != true
+            isHead(after), JSON.value(at: ["deleted"], in: json)?.boolValue != true
         else { return [] }
         return [(ref, after)]
     }
@@ -25,13 +25,17 @@ package enum PushEvent {
 
     /// Gives the awaiting jobs of each moved ref their new sha (`StateMachine.moveSha`, which
     /// records it). Returns the ids changed.
-    package static func apply(_ tx: Transaction, projectID: Int64, moves: [Move], delivery: String, now: Int64) throws -> [Int64] {
+    package static func apply(_ tx: Transaction, projectID: Int64, moves: [Move], delivery: String, now: Int64) throws
+        -> [Int64]
+    {
         var changed: [Int64] = []
         for (ref, sha) in moves {
-            let jobs = try tx.db.query("""
+            let jobs = try tx.db.query(
+                """
                 SELECT id FROM jobs
                 WHERE state = 'awaiting_approval' AND project_id = ?1 AND ref = ?2 AND coalesce(sha, '') != ?3
-                """, [.int(projectID), .text(ref), .text(sha)]) { $0.int(0) }
+                """, [.int(projectID), .text(ref), .text(sha)]
+            ) { $0.int(0) }
             for id in jobs {
                 let why: JSONObject = ["ref": .string(ref), "delivery": .string(delivery)]
                 if try StateMachine.moveSha(tx, job: id, sha: sha, actor: "push webhook", detail: why, now: now) {

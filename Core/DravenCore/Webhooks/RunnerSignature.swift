@@ -12,7 +12,9 @@ package enum RunnerSignature {
         guard let timestamp = SignedRequest.timestamp(request.header("x-draven-timestamp")) else {
             throw DravenError.badSignature("X-Draven-Timestamp is missing or not Unix seconds (digits only)")
         }
-        guard let signature = request.header("x-draven-signature") else { throw DravenError.badSignature("X-Draven-Signature is missing") }
+        guard let signature = request.header("x-draven-signature") else {
+            throw DravenError.badSignature("X-Draven-Signature is missing")
+        }
         guard abs(now - timestamp) <= window else {
             throw DravenError.badSignature("X-Draven-Timestamp is more than five minutes away from now")
         }
@@ -24,15 +26,18 @@ package enum RunnerSignature {
     /// - Throws: `.badSignature` when the project has no runner secret or the signature does not
     ///   match (constant-time compare); `.storeNotReady` when the secrets store cannot be read.
     @discardableResult
-    package static func verify(_ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
-                       paths: Paths) throws -> String {
-        let integration = try HookIntegration.find(db, providers: Provider.allCases, project: project, body: [],
-                                                   request: request)
+    package static func verify(
+        _ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
+        paths: Paths
+    ) throws -> String {
+        let integration = try HookIntegration.find(
+            db, providers: Provider.allCases, project: project, body: [],
+            request: request)
         let secret = try integration.secret("runner_secret", db: db, paths: paths)
         let signed = Array("\(timestamp).".utf8) + request.body
         let expected = Sodium.hmacSHA256(key: secret, message: signed)
         guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: expected),
-              let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v1=")
+            let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v1=")
         else {
             throw DravenError.badSignature("X-Draven-Signature does not match")
         }

@@ -1,5 +1,6 @@
-@testable import DravenCore
 import DravenTOML
+
+@testable import DravenCore
 
 /// `config` and `toml`: `draven apply`'s reading of a configuration — the document (JSON, or TOML
 /// read by `TOMLDocument.parse`, CLI/DravenTOML) and Core's validation. Property: a refusal is a
@@ -19,8 +20,9 @@ enum FuzzConfig {
         } catch {
             check(!error.problems.isEmpty, "a refused TOML document names no problem")
             for problem in error.problems where !problem.reason.hasPrefix("is not valid TOML") {
-                check(!problem.key.isEmpty && !problem.reason.isEmpty,
-                      "a value without a JSON form is not named: \(problem)")
+                check(
+                    !problem.key.isEmpty && !problem.reason.isEmpty,
+                    "a value without a JSON form is not named: \(problem)")
             }
             return
         }

@@ -22,7 +22,8 @@ enum FuzzJSON {
         for (key, value) in object.entries {
             check(JSON.value(at: [key], in: input) == value, "the scanner disagrees on member \(key)")
             for (inner, innerValue) in value.objectValue?.entries ?? [] {
-                check(JSON.value(at: [key, inner], in: input) == innerValue, "the scanner disagrees on \(key).\(inner)")
+                check(
+                    JSON.value(at: [key, inner], in: input) == innerValue, "the scanner disagrees on \(key).\(inner)")
             }
         }
         check(JSON.value(at: ["draven-fuzz-absent"], in: input) == nil, "the scanner found an absent member")
@@ -41,8 +42,9 @@ enum FuzzJSON {
         do {
             _ = try JSON.parse(input)
         } catch {
-            check(error.reason.hasPrefix("duplicate key"),
-                  "the strict parser refused what the lenient one accepts: \(error)")
+            check(
+                error.reason.hasPrefix("duplicate key"),
+                "the strict parser refused what the lenient one accepts: \(error)")
             check((try? JSON.parse(lenient!.serializedBytes())) == lenient, "the lenient document still repeats a key")
         }
         return lenient
@@ -68,15 +70,17 @@ enum FuzzJSON {
         func same(_ a: String, _ b: String) -> Bool { a.utf8.elementsEqual(b.utf8) }
         var replaced = object
         replaced.entries[replaced.entries.firstIndex { same($0.key, pick.key) }!].value = value
-        check((try? JSON.parse(atEnd, duplicateKeys: .lastWins)) == .object(replaced),
-              "a repeated key did not take the last value in the first place")
+        check(
+            (try? JSON.parse(atEnd, duplicateKeys: .lastWins)) == .object(replaced),
+            "a repeated key did not take the last value in the first place")
         check((try? JSON.parse(atEnd)) == nil, "the strict parser accepted a repeated key")
         let atFront = [UInt8(ascii: "{")] + member + [UInt8(ascii: ",")] + text.dropFirst()
         var moved = JSONObject()
         moved[pick.key] = pick.value
         for entry in object.entries where !same(entry.key, pick.key) { moved.entries.append(entry) }
-        check((try? JSON.parse(atFront, duplicateKeys: .lastWins)) == .object(moved),
-              "a key repeated after the first did not keep the first place with the last value")
+        check(
+            (try? JSON.parse(atFront, duplicateKeys: .lastWins)) == .object(moved),
+            "a key repeated after the first did not keep the first place with the last value")
     }
 
     static let hintPaths: [[String]] = [
@@ -96,14 +100,17 @@ enum FuzzWebhook {
         (.bitbucketCloud, "repo:push"),
         (.bitbucketDataCenter, "repo:refs_changed"),
     ]
-    static let contentTypes = ["application/json", "application/x-www-form-urlencoded",
-                               "application/vnd.api+json; charset=utf-8", "text/plain"]
+    static let contentTypes = [
+        "application/json", "application/x-www-form-urlencoded",
+        "application/vnd.api+json; charset=utf-8", "text/plain",
+    ]
 
     static func run(_ input: [UInt8]) {
         guard input.count >= 2 else { return }
         let (provider, name) = events[Int(input[0]) % events.count]
-        let request = Request(method: "POST", path: "/hooks/\(provider)",
-                              contentType: contentTypes[Int(input[1]) % contentTypes.count], body: Array(input[2...]))
+        let request = Request(
+            method: "POST", path: "/hooks/\(provider)",
+            contentType: contentTypes[Int(input[1]) % contentTypes.count], body: Array(input[2...]))
         let hint = HookIntegration.repositoryHint(request.body, request: request)
         // webhook-receive reads provider bodies last-duplicate-wins; the scanner finds a key's first
         // occurrence, so the two agree on what the strict parser accepts (no key repeated).
@@ -125,7 +132,8 @@ enum FuzzWebhook {
         if let s = p["repository"]?["full_name"]?.stringValue { return s }
         if let s = p["project"]?["path_with_namespace"]?.stringValue { return s }
         if let key = p["repository"]?["project"]?["key"]?.stringValue,
-           let slug = p["repository"]?["slug"]?.stringValue {
+            let slug = p["repository"]?["slug"]?.stringValue
+        {
             return key + "/" + slug
         }
         return nil

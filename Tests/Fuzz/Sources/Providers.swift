@@ -19,12 +19,19 @@ enum FuzzRedactor {
             let alphabet = (0x21...0x7e).filter { $0 != 0x5b && $0 != 0x5d }.map(UInt8.init)
             credential = credential.map { alphabet[Int($0) % alphabet.count] }
         }
-        let forms = [credential, Redactor.percentEncoded(credential), Redactor.base64(credential, urlSafe: false),
-                     Redactor.base64(credential, urlSafe: true), Array(SecretsCrypto.base64(credential).utf8)]
+        let forms = [
+            credential, Redactor.percentEncoded(credential), Redactor.base64(credential, urlSafe: false),
+            Redactor.base64(credential, urlSafe: true), Array(SecretsCrypto.base64(credential).utf8),
+        ]
         var message: [UInt8] = []
         var n = 0
         for b in input.dropFirst(2 + length).prefix(1024) {  // at most 8 quotes: the message stays short
-            if b == 1, n < 8 { message += forms[n % forms.count]; n += 1 } else { message.append(b) }
+            if b == 1, n < 8 {
+                message += forms[n % forms.count]
+                n += 1
+            } else {
+                message.append(b)
+            }
         }
         let text = String(decoding: message, as: UTF8.self)
         let out = Array(Redactor([SecretBytes(copying: credential, label: "fuzz credential")]).clean(text).utf8)
@@ -78,8 +85,9 @@ enum FuzzEvents {
             check(hook == polled, "a polled GitHub run maps unlike its workflow_run webhook")
         case .gitlab:
             let hook = provider.ci.parse(event: "Pipeline Hook", payload: ["object_attributes": run])
-            check(hook.state == polled.state && hook.waiting == polled.waiting && hook.runKey == polled.runKey,
-                  "a polled GitLab pipeline maps unlike its Pipeline Hook")
+            check(
+                hook.state == polled.state && hook.waiting == polled.waiting && hook.runKey == polled.runKey,
+                "a polled GitLab pipeline maps unlike its Pipeline Hook")
         case .bitbucketCloud, .bitbucketDataCenter:
             break
         }

@@ -24,18 +24,21 @@ enum FuzzCGI {
         }
         let request: Request
         do {
-            request = try CGI.request(environment: { visit in
-                for entry in entries {
-                    Array(entry).withUnsafeBufferPointer { all in
-                        guard let eq = all.firstIndex(of: UInt8(ascii: "=")) else { return }
-                        visit(UnsafeBufferPointer(rebasing: all[..<eq]),
-                              UnsafeBufferPointer(rebasing: all[(eq + 1)...]))
+            request = try CGI.request(
+                environment: { visit in
+                    for entry in entries {
+                        Array(entry).withUnsafeBufferPointer { all in
+                            guard let eq = all.firstIndex(of: UInt8(ascii: "=")) else { return }
+                            visit(
+                                UnsafeBufferPointer(rebasing: all[..<eq]),
+                                UnsafeBufferPointer(rebasing: all[(eq + 1)...]))
+                        }
                     }
-                }
-            }, limit: 1 << 20, body: { length in
-                guard length <= stdin.count else { throw DravenError.malformed("the body ended") }
-                return Array(stdin.prefix(length))
-            })
+                }, limit: 1 << 20,
+                body: { length in
+                    guard length <= stdin.count else { throw DravenError.malformed("the body ended") }
+                    return Array(stdin.prefix(length))
+                })
         } catch let error as DravenError {
             switch error {
             case .malformed, .bodyTooLarge: return
@@ -47,8 +50,9 @@ enum FuzzCGI {
             return
         }
         for name in request.headers.keys {
-            check(!name.utf8.contains { (0x41...0x5a).contains($0) || $0 == UInt8(ascii: "_") },
-                  "header name \(name) is not lowercase with dashes")
+            check(
+                !name.utf8.contains { (0x41...0x5a).contains($0) || $0 == UInt8(ascii: "_") },
+                "header name \(name) is not lowercase with dashes")
         }
         _ = request.mediaType
         _ = request.header("X-Hub-Signature-256")
@@ -86,7 +90,8 @@ enum FuzzForm {
         let text = String(decoding: input, as: UTF8.self)
         _ = ChatCommand.plainText(text)
         if let json = try? JSON.parse(input),
-           let fields = try? BodyFields(json, fields: ["ref", "environment", "comment"], of: "a fuzz request") {
+            let fields = try? BodyFields(json, fields: ["ref", "environment", "comment"], of: "a fuzz request")
+        {
             _ = try? fields.string("ref", required: true, max: 255, numbers: true)
             _ = try? fields.string("comment", required: false, max: 1000)
         }

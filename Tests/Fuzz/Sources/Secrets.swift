@@ -1,5 +1,6 @@
-@testable import DravenCore
 import Glibc
+
+@testable import DravenCore
 
 /// `secrets`: the secrets file parser, with the signature check (a real store's pinned key: only
 /// changes to the unsigned records get past it) and without it (`SecretsFile.parseUnverified`, in
@@ -22,7 +23,8 @@ enum FuzzSecrets {
         guard fgets(&line, 256, f) != nil else { fatalError("empty \(keys)/secrets.kek") }
         let text = String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard text.hasPrefix("drvkek1:"), let key = SecretsCrypto.base64Decode(Array(text.utf8.dropFirst(8))),
-              key.count == 32 else {
+            key.count == 32
+        else {
             fatalError("\(keys)/secrets.kek is not drvkek1:<base64 of 32 bytes>")
         }
         return SecretBytes(copying: key, label: "fuzz master key")
@@ -34,20 +36,24 @@ enum FuzzSecrets {
         guard let file = try? SecretsFile.parseUnverified(input) else { return }
         let again: SecretsFile
         do {
-            again = try SecretsFile.parse(file.serialized(signingKey: resigner.1),
-                                          signers: SignerKeys(kid: file.signerKID, publicKey: resigner.0))
+            again = try SecretsFile.parse(
+                file.serialized(signingKey: resigner.1),
+                signers: SignerKeys(kid: file.signerKID, publicKey: resigner.0))
         } catch {
             check(false, "a parsed file, re-signed, does not parse: \(error)")
             return
         }
-        check(again.storeID == file.storeID && again.generation == file.generation && again.created == file.created
-              && again.dekID == file.dekID && again.dekCheck == file.dekCheck, "the header changed in a round trip")
-        check(again.slots.map { [$0.type] + $0.kid + $0.wrapped } == file.slots.map { [$0.type] + $0.kid + $0.wrapped },
-              "the key slots changed in a round trip")
+        check(
+            again.storeID == file.storeID && again.generation == file.generation && again.created == file.created
+                && again.dekID == file.dekID && again.dekCheck == file.dekCheck, "the header changed in a round trip")
+        check(
+            again.slots.map { [$0.type] + $0.kid + $0.wrapped } == file.slots.map { [$0.type] + $0.kid + $0.wrapped },
+            "the key slots changed in a round trip")
         let index = { (f: SecretsFile) in f.entries.map { "\($0.name) \($0.version) \($0.kind) \($0.updated)" } }
         check(index(again) == index(file), "the index changed in a round trip")
-        check(zip(again.entries, file.entries).allSatisfy { Array($0.record) == Array($1.record) },
-              "a record changed in a round trip")
+        check(
+            zip(again.entries, file.entries).allSatisfy { Array($0.record) == Array($1.record) },
+            "a record changed in a round trip")
         open(file)
     }
 

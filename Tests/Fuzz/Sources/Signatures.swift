@@ -20,15 +20,18 @@ enum FuzzSignatures {
         let expected = Sodium.hmacSHA256(key: key, message: body)
         for prefix in ["sha256=", "v1=", "v0="] {
             if Sodium.hexSignatureMatches(header, prefix: prefix, expected: expected) {
-                check(Hex.decode(String(header.dropFirst(prefix.count))) == expected,
-                      "\(prefix) matched a header that is not the HMAC")
+                check(
+                    Hex.decode(String(header.dropFirst(prefix.count))) == expected,
+                    "\(prefix) matched a header that is not the HMAC")
             }
             let right = prefix + Hex.encode(expected)
-            check(Sodium.hexSignatureMatches(right, prefix: prefix, expected: expected),
-                  "the right \(prefix) header did not match")
+            check(
+                Sodium.hexSignatureMatches(right, prefix: prefix, expected: expected),
+                "the right \(prefix) header did not match")
             let upper = prefix + Hex.encode(expected).uppercased()
-            check(Sodium.hexSignatureMatches(upper, prefix: prefix, expected: expected),
-                  "the upper-case \(prefix) header did not match")
+            check(
+                Sodium.hexSignatureMatches(upper, prefix: prefix, expected: expected),
+                "the upper-case \(prefix) header did not match")
         }
         runner(header, body)
         teams(header, body, expected)
@@ -50,8 +53,9 @@ enum FuzzSignatures {
             let (timestamp, signature) = try RunnerSignature.headers(request, now: now)
             check(abs(now - timestamp) <= RunnerSignature.window, "a stale runner timestamp was taken")
             let signed = Array("\(timestamp).".utf8) + body
-            _ = Sodium.hexSignatureMatches(signature, prefix: "v1=",
-                                           expected: Sodium.hmacSHA256(key: key, message: signed))
+            _ = Sodium.hexSignatureMatches(
+                signature, prefix: "v1=",
+                expected: Sodium.hmacSHA256(key: key, message: signed))
         } catch DravenError.badSignature {
         } catch {
             check(false, "RunnerSignature.headers threw \(error)")
@@ -63,17 +67,21 @@ enum FuzzSignatures {
     /// exactly when the reference says so (id of 1...255 bytes, canonical timestamp within the
     /// window, one space-separated entry that is `v1,` + the standard base64 of the HMAC over
     /// `id.timestamp.body`), and then returns the id; the right entry always verifies, among others.
-    static let signingSecret = SecretBytes(copying: Array("whsec_\(SecretsCrypto.base64(Array(signingKey.utf8)))".utf8),
-                                           label: "fuzz whsec")
+    static let signingSecret = SecretBytes(
+        copying: Array("whsec_\(SecretsCrypto.base64(Array(signingKey.utf8)))".utf8),
+        label: "fuzz whsec")
     static let signingKey = "draven-fuzz-standard-webhooks-key"
 
     static func standardWebhooks(_ header: String, _ body: [UInt8]) {
         let parts = header.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
-        let id = parts[0], timestamp = parts.count > 1 ? parts[1] : "", signatures = parts.count > 2 ? parts[2] : ""
+        let id = parts[0]
+        let timestamp = parts.count > 1 ? parts[1] : ""
+        let signatures = parts.count > 2 ? parts[2] : ""
         func request(_ signatures: String) -> Request {
-            Request(method: "POST", path: "/hooks/gitlab",
-                    headers: ["webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signatures],
-                    body: body)
+            Request(
+                method: "POST", path: "/hooks/gitlab",
+                headers: ["webhook-id": id, "webhook-timestamp": timestamp, "webhook-signature": signatures],
+                body: body)
         }
         let key = SecretBytes(copying: Array(signingKey.utf8), label: "fuzz key")
         let fresh = SignedRequest.timestamp(timestamp).map { abs(now - $0) <= GitLabSignature.window } ?? false
@@ -82,13 +90,15 @@ enum FuzzSignatures {
         let right = "v1," + SecretsCrypto.base64(mac)
         let reference = signable && signatures.utf8.split(separator: 0x20).contains { $0.elementsEqual(right.utf8) }
         let verified = try? GitLabSignature.verify(request(signatures), secret: signingSecret, now: now)
-        check((verified != nil) == reference,
-              "Standard Webhooks verify said \(verified != nil), the reference \(reference)")
+        check(
+            (verified != nil) == reference,
+            "Standard Webhooks verify said \(verified != nil), the reference \(reference)")
         check(verified == nil || verified == id, "Standard Webhooks verify returned another id")
         if signable {
             for list in [right, "v2,AAAA " + right, signatures + " " + right, right + " v1,AAAA"] {
-                check((try? GitLabSignature.verify(request(list), secret: signingSecret, now: now)) == id,
-                      "the right Standard Webhooks signature did not verify in \(list)")
+                check(
+                    (try? GitLabSignature.verify(request(list), secret: signingSecret, now: now)) == id,
+                    "the right Standard Webhooks signature did not verify in \(list)")
             }
         }
         // The signing token itself, as the secrets store may hold it (whsec_ optional, padding optional).
@@ -111,15 +121,18 @@ enum FuzzSignatures {
             let keys = words.dropFirst().map { SignedRequest.replayKey(timestamp: t, hexSignature: $0, prefix: prefix) }
             for (word, key) in zip(words.dropFirst(), keys) {
                 let mac = word.hasPrefix(prefix) ? Hex.decode(String(word.dropFirst(prefix.count))) : nil
-                check((key != nil) == (mac != nil),
-                      "a replay key for a signature that does not decode, or none for one that does")
+                check(
+                    (key != nil) == (mac != nil),
+                    "a replay key for a signature that does not decode, or none for one that does")
                 guard let mac, let key else { continue }
                 check(key == "\(t):" + Hex.encode(mac), "replay key \(key) is not the timestamp and the MAC")
                 let other = prefix + String(word.dropFirst(prefix.count)).uppercased()
-                check(SignedRequest.replayKey(timestamp: t, hexSignature: other, prefix: prefix) == key,
-                      "the upper-case spelling of a signature has another replay key")
-                check(SignedRequest.replayKey(timestamp: t &+ 1, hexSignature: word, prefix: prefix) != key,
-                      "another timestamp has the same replay key")
+                check(
+                    SignedRequest.replayKey(timestamp: t, hexSignature: other, prefix: prefix) == key,
+                    "the upper-case spelling of a signature has another replay key")
+                check(
+                    SignedRequest.replayKey(timestamp: t &+ 1, hexSignature: word, prefix: prefix) != key,
+                    "another timestamp has the same replay key")
             }
             // Pairs among the first 16 signatures: equal keys iff equal MACs.
             let macs = zip(words.dropFirst(), keys).prefix(16).compactMap { word, key in

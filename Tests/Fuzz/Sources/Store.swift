@@ -1,5 +1,6 @@
-@testable import DravenCore
 import CSQLite
+
+@testable import DravenCore
 
 /// `store`: the C shims (Core/CSQLite/shim.h, built with -fsanitize=address,undefined in the fuzz
 /// build) and the Statement binding every table goes through. Property: text and blobs bound to a
@@ -23,7 +24,8 @@ enum FuzzStore {
         }
         check(read?.0 == text, "text bound to a statement read back as \(read.map { $0.0.debugDescription } ?? "nil")")
         check(read?.1 == value, "a blob bound to a statement read back changed")
-        check(read?.2 == Int64(text.utf8.count),
-              "SQLite stored \(read?.2 ?? -1) of the text's \(text.utf8.count) bytes")
+        check(
+            read?.2 == Int64(text.utf8.count),
+            "SQLite stored \(read?.2 ?? -1) of the text's \(text.utf8.count) bytes")
     }
 }

@@ -1,10 +1,11 @@
+import FuzzDriver
+import Glibc
+
 // draven's libFuzzer targets, one executable: `draven-fuzz TARGET [libFuzzer flags and corpus dirs]`.
 // Built only with -sanitize=fuzzer,address and -DDRAVEN_FUZZ (see Makefile `fuzz`, Tests/Fuzz/README.md).
 // Each target feeds the bytes to the code that reads them from the network or disk, and checks
 // what must hold of the result: a crash, a sanitizer report or a failed `check` is a finding.
 @testable import DravenCore
-import FuzzDriver
-import Glibc
 
 /// A property of the result that must hold; its failure is a finding (libFuzzer saves the input).
 func check(_ condition: @autoclosure () -> Bool, _ what: @autoclosure () -> String) {
