@@ -41,9 +41,8 @@ struct APIOptions: ParsableArguments {
         }
         let answer = try? JSON.parse(response.body)
         guard (200...299).contains(response.status), let answer else {
-            warn(
-                "draven: \(answer?["detail"]?.stringValue ?? "the API answered \(response.status)") (\(response.status))"
-            )
+            let detail = answer?["detail"]?.stringValue ?? "the API answered \(response.status)"
+            warn("draven: \(detail) (\(response.status))")
             throw ExitCode(1)
         }
         return answer

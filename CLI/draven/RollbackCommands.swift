@@ -36,8 +36,10 @@ extension Draven {
                 if let toRelease { body["to_release"] = .string(toRelease) }
                 answer = try api.post("/api/v1/rollbacks", body)
             }
+            func text(_ key: String, _ missing: String) -> String { answer[key]?.stringValue ?? missing }
             print(
-                "job \(answer["id"]?.intValue ?? 0): rollback of \(answer["project"]?.stringValue ?? "")/\(answer["environment"]?.stringValue ?? "") to \(answer["ref"]?.stringValue ?? "?") is \(answer["state"]?.stringValue ?? "?")"
+                "job \(answer["id"]?.intValue ?? 0): rollback of \(text("project", ""))/\(text("environment", ""))"
+                    + " to \(text("ref", "?")) is \(text("state", "?"))"
             )
         }
     }

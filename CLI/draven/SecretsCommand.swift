@@ -141,7 +141,8 @@ extension Draven {
                     let store = try SecretsStore(SecretsPaths(state.paths), db: try state.open())
                     try store.verifyAll()
                     print(
-                        "secrets store \(store.storeID) verified: generation \(store.generation), \(store.entries.count) entries"
+                        "secrets store \(store.storeID) verified: generation \(store.generation),"
+                            + " \(store.entries.count) entries"
                     )
                 }
             }
@@ -161,7 +162,8 @@ extension Draven {
         struct Seal: ParsableCommand {
             static let configuration = CommandConfiguration(
                 abstract: "Seal a value (stdin) for the store with only its public key; needs no draven state (CI).",
-                discussion: "Prints a drvseal1:… blob for `draven secrets import`. Valid for 7 days, importable once.")
+                discussion: "Prints a drvseal1:… blob for `draven secrets import`. Valid for 7 days, importable once."
+            )
             @Argument var name: String
             @Option(name: .customLong("public-key"), help: "The drvpk1:… key from `draven secrets pubkey`.")
             var publicKey: String

@@ -33,14 +33,11 @@ struct VoteOptions: ParsableArguments {
         let answer = try api.post("/api/v1/jobs/\(job)/approvals", body)
         let state = answer["job"]?["state"]?.stringValue ?? "?"
         let verb = decision == "approve" ? "approved" : "rejected"
+        let tally = "\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0)"
         if answer["counted"]?.boolValue == false {
-            print(
-                "job \(job): your vote was already counted (\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0) approvals); the job is \(state)"
-            )
+            print("job \(job): your vote was already counted (\(tally) approvals); the job is \(state)")
         } else {
-            print(
-                "job \(job): \(verb) (\(answer["approvals"]?.intValue ?? 0) of \(answer["required"]?.intValue ?? 0) approvals); the job is \(state)"
-            )
+            print("job \(job): \(verb) (\(tally) approvals); the job is \(state)")
         }
     }
 }

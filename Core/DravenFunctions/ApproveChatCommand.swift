@@ -48,11 +48,10 @@ struct ChatCommand {
                 let reader = Principal(personID: person.id, handle: person.handle, tokenID: 0)
                 try Grants.require(db, reader, .read, job: job)
                 let tally = try Approvals.list(db, job: job)
+                let counts = "\(tally["approvals"]?.intValue ?? 0) of \(tally["required"]?.intValue ?? 0)"
                 return Reply(
                     text: "draven: \(describe(job)) is \(job.state.rawValue)"
-                        + (job.state == .awaitingApproval
-                            ? " with \(tally["approvals"]?.intValue ?? 0) of \(tally["required"]?.intValue ?? 0) approvals"
-                            : ""),
+                        + (job.state == .awaitingApproval ? " with \(counts) approvals" : ""),
                     public: false)
             }
             let comment = words.dropFirst(2).joined(separator: " ")
@@ -69,7 +68,8 @@ struct ChatCommand {
             guard outcome.counted else {
                 return Reply(
                     text:
-                        "draven: you already voted on \(describe(job)) (\(outcome.approvals) of \(outcome.required) approvals)",
+                        "draven: you already voted on \(describe(job)) (\(outcome.approvals) of \(outcome.required) "
+                        + "approvals)",
                     public: false)
             }
             let result =
@@ -81,7 +81,8 @@ struct ChatCommand {
                 }
             return Reply(
                 text:
-                    "draven: \(person.handle) \(decision == .approve ? "approved" : "rejected") \(describe(job)) \(result)",
+                    "draven: \(person.handle) \(decision == .approve ? "approved" : "rejected") \(describe(job)) "
+                    + "\(result)",
                 public: true)
         } catch let error as DravenError {
             if case .badSignature = error { throw error }

@@ -43,7 +43,8 @@ package enum Heartbeat: Function {
                 }
                 if let lapsed = try Locks.leaseUntil(tx.db, job: id, token: beat.fencingToken) {
                     throw DravenError.conflict(
-                        "the lease of job \(id) ran out at \(Clock.rfc3339(lapsed)); it is being timed out (stop the deploy)"
+                        "the lease of job \(id) ran out at \(Clock.rfc3339(lapsed)); it is being timed out (stop the "
+                            + "deploy)"
                     )
                 }
                 throw DravenError.staleFencingToken(job: id)

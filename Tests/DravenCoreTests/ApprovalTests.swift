@@ -399,7 +399,8 @@ import Testing
         (#"{"chatops": {"irc": {}}}"#, "chatops.irc: is not a known setting"),
         (
             #"{"projects": {"p": {"notify": {"slack_channel": "C1"}, "environments": {"e": {"refs": ["tag:v*"]}}}}}"#,
-            "projects.p.notify.slack_channel: needs [chatops.slack] bot_token_secret (approval requests are posted with the bot token)"
+            "projects.p.notify.slack_channel: needs [chatops.slack] bot_token_secret (approval requests are posted "
+                + "with the bot token)"
         ),
     ])
     func chatopsConfiguration(_ text: String, _ problem: String) throws {

@@ -59,15 +59,19 @@ import Testing
         (#"{"projects": {"p": {"environments": {}}}}"#, "projects.p.environments: declare at least one environment"),
         (#"{"projects": {"p q": {"environments": {}}}}"#, "projects.p q: a project name may contain only"),
         (
-            #"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": {"provider": "svn", "repo": "r", "method": "m"}}}}"#,
+            #"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": "#
+                + #"{"provider": "svn", "repo": "r", "method": "m"}}}}"#,
             "projects.p.integration.provider: must be github, gitlab, bitbucket or bitbucket-dc"
         ),
         (
-            #"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": {"provider": "github", "repo": "r", "method": "trigger", "pipelines": {"*": "d.yml"}}}}}"#,
+            #"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": "#
+                + #"{"provider": "github", "repo": "r", "method": "trigger", "pipelines": {"*": "d.yml"}}}}}"#,
             "projects.p.integration.method: github supports workflow_dispatch"
         ),
         (
-            #"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": {"provider": "github", "repo": "r", "method": "workflow_dispatch", "pipelines": {"x": "d.yml"}}}}}"#,
+            #"{"projects": {"p": {"environments": {"e": {"refs": ["tag:v*"]}}, "integration": "#
+                + #"{"provider": "github", "repo": "r", "method": "workflow_dispatch", "#
+                + #""pipelines": {"x": "d.yml"}}}}}"#,
             "projects.p.integration.pipelines: has no pipeline for environment \"e\""
         ),
         (#"{"people": {"a": {}}, "groups": {"g": ["a", "zed"]}}"#, "groups.g: names \"zed\", who is not in [people]"),

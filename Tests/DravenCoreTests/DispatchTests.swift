@@ -136,7 +136,8 @@ final class ScriptedTransport: HTTPTransport {
     @Test func retriesBackOffAndGiveUpAfterTheLimit() throws {
         let (store, first, second) = try Self.setUp()
         let timeout = TransportError(message: "timed out after 10s", retryable: true, timedOut: true)
-        let transport = ScriptedTransport(Array(repeating: .failure(timeout), count: 4))  // 3 for the first job, 1 for the promoted one
+        // 3 for the first job, 1 for the promoted one
+        let transport = ScriptedTransport(Array(repeating: .failure(timeout), count: 4))
         var delivery = Delivery(db: store.db, paths: store.paths, transport: transport)
         delivery.maxAttempts = 3
         var now = store.now

@@ -92,7 +92,8 @@ import Testing
         let bytes = Response(status: 201, json: ["a": 1], headers: [("Location", "/x")]).cgiBytes()
         #expect(
             String(decoding: bytes, as: UTF8.self)
-                == "Status: 201 Created\r\nContent-Type: application/json\r\nLocation: /x\r\nContent-Length: 8\r\n\r\n{\"a\":1}\n"
+                == "Status: 201 Created\r\nContent-Type: application/json\r\nLocation: /x\r\n"
+                + "Content-Length: 8\r\n\r\n{\"a\":1}\n"
         )
     }
 }

@@ -47,9 +47,10 @@ import Testing
     }
 
     @Test func stringAtPathFindsTheMemberWithoutBuildingTheDocument() {
-        let text = Array(
-            #"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#
-                .utf8)
+        let json =
+            #"{"ref": "x", "commits": [{"id": "1", "n": [1.5e3, {"k": "\"v\""}]}], "#
+            + #""repository": {"id": 1, "full_name": "o/r", "owner": {"login": "o"}}, "after": "ab"}"#
+        let text = Array(json.utf8)
         #expect(JSON.string(at: ["repository", "full_name"], in: text) == "o/r")
         #expect(JSON.string(at: ["repository", "owner", "login"], in: text) == "o")
         #expect(JSON.string(at: ["after"], in: text) == "ab")

@@ -11,7 +11,8 @@ func recoveryStore(onFailure: [String] = ["diagnostic", "rollback"]) throws -> T
             {
               "people": {"alice": {}, "carol": {}},
               "projects": {"shop": {
-                "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch", "pipelines": {"*": "deploy.yml"}},
+                "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch",
+                                "pipelines": {"*": "deploy.yml"}},
                 "environments": {
                   "demo": {"refs": ["branch:*"], "lease": "1m", "on_failure": [\(policies)]},
                   "other": {"refs": ["branch:*"], "lease": "1m", "lock": "reject", "on_failure": [\(policies)]}

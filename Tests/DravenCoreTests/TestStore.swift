@@ -92,7 +92,8 @@ final class TestStore {
           "people": {"alice": {"name": "Alice"}, "bob": {}, "carol": {}},
           "groups": {"leads": ["alice", "bob"], "developers": ["carol"]},
           "projects": {"shop": {
-            "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch", "pipelines": {"*": "deploy.yml"}},
+            "integration": {"provider": "github", "repo": "acme/shop", "method": "workflow_dispatch",
+                            "pipelines": {"*": "deploy.yml"}},
             "environments": {
               "prod": {"refs": ["tag:v*"], "approvals": 2, "approver_groups": ["leads"], "lock": "queue"},
               "staging": {"refs": ["branch:main", "branch:release/*"], "lock": "reject"},
@@ -100,7 +101,8 @@ final class TestStore {
             }
           }},
           "grants": [
-            {"group": "developers", "project": "shop", "environments": ["demo", "staging"], "actions": ["deploy", "read"]},
+            {"group": "developers", "project": "shop", "environments": ["demo", "staging"], "actions": ["deploy",
+            "read"]},
             {"group": "leads", "project": "*", "actions": ["deploy", "approve", "read"]}
           ]
         }

@@ -97,8 +97,8 @@ package enum AuditVerifier {
                             kind: .backdated, recordID: link.id,
                             message:
                                 "record \(link.id) is dated \(Clock.rfc3339(link.at)), before the checkpoint of "
-                                + "\(Clock.rfc3339(cp.at)) that covers records up to \(cp.headID), yet it comes after them: "
-                                + "appended later, not by draven"))
+                                + "\(Clock.rfc3339(cp.at)) that covers records up to \(cp.headID), "
+                                + "yet it comes after them: appended later, not by draven"))
                 }
             }
         }
@@ -108,7 +108,8 @@ package enum AuditVerifier {
                     AuditFinding(
                         kind: .noCheckpoint, recordID: nil,
                         message:
-                            "no checkpoint: \(r.records) records and no signed checkpoint in \(checkpoints.log) to check "
+                            "no checkpoint: \(r.records) records and no signed checkpoint in \(checkpoints.log) to "
+                            + "check "
                             + "them against (truncation or rewriting would go unnoticed); run `draven audit checkpoint`"
                     ))
             }
@@ -130,7 +131,8 @@ package enum AuditVerifier {
                 AuditFinding(
                     kind: .rewritten, recordID: cp.headID,
                     message:
-                        "record \(cp.headID) does not have the hash the checkpoint of \(when) signed: the records up to it "
+                        "record \(cp.headID) does not have the hash the checkpoint of \(when) signed: the records up "
+                        + "to it "
                         + "were changed and the hashes recomputed"))
         } else if !sinceCheckpoint && covered != cp.count {
             let fewer = covered < cp.count
@@ -138,7 +140,8 @@ package enum AuditVerifier {
                 AuditFinding(
                     kind: fewer ? .truncated : .rewritten, recordID: cp.headID,
                     message:
-                        "\(covered) records up to record \(cp.headID), but the checkpoint of \(when) counted \(cp.count): "
+                        "\(covered) records up to record \(cp.headID), but the checkpoint of \(when) counted "
+                        + "\(cp.count): "
                         + "records were " + (fewer ? "deleted" : "inserted") + " before it"))
         }
         return r

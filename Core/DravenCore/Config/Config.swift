@@ -383,7 +383,8 @@ extension Config.Integration {
             }
         }
         // Secrets are named here and kept in the secrets store, never in this file.
-        // `api_token_secret`: GitLab only, a token that may read and cancel pipelines when `token_secret` is a trigger token.
+        // `api_token_secret`: GitLab only, a token that may read and cancel pipelines when `token_secret` is a trigger
+        // token.
         for name in ["token_secret", "webhook_secret", "runner_secret", "api_token_secret"] {
             _ = r.string(name, &problems)
         }

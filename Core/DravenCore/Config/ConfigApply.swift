@@ -34,7 +34,8 @@ package enum ConfigApply {
         let db = tx.db
         let sha = Sodium.sha256Hex(Array(source.utf8))
         try db.run(
-            "INSERT INTO config_versions (sha256, source_path, source, applied_by, applied_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO config_versions (sha256, source_path, source, applied_by, applied_at) VALUES (?1, ?2, ?3, ?4, "
+                + "?5)",
             [.text(sha), .text(path), .text(source), .text(appliedBy), .int(now)])
         var summary = Summary(version: db.lastInsertRowID)
 
@@ -61,7 +62,8 @@ package enum ConfigApply {
                 """, [.text(person.handle), .text(person.name), .text(person.email)])
             for (platform, user) in person.chat {
                 try db.run(
-                    "INSERT INTO chat_identities (platform, user_id, person_id) SELECT ?1, ?2, id FROM people WHERE handle = ?3",
+                    "INSERT INTO chat_identities (platform, user_id, person_id) SELECT ?1, ?2, id FROM people WHERE "
+                        + "handle = ?3",
                     [.text(platform), .text(user), .text(person.handle)])
             }
         }
@@ -85,7 +87,8 @@ package enum ConfigApply {
                     try db.run(
                         """
                         INSERT INTO grants (person_id, group_id, project, environment, action)
-                        VALUES ((SELECT id FROM people WHERE handle = ?1), (SELECT id FROM person_groups WHERE name = ?2), ?3, ?4, ?5)
+                        VALUES ((SELECT id FROM people WHERE handle = ?1), (SELECT id FROM person_groups WHERE name =
+                        ?2), ?3, ?4, ?5)
                         """,
                         [
                             .text(grant.person), .text(grant.group), .text(grant.project), .text(env),
@@ -102,7 +105,8 @@ package enum ConfigApply {
             try db.run(
                 """
                 INSERT INTO projects (name, description, retired, config_version, notify) VALUES (?1, ?2, 0, ?3, ?4)
-                ON CONFLICT (name) DO UPDATE SET description = excluded.description, retired = 0, config_version = excluded.config_version,
+                ON CONFLICT (name) DO UPDATE SET description = excluded.description, retired = 0, config_version =
+                excluded.config_version,
                     notify = excluded.notify
                 """,
                 [
@@ -132,7 +136,8 @@ package enum ConfigApply {
                 try db.run(
                     """
                     INSERT INTO integrations (project_id, provider, repo, method, document) VALUES (?1, ?2, ?3, ?4, ?5)
-                    ON CONFLICT (project_id) DO UPDATE SET provider = excluded.provider, repo = excluded.repo, method = excluded.method,
+                    ON CONFLICT (project_id) DO UPDATE SET provider = excluded.provider, repo = excluded.repo, method
+                    = excluded.method,
                         document = excluded.document
                     """,
                     [
@@ -167,12 +172,14 @@ package enum ConfigApply {
         let version = (current?.0 ?? 0) + 1
         try tx.db.run(
             """
-            INSERT INTO policies (environment_id, version, digest, approvals_required, approver_groups, self_approval, approval_ttl_s,
+            INSERT INTO policies (environment_id, version, digest, approvals_required, approver_groups,
+            self_approval, approval_ttl_s,
                                   lock_mode, lease_s, on_failure, document)
             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
             ON CONFLICT (environment_id) DO UPDATE SET version = excluded.version, digest = excluded.digest,
                 approvals_required = excluded.approvals_required, approver_groups = excluded.approver_groups,
-                self_approval = excluded.self_approval, approval_ttl_s = excluded.approval_ttl_s, lock_mode = excluded.lock_mode,
+                self_approval = excluded.self_approval, approval_ttl_s = excluded.approval_ttl_s, lock_mode =
+                excluded.lock_mode,
                 lease_s = excluded.lease_s, on_failure = excluded.on_failure, document = excluded.document
             """,
             [

@@ -34,7 +34,8 @@ extension Problem {
             self.init(
                 status: 409, type: "stale-fencing-token", title: "Stale fencing token",
                 detail:
-                    "job \(job) does not hold the environment's lock with this fencing token (it ended or was superseded)"
+                    "job \(job) does not hold the environment's lock with this fencing token (it ended or was "
+                    + "superseded)"
             )
         case .forbidden(let action, let project, let environment):
             self.init(

@@ -96,21 +96,24 @@ package enum Approvals {
         let rules = policy.approvals
         guard now < job.createdAt + rules.ttl else {
             throw DravenError.conflict(
-                "the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at the next sweep"
+                "the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at "
+                    + "the next sweep"
             )
         }
         guard try isApprover(db, person: voter.personID, rules: rules) else {
             throw DravenError.policyDenied(
                 rule: "approver_groups",
                 detail:
-                    "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is in none of them"
+                    "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is "
+                    + "in none of them"
             )
         }
         if decision == .approve, !rules.selfApproval, job.requestedByID == voter.personID {
             throw DravenError.policyDenied(
                 rule: "self_approval",
                 detail:
-                    "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow approving your own deploy"
+                    "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow "
+                    + "approving your own deploy"
             )
         }
         // The policy may have changed since the request: an approval never lets through a ref it now refuses.
@@ -251,7 +254,8 @@ package enum Approvals {
                 guard
                     let (ttl, sha) = try tx.db.first(
                         """
-                        SELECT p.approval_ttl_s, j.sha FROM jobs j JOIN policies p ON p.environment_id = j.environment_id
+                        SELECT p.approval_ttl_s, j.sha FROM jobs j JOIN policies p ON p.environment_id =
+                        j.environment_id
                         WHERE j.id = ?1 AND j.state = 'awaiting_approval' AND j.created_at + p.approval_ttl_s <= ?2
                         """, [.int(id), .int(now)], { ($0.int(0), $0.optionalText(1)) })
                 else { return false }

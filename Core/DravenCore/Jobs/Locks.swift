@@ -58,7 +58,8 @@ package enum Locks {
     static func renew(_ tx: Transaction, job: Int64, now: Int64) throws {
         try tx.db.run(
             """
-            UPDATE locks SET lease_until = ?2 + (SELECT lease_s FROM policies WHERE environment_id = locks.environment_id)
+            UPDATE locks SET lease_until = ?2 + (SELECT lease_s FROM policies WHERE environment_id =
+            locks.environment_id)
             WHERE job_id = ?1
             """, [.int(job), .int(now)])
     }
@@ -71,7 +72,8 @@ package enum Locks {
     package static func extend(_ tx: Transaction, job: Int64, token: Int64, now: Int64) throws -> Int64? {
         try tx.db.first(
             """
-            UPDATE locks SET lease_until = max(lease_until, ?3 + (SELECT lease_s FROM policies WHERE environment_id = locks.environment_id))
+            UPDATE locks SET lease_until = max(lease_until, ?3 + (SELECT lease_s FROM policies WHERE environment_id =
+            locks.environment_id))
             WHERE job_id = ?1 AND fencing_token = ?2 AND lease_until >= ?3
             RETURNING lease_until
             """, [.int(job), .int(token), .int(now)]
@@ -106,7 +108,8 @@ package enum Locks {
     package static func all(_ db: Database) throws -> [JSON] {
         try db.query(
             """
-            SELECT p.name, e.name, l.job_id, l.fencing_token, l.acquired_at, l.lease_until, (SELECT count(*) FROM jobs q WHERE q.environment_id = l.environment_id AND q.state = 'queued')
+            SELECT p.name, e.name, l.job_id, l.fencing_token, l.acquired_at, l.lease_until, (SELECT count(*) FROM
+            jobs q WHERE q.environment_id = l.environment_id AND q.state = 'queued')
             FROM locks l JOIN environments e ON e.id = l.environment_id JOIN projects p ON p.id = e.project_id
             ORDER BY p.name, e.name
             """

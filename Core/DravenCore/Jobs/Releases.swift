@@ -68,7 +68,8 @@ package enum Releases {
     package static func find(_ db: Database, environment: Int64, name: String) throws -> Release? {
         try db.first(
             select + """
-                 WHERE r.environment_id = ?1 AND (r.release_id = ?2 OR CAST(r.id AS TEXT) = ?2 OR r.ref = ?2 OR r.sha = ?2)
+                 WHERE r.environment_id = ?1 AND (r.release_id = ?2 OR CAST(r.id AS TEXT) = ?2 OR r.ref = ?2 OR r.sha
+                 = ?2)
                  ORDER BY r.id DESC LIMIT 1
                 """, [.int(environment), .text(name)], row)
     }

@@ -13,13 +13,16 @@ package enum Metrics {
         }
         let held = try Locks.heldCount(db)
         out +=
-            "# HELP draven_locks_held Environment locks currently held.\n# TYPE draven_locks_held gauge\ndraven_locks_held \(held)\n"
+            "# HELP draven_locks_held Environment locks currently held.\n# TYPE draven_locks_held "
+            + "gauge\ndraven_locks_held \(held)\n"
         let pending = try Outbox.pendingCount(db)
         out +=
-            "# HELP draven_outbox_pending Outbound calls not yet delivered.\n# TYPE draven_outbox_pending gauge\ndraven_outbox_pending \(pending)\n"
+            "# HELP draven_outbox_pending Outbound calls not yet delivered.\n# TYPE draven_outbox_pending "
+            + "gauge\ndraven_outbox_pending \(pending)\n"
         let audit = try Audit.count(db)
         out +=
-            "# HELP draven_audit_records Records in the audit trail.\n# TYPE draven_audit_records gauge\ndraven_audit_records \(audit)\n"
+            "# HELP draven_audit_records Records in the audit trail.\n# TYPE draven_audit_records "
+            + "gauge\ndraven_audit_records \(audit)\n"
         return out
     }
 }

@@ -28,7 +28,8 @@ package enum ApprovalMessages {
         let text: String
         if to == .awaitingApproval {
             text =
-                "draven: \(what) needs \(rules.required) approval\(rules.required == 1 ? "" : "s") from \(rules.groupNames)"
+                "draven: \(what) needs \(rules.required) approval\(rules.required == 1 ? "" : "s") from "
+                + "\(rules.groupNames)"
         } else {
             text = "draven: \(what) " + (try outcome(tx.db, job: job, rules: rules, state: to))
         }

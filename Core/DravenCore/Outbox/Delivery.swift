@@ -124,7 +124,8 @@ package struct Delivery {
         }
     }
 
-    /// Sends a notification or an approval request (Slack Web API). Its outcome never changes the job: a final refusal marks the row
+    /// Sends a notification or an approval request (Slack Web API). Its outcome never changes the job: a final refusal
+    /// marks the row
     /// dead, anything else is retried with the same backoff as dispatches.
     private mutating func notify(_ row: Row, now: () -> Int64) throws {
         var error: String?

@@ -32,7 +32,8 @@ package struct Policy: Sendable {
         guard
             let policy = try db.first(
                 """
-                SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document, '$.rollback_approvals'), 0),
+                SELECT version, approvals_required, lock_mode, lease_s, on_failure, coalesce(json_extract(document,
+                '$.rollback_approvals'), 0),
                        \(Approvals.Rules.columns)
                 FROM policies WHERE environment_id = ?1
                 """,

@@ -6,7 +6,8 @@
 /// |---|---|---|
 /// | GitHub | `GET /repos/{repo}/actions/runs/{id}` | `POST /repos/{repo}/actions/runs/{id}/cancel` |
 /// | GitLab | `GET /projects/{id}/pipelines/{id}` | `POST /projects/{id}/pipelines/{id}/cancel` |
-/// | Bitbucket | `GET /repositories/{repo}/pipelines/{uuid}` | `POST /repositories/{repo}/pipelines/{uuid}/stopPipeline` |
+/// | Bitbucket | `GET /repositories/{repo}/pipelines/{uuid}` | `POST
+/// /repositories/{repo}/pipelines/{uuid}/stopPipeline` |
 ///
 /// A polled state is turned into the same `ProviderEvent` the webhook would have carried and
 /// applied by the same code (`RunEvents.apply`).

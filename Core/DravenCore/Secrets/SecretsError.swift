@@ -21,7 +21,8 @@ package enum SecretsError: Error, Equatable, CustomStringConvertible, Sendable {
         switch self {
         case .tampered(let why): "secrets store tampered: \(why)"
         case .rollback(let file, let seen):
-            "secrets store rolled back: file generation \(file) is older than generation \(seen) already seen (restoring a backup? run `draven secrets verify --accept-rollback \(file)`)"
+            "secrets store rolled back: file generation \(file) is older than generation \(seen) already seen "
+                + "(restoring a backup? run `draven secrets verify --accept-rollback \(file)`)"
         case .unanchored(let why): "secrets store generation unknown: \(why)"
         case .equivocation(let g): "secrets store equivocation: a different file also claims generation \(g)"
         case .wrongKey(let why): "secrets master key does not open this store: \(why)"

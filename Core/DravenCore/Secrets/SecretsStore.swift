@@ -78,7 +78,8 @@ package final class SecretsStore {
         try db.run(
             """
             INSERT INTO secrets_state (store_id, max_generation, manifest_hash, seen_at) VALUES (?1, ?2, ?3, ?4)
-            ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation, manifest_hash = excluded.manifest_hash,
+            ON CONFLICT (store_id) DO UPDATE SET max_generation = excluded.max_generation, manifest_hash =
+            excluded.manifest_hash,
                 seen_at = excluded.seen_at WHERE secrets_state.max_generation < excluded.max_generation
             """, [.text(id), .int(Int64(file.generation)), .text(hash), .int(Clock.now())])
     }

@@ -110,7 +110,8 @@ package enum Migrations {
             provider TEXT NOT NULL CHECK (provider IN ('github', 'gitlab', 'bitbucket', 'bitbucket-dc')),
             repo TEXT NOT NULL,
             method TEXT NOT NULL,
-            document TEXT NOT NULL                           -- provider settings, secret *names*, env -> pipeline map (JSON)
+            document TEXT NOT NULL                           -- provider settings, secret *names*, env -> pipeline
+                                                             -- map (JSON)
         ) STRICT;
 
         CREATE TABLE people (

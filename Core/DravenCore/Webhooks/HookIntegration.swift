@@ -26,7 +26,8 @@ package struct HookIntegration {
         }
         let rows = try db.query(
             """
-            SELECT p.id, p.name, i.provider, i.repo, i.document FROM integrations i JOIN projects p ON p.id = i.project_id
+            SELECT p.id, p.name, i.provider, i.repo, i.document FROM integrations i JOIN projects p ON p.id =
+            i.project_id
             WHERE p.retired = 0 AND (p.name = ?1 OR (?1 IS NULL AND i.repo = ?2))
             ORDER BY p.id
             """, [.text(project), .text(repo)]
