@@ -8,6 +8,8 @@
 #   make bench     release binaries, then draven against the C floor handler and adnanh/webhook
 #                  (~20 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
 #   make bench-secrets  measure the secrets store's read path
+#   make bench-instructions  instructions per typical request of each function (callgrind): repeatable on a
+#                  busy machine; BIN_DIR=other/.build-dist/bin compares another build
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
 #   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
 #   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
@@ -45,7 +47,7 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
-.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets link-order \
+.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions link-order \
 	fuzz fuzz-build fuzz-smoke lint format
 
 deps bench-deps:
@@ -92,6 +94,10 @@ test: unit-test e2e-test fuzz-smoke
 # draven against the C floor handler and adnanh/webhook (see bench/bench.py). Not part of `make test`.
 bench: release bench-deps
 	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py
+
+# Instructions each function's typical request executes, whole process (bench.py --instructions).
+bench-instructions: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --instructions
 
 # Records what each function runs and writes for its typical request (callgrind, lackey) into infra/link-order.txt,
 # the order the release link lays code out in; then relinks. Run after larger changes.

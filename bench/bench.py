@@ -971,6 +971,27 @@ def link_order():
     log(f"link order: {len(order)} symbols from {len({n for u in users.values() for n in u})} functions -> {LINK_ORDER}")
 
 
+def instructions():
+    """`bench.py --instructions`: instructions each function's typical request executes, whole
+    process (exec to exit), counted by callgrind: repeatable whatever else the machine is doing,
+    so two builds can be compared where wall-clock figures drift (BIN_DIR picks the build)."""
+    live = seeded_live_store("template-instructions", 10_000)
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"))
+    out = WORK / "instructions"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    for name, (program, env, body, sign, fenv, _) in cases.items():
+        seq = votes(3)[2] if name == "approve" else None
+        run(["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/{name}.%p",
+             *runcgi_cmd(program, env, body, sign, fenv, seq, runs=3, warmup=0)], capture_output=True, check=True)
+        counts = []
+        for f in out.glob(f"{name}.*"):
+            text = f.read_text(errors="replace")
+            if re.search(rf"^cmd:\s+{re.escape(str(program))}\s*$", text, re.M):
+                counts.append(int(re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M).group(1)))
+        log(f"instructions {name:<28} {statistics.median(counts):>12,.0f}  ({len(counts)} processes)")
+
+
 def paired_only():
     """`bench.py --paired`: only the interleaved rounds the served goals are judged on (~3 min),
     printed, not written to the report: for checking a change against the references."""
@@ -997,4 +1018,4 @@ def render():
 
 
 if __name__ == "__main__":
-    {"--render": render, "--link-order": link_order, "--paired": paired_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions}.get(sys.argv[1] if sys.argv[1:] else "", main)()

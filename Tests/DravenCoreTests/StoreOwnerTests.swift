@@ -81,7 +81,7 @@ import Testing
         #expect(job.heartbeatAt == created + 33)
         #expect(job.progress == #"{"step":"migrate"}"#)
         #expect(job.toRelease == release)
-        #expect(Job.columns.names.count == 24)  // every field above, run_url included
+        #expect(Job.Column.allCases.count == 24)  // every field above, run_url included
         #expect(try Job.idempotent(store.db, requestedBy: alice, key: "key-1")?.id == id)
         #expect(try Job.idempotent(store.db, requestedBy: alice, key: "key-1")?.requestDigest == "digest-1")
     }

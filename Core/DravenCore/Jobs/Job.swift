@@ -28,47 +28,75 @@ package struct Job: Sendable {
     /// The provider's page of the run (the notifications' link when there is no log).
     package var runURL: String?
 
-    /// The columns `init(row:)` reads, by name; `select` is built from them.
-    static let columns = Columns([
-        "j.id", "j.kind", "j.project_id", "p.name", "j.environment_id", "e.name", "j.ref", "j.ref_kind", "j.sha",
-        "j.reason", "j.state", "pe.handle", "j.requested_by", "j.policy_version", "j.fencing_token", "j.run_id",
-        "j.parent_job_id", "j.created_at", "j.updated_at", "j.log_url", "j.heartbeat_at", "j.progress", "j.to_release",
-        "j.run_url",
-    ])
+    /// The columns `init(row:)` reads, in SELECT order; `select` is built from them.
+    enum Column: Int32, ColumnList {
+        case id, kind, projectID, project, environmentID, environment, ref, refKind, sha, reason, state, requestedBy
+        case requestedByID, policyVersion, fencingToken, runID, parentJobID, createdAt, updatedAt, logURL
+        case heartbeatAt, progress, toRelease, runURL
+
+        var expression: String {
+            switch self {
+            case .id: "j.id"
+            case .kind: "j.kind"
+            case .projectID: "j.project_id"
+            case .project: "p.name"
+            case .environmentID: "j.environment_id"
+            case .environment: "e.name"
+            case .ref: "j.ref"
+            case .refKind: "j.ref_kind"
+            case .sha: "j.sha"
+            case .reason: "j.reason"
+            case .state: "j.state"
+            case .requestedBy: "pe.handle"
+            case .requestedByID: "j.requested_by"
+            case .policyVersion: "j.policy_version"
+            case .fencingToken: "j.fencing_token"
+            case .runID: "j.run_id"
+            case .parentJobID: "j.parent_job_id"
+            case .createdAt: "j.created_at"
+            case .updatedAt: "j.updated_at"
+            case .logURL: "j.log_url"
+            case .heartbeatAt: "j.heartbeat_at"
+            case .progress: "j.progress"
+            case .toRelease: "j.to_release"
+            case .runURL: "j.run_url"
+            }
+        }
+    }
 
     static let select =
-        "SELECT " + columns.sql + """
+        "SELECT " + Column.sql + """
 
             FROM jobs j JOIN projects p ON p.id = j.project_id JOIN environments e ON e.id = j.environment_id
             JOIN people pe ON pe.id = j.requested_by
             """
 
     init(row statement: Statement) {
-        let row = Self.columns.row(statement)
-        id = row.int("j.id")
-        kind = JobKind(rawValue: row.text("j.kind")) ?? .deploy
-        projectID = row.int("j.project_id")
-        project = row.text("p.name")
-        environmentID = row.int("j.environment_id")
-        environment = row.text("e.name")
-        ref = row.text("j.ref")
-        refKind = row.text("j.ref_kind")
-        sha = row.optionalText("j.sha")
-        reason = row.text("j.reason")
-        state = JobState(rawValue: row.text("j.state")) ?? .failed
-        requestedBy = row.text("pe.handle")
-        requestedByID = row.int("j.requested_by")
-        policyVersion = row.int("j.policy_version")
-        fencingToken = row.optionalInt("j.fencing_token")
-        runID = row.optionalText("j.run_id")
-        parentJobID = row.optionalInt("j.parent_job_id")
-        createdAt = row.int("j.created_at")
-        updatedAt = row.int("j.updated_at")
-        logURL = row.optionalText("j.log_url")
-        heartbeatAt = row.optionalInt("j.heartbeat_at")
-        progress = row.optionalText("j.progress")
-        toRelease = row.optionalInt("j.to_release")
-        runURL = row.optionalText("j.run_url")
+        let row = Row<Column>(statement)
+        id = row.int(.id)
+        kind = JobKind(rawValue: row.text(.kind)) ?? .deploy
+        projectID = row.int(.projectID)
+        project = row.text(.project)
+        environmentID = row.int(.environmentID)
+        environment = row.text(.environment)
+        ref = row.text(.ref)
+        refKind = row.text(.refKind)
+        sha = row.optionalText(.sha)
+        reason = row.text(.reason)
+        state = JobState(rawValue: row.text(.state)) ?? .failed
+        requestedBy = row.text(.requestedBy)
+        requestedByID = row.int(.requestedByID)
+        policyVersion = row.int(.policyVersion)
+        fencingToken = row.optionalInt(.fencingToken)
+        runID = row.optionalText(.runID)
+        parentJobID = row.optionalInt(.parentJobID)
+        createdAt = row.int(.createdAt)
+        updatedAt = row.int(.updatedAt)
+        logURL = row.optionalText(.logURL)
+        heartbeatAt = row.optionalInt(.heartbeatAt)
+        progress = row.optionalText(.progress)
+        toRelease = row.optionalInt(.toRelease)
+        runURL = row.optionalText(.runURL)
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {
