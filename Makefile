@@ -9,7 +9,7 @@
 #                  (~20 min; BENCH_QUICK=1 for a ~4 min noisy pass): writes bench/REPORT.md + report.json
 #   make bench-secrets  measure the secrets store's read path
 #   make bench-instructions  instructions per typical request of each function (callgrind): repeatable on a
-#                  busy machine; BIN_DIR=other/.build-dist/bin compares another build
+#                  busy machine (BIN_DIR=other/bin python3 bench/bench.py --instructions: another build's)
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
 #   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
 #   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
