@@ -34,25 +34,10 @@ package enum Rollback: RoutedFunction {
         let reason = try input.string("reason", required: false, max: 1000)
         context.subject = "\(project)/\(environment)"
         let db = try context.db()
-        let target = try Target.find(db, project: project, environment: environment)
-        try Grants.require(db, principal, .rollback, project: project, environment: environment)
-        guard let live = try Releases.live(db, environment: target.environmentID) else {
-            throw DravenError.conflict("\(project)/\(environment) has no release history to roll back in")
-        }
-        let release: Releases.Release
-        if let named {
-            guard let found = try Releases.find(db, environment: target.environmentID, name: named) else {
-                throw DravenError.invalidField(
-                    pointer: "/to_release", reason: "\(project)/\(environment) has no release \(named) in its history")
-            }
-            release = found
-        } else {
-            guard let previous = try Releases.previous(db, environment: target.environmentID) else {
-                throw DravenError.conflict(
-                    "\(project)/\(environment) has no release before the live one to roll back to")
-            }
-            release = previous
-        }
+        let (target, live) = try JobControl.environmentRollback(
+            db, principal, project: project, environment: environment)
+        let release = try JobControl.rollbackRelease(
+            db, project: project, environment: environment, environmentID: target.environmentID, named: named)
         return try create(
             db, like: try Job.require(db, id: live.jobID), to: release, parent: nil, principal: principal,
             reason: reason ?? "manual rollback to release \(release.id)", context: context)
@@ -66,15 +51,7 @@ package enum Rollback: RoutedFunction {
         let reason = try input.string("reason", required: false, max: 1000)
         let db = try context.db()
         let job = try Job.require(db, id: id)
-        try Grants.require(db, principal, .rollback, job: job)
-        guard job.kind.isRelease else {
-            throw DravenError.conflict("job \(id) is a \(job.kind.rawValue) job; it changed nothing to roll back")
-        }
-        // Back to what was live before this job: before its release if it made one, else what is live now.
-        guard let release = try Releases.before(db, environment: job.environmentID, job: id) else {
-            let environment = "\(job.project)/\(job.environment)"
-            throw DravenError.conflict("\(environment) has no release before job \(id) to roll back to")
-        }
+        let release = try JobControl.rollbackTarget(db, principal, job: job)
         return try create(
             db, like: job, to: release, parent: id, principal: principal,
             reason: reason ?? "manual rollback of job \(id) to release \(release.id)", context: context)
@@ -105,12 +82,10 @@ package enum Rollback: RoutedFunction {
         let db = try context.db()
         let job = try Job.require(db, id: id)
         // Who may start a job of this kind may stop it: deploys need `deploy`, rollbacks and diagnostics `rollback`.
-        try Grants.require(db, principal, job.kind.grant, job: job)
+        try JobControl.checkCancel(db, principal, job: job)
         try db.immediate { tx in
             let current = try Job.require(tx.db, id: id)
-            guard !current.state.isTerminal else {
-                throw DravenError.conflict("job \(id) is \(current.state.rawValue); it has already ended")
-            }
+            try JobControl.checkOpen(current)
             try StateMachine.transition(
                 tx, job: id, to: .cancelled, actor: principal.handle,
                 detail: ["by": .string(principal.handle), "reason": .string(reason)], now: context.now)

@@ -7,17 +7,39 @@ package enum Action: String, Sendable, CaseIterable {
 
 /// Reads the `grants`, `group_members` and `person_groups` tables (`ConfigApply` writes them).
 package enum Grants {
+    /// The one rule of a grant matching: `grants g` has `action` on the project and environment
+    /// named by the SQL expressions given, for `person` or a group they are in. `allows` and
+    /// `environments` both use it, so a page's list and a route's check agree.
+    private static func matching(action: String, project: String, environment: String, person: String) -> String {
+        """
+        g.action = \(action) AND (g.project = '*' OR g.project = \(project))
+          AND (g.environment = '*' OR g.environment = \(environment))
+          AND (g.person_id = \(person)
+               OR g.group_id IN (SELECT group_id FROM group_members WHERE person_id = \(person)))
+        """
+    }
+
     package static func allows(
         _ db: Database, person: Int64, action: Action, project: String,
         environment: String
     ) throws -> Bool {
         try db.scalar(
-            """
-            SELECT 1 FROM grants
-            WHERE action = ?1 AND (project = '*' OR project = ?2) AND (environment = '*' OR environment = ?3)
-              AND (person_id = ?4 OR group_id IN (SELECT group_id FROM group_members WHERE person_id = ?4))
-            LIMIT 1
-            """, [.text(action.rawValue), .text(project), .text(environment), .int(person)]) != nil
+            "SELECT 1 FROM grants g WHERE "
+                + matching(action: "?1", project: "?2", environment: "?3", person: "?4") + " LIMIT 1",
+            [.text(action.rawValue), .text(project), .text(environment), .int(person)]) != nil
+    }
+
+    /// The ids of every environment (retired ones too: their jobs are still read) on which
+    /// `person` holds `action`, in one query: what the console's lists filter by.
+    package static func environments(_ db: Database, person: Int64, action: Action) throws -> Set<Int64> {
+        Set(
+            try db.query(
+                """
+                SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
+                WHERE EXISTS (SELECT 1 FROM grants g WHERE
+                """ + " " + matching(action: "?1", project: "p.name", environment: "e.name", person: "?2") + ")",
+                [.text(action.rawValue), .int(person)]
+            ) { $0.int(0) })
     }
 
     /// - Throws: `DravenError.forbidden` unless a grant allows it.
@@ -40,11 +62,17 @@ package enum Grants {
     /// where; one who may read it but not do `action` gets 403.
     /// - Throws: `DravenError.notFound`, `.forbidden`.
     package static func require(_ db: Database, _ principal: Principal, _ action: Action, job: Job) throws {
-        let (person, project, environment) = (principal.personID, job.project, job.environment)
-        if try allows(db, person: person, action: action, project: project, environment: environment) { return }
-        let readable =
-            try action != .read
-            && allows(db, person: person, action: .read, project: project, environment: environment)
+        try require(action, job: job) {
+            try allows(db, person: principal.personID, action: $0, project: job.project, environment: job.environment)
+        }
+    }
+
+    /// The decision of `require(_:_:_:job:)` over `allows` (whether the caller holds an action on
+    /// the job's environment), for callers that read grants once for many jobs (`Approvals.Checks`).
+    /// - Throws: `DravenError.notFound`, `.forbidden`.
+    package static func require(_ action: Action, job: Job, allows: (Action) throws -> Bool) throws {
+        if try allows(action) { return }
+        let readable = try action != .read && allows(.read)
         guard readable else { throw Job.unknown(job.id) }
         throw DravenError.forbidden(action: action.rawValue, project: job.project, environment: job.environment)
     }

@@ -87,40 +87,9 @@ package enum Approvals {
                 throw DravenError.badSignature("this signed request was already used (replay)")
             }
         }
-        let principal = Principal(personID: voter.personID, handle: voter.handle, tokenID: 0)
-        try Grants.require(db, principal, .approve, job: job)
-        guard job.state == .awaitingApproval else {
-            throw DravenError.conflict("job \(id) is \(job.state.rawValue); only a job awaiting approval takes votes")
-        }
-        let policy = try Policy.load(db, environmentID: job.environmentID)
+        var checks = Checks(db)
+        let policy = try checks.check(job, person: voter.personID, handle: voter.handle, decision: decision, now: now)
         let rules = policy.approvals
-        guard now < job.createdAt + rules.ttl else {
-            throw DravenError.conflict(
-                "the approval window of job \(id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it expires at "
-                    + "the next sweep"
-            )
-        }
-        guard try isApprover(db, person: voter.personID, rules: rules) else {
-            throw DravenError.policyDenied(
-                rule: "approver_groups",
-                detail:
-                    "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(voter.handle) is "
-                    + "in none of them"
-            )
-        }
-        if decision == .approve, !rules.selfApproval, job.requestedByID == voter.personID {
-            throw DravenError.policyDenied(
-                rule: "self_approval",
-                detail:
-                    "\(voter.handle) asked for this deploy and \(job.project)/\(job.environment) does not allow "
-                    + "approving your own deploy"
-            )
-        }
-        // The policy may have changed since the request: an approval never lets through a ref it now refuses.
-        if decision == .approve {
-            try policy.check(
-                try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
-        }
         let sha = job.sha ?? ""
         let counted =
             try db.first(
@@ -145,7 +114,7 @@ package enum Approvals {
             subject: "job/\(id)", detail: detail)
         guard counted else {
             return Outcome(
-                counted: false, decision: decision, approvals: try count(db, job: job, rules: rules),
+                counted: false, decision: decision, approvals: try count(db, job: job.id),
                 required: rules.required,
                 state: job.state)
         }
@@ -155,11 +124,11 @@ package enum Approvals {
                 tx, job: id, to: .rejected, actor: voter.handle,
                 detail: ["by": .string(voter.handle), "via": .string(voter.via), "comment": .string(comment)], now: now)
             return Outcome(
-                counted: true, decision: decision, approvals: try count(db, job: job, rules: rules),
+                counted: true, decision: decision, approvals: try count(db, job: job.id),
                 required: rules.required,
                 state: .rejected)
         }
-        let approvals = try count(db, job: job, rules: rules)
+        let approvals = try count(db, job: job.id)
         var state = JobState.awaitingApproval
         if approvals >= rules.required {
             state = try StateMachine.start(tx, job: id, policy: policy, actor: voter.handle, now: now)
@@ -167,20 +136,53 @@ package enum Approvals {
         return Outcome(counted: true, decision: decision, approvals: approvals, required: rules.required, state: state)
     }
 
-    /// Distinct people whose approval counts now: bound to the job's current sha and the
-    /// current policy version, still enabled, still in an approver group, and not the requester
-    /// unless self-approval is allowed.
-    package static func count(_ db: Database, job: Job, rules: Rules) throws -> Int64 {
+    /// When approval `a` of job `j` counts now, under its environment's policy row `po`: bound to
+    /// the job's current sha and the current policy version, from a person still in an approver
+    /// group, and not the requester unless self-approval is allowed (`count` and `counted`).
+    /// Whether the person is still enabled is the join's (`people p ... p.disabled = 0`).
+    private static let countsNow = """
+        a.decision = 'approve' AND a.sha = coalesce(j.sha, '') AND a.policy_version = po.version
+          AND (po.self_approval OR a.person_id != j.requested_by)
+          AND a.person_id IN (SELECT gm.person_id FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
+                              WHERE g.name IN (SELECT value FROM json_each(po.approver_groups)))
+        """
+
+    private static let countedFrom = """
+        FROM approvals a JOIN people p ON p.id = a.person_id AND p.disabled = 0
+        JOIN jobs j ON j.id = a.job_id JOIN policies po ON po.environment_id = j.environment_id
+        """
+
+    /// Distinct people whose approval counts now (`countsNow`) on job `id`.
+    package static func count(_ db: Database, job id: Int64) throws -> Int64 {
         try db.scalar(
-            """
-            SELECT count(DISTINCT a.person_id) FROM approvals a JOIN people p ON p.id = a.person_id AND p.disabled = 0
-            WHERE a.job_id = ?1 AND a.decision = 'approve' AND a.sha = ?2 AND a.policy_version = ?3
-              AND (?4 OR a.person_id != (SELECT requested_by FROM jobs WHERE id = ?1))
-              AND a.person_id IN (SELECT gm.person_id FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
-                                  WHERE g.name IN (SELECT value FROM json_each(?5)))
-            """,
-            [.int(job.id), .text(job.sha ?? ""), .int(rules.version), .bool(rules.selfApproval), .text(rules.groups)])
+            "SELECT count(DISTINCT a.person_id) " + countedFrom + " WHERE a.job_id = ?1 AND " + countsNow, [.int(id)])
             ?? 0
+    }
+
+    /// The people whose approval counts now (`countsNow`) on each of `jobs`, in the order they
+    /// approved, in one query (a page of many jobs). Jobs with none are absent.
+    package static func counted(_ db: Database, jobs: [Int64]) throws -> [Int64: [(id: Int64, handle: String)]] {
+        guard !jobs.isEmpty else { return [:] }
+        let ids = JSON.array(jobs.map(JSON.int)).serialized()
+        let rows = try db.query(
+            "SELECT a.job_id, a.person_id, p.handle " + countedFrom
+                + " WHERE a.job_id IN (SELECT value FROM json_each(?1)) AND " + countsNow
+                + " GROUP BY a.job_id, a.person_id ORDER BY a.job_id, min(a.id)", [.text(ids)]
+        ) { (job: $0.int(0), id: $0.int(1), handle: $0.text(2)) }
+        var out: [Int64: [(id: Int64, handle: String)]] = [:]
+        for row in rows { out[row.job, default: []].append((row.id, row.handle)) }
+        return out
+    }
+
+    /// The enabled members of `rules`' approver groups, by handle: who may be asked to approve.
+    package static func candidates(_ db: Database, rules: Rules) throws -> [(id: Int64, handle: String)] {
+        try db.query(
+            """
+            SELECT DISTINCT p.id, p.handle FROM people p JOIN group_members gm ON gm.person_id = p.id
+            JOIN person_groups g ON g.id = gm.group_id
+            WHERE p.disabled = 0 AND g.name IN (SELECT value FROM json_each(?1)) ORDER BY p.handle
+            """, [.text(rules.groups)]
+        ) { (id: $0.int(0), handle: $0.text(1)) }
     }
 
     static func isApprover(_ db: Database, person: Int64, rules: Rules) throws -> Bool {
@@ -232,7 +234,7 @@ package enum Approvals {
         return .object([
             "job_id": .int(job.id), "state": .string(job.state.rawValue), "sha": job.sha.map(JSON.string) ?? .null,
             "policy_version": .int(rules.version), "required": .int(rules.required),
-            "approvals": .int(try count(db, job: job, rules: rules)),
+            "approvals": .int(try count(db, job: job.id)),
             "expires_at": .string(Clock.rfc3339(job.createdAt + rules.ttl)), "votes": .array(votes),
         ])
     }
@@ -276,5 +278,94 @@ extension Approvals.Rules {
         self.init(
             version: row.int(k), required: row.int(k + 1), groups: row.text(k + 2), selfApproval: row.int(k + 3) != 0,
             ttl: row.int(k + 4))
+    }
+}
+
+extension Approvals {
+    /// The checks a vote must pass (all but the replay check), in the order `vote` refuses: an
+    /// `approve` grant, the job awaiting approval within its window, the voter in an approver
+    /// group, no self-approval unless allowed, and (for an approval) the ref still accepted. The
+    /// API, chat and the console decide through this one function. It reads each fact once: a
+    /// grant per (person, action, environment), a policy per environment, a membership per
+    /// (person, approver groups), so a page deciding many jobs reads per environment, not per job.
+    package struct Checks {
+        let db: Database
+        private var policies: [Int64: Policy] = [:]
+        private var grants: [String: Bool] = [:]
+        private var approvers: [String: Bool] = [:]
+
+        package init(_ db: Database) { self.db = db }
+
+        /// The environment's policy, read once.
+        package mutating func policy(_ environmentID: Int64) throws -> Policy {
+            if let known = policies[environmentID] { return known }
+            let policy = try Policy.load(db, environmentID: environmentID)
+            policies[environmentID] = policy
+            return policy
+        }
+
+        /// Whether `person` holds `action` on `job`'s environment, read once.
+        package mutating func allows(_ person: Int64, _ action: Action, _ job: Job) throws -> Bool {
+            let key = "\(person) \(action.rawValue) \(job.environmentID)"
+            if let known = grants[key] { return known }
+            let ok = try Grants.allows(
+                db, person: person, action: action, project: job.project, environment: job.environment)
+            grants[key] = ok
+            return ok
+        }
+
+        mutating func isApprover(_ person: Int64, _ rules: Rules) throws -> Bool {
+            let key = "\(person) \(rules.groups)"
+            if let known = approvers[key] { return known }
+            let ok = try Approvals.isApprover(db, person: person, rules: rules)
+            approvers[key] = ok
+            return ok
+        }
+
+        /// Checks that `person` (`handle`) may cast `decision` on `job` at `now`.
+        /// - Returns: the environment's policy, under which the vote goes on.
+        /// - Throws: what `vote` throws but a replay and `.environmentBusy`: `.notFound` or
+        ///   `.forbidden` (no approve grant, as `Grants.require(_:_:_:job:)` answers), `.conflict`
+        ///   (not awaiting approval, window closed), `.policyDenied` (`approver_groups`,
+        ///   `self_approval`, `refs`).
+        package mutating func check(_ job: Job, person: Int64, handle: String, decision: Decision, now: Int64) throws
+            -> Policy
+        {
+            try Grants.require(.approve, job: job) { try allows(person, $0, job) }
+            guard job.state == .awaitingApproval else {
+                throw DravenError.conflict(
+                    "job \(job.id) is \(job.state.rawValue); only a job awaiting approval takes votes")
+            }
+            let policy = try self.policy(job.environmentID)
+            let rules = policy.approvals
+            guard now < job.createdAt + rules.ttl else {
+                throw DravenError.conflict(
+                    "the approval window of job \(job.id) closed at \(Clock.rfc3339(job.createdAt + rules.ttl)); it "
+                        + "expires at the next sweep"
+                )
+            }
+            guard try isApprover(person, rules) else {
+                throw DravenError.policyDenied(
+                    rule: "approver_groups",
+                    detail:
+                        "approvals for \(job.project)/\(job.environment) come from \(rules.groupNames); \(handle) is "
+                        + "in none of them"
+                )
+            }
+            if decision == .approve, !rules.selfApproval, job.requestedByID == person {
+                throw DravenError.policyDenied(
+                    rule: "self_approval",
+                    detail:
+                        "\(handle) asked for this deploy and \(job.project)/\(job.environment) does not allow "
+                        + "approving your own deploy"
+                )
+            }
+            // The policy may have changed since the request: an approval never lets through a ref it now refuses.
+            if decision == .approve {
+                try policy.check(
+                    try GitRef.parse(job.ref, kind: job.refKind, policyKinds: []), environment: job.environment)
+            }
+            return policy
+        }
     }
 }

@@ -123,6 +123,36 @@ package struct Job: Sendable {
                 """, [.text(project), .text(environment), .text(state), .int(Int64(limit))], Job.init(row:))
     }
 
+    /// The order queued jobs of an environment start in (`StateMachine.startNextQueued`): rollback
+    /// and diagnostic jobs first (they repair what a failed deploy left), then the oldest.
+    /// Written over the alias `j`.
+    static let queueOrder = "j.kind = 'deploy', j.id"
+
+    /// The queued jobs of an environment, in the order they will start (`queueOrder`).
+    package static func queued(_ db: Database, environment: Int64) throws -> [Job] {
+        try db.query(
+            select + " WHERE j.environment_id = ?1 AND j.state = 'queued' ORDER BY " + queueOrder,
+            [.int(environment)], Job.init(row:))
+    }
+
+    /// The jobs started from job `id` (its diagnostic and rollback jobs), oldest first.
+    package static func children(_ db: Database, of id: Int64) throws -> [Job] {
+        try db.query(select + " WHERE j.parent_job_id = ?1 ORDER BY j.id", [.int(id)], Job.init(row:))
+    }
+
+    /// The jobs with the given ids (those that exist), newest first, in one query.
+    package static func many(_ db: Database, ids: [Int64]) throws -> [Job] {
+        guard !ids.isEmpty else { return [] }
+        return try db.query(
+            select + " WHERE j.id IN (SELECT value FROM json_each(?1)) ORDER BY j.id DESC",
+            [.text(JSON.array(ids.map(JSON.int)).serialized())], Job.init(row:))
+    }
+
+    /// Every job awaiting approval, newest first (on the `jobs_state` index).
+    package static func awaitingApproval(_ db: Database) throws -> [Job] {
+        try db.query(select + " WHERE j.state = 'awaiting_approval' ORDER BY j.id DESC", [], Job.init(row:))
+    }
+
     /// A job's state alone (one indexed read), or nil when there is no such job.
     package static func state(_ db: Database, id: Int64) throws -> JobState? {
         try db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { JobState(rawValue: $0.text(0)) } ?? nil

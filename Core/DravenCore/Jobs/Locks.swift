@@ -15,6 +15,27 @@ package enum Locks {
         ) { Holder(jobID: $0.int(0), token: $0.int(1)) }
     }
 
+    /// An environment's lock row as a page shows it: who holds it (nil while free), the fencing
+    /// token (the holder's, or the last one given out), since when, and until when the lease runs.
+    package struct Lock: Sendable, Equatable {
+        package var jobID: Int64?
+        package var fencingToken: Int64
+        package var acquiredAt: Int64?
+        package var leaseUntil: Int64?
+    }
+
+    /// The lock row of `environment`, or nil when it was never taken.
+    package static func lock(_ db: Database, environment: Int64) throws -> Lock? {
+        try db.first(
+            "SELECT job_id, fencing_token, acquired_at, lease_until FROM locks WHERE environment_id = ?1",
+            [.int(environment)]
+        ) {
+            Lock(
+                jobID: $0.optionalInt(0), fencingToken: $0.int(1), acquiredAt: $0.optionalInt(2),
+                leaseUntil: $0.optionalInt(3))
+        }
+    }
+
     /// The end of the lease `job` holds (or held) the lock with under `token`, if that is
     /// still the lock's token: a heartbeat refused with it came after its lease ran out.
     package static func leaseUntil(_ db: Database, job: Int64, token: Int64) throws -> Int64? {

@@ -61,7 +61,7 @@ package enum Recovery {
             requestedBy: requestedBy, policyVersion: policy.version, parentJobID: parent,
             toRelease: target.id)
         let id = try StateMachine.create(tx, new, actor: actor, subject: "\(job.project)/\(job.environment)", now: now)
-        if policy.rollbackApprovals && policy.approvalsRequired > 0 {
+        if waitsForApprovals(policy) {
             try StateMachine.transition(
                 tx, job: id, to: .awaitingApproval, actor: actor,
                 detail: ["approvals_required": .int(Int64(policy.approvalsRequired))], now: now)
@@ -69,5 +69,11 @@ package enum Recovery {
             try StateMachine.start(tx, job: id, policy: policy, actor: actor, now: now, queueWhenBusy: queueWhenBusy)
         }
         return id
+    }
+
+    /// Whether a rollback under `policy` waits for approvals before it takes the lock: the policy
+    /// has `rollback_approvals` and needs approvals.
+    package static func waitsForApprovals(_ policy: Policy) -> Bool {
+        policy.rollbackApprovals && policy.approvalsRequired > 0
     }
 }

@@ -121,16 +121,26 @@ package enum StateMachine {
             return .dispatching
         }
         let holder = try Locks.holder(tx.db, environment: environment)
+        if let refusal = busyRefusal(environment: job.environment, holder: holder, policy: policy, queueWhenBusy) {
+            throw refusal
+        }
+        if job.state == .queued { return .queued }
+        let behind: JSON = holder.map { .int($0.jobID) } ?? .null
+        _ = try move(
+            tx, job, to: .queued, actor: actor, detail: ["behind_job": behind], now: now,
+            fencingToken: nil)
+        return .queued
+    }
+
+    /// What `start` answers a job of `environment` with when its lock is held (by `holder`):
+    /// `.environmentBusy` under a `reject` policy unless `queueWhenBusy`; nil when the job queues.
+    /// The console asks it too, to say why a button would be refused.
+    package static func busyRefusal(
+        environment: String, holder: Locks.Holder?, policy: Policy, _ queueWhenBusy: Bool = false
+    ) -> DravenError? {
         switch queueWhenBusy ? .queue : policy.lockMode {
-        case .queue:
-            if job.state == .queued { return .queued }
-            let behind: JSON = holder.map { .int($0.jobID) } ?? .null
-            _ = try move(
-                tx, job, to: .queued, actor: actor, detail: ["behind_job": behind], now: now,
-                fencingToken: nil)
-            return .queued
-        case .reject:
-            throw DravenError.environmentBusy(environment: job.environment, heldBy: holder?.jobID ?? 0)
+        case .queue: nil
+        case .reject: .environmentBusy(environment: environment, heldBy: holder?.jobID ?? 0)
         }
     }
 
@@ -214,7 +224,8 @@ package enum StateMachine {
         guard
             let next = try tx.db.scalar(
                 """
-                SELECT id FROM jobs WHERE environment_id = ?1 AND state = 'queued' ORDER BY kind = 'deploy', id LIMIT 1
+                SELECT j.id FROM jobs j WHERE j.environment_id = ?1 AND j.state = 'queued'
+                ORDER BY \(Job.queueOrder) LIMIT 1
                 """, [.int(environment)])
         else { return }
         try start(

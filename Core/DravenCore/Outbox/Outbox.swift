@@ -73,6 +73,37 @@ package enum Outbox {
             [.int(id), .text(state.rawValue), .int(now), .text(error)])
     }
 
+    /// One outbound call about a job, as its history shows it: what it was, how it stands, how
+    /// many attempts it took and the last error (each failed dispatch attempt is also an audit
+    /// record, `dispatch.retry`, with its own error: `Audit.about`).
+    package struct Row: Sendable {
+        package var id: Int64
+        package var kind: String
+        package var state: OutboxState?
+        package var attempts: Int64
+        package var createdAt: Int64
+        package var nextAttemptAt: Int64
+        package var deliveredAt: Int64?
+        package var lastError: String?
+        /// What the call carries (JSON text; never a secret: secrets are named, not copied).
+        package var payload: String
+    }
+
+    /// Every row about `job`, oldest first (on the `outbox_job` index).
+    package static func rows(_ db: Database, job: Int64) throws -> [Row] {
+        try db.query(
+            """
+            SELECT id, kind, state, attempts, created_at, next_attempt_at, delivered_at, last_error, payload
+            FROM outbox WHERE job_id = ?1 ORDER BY id
+            """, [.int(job)]
+        ) {
+            Row(
+                id: $0.int(0), kind: $0.text(1), state: OutboxState(rawValue: $0.text(2)), attempts: $0.int(3),
+                createdAt: $0.int(4), nextAttemptAt: $0.int(5), deliveredAt: $0.optionalInt(6),
+                lastError: $0.optionalText(7), payload: $0.text(8))
+        }
+    }
+
     /// How many rows wait to be delivered or are being delivered (`/metrics`).
     package static func pendingCount(_ db: Database) throws -> Int64 {
         try db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'delivering')") ?? 0

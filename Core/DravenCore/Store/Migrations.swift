@@ -9,6 +9,7 @@ package enum Migrations {
         ("0004-approvals", approvals),
         ("0005-leases-releases", leasesAndReleases),
         ("0009-edge", refusalCounts),
+        ("0010-audit-subject", auditSubject),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -376,5 +377,12 @@ package enum Migrations {
         ALTER TABLE grants_new RENAME TO grants;
         CREATE INDEX grants_person ON grants (person_id, action);
         CREATE INDEX grants_group ON grants (group_id, action);
+        """
+
+    static let auditSubject = """
+        -- 0010-audit-subject. A job's audit records by subject ('job/<id>'), for its timeline in the
+        -- console (each failed dispatch attempt, refused requests, repeated votes): without it that
+        -- read scans the whole trail.
+        CREATE INDEX audit_subject ON audit (subject, id);
         """
 }
