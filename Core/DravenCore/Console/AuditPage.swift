@@ -81,7 +81,7 @@ package struct AuditPage: Sendable {
         let limit = max(1, min(filter.limit, 500))
         let query = Audit.Query(
             before: filter.before, actor: filter.person, action: filter.action, project: filter.project, limit: limit,
-            window: max(window, limit), readerHandle: viewer.handle,
+            window: max(window, 1), readerHandle: viewer.handle,
             readableEnvironments: try Grants.environments(db, person: viewer.personID, action: .read))
         let (records, read, lowest) = try Audit.page(db, query)
         // A full page continues below its last record; a short one below what the window read.
