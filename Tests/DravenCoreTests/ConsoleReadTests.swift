@@ -70,9 +70,10 @@ import Testing
         let w = try ConsoleWorld()
         try w.release("v1.0.0", as: "r1")
         let failed = try w.deploy("alice", "app", "demo", "v1.1.0", expect: "dispatching")
+        try w.deliver([Self.ok()], at: w.h.now)  // running: a failure now gets the failure policy
         try w.finish(failed, "failed")
         let t = try JobTimeline.load(w.db, job: failed, viewer: try w.viewer("carol"))
-        #expect(t.children.map(\.kind) == [.diagnostic, .rollback])
+        try #require(t.children.map(\.kind) == [.diagnostic, .rollback])
         let (diagnostic, rollback) = (t.children[0], t.children[1])
         #expect(diagnostic.state == .dispatching && rollback.state == .queued)
         try w.finish(diagnostic.id, "succeeded", log: "https://ci.example/diag")
