@@ -251,8 +251,9 @@ import Testing
         #expect(throws: DravenError.notFound(what: "no environment app/nowhere")) {
             try EnvironmentView.load(w.db, project: "app", environment: "nowhere", viewer: try w.viewer("dave"))
         }
-        #expect(try EnvironmentView.load(w.db, project: "vault", environment: "prod", viewer: try w.viewer("olga"))
-            .releases.isEmpty)
+        #expect(
+            try EnvironmentView.load(w.db, project: "vault", environment: "prod", viewer: try w.viewer("olga"))
+                .releases.isEmpty)
     }
 
     @Test func rollingBackToAReleaseOfABusyRejectingEnvironmentIsRefusedAsTheRouteWould() throws {
