@@ -26,7 +26,8 @@ extension Draven {
             /// `90s`, `15m`, `2h` or plain seconds.
             static func seconds(_ text: String) -> Int64? {
                 guard let unit = text.last else { return nil }
-                let factor: Int64? = ["s": 1, "m": 60, "h": 3600][unit]
+                let factors: [Character: Int64] = ["s": 1, "m": 60, "h": 3600]
+                let factor = factors[unit]
                 if let factor, let n = Int64(text.dropLast()), n > 0 { return n * factor }
                 return Int64(text).flatMap { $0 > 0 ? $0 : nil }
             }

@@ -296,4 +296,44 @@ import Testing
         #expect(html.text == "<p title=\"&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;\">"
             + "&lt;a href=&quot;x&quot; onclick=&#39;y&#39;&gt;&amp;&lt;/a&gt;</p>")
     }
+
+    @Test func theDeployFormGoesThroughTheAPIsCodeAndShowsARefusalByItsField() throws {
+        let h = try harness()
+        let alice = try signIn(h, "alice")
+        let page = try h.call(Console.self, "GET", "/ui/deploy", headers: ["Cookie": alice])
+        #expect(page.status == 200)
+        #expect(page.body.contains("<option value=\"shop/demo\">") && page.body.contains("vault/secretenv"))
+        #expect(page.body.contains("<code>shop/prod</code> accepts tag v*; needs 2 approvals"))
+        let carol = try signIn(h, "carol")
+        let hers = try h.call(Console.self, "GET", "/ui/deploy", headers: ["Cookie": carol]).body
+        #expect(hers.contains("shop/demo") && !hers.contains("shop/prod") && !hers.contains("vault"))
+
+        let token = try csrf(h, cookie: alice)
+        func post(_ fields: String) throws -> Exchange {
+            try h.call(
+                Console.self, "POST", "/ui/deploy", body: bytes("csrf=\(token)&" + fields), contentType: Self.form,
+                headers: ["Cookie": alice])
+        }
+        let refused = try post("target=shop%2Fdemo&ref=main&reason=%3Cb%3Ex%3C%2Fb%3E&key=k1")
+        #expect(refused.status == 403)
+        let detail = "demo accepts only branch develop; branch main does not match"
+        #expect(refused.body.contains("<p class=\"error\" id=\"ref-error\" role=\"alert\">\(detail)</p>"))
+        #expect(refused.body.contains("aria-describedby=\"ref-error\""))
+        #expect(refused.body.contains("value=\"&lt;b&gt;x&lt;/b&gt;\""))  // what was typed, kept and escaped
+        refused.expectRecorded(
+            status: 403, type: "policy-denied", detail: detail, .audited(actor: "alice", subject: "shop/demo"))
+        let noCSRF = try h.call(
+            Console.self, "POST", "/ui/deploy", body: bytes("target=shop%2Fdemo&ref=develop"), contentType: Self.form,
+            headers: ["Cookie": alice])
+        #expect(noCSRF.status == 403 && (try h.store.count("jobs")) == 0)
+
+        let made = try post("target=shop%2Fdemo&ref=develop&reason=from+the+form&key=k2")
+        #expect(made.status == 303 && made.header("Location") == "/ui/?deployed=1")
+        let job = try #require(try Job.find(h.store.db, id: 1))
+        #expect(job.state == .dispatching && job.reason == "from the form" && job.requestedBy == "alice")
+        #expect(job.ref == "refs/heads/develop")
+        let again = try post("target=shop%2Fdemo&ref=develop&reason=from+the+form&key=k2")
+        #expect(again.status == 303 && (try h.store.count("jobs")) == 1)  // the same form twice: one job
+    }
 }
+

@@ -263,3 +263,27 @@ def test_the_pages_work_without_javascript(console):
         wait_text(driver, f"job {r.json['id']}")
         driver.find_element(By.CSS_SELECTOR, "form[action='/ui/sign-out'] button").click()
         wait_text(driver, "API token")
+
+
+def test_deploy_from_the_form_and_a_refusal_next_to_the_field(console):
+    from selenium.webdriver.support.ui import Select
+    with chromium() as driver:
+        sign_in_with_token(driver, console, "bob")
+        driver.find_element(By.LINK_TEXT, "Deploy").click()
+        Select(driver.find_element(By.ID, "target")).select_by_value("shop/prod")
+        driver.find_element(By.ID, "ref").send_keys("refs/heads/main")
+        driver.find_element(By.ID, "reason").send_keys("from the browser")
+        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
+        error = driver.find_element(By.ID, "ref-error")
+        assert "prod accepts only tag v*" in error.text
+        assert driver.find_element(By.ID, "ref").get_attribute("aria-describedby") == "ref-error"
+        field = driver.find_element(By.ID, "ref")
+        field.clear()
+        field.send_keys("v2.0.0")
+        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
+        wait_text(driver, "v2.0.0")
+        assert "/ui/?deployed=" in driver.current_url
+        job = int(driver.current_url.split("deployed=")[1])
+        cell = driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/prod']").text
+        assert f"job {job}" in cell and "approvals" in cell, cell
+    assert console.rows("SELECT state, reason FROM jobs WHERE id = ?", job) == [("awaiting_approval", "from the browser")]

@@ -24,7 +24,7 @@ package struct Overview: Sendable {
 
     /// - Parameter person: the viewer; only environments they may read are included.
     package static func load(_ db: Database, person: Int64) throws -> Overview {
-        let readable = try Grants.readableEnvironments(db, person: person)
+        let readable = try Grants.environments(db, person: person, action: .read)
         var index: [Int64: Int] = [:]
         var cells: [Cell] = []
         cells.reserveCapacity(readable.count)

@@ -109,19 +109,20 @@ extension Approvals {
 }
 
 extension Grants {
-    /// The environments (not retired) `person` holds a `read` grant on, by project and name: one query.
-    package static func readableEnvironments(_ db: Database, person: Int64) throws
+    /// The environments (not retired) `person` holds a grant for `action` on, by project and name:
+    /// one query.
+    package static func environments(_ db: Database, person: Int64, action: Action = .read) throws
         -> [(id: Int64, project: String, environment: String)]
     {
         try db.query(
             """
             SELECT e.id, p.name, e.name FROM environments e JOIN projects p ON p.id = e.project_id
             WHERE e.retired = 0 AND p.retired = 0 AND EXISTS (
-                SELECT 1 FROM grants g WHERE g.action = 'read' AND (g.project = '*' OR g.project = p.name)
+                SELECT 1 FROM grants g WHERE g.action = ?2 AND (g.project = '*' OR g.project = p.name)
                   AND (g.environment = '*' OR g.environment = e.name)
                   AND (g.person_id = ?1 OR g.group_id IN (SELECT group_id FROM group_members WHERE person_id = ?1)))
             ORDER BY p.name, e.name
-            """, [.int(person)]
+            """, [.int(person), .text(action.rawValue)]
         ) { (id: $0.int(0), project: $0.text(1), environment: $0.text(2)) }
     }
 }

@@ -41,7 +41,7 @@ enum Assets {
         header h1{font-size:1.2rem;margin:0}
         header nav{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
         a{color:var(--run)}
-        a:focus,button:focus,input:focus{outline:2px solid var(--focus);outline-offset:2px}
+        a:focus,button:focus,input:focus,select:focus{outline:2px solid var(--focus);outline-offset:2px}
         .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:.75rem}
         article{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.75rem}
         article h3{margin:0 0 .4rem;font-size:1.05rem}
@@ -57,7 +57,7 @@ enum Assets {
         .error{color:var(--bad);font-weight:600}
         form.stack{display:grid;gap:.6rem;max-width:26rem}
         label{font-weight:600}
-        input[type=password],input[type=text]{font:inherit;padding:.45rem;border:1px solid var(--line);\
+        input[type=password],input[type=text],select{font:inherit;padding:.45rem;border:1px solid var(--line);\
         border-radius:.35rem;background:var(--card);color:var(--fg);width:100%}
         button{font:inherit;padding:.45rem .9rem;border-radius:.35rem;border:1px solid var(--line);\
         background:var(--run);color:#fff;cursor:pointer}

@@ -3,7 +3,8 @@ package import DravenCore
 /// The web console: server-rendered HTML under `/ui/` (and `GET /` for browsers). Routes:
 /// `GET /` (303 to `/ui/` for a browser, else the JSON index), `GET /ui/` (the overview),
 /// `GET|POST /ui/sign-in` (an API token), `GET|POST /ui/link/{token}` (a one-time link: GET shows
-/// a button, POST uses it), `POST /ui/sign-out`, `GET /ui/assets/{name}`.
+/// a button, POST uses it), `POST /ui/sign-out`, `GET|POST /ui/deploy` (the deploy form,
+/// `DeployForm`), `GET /ui/assets/{name}`.
 ///
 /// Every answer carries the console's security headers (`secured`); every POST of a signed-in
 /// page must carry the session's CSRF token, and a POST that comes from another site
@@ -14,9 +15,7 @@ package enum Console: Function {
     package static let name = "console"
     package static let maxBodyBytes = 16 * 1024
 
-    typealias Handler = @Sendable (Request, [String: String], Context) throws -> Response
-
-    static let router = Router<Handler>([
+    static let router = Router<RouteHandler>([
         (Route("GET", "/"), root),
         (Route("GET", "/ui"), overview),
         (Route("GET", "/ui/sign-in"), signInPage),
@@ -24,6 +23,8 @@ package enum Console: Function {
         (Route("GET", "/ui/link/{token}"), linkPage),
         (Route("POST", "/ui/link/{token}"), useLink),
         (Route("POST", "/ui/sign-out"), signOut),
+        (Route("GET", "/ui/deploy"), DeployForm.page),
+        (Route("POST", "/ui/deploy"), DeployForm.post),
         (Route("GET", "/ui/assets/{name}"), asset),
     ])
 
@@ -87,8 +88,8 @@ package enum Console: Function {
         guard let session = try SessionCookie.session(request, context) else { return toSignIn }
         let db = try context.db()
         let person = session.principal.personID
-        let etag = "\"" + Sodium.hashHex(Array((try Overview.version(db, person: person) + session.publicID).utf8))
-            .prefix(32) + "\""
+        let version = try Overview.version(db, person: person) + "." + session.publicID
+        let etag = "\"" + Sodium.hashHex(Array(version.utf8)).prefix(32) + "\""
         try Sessions.touch(db, session, now: context.now)
         if let presented = request.header("if-none-match"), presented == etag {
             return Response(status: 304, headers: [("ETag", etag)])
@@ -137,7 +138,8 @@ package enum Console: Function {
         let used = try db.immediate { tx in
             try SignInLinks.consume(tx, token: token, remote: request.remoteAddress, key: key, now: context.now)
         }
-        guard let (link, session) = used else { throw unusableLink }
+        guard let used else { throw unusableLink }
+        let (link, session) = used
         context.principal = Principal(personID: link.personID, handle: link.handle, tokenID: 0)
         return SessionCookie.set(session.cookie, request)
     }

@@ -10,7 +10,7 @@ enum Pages {
         let nav: HTML
         if let session {
             nav = """
-                <nav aria-label="Account"><a href="/ui/">Overview</a>\
+                <nav aria-label="Account"><a href="/ui/">Overview</a><a href="/ui/deploy">Deploy</a>\
                 <span>Signed in as <strong>\(session.principal.handle)</strong></span>\
                 <form method="post" action="/ui/sign-out"><input type="hidden" name="csrf" value="\(session.csrf)">\
                 <button type="submit" class="link">Sign out</button></form></nav>
@@ -37,7 +37,8 @@ enum Pages {
     }
 
     static func signIn(error: String?) -> Response {
-        let message: HTML = error.map { "<p class=\"error\" id=\"token-error\" role=\"alert\">\($0)</p>" } ?? .empty
+        var message = HTML.empty
+        if let error { message = "<p class=\"error\" id=\"token-error\" role=\"alert\">\(error)</p>" }
         let described: HTML = error == nil ? .empty : " aria-describedby=\"token-error\""
         return layout(
             title: "Sign in", session: nil,
@@ -105,7 +106,8 @@ enum Pages {
 
     static func cell(_ cell: Overview.Cell, now: Int64) -> HTML {
         var rows: [HTML] = []
-        if let (release, by) = cell.live {
+        if let live = cell.live {
+            let (release, by) = live
             rows.append(
                 """
                 <dt>Live</dt><dd><code>\(shortRef(release.ref))</code>\(sha(release.sha)) since \
@@ -114,7 +116,8 @@ enum Pages {
         } else {
             rows.append("<dt>Live</dt><dd>nothing yet</dd>")
         }
-        if let (job, lock) = cell.running {
+        if let running = cell.running {
+            let (job, lock) = running
             var what: HTML = "\(state(job.state)) job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)"
             if let progress = Progress(job) {
                 if let step = progress.step { what = "\(what) · step \(step)" }
@@ -131,7 +134,8 @@ enum Pages {
             rows.append("<dt>Running</dt><dd>\(what)\(reason(job))</dd>")
         }
         if !cell.queued.isEmpty {
-            let holder: HTML = cell.running.map { "job \($0.job.id) (\($0.job.requestedBy))" } ?? "no one"
+            var holder: HTML = "no one"
+            if let running = cell.running { holder = "job \(running.job.id) (\(running.job.requestedBy))" }
             let items = cell.queued.enumerated().map { k, job -> HTML in
                 """
                 <li>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy) — \
