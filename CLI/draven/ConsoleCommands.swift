@@ -46,7 +46,8 @@ extension Draven {
                             actor: state.operatorName, key: key, now: Clock.now())
                     }
                     print(base + "/ui/link/" + created.token)
-                    warn("link \(created.publicID) for \(person), usable once until \(Clock.rfc3339(created.expiresAt))")
+                    warn(
+                        "link \(created.publicID) for \(person), usable once until \(Clock.rfc3339(created.expiresAt))")
                 } catch DravenError.notFound(let what) {
                     throw ValidationError(what)
                 } catch DravenError.invalidField(_, let reason) {
@@ -73,10 +74,14 @@ extension Draven {
                 for s in try DravenCore.Sessions.list(db) {
                     let state =
                         s.revokedAt.map { "revoked " + Clock.rfc3339($0) }
-                        ?? (s.endsAt <= now ? "ended " + Clock.rfc3339(s.endsAt) : "active until " + Clock.rfc3339(s.endsAt))
+                        ?? (s.endsAt <= now
+                            ? "ended " + Clock.rfc3339(s.endsAt) : "active until " + Clock.rfc3339(s.endsAt))
                     print(
-                        [s.publicID, s.person, s.method, s.remote, Clock.rfc3339(s.createdAt), Clock.rfc3339(s.lastSeenAt), state]
-                            .joined(separator: "\t"))
+                        [
+                            s.publicID, s.person, s.method, s.remote, Clock.rfc3339(s.createdAt),
+                            Clock.rfc3339(s.lastSeenAt), state,
+                        ]
+                        .joined(separator: "\t"))
                 }
             }
         }

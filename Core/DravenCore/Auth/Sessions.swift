@@ -112,7 +112,8 @@ package enum Sessions {
                 [.text(publicID), .int(now)]
             ) { _ in true } ?? false
         guard revoked else { return false }
-        try Audit.record(tx, at: now, actor: actor, action: action, subject: "session/\(publicID)", detail: ["via": "console"])
+        try Audit.record(
+            tx, at: now, actor: actor, action: action, subject: "session/\(publicID)", detail: ["via": "console"])
         return true
     }
 

@@ -51,7 +51,9 @@ package enum Console: Function {
             ("Content-Security-Policy", contentSecurityPolicy), ("X-Content-Type-Options", "nosniff"),
             ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"),
         ]
-        if !out.headers.contains(where: { $0.0 == "Cache-Control" }) { out.headers.append(("Cache-Control", "no-store")) }
+        if !out.headers.contains(where: { $0.0 == "Cache-Control" }) {
+            out.headers.append(("Cache-Control", "no-store"))
+        }
         return out
     }
 
@@ -66,7 +68,8 @@ package enum Console: Function {
         }
         var response: Response
         if case DravenError.unauthenticated = error, request.path.hasPrefix("/ui/sign-in") {
-            response = Pages.signIn(error: "That token is not valid: it is unknown, revoked, or its person is disabled.")
+            response = Pages.signIn(
+                error: "That token is not valid: it is unknown, revoked, or its person is disabled.")
         } else {
             response = Pages.problem(problem, signedIn: context.principal)
         }
@@ -101,7 +104,9 @@ package enum Console: Function {
     }
 
     static func signInPage(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        if try SessionCookie.session(request, context) != nil { return Response(status: 303, headers: [("Location", "/ui/")]) }
+        if try SessionCookie.session(request, context) != nil {
+            return Response(status: 303, headers: [("Location", "/ui/")])
+        }
         return Pages.signIn(error: nil)
     }
 
@@ -126,7 +131,9 @@ package enum Console: Function {
         let token = params["token"] ?? ""
         let db = try context.db()
         let key = try Tokens.loadKey(context.paths)
-        guard let link = try SignInLinks.usable(db, token: token, key: key, now: context.now) else { throw unusableLink }
+        guard let link = try SignInLinks.usable(db, token: token, key: key, now: context.now) else {
+            throw unusableLink
+        }
         return Pages.link(token: token, handle: link.handle, expiresAt: link.expiresAt, now: context.now)
     }
 
@@ -183,7 +190,8 @@ package enum Console: Function {
         guard let session = try SessionCookie.session(request, context) else { throw DravenError.unauthenticated }
         try requireSameOrigin(request)
         guard Sessions.csrfMatches(try formItems(request)["csrf"], session) else {
-            throw DravenError.csrf("the form's CSRF token is missing or is not this session's; reload the page and retry")
+            throw DravenError.csrf(
+                "the form's CSRF token is missing or is not this session's; reload the page and retry")
         }
         return session
     }
@@ -201,7 +209,9 @@ package enum Console: Function {
         }
         if let origin = request.header("origin"), origin != "null" {
             let bare = origin.split(separator: "/", omittingEmptySubsequences: true).last.map(String.init) ?? ""
-            guard bare == request.header("host") else { throw DravenError.csrf("the form was posted from another origin") }
+            guard bare == request.header("host") else {
+                throw DravenError.csrf("the form was posted from another origin")
+            }
         }
     }
 

@@ -38,7 +38,8 @@ enum DeployForm {
                 input, by: session.principal,
                 idempotencyKey: {
                     guard let key else { return nil }
-                    return try Trigger.idempotencyKey(Request(method: "POST", path: "", headers: ["idempotency-key": key]))
+                    return try Trigger.idempotencyKey(
+                        Request(method: "POST", path: "", headers: ["idempotency-key": key]))
                 }, context)
             return Response(status: 303, headers: [("Location", "/ui/?deployed=\(job.id)")])
         } catch let error as DravenError {
@@ -90,7 +91,11 @@ enum DeployForm {
         let key = Hex.encode(Sodium.randomBytes(16))
         let main: HTML
         if options.isEmpty {
-            main = "<h2>Deploy</h2><p>You may deploy to no environment: ask an operator for a <code>deploy</code> grant.</p>"
+            main =
+                """
+                <h2>Deploy</h2><p>You may deploy to no environment: ask an operator for a <code>deploy</code> \
+                grant.</p>
+                """
         } else {
             main = """
                 <h2>Deploy</h2>

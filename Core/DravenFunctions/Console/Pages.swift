@@ -49,7 +49,8 @@ enum Pages {
                 <input id="token" name="token" type="password" autocomplete="off" required\(described)>
                 \(message)<button type="submit">Sign in</button>
                 </form>
-                <p class="why">Or ask an operator for a one-time link: <code>draven console link --person NAME</code>.</p>
+                <p class="why">Or ask an operator for a one-time link: \
+                <code>draven console link --person NAME</code>.</p>
                 """)
     }
 
@@ -122,7 +123,11 @@ enum Pages {
             if let progress = Progress(job) {
                 if let step = progress.step { what = "\(what) · step \(step)" }
                 if let percent = progress.percent {
-                    what = "\(what) · \(percent) %<progress max=\"100\" value=\"\(min(max(percent, 0), 100))\">\(percent) %</progress>"
+                    what =
+                        """
+                        \(what) · \(percent) %<progress max="100" value="\(min(max(percent, 0), 100))">\
+                        \(percent) %</progress>
+                        """
                 }
                 if let message = progress.message { what = "\(what) <span class=\"why\">\(message)</span>" }
             }
@@ -159,7 +164,8 @@ enum Pages {
                 """)
         }
         for job in cell.pending {
-            rows.append("<dt>Pending</dt><dd>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)</dd>")
+            rows.append(
+                "<dt>Pending</dt><dd>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)</dd>")
         }
         if let last = cell.last {
             rows.append(
@@ -190,7 +196,9 @@ enum Pages {
 
     /// `refs/heads/main` → `main`, `refs/tags/v1` → `v1`; a sha as its first 7 digits.
     static func shortRef(_ ref: String) -> String {
-        for prefix in ["refs/heads/", "refs/tags/"] where ref.hasPrefix(prefix) { return String(ref.dropFirst(prefix.count)) }
+        for prefix in ["refs/heads/", "refs/tags/"] where ref.hasPrefix(prefix) {
+            return String(ref.dropFirst(prefix.count))
+        }
         return ref.utf8.count == 40 ? String(ref.prefix(7)) : ref
     }
 
