@@ -15,6 +15,7 @@ from conftest import launch
 selenium = pytest.importorskip("selenium")
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -73,13 +74,26 @@ def sign_in_with_token(driver, stack, person):
 
 
 def wait_text(driver, text, timeout=15):
+    """Waits until the page's text holds `text` (across a navigation: while the next page replaces the
+    current one, its body may be missing or stale for a moment)."""
     deadline = time.monotonic() + timeout
+    body = ""
     while time.monotonic() < deadline:
-        body = driver.find_element(By.TAG_NAME, "body").text
+        try:
+            body = driver.find_element(By.TAG_NAME, "body").text
+        except WebDriverException:
+            body = ""
         if text in body:
             return body
         time.sleep(0.1)
-    raise AssertionError(f"{text!r} not on the page: {driver.find_element(By.TAG_NAME, 'body').text!r}")
+    raise AssertionError(f"{text!r} not on the page: {body!r}")
+
+
+def wait_url(driver, part, timeout=15):
+    deadline = time.monotonic() + timeout
+    while part not in driver.current_url:
+        assert time.monotonic() < deadline, driver.current_url
+        time.sleep(0.1)
 
 
 def session_cookie(driver):
@@ -125,8 +139,12 @@ def test_the_script_polls_with_etags_and_shows_new_deploys(console):
         r = console.deploy("bob", "shop", "prod", "v9.9.9")
         assert r.status == 201 and r.json["state"] == "awaiting_approval", r
         deadline = time.monotonic() + 20
+        cell = ""
         while time.monotonic() < deadline:
-            cell = driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/prod']").text
+            try:  # the script may swap the page's <main> between finding the cell and reading it
+                cell = driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/prod']").text
+            except WebDriverException:
+                continue
             if "v9.9.9" in cell:
                 break
             time.sleep(0.2)
@@ -178,7 +196,7 @@ def test_sign_out_ends_the_session(console):
         value = session_cookie(driver)["value"]
         driver.find_element(By.CSS_SELECTOR, "form[action='/ui/sign-out'] button").click()
         wait_text(driver, "API token")
-        assert driver.current_url == console.url + "/ui/sign-in"
+        wait_url(driver, "/ui/sign-in")
         assert session_cookie(driver) is None
     status, headers, _ = raw(console, "GET", "/ui/", headers={"Cookie": f"draven_session={value}"})
     assert status == 303 and headers["location"] == "/ui/sign-in"
@@ -194,7 +212,7 @@ def test_a_revoked_session_is_refused(console):
         console.draven("sessions", "revoke", public_id)
         driver.get(console.url + "/ui/")
         wait_text(driver, "API token")
-        assert driver.current_url == console.url + "/ui/sign-in"
+        wait_url(driver, "/ui/sign-in")
     assert "revoked" in console.draven("sessions", "list").stdout
 
 
@@ -273,10 +291,12 @@ def test_deploy_from_the_form_and_a_refusal_next_to_the_field(console):
     with chromium() as driver:
         sign_in_with_token(driver, console, "bob")
         driver.find_element(By.LINK_TEXT, "Deploy").click()
+        wait_text(driver, "What each environment accepts")
         Select(driver.find_element(By.ID, "target")).select_by_value("shop/prod")
         driver.find_element(By.ID, "ref").send_keys("refs/heads/main")
         driver.find_element(By.ID, "reason").send_keys("from the browser")
         driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
+        wait_text(driver, "does not match")
         error = driver.find_element(By.ID, "ref-error")
         assert "prod accepts only tag v*" in error.text
         assert driver.find_element(By.ID, "ref").get_attribute("aria-describedby") == "ref-error"
@@ -285,7 +305,7 @@ def test_deploy_from_the_form_and_a_refusal_next_to_the_field(console):
         field.send_keys("v2.0.0")
         driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
         wait_text(driver, "v2.0.0")
-        assert "/ui/?deployed=" in driver.current_url
+        wait_url(driver, "/ui/?deployed=")
         job = int(driver.current_url.split("deployed=")[1])
         cell = driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/prod']").text
         assert f"job {job}" in cell and "approvals" in cell, cell
