@@ -350,4 +350,39 @@ import Testing
         let one = try h.store.count("jobs")
         #expect(again.status == 303 && one == 1)  // the same form twice: one job
     }
+
+    static let proxied =
+        "{\"console\": {\"proxy_user_header\": \"X-Remote-User\", \"trusted_proxies\": [\"192.0.2.9\"]},"
+        + config.drop { $0 != "{" }.dropFirst()
+
+    @Test func aTrustedProxysHeaderSignsInOnlyFromItsAddresses() throws {
+        let h = try Harness(config: Self.proxied, people: ["alice"])
+        let spoofed = try h.call(Console.self, "GET", "/ui/sign-in", headers: ["X-Remote-User": "alice"])
+        #expect(spoofed.status == 200 && spoofed.header("Set-Cookie") == nil && spoofed.body.contains("API token"))
+        spoofed.expectUnchanged("a header from an untrusted address is not believed")
+        h.remote = "192.0.2.9"
+        let none = try h.call(Console.self, "GET", "/ui/sign-in")
+        #expect(none.status == 200 && none.header("Set-Cookie") == nil)
+        let proxied = try h.call(Console.self, "GET", "/ui/sign-in", headers: ["X-Remote-User": "alice"])
+        #expect(proxied.status == 303 && proxied.header("Set-Cookie")?.hasPrefix("draven_session=drs_") == true)
+        #expect(proxied.after["sessions"].records.last?["method"] == .text("proxy"))
+        #expect(proxied.after["audit"].records.last?["action"] == .text("console.sign-in"))
+        let unknown = try h.call(Console.self, "GET", "/ui/sign-in", headers: ["X-Remote-User": "mallory"])
+        unknown.expectRecorded(
+            status: 404, type: "not-found", detail: "the proxy signed in mallory, who is not a person of the configuration",
+            .audited(actor: "proxy:mallory", subject: ""))
+        // Without the header configured, nothing is believed from anywhere.
+        let plain = try harness()
+        plain.remote = "192.0.2.9"
+        let ignored = try plain.call(Console.self, "GET", "/ui/sign-in", headers: ["X-Remote-User": "alice"])
+        #expect(ignored.status == 200 && ignored.header("Set-Cookie") == nil)
+    }
+
+    @Test func aProxyHeaderNeedsTrustedAddresses() throws {
+        let text = "{\"console\": {\"proxy_user_header\": \"X-Remote-User\"}}"
+        #expect(throws: ConfigError.self) { try Config.validate(try JSON.parse(text), file: "t.json") }
+        let bad = "{\"console\": {\"proxy_user_header\": \"X Remote\", \"trusted_proxies\": [\"10.0.0.1\"]}}"
+        #expect(throws: ConfigError.self) { try Config.validate(try JSON.parse(bad), file: "t.json") }
+    }
 }
+

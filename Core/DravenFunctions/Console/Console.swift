@@ -103,11 +103,29 @@ package enum Console: Function {
         return response
     }
 
+    /// The sign-in form, or (with `[console] proxy_user_header` configured, from a trusted proxy's
+    /// address) a session for the person the proxy's header names (`ProxySignIn`).
     static func signInPage(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         if try SessionCookie.session(request, context) != nil {
             return Response(status: 303, headers: [("Location", "/ui/")])
         }
-        return Pages.signIn(error: nil)
+        let db = try context.db()
+        switch try ProxySignIn.claim(db, request) {
+        case .none:
+            return Pages.signIn(error: nil)
+        case .unknown(let handle):
+            context.caller = "proxy:\(handle)"
+            throw DravenError.notFound(what: "the proxy signed in \(handle), who is not a person of the configuration")
+        case .person(let id, let handle):
+            context.principal = Principal(personID: id, handle: handle, tokenID: 0)
+            let key = try Tokens.loadKey(context.paths)
+            let created = try db.immediate { tx in
+                try Sessions.create(
+                    tx, personID: id, handle: handle, method: .proxy, remote: request.remoteAddress, key: key,
+                    now: context.now)
+            }
+            return SessionCookie.set(created.cookie, request)
+        }
     }
 
     /// A token form: the token is verified exactly as the API verifies a bearer token.
