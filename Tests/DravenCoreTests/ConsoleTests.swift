@@ -369,7 +369,8 @@ import Testing
         #expect(proxied.after["audit"].records.last?["action"] == .text("console.sign-in"))
         let unknown = try h.call(Console.self, "GET", "/ui/sign-in", headers: ["X-Remote-User": "mallory"])
         unknown.expectRecorded(
-            status: 404, type: "not-found", detail: "the proxy signed in mallory, who is not a person of the configuration",
+            status: 404, type: "not-found",
+            detail: "the proxy signed in mallory, who is not a person of the configuration",
             .audited(actor: "proxy:mallory", subject: ""))
         // Without the header configured, nothing is believed from anywhere.
         let plain = try harness()
@@ -385,4 +386,3 @@ import Testing
         #expect(throws: ConfigError.self) { try Config.validate(try JSON.parse(bad), file: "t.json") }
     }
 }
-

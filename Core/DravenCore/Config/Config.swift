@@ -91,7 +91,9 @@ package struct Config: Sendable {
             let proxies = console.strings("trusted_proxies", &problems) ?? []
             if let header, !isHeaderName(header) {
                 problems.append(
-                    .init(key: "console.proxy_user_header", reason: "must be an HTTP header name such as X-Remote-User"))
+                    .init(
+                        key: "console.proxy_user_header", reason: "must be an HTTP header name such as X-Remote-User"
+                    ))
             } else if header != nil && proxies.isEmpty {
                 problems.append(
                     .init(
