@@ -37,11 +37,12 @@ FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-ex
 # The CLI (and, later, draven-deliver) link libcurl, which has no practical static build:
 # they link the Swift runtime statically and the C libraries dynamically.
 TOOL_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
-FUNCTIONS := trigger status webhook-receive approve heartbeat rollback
+FUNCTIONS := trigger status webhook-receive approve heartbeat rollback console
 TOOLS := draven draven-deliver
 
 # The one list of system packages draven needs (build, serve, test).
-APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl
+APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl \
+	chromium chromium-driver
 
 # What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.

@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "approve", targets: ["approve"]),
         .executable(name: "heartbeat", targets: ["heartbeat"]),
         .executable(name: "rollback", targets: ["rollback"]),
+        .executable(name: "console", targets: ["console"]),
         .executable(name: "draven-deliver", targets: ["draven-deliver"]),
         .executable(name: "draven", targets: ["draven"]),
     ],
@@ -72,6 +73,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "rollback", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/rollback",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "console", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/console",
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",

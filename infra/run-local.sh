@@ -44,4 +44,7 @@ $STATE_DIR/run/demo-provider.log); the job becomes "running" with a run id.
 Then look at it and at the locks:
   curl -sS $url/api/v1/jobs/1 -H 'Authorization: Bearer $token'
   curl -sS $url/api/v1/locks -H 'Authorization: Bearer $token'
+
+The web console: open $url/ui/ and paste the demo token, or sign in with a one-time link:
+  $draven console link --person alice --state-dir $STATE_DIR --url $url
 MSG

@@ -12,7 +12,7 @@ struct Draven: ParsableCommand {
         subcommands: [
             Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self,
             AuditCommand.self, DoctorCommand.self, ApproveCommand.self, RejectCommand.self,
-            RollbackCommand.self, CancelCommand.self,
+            RollbackCommand.self, CancelCommand.self, ConsoleCommand.self, SessionsCommand.self,
         ]
     )
 }

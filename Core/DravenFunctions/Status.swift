@@ -18,17 +18,8 @@ package enum Status: RoutedFunction {
         (Route("GET", "/metrics"), metrics),
     ])
 
-    static var index: Response {
-        Response(
-            status: 200,
-            json: [
-                "service": "draven",
-                "links": [
-                    "deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks",
-                    "releases": "/api/v1/releases", "metrics": "/metrics",
-                ],
-            ])
-    }
+    /// The JSON index (`ServiceIndex`, which the console answers too for API clients).
+    static var index: Response { ServiceIndex.response }
 
     static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let (db, job) = try Authenticator.readableJob(request, params, context)

@@ -19,6 +19,21 @@ package enum Trigger: Function {
         _ = try Router([(route, ())]).resolve(request)
         let principal = try Authenticator.authenticate(request, context)
         let input = try DeployRequest(try request.jsonBody())
+        let (job, replayed) = try deploy(input, by: principal, idempotencyKey: { try idempotencyKey(request) }, context)
+        var headers = [("Location", "/api/v1/jobs/\(job.id)")]
+        if replayed { headers.append(("Idempotent-Replayed", "true")) }
+        return Response(status: replayed ? 200 : 201, json: .object(job.json), headers: headers)
+    }
+
+    /// A deploy request by `principal`, decided and recorded: what `POST /api/v1/deploys` and the
+    /// console's deploy form both do. The grant, the policy and the ref are checked, then the key
+    /// (`idempotencyKey`, read at that point), then the job is created and moved on in one transaction.
+    /// Returns the job and whether it is a replay of an earlier request with the same key.
+    /// - Throws: `.notFound` (no such project or environment), `.forbidden`, `.invalidField`,
+    ///   `.policyDenied`, `.idempotencyKeyReused`, `.environmentBusy`.
+    static func deploy(
+        _ input: DeployRequest, by principal: Principal, idempotencyKey: () throws -> String?, _ context: Context
+    ) throws -> (job: Job, replayed: Bool) {
         context.subject = "\(input.project)/\(input.environment)"
         let db = try context.db()
         let target = try Target.find(db, project: input.project, environment: input.environment)
@@ -26,7 +41,7 @@ package enum Trigger: Function {
         let policy = try Policy.load(db, environmentID: target.environmentID)
         let ref = try GitRef.parse(input.ref, kind: input.refKind, policyKinds: policy.kinds)
         try policy.check(ref, environment: input.environment)
-        let key = try idempotencyKey(request)
+        let key = try idempotencyKey()
         let digest = Sodium.sha256Hex(
             Array(
                 JSON.array([
@@ -54,10 +69,7 @@ package enum Trigger: Function {
             }
             return (id, false)
         }
-        let job = try Job.require(db, id: id)
-        var headers = [("Location", "/api/v1/jobs/\(id)")]
-        if replayed { headers.append(("Idempotent-Replayed", "true")) }
-        return Response(status: replayed ? 200 : 201, json: .object(job.json), headers: headers)
+        return (try Job.require(db, id: id), replayed)
     }
 
     /// - Throws: `.invalidField` when the key is longer than 255 bytes or not printable ASCII.

@@ -114,7 +114,7 @@ package enum CGI {
             path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "/")
         }
         if let contentType = meta["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
-        return Request(
+        var request = Request(
             method: meta["REQUEST_METHOD"] ?? "GET",
             path: path,
             query: meta["QUERY_STRING"] ?? "",
@@ -123,6 +123,8 @@ package enum CGI {
             body: body,
             remoteAddress: meta["REMOTE_ADDR"] ?? ""
         )
+        request.isTLS = meta["HTTPS"]?.lowercased() == "on"
+        return request
     }
 
     /// `X_HUB_SIGNATURE_256` → `x-hub-signature-256` (RFC 3875 §4.1.18, reversed), bytewise.

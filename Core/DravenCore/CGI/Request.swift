@@ -10,6 +10,9 @@ package struct Request: Sendable {
     package var contentType: String?
     package var body: [UInt8]
     package var remoteAddress: String
+    /// Whether the request came over TLS: the `HTTPS` meta-variable is `on` (nginx passes
+    /// `$https`; behind a TLS-terminating proxy the site sets it, see README "Console").
+    package var isTLS = false
 
     package init(
         method: String, path: String, query: String = "", headers: [String: String] = [:],

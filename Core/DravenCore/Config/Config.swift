@@ -54,6 +54,9 @@ package struct Config: Sendable {
     package var chatops: JSONObject?
 
     package var tokenHeader: String?
+    /// `[console] proxy_user_header` and `trusted_proxies`: sign-in by an authenticating proxy's header.
+    package var proxyUserHeader: String?
+    package var trustedProxies: [String] = []
     package var people: [Person] = []
     package var groups: [Group] = []
     package var grants: [Grant] = []
@@ -81,6 +84,26 @@ package struct Config: Sendable {
                 }
             }
             api.finish(&problems)
+        }
+
+        if var console = reader.table("console", &problems).map({ TableReader($0, path: "console") }) {
+            let header = console.string("proxy_user_header", &problems)
+            let proxies = console.strings("trusted_proxies", &problems) ?? []
+            if let header, !isHeaderName(header) {
+                problems.append(
+                    .init(
+                        key: "console.proxy_user_header", reason: "must be an HTTP header name such as X-Remote-User"
+                    ))
+            } else if header != nil && proxies.isEmpty {
+                problems.append(
+                    .init(
+                        key: "console.trusted_proxies",
+                        reason: "name the proxy's addresses (REMOTE_ADDR) whose proxy_user_header is believed"))
+            } else {
+                config.proxyUserHeader = header
+                config.trustedProxies = proxies
+            }
+            console.finish(&problems)
         }
 
         for (handle, value) in reader.table("people", &problems)?.entries ?? [] {

@@ -43,6 +43,12 @@ package enum ConfigApply {
         if let header = config.tokenHeader {
             try db.run("INSERT INTO settings (key, value) VALUES ('api.token_header', ?1)", [.text(header)])
         }
+        if let header = config.proxyUserHeader {
+            try db.run("INSERT INTO settings (key, value) VALUES ('console.proxy_user_header', ?1)", [.text(header)])
+            try db.run(
+                "INSERT INTO settings (key, value) VALUES ('console.trusted_proxies', ?1)",
+                [.text(JSON.array(config.trustedProxies.map(JSON.string)).serialized())])
+        }
         if let chatops = config.chatops {
             try db.run(
                 "INSERT INTO settings (key, value) VALUES ('chatops', ?1)", [.text(JSON.object(chatops).serialized())])

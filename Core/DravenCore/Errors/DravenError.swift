@@ -31,4 +31,6 @@ package enum DravenError: Error, Equatable, Sendable {
     /// The store is missing or has not been migrated.
     case storeNotReady(String)
     case tooManyRequests(retryAfter: Int)
+    /// A console form posted without its session's CSRF token, with another's, or from another site.
+    case csrf(String)
 }

@@ -71,6 +71,8 @@ extension Problem {
         case .tooManyRequests(let retryAfter):
             self.init(status: 429, type: "too-many-requests", title: "Too many requests", detail: "retry later")
             headers.append(("Retry-After", String(retryAfter)))
+        case .csrf(let why):
+            self.init(status: 403, type: "csrf-refused", title: "Form refused", detail: why)
         }
     }
 

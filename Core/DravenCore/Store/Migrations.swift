@@ -10,6 +10,7 @@ package enum Migrations {
         ("0005-leases-releases", leasesAndReleases),
         ("0009-edge", refusalCounts),
         ("0010-audit-subject", auditSubject),
+        ("0011-console-sessions", consoleSessions),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -384,5 +385,36 @@ package enum Migrations {
         -- console (each failed dispatch attempt, refused requests, repeated votes): without it that
         -- read scans the whole trail.
         CREATE INDEX audit_subject ON audit (subject, id);
+        """
+
+    static let consoleSessions = """
+        -- 0011. Web console sign-ins (Sessions, SignInLinks). Only keyed BLAKE2b hashes of the secrets are
+        -- stored (key: the token-hash key, outside the database), as for api_tokens.
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            public_id TEXT NOT NULL UNIQUE,    -- shown by `draven sessions list`, names it for revoke
+            hash BLOB NOT NULL,                -- keyed hash of the whole cookie value
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            created_at INTEGER NOT NULL,
+            last_seen_at INTEGER NOT NULL,
+            idle_s INTEGER NOT NULL,           -- ends when unused this long (8 h)
+            expires_at INTEGER NOT NULL,       -- and at the latest then (created + 7 d)
+            revoked_at INTEGER,
+            method TEXT NOT NULL CHECK (method IN ('token', 'link', 'proxy')),
+            remote TEXT NOT NULL DEFAULT ''    -- REMOTE_ADDR at sign-in
+        ) STRICT;
+        CREATE INDEX sessions_person ON sessions (person_id);
+
+        -- One-time sign-in links (`draven console link`): usable once, until expires_at.
+        CREATE TABLE sign_in_links (
+            id INTEGER PRIMARY KEY,
+            public_id TEXT NOT NULL UNIQUE,
+            hash BLOB NOT NULL,                -- keyed hash of the whole link token
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            used_at INTEGER,
+            session_id INTEGER REFERENCES sessions(id)
+        ) STRICT;
         """
 }

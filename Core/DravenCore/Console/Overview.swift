@@ -1,0 +1,86 @@
+/// The console's overview: for every environment a person may read (a `read` grant), what is live,
+/// what runs, what waits and why, and how the last job ended. Built from a fixed handful of
+/// store-wide queries (`Overview+Reads.swift`, each in its owner), whatever the number of
+/// environments; only jobs awaiting approval cost one more read each (their approvers).
+package struct Overview: Sendable {
+    /// One project × environment cell.
+    package struct Cell: Sendable {
+        package var project: String
+        package var environment: String
+        package var live: (release: Releases.Release, by: String)?
+        /// The job holding the lock (dispatching or running), with its lock.
+        package var running: (job: Job, lock: Locks.Held?)?
+        /// Queued jobs, in the order they will take the lock.
+        package var queued: [Job] = []
+        /// Jobs awaiting approval, each with where it stands.
+        package var awaiting: [(job: Job, standing: Approvals.Standing)] = []
+        /// Jobs just created and not yet moved on (pending).
+        package var pending: [Job] = []
+        package var last: Job?
+    }
+
+    /// Cells by project, projects and environments in name order.
+    package var projects: [(name: String, cells: [Cell])]
+
+    /// - Parameter person: the viewer; only environments they may read are included.
+    package static func load(_ db: Database, person: Int64) throws -> Overview {
+        let readable = try Grants.namedEnvironments(db, person: person, action: .read)
+        var index: [Int64: Int] = [:]
+        var cells: [Cell] = []
+        cells.reserveCapacity(readable.count)
+        for env in readable {
+            index[env.id] = cells.count
+            cells.append(Cell(project: env.project, environment: env.environment))
+        }
+        guard !cells.isEmpty else { return Overview(projects: []) }
+        let live = try Releases.liveAll(db)
+        let locks = try Locks.held(db)
+        for (env, k) in index { cells[k].live = live[env] }
+        for job in try Job.open(db) {
+            guard let k = index[job.environmentID] else { continue }
+            switch job.state {
+            case .dispatching, .running: cells[k].running = (job, locks[job.environmentID])
+            case .queued: cells[k].queued.append(job)
+            case .awaitingApproval: cells[k].awaiting.append((job, try Approvals.standing(db, job: job)))
+            default: cells[k].pending.append(job)
+            }
+        }
+        for job in try Job.lastEnded(db) {
+            if let k = index[job.environmentID] { cells[k].last = job }
+        }
+        var projects: [(name: String, cells: [Cell])] = []
+        for cell in cells {
+            if projects.last?.name == cell.project {
+                projects[projects.count - 1].cells.append(cell)
+            } else {
+                projects.append((cell.project, [cell]))
+            }
+        }
+        return Overview(projects: projects)
+    }
+
+    /// A cheap version of everything the overview shows for `person`: it changes whenever a job
+    /// moves (job events), anything is audited (votes, sign-ins, configuration), a runner
+    /// heartbeats, or the configuration changes. The console's ETag.
+    package static func version(_ db: Database, person: Int64) throws -> String {
+        let parts = [
+            try JobEvent.lastID(db), try Audit.lastID(db), try ConfigApply.currentVersion(db),
+            try Job.lastHeartbeat(db), person,
+        ]
+        return parts.map(String.init).joined(separator: ".")
+    }
+}
+
+/// A job's runner progress, from its last heartbeat (`{step, percent, message}`).
+package struct Progress: Sendable {
+    package var step: String?
+    package var percent: Int64?
+    package var message: String?
+
+    package init?(_ job: Job) {
+        guard let text = job.progress, let value = try? JSON.parse(text), value.objectValue != nil else { return nil }
+        step = value["step"]?.stringValue
+        percent = value["percent"]?.intValue ?? value["percent"]?.doubleValue.map { Int64($0) }
+        message = value["message"]?.stringValue
+    }
+}

@@ -1,0 +1,142 @@
+/// The store-wide reads the console's overview (`Overview`) is built from: each owner's SQL, each
+/// one query over every environment at once (not one per environment), so a page costs the same
+/// few statements for 3 environments or 1,000.
+extension Job {
+    /// Every job not yet ended (pending, awaiting approval, queued, dispatching, running), oldest
+    /// first (the `jobs_state` index).
+    package static func open(_ db: Database) throws -> [Job] {
+        try db.query(
+            select + """
+                 WHERE j.state IN ('pending', 'awaiting_approval', 'queued', 'dispatching', 'running') ORDER BY j.id
+                """, [], Job.init(row:))
+    }
+
+    /// Each environment's newest ended job. One index seek per environment and terminal state
+    /// (`jobs_env_state`), not a scan of the history.
+    package static func lastEnded(_ db: Database) throws -> [Job] {
+        let states = JobState.allCases.filter(\.isTerminal)
+        let newest = states.map {
+            "coalesce((SELECT max(x.id) FROM jobs x WHERE x.environment_id = e.id AND x.state = '\($0.rawValue)'), 0)"
+        }
+        return try db.query(
+            select + " WHERE j.id IN (SELECT max(\(newest.joined(separator: ", "))) FROM environments e)", [],
+            Job.init(row:))
+    }
+
+    /// The newest heartbeat of a job holding a lock: part of the console's state version (heartbeats
+    /// write no job event).
+    package static func lastHeartbeat(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT max(heartbeat_at) FROM jobs WHERE state IN ('dispatching', 'running')") ?? 0
+    }
+}
+
+extension JobEvent {
+    /// The newest history entry's id: grows with every change to any job.
+    package static func lastID(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT max(id) FROM job_events") ?? 0
+    }
+}
+
+extension Locks {
+    /// A held lock: its job, fencing token and lease end.
+    package struct Held: Sendable {
+        package var jobID: Int64
+        package var fencingToken: Int64
+        package var leaseUntil: Int64?
+    }
+
+    /// Every held lock, by environment id.
+    package static func held(_ db: Database) throws -> [Int64: Held] {
+        var out: [Int64: Held] = [:]
+        for (env, held) in try db.query(
+            "SELECT environment_id, job_id, fencing_token, lease_until FROM locks WHERE job_id IS NOT NULL", [],
+            { ($0.int(0), Held(jobID: $0.int(1), fencingToken: $0.int(2), leaseUntil: $0.optionalInt(3))) })
+        {
+            out[env] = held
+        }
+        return out
+    }
+}
+
+extension Releases {
+    /// Every environment's live release with the handle of who asked for it, by environment id.
+    package static func liveAll(_ db: Database) throws -> [Int64: (release: Release, by: String)] {
+        var out: [Int64: (release: Release, by: String)] = [:]
+        let sql =
+            "SELECT r.id, r.job_id, j.kind, r.ref, r.ref_kind, r.sha, r.release_id, r.live_from, r.live_until, "
+            + "pe.handle, r.environment_id FROM releases r JOIN jobs j ON j.id = r.job_id "
+            + "JOIN people pe ON pe.id = j.requested_by WHERE r.live_until IS NULL"
+        for (env, live) in try db.query(sql, [], { ($0.int(10), (release: row($0), by: $0.text(9))) }) {
+            out[env] = live
+        }
+        return out
+    }
+}
+
+extension Approvals {
+    /// Where a job awaiting approval stands: approvals that count, how many are needed, and who
+    /// may still approve (in an approver group, an `approve` grant on the environment, enabled,
+    /// not yet approved under the current binding, not the requester unless self-approval).
+    package struct Standing: Sendable {
+        package var approvals: Int64
+        package var required: Int64
+        package var mayApprove: [String]
+    }
+
+    package static func standing(_ db: Database, job: Job) throws -> Standing {
+        let rules = try Rules.load(db, environmentID: job.environmentID)
+        let have = try count(db, job: job.id)
+        let may = try db.query(
+            """
+            SELECT DISTINCT p.handle FROM people p JOIN group_members gm ON gm.person_id = p.id
+            JOIN person_groups g ON g.id = gm.group_id
+            WHERE g.name IN (SELECT value FROM json_each(?1)) AND p.disabled = 0 AND (?2 OR p.id != ?3)
+              AND p.id NOT IN (SELECT person_id FROM approvals WHERE job_id = ?4 AND decision = 'approve'
+                               AND sha = ?5 AND policy_version = ?6)
+              AND EXISTS (SELECT 1 FROM grants gr WHERE gr.action = 'approve'
+                          AND (gr.project = '*' OR gr.project = ?7) AND (gr.environment = '*' OR gr.environment = ?8)
+                          AND (gr.person_id = p.id OR gr.group_id IN (SELECT group_id FROM group_members
+                                                                      WHERE person_id = p.id)))
+            ORDER BY p.handle
+            """,
+            [
+                .text(rules.groups), .bool(rules.selfApproval), .int(job.requestedByID), .int(job.id),
+                .text(job.sha ?? ""), .int(rules.version), .text(job.project), .text(job.environment),
+            ]
+        ) { $0.text(0) }
+        return Standing(approvals: have, required: rules.required, mayApprove: may)
+    }
+}
+
+extension Grants {
+    /// The environments (not retired) `person` holds a grant for `action` on, by project and name:
+    /// one query.
+    package static func namedEnvironments(_ db: Database, person: Int64, action: Action = .read) throws
+        -> [(id: Int64, project: String, environment: String)]
+    {
+        try db.query(
+            """
+            SELECT e.id, p.name, e.name FROM environments e JOIN projects p ON p.id = e.project_id
+            WHERE e.retired = 0 AND p.retired = 0 AND EXISTS (
+                SELECT 1 FROM grants g WHERE g.action = ?2 AND (g.project = '*' OR g.project = p.name)
+                  AND (g.environment = '*' OR g.environment = e.name)
+                  AND (g.person_id = ?1 OR g.group_id IN (SELECT group_id FROM group_members WHERE person_id = ?1)))
+            ORDER BY p.name, e.name
+            """, [.int(person), .text(action.rawValue)]
+        ) { (id: $0.int(0), project: $0.text(1), environment: $0.text(2)) }
+    }
+}
+
+extension Audit {
+    /// The newest record's id.
+    package static func lastID(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT max(id) FROM audit") ?? 0
+    }
+}
+
+extension ConfigApply {
+    /// The applied configuration's version (0 before the first `draven apply`).
+    package static func currentVersion(_ db: Database) throws -> Int64 {
+        try db.scalar("SELECT max(id) FROM config_versions") ?? 0
+    }
+}

@@ -1,0 +1,110 @@
+package import DravenCore
+
+/// The console's stylesheet and script, served by the console itself at content-hashed paths
+/// (`/ui/assets/console-<hash>.css`, `.js`) with a year-long immutable cache lifetime: a new
+/// version is a new path. No external asset, no build step.
+enum Assets {
+    /// The first 16 hex digits of the BLAKE2b-256 of each asset, computed on first use.
+    static let styleHash = String(Sodium.hashHex(style.utf8).prefix(16))
+    static let scriptHash = String(Sodium.hashHex(script.utf8).prefix(16))
+    static var stylePath: String { "/ui/assets/console-\(styleHash).css" }
+    static var scriptPath: String { "/ui/assets/console-\(scriptHash).js" }
+
+    /// The asset at `name` (`console-<hash>.css` or `.js`) if the hash is the current one.
+    static func response(_ name: String) -> Response? {
+        let (body, type): (String, String)
+        if name == "console-\(styleHash).css" {
+            (body, type) = (style, "text/css; charset=utf-8")
+        } else if name == "console-\(scriptHash).js" {
+            (body, type) = (script, "text/javascript; charset=utf-8")
+        } else {
+            return nil
+        }
+        return Response(
+            status: 200,
+            headers: [("Content-Type", type), ("Cache-Control", "public, max-age=31536000, immutable")],
+            body: Array(body.utf8))
+    }
+
+    /// Light and dark (prefers-color-scheme), one column below ~34 rem, no external fonts.
+    static let style = """
+        :root{color-scheme:light dark;--bg:#fafafa;--fg:#1b1b1f;--muted:#5c5c66;--card:#fff;--line:#d8d8de;\
+        --ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--run:#0969da;--focus:#0969da}
+        @media (prefers-color-scheme:dark){:root{--bg:#111317;--fg:#e6e6ea;--muted:#a0a0ab;--card:#1a1d23;\
+        --line:#33363d;--ok:#3fb950;--bad:#f85149;--warn:#d29922;--run:#58a6ff;--focus:#58a6ff}}
+        *{box-sizing:border-box}
+        body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:var(--bg);\
+        color:var(--fg)}
+        header,main,footer{max-width:72rem;margin:0 auto;padding:.75rem 1rem}
+        header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;justify-content:space-between;\
+        border-bottom:1px solid var(--line)}
+        header h1{font-size:1.2rem;margin:0}
+        header nav{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
+        a{color:var(--run)}
+        a:focus,button:focus,input:focus,select:focus{outline:2px solid var(--focus);outline-offset:2px}
+        .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(17rem,1fr));gap:.75rem}
+        article{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.75rem}
+        article h3{margin:0 0 .4rem;font-size:1.05rem}
+        dl{margin:0;display:grid;grid-template-columns:max-content 1fr;gap:.15rem .6rem}
+        dt{color:var(--muted)}
+        dd{margin:0;overflow-wrap:anywhere}
+        .state{font-weight:600}
+        .s-succeeded{color:var(--ok)}
+        .s-failed,.s-timed_out,.s-rejected,.s-expired{color:var(--bad)}
+        .s-running,.s-dispatching{color:var(--run)}
+        .s-queued,.s-awaiting_approval,.s-pending,.s-cancelled{color:var(--warn)}
+        .why{color:var(--muted);font-size:.92rem}
+        .error{color:var(--bad);font-weight:600}
+        form.stack{display:grid;gap:.6rem;max-width:26rem}
+        label{font-weight:600}
+        input[type=password],input[type=text],select{font:inherit;padding:.45rem;border:1px solid var(--line);\
+        border-radius:.35rem;background:var(--card);color:var(--fg);width:100%}
+        button{font:inherit;padding:.45rem .9rem;border-radius:.35rem;border:1px solid var(--line);\
+        background:var(--run);color:#fff;cursor:pointer}
+        button.link{background:none;color:var(--run);border:none;padding:0;text-decoration:underline}
+        progress{width:100%}
+        time{white-space:nowrap}
+        code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em}
+        """
+
+    /// Keeps the overview fresh: every 5 s it asks for the page with `If-None-Match` (a 304 when
+    /// nothing changed) and swaps in the new `<main>`; it also counts relative times and lease
+    /// countdowns. The page works the same without it (the refresh link).
+    static let script = """
+        "use strict";
+        (function () {
+          var main = document.querySelector("main[data-poll]");
+          function ago(s) {
+            var a = Math.abs(s), u = a < 60 ? [a, "s"] : a < 3600 ? [Math.floor(a / 60), "min"]
+              : a < 86400 ? [Math.floor(a / 3600), "h"] : [Math.floor(a / 86400), "d"];
+            return s >= 0 ? u[0] + " " + u[1] + " ago" : "in " + u[0] + " " + u[1];
+          }
+          function tick() {
+            var now = Date.now() / 1000;
+            document.querySelectorAll("time[data-rel]").forEach(function (t) {
+              var at = Date.parse(t.getAttribute("datetime")) / 1000;
+              if (!isNaN(at)) t.textContent = ago(Math.round(now - at));
+            });
+          }
+          setInterval(tick, 1000);
+          if (!main || !window.fetch) return;
+          var etag = main.getAttribute("data-etag");
+          function poll() {
+            fetch(main.getAttribute("data-poll"), {headers: {"If-None-Match": etag}, credentials: "same-origin"})
+              .then(function (r) {
+                if (r.status !== 200) return null;
+                etag = r.headers.get("ETag") || etag;
+                return r.text();
+              })
+              .then(function (text) {
+                if (!text) return;
+                var next = new DOMParser().parseFromString(text, "text/html").querySelector("main[data-poll]");
+                if (next) { main.innerHTML = next.innerHTML; tick(); }
+              })
+              .catch(function () {});
+          }
+          setInterval(poll, 5000);
+          document.documentElement.setAttribute("data-live", "1");
+        })();
+        """
+}

@@ -1,0 +1,229 @@
+package import DravenCore
+
+/// The console's pages, rendered from the domain's read models with `HTML` (every value escaped).
+enum Pages {
+    /// The document around a page's `<main>`: the stylesheet and script at their hashed paths, the
+    /// header with the viewer and a sign-out form (with the session's CSRF token) when signed in.
+    static func layout(
+        title: String, session: Sessions.Live?, main: HTML, mainAttributes: HTML = .empty, status: Int = 200
+    ) -> Response {
+        let nav: HTML
+        if let session {
+            nav = """
+                <nav aria-label="Account"><a href="/ui/">Overview</a><a href="/ui/deploy">Deploy</a>\
+                <span>Signed in as <strong>\(session.principal.handle)</strong></span>\
+                <form method="post" action="/ui/sign-out"><input type="hidden" name="csrf" value="\(session.csrf)">\
+                <button type="submit" class="link">Sign out</button></form></nav>
+                """
+        } else {
+            nav = .empty
+        }
+        let page: HTML = """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <meta name="referrer" content="no-referrer">
+            <title>\(title) · draven</title>
+            <link rel="stylesheet" href="\(Assets.stylePath)">
+            <script src="\(Assets.scriptPath)" defer></script>
+            </head><body>
+            <header><h1>draven</h1>\(nav)</header>
+            <main\(mainAttributes)>\(main)</main>
+            </body></html>
+
+            """
+        return Response(
+            status: status, headers: [("Content-Type", "text/html; charset=utf-8")], body: Array(page.text.utf8))
+    }
+
+    static func signIn(error: String?) -> Response {
+        var message = HTML.empty
+        if let error { message = "<p class=\"error\" id=\"token-error\" role=\"alert\">\(error)</p>" }
+        let described: HTML = error == nil ? .empty : " aria-describedby=\"token-error\""
+        return layout(
+            title: "Sign in", session: nil,
+            main: """
+                <h2>Sign in</h2>
+                <form class="stack" method="post" action="/ui/sign-in">
+                <label for="token">API token</label>
+                <input id="token" name="token" type="password" autocomplete="off" required\(described)>
+                \(message)<button type="submit">Sign in</button>
+                </form>
+                <p class="why">Or ask an operator for a one-time link: \
+                <code>draven console link --person NAME</code>.</p>
+                """)
+    }
+
+    static func link(token: String, handle: String, expiresAt: Int64, now: Int64) -> Response {
+        layout(
+            title: "Sign in as \(handle)", session: nil,
+            main: """
+                <h2>Sign in as \(handle)</h2>
+                <form class="stack" method="post" action="/ui/link/\(token)">
+                <p>This one-time link expires \(time(expiresAt, now)). Using it signs this browser in as \
+                <strong>\(handle)</strong>.</p>
+                <button type="submit">Sign in as \(handle)</button>
+                </form>
+                """)
+    }
+
+    static func problem(_ problem: Problem, signedIn principal: Principal?) -> Response {
+        let next: HTML =
+            problem.status == 401 || problem.status == 404 && principal == nil
+            ? "<p><a href=\"/ui/sign-in\">Sign in</a></p>" : "<p><a href=\"/ui/\">Back to the overview</a></p>"
+        return layout(
+            title: problem.title, session: nil,
+            main: """
+                <h2>\(problem.title)</h2>
+                <p class="error" role="alert">\(problem.detail)</p>
+                \(next)
+                """, status: problem.status)
+    }
+
+    // MARK: - overview
+
+    static func overview(_ model: Overview, session: Sessions.Live, etag: String, now: Int64) -> Response {
+        var sections: [HTML] = []
+        for project in model.projects {
+            let cells = project.cells.map { cell($0, now: now) }
+            sections.append(
+                """
+                <section aria-labelledby="p-\(project.name)"><h2 id="p-\(project.name)">\(project.name)</h2>
+                <div class="grid">\(cells)</div></section>
+                """)
+        }
+        let body: HTML =
+            sections.isEmpty
+            ? "<p>You may read no environment yet: ask an operator for a <code>read</code> grant.</p>"
+            : HTML.join(sections)
+        return layout(
+            title: "Overview", session: session,
+            main: """
+                <p class="why">As of \(time(now, now)) · <a href="/ui/">Refresh</a></p>
+                \(body)
+                """,
+            mainAttributes: " data-poll=\"/ui/\" data-etag=\"\(etag)\"")
+    }
+
+    static func cell(_ cell: Overview.Cell, now: Int64) -> HTML {
+        var rows: [HTML] = []
+        if let live = cell.live {
+            let (release, by) = live
+            rows.append(
+                """
+                <dt>Live</dt><dd><code>\(shortRef(release.ref))</code>\(sha(release.sha)) since \
+                \(time(release.liveFrom, now)) by \(by) (job \(release.jobID))</dd>
+                """)
+        } else {
+            rows.append("<dt>Live</dt><dd>nothing yet</dd>")
+        }
+        if let running = cell.running {
+            let (job, lock) = running
+            var what: HTML = "\(state(job.state)) job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)"
+            if let progress = Progress(job) {
+                if let step = progress.step { what = "\(what) · step \(step)" }
+                if let percent = progress.percent {
+                    what =
+                        """
+                        \(what) · \(percent) %<progress max="100" value="\(min(max(percent, 0), 100))">\
+                        \(percent) %</progress>
+                        """
+                }
+                if let message = progress.message { what = "\(what) <span class=\"why\">\(message)</span>" }
+            }
+            if let lock {
+                what = "\(what)<br><span class=\"why\">fencing token \(lock.fencingToken)"
+                if let until = lock.leaseUntil { what = "\(what) · lease ends \(time(until, now))" }
+                what = "\(what)</span>"
+            }
+            rows.append("<dt>Running</dt><dd>\(what)\(reason(job))</dd>")
+        }
+        if !cell.queued.isEmpty {
+            var holder: HTML = "no one"
+            if let running = cell.running { holder = "job \(running.job.id) (\(running.job.requestedBy))" }
+            let items = cell.queued.enumerated().map { k, job -> HTML in
+                """
+                <li>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy) — \
+                <span class="why">waiting for the lock held by \(holder); position \(k + 1) of \(cell.queued.count)\
+                </span></li>
+                """
+            }
+            rows.append("<dt>Queue</dt><dd>\(cell.queued.count) waiting<ol>\(items)</ol></dd>")
+        } else {
+            rows.append("<dt>Queue</dt><dd>0 waiting</dd>")
+        }
+        for (job, standing) in cell.awaiting {
+            let who: HTML =
+                standing.mayApprove.isEmpty
+                ? "no one else may approve" : "may approve: \(standing.mayApprove.joined(separator: ", "))"
+            rows.append(
+                """
+                <dt>Approvals</dt><dd>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy): \
+                \(standing.approvals) of \(standing.required) approvals — <span class="why">\(who)</span>\
+                \(reason(job))</dd>
+                """)
+        }
+        for job in cell.pending {
+            rows.append(
+                "<dt>Pending</dt><dd>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)</dd>")
+        }
+        if let last = cell.last {
+            rows.append(
+                """
+                <dt>Last</dt><dd>\(state(last.state)) job \(last.id) <code>\(shortRef(last.ref))</code> by \
+                \(last.requestedBy), \(time(last.updatedAt, now))\(reason(last))</dd>
+                """)
+        }
+        let id = "e-\(cell.project)-\(cell.environment)"
+        return """
+            <article aria-labelledby="\(id)" data-environment="\(cell.project)/\(cell.environment)">\
+            <h3 id="\(id)">\(cell.environment)</h3><dl>\(rows)</dl></article>
+            """
+    }
+
+    static func reason(_ job: Job) -> HTML {
+        job.reason.isEmpty ? .empty : "<br><span class=\"why\">reason: <q>\(job.reason)</q></span>"
+    }
+
+    static func state(_ state: JobState) -> HTML {
+        "<span class=\"state s-\(state.rawValue)\">\(state.rawValue.replacingUnderscores)</span>"
+    }
+
+    static func sha(_ sha: String?) -> HTML {
+        guard let sha, !sha.isEmpty else { return .empty }
+        return " <code title=\"\(sha)\">\(String(sha.prefix(7)))</code>"
+    }
+
+    /// `refs/heads/main` → `main`, `refs/tags/v1` → `v1`; a sha as its first 7 digits.
+    static func shortRef(_ ref: String) -> String {
+        for prefix in ["refs/heads/", "refs/tags/"] where ref.hasPrefix(prefix) {
+            return String(ref.dropFirst(prefix.count))
+        }
+        return ref.utf8.count == 40 ? String(ref.prefix(7)) : ref
+    }
+
+    /// A time, relative and absolute: `<time>` with the RFC 3339 form as its `datetime` and title,
+    /// the relative form as its text (the script keeps it current) followed by the absolute one.
+    static func time(_ at: Int64, _ now: Int64) -> HTML {
+        let iso = Clock.rfc3339(at)
+        let shown = iso.replacingOccurrences("T", " ").replacingOccurrences("Z", " UTC")
+        return "<time datetime=\"\(iso)\" title=\"\(iso)\" data-rel>\(relative(now - at))</time> (\(shown))"
+    }
+
+    static func relative(_ seconds: Int64) -> String {
+        let a = abs(seconds)
+        let (n, unit): (Int64, String) =
+            a < 60 ? (a, "s") : a < 3600 ? (a / 60, "min") : a < 86400 ? (a / 3600, "h") : (a / 86400, "d")
+        return seconds >= 0 ? "\(n) \(unit) ago" : "in \(n) \(unit)"
+    }
+}
+
+extension String {
+    fileprivate var replacingUnderscores: String { replacingOccurrences("_", " ") }
+
+    fileprivate func replacingOccurrences(_ target: Character, _ replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
