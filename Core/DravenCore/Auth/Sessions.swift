@@ -37,10 +37,7 @@ package enum Sessions {
         _ tx: Transaction, personID: Int64, handle: String, method: Method, remote: String, key: [UInt8],
         now: Int64
     ) throws -> Created {
-        let publicID = Hex.encode(Sodium.randomBytes(6))
-        var secret = Sodium.randomBytes(32)
-        let cookie = prefix + publicID + "_" + Sodium.base64URL(secret)
-        Sodium.wipe(&secret)
+        let (publicID, cookie) = Tokens.mint(prefix: prefix)
         let id =
             try tx.db.first(
                 """

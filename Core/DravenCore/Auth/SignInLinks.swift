@@ -34,10 +34,7 @@ package enum SignInLinks {
         guard let personID = try People.enabledID(tx.db, handle: person) else {
             throw DravenError.notFound(what: "no person \(person) in the applied configuration")
         }
-        let publicID = Hex.encode(Sodium.randomBytes(6))
-        var secret = Sodium.randomBytes(32)
-        let token = prefix + publicID + "_" + Sodium.base64URL(secret)
-        Sodium.wipe(&secret)
+        let (publicID, token) = Tokens.mint(prefix: prefix)
         try tx.db.run(
             """
             INSERT INTO sign_in_links (public_id, hash, person_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -14,6 +14,17 @@ package enum Tokens {
         package var plaintext: String
     }
 
+    /// A new bearer secret as every kind of draven credential spells it (API tokens, console
+    /// sessions, sign-in links): `prefix` + a public id (6 random bytes, hex) + `_` + 32 random
+    /// bytes (base64url). The public id names the row; only a keyed hash of the whole is stored.
+    static func mint(prefix: String) -> (publicID: String, secret: String) {
+        let publicID = Hex.encode(Sodium.randomBytes(6))
+        var secret = Sodium.randomBytes(32)
+        let credential = prefix + publicID + "_" + Sodium.base64URL(secret)
+        Sodium.wipe(&secret)
+        return (publicID, credential)
+    }
+
     package static func create(
         _ tx: Transaction, person: String, name: String, key: [UInt8],
         now: Int64
@@ -21,10 +32,7 @@ package enum Tokens {
         guard let personID = try People.enabledID(tx.db, handle: person) else {
             throw DravenError.notFound(what: "no person \(person) in the applied configuration")
         }
-        let publicID = Hex.encode(Sodium.randomBytes(6))
-        var secret = Sodium.randomBytes(32)
-        let plaintext = prefix + publicID + "_" + Sodium.base64URL(secret)
-        Sodium.wipe(&secret)
+        let (publicID, plaintext) = Tokens.mint(prefix: prefix)
         let id =
             try tx.db.first(
                 "INSERT INTO api_tokens (public_id, person_id, name, hash, created_at) "
