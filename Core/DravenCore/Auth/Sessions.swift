@@ -60,10 +60,7 @@ package enum Sessions {
     /// past its lifetime, or its person disabled). Reads only: see `touch`.
     package static func verify(_ db: Database, cookie: String, key: [UInt8], now: Int64) throws -> Live? {
         let utf8 = Array(cookie.utf8)
-        guard cookie.hasPrefix(prefix), utf8.count < 200 else { return nil }
-        let rest = cookie.dropFirst(prefix.count)
-        guard let underscore = rest.firstIndex(of: "_") else { return nil }
-        let publicID = String(rest[..<underscore])
+        guard let publicID = Tokens.publicID(of: cookie, prefix: prefix) else { return nil }
         let row = try db.first(
             """
             SELECT s.id, s.hash, p.id, p.handle, s.last_seen_at FROM sessions s JOIN people p ON p.id = s.person_id

@@ -52,10 +52,7 @@ package enum SignInLinks {
     /// The link `token` names if it may still be used (unused, unexpired, its person enabled).
     package static func usable(_ db: Database, token: String, key: [UInt8], now: Int64) throws -> Usable? {
         let utf8 = Array(token.utf8)
-        guard token.hasPrefix(prefix), utf8.count < 200 else { return nil }
-        let rest = token.dropFirst(prefix.count)
-        guard let underscore = rest.firstIndex(of: "_") else { return nil }
-        let publicID = String(rest[..<underscore])
+        guard let publicID = Tokens.publicID(of: token, prefix: prefix) else { return nil }
         let row = try db.first(
             """
             SELECT l.id, l.hash, p.id, p.handle, l.expires_at FROM sign_in_links l JOIN people p ON p.id = l.person_id

@@ -25,6 +25,15 @@ package enum Tokens {
         return (publicID, credential)
     }
 
+    /// The public id a presented credential of `mint`'s shape names, or nil when it does not
+    /// have that shape (wrong prefix, 200 bytes or more, no `_`): nothing is looked up for it.
+    static func publicID(of credential: String, prefix: String) -> String? {
+        guard credential.hasPrefix(prefix), credential.utf8.count < 200 else { return nil }
+        let rest = credential.dropFirst(prefix.count)
+        guard let underscore = rest.firstIndex(of: "_") else { return nil }
+        return String(rest[..<underscore])
+    }
+
     package static func create(
         _ tx: Transaction, person: String, name: String, key: [UInt8],
         now: Int64
@@ -52,10 +61,7 @@ package enum Tokens {
     /// token, or one whose person is disabled.
     package static func verify(_ db: Database, token: String, key: [UInt8]) throws -> Principal? {
         let utf8 = Array(token.utf8)
-        guard token.hasPrefix(prefix), utf8.count < 200 else { return nil }
-        let rest = token.dropFirst(prefix.count)
-        guard let underscore = rest.firstIndex(of: "_") else { return nil }
-        let publicID = String(rest[..<underscore])
+        guard let publicID = Tokens.publicID(of: token, prefix: prefix) else { return nil }
         let row = try db.first(
             """
             SELECT t.id, t.hash, p.id, p.handle FROM api_tokens t JOIN people p ON p.id = t.person_id

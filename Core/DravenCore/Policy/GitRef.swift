@@ -38,7 +38,8 @@ package struct GitRef: Sendable, Equatable {
         } else if raw.hasPrefix("refs/tags/") {
             ref = GitRef(kind: .tag, name: String(raw.dropFirst(10)))
         } else if raw.hasPrefix("refs/") {
-            throw DravenError.invalidField(pointer: "/ref", reason: "only refs/heads/… and refs/tags/… can be deployed")
+            throw DravenError.invalidField(
+                pointer: "/ref", reason: "only refs/heads/… and refs/tags/… can be deployed")
         } else if let explicit {
             ref = GitRef(kind: explicit, name: raw)
         } else if isCommitSHA(raw) {
