@@ -28,12 +28,7 @@ package enum Approve: RoutedFunction {
         context.subject = "job/\(id)"
         let input = try ApprovalRequest(try request.jsonBody())
         let db = try context.db()
-        let voter = Approvals.Voter(
-            personID: principal.personID, handle: principal.handle, via: "api", remote: request.remoteAddress)
-        let outcome = try db.immediate { tx in
-            try Approvals.vote(
-                tx, job: id, voter: voter, decision: input.decision, comment: input.comment, now: context.now)
-        }
+        let outcome = try cast(input, on: id, by: principal, via: "api", request, context)
         let job = try Job.require(db, id: id)
         return Response(
             status: outcome.counted ? 201 : 200,
@@ -42,6 +37,20 @@ package enum Approve: RoutedFunction {
                 "counted": .bool(outcome.counted),
                 "approvals": .int(outcome.approvals), "required": .int(outcome.required), "job": .object(job.json),
             ], headers: [("Location", "/api/v1/jobs/\(id)/approvals")])
+    }
+
+    /// A vote by `principal` on job `id`, from `via` (`api`, `console`): what the API's and the
+    /// console's vote both do.
+    static func cast(
+        _ input: ApprovalRequest, on id: Int64, by principal: Principal, via: String, _ request: Request,
+        _ context: Context
+    ) throws -> Approvals.Outcome {
+        let voter = Approvals.Voter(
+            personID: principal.personID, handle: principal.handle, via: via, remote: request.remoteAddress)
+        return try context.db().immediate { tx in
+            try Approvals.vote(
+                tx, job: id, voter: voter, decision: input.decision, comment: input.comment, now: context.now)
+        }
     }
 
     static func list(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {

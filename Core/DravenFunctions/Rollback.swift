@@ -32,6 +32,44 @@ package enum Rollback: RoutedFunction {
         let environment = try input.string("environment", required: true, max: 64)!
         let named = try input.string("to_release", required: false, max: 255, numbers: true)
         let reason = try input.string("reason", required: false, max: 1000)
+        let id = try rollBack(
+            project: project, environment: environment, to: named, by: principal, reason: reason, context)
+        return try created(id, context)
+    }
+
+    static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let id = try params.id("id")
+        context.subject = "job/\(id)"
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
+        let reason = try input.string("reason", required: false, max: 1000)
+        return try created(try rollBack(job: id, by: principal, reason: reason, context), context)
+    }
+
+    static func cancel(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let id = try params.id("id")
+        context.subject = "job/\(id)"
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
+        let reason = try input.string("reason", required: false, max: 1000) ?? ""
+        try cancel(job: id, by: principal, reason: reason, context)
+        return Response(status: 200, json: .object(try Job.require(try context.db(), id: id).json))
+    }
+
+    static func created(_ id: Int64, _ context: Context) throws -> Response {
+        Response(
+            status: 201, json: .object(try Job.require(try context.db(), id: id).json),
+            headers: [("Location", "/api/v1/jobs/\(id)")])
+    }
+
+    // MARK: - what the API and the console both do
+
+    /// Rolls an environment back to the release `named` (a release's id, its job's `release_id`,
+    /// ref or sha), or to the one before the live release. Returns the rollback job's id.
+    static func rollBack(
+        project: String, environment: String, to named: String?, by principal: Principal, reason: String?,
+        _ context: Context
+    ) throws -> Int64 {
         context.subject = "\(project)/\(environment)"
         let db = try context.db()
         let (target, live) = try JobControl.environmentRollback(
@@ -43,12 +81,8 @@ package enum Rollback: RoutedFunction {
             reason: reason ?? "manual rollback to release \(release.id)", context: context)
     }
 
-    static func job(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        let principal = try Authenticator.authenticate(request, context)
-        let id = try params.id("id")
-        context.subject = "job/\(id)"
-        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
-        let reason = try input.string("reason", required: false, max: 1000)
+    /// Undoes job `id`: back to the release live before it. Returns the rollback job's id.
+    static func rollBack(job id: Int64, by principal: Principal, reason: String?, _ context: Context) throws -> Int64 {
         let db = try context.db()
         let job = try Job.require(db, id: id)
         let release = try JobControl.rollbackTarget(db, principal, job: job)
@@ -59,26 +93,18 @@ package enum Rollback: RoutedFunction {
 
     static func create(
         _ db: Database, like job: Job, to release: Releases.Release, parent: Int64?, principal: Principal,
-        reason: String,
-        context: Context
-    ) throws -> Response {
-        let id = try db.immediate { tx in
+        reason: String, context: Context
+    ) throws -> Int64 {
+        try db.immediate { tx in
             try Recovery.rollback(
                 tx, like: job, to: release, policy: try Policy.load(tx.db, environmentID: job.environmentID),
-                parent: parent,
-                requestedBy: principal.personID, reason: reason, actor: principal.handle, queueWhenBusy: false,
-                now: context.now)
+                parent: parent, requestedBy: principal.personID, reason: reason, actor: principal.handle,
+                queueWhenBusy: false, now: context.now)
         }
-        return Response(
-            status: 201, json: .object(try Job.require(db, id: id).json), headers: [("Location", "/api/v1/jobs/\(id)")])
     }
 
-    static func cancel(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        let principal = try Authenticator.authenticate(request, context)
-        let id = try params.id("id")
-        context.subject = "job/\(id)"
-        let input = try BodyFields(try request.optionalJSONBody(), fields: ["reason"], of: "this request")
-        let reason = try input.string("reason", required: false, max: 1000) ?? ""
+    /// Cancels job `id`, asking the provider to stop its run (through the outbox, after the answer).
+    static func cancel(job id: Int64, by principal: Principal, reason: String, _ context: Context) throws {
         let db = try context.db()
         let job = try Job.require(db, id: id)
         // Who may start a job of this kind may stop it: deploys need `deploy`, rollbacks and diagnostics `rollback`.
@@ -95,6 +121,5 @@ package enum Rollback: RoutedFunction {
                     tx, kind: .cancel, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: context.now)
             }
         }
-        return Response(status: 200, json: .object(try Job.require(db, id: id).json))
     }
 }

@@ -256,7 +256,7 @@ import Testing
         let page = try h.call(Console.self, "GET", "/ui/", headers: ["Cookie": alice]).body
         #expect(!page.contains(evil))
         #expect(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"))
-        #expect(page.contains("dispatching</span> job 1 <code>develop</code> by alice"))
+        #expect(page.contains("dispatching</span> <a href=\"/ui/jobs/1\">job 1</a> <code>develop</code> by alice"))
         #expect(page.contains("fencing token 1"))
         #expect(page.contains("position 1 of 1"))
         #expect(page.contains("0 of 2 approvals — <span class=\"why\">may approve: bob</span>"))
@@ -342,7 +342,7 @@ import Testing
         #expect(noCSRF.status == 403 && none == 0)
 
         let made = try post("target=shop%2Fdemo&ref=develop&reason=from+the+form&key=k2")
-        #expect(made.status == 303 && made.header("Location") == "/ui/?deployed=1")
+        #expect(made.status == 303 && made.header("Location") == "/ui/?done=deployed&job=1")
         let job = try #require(try Job.find(h.store.db, id: 1))
         #expect(job.state == .dispatching && job.reason == "from the form" && job.requestedBy == "alice")
         #expect(job.ref == "refs/heads/develop")

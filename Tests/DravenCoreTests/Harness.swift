@@ -294,12 +294,13 @@ extension Exchange {
         }
         let lastID = before["audit"].records.last?["id"]?.int ?? 0
         let prev = before["audit"].records.last?["hash"]?.text ?? Audit.genesis
-        let recorded: JSON = [
+        var recorded: JSONObject = [
             "status": .int(Int64(status)), "type": .string(Problem.typeBase + type),
             "detail": .string(detail), "method": .string(method), "path": .string(path),
             "request_id": .string(requestID),
         ]  // an audited caller's request was read
-        let text = recorded.serialized()
+        if function == Console.name { recorded["via"] = .string("console") }  // Context.via
+        let text = JSON.object(recorded).serialized()
         let hash = Audit.digest(
             prev: prev, at: now, actor: actor, action: "\(function).refused", subject: subject,
             outcome: "refused", detail: text)

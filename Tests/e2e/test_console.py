@@ -305,8 +305,8 @@ def test_deploy_from_the_form_and_a_refusal_next_to_the_field(console):
         field.send_keys("v2.0.0")
         driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
         wait_text(driver, "v2.0.0")
-        wait_url(driver, "/ui/?deployed=")
-        job = int(driver.current_url.split("deployed=")[1])
+        wait_url(driver, "/ui/?done=deployed&job=")
+        job = int(driver.current_url.split("job=")[1])
         cell = driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/prod']").text
         assert f"job {job}" in cell and "approvals" in cell, cell
     assert console.rows("SELECT state, reason FROM jobs WHERE id = ?", job) == [("awaiting_approval", "from the browser")]

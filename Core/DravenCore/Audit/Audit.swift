@@ -1,7 +1,8 @@
 /// Owns the `audit` table: the tamper-evident audit trail. Each record's `hash` is BLAKE2b-256 over the previous
 /// record's hash and this record's fields, so editing, deleting or reordering any record breaks
 /// every hash after it (`draven audit verify`). Records are only ever appended, inside the
-/// transaction whose decision they describe.
+/// transaction whose decision they describe. A record written for a console page says so
+/// (`detail.via = "console"`, `Database.auditVia`), as votes say where they came from.
 package enum Audit {
     package static let genesis = String(repeating: "0", count: 64)
 
@@ -10,6 +11,8 @@ package enum Audit {
         outcome: String = "ok", detail: JSONObject = [:]
     ) throws {
         let prev = try tx.db.first("SELECT hash FROM audit ORDER BY id DESC LIMIT 1") { $0.text(0) } ?? genesis
+        var detail = detail
+        if let via = tx.db.auditVia, detail["via"] == nil { detail["via"] = .string(via) }
         let detailText = JSON.object(detail).serialized()
         let hash = digest(
             prev: prev, at: at, actor: actor, action: action, subject: subject, outcome: outcome,

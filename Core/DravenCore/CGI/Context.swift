@@ -12,6 +12,8 @@ package final class Context {
     package var subject: String = ""
     /// Who is asking when no API token says so (a chat user, `slack:U0123`), for the audit trail.
     package var caller: String?
+    /// Where the request comes from when not the API (`console`): the audit records it writes say so.
+    package var via: String?
     private var database: Database?
 
     package init(paths: Paths, function: String, now: Int64 = Clock.now()) {
@@ -34,6 +36,7 @@ package final class Context {
         guard try Migrations.isCurrent(db) else {
             throw DravenError.storeNotReady("the database needs migrating; run `draven migrate`")
         }
+        db.auditVia = via
         database = db
         return db
     }

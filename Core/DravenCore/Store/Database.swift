@@ -37,6 +37,9 @@ package final class Database {
     /// (`takeCommittedOutbox`); rows of a rolled-back transaction are dropped.
     private var committedOutbox: [Int64] = []
     fileprivate var uncommittedOutbox: [Int64] = []
+    /// Where the requests this connection writes for come from (`console`), when not the API:
+    /// `Audit.record` adds it as `detail.via` to every record that does not name its own.
+    package var auditVia: String?
     /// How long a writer waits for the write lock before SQLITE_BUSY (ms).
     package static let busyTimeoutMS: Int32 = 10_000
 

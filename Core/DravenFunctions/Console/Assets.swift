@@ -65,11 +65,32 @@ enum Assets {
         progress{width:100%}
         time{white-space:nowrap}
         code{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em}
+        .alert{padding:.5rem .75rem;border-radius:.35rem;border:1px solid var(--line);background:var(--card)}
+        .alert.ok{border-color:var(--ok)}
+        .alert.bad{border-color:var(--bad);color:var(--bad)}
+        .buttons{display:flex;gap:.5rem;flex-wrap:wrap}
+        button.danger{background:var(--card);color:var(--bad);border-color:var(--bad)}
+        .list{display:grid;gap:.75rem}
+        .actions form{margin-bottom:.75rem}
+        ol.timeline{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)}
+        ol.timeline li{padding:.3rem 0 .3rem .75rem;overflow-wrap:anywhere}
+        ol.timeline .k-refused,ol.timeline .k-notify_failed,ol.timeline .k-dispatch_attempt{color:var(--bad)}
+        ol.releases li{margin-bottom:.6rem;overflow-wrap:anywhere}
+        .tag{font-size:.8rem;border:1px solid var(--line);border-radius:.25rem;padding:0 .25rem}
+        .scroll{overflow-x:auto}
+        table{border-collapse:collapse;width:100%}
+        th,td{text-align:left;padding:.3rem .4rem;border-bottom:1px solid var(--line);vertical-align:top}
+        td{overflow-wrap:anywhere}
+        .o-refused{color:var(--bad)}
+        form.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.4rem .75rem;\
+        align-items:end;margin-bottom:.75rem}
+        form.filters label{display:block}
         """
 
-    /// Keeps the overview fresh: every 5 s it asks for the page with `If-None-Match` (a 304 when
-    /// nothing changed) and swaps in the new `<main>`; it also counts relative times and lease
-    /// countdowns. The page works the same without it (the refresh link).
+    /// Keeps a page with `data-poll` fresh: every 5 s it asks for it with `If-None-Match` (a 304
+    /// when nothing changed) and swaps in the new `<main>` — unless the viewer is typing in one of
+    /// its forms (a focused or filled field), so nobody loses a comment; it also counts relative
+    /// times and lease countdowns. The page works the same without it (the refresh link).
     static let script = """
         "use strict";
         (function () {
@@ -89,7 +110,15 @@ enum Assets {
           setInterval(tick, 1000);
           if (!main || !window.fetch) return;
           var etag = main.getAttribute("data-etag");
+          function busy() {
+            var a = document.activeElement;
+            if (a && main.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT")) return true;
+            return Array.prototype.some.call(main.querySelectorAll("input[type=text]"), function (i) {
+              return i.value !== "";
+            });
+          }
           function poll() {
+            if (busy()) return;
             fetch(main.getAttribute("data-poll"), {headers: {"If-None-Match": etag}, credentials: "same-origin"})
               .then(function (r) {
                 if (r.status !== 200) return null;

@@ -4,7 +4,10 @@ package import DravenCore
 /// `GET /` (303 to `/ui/` for a browser, else the JSON index), `GET /ui/` (the overview),
 /// `GET|POST /ui/sign-in` (an API token), `GET|POST /ui/link/{token}` (a one-time link: GET shows
 /// a button, POST uses it), `POST /ui/sign-out`, `GET|POST /ui/deploy` (the deploy form,
-/// `DeployForm`), `GET /ui/assets/{name}`.
+/// `DeployForm`), `GET /ui/jobs/{id}` (`JobPage`) with its actions (`POST /ui/jobs/{id}/vote`,
+/// `/cancel`, `/rollback`: `ConsoleActions`), `GET /ui/approvals`, `GET
+/// /ui/environments/{project}/{environment}` (and `POST …/rollback`: "roll back to this"),
+/// `GET /ui/audit` (`ListPages`), `GET /ui/assets/{name}`.
 ///
 /// Every answer carries the console's security headers (`secured`); every POST of a signed-in
 /// page must carry the session's CSRF token, and a POST that comes from another site
@@ -25,6 +28,14 @@ package enum Console: Function {
         (Route("POST", "/ui/sign-out"), signOut),
         (Route("GET", "/ui/deploy"), DeployForm.page),
         (Route("POST", "/ui/deploy"), DeployForm.post),
+        (Route("GET", "/ui/jobs/{id}"), JobPage.page),
+        (Route("POST", "/ui/jobs/{id}/vote"), ConsoleActions.vote),
+        (Route("POST", "/ui/jobs/{id}/cancel"), ConsoleActions.cancel),
+        (Route("POST", "/ui/jobs/{id}/rollback"), ConsoleActions.rollBackJob),
+        (Route("GET", "/ui/approvals"), ListPages.inbox),
+        (Route("GET", "/ui/environments/{project}/{environment}"), ListPages.environment),
+        (Route("POST", "/ui/environments/{project}/{environment}/rollback"), ConsoleActions.rollBackEnvironment),
+        (Route("GET", "/ui/audit"), ListPages.audit),
         (Route("GET", "/ui/assets/{name}"), asset),
     ])
 
@@ -34,6 +45,7 @@ package enum Console: Function {
         + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
     package static func respond(to request: Request, context: Context) throws -> Response {
+        context.via = "console"
         let response: Response
         do {
             let (handler, params) = try router.resolve(request)
@@ -91,14 +103,13 @@ package enum Console: Function {
         guard let session = try SessionCookie.session(request, context) else { return toSignIn }
         let db = try context.db()
         let person = session.principal.personID
-        let version = try Overview.version(db, person: person) + "." + session.publicID
-        let etag = "\"" + Sodium.hashHex(Array(version.utf8)).prefix(32) + "\""
+        let etag = try etag(db, session, page: "overview")
         try Sessions.touch(db, session, now: context.now)
         if let presented = request.header("if-none-match"), presented == etag {
             return Response(status: 304, headers: [("ETag", etag)])
         }
         let model = try Overview.load(db, person: person)
-        var response = Pages.overview(model, session: session, etag: etag, now: context.now)
+        var response = Pages.overview(model, session: session, etag: etag, notice: notice(request), now: context.now)
         response.headers.append(("ETag", etag))
         return response
     }
@@ -187,6 +198,44 @@ package enum Console: Function {
             throw DravenError.notFound(what: "no asset \(params["name"] ?? "")")
         }
         return response
+    }
+
+    // MARK: - pages
+
+    /// A page's ETag: the store's version as the viewer's pages see it (`Overview.version`: any
+    /// job move, audit record, configuration change or heartbeat changes it), the page, the session.
+    static func etag(_ db: Database, _ session: Sessions.Live, page: String) throws -> String {
+        let version = try Overview.version(db, person: session.principal.personID) + "." + page + "." + session.publicID
+        return "\"" + Sodium.hashHex(Array(version.utf8)).prefix(32) + "\""
+    }
+
+    /// A line above a page's content: what an action did, or why it was refused.
+    struct Notice {
+        var text: String
+        var refusal: Bool
+
+        var html: HTML {
+            refusal
+                ? "<p class=\"alert bad\" role=\"alert\" id=\"notice\">\(text)</p>"
+                : "<p class=\"alert ok\" role=\"status\" id=\"notice\">\(text)</p>"
+        }
+    }
+
+    /// The outcome a 303 after an action names (`?done=…&job=…`), in the console's own words.
+    static func notice(_ request: Request) -> Notice? {
+        let q = request.queryItems
+        let job = q["job"].flatMap { Int64($0) }.map { "job \($0)" } ?? "the job"
+        let text: String
+        switch q["done"] {
+        case "approved"?: text = "You approved \(job)."
+        case "rejected"?: text = "You rejected \(job)."
+        case "repeat"?: text = "Your vote on \(job) was already counted."
+        case "cancelled"?: text = "You cancelled this job."
+        case "rollback"?: text = "Rollback requested: this is the rollback job."
+        case "deployed"?: text = "Deploy requested: \(job)."
+        default: return nil
+        }
+        return Notice(text: text, refusal: false)
     }
 
     // MARK: - checks

@@ -41,7 +41,7 @@ enum DeployForm {
                     return try Trigger.idempotencyKey(
                         Request(method: "POST", path: "", headers: ["idempotency-key": key]))
                 }, context)
-            return Response(status: 303, headers: [("Location", "/ui/?deployed=\(job.id)")])
+            return Response(status: 303, headers: [("Location", "/ui/?done=deployed&job=\(job.id)")])
         } catch let error as DravenError {
             let problem = Problem(error)
             context.auditRefusal(problem)

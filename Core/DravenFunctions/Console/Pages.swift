@@ -10,7 +10,8 @@ enum Pages {
         let nav: HTML
         if let session {
             nav = """
-                <nav aria-label="Account"><a href="/ui/">Overview</a><a href="/ui/deploy">Deploy</a>\
+                <nav aria-label="Account"><a href="/ui/">Overview</a><a href="/ui/approvals">Approvals</a>\
+                <a href="/ui/deploy">Deploy</a><a href="/ui/audit">Audit</a>\
                 <span>Signed in as <strong>\(session.principal.handle)</strong></span>\
                 <form method="post" action="/ui/sign-out"><input type="hidden" name="csrf" value="\(session.csrf)">\
                 <button type="submit" class="link">Sign out</button></form></nav>
@@ -82,7 +83,9 @@ enum Pages {
 
     // MARK: - overview
 
-    static func overview(_ model: Overview, session: Sessions.Live, etag: String, now: Int64) -> Response {
+    static func overview(
+        _ model: Overview, session: Sessions.Live, etag: String, notice: Console.Notice?, now: Int64
+    ) -> Response {
         var sections: [HTML] = []
         for project in model.projects {
             let cells = project.cells.map { cell($0, now: now) }
@@ -100,7 +103,7 @@ enum Pages {
             title: "Overview", session: session,
             main: """
                 <p class="why">As of \(time(now, now)) · <a href="/ui/">Refresh</a></p>
-                \(body)
+                \(notice.map(\.html) ?? .empty)\(body)
                 """,
             mainAttributes: " data-poll=\"/ui/\" data-etag=\"\(etag)\"")
     }
@@ -112,14 +115,14 @@ enum Pages {
             rows.append(
                 """
                 <dt>Live</dt><dd><code>\(shortRef(release.ref))</code>\(sha(release.sha)) since \
-                \(time(release.liveFrom, now)) by \(by) (job \(release.jobID))</dd>
+                \(time(release.liveFrom, now)) by \(by) (\(jobLink(release.jobID)))</dd>
                 """)
         } else {
             rows.append("<dt>Live</dt><dd>nothing yet</dd>")
         }
         if let running = cell.running {
             let (job, lock) = running
-            var what: HTML = "\(state(job.state)) job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)"
+            var what: HTML = "\(state(job.state)) \(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)"
             if let progress = Progress(job) {
                 if let step = progress.step { what = "\(what) · step \(step)" }
                 if let percent = progress.percent {
@@ -140,10 +143,10 @@ enum Pages {
         }
         if !cell.queued.isEmpty {
             var holder: HTML = "no one"
-            if let running = cell.running { holder = "job \(running.job.id) (\(running.job.requestedBy))" }
+            if let running = cell.running { holder = "\(jobLink(running.job.id)) (\(running.job.requestedBy))" }
             let items = cell.queued.enumerated().map { k, job -> HTML in
                 """
-                <li>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy) — \
+                <li>\(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy) — \
                 <span class="why">waiting for the lock held by \(holder); position \(k + 1) of \(cell.queued.count)\
                 </span></li>
                 """
@@ -158,27 +161,53 @@ enum Pages {
                 ? "no one else may approve" : "may approve: \(standing.mayApprove.joined(separator: ", "))"
             rows.append(
                 """
-                <dt>Approvals</dt><dd>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy): \
+                <dt>Approvals</dt><dd>\(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy): \
                 \(standing.approvals) of \(standing.required) approvals — <span class="why">\(who)</span>\
                 \(reason(job))</dd>
                 """)
         }
         for job in cell.pending {
             rows.append(
-                "<dt>Pending</dt><dd>job \(job.id) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)</dd>")
+                "<dt>Pending</dt><dd>\(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)</dd>")
         }
         if let last = cell.last {
             rows.append(
                 """
-                <dt>Last</dt><dd>\(state(last.state)) job \(last.id) <code>\(shortRef(last.ref))</code> by \
+                <dt>Last</dt><dd>\(state(last.state)) \(jobLink(last.id)) <code>\(shortRef(last.ref))</code> by \
                 \(last.requestedBy), \(time(last.updatedAt, now))\(reason(last))</dd>
                 """)
         }
         let id = "e-\(cell.project)-\(cell.environment)"
         return """
             <article aria-labelledby="\(id)" data-environment="\(cell.project)/\(cell.environment)">\
-            <h3 id="\(id)">\(cell.environment)</h3><dl>\(rows)</dl></article>
+            <h3 id="\(id)"><a href="\(environmentPath(cell.project, cell.environment))">\(cell.environment)</a></h3>\
+            <dl>\(rows)</dl></article>
             """
+    }
+
+    /// `job N` linking to its page.
+    static func jobLink(_ id: Int64) -> HTML { "<a href=\"/ui/jobs/\(id)\">job \(id)</a>" }
+
+    static func environmentPath(_ project: String, _ environment: String) -> String {
+        "/ui/environments/\(project)/\(environment)"
+    }
+
+    /// Whether `url` may be a link's target: http(s) only (never `javascript:` or `data:`).
+    static func isWebURL(_ url: String) -> Bool {
+        let lower = url.lowercased()
+        return lower.hasPrefix("https://") || lower.hasPrefix("http://")
+    }
+
+    /// `value` as one urlencoded form value (for links carrying a filter).
+    static func formEncode(_ value: String) -> String {
+        var out = ""
+        for byte in value.utf8 {
+            switch byte {
+            case 0x30...0x39, 0x41...0x5a, 0x61...0x7a, 0x2d, 0x2e, 0x5f, 0x7e: out.unicodeScalars.append(Unicode.Scalar(byte))
+            default: out += "%" + Hex.encode([byte]).uppercased()
+            }
+        }
+        return out
     }
 
     static func reason(_ job: Job) -> HTML {
@@ -186,7 +215,7 @@ enum Pages {
     }
 
     static func state(_ state: JobState) -> HTML {
-        "<span class=\"state s-\(state.rawValue)\">\(state.rawValue.replacingUnderscores)</span>"
+        "<span class=\"state s-\(state.rawValue)\">\(state.rawValue.replacing("_", " "))</span>"
     }
 
     static func sha(_ sha: String?) -> HTML {
@@ -206,7 +235,7 @@ enum Pages {
     /// the relative form as its text (the script keeps it current) followed by the absolute one.
     static func time(_ at: Int64, _ now: Int64) -> HTML {
         let iso = Clock.rfc3339(at)
-        let shown = iso.replacingOccurrences("T", " ").replacingOccurrences("Z", " UTC")
+        let shown = iso.replacing("T", " ").replacing("Z", " UTC")
         return "<time datetime=\"\(iso)\" title=\"\(iso)\" data-rel>\(relative(now - at))</time> (\(shown))"
     }
 
@@ -215,15 +244,5 @@ enum Pages {
         let (n, unit): (Int64, String) =
             a < 60 ? (a, "s") : a < 3600 ? (a / 60, "min") : a < 86400 ? (a / 3600, "h") : (a / 86400, "d")
         return seconds >= 0 ? "\(n) \(unit) ago" : "in \(n) \(unit)"
-    }
-}
-
-extension String {
-    fileprivate var replacingUnderscores: String { replacingOccurrences("_", " ") }
-
-    fileprivate func replacingOccurrences(_ target: Character, _ replacement: String) -> String {
-        var out = ""
-        for c in self { if c == target { out += replacement } else { out.append(c) } }
-        return out
     }
 }

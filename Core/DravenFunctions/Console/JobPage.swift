@@ -1,0 +1,203 @@
+package import DravenCore
+
+/// `GET /ui/jobs/{id}`: one job's whole story (`JobTimeline`) and what the viewer may do about it
+/// (`JobActions`): approve or reject with a comment, cancel, roll back, each a form posting to
+/// `ConsoleActions`; for each action the viewer may not take, why not. Polls like the overview
+/// (ETag of the store's version, the job and the session).
+enum JobPage {
+    static func page(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        guard let session = try SessionCookie.session(request, context) else { return Console.toSignIn }
+        let id = try params.id("id")
+        context.subject = "job/\(id)"
+        let db = try context.db()
+        let etag = try Console.etag(db, session, page: "job/\(id)")
+        try Sessions.touch(db, session, now: context.now)
+        if request.header("if-none-match") == etag { return Response(status: 304, headers: [("ETag", etag)]) }
+        var response = try render(session, context, job: id, notice: Console.notice(request))
+        response.headers.append(("ETag", etag))
+        return response
+    }
+
+    /// The page; `notice` is an outcome or a refusal to show above the actions.
+    static func render(_ session: Sessions.Live, _ context: Context, job id: Int64, notice: Console.Notice?) throws
+        -> Response
+    {
+        let db = try context.db()
+        let timeline = try JobTimeline.load(db, job: id, viewer: session.principal)
+        let actions = try JobActions.for(db, job: id, viewer: session.principal, now: context.now)
+        let job = timeline.job
+        let now = context.now
+        let title = "Job \(job.id) · \(job.kind.rawValue) \(Pages.shortRef(job.ref)) to \(job.project)/\(job.environment)"
+        let main: HTML = """
+            <p class="why"><a href="/ui/">Overview</a> › \
+            <a href="\(Pages.environmentPath(job.project, job.environment))">\(job.project)/\(job.environment)</a> \
+            › job \(job.id) · As of \(Pages.time(now, now)) · <a href="/ui/jobs/\(job.id)">Refresh</a></p>
+            <h2>\(title)</h2>
+            \(notice.map(\.html) ?? .empty)
+            \(summary(timeline, now: now))
+            \(actionsSection(actions, session: session, now: now))
+            <section aria-labelledby="timeline"><h3 id="timeline">Timeline</h3>
+            <ol class="timeline">\(timeline.entries.map { entry($0, now: now) })</ol></section>
+            \(outbound(timeline.outbound, now: now))
+            """
+        return Pages.layout(
+            title: "Job \(job.id)", session: session, main: main,
+            mainAttributes: " data-poll=\"/ui/jobs/\(job.id)\" data-etag=\"\(try Console.etag(db, session, page: "job/\(id)"))\"")
+    }
+
+    static func summary(_ t: JobTimeline, now: Int64) -> HTML {
+        let job = t.job
+        var rows: [HTML] = [
+            "<dt>State</dt><dd>\(Pages.state(job.state)) since \(Pages.time(job.updatedAt, now))</dd>",
+            "<dt>Ref</dt><dd><code>\(job.ref)</code>\(Pages.sha(job.sha))</dd>",
+            "<dt>Requested</dt><dd>by \(job.requestedBy), \(Pages.time(job.createdAt, now))</dd>",
+        ]
+        if !job.reason.isEmpty { rows.append("<dt>Reason</dt><dd><q>\(job.reason)</q></dd>") }
+        if let lock = t.lock {
+            var held: HTML = "fencing token \(lock.fencingToken)"
+            if let until = lock.leaseUntil { held = "\(held) · lease ends \(Pages.time(until, now))" }
+            rows.append("<dt>Lock</dt><dd>\(held)</dd>")
+        }
+        if let position = t.queuePosition {
+            let holder: HTML = t.queueHolder.map { "held by \(Pages.jobLink($0))" } ?? "free"
+            rows.append("<dt>Queue</dt><dd>position \(position); the lock is \(holder)</dd>")
+        }
+        if let progress = Progress(job) {
+            var what: [String] = []
+            if let step = progress.step { what.append("step \(step)") }
+            if let percent = progress.percent { what.append("\(percent) %") }
+            if let message = progress.message { what.append(message) }
+            let bar: HTML = progress.percent.map {
+                "<progress max=\"100\" value=\"\(min(max($0, 0), 100))\">\($0) %</progress>"
+            } ?? .empty
+            let beat: HTML = job.heartbeatAt.map { ", heartbeat \(Pages.time($0, now))" } ?? .empty
+            rows.append("<dt>Progress</dt><dd>\(what.joined(separator: " · "))\(beat)\(bar)</dd>")
+        }
+        var links: [HTML] = []
+        if let url = job.runURL, Pages.isWebURL(url) { links.append("<a href=\"\(url)\">provider run</a>") }
+        if let url = job.logURL, Pages.isWebURL(url) { links.append("<a href=\"\(url)\">log</a>") }
+        if !links.isEmpty { rows.append("<dt>Links</dt><dd>\(HTML.join(links, " · "))</dd>") }
+        if let parent = t.parent {
+            rows.append("<dt>Started by</dt><dd>\(Pages.jobLink(parent.id)) (\(parent.kind.rawValue))</dd>")
+        }
+        if !t.children.isEmpty {
+            let items = t.children.map { child -> HTML in
+                "\(Pages.jobLink(child.id)) \(child.kind.rawValue) \(Pages.state(child.state))"
+            }
+            rows.append("<dt>Started</dt><dd>\(HTML.join(items, "<br>"))</dd>")
+        }
+        return "<dl class=\"summary\">\(rows)</dl>"
+    }
+
+    /// The viewer's actions: a form for each they may take, and why not for each they may not.
+    /// Approve and reject are shown while the job awaits approval; cancel while it has not ended;
+    /// roll back for jobs that make releases.
+    static func actionsSection(_ a: JobActions, session: Sessions.Live, now: Int64) -> HTML {
+        let job = a.job
+        var parts: [HTML] = []
+        if let approvals = a.approvals {
+            parts.append(
+                """
+                <p id="tally">\(approvals.summary); the approval window closes \(Pages.time(approvals.expiresAt, now))\
+                </p>
+                """)
+            parts.append(voteForm(job, approve: a.approve, reject: a.reject, session: session, back: nil))
+        }
+        if !job.state.isTerminal {
+            parts.append(
+                form(
+                    "cancel", "Cancel", a.cancel, action: "/ui/jobs/\(job.id)/cancel", session: session,
+                    field: ("reason", "Why cancel (optional)")))
+        }
+        if job.kind.isRelease {
+            parts.append(
+                form(
+                    "rollback", "Roll back", a.rollBack, action: "/ui/jobs/\(job.id)/rollback", session: session,
+                    field: ("reason", "Why roll back (optional)")))
+        }
+        guard !parts.isEmpty else { return .empty }
+        return "<section aria-labelledby=\"actions\" class=\"actions\"><h3 id=\"actions\">Actions</h3>\(parts)</section>"
+    }
+
+    /// Approve and reject in one form sharing the comment; a decision the viewer may not take is
+    /// not a button but its reason. `back`: where to go afterwards (`approvals`: the inbox).
+    static func voteForm(
+        _ job: Job, approve: Permission, reject: Permission, session: Sessions.Live, back: String?
+    ) -> HTML {
+        let why = [("approve", approve), ("reject", reject)].compactMap { name, permission -> HTML? in
+            guard let reason = permission.reason else { return nil }
+            return "<p class=\"why\" id=\"why-\(name)-\(job.id)\">You may not \(name): \(reason)</p>"
+        }
+        guard approve.allowed || reject.allowed else { return HTML.join(why) }
+        var buttons: [HTML] = []
+        if approve.allowed {
+            buttons.append("<button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>")
+        }
+        if reject.allowed {
+            buttons.append("<button type=\"submit\" name=\"decision\" value=\"reject\" class=\"danger\">Reject</button>")
+        }
+        let notes = [approve.note, reject.note].compactMap { $0 }.map { note -> HTML in "<p class=\"why\">\(note)</p>" }
+        let backField: HTML = back.map { "<input type=\"hidden\" name=\"back\" value=\"\($0)\">" } ?? .empty
+        return """
+            <form class="stack" method="post" action="/ui/jobs/\(job.id)/vote">
+            <input type="hidden" name="csrf" value="\(session.csrf)">\(backField)
+            <label for="comment-\(job.id)">Comment (optional)</label>
+            <input id="comment-\(job.id)" name="comment" type="text" maxlength="1000">
+            \(notes)<div class="buttons">\(buttons)</div></form>\(why)
+            """
+    }
+
+    /// One action's form with an optional text field, or why the viewer may not take it.
+    static func form(
+        _ name: String, _ label: String, _ permission: Permission, action: String, session: Sessions.Live,
+        field: (name: String, label: String), hidden: [(String, String)] = []
+    ) -> HTML {
+        guard permission.allowed else {
+            return "<p class=\"why\" id=\"why-\(name)\">You may not \(label.lowercased()): \(permission.reason ?? "")</p>"
+        }
+        let id = "\(name)-\(field.name)"
+        let extra = hidden.map { "<input type=\"hidden\" name=\"\($0.0)\" value=\"\($0.1)\">" as HTML }
+        let note: HTML = permission.note.map { "<p class=\"why\">\($0)</p>" } ?? .empty
+        return """
+            <form class="stack" method="post" action="\(action)">
+            <input type="hidden" name="csrf" value="\(session.csrf)">\(extra)
+            <label for="\(id)">\(field.label)</label>
+            <input id="\(id)" name="\(field.name)" type="text" maxlength="1000">
+            \(note)<div class="buttons"><button type="submit" class="danger">\(label)</button></div></form>
+            """
+    }
+
+    static func entry(_ e: JobTimeline.Entry, now: Int64) -> HTML {
+        let links = e.links.filter { Pages.isWebURL($0.url) }.map { "<a href=\"\($0.url)\">\($0.title)</a>" as HTML }
+        let jobs = e.jobs.map { Pages.jobLink($0) }
+        var related: HTML = .empty
+        if !links.isEmpty || !jobs.isEmpty { related = " · \(HTML.join(links + jobs, " · "))" }
+        return """
+            <li class="k-\(e.kind.rawValue)">\(Pages.time(e.at, now)) <strong>\(e.kind.rawValue.replacing("_", " "))\
+            </strong> \(e.summary)\(related) <span class="why">— \(e.actor)</span></li>
+            """
+    }
+
+    /// Every outbound call about the job: what, its state, attempts and last error.
+    static func outbound(_ rows: [Outbox.Row], now: Int64) -> HTML {
+        guard !rows.isEmpty else { return .empty }
+        let items = rows.map { row -> HTML in
+            let state = row.state?.rawValue ?? "?"
+            let error: HTML = row.lastError.map { " · <span class=\"why\">last error: \($0)</span>" } ?? .empty
+            let attempts = row.attempts == 1 ? "1 attempt" : "\(row.attempts) attempts"
+            return "<li>\(row.kind) — \(state), \(attempts), queued \(Pages.time(row.createdAt, now))\(error)</li>"
+        }
+        return """
+            <section aria-labelledby="outbound"><h3 id="outbound">Outbound calls</h3><ul>\(items)</ul></section>
+            """
+    }
+}
+
+extension String {
+    /// `self` with every `target` character replaced by `replacement`.
+    func replacing(_ target: Character, _ replacement: String) -> String {
+        var out = ""
+        for c in self { if c == target { out += replacement } else { out.append(c) } }
+        return out
+    }
+}
