@@ -49,7 +49,7 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
 .PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions link-order \
-	fuzz fuzz-build fuzz-smoke lint format
+	fuzz fuzz-build fuzz-smoke lint format screenshots
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -91,6 +91,10 @@ e2e-test: release venv
 	BIN_DIR="$(BIN_DIR)" .venv/bin/python -m pytest -q Tests/e2e
 
 test: unit-test e2e-test fuzz-smoke
+
+# PNGs of the console (overview, job page, inbox, environment page) from the browser tests' data.
+screenshots: release venv
+	BIN_DIR="$(BIN_DIR)" .venv/bin/python Tests/e2e/screenshots.py Tests/e2e/screenshots
 
 # draven against the C floor handler and adnanh/webhook (see bench/bench.py). Not part of `make test`.
 bench: release bench-deps

@@ -187,7 +187,8 @@ import Testing
             Console.self, "GET", "/ui/jobs/\(job)", headers: ["Cookie": alice.cookie, "If-None-Match": etag])
         #expect(beat.status == 200 && beat.body.contains("latest heartbeat: migrate · 40 % · &lt;b&gt;schema"))
         #expect(!beat.body.contains("<b>schema</b>"))
-        try w.finish(job, "succeeded", log: "https://ci.example/log/1", artifacts: ["javascript:alert(1)"], release: "r9")
+        try w.finish(
+            job, "succeeded", log: "https://ci.example/log/1", artifacts: ["javascript:alert(1)"], release: "r9")
         let done = try get(w, alice, "/ui/jobs/\(job)").body
         #expect(done.contains("the runner reported succeeded"))
         #expect(done.contains("<a href=\"https://ci.example/log/1\">log</a>"))

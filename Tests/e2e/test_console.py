@@ -1,10 +1,6 @@
 """The web console in a real browser: headless Chromium (Debian's chromium and chromium-driver,
 driven by Selenium) against nginx + fcgiwrap serving the release binaries."""
-import contextlib
-import http.client
 import re
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -13,15 +9,10 @@ import pytest
 from conftest import launch
 
 selenium = pytest.importorskip("selenium")
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+from browser import CSP, chromium, make_link, raw, session_cookie, sign_in_with_token, wait_text, wait_url  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,83 +20,6 @@ def console():
     # Outbound delivery is off: deploys stay dispatching, as the overview should then show them.
     with launch((Path(__file__).parent / "draven.console.toml").read_text(), deliver="/bin/true") as s:
         yield s
-
-
-@contextlib.contextmanager
-def chromium(javascript=True):
-    """A headless Chromium with a profile of its own (no cookies), closed afterwards."""
-    profile = tempfile.mkdtemp(prefix="draven-chromium-")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--user-data-dir={profile}", "--window-size=400,900", "--no-first-run"]:
-        options.add_argument(arg)
-    if not javascript:
-        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def raw(stack, method, path, body=None, headers=None):
-    """One request, redirects not followed: (status, headers (lowercase names), body text)."""
-    conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=30)
-    hdrs = dict(headers or {})
-    if body is not None:
-        hdrs.setdefault("Content-Type", "application/x-www-form-urlencoded")
-    conn.request(method, path, body=body, headers=hdrs)
-    r = conn.getresponse()
-    out = (r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode(errors="replace"))
-    conn.close()
-    return out
-
-
-def sign_in_with_token(driver, stack, person):
-    driver.get(stack.url + "/ui/sign-in")
-    field = driver.find_element(By.ID, "token")
-    assert driver.find_element(By.CSS_SELECTOR, "label[for=token]").text == "API token"
-    field.send_keys(stack.tokens[person])
-    driver.find_element(By.CSS_SELECTOR, "form[action='/ui/sign-in'] button").click()
-    wait_text(driver, f"Signed in as {person}")
-
-
-def wait_text(driver, text, timeout=15):
-    """Waits until the page's text holds `text` (across a navigation: while the next page replaces the
-    current one, its body may be missing or stale for a moment)."""
-    deadline = time.monotonic() + timeout
-    body = ""
-    while time.monotonic() < deadline:
-        try:
-            body = driver.find_element(By.TAG_NAME, "body").text
-        except WebDriverException:
-            body = ""
-        if text in body:
-            return body
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not on the page: {body!r}")
-
-
-def wait_url(driver, part, timeout=15):
-    deadline = time.monotonic() + timeout
-    while part not in driver.current_url:
-        assert time.monotonic() < deadline, driver.current_url
-        time.sleep(0.1)
-
-
-def session_cookie(driver):
-    cookies = {c["name"]: c for c in driver.get_cookies()}
-    return cookies.get("draven_session") or cookies.get("__Host-draven_session")
-
-
-def make_link(stack, person, ttl="15m"):
-    out = stack.draven("console", "link", "--person", person, "--ttl", ttl, "--url", stack.url)
-    url = out.stdout.strip()
-    assert re.fullmatch(re.escape(stack.url) + r"/ui/link/drl_[0-9a-f]{12}_[A-Za-z0-9_-]+", url), out
-    return url
 
 
 def test_sign_in_with_a_token_and_the_overview_shows_an_api_deploy(console):

@@ -71,7 +71,8 @@ enum Assets {
         .buttons{display:flex;gap:.5rem;flex-wrap:wrap}
         button.danger{background:var(--card);color:var(--bad);border-color:var(--bad)}
         .list{display:grid;gap:.75rem}
-        .actions form{margin-bottom:.75rem}
+        .actions .grid>div{background:var(--card);border:1px solid var(--line);border-radius:.5rem;padding:.75rem}
+        .actions form.stack{max-width:none}
         ol.timeline{list-style:none;padding:0;margin:0;border-left:2px solid var(--line)}
         ol.timeline li{padding:.3rem 0 .3rem .75rem;overflow-wrap:anywhere}
         ol.timeline .k-refused,ol.timeline .k-notify_failed,ol.timeline .k-dispatch_attempt{color:var(--bad)}

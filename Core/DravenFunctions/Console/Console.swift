@@ -100,18 +100,10 @@ package enum Console: Function {
     }
 
     static func overview(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        guard let session = try SessionCookie.session(request, context) else { return toSignIn }
-        let db = try context.db()
-        let person = session.principal.personID
-        let etag = try etag(db, session, page: "overview")
-        try Sessions.touch(db, session, now: context.now)
-        if let presented = request.header("if-none-match"), presented == etag {
-            return Response(status: 304, headers: [("ETag", etag)])
+        try polled(request, context, path: "/ui/") { session, etag in
+            let model = try Overview.load(try context.db(), person: session.principal.personID)
+            return Pages.overview(model, session: session, etag: etag, notice: notice(request), now: context.now)
         }
-        let model = try Overview.load(db, person: person)
-        var response = Pages.overview(model, session: session, etag: etag, notice: notice(request), now: context.now)
-        response.headers.append(("ETag", etag))
-        return response
     }
 
     /// The sign-in form, or (with `[console] proxy_user_header` configured, from a trusted proxy's
@@ -201,6 +193,22 @@ package enum Console: Function {
     }
 
     // MARK: - pages
+
+    /// A page that polls itself (`path`, its own address without the query): `304 Not Modified`
+    /// when the request's `If-None-Match` is its ETag, else `render(session, etag)` with the ETag.
+    /// Without a session, 303 to the sign-in page. Each view counts as the session's activity.
+    static func polled(
+        _ request: Request, _ context: Context, path: String, render: (Sessions.Live, String) throws -> Response
+    ) throws -> Response {
+        guard let session = try SessionCookie.session(request, context) else { return toSignIn }
+        let db = try context.db()
+        let etag = try etag(db, session, page: path)
+        try Sessions.touch(db, session, now: context.now)
+        if request.header("if-none-match") == etag { return Response(status: 304, headers: [("ETag", etag)]) }
+        var response = try render(session, etag)
+        response.headers.append(("ETag", etag))
+        return response
+    }
 
     /// A page's ETag: the store's version as the viewer's pages see it (`Overview.version`: any
     /// job move, audit record, configuration change or heartbeat changes it), the page, the session.

@@ -72,7 +72,8 @@ enum ConsoleActions {
                 reason: try text(form, "reason"), context)
             return "/ui/jobs/\(rollback)?done=rollback"
         } refused: { notice in
-            try ListPages.renderEnvironment(session, context, project: project, environment: environment, notice: notice)
+            try ListPages.renderEnvironment(
+                session, context, project: project, environment: environment, notice: notice)
         }
     }
 

@@ -10,6 +10,7 @@ enum DeployForm {
     struct Values {
         var target = ""
         var ref = ""
+        var kind = ""
         var reason = ""
     }
 
@@ -22,7 +23,9 @@ enum DeployForm {
     static func post(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let session = try Console.requireForm(request, context)
         let form = try Console.formItems(request)
-        let values = Values(target: form["target"] ?? "", ref: form["ref"] ?? "", reason: form["reason"] ?? "")
+        let values = Values(
+            target: form["target"] ?? "", ref: form["ref"] ?? "", kind: form["ref_kind"] ?? "",
+            reason: form["reason"] ?? "")
         do {
             let parts = values.target.split(separator: "/", maxSplits: 1).map(String.init)
             guard parts.count == 2 else {
@@ -32,6 +35,7 @@ enum DeployForm {
                 "project": .string(parts[0]), "environment": .string(parts[1]), "ref": .string(values.ref),
             ]
             if !values.reason.isEmpty { body["reason"] = .string(values.reason) }
+            if !values.kind.isEmpty { body["ref_kind"] = .string(values.kind) }
             let input = try DeployRequest(.object(body))
             let key = form["key"].flatMap { $0.isEmpty ? nil : $0 }
             let (job, _) = try Trigger.deploy(
@@ -49,6 +53,17 @@ enum DeployForm {
             response.status = problem.status
             return response
         }
+    }
+
+    /// The ref-kind choices: as typed (a full ref, or a name only one kind of ref the policy
+    /// accepts can have), a branch, a tag, a commit sha — the API's `ref_kind`.
+    static func kinds(_ chosen: String) -> HTML {
+        let choices = [("", "as typed"), ("branch", "a branch"), ("tag", "a tag"), ("sha", "a commit sha")]
+        return HTML.join(
+            choices.map { value, label in
+                let selected: HTML = value == chosen ? " selected" : .empty
+                return "<option value=\"\(value)\"\(selected)>\(label)</option>"
+            })
     }
 
     /// The form field a refusal is about: `ref` (the ref, its kind, the policy's refs rule),
@@ -107,6 +122,8 @@ enum DeployForm {
                 <label for="ref">Ref</label>
                 <input id="ref" name="ref" type="text" required value="\(values.ref)" \
                 placeholder="v1.2.0, develop, refs/heads/main or a commit sha"\(refAttr)>\(refNote)
+                <label for="ref_kind">The ref is</label>
+                <select id="ref_kind" name="ref_kind">\(kinds(values.kind))</select>
                 <label for="reason">Reason</label>
                 <input id="reason" name="reason" type="text" value="\(values.reason)"\(reasonAttr)>\(reasonNote)
                 <button type="submit">Deploy</button>

@@ -6,32 +6,29 @@ package import DravenCore
 /// (ETag of the store's version, the job and the session).
 enum JobPage {
     static func page(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        guard let session = try SessionCookie.session(request, context) else { return Console.toSignIn }
         let id = try params.id("id")
         context.subject = "job/\(id)"
-        let db = try context.db()
-        let etag = try Console.etag(db, session, page: "job/\(id)")
-        try Sessions.touch(db, session, now: context.now)
-        if request.header("if-none-match") == etag { return Response(status: 304, headers: [("ETag", etag)]) }
-        var response = try render(session, context, job: id, notice: Console.notice(request))
-        response.headers.append(("ETag", etag))
-        return response
+        return try Console.polled(request, context, path: "/ui/jobs/\(id)") { session, etag in
+            try render(session, context, job: id, notice: Console.notice(request), etag: etag)
+        }
     }
 
     /// The page; `notice` is an outcome or a refusal to show above the actions.
-    static func render(_ session: Sessions.Live, _ context: Context, job id: Int64, notice: Console.Notice?) throws
-        -> Response
-    {
+    static func render(
+        _ session: Sessions.Live, _ context: Context, job id: Int64, notice: Console.Notice?, etag: String? = nil
+    ) throws -> Response {
         let db = try context.db()
         let timeline = try JobTimeline.load(db, job: id, viewer: session.principal)
         let actions = try JobActions.for(db, job: id, viewer: session.principal, now: context.now)
         let job = timeline.job
         let now = context.now
-        let title = "Job \(job.id) · \(job.kind.rawValue) \(Pages.shortRef(job.ref)) to \(job.project)/\(job.environment)"
+        let path = "/ui/jobs/\(job.id)"
+        let title =
+            "Job \(job.id) · \(job.kind.rawValue) \(Pages.shortRef(job.ref)) to \(job.project)/\(job.environment)"
         let main: HTML = """
             <p class="why"><a href="/ui/">Overview</a> › \
             <a href="\(Pages.environmentPath(job.project, job.environment))">\(job.project)/\(job.environment)</a> \
-            › job \(job.id) · As of \(Pages.time(now, now)) · <a href="/ui/jobs/\(job.id)">Refresh</a></p>
+            › job \(job.id) · As of \(Pages.time(now, now)) · <a href="\(path)">Refresh</a></p>
             <h2>\(title)</h2>
             \(notice.map(\.html) ?? .empty)
             \(summary(timeline, now: now))
@@ -42,7 +39,7 @@ enum JobPage {
             """
         return Pages.layout(
             title: "Job \(job.id)", session: session, main: main,
-            mainAttributes: " data-poll=\"/ui/jobs/\(job.id)\" data-etag=\"\(try Console.etag(db, session, page: "job/\(id)"))\"")
+            poll: (path, try etag ?? Console.etag(db, session, page: path)))
     }
 
     static func summary(_ t: JobTimeline, now: Int64) -> HTML {
@@ -67,9 +64,10 @@ enum JobPage {
             if let step = progress.step { what.append("step \(step)") }
             if let percent = progress.percent { what.append("\(percent) %") }
             if let message = progress.message { what.append(message) }
-            let bar: HTML = progress.percent.map {
-                "<progress max=\"100\" value=\"\(min(max($0, 0), 100))\">\($0) %</progress>"
-            } ?? .empty
+            let bar: HTML =
+                progress.percent.map {
+                    "<progress max=\"100\" value=\"\(min(max($0, 0), 100))\">\($0) %</progress>"
+                } ?? .empty
             let beat: HTML = job.heartbeatAt.map { ", heartbeat \(Pages.time($0, now))" } ?? .empty
             rows.append("<dt>Progress</dt><dd>\(what.joined(separator: " · "))\(beat)\(bar)</dd>")
         }
@@ -94,29 +92,33 @@ enum JobPage {
     /// roll back for jobs that make releases.
     static func actionsSection(_ a: JobActions, session: Sessions.Live, now: Int64) -> HTML {
         let job = a.job
+        var tally: HTML = .empty
         var parts: [HTML] = []
         if let approvals = a.approvals {
-            parts.append(
-                """
+            tally = """
                 <p id="tally">\(approvals.summary); the approval window closes \(Pages.time(approvals.expiresAt, now))\
                 </p>
-                """)
-            parts.append(voteForm(job, approve: a.approve, reject: a.reject, session: session, back: nil))
+                """
+            parts.append(
+                "<div>\(voteForm(job, approve: a.approve, reject: a.reject, session: session, back: nil))</div>")
         }
         if !job.state.isTerminal {
-            parts.append(
-                form(
-                    "cancel", "Cancel", a.cancel, action: "/ui/jobs/\(job.id)/cancel", session: session,
-                    field: ("reason", "Why cancel (optional)")))
+            let cancel = form(
+                "cancel", "Cancel", a.cancel, action: "/ui/jobs/\(job.id)/cancel", session: session,
+                field: ("reason", "Why cancel (optional)"))
+            parts.append("<div>\(cancel)</div>")
         }
         if job.kind.isRelease {
-            parts.append(
-                form(
-                    "rollback", "Roll back", a.rollBack, action: "/ui/jobs/\(job.id)/rollback", session: session,
-                    field: ("reason", "Why roll back (optional)")))
+            let rollBack = form(
+                "rollback", "Roll back", a.rollBack, action: "/ui/jobs/\(job.id)/rollback", session: session,
+                field: ("reason", "Why roll back (optional)"))
+            parts.append("<div>\(rollBack)</div>")
         }
         guard !parts.isEmpty else { return .empty }
-        return "<section aria-labelledby=\"actions\" class=\"actions\"><h3 id=\"actions\">Actions</h3>\(parts)</section>"
+        return """
+            <section aria-labelledby="actions" class="actions"><h3 id="actions">Actions</h3>\(tally)\
+            <div class="grid">\(parts)</div></section>
+            """
     }
 
     /// Approve and reject in one form sharing the comment; a decision the viewer may not take is
@@ -134,9 +136,11 @@ enum JobPage {
             buttons.append("<button type=\"submit\" name=\"decision\" value=\"approve\">Approve</button>")
         }
         if reject.allowed {
-            buttons.append("<button type=\"submit\" name=\"decision\" value=\"reject\" class=\"danger\">Reject</button>")
+            buttons.append(
+                "<button type=\"submit\" name=\"decision\" value=\"reject\" class=\"danger\">Reject</button>")
         }
-        let notes = [approve.note, reject.note].compactMap { $0 }.map { note -> HTML in "<p class=\"why\">\(note)</p>" }
+        let said = [approve.allowed ? approve.note : nil, reject.allowed ? reject.note : nil].compactMap { $0 }
+        let notes: HTML = said.isEmpty ? .empty : "<p class=\"why\">\(said.joined(separator: "; "))</p>"
         let backField: HTML = back.map { "<input type=\"hidden\" name=\"back\" value=\"\($0)\">" } ?? .empty
         return """
             <form class="stack" method="post" action="/ui/jobs/\(job.id)/vote">
@@ -153,7 +157,8 @@ enum JobPage {
         field: (name: String, label: String), hidden: [(String, String)] = []
     ) -> HTML {
         guard permission.allowed else {
-            return "<p class=\"why\" id=\"why-\(name)\">You may not \(label.lowercased()): \(permission.reason ?? "")</p>"
+            return
+                "<p class=\"why\" id=\"why-\(name)\">You may not \(label.lowercased()): \(permission.reason ?? "")</p>"
         }
         let id = "\(name)-\(field.name)"
         let extra = hidden.map { "<input type=\"hidden\" name=\"\($0.0)\" value=\"\($0.1)\">" as HTML }

@@ -7,14 +7,9 @@ enum ListPages {
     // MARK: - approvals inbox
 
     static func inbox(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        guard let session = try SessionCookie.session(request, context) else { return Console.toSignIn }
-        let db = try context.db()
-        let etag = try Console.etag(db, session, page: "approvals")
-        try Sessions.touch(db, session, now: context.now)
-        if request.header("if-none-match") == etag { return Response(status: 304, headers: [("ETag", etag)]) }
-        var response = try renderInbox(session, context, notice: Console.notice(request), etag: etag)
-        response.headers.append(("ETag", etag))
-        return response
+        try Console.polled(request, context, path: "/ui/approvals") { session, etag in
+            try renderInbox(session, context, notice: Console.notice(request), etag: etag)
+        }
     }
 
     static func renderInbox(
@@ -22,8 +17,9 @@ enum ListPages {
     ) throws -> Response {
         let db = try context.db()
         let now = context.now
-        let inbox = try ApprovalsInbox.load(db, viewer: session.principal, now: now)
-        let items = inbox.items.map { item -> HTML in
+        let model = try ApprovalsInbox.load(db, viewer: session.principal, now: now)
+        let back = "approvals"
+        let items = model.items.map { item -> HTML in
             let job = item.job
             let votes: HTML =
                 item.approvedBy.isEmpty
@@ -35,7 +31,7 @@ enum ListPages {
                 <p>Requested by \(job.requestedBy) \(Pages.time(job.createdAt, now))\(Pages.reason(job))</p>
                 <p>\(item.approvedBy.count) of \(item.required) approvals: \(votes); expires \
                 \(Pages.time(item.expiresAt, now))</p>
-                \(JobPage.voteForm(job, approve: item.approve, reject: item.reject, session: session, back: "approvals"))
+                \(JobPage.voteForm(job, approve: item.approve, reject: item.reject, session: session, back: back))
                 </article>
                 """
         }
@@ -49,28 +45,26 @@ enum ListPages {
                 <h2>Waiting for your approval</h2>\(notice.map(\.html) ?? .empty)
                 \(body)
                 """,
-            mainAttributes: " data-poll=\"/ui/approvals\" data-etag=\"\(try etag ?? Console.etag(db, session, page: "approvals"))\"")
+            poll: ("/ui/approvals", try etag ?? Console.etag(db, session, page: "/ui/approvals")))
     }
 
     // MARK: - environment
 
     static func environment(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        guard let session = try SessionCookie.session(request, context) else { return Console.toSignIn }
         let project = params["project"] ?? ""
         let environment = params["environment"] ?? ""
         context.subject = "\(project)/\(environment)"
-        let db = try context.db()
-        let etag = try Console.etag(db, session, page: "environment/\(project)/\(environment)")
-        try Sessions.touch(db, session, now: context.now)
-        if request.header("if-none-match") == etag { return Response(status: 304, headers: [("ETag", etag)]) }
-        var response = try renderEnvironment(
-            session, context, project: project, environment: environment, notice: Console.notice(request))
-        response.headers.append(("ETag", etag))
-        return response
+        return try Console.polled(request, context, path: Pages.environmentPath(project, environment)) {
+            session, etag in
+            try renderEnvironment(
+                session, context, project: project, environment: environment, notice: Console.notice(request),
+                etag: etag)
+        }
     }
 
     static func renderEnvironment(
-        _ session: Sessions.Live, _ context: Context, project: String, environment: String, notice: Console.Notice?
+        _ session: Sessions.Live, _ context: Context, project: String, environment: String, notice: Console.Notice?,
+        etag: String? = nil
     ) throws -> Response {
         let db = try context.db()
         let now = context.now
@@ -86,7 +80,8 @@ enum ListPages {
         if let holder = view.holder, let lock = view.lock {
             var held: HTML =
                 """
-                held by \(Pages.jobLink(holder.id)) (\(holder.kind.rawValue) <code>\(Pages.shortRef(holder.ref))</code> \
+                held by \(Pages.jobLink(holder.id)) (\(holder.kind.rawValue) \
+                <code>\(Pages.shortRef(holder.ref))</code> \
                 by \(holder.requestedBy), \(Pages.state(holder.state))) with fencing token \(lock.fencingToken)
                 """
             if let until = lock.leaseUntil { held = "\(held); lease ends \(Pages.time(until, now))" }
@@ -102,7 +97,8 @@ enum ListPages {
             let items = view.queue.map { q -> HTML in
                 """
                 <li>\(Pages.jobLink(q.job.id)) \(q.job.kind.rawValue) <code>\(Pages.shortRef(q.job.ref))</code> by \
-                \(q.job.requestedBy), queued \(Pages.time(q.job.updatedAt, now))\(q.position == 1 ? " — starts next" : "")\
+                \(q.job.requestedBy), queued \(Pages.time(q.job.updatedAt, now))\
+                \(q.position == 1 ? " — starts next" : "")\
                 </li>
                 """
             }
@@ -126,7 +122,8 @@ enum ListPages {
                 (release \(release.id), \(release.kind)) — \(live), \(Pages.jobLink(release.jobID))\(who)\(action)</li>
                 """
         }
-        let history: HTML = rows.isEmpty ? "<p>Nothing was deployed here yet.</p>" : "<ol class=\"releases\">\(rows)</ol>"
+        let history: HTML =
+            rows.isEmpty ? "<p>Nothing was deployed here yet.</p>" : "<ol class=\"releases\">\(rows)</ol>"
         return Pages.layout(
             title: "\(project)/\(environment)", session: session,
             main: """
@@ -137,7 +134,7 @@ enum ListPages {
                 <section aria-labelledby="queue"><h3 id="queue">Queue</h3>\(queue)</section>
                 <section aria-labelledby="releases"><h3 id="releases">Releases</h3>\(history)</section>
                 """,
-            mainAttributes: " data-poll=\"\(path)\" data-etag=\"\(try Console.etag(db, session, page: "environment/\(project)/\(environment)"))\"")
+            poll: (path, try etag ?? Console.etag(db, session, page: path)))
     }
 
     // MARK: - audit
@@ -167,7 +164,8 @@ enum ListPages {
             let line: HTML = said.flatMap { $0.isEmpty ? nil : " <span class=\"why\">\($0)</span>" } ?? .empty
             return """
                 <tr data-audit="\(r.id)"><td>\(r.id)</td><td>\(Pages.time(r.at, now))</td><td>\(r.actor)</td>\
-                <td><code>\(r.action)</code>\(via)</td><td>\(subject)</td><td class="o-\(r.outcome)">\(r.outcome)\(line)</td></tr>
+                <td><code>\(r.action)</code>\(via)</td><td>\(subject)</td>\
+                <td class="o-\(r.outcome)">\(r.outcome)\(line)</td></tr>
                 """
         }
         var next: HTML = .empty
@@ -197,7 +195,8 @@ enum ListPages {
                 <h2>Audit trail</h2>
                 \(verification(page.verification, now: now))
                 <form class="filters" method="get" action="/ui/audit">
-                \(input("person", "Person", filter.person, "alice"))\(input("project", "Project", filter.project, "shop"))\
+                \(input("person", "Person", filter.person, "anyone"))\
+                \(input("project", "Project", filter.project, "any"))\
                 \(input("action", "Action", filter.action, "approval.approve, or job. for a family"))
                 <button type="submit">Filter</button></form>
                 \(table)\(next)

@@ -4,9 +4,12 @@ package import DravenCore
 enum Pages {
     /// The document around a page's `<main>`: the stylesheet and script at their hashed paths, the
     /// header with the viewer and a sign-out form (with the session's CSRF token) when signed in.
+    /// `poll`: the page's own path and ETag, which the script polls with (`Console.polled`).
     static func layout(
-        title: String, session: Sessions.Live?, main: HTML, mainAttributes: HTML = .empty, status: Int = 200
+        title: String, session: Sessions.Live?, main: HTML, poll: (path: String, etag: String)? = nil,
+        status: Int = 200
     ) -> Response {
+        let mainAttributes: HTML = poll.map { " data-poll=\"\($0.path)\" data-etag=\"\($0.etag)\"" } ?? .empty
         let nav: HTML
         if let session {
             nav = """
@@ -105,7 +108,7 @@ enum Pages {
                 <p class="why">As of \(time(now, now)) · <a href="/ui/">Refresh</a></p>
                 \(notice.map(\.html) ?? .empty)\(body)
                 """,
-            mainAttributes: " data-poll=\"/ui/\" data-etag=\"\(etag)\"")
+            poll: ("/ui/", etag))
     }
 
     static func cell(_ cell: Overview.Cell, now: Int64) -> HTML {
@@ -122,7 +125,8 @@ enum Pages {
         }
         if let running = cell.running {
             let (job, lock) = running
-            var what: HTML = "\(state(job.state)) \(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)"
+            var what: HTML =
+                "\(state(job.state)) \(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy)"
             if let progress = Progress(job) {
                 if let step = progress.step { what = "\(what) · step \(step)" }
                 if let percent = progress.percent {
@@ -203,7 +207,8 @@ enum Pages {
         var out = ""
         for byte in value.utf8 {
             switch byte {
-            case 0x30...0x39, 0x41...0x5a, 0x61...0x7a, 0x2d, 0x2e, 0x5f, 0x7e: out.unicodeScalars.append(Unicode.Scalar(byte))
+            case 0x30...0x39, 0x41...0x5a, 0x61...0x7a, 0x2d, 0x2e, 0x5f, 0x7e:
+                out.unicodeScalars.append(Unicode.Scalar(byte))
             default: out += "%" + Hex.encode([byte]).uppercased()
             }
         }
