@@ -195,6 +195,20 @@ import Testing
         #expect(!done.contains("javascript:"))
     }
 
+    @Test func theOverviewSaysWhichRequestWasRefusedAndWhy() throws {
+        let w = try ConsoleWorld()
+        let refused = try w.h.call(
+            Trigger.self, "POST", "/api/v1/deploys",
+            json: ["project": "app", "environment": "prod", "ref": "main", "ref_kind": "branch"], token: "carol")
+        #expect(refused.status == 403)
+        let bob = try signIn(w, "bob")
+        let page = try get(w, bob, "/ui/").body
+        #expect(page.contains("<dt>Refused</dt><dd class=\"why\">carol's request, "), "\(page)")
+        #expect(page.contains("prod accepts only tag v*; branch main does not match"))
+        let olga = try signIn(w, "olga")  // reads only vault
+        #expect(!(try get(w, olga, "/ui/").body.contains("Refused")))
+    }
+
     @Test func theAuditPageFiltersAndShowsOnlyWhatTheViewerMayRead() throws {
         let w = try ConsoleWorld()
         let job = try w.deploy("alice", "app", "prod", "v1.0.0", expect: "awaiting_approval")

@@ -63,20 +63,34 @@ def sign_in_with_token(driver, stack, person):
     wait_text(driver, f"Signed in as {person}")
 
 
-def wait_text(driver, text, timeout=15):
-    """Waits until the page's text holds `text` (across a navigation: while the next page replaces the
-    current one, its body may be missing or stale for a moment)."""
+def wait_text(driver, text, timeout=15, css="body"):
+    """Waits until the text of the element `css` (the whole page by default) holds `text`, across a
+    navigation or the page's script swapping its <main> (meanwhile the element may be missing or
+    stale for a moment). Returns that text."""
     deadline = time.monotonic() + timeout
-    body = ""
+    seen = ""
     while time.monotonic() < deadline:
         try:
-            body = driver.find_element(By.TAG_NAME, "body").text
+            seen = driver.find_element(By.CSS_SELECTOR, css).text
         except WebDriverException:
-            body = ""
-        if text in body:
-            return body
+            seen = ""
+        if text in seen:
+            return seen
         time.sleep(0.1)
-    raise AssertionError(f"{text!r} not on the page: {body!r}")
+    raise AssertionError(f"{text!r} not in {css}: {seen!r}")
+
+
+def deploy_from_the_form(driver, target, ref, reason, kind=None):
+    """Opens the deploy form from the navigation, fills it in and posts it."""
+    from selenium.webdriver.support.ui import Select
+    driver.find_element(By.LINK_TEXT, "Deploy").click()
+    wait_text(driver, "What each environment accepts")
+    Select(driver.find_element(By.ID, "target")).select_by_value(target)
+    driver.find_element(By.ID, "ref").send_keys(ref)
+    if kind:
+        Select(driver.find_element(By.ID, "ref_kind")).select_by_value(kind)
+    driver.find_element(By.ID, "reason").send_keys(reason)
+    driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
 
 
 def wait_url(driver, part, timeout=15):

@@ -9,10 +9,10 @@ import pytest
 from conftest import launch
 
 selenium = pytest.importorskip("selenium")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from browser import CSP, chromium, make_link, raw, session_cookie, sign_in_with_token, wait_text, wait_url  # noqa: E402
+from browser import (CSP, chromium, deploy_from_the_form, make_link, raw, session_cookie,  # noqa: E402
+                     sign_in_with_token, wait_text, wait_url)
 
 
 @pytest.fixture(scope="module")
@@ -52,16 +52,7 @@ def test_the_script_polls_with_etags_and_shows_new_deploys(console):
         time.sleep(6)  # at least one poll answered 304
         r = console.deploy("bob", "shop", "prod", "v9.9.9")
         assert r.status == 201 and r.json["state"] == "awaiting_approval", r
-        deadline = time.monotonic() + 20
-        cell = ""
-        while time.monotonic() < deadline:
-            try:  # the script may swap the page's <main> between finding the cell and reading it
-                cell = driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/prod']").text
-            except WebDriverException:
-                continue
-            if "v9.9.9" in cell:
-                break
-            time.sleep(0.2)
+        cell = wait_text(driver, "v9.9.9", timeout=20, css="article[data-environment='shop/prod']")
         assert "v9.9.9" in cell and "0 of 2 approvals" in cell and "may approve: alice" in cell, cell
     time.sleep(0.2)
     log = (console.state_dir / "run" / "access.log").read_text()
@@ -201,15 +192,9 @@ def test_the_pages_work_without_javascript(console):
 
 
 def test_deploy_from_the_form_and_a_refusal_next_to_the_field(console):
-    from selenium.webdriver.support.ui import Select
     with chromium() as driver:
         sign_in_with_token(driver, console, "bob")
-        driver.find_element(By.LINK_TEXT, "Deploy").click()
-        wait_text(driver, "What each environment accepts")
-        Select(driver.find_element(By.ID, "target")).select_by_value("shop/prod")
-        driver.find_element(By.ID, "ref").send_keys("refs/heads/main")
-        driver.find_element(By.ID, "reason").send_keys("from the browser")
-        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
+        deploy_from_the_form(driver, "shop/prod", "refs/heads/main", "from the browser")
         wait_text(driver, "does not match")
         error = driver.find_element(By.ID, "ref-error")
         assert "prod accepts only tag v*" in error.text

@@ -14,11 +14,10 @@ import pytest
 from conftest import ROOT, launch
 
 selenium = pytest.importorskip("selenium")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import Select  # noqa: E402
 
-from browser import CSP, chromium, raw, session_cookie, sign_in_with_token, wait_text, wait_url  # noqa: E402
+from browser import (CSP, chromium, deploy_from_the_form, raw, session_cookie, sign_in_with_token,  # noqa: E402
+                     wait_text, wait_url)
 
 sys.path.insert(0, str(ROOT / "infra"))
 from demo_provider import FakeProvider  # noqa: E402
@@ -82,43 +81,22 @@ def state(stack, job):
     return stack.rows("SELECT state FROM jobs WHERE id = ?", job)[0][0]
 
 
-def wait_element_text(driver, css, text, timeout=20):
-    """Waits until the element `css` holds `text` (the page's script may swap <main> meanwhile)."""
-    deadline = time.monotonic() + timeout
-    seen = ""
-    while time.monotonic() < deadline:
-        try:
-            seen = driver.find_element(By.CSS_SELECTOR, css).text
-        except WebDriverException:
-            seen = ""
-        if text in seen:
-            return seen
-        time.sleep(0.2)
-    raise AssertionError(f"{text!r} not in {css}: {seen!r}")
-
-
 # -- tests --------------------------------------------------------------------------------------
 
 def test_deploy_from_the_form_and_the_timeline_follows_the_runner_and_the_webhook(flow):
     evil = "<script>alert('x')</script> hotfix"
     with chromium() as driver:
         sign_in_with_token(driver, flow, "carol")
-        driver.find_element(By.LINK_TEXT, "Deploy").click()
-        wait_text(driver, "What each environment accepts")
-        Select(driver.find_element(By.ID, "target")).select_by_value("shop/staging")
-        driver.find_element(By.ID, "ref").send_keys("feature-x")
-        Select(driver.find_element(By.ID, "ref_kind")).select_by_value("branch")  # a tag could be named so too
-        driver.find_element(By.ID, "reason").send_keys(evil)
-        driver.find_element(By.CSS_SELECTOR, "form[action='/ui/deploy'] button").click()
+        deploy_from_the_form(driver, "shop/staging", "feature-x", evil, kind="branch")  # a tag could be named so
         wait_url(driver, "done=deployed&job=")
         job = int(driver.current_url.split("job=")[1])
         wait_text(driver, f"Deploy requested: job {job}.")
-        cell = wait_element_text(driver, "article[data-environment='shop/staging']", f"job {job}")
+        cell = wait_text(driver, css="article[data-environment='shop/staging']", text=f"job {job}")
         assert "feature-x" in cell and "by carol" in cell and evil in cell  # shown as text
         assert flow.wait_for(job, {"running", "failed"}) == "running"
         driver.find_element(By.CSS_SELECTOR, f"article[data-environment='shop/staging'] a[href='/ui/jobs/{job}']").click()
         wait_url(driver, f"/ui/jobs/{job}")
-        timeline = wait_element_text(driver, "ol.timeline", "took the lock with fencing token")
+        timeline = wait_text(driver, css="ol.timeline", text="took the lock with fencing token")
         assert "carol asked to deploy refs/heads/feature-x to shop/staging" in timeline
         assert "provider run" in driver.find_element(By.TAG_NAME, "main").text or "running" in timeline
         assert evil in driver.find_element(By.TAG_NAME, "main").text
@@ -127,13 +105,13 @@ def test_deploy_from_the_form_and_the_timeline_follows_the_runner_and_the_webhoo
         r = signed(flow, f"/api/v1/jobs/{job}/heartbeat",
                    {"fencing_token": token(flow, job), "progress": {"step": "migrate", "percent": 40}})
         assert r.status == 200, r
-        wait_element_text(driver, "ol.timeline", "latest heartbeat: migrate · 40 %")
+        wait_text(driver, css="ol.timeline", text="latest heartbeat: migrate · 40 %")
         assert "step migrate" in driver.find_element(By.CSS_SELECTOR, "dl.summary").text
         # The provider's webhook ends the run.
         r = github_run(flow, job, "completed", "success")
         assert r.status in (200, 202), r
         assert flow.wait_for(job, {"succeeded", "failed"}) == "succeeded"
-        wait_element_text(driver, "dl.summary", "succeeded")
+        wait_text(driver, css="dl.summary", text="succeeded")
         assert "You may not cancel" not in driver.find_element(By.TAG_NAME, "main").text  # ended: no cancel at all
     flow.wait_settled()
 
@@ -145,7 +123,7 @@ def test_two_leads_approve_from_the_inbox_and_the_requester_sees_why_not(flow):
     with chromium() as driver:
         sign_in_with_token(driver, flow, "alice")
         driver.get(f"{flow.url}/ui/jobs/{job}")
-        actions = wait_element_text(driver, "section.actions", "You may not approve")
+        actions = wait_text(driver, css="section.actions", text="You may not approve")
         assert driver.find_elements(By.CSS_SELECTOR, "button[value=approve]") == []
         assert "own" in actions, actions  # the self-approval rule, in the API's words
         assert "0 of 2 approvals — may approve: bob, erin" in actions
@@ -155,14 +133,14 @@ def test_two_leads_approve_from_the_inbox_and_the_requester_sees_why_not(flow):
         sign_in_with_token(driver, flow, "bob")
         driver.find_element(By.LINK_TEXT, "Approvals").click()
         article = f"article[data-job='{job}']"
-        wait_element_text(driver, article, "quarterly release")
+        wait_text(driver, css=article, text="quarterly release")
         driver.find_element(By.CSS_SELECTOR, f"{article} input[name=comment]").send_keys("looks good")
         driver.find_element(By.CSS_SELECTOR, f"{article} button[value=approve]").click()
         wait_text(driver, f"You approved job {job}.")
         assert driver.find_elements(By.CSS_SELECTOR, article) == []  # his part is done
         assert state(flow, job) == "awaiting_approval"
         driver.get(flow.url + "/ui/")
-        wait_element_text(driver, "article[data-environment='shop/prod']", "1 of 2 approvals — may approve: erin")
+        wait_text(driver, css="article[data-environment='shop/prod']", text="1 of 2 approvals — may approve: erin")
     # erin approves with JavaScript off: the forms post as they are.
     with chromium(javascript=False) as driver:
         sign_in_with_token(driver, flow, "erin")
@@ -190,7 +168,7 @@ def test_cancel_and_roll_back_from_the_pages(flow):
     with chromium() as driver:
         sign_in_with_token(driver, flow, "carol")
         driver.get(f"{flow.url}/ui/jobs/{second}")
-        actions = wait_element_text(driver, "section.actions", "You may not roll back")
+        actions = wait_text(driver, css="section.actions", text="You may not roll back")
         assert driver.find_elements(By.CSS_SELECTOR, f"form[action='/ui/jobs/{second}/rollback']") == []
         assert "rollback" in actions  # the grant it needs
         driver.get(f"{flow.url}/ui/jobs/{wip}")
@@ -198,7 +176,7 @@ def test_cancel_and_roll_back_from_the_pages(flow):
         driver.find_element(By.CSS_SELECTOR, f"form[action='/ui/jobs/{wip}/cancel'] button").click()
         wait_text(driver, "You cancelled this job.")
         assert state(flow, wip) == "cancelled"
-        wait_element_text(driver, "ol.timeline", "running → cancelled by carol: wrong branch")
+        wait_text(driver, css="ol.timeline", text="running → cancelled by carol: wrong branch")
     flow.wait_settled()
     # The provider was asked to stop the run, through the outbox, after the answer.
     assert flow.rows("SELECT state FROM outbox WHERE kind = 'cancel' AND job_id = ?", wip) == [("delivered",)]
@@ -206,7 +184,7 @@ def test_cancel_and_roll_back_from_the_pages(flow):
         sign_in_with_token(driver, flow, "alice")
         driver.find_element(By.CSS_SELECTOR, "article[data-environment='shop/staging'] h3 a").click()
         wait_url(driver, "/ui/environments/shop/staging")
-        history = wait_element_text(driver, "ol.releases", "this release is live now")
+        history = wait_text(driver, css="ol.releases", text="this release is live now")
         assert history.index("v1.2.0") < history.index("v1.1.0")  # newest first
         release = flow.rows("SELECT id FROM releases WHERE job_id = ?", first)[0][0]
         driver.find_element(By.CSS_SELECTOR, f"li[data-release='{release}'] input[name=reason]").send_keys("v1.2 broke")
@@ -217,7 +195,7 @@ def test_cancel_and_roll_back_from_the_pages(flow):
             [("rollback", release, "v1.2 broke")]
         assert flow.wait_for(rollback, {"running", "failed"}) == "running"
         finish(flow, rollback, release_id="v1.1.0")
-        wait_element_text(driver, "dl.summary", "succeeded")
+        wait_text(driver, css="dl.summary", text="succeeded")
         # ... and from a job's page: undo the rollback (back to what was live before it).
         driver.find_element(By.CSS_SELECTOR, f"form[action='/ui/jobs/{rollback}/rollback'] button").click()
         wait_text(driver, "Rollback requested")

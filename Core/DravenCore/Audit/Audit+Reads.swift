@@ -35,6 +35,23 @@ extension Audit {
             [.text(subject)], record)
     }
 
+    /// The newest refused request about each environment (subject `<project>/<environment>`: a
+    /// deploy or rollback request the policy, a grant or the lock refused) among the `window`
+    /// newest records, since `since`: what the overview shows as why nothing happened. Bounded:
+    /// one read of at most `window` records, whatever the trail's length.
+    package static func recentRefusals(_ db: Database, since: Int64, window: Int = 500) throws -> [String: Record] {
+        var newest: [String: Record] = [:]
+        let rows = try db.query(
+            """
+            SELECT \(recordColumns), NULL, NULL, NULL, NULL
+            FROM (SELECT id, at, actor, action, subject, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1) a
+            WHERE a.outcome = 'refused' AND a.at >= ?2 AND instr(a.subject, '/') > 0 AND a.subject NOT GLOB 'job/*'
+            ORDER BY a.id DESC
+            """, [.int(Int64(window)), .int(since)], record)
+        for row in rows where newest[row.subject] == nil { newest[row.subject] = row }
+        return newest
+    }
+
     /// What a page of the trail asks for. `action` matches exactly, or as a prefix when it ends
     /// with `.` (`job.` is every job move).
     package struct Query: Sendable {

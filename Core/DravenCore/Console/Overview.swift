@@ -17,13 +17,16 @@ package struct Overview: Sendable {
         /// Jobs just created and not yet moved on (pending).
         package var pending: [Job] = []
         package var last: Job?
+        /// The newest refused request about the environment in the last day (`Audit.recentRefusals`):
+        /// who, when, and the problem's detail (the policy rule, the grant, the busy lock).
+        package var refused: Audit.Record?
     }
 
     /// Cells by project, projects and environments in name order.
     package var projects: [(name: String, cells: [Cell])]
 
     /// - Parameter person: the viewer; only environments they may read are included.
-    package static func load(_ db: Database, person: Int64) throws -> Overview {
+    package static func load(_ db: Database, person: Int64, now: Int64 = Clock.now()) throws -> Overview {
         let readable = try Grants.namedEnvironments(db, person: person, action: .read)
         var index: [Int64: Int] = [:]
         var cells: [Cell] = []
@@ -47,6 +50,10 @@ package struct Overview: Sendable {
         }
         for job in try Job.lastEnded(db) {
             if let k = index[job.environmentID] { cells[k].last = job }
+        }
+        let refusals = try Audit.recentRefusals(db, since: now - 86_400)
+        if !refusals.isEmpty {
+            for k in cells.indices { cells[k].refused = refusals["\(cells[k].project)/\(cells[k].environment)"] }
         }
         var projects: [(name: String, cells: [Cell])] = []
         for cell in cells {

@@ -29,28 +29,32 @@ enum ConsoleActions {
     }
 
     static func cancel(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        let id = try params.id("id")
-        context.subject = "job/\(id)"
-        let session = try Console.requireForm(request, context)
-        let form = try Console.formItems(request)
-        return try attempt(context) {
-            let reason = try text(form, "reason") ?? ""
-            try Rollback.cancel(job: id, by: session.principal, reason: reason, context)
+        try onJobPage(request, params, context) { id, session, form in
+            try Rollback.cancel(job: id, by: session.principal, reason: try text(form, "reason") ?? "", context)
             return "/ui/jobs/\(id)?done=cancelled"
-        } refused: { notice in
-            try JobPage.render(session, context, job: id, notice: notice)
         }
     }
 
     static func rollBackJob(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        try onJobPage(request, params, context) { id, session, form in
+            let rollback = try Rollback.rollBack(
+                job: id, by: session.principal, reason: try text(form, "reason"), context)
+            return "/ui/jobs/\(rollback)?done=rollback"
+        }
+    }
+
+    /// A form of job `{id}`'s page: `act(id, session, form)` as `attempt` runs it, a refusal shown
+    /// on the job's page.
+    static func onJobPage(
+        _ request: Request, _ params: [String: String], _ context: Context,
+        _ act: (Int64, Sessions.Live, [String: String]) throws -> String
+    ) throws -> Response {
         let id = try params.id("id")
         context.subject = "job/\(id)"
         let session = try Console.requireForm(request, context)
         let form = try Console.formItems(request)
         return try attempt(context) {
-            let rollback = try Rollback.rollBack(
-                job: id, by: session.principal, reason: try text(form, "reason"), context)
-            return "/ui/jobs/\(rollback)?done=rollback"
+            try act(id, session, form)
         } refused: { notice in
             try JobPage.render(session, context, job: id, notice: notice)
         }

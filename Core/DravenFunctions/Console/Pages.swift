@@ -181,6 +181,14 @@ enum Pages {
                 \(last.requestedBy), \(time(last.updatedAt, now))\(reason(last))</dd>
                 """)
         }
+        if let refused = cell.refused {
+            let detail = (try? JSON.parse(refused.detail))?["detail"]?.stringValue ?? "refused"
+            rows.append(
+                """
+                <dt>Refused</dt><dd class="why">\(refused.actor)'s request, \(time(refused.at, now)): \
+                <span class="error">\(detail)</span></dd>
+                """)
+        }
         let id = "e-\(cell.project)-\(cell.environment)"
         return """
             <article aria-labelledby="\(id)" data-environment="\(cell.project)/\(cell.environment)">\
