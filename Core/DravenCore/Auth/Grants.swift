@@ -29,17 +29,20 @@ package enum Grants {
             [.text(action.rawValue), .text(project), .text(environment), .int(person)]) != nil
     }
 
-    /// The ids of every environment (retired ones too: their jobs are still read) on which
-    /// `person` holds `action`, in one query: what the console's lists filter by.
-    package static func environments(_ db: Database, person: Int64, action: Action) throws -> Set<Int64> {
-        Set(
-            try db.query(
-                """
-                SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id
-                WHERE EXISTS (SELECT 1 FROM grants g WHERE
-                """ + " " + matching(action: "?1", project: "p.name", environment: "e.name", person: "?2") + ")",
-                [.text(action.rawValue), .int(person)]
-            ) { $0.int(0) })
+    /// Every environment on which `person` holds `action`, by project and name, in one query:
+    /// what the console's lists filter by. Retired ones only with `retired` (their jobs and audit
+    /// records are still read; nobody deploys to them).
+    package static func environments(_ db: Database, person: Int64, action: Action, retired: Bool = false) throws
+        -> [(id: Int64, project: String, environment: String)]
+    {
+        try db.query(
+            """
+            SELECT e.id, p.name, e.name FROM environments e JOIN projects p ON p.id = e.project_id
+            WHERE (?3 OR (e.retired = 0 AND p.retired = 0)) AND EXISTS (SELECT 1 FROM grants g WHERE
+            """ + " " + matching(action: "?1", project: "p.name", environment: "e.name", person: "?2")
+                + ") ORDER BY p.name, e.name",
+            [.text(action.rawValue), .int(person), .bool(retired)]
+        ) { (id: $0.int(0), project: $0.text(1), environment: $0.text(2)) }
     }
 
     /// - Throws: `DravenError.forbidden` unless a grant allows it.

@@ -82,7 +82,8 @@ package struct AuditPage: Sendable {
         let query = Audit.Query(
             before: filter.before, actor: filter.person, action: filter.action, project: filter.project, limit: limit,
             window: max(window, 1), readerHandle: viewer.handle,
-            readableEnvironments: try Grants.environments(db, person: viewer.personID, action: .read))
+            readableEnvironments: Set(
+                try Grants.environments(db, person: viewer.personID, action: .read, retired: true).map(\.id)))
         let (records, read, lowest) = try Audit.page(db, query)
         // A full page continues below its last record; a short one below what the window read.
         let next = records.count == limit ? records.last?.id : (read == query.window ? lowest : nil)

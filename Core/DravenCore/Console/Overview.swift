@@ -1,7 +1,8 @@
 /// The console's overview: for every environment a person may read (a `read` grant), what is live,
 /// what runs, what waits and why, and how the last job ended. Built from a fixed handful of
 /// store-wide queries (`Overview+Reads.swift`, each in its owner), whatever the number of
-/// environments; only jobs awaiting approval cost one more read each (their approvers).
+/// environments; jobs awaiting approval cost one tally for all of them, and per environment the
+/// reads of who may still approve (`JobDecider.progress`, the vote's own checks).
 package struct Overview: Sendable {
     /// One project × environment cell.
     package struct Cell: Sendable {
@@ -12,8 +13,8 @@ package struct Overview: Sendable {
         package var running: (job: Job, lock: Locks.Held?)?
         /// Queued jobs, in the order they will take the lock.
         package var queued: [Job] = []
-        /// Jobs awaiting approval, each with where it stands.
-        package var awaiting: [(job: Job, standing: Approvals.Standing)] = []
+        /// Jobs awaiting approval, each with where it stands (`JobDecider.progress`).
+        package var awaiting: [(job: Job, standing: ApprovalProgress)] = []
         /// Jobs just created and not yet moved on (pending).
         package var pending: [Job] = []
         package var last: Job?
@@ -25,9 +26,9 @@ package struct Overview: Sendable {
     /// Cells by project, projects and environments in name order.
     package var projects: [(name: String, cells: [Cell])]
 
-    /// - Parameter person: the viewer; only environments they may read are included.
-    package static func load(_ db: Database, person: Int64, now: Int64 = Clock.now()) throws -> Overview {
-        let readable = try Grants.namedEnvironments(db, person: person, action: .read)
+    /// - Parameter viewer: only environments they may read are included.
+    package static func load(_ db: Database, viewer: Principal, now: Int64 = Clock.now()) throws -> Overview {
+        let readable = try Grants.environments(db, person: viewer.personID, action: .read)
         var index: [Int64: Int] = [:]
         var cells: [Cell] = []
         cells.reserveCapacity(readable.count)
@@ -39,13 +40,21 @@ package struct Overview: Sendable {
         let live = try Releases.liveAll(db)
         let locks = try Locks.held(db)
         for (env, k) in index { cells[k].live = live[env] }
+        var awaiting: [(cell: Int, job: Job)] = []
         for job in try Job.open(db) {
             guard let k = index[job.environmentID] else { continue }
             switch job.state {
             case .dispatching, .running: cells[k].running = (job, locks[job.environmentID])
             case .queued: cells[k].queued.append(job)
-            case .awaitingApproval: cells[k].awaiting.append((job, try Approvals.standing(db, job: job)))
+            case .awaitingApproval: awaiting.append((k, job))
             default: cells[k].pending.append(job)
+            }
+        }
+        if !awaiting.isEmpty {
+            let counted = try Approvals.counted(db, jobs: awaiting.map(\.job.id))
+            var decider = JobDecider(db, viewer: viewer, now: now)
+            for (k, job) in awaiting {
+                cells[k].awaiting.append((job, try decider.progress(job, counted: counted[job.id] ?? [])))
             }
         }
         for job in try Job.lastEnded(db) {

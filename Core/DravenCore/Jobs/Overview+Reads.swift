@@ -73,60 +73,6 @@ extension Releases {
     }
 }
 
-extension Approvals {
-    /// Where a job awaiting approval stands: approvals that count, how many are needed, and who
-    /// may still approve (in an approver group, an `approve` grant on the environment, enabled,
-    /// not yet approved under the current binding, not the requester unless self-approval).
-    package struct Standing: Sendable {
-        package var approvals: Int64
-        package var required: Int64
-        package var mayApprove: [String]
-    }
-
-    package static func standing(_ db: Database, job: Job) throws -> Standing {
-        let rules = try Rules.load(db, environmentID: job.environmentID)
-        let have = try count(db, job: job.id)
-        let may = try db.query(
-            """
-            SELECT DISTINCT p.handle FROM people p JOIN group_members gm ON gm.person_id = p.id
-            JOIN person_groups g ON g.id = gm.group_id
-            WHERE g.name IN (SELECT value FROM json_each(?1)) AND p.disabled = 0 AND (?2 OR p.id != ?3)
-              AND p.id NOT IN (SELECT person_id FROM approvals WHERE job_id = ?4 AND decision = 'approve'
-                               AND sha = ?5 AND policy_version = ?6)
-              AND EXISTS (SELECT 1 FROM grants gr WHERE gr.action = 'approve'
-                          AND (gr.project = '*' OR gr.project = ?7) AND (gr.environment = '*' OR gr.environment = ?8)
-                          AND (gr.person_id = p.id OR gr.group_id IN (SELECT group_id FROM group_members
-                                                                      WHERE person_id = p.id)))
-            ORDER BY p.handle
-            """,
-            [
-                .text(rules.groups), .bool(rules.selfApproval), .int(job.requestedByID), .int(job.id),
-                .text(job.sha ?? ""), .int(rules.version), .text(job.project), .text(job.environment),
-            ]
-        ) { $0.text(0) }
-        return Standing(approvals: have, required: rules.required, mayApprove: may)
-    }
-}
-
-extension Grants {
-    /// The environments (not retired) `person` holds a grant for `action` on, by project and name:
-    /// one query.
-    package static func namedEnvironments(_ db: Database, person: Int64, action: Action = .read) throws
-        -> [(id: Int64, project: String, environment: String)]
-    {
-        try db.query(
-            """
-            SELECT e.id, p.name, e.name FROM environments e JOIN projects p ON p.id = e.project_id
-            WHERE e.retired = 0 AND p.retired = 0 AND EXISTS (
-                SELECT 1 FROM grants g WHERE g.action = ?2 AND (g.project = '*' OR g.project = p.name)
-                  AND (g.environment = '*' OR g.environment = e.name)
-                  AND (g.person_id = ?1 OR g.group_id IN (SELECT group_id FROM group_members WHERE person_id = ?1)))
-            ORDER BY p.name, e.name
-            """, [.int(person), .text(action.rawValue)]
-        ) { (id: $0.int(0), project: $0.text(1), environment: $0.text(2)) }
-    }
-}
-
 extension Audit {
     /// The newest record's id.
     package static func lastID(_ db: Database) throws -> Int64 {

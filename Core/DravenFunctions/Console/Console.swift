@@ -101,7 +101,7 @@ package enum Console: Function {
 
     static func overview(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         try polled(request, context, path: "/ui/") { session, etag in
-            let model = try Overview.load(try context.db(), person: session.principal.personID, now: context.now)
+            let model = try Overview.load(try context.db(), viewer: session.principal, now: context.now)
             return Pages.overview(model, session: session, etag: etag, notice: notice(request), now: context.now)
         }
     }

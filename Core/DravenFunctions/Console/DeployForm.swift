@@ -83,7 +83,7 @@ enum DeployForm {
         let db = try context.db()
         var options: [HTML] = []
         var accepts: [HTML] = []
-        for env in try Grants.namedEnvironments(db, person: session.principal.personID, action: .deploy) {
+        for env in try Grants.environments(db, person: session.principal.personID, action: .deploy) {
             let policy = try Policy.load(db, environmentID: env.id)
             let value = "\(env.project)/\(env.environment)"
             let refs = policy.refs.map { "\($0.kind.rawValue) \($0.pattern)" }.joined(separator: ", ")

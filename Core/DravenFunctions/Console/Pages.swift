@@ -166,7 +166,7 @@ enum Pages {
             rows.append(
                 """
                 <dt>Approvals</dt><dd>\(jobLink(job.id)) <code>\(shortRef(job.ref))</code> by \(job.requestedBy): \
-                \(standing.approvals) of \(standing.required) approvals — <span class="why">\(who)</span>\
+                \(standing.approvedBy.count) of \(standing.required) approvals — <span class="why">\(who)</span>\
                 \(reason(job))</dd>
                 """)
         }
