@@ -31,6 +31,7 @@ def chromium(javascript=True, size=(400, 900), dark=False):
         options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(30)
+    resize(driver, *size)
     if dark:
         driver.execute_cdp_cmd("Emulation.setEmulatedMedia",
                                {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
@@ -39,6 +40,12 @@ def chromium(javascript=True, size=(400, 900), dark=False):
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def resize(driver, width, height):
+    """Sets the viewport (headless Chromium keeps its window at least 500 px wide: the size is emulated)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
 
 
 def raw(stack, method, path, body=None, headers=None):

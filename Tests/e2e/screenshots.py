@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from selenium.webdriver.common.by import By  # noqa: E402
 
-from browser import chromium, sign_in_with_token, wait_text  # noqa: E402
+from browser import chromium, resize, sign_in_with_token, wait_text  # noqa: E402
 from conftest import ROOT, launch  # noqa: E402
 from test_console_flow import SECRETS, finish, released, signed, token  # noqa: E402
 
@@ -62,11 +62,11 @@ def main(out):
                         driver.get(stack.url + path)
                         wait_text(driver, text)
                         height = driver.execute_script("return document.documentElement.scrollHeight")
-                        driver.set_window_size(width, min(max(height + 40, 600), 2400))
+                        resize(driver, width, min(max(height + 40, 600), 2400))
                         target = out / f"{page}{name}.png"
                         driver.find_element(By.TAG_NAME, "body").screenshot(str(target))
                         print(target)
-                        driver.set_window_size(width, 1000)
+                        resize(driver, width, 1000)
             stack.wait_settled()
     finally:
         fake.stop()

@@ -242,3 +242,31 @@ def test_every_page_has_the_csp_and_no_cache(flow):
         status, headers, _ = raw(flow, "GET", path, headers=cookie)
         assert status in (200, 404) and headers["content-security-policy"] == CSP, path
         assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY", path
+
+
+def test_pages_fit_400_px_and_work_from_the_keyboard(flow):
+    from selenium.webdriver.common.keys import Keys
+    r = flow.deploy("alice", "shop", "prod", "v3.0.0", reason="keyboard only")
+    assert r.status == 201, r
+    job = r.json["id"]
+    with chromium() as driver:  # 400 px wide
+        driver.get(flow.url + "/ui/sign-in")
+        field = driver.find_element(By.ID, "token")
+        field.send_keys(flow.tokens["bob"], Keys.ENTER)  # the form submits from the keyboard
+        wait_text(driver, "Signed in as bob")
+        for path in ["/ui/", f"/ui/jobs/{job}", "/ui/approvals", "/ui/environments/shop/staging", "/ui/audit",
+                     "/ui/deploy"]:
+            driver.get(flow.url + path)
+            wait_text(driver, "Signed in as bob")
+            width, inner = driver.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]")
+            assert inner == 400 and width <= 400, (path, width, inner)  # no horizontal scrolling
+        # Tab from the comment field to Approve and press it: every control is reachable and operable.
+        driver.get(flow.url + "/ui/approvals")
+        comment = driver.find_element(By.CSS_SELECTOR, f"article[data-job='{job}'] input[name=comment]")
+        comment.send_keys("via keyboard", Keys.TAB)
+        focused = driver.switch_to.active_element
+        assert focused.get_attribute("value") == "approve" and focused.tag_name == "button"
+        focused.send_keys(Keys.ENTER)
+        wait_text(driver, f"You approved job {job}.")
+    assert flow.rows("SELECT comment, via FROM approvals WHERE job_id = ?", job) == [("via keyboard", "console")]
