@@ -209,6 +209,19 @@ import Testing
         #expect(!(try get(w, olga, "/ui/").body.contains("Refused")))
     }
 
+    @Test func theDeployFormSaysWhenADeployWouldWait() throws {
+        let w = try ConsoleWorld()
+        let alice = try signIn(w, "alice")
+        #expect(!(try get(w, alice, "/ui/deploy").body.contains("busy:")))
+        let running = try w.deploy("alice", "app", "demo", "main", expect: "dispatching")
+        try w.deploy("bob", "app", "demo", "other", expect: "queued")
+        let form = try get(w, alice, "/ui/deploy").body
+        #expect(
+            form.contains(
+                "busy: <a href=\"/ui/jobs/\(running)\">job \(running)</a> holds the lock; "
+                    + "a deploy now waits at position 2 of the queue"), "\(form)")
+    }
+
     @Test func theAuditPageFiltersAndShowsOnlyWhatTheViewerMayRead() throws {
         let w = try ConsoleWorld()
         let job = try w.deploy("alice", "app", "prod", "v1.0.0", expect: "awaiting_approval")

@@ -90,7 +90,7 @@ def test_deploy_from_the_form_and_the_timeline_follows_the_runner_and_the_webhoo
         deploy_from_the_form(driver, "shop/staging", "feature-x", evil, kind="branch")  # a tag could be named so
         wait_url(driver, "done=deployed&job=")
         job = int(driver.current_url.split("job=")[1])
-        wait_text(driver, f"Deploy requested: job {job}.")
+        wait_text(driver, f"Deploy requested: job {job}")
         cell = wait_text(driver, css="article[data-environment='shop/staging']", text=f"job {job}")
         assert "feature-x" in cell and "by carol" in cell and evil in cell  # shown as text
         assert flow.wait_for(job, {"running", "failed"}) == "running"

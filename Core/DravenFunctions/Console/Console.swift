@@ -221,11 +221,14 @@ package enum Console: Function {
     struct Notice {
         var text: String
         var refusal: Bool
+        /// A job the notice is about, linked after the text.
+        var job: Int64? = nil
 
         var html: HTML {
-            refusal
-                ? "<p class=\"alert bad\" role=\"alert\" id=\"notice\">\(text)</p>"
-                : "<p class=\"alert ok\" role=\"status\" id=\"notice\">\(text)</p>"
+            let link: HTML = job.map { " \(Pages.jobLink($0))" } ?? .empty
+            return refusal
+                ? "<p class=\"alert bad\" role=\"alert\" id=\"notice\">\(text)\(link)</p>"
+                : "<p class=\"alert ok\" role=\"status\" id=\"notice\">\(text)\(link)</p>"
         }
     }
 
@@ -240,7 +243,8 @@ package enum Console: Function {
         case "repeat"?: text = "Your vote on \(job) was already counted."
         case "cancelled"?: text = "You cancelled this job."
         case "rollback"?: text = "Rollback requested: this is the rollback job."
-        case "deployed"?: text = "Deploy requested: \(job)."
+        case "deployed"?:
+            return Notice(text: "Deploy requested:", refusal: false, job: q["job"].flatMap { Int64($0) })
         default: return nil
         }
         return Notice(text: text, refusal: false)

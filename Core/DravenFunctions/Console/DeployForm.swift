@@ -55,6 +55,21 @@ enum DeployForm {
         }
     }
 
+    /// Whether a deploy now would wait, said before anyone presses the button (a hidden queue
+    /// makes people deploy again): the lock's holder and how many wait, or that a busy
+    /// environment whose policy rejects would refuse it.
+    static func busy(_ db: Database, _ environment: Int64, _ policy: Policy) throws -> HTML {
+        guard let holder = try Locks.holder(db, environment: environment) else { return .empty }
+        let waiting = try Job.queued(db, environment: environment).count
+        let then: HTML =
+            policy.approvalsRequired > 0
+            ? "a deploy now waits for its approvals, then for the lock"
+            : policy.lockMode == .reject
+                ? "a deploy now is refused (the policy rejects while busy)"
+                : "a deploy now waits at position \(waiting + 1) of the queue"
+        return " — <span class=\"why\">busy: \(Pages.jobLink(holder.jobID)) holds the lock; \(then)</span>"
+    }
+
     /// The ref-kind choices: as typed (a full ref, or a name only one kind of ref the policy
     /// accepts can have), a branch, a tag, a commit sha — the API's `ref_kind`.
     static func kinds(_ chosen: String) -> HTML {
@@ -91,7 +106,11 @@ enum DeployForm {
             options.append("<option value=\"\(value)\"\(selected)>\(value)</option>")
             let approvals: HTML =
                 policy.approvalsRequired > 0 ? "; needs \(policy.approvalsRequired) approvals" : .empty
-            accepts.append("<li><code>\(value)</code> accepts \(refs.isEmpty ? "nothing" : refs)\(approvals)</li>")
+            accepts.append(
+                """
+                <li><code>\(value)</code> accepts \(refs.isEmpty ? "nothing" : refs)\(approvals)\
+                \(try busy(db, env.id, policy))</li>
+                """)
         }
         func note(_ name: String) -> (HTML, HTML) {
             guard let error, error.field == name else { return (.empty, .empty) }
