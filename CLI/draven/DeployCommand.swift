@@ -86,9 +86,10 @@ extension Draven {
 
 /// `--wait` and how it polls, shared by the commands that follow a job.
 struct WatchOptions: ParsableArguments {
-    @Flag(help: "Follow the job until it ends, with a progress line (state, step, percent); exit 0 only if it succeeded.")
+    @Flag(
+        help: "Follow the job until it ends, with a progress line (state, step, percent); exit 0 only if it succeeded.")
     var wait = false
-    @Option(help: "How often to ask about the job while waiting (default 1s; e.g. 500ms, 2s).")
+    @Option(help: "How often to ask about the job while waiting (e.g. 500ms, 2s).")
     var every = "1s"
     @Option(help: "Stop waiting after this long (e.g. 90s, 10m, 1h; exit 6; the job goes on). Default: no limit.")
     var timeout: String?
@@ -179,9 +180,10 @@ struct JobWatch {
         }
     }
 
-    /// `job 12: running — migrate 40% applying schema`.
+    /// `job 12: running — migrate 40% applying schema` (an ended job: its state alone).
     static func describe(_ job: JSON) -> String {
-        let progress = Text.progress(job)
+        let ended = JobState(rawValue: job["state"]?.stringValue ?? "")?.isTerminal ?? false
+        let progress = ended ? "" : Text.progress(job)
         let head = "job \(job["id"]?.intValue ?? 0): \(Text.field(job, "state"))"
         return progress.isEmpty ? head : head + " — " + progress
     }
@@ -200,7 +202,9 @@ struct JobWatch {
     /// The rollback or diagnostic jobs the environment's failure policy started for a failed deploy.
     static func followUps(_ client: APIClient, of job: JSON) -> [String] {
         guard let id = job["id"]?.intValue, Text.field(job, "state") != JobState.succeeded.rawValue else { return [] }
-        let path = "/api/v1/jobs" + query([("project", job["project"]?.stringValue), ("environment", job["environment"]?.stringValue)])
+        let path =
+            "/api/v1/jobs"
+            + query([("project", job["project"]?.stringValue), ("environment", job["environment"]?.stringValue)])
         guard case .answered(let r) = client.attempt("GET", path), r.status == 200,
             let jobs = (try? JSON.parse(r.body))?["jobs"]?.arrayValue
         else { return [] }

@@ -30,12 +30,15 @@ extension Draven {
             let rows = jobs.map { job in
                 [
                     String(job["id"]?.intValue ?? 0), Text.field(job, "kind"), Text.target(job), Text.field(job, "ref"),
-                    Text.field(job, "state"), Text.progress(job), Text.field(job, "requested_by"),
+                    Text.field(job, "state"), ended(job) ? "" : Text.progress(job), Text.field(job, "requested_by"),
                     Text.seconds(job["updated_at"]?.stringValue).map { Text.span(now - $0) + " ago" } ?? "",
                 ]
             }
             print(Text.table(["ID", "KIND", "PROJECT/ENV", "REF", "STATE", "PROGRESS", "BY", "UPDATED"], rows))
         }
+
+        /// An ended job's progress is its runner's last report, not what is happening: not shown.
+        func ended(_ job: JSON) -> Bool { JobState(rawValue: job["state"]?.stringValue ?? "")?.isTerminal ?? false }
     }
 
     /// `draven status JOB`: one job and its history (`GET /api/v1/jobs/{id}`); `--wait` follows it.
@@ -67,7 +70,8 @@ extension Draven {
             let id = job["id"]?.intValue ?? 0
             var lines = ["job \(id): \(Text.field(job, "kind")) of \(Text.field(job, "ref")) to \(Text.target(job))"]
             func add(_ label: String, _ value: String) {
-                if !value.isEmpty { lines.append((label + ":").padding(toLength: 11, withPad: " ", startingAt: 0) + value) }
+                guard !value.isEmpty else { return }
+                lines.append((label + ":").padding(toLength: 11, withPad: " ", startingAt: 0) + value)
             }
             var state = Text.field(job, "state")
             if let token = job["fencing_token"]?.intValue { state += " (fencing token \(token))" }

@@ -19,8 +19,8 @@ extension Draven {
         @Argument(help: "The job's id.") var job: Int64
         @Flag(name: [.customShort("f"), .long], help: "Keep printing what the runner sends until the job ends.")
         var follow = false
-        @Option(help: "Only the chunks after this sequence number (default 0: all).") var after: Int64 = 0
-        @Option(help: "How often to ask for more while following (default 1s; e.g. 500ms).") var every = "1s"
+        @Option(help: "Only the chunks after this sequence number (0: all).") var after: Int64 = 0
+        @Option(help: "How often to ask for more while following (e.g. 500ms, 2s).") var every = "1s"
         @OptionGroup var api: APIOptions
 
         static let seqHeader = "Draven-Log-Seq"
