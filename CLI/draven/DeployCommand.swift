@@ -232,6 +232,17 @@ final class ProgressLine {
     private var last: String?
     private var drawn = false
 
+    /// Ctrl-C stops the waiting, not the job: the line is ended and the command exits 130 (as a
+    /// shell reports SIGINT); `draven cancel JOB` is what stops a job.
+    init() {
+        guard terminal else { return }
+        signal(SIGINT) { _ in
+            let text: StaticString = "\ndraven: stopped waiting; the job goes on (draven cancel JOB stops it)\n"
+            _ = Glibc.write(2, text.utf8Start, text.utf8CodeUnitCount)  // no allocation in a signal handler
+            _exit(130)
+        }
+    }
+
     func show(_ text: String, elapsed: Double) {
         if terminal {
             let line = "\(text) (\(Text.span(Int64(elapsed))))"

@@ -8,6 +8,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -309,9 +310,9 @@ def test_status_shows_the_job_and_its_history(world):
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout
     history = lines[lines.index("") + 1:]
     assert history[0].split() == ["AT", "EVENT", "STATE", "BY", "DETAIL"]
-    assert [line.split()[1] for line in history[1:]][:3] == ["created", "transition", "run"] or \
-        "dispatching" in history[2], history
-    assert any("→ running" in line for line in history), history
+    assert [line.split()[1] for line in history[1:4]] == ["created", "transition", "transition"], history
+    assert "→ pending" in history[1] and "reason=look \\x1b]0;pwned\\x07 here" in history[1], history
+    assert "pending → dispatching  alice" in history[2] and "dispatching → running" in history[3], history
     as_json = cli(stack, "status", str(job), "--json")
     assert json.loads(as_json.stdout) == stack.request("GET", f"/api/v1/jobs/{job}", token=stack.tokens["alice"]).json
     # --wait on a job someone else started.
@@ -320,6 +321,21 @@ def test_status_shows_the_job_and_its_history(world):
     finish(stack, job, "succeeded")
     code, out = f.end()
     assert code == 0 and out.splitlines()[1] == "state:     succeeded (fencing token " + str(job_row(stack, job)[1]) + ")"
+
+
+def test_ctrl_c_stops_the_waiting_not_the_job(world):
+    stack, _ = world
+    assert cli(stack, "deploy", "shop", "demo", "interrupt-me").returncode == 0
+    job = created_job(stack, "refs/heads/interrupt-me")
+    stack.wait_for(job, {"running"})
+    f = Follower(stack, "status", str(job), "--wait", "--every", "100ms", tty=True)
+    f.wait_for(f"job {job}: running")
+    f.proc.send_signal(signal.SIGINT)
+    code, _ = f.end()
+    # (the terminal writes each newline as CR LF)
+    assert code == 130 and f.raw.endswith(b"\r\ndraven: stopped waiting; the job goes on (draven cancel JOB stops it)\r\n")
+    assert job_row(stack, job)[0] == "running"
+    finish(stack, job, "succeeded")
 
 
 def test_status_of_a_job_you_may_not_read_is_not_found(world):
