@@ -11,8 +11,9 @@ struct Draven: ParsableCommand {
         abstract: "Operate a draven deploy control plane.",
         subcommands: [
             Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self,
-            AuditCommand.self, DoctorCommand.self, ApproveCommand.self, RejectCommand.self,
-            RollbackCommand.self, CancelCommand.self, ConsoleCommand.self, SessionsCommand.self,
+            AuditCommand.self, DoctorCommand.self, DeployCommand.self, JobsCommand.self, StatusCommand.self,
+            LogsCommand.self, ApproveCommand.self, RejectCommand.self, RollbackCommand.self, CancelCommand.self,
+            ConsoleCommand.self, SessionsCommand.self,
         ]
     )
 }

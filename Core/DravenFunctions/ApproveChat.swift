@@ -8,7 +8,8 @@ package import DravenCore
 ///   (`/draven approve 12`) or the buttons of the approval request (`block_actions`, JSON in the
 ///   `payload` form field).
 /// - Teams outgoing webhook: a signed body is accepted once.
-/// - Mattermost slash command: the scheme has no timestamp; votes are idempotent.
+/// - Mattermost slash command: the scheme has no timestamp; votes are idempotent, and a deploy is
+///   remembered by the command's `trigger_id` (a resent request deploys nothing).
 ///
 /// A request that fails verification is a 401 problem and changes nothing. A verified one always
 /// answers 200 with a message the user can read in the chat, refusals included (they are audited
@@ -84,8 +85,9 @@ package enum ChatOps {
         let form = request.formItems
         try ChatVerification.mattermost(request, form: form, token: token)
         guard let user = form["user_id"] else { throw DravenError.malformed("the slash command has no user_id") }
-        let reply = try ChatCommand(platform: "mattermost", userID: user, text: form["text"] ?? "").run(
-            request, context)
+        var command = ChatCommand(platform: "mattermost", userID: user, text: form["text"] ?? "")
+        command.triggerID = form["trigger_id"].flatMap { $0.isEmpty ? nil : $0 }
+        let reply = try command.run(request, context)
         return Response(
             status: 200,
             json: ["response_type": .string(reply.public ? "in_channel" : "ephemeral"), "text": .string(reply.text)])

@@ -1,10 +1,12 @@
 package import DravenCore
 
-/// One verified chat request: `approve JOB [comment]`, `reject JOB [comment]`, `status JOB` or
-/// `help`, from a platform user. The user must be linked to a draven person in the
-/// configuration (`[people.X] chat = { slack = "U0123" }`); the vote then goes through
-/// `Approvals.vote` exactly as one from the API. Refusals become a reply the user can read, and
-/// are audited under the chat user; nothing else changes.
+/// One verified chat request: `deploy PROJECT ENV REF [reason]`, `approve JOB [comment]`,
+/// `reject JOB [comment]` or `status JOB`, from a platform user. The user must be linked to a
+/// draven person in the configuration (`[people.X] chat = { slack = "U0123" }`); a vote then goes
+/// through `Approvals.vote` exactly as one from the API, and a deploy through `Trigger.deploy`
+/// exactly as `POST /api/v1/deploys` (the person's `deploy` grant, the environment's policy, the
+/// lock or the queue; its audit records say `via` the platform). Refusals become a reply the user
+/// can read, and are audited under the chat user; nothing else changes.
 struct ChatCommand {
     struct Reply {
         var text: String
@@ -17,6 +19,9 @@ struct ChatCommand {
     var alternateUserID: String?
     var text: String
     var replay: (source: String, key: String)?
+    /// Mattermost's `trigger_id` (one per slash command): what a deploy from Mattermost is
+    /// remembered by, its scheme having no signature to remember.
+    var triggerID: String?
 
     init(platform: String, userID: String, text: String) {
         self.platform = platform
@@ -24,13 +29,17 @@ struct ChatCommand {
         self.text = text
     }
 
-    static let usage = "draven: use approve JOB [comment], reject JOB [comment] or status JOB (e.g. /draven approve 12)"
+    static let usage =
+        "draven: use approve JOB [comment], reject JOB [comment], status JOB or deploy PROJECT ENV REF [reason] "
+        + "(e.g. /draven approve 12, /draven deploy shop prod v1.2.0)"
+    static let deployUsage = "name what to deploy: deploy PROJECT ENV REF [reason] (e.g. deploy shop prod v1.2.0)"
 
     /// - Throws: only `.badSignature` (a replay) and store errors; other refusals are replies.
     func run(_ request: Request, _ context: Context) throws -> Reply {
         context.caller = "\(platform):\(userID)"
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
-        guard let verb = words.first.map({ $0.lowercased() }), ["approve", "reject", "status"].contains(verb) else {
+        guard let verb = words.first.map({ $0.lowercased() }), ["approve", "reject", "status", "deploy"].contains(verb)
+        else {
             return Reply(text: Self.usage, public: false)
         }
         do {
@@ -39,6 +48,7 @@ struct ChatCommand {
                 throw DravenError.unknownChatUser(platform: platform, userID: userID)
             }
             context.caller = person.handle
+            if verb == "deploy" { return try deploy(words.map(String.init), as: person, context) }
             guard words.count > 1, let id = Int64(words[1].drop(while: { $0 == "#" })), id > 0 else {
                 throw DravenError.invalidField(pointer: "text", reason: "name the job by its number: \(verb) 12")
             }
@@ -90,6 +100,38 @@ struct ChatCommand {
             context.auditRefusal(problem)
             return Reply(text: "draven: " + problem.detail, public: false)
         }
+    }
+
+    /// `deploy PROJECT ENV REF [reason]` as `person`: the request `POST /api/v1/deploys` would get,
+    /// through the same code. Remembered by the request's replay key (Slack's signature, Teams'
+    /// body, Mattermost's trigger id) in the job's transaction, so a resent request deploys nothing.
+    /// The reply is shown to the channel, as a vote's is.
+    /// - Throws: what `Trigger.deploy` throws; `.invalidField` when the words do not name a deploy.
+    func deploy(_ words: [String], as person: (id: Int64, handle: String), _ context: Context) throws -> Reply {
+        guard words.count >= 4 else { throw DravenError.invalidField(pointer: "text", reason: Self.deployUsage) }
+        var body: JSONObject = [
+            "project": .string(words[1]), "environment": .string(words[2]), "ref": .string(words[3]),
+        ]
+        if words.count > 4 { body["reason"] = .string(words.dropFirst(4).joined(separator: " ")) }
+        let input = try DeployRequest(.object(body))
+        let principal = Principal(personID: person.id, handle: person.handle, tokenID: 0)
+        let key =
+            replay
+            ?? triggerID.map { (source: platform, key: "trigger:" + Sodium.sha256Hex(Array($0.utf8))) }
+        let db = try context.db()
+        db.auditVia = platform  // the job's audit records say where it was asked for, as the console's do
+        defer { db.auditVia = context.via }
+        let (job, _) = try Trigger.deploy(input, by: principal, idempotencyKey: { nil }, replay: key, context)
+        let result: String
+        switch job.state {
+        case .awaitingApproval:
+            let required = try Approvals.list(db, job: job)["required"]?.intValue ?? 0
+            result = "— it needs \(required) approval\(required == 1 ? "" : "s"): approve \(job.id)"
+        case .dispatching: result = "— deploying"
+        case .queued: result = "— queued until the environment is free"
+        default: result = "— it is \(job.state.rawValue)"
+        }
+        return Reply(text: "draven: \(person.handle) asked for \(describe(job)) \(result)", public: true)
     }
 
     func person(_ db: Database) throws -> (id: Int64, handle: String)? {

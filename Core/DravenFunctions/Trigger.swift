@@ -29,10 +29,14 @@ package enum Trigger: Function {
     /// console's deploy form both do. The grant, the policy and the ref are checked, then the key
     /// (`idempotencyKey`, read at that point), then the job is created and moved on in one transaction.
     /// Returns the job and whether it is a replay of an earlier request with the same key.
+    /// - Parameter replay: a signed chat request's replay key (`ChatVerification.Replay`), remembered in
+    ///   the job's transaction (`deliveries`, event `deploy`), so a copy of the request, even one
+    ///   arriving at the same moment, deploys nothing.
     /// - Throws: `.notFound` (no such project or environment), `.forbidden`, `.invalidField`,
-    ///   `.policyDenied`, `.idempotencyKeyReused`, `.environmentBusy`.
+    ///   `.policyDenied`, `.idempotencyKeyReused`, `.environmentBusy`, `.badSignature` (a replay).
     static func deploy(
-        _ input: DeployRequest, by principal: Principal, idempotencyKey: () throws -> String?, _ context: Context
+        _ input: DeployRequest, by principal: Principal, idempotencyKey: () throws -> String?,
+        replay: ChatVerification.Replay? = nil, _ context: Context
     ) throws -> (job: Job, replayed: Bool) {
         context.subject = "\(input.project)/\(input.environment)"
         let db = try context.db()
@@ -50,6 +54,14 @@ package enum Trigger: Function {
                 ]).serializedBytes()))
 
         let (id, replayed) = try db.immediate { tx -> (Int64, Bool) in
+            var delivery: Int64?
+            if let replay {
+                let record = Deliveries.Record(source: replay.source, key: replay.key, event: "deploy")
+                delivery = try Deliveries.insertOnce(tx, record, now: context.now)
+                guard delivery != nil else {
+                    throw DravenError.badSignature("this signed request was already used (replay)")
+                }
+            }
             if let key, let existing = try Job.idempotent(tx.db, requestedBy: principal.personID, key: key) {
                 guard existing.requestDigest == digest else { throw DravenError.idempotencyKeyReused }
                 return (existing.id, true)
@@ -60,6 +72,7 @@ package enum Trigger: Function {
                 idempotencyKey: key, requestDigest: digest)
             let id = try StateMachine.create(
                 tx, new, actor: principal.handle, subject: context.subject, now: context.now)
+            if let delivery { try Deliveries.attach(tx, id: delivery, job: id) }
             if policy.approvalsRequired > 0 {
                 try StateMachine.transition(
                     tx, job: id, to: .awaitingApproval, actor: principal.handle,

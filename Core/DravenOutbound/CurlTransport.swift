@@ -95,7 +95,11 @@ package struct CurlTransport: HTTPTransport {
             throw TransportError(
                 message: "\(request.method) \(request.redactedURL): \(what)", retryable: retryable, timedOut: timedOut)
         }
-        return OutboundResponse(status: handle.status, body: sink.bytes)
+        var headers: [String: String] = [:]
+        for name in request.responseHeaders {
+            if let value = ccurl_response_header(handle.raw, name) { headers[name] = String(cString: value) }
+        }
+        return OutboundResponse(status: handle.status, body: sink.bytes, headers: headers)
     }
 
     /// Sends `request.body` as an email over SMTP (STARTTLS required when `mail.requireTLS`).

@@ -414,7 +414,7 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
 
     @Test func aCommandDravenDoesNotKnowIsUsageAndChangesNothing() throws {
         let w = try RouteWorld()
-        let x = try w.slack(w.slash("UALICE", "deploy everything"))
+        let x = try w.slack(w.slash("UALICE", "launch everything"))
         #expect(x.status == 200 && x.json?["text"]?.stringValue == ChatCommand.usage)
         x.expectUnchanged()
     }

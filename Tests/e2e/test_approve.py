@@ -438,7 +438,7 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     # A linked person without the right is refused readably too.
     r, _, _ = slack(stack, slash("UDAVE", f"approve {job}"))
     assert r.status == 200 and "dave is in none of them" in r.json["text"]
-    r, _, _ = slack(stack, slash("UALICE", "deploy everything"))
+    r, _, _ = slack(stack, slash("UALICE", "launch everything"))
     assert r.json["text"].startswith("draven: use approve JOB")
     r, _, _ = slack(stack, slash("UALICE", "approve 999999"))
     assert r.status == 200 and r.json["text"] == "draven: no job 999999"

@@ -31,6 +31,9 @@ package struct OutboundRequest: Sendable {
     package var secretName: String?
     package var timeoutMS: Int
     package var mail: Mail? = nil
+    /// Response headers to read back into `OutboundResponse.headers` (by name, case-insensitive):
+    /// the CLI reads the log API's `Draven-Log-*`; the deliverer asks for none.
+    package var responseHeaders: [String] = []
 
     package init(
         method: String, url: String, headers: [(String, String)], body: [UInt8], credential: Credential?,
@@ -55,9 +58,13 @@ package struct OutboundRequest: Sendable {
 package struct OutboundResponse: Sendable {
     package var status: Int
     package var body: [UInt8]
-    package init(status: Int, body: [UInt8]) {
+    /// The values of the headers the request named in `responseHeaders` that the answer had, keyed
+    /// by the name as the request spelled it.
+    package var headers: [String: String]
+    package init(status: Int, body: [UInt8], headers: [String: String] = [:]) {
         self.status = status
         self.body = body
+        self.headers = headers
     }
 }
 

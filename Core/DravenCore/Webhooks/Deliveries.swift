@@ -85,12 +85,12 @@ package enum Deliveries {
         }
     }
 
-    /// Forgets Slack signatures older than twice the timestamp window: a request that old is
-    /// refused by its timestamp anyway (a `Sweeper` step; Teams bodies carry no checked
-    /// timestamp, so their keys are kept).
+    /// Forgets Slack signatures (of votes and deploys) older than twice the timestamp window: a
+    /// request that old is refused by its timestamp anyway (a `Sweeper` step; Teams bodies and
+    /// Mattermost trigger ids carry no checked timestamp, so their keys are kept).
     package static func forgetOldSlackSignatures(_ db: Database, now: Int64) throws {
         try db.run(
-            "DELETE FROM deliveries WHERE source = 'slack' AND event = 'vote' AND received_at < ?1",
+            "DELETE FROM deliveries WHERE source = 'slack' AND event IN ('vote', 'deploy') AND received_at < ?1",
             [.int(now - 2 * SignedRequest.window)])
     }
 }
