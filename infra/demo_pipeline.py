@@ -18,8 +18,8 @@ job), and then, after it has answered, runs the deploy job in a fresh copy of th
 Only what the templates use is understood: `uses: actions/checkout` (the copy), `run:` steps,
 `${{ a.b || 'literal' }}` expressions, GitLab `rules: - if:` with `$VAR`, `&&`, `||`. Anything else
 fails the run with a message naming it, rather than being skipped. A run's output goes to
-`<log_dir>/<provider>-<run>.log`; cancelling a run (the provider's cancel call) stops its whole
-process tree.
+`<log_dir>/job-<JOB_ID>.log` (a job dispatched again appends its next run); cancelling a run (the
+provider's cancel call) stops its whole process tree.
 """
 import os
 import re
@@ -243,6 +243,9 @@ class Pipelines:
             shutil.rmtree(workspace, ignore_errors=True)
             raise
         shutil.copytree(self.project, workspace / "repo", symlinks=True)
+        job = run.env.get("JOB_ID") or (run.steps[-1][2] or {}).get("JOB_ID")
+        if job and job.isdigit():  # one log per job: `make run` prints where job N's is
+            run.log_path = self.log_dir / f"job-{job}.log"
         with self.lock:
             self.runs[(provider, str(run_id))] = run
         return run

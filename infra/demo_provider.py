@@ -206,9 +206,10 @@ def demo_pipelines(environ):
     if not url or not secret_file:
         return None
     here = Path(__file__).resolve().parent
+    # The runner machine's environment: the demo's pace, and a heartbeat every second (DEMO_HEARTBEAT_EVERY)
+    # so that the demo's short deploys show their progress.
     machine = {k: v for k, v in environ.items() if k.startswith("DEMO_") and k.endswith("_SECONDS")}
-    if environ.get("DRAVEN_HEARTBEAT_EVERY"):
-        machine["DRAVEN_HEARTBEAT_EVERY"] = environ["DRAVEN_HEARTBEAT_EVERY"]
+    machine["DRAVEN_HEARTBEAT_EVERY"] = environ.get("DEMO_HEARTBEAT_EVERY", "1")
     return Pipelines(project=environ.get("DEMO_PROJECT", here / "examples" / "demo"),
                      variables={"DRAVEN_URL": url}, secret=Path(secret_file).read_text().strip(),
                      machine_env=machine, log_dir=environ.get("DEMO_CI_DIR") or os.path.join(os.getcwd(), "demo-ci"))
