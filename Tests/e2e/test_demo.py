@@ -46,7 +46,7 @@ def until(read, check, timeout=30):
 def test_make_run_and_its_printed_walk_through(tmp_path):
     state = tmp_path / "state"
     port = free_pair()
-    make = ["make", "-s", "-o", "release", f"STATE_DIR={state}", f"PORT={port}", f"BIN_DIR={BIN_DIR}"]
+    make = ["make", "-s", "--no-print-directory", "-o", "release", f"STATE_DIR={state}", f"PORT={port}", f"BIN_DIR={BIN_DIR}"]
     started = subprocess.run([*make, "run"], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert started.returncode == 0, started.stdout + started.stderr
     try:
@@ -111,6 +111,11 @@ def test_make_run_and_its_printed_walk_through(tmp_path):
         assert not any(lock.get("job_id") == 6 for lock in locks["locks"]), locks
         assert "audit trail intact" in shell(commands[16])
         assert shell(commands[17]).startswith(f"http://127.0.0.1:{port}/ui/link/")
+        # The runner secret draven and the stand-in CI share is in no log and was never printed.
+        secret = (state / "demo-ci-runner-secret").read_text().strip()
+        logs = "".join(p.read_text(errors="replace") for p in (state / "run").rglob("*.log"))
+        assert len(secret) == 64 and secret not in logs and secret not in printed
+        assert (state / "demo-ci-runner-secret").stat().st_mode & 0o077 == 0
     finally:
         subprocess.run([*make, "stop"], cwd=ROOT, capture_output=True, text=True, timeout=60)
         left = leftover_processes(state)

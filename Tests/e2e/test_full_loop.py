@@ -144,7 +144,7 @@ def test_a_hang_times_out_through_sweep_and_the_late_callback_is_refused(world, 
     assert ended(stack, good) == "succeeded"
     # The runner's heartbeats stop getting through after its first (DRAVEN_HEARTBEAT_EVERY: an hour), and
     # the deploy takes a while: the lease (1 min) runs out under it.
-    pipelines.machine_env.update(DRAVEN_HEARTBEAT_EVERY="3600", DEMO_SLOW_STEP_SECONDS="1.5")
+    pipelines.machine_env.update(DRAVEN_HEARTBEAT_EVERY="3600", DEMO_SLOW_STEP_SECONDS="1")
     try:
         stuck = deploy(stack, project, "hang", "refs/heads/slow-migration")
         run = run_of(pipelines, provider, stack, stuck)
