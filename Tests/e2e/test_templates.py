@@ -198,3 +198,49 @@ def test_pin_runner_rewrites_every_pin(tmp_path):
     for provider, path in TEMPLATES.items():
         text = (copy / path.name).read_text()
         assert want in text and pins()[provider] not in text
+
+
+# -- the stand-in CI refuses what the service would ------------------------------------------------
+
+def stand_in(tmp_path, **templates):
+    from demo_pipeline import Pipelines
+    return Pipelines(project=ROOT / "infra" / "examples" / "demo", variables={"DRAVEN_URL": "http://127.0.0.1:9"},
+                     secret="s", log_dir=tmp_path / "ci", templates=templates)
+
+
+def test_the_stand_in_refuses_a_github_dispatch_the_workflow_does_not_declare(tmp_path):
+    from demo_pipeline import Refused
+    ci = stand_in(tmp_path)
+    path = "/repos/acme/app/actions/workflows/deploy.yml/dispatches"
+    inputs = {"job_id": "1", "env": "prod", "ref": "refs/tags/v1", "fencing_token": "3"}
+    with pytest.raises(Refused) as unexpected:
+        ci.plan("github", path, json.dumps({"ref": "refs/tags/v1", "inputs": dict(inputs, colour="red")}).encode(), 1)
+    assert (unexpected.value.status, str(unexpected.value)) == (422, 'Unexpected inputs provided: ["colour"]')
+    with pytest.raises(Refused) as missing:
+        ci.plan("github", path, json.dumps({"ref": "refs/tags/v1", "inputs": {"job_id": "1"}}).encode(), 2)
+    assert missing.value.status == 422 and "Required input 'env' not provided" in str(missing.value)
+    run = ci.plan("github", path, json.dumps({"ref": "refs/tags/v1", "inputs": inputs}).encode(), 3)
+    [_, (name, script, env)] = run.steps
+    assert env["DRAVEN_TASK"] == "deploy" and env["DRAVEN_SHA"] == "" and env["DRAVEN_RUNNER_SECRET"] == "s"
+    assert "$DRAVEN_URL/runner.sh" in script and run.checkout_ref == "refs/tags/v1"
+
+
+def test_the_stand_in_refuses_a_gitlab_pipeline_whose_rules_leave_no_job(tmp_path):
+    from demo_pipeline import Refused
+    ci = stand_in(tmp_path)
+    with pytest.raises(Refused) as none:
+        ci.plan("gitlab", "/api/v4/projects/42/trigger/pipeline", b"token=t&ref=main&variables%5BENV%5D=prod", 1)
+    assert none.value.status == 400 and "No stages / jobs" in str(none.value)
+
+
+def test_the_stand_in_runs_nothing_it_does_not_understand(tmp_path):
+    from demo_pipeline import Refused
+    other = tmp_path / "workflow.yml"
+    doc = yaml.safe_load(TEMPLATES["github"].read_text())
+    doc["jobs"]["deploy"]["steps"].insert(0, {"uses": "actions/setup-node@v4"})
+    other.write_text(yaml.safe_dump(doc))
+    ci = stand_in(tmp_path, github=other)
+    body = {"ref": "main", "inputs": {"job_id": "1", "env": "e", "ref": "refs/heads/main", "fencing_token": "1"}}
+    with pytest.raises(Refused) as refused:
+        ci.plan("github", "/repos/a/b/actions/workflows/deploy.yml/dispatches", json.dumps(body).encode(), 1)
+    assert "cannot run the action 'actions/setup-node@v4'" in str(refused.value)
