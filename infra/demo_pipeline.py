@@ -21,6 +21,7 @@ fails the run with a message naming it, rather than being skipped. A run's outpu
 `<log_dir>/job-<JOB_ID>.log` (a job dispatched again appends its next run); cancelling a run (the
 provider's cancel call) stops its whole process tree.
 """
+import json
 import os
 import re
 import shutil
@@ -251,7 +252,6 @@ class Pipelines:
         return run
 
     def _github(self, path, body, run_id, workspace, base):
-        import json
         sent = json.loads(body)
         workflow = unquote(path.split("/actions/workflows/", 1)[1].rsplit("/dispatches", 1)[0])
         repo = path.split("/repos/", 1)[1].split("/actions/", 1)[0]
@@ -290,7 +290,6 @@ class Pipelines:
         return Run("github", run_id, steps, env, workspace, self.log_dir / f"github-{run_id}.log", checkout)
 
     def _gitlab(self, path, body, run_id, workspace, base):
-        import json
         if path.endswith("/trigger/pipeline"):
             form = parse_qs(body.decode(), keep_blank_values=True)
             ref = form.get("ref", [""])[0]
@@ -328,7 +327,6 @@ class Pipelines:
         return Run("gitlab", run_id, steps, env, workspace, self.log_dir / f"gitlab-{run_id}.log", ref)
 
     def _bitbucket(self, path, body, run_id, workspace, base):
-        import json
         data = json.loads(body)
         target = data.get("target") or {}
         selector = target.get("selector") or {}
