@@ -1,6 +1,7 @@
 # draven — targets
 #   make run       install what is missing, build release binaries, start nginx + fcgiwrap on
-#                  127.0.0.1:$(PORT) with the demo configuration, print a ready curl command
+#                  127.0.0.1:$(PORT) with the demo configuration and a stand-in CI that runs the
+#                  pipelines, print a walk-through (the first deploy, an approval, a rollback, a cancel)
 #   make stop      stop exactly what `make run` started (by PID)
 #   make test      build and run every test: unit (swift test), end-to-end (real nginx + fcgiwrap), fuzz-smoke
 #   make deps      install the system packages (apt-get), only those missing
@@ -42,7 +43,8 @@ TOOLS := draven draven-deliver
 
 # The one list of system packages draven needs (build, serve, test).
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl \
-	chromium chromium-driver
+	chromium chromium-driver \
+	shellcheck python3-yaml
 
 # What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.

@@ -1,24 +1,36 @@
 """A local stand-in for GitHub Actions, GitLab CI and Bitbucket Pipelines.
 
 `make run` starts it so the demo's deploys really dispatch (to 127.0.0.1, nothing leaves the
-machine); the end-to-end tests use it as their fake provider. It records every request and
-answers like the providers' success responses (GitHub dispatch with return_run_details, GitLab
-and Bitbucket pipeline creation, reading and cancelling a run (it is always still running), Slack's chat.postMessage, chat.update and
-chat.postEphemeral). Tests can queue answers for a path prefix:
+machine) and really run; the end-to-end tests use it as their fake provider. It records every
+request and answers like the providers' success responses (GitHub dispatch with return_run_details,
+GitLab and Bitbucket pipeline creation, reading and cancelling a run, Slack's chat.postMessage,
+chat.update and chat.postEphemeral). Tests can queue answers for a path prefix:
 {"status": 503, "body": {...}, "delay": 0}; a delay longer than draven's timeout makes a call hang.
 With "echo": true the answer's "message" quotes the request back, as careless providers do in
 their 401s: every header, the body, and the credential again base64- and percent-encoded.
 
+With `pipelines` (demo_pipeline.Pipelines) a dispatch also runs: after answering, the stand-in runs
+the pipeline template's deploy step as the real CI would (the runner, fetched from draven's
+/runner.sh, with the variables draven sent); reading a run answers its real state, and cancelling it
+stops it. Without, a run is always still running (what most tests want: they play the runner).
+
     python3 infra/demo_provider.py PORT      # serve until killed, logging one line per request
+
+`make run` sets DEMO_DRAVEN_URL (draven's URL), DEMO_RUNNER_SECRET_FILE (the project's runner
+secret, a 0600 file: the CI secret), DEMO_PROJECT (the repository the pipeline checks out, default
+infra/examples/demo) and DEMO_CI_DIR (the runs' logs and checkouts): then dispatches run.
 """
 import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from demo_pipeline import Refused, dispatch_kind
+
 
 class FakeProvider:
-    def __init__(self, port=0):
+    def __init__(self, port=0, pipelines=None):
+        self.pipelines = pipelines
         self.requests = []
         self.scripts = {}  # path prefix -> list of answers
         self.in_flight = 0
@@ -79,9 +91,17 @@ class FakeProvider:
                     answer = queue.pop(0)
                     break
             self.in_flight += 1
+        run = None
         try:
+            if answer is None and self.pipelines is not None and dispatch_kind(handler.command, handler.path):
+                try:
+                    run = self.pipelines.plan(dispatch_kind(handler.command, handler.path), handler.path, body, n)
+                except Refused as refused:
+                    answer = {"status": refused.status, "body": {"message": refused.message}}
+                except Exception as e:  # the stand-in could not read the template: say so, as a 500
+                    answer = {"status": 500, "body": {"message": f"the stand-in CI failed: {e!r}"}}
             if answer is None:
-                answer = self.default(handler.path, n, body)
+                answer = self.default(handler.path, n, body, handler.command)
             if answer.get("echo"):
                 answer = dict(answer, body=dict(answer.get("body") or {}, message=echo(answer, record)))
             if answer.get("delay"):
@@ -95,29 +115,56 @@ class FakeProvider:
             handler.send_header("Content-Length", str(len(payload)))
             handler.end_headers()
             handler.wfile.write(payload)
+            handler.wfile.flush()
+            if run is not None:  # the real CI starts the run after it answered
+                run.start()
         except (BrokenPipeError, ConnectionResetError):
             record["answered"] = "client gone"
         finally:
             with self.lock:
                 self.in_flight -= 1
 
-    def default(self, path, n, body=b""):
-        # Calls about an existing run (draven's polling fallback and cancels): the run goes on.
+    def ran(self, provider, run_id, cancel=False):
+        """The pipeline run the stand-in started for this run id, if any (cancelled in the background
+        when `cancel`: the provider answers at once and stops the run after)."""
+        run = self.pipelines.find(provider, run_id) if self.pipelines is not None else None
+        if run is not None and cancel:
+            threading.Thread(target=run.cancel, daemon=True).start()
+        return run
+
+    def default(self, path, n, body=b"", method="POST"):
+        # Calls about an existing run (draven's polling fallback and cancels): the run goes on, unless
+        # the stand-in really runs it (then it answers the run's state).
         run = path.rstrip("/").rsplit("/", 2)
         if "/actions/runs/" in path:
             if path.endswith("/cancel"):
+                self.ran("github", run[-2], cancel=True)
                 return {"status": 202, "body": {}}
-            return {"status": 200, "body": {"id": int(run[-1]) if run[-1].isdigit() else run[-1], "status": "in_progress",
-                                            "conclusion": None, "html_url": f"https://github.example/acme/app/actions/runs/{run[-1]}"}}
+            real = self.ran("github", run[-1])
+            status = "completed" if real and real.state == "completed" else "in_progress"
+            return {"status": 200, "body": {"id": int(run[-1]) if run[-1].isdigit() else run[-1], "status": status,
+                                            "conclusion": real.conclusion if real else None,
+                                            "html_url": f"https://github.example/acme/app/actions/runs/{run[-1]}"}}
         if "/projects/" in path and "/pipelines/" in path:
             if path.endswith("/cancel"):
+                self.ran("gitlab", run[-2], cancel=True)
                 return {"status": 200, "body": {"id": int(run[-2]), "status": "canceled"}}
-            return {"status": 200, "body": {"id": int(run[-1]), "status": "running", "web_url": f"https://gitlab.example/p/{run[-1]}"}}
+            real = self.ran("gitlab", run[-1])
+            status = {"success": "success", "failure": "failed", "cancelled": "canceled"}.get(
+                real.conclusion if real else None, "running")
+            return {"status": 200, "body": {"id": int(run[-1]), "status": status, "web_url": f"https://gitlab.example/p/{run[-1]}"}}
         if "/repositories/" in path and "/pipelines/%7B" in path:
+            uuid = (run[-2] if path.endswith("/stopPipeline") else run[-1]).replace("%7B", "{").replace("%7D", "}")
+            number = uuid.strip("{}").split("-")[0]
             if path.endswith("/stopPipeline"):
+                self.ran("bitbucket", int(number) if number.isdigit() else number, cancel=True)
                 return {"status": 204, "body": None}
-            return {"status": 200, "body": {"uuid": run[-1].replace("%7B", "{").replace("%7D", "}"), "build_number": 1,
-                                            "state": {"name": "IN_PROGRESS"}}}
+            real = self.ran("bitbucket", int(number) if number.isdigit() else number)
+            state = {"name": "IN_PROGRESS"}
+            if real and real.state == "completed":
+                result = {"success": "SUCCESSFUL", "failure": "FAILED", "cancelled": "STOPPED"}[real.conclusion]
+                state = {"name": "COMPLETED", "result": {"name": result}}
+            return {"status": 200, "body": {"uuid": uuid, "build_number": 1, "state": state}}
         if "/actions/workflows/" in path:
             return {"status": 200, "body": {"workflow_run_id": n, "run_url": f"{self.url}/api/runs/{n}",
                                             "html_url": f"https://github.example/acme/app/actions/runs/{n}"}}
@@ -148,11 +195,43 @@ def echo(answer, record):
             + f" (base64 {base64.b64encode(credential.encode()).decode()}, url {quote(credential, safe='')})")
 
 
+def demo_pipelines(environ):
+    """The pipelines `make run` asks for through DEMO_* variables (see the module's doc), or None."""
+    import os
+    from pathlib import Path
+
+    from demo_pipeline import Pipelines
+
+    url, secret_file = environ.get("DEMO_DRAVEN_URL"), environ.get("DEMO_RUNNER_SECRET_FILE")
+    if not url or not secret_file:
+        return None
+    here = Path(__file__).resolve().parent
+    # The runner machine's environment: the demo's pace, and a heartbeat every second (DEMO_HEARTBEAT_EVERY)
+    # so that the demo's short deploys show their progress.
+    machine = {k: v for k, v in environ.items() if k.startswith("DEMO_") and k.endswith("_SECONDS")}
+    machine["DRAVEN_HEARTBEAT_EVERY"] = environ.get("DEMO_HEARTBEAT_EVERY", "1")
+    return Pipelines(project=environ.get("DEMO_PROJECT", here / "examples" / "demo"),
+                     variables={"DRAVEN_URL": url}, secret=Path(secret_file).read_text().strip(),
+                     machine_env=machine, log_dir=environ.get("DEMO_CI_DIR") or os.path.join(os.getcwd(), "demo-ci"))
+
+
 if __name__ == "__main__":
+    import os
+    import signal
     import sys
 
-    provider = FakeProvider(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
-    print(f"demo provider on {provider.url}", flush=True)
+    pipelines = demo_pipelines(os.environ)
+    provider = FakeProvider(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0, pipelines=pipelines)
+    print(f"demo provider on {provider.url}" + (f"; runs pipelines, logs in {pipelines.log_dir}" if pipelines else ""),
+          flush=True)
+
+    def stop(*_):
+        if pipelines is not None:
+            pipelines.stop()  # no run outlives the stand-in
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     original = provider.handle
 
     def logged(handler, body):

@@ -3,7 +3,8 @@
 # with its own prefix, both on loopback, everything under $RUN_DIR.
 #
 #   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=2×cores] [SWEEP_EVERY=5s] [DELIVER=path]
-#   [DEMO_PROVIDER_PORT=8081] [RATE_LIMIT=50r/s] [RATE_BURST=200] infra/stack.sh start|stop|status
+#   [DEMO_PROVIDER_PORT=8081] [RATE_LIMIT=50r/s] [RATE_BURST=200] [RUNNER_FILE=infra/runner/draven-runner.sh]
+#   infra/stack.sh start|stop|status
 #
 # With SWEEP_EVERY, `start` also runs the `draven sweep --every` service (it delivers due
 # outbox rows and keeps the store open). `stop` stops exactly the processes `start` recorded
@@ -30,6 +31,8 @@ RATE_BURST="${RATE_BURST:-200}"
 NGINX="${NGINX:-/usr/sbin/nginx}"
 FCGIWRAP="${FCGIWRAP:-/usr/sbin/fcgiwrap}"
 socket="$RUN_DIR/fcgiwrap.sock"
+# The shell runner nginx serves as GET /runner.sh (its version line and SHA-256 go in the headers).
+RUNNER_FILE="${RUNNER_FILE:-$here/runner/draven-runner.sh}"
 
 # Is PID file $1 naming a live process whose command line contains $2?
 alive() {
@@ -84,13 +87,17 @@ start() {
   fi
   if port_in_use; then echo "stack.sh: 127.0.0.1:$PORT is already in use" >&2; exit 1; fi
   mkdir -p "$RUN_DIR/tmp" "$RUN_DIR/extra.d" "$SECRETS_DIR"
-  local user_line=""
+  local user_line="" runner_version runner_sha256
+  runner_version="$(sed -n 's/^# draven-runner version \([0-9][0-9]*\)$/\1/p' "$RUNNER_FILE" | head -n 1)"
+  runner_sha256="$(sha256sum "$RUNNER_FILE" | cut -d' ' -f1)"
+  [ -n "$runner_version" ] || { echo "stack.sh: $RUNNER_FILE has no '# draven-runner version N' line" >&2; exit 1; }
   [ "$(id -u)" = 0 ] && user_line="user root root;"  # workers must reach the root-owned socket
   for f in nginx.conf draven.conf fastcgi_params.draven problems.draven function_route.draven function_answer.draven; do
     sed -e "s|@RUN_DIR@|$RUN_DIR|g" -e "s|@PORT@|$PORT|g" -e "s|@BIN_DIR@|$BIN_DIR|g" \
         -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
         -e "s|@USER_LINE@|$user_line|g" -e "s|@DELIVER@|${DELIVER:-$BIN_DIR/draven-deliver}|g" \
-        -e "s|@RATE_LIMIT@|$RATE_LIMIT|g" -e "s|@RATE_BURST@|$RATE_BURST|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
+        -e "s|@RATE_LIMIT@|$RATE_LIMIT|g" -e "s|@RATE_BURST@|$RATE_BURST|g" -e "s|@RUNNER_FILE@|$RUNNER_FILE|g" \
+        -e "s|@RUNNER_VERSION@|$runner_version|g" -e "s|@RUNNER_SHA256@|$runner_sha256|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
   done
 
   # fcgiwrap passes its own environment to every CGI child: start it with an empty one, so

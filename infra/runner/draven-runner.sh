@@ -1,4 +1,5 @@
 #!/bin/sh
+# draven-runner version 1
 # draven-runner.sh — runs a deploy's entrypoint inside the pipeline and keeps draven informed.
 #
 #   draven-runner.sh [COMMAND [ARG...]]        (default command: deploy/run.sh)
