@@ -13,16 +13,31 @@ package import DravenCore
 /// read of the job, the signature check, and one short transaction of two updates. A replayed
 /// heartbeat (within the five-minute window) only extends a lease its job still holds, so
 /// signatures are not remembered (that would add a row per heartbeat).
+///
+/// The same function takes the runner's log chunks (`POST /hooks/runner/log`, `RunnerLog`): the
+/// other request a runner sends all through a run, with the same HMAC and fencing token, and
+/// like a heartbeat nothing to remember about its signature (a repeated chunk is a duplicate by
+/// its seq). Here it pays for what a runner's traffic needs and none of webhook-receive's
+/// provider parsing (a smaller executable to start per request).
 package enum Heartbeat: Function {
     package static let name = "heartbeat"
-    package static let maxBodyBytes = 4096
+    /// The log route's limit; a heartbeat is refused above `heartbeatBodyBytes`.
+    package static let maxBodyBytes = RunnerLog.maxBodyBytes
+    static let heartbeatBodyBytes = 4096
     static let route = Route("POST", "/api/v1/jobs/{id}/heartbeat")
 
     package static func respond(to request: Request, context: Context) throws -> Response {
+        if let _ = RunnerLog.route.match(request.path) {
+            guard request.method == "POST" else { throw DravenError.methodNotAllowed(allowed: ["POST"]) }
+            return try RunnerLog.respond(request, context)
+        }
         guard let params = route.match(request.path) else {
             throw DravenError.notFound(what: "no route for \(request.method) \(request.path)")
         }
         guard request.method == "POST" else { throw DravenError.methodNotAllowed(allowed: ["POST"]) }
+        guard request.body.count <= heartbeatBodyBytes else {
+            throw DravenError.bodyTooLarge(limit: heartbeatBodyBytes)
+        }
         let id = try params.id("id")
         context.subject = "job/\(id)"
         let (timestamp, signature) = try RunnerSignature.headers(request, now: context.now)

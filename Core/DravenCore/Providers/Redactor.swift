@@ -54,6 +54,15 @@ package struct Redactor {
         return Self.bounded(Array(String(decoding: bytes, as: UTF8.self).utf8))
     }
 
+    /// `bytes` with every form of the known credentials (see `init`) replaced by `mark`, and
+    /// nothing else changed: no shapes, no control characters, no bound. A job's archived log
+    /// (`POST /hooks/runner/log`) is masked so: its bytes are kept as the runner sent them.
+    package func mask(_ bytes: [UInt8], with mark: [UInt8]) -> [UInt8] {
+        var out = bytes
+        for needle in needles { out = needle.withUnsafeBytes { Self.replace(out, $0, mark: mark) } }
+        return out
+    }
+
     // MARK: credential variants
 
     static func percentEncoded(_ raw: [UInt8]) -> [UInt8] {
@@ -79,11 +88,15 @@ package struct Redactor {
     // MARK: matching
 
     /// Every occurrence of `needle` in `bytes` replaced by the mark.
-    static func replace(_ bytes: [UInt8], _ needle: UnsafeRawBufferPointer) -> [UInt8] {
+    static func replace(_ bytes: [UInt8], _ needle: UnsafeRawBufferPointer, mark: [UInt8] = Redactor.mark)
+        -> [UInt8]
+    {
         guard needle.count > 0, bytes.count >= needle.count else { return bytes }
-        var out: [UInt8] = []
+        // Most texts hold no credential: look before copying.
+        guard let start = first(needle, in: bytes) else { return bytes }
+        var out: [UInt8] = Array(bytes[..<start])
         out.reserveCapacity(bytes.count)
-        var i = 0
+        var i = start
         while i < bytes.count {
             if i + needle.count <= bytes.count, bytes[i] == needle[0],
                 (0..<needle.count).allSatisfy({ bytes[i + $0] == needle[$0] })
@@ -96,6 +109,25 @@ package struct Redactor {
             }
         }
         return out
+    }
+
+    /// Where `needle` first occurs in `bytes`, if it does.
+    static func first(_ needle: UnsafeRawBufferPointer, in bytes: [UInt8]) -> Int? {
+        let lead = needle[0]
+        let last = bytes.count - needle.count
+        guard last >= 0 else { return nil }
+        return bytes.withUnsafeBufferPointer { b -> Int? in
+            var i = 0
+            while i <= last {
+                if b[i] == lead {
+                    var k = 1
+                    while k < needle.count, b[i + k] == needle[k] { k += 1 }
+                    if k == needle.count { return i }
+                }
+                i += 1
+            }
+            return nil
+        }
     }
 
     /// Prefixes of provider token formats: the prefix is kept, the rest of the token removed.

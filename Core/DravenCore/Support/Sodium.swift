@@ -45,6 +45,18 @@ package enum Sodium {
         return Hex.encode(out)
     }
 
+    /// Unkeyed BLAKE2b of `message`, `length` bytes (16 to 64).
+    package static func hash(_ message: [UInt8], length: Int) -> [UInt8] {
+        ready()
+        var out = [UInt8](repeating: 0, count: length)
+        out.withUnsafeMutableBufferPointer { o in
+            message.withUnsafeBufferPointer { m in
+                _ = crypto_generichash(o.baseAddress!, length, m.baseAddress, UInt64(m.count), nil, 0)
+            }
+        }
+        return out
+    }
+
     /// Constant-time equality (`sodium_memcmp`); different lengths are unequal.
     package static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }

@@ -30,6 +30,15 @@ package enum RunnerSignature {
         _ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
         paths: Paths
     ) throws -> String {
+        try verified(request, timestamp: timestamp, signature: signature, project: project, db: db, paths: paths).key
+    }
+
+    /// `verify`, also lending the runner secret it verified with (to mask it in a log chunk:
+    /// `POST /hooks/runner/log`). The secret stays in its `SecretBytes`, wiped when released.
+    package static func verified(
+        _ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
+        paths: Paths
+    ) throws -> (key: String, secret: SecretBytes) {
         let integration = try HookIntegration.find(
             db, providers: Provider.allCases, project: project, body: [],
             request: request)
@@ -41,7 +50,7 @@ package enum RunnerSignature {
         else {
             throw DravenError.badSignature("X-Draven-Signature does not match")
         }
-        return key
+        return (key, secret)
     }
 }
 
