@@ -160,8 +160,15 @@ extension RouteWorld {
         #expect(try JobLogs.read(db, job: w.busy, after: 2).bytes == bytes("three\n"))
         #expect(try JobLogs.read(db, job: w.busy, after: 3).lastSeq == 3)
         #expect(try JobLogs.read(db, job: w.busy, after: 9).lastSeq == 9)
-        let encodings = try db.query("SELECT encoding FROM job_log_chunks ORDER BY seq", []) { $0.int(0) }
-        #expect(encodings == [0, 1, 0])  // short lines do not get smaller compressed: stored as they are
+        let encodings = { try db.query("SELECT encoding FROM job_log_chunks ORDER BY seq", []) { $0.int(0) } }
+        #expect(try encodings() == [0, 0, 0])  // stored as they came
+        let stored = { try db.scalar("SELECT stored FROM job_logs") ?? 0 }
+        #expect(try stored() == 10 + Int64(big.utf8.count))
+        #expect(try JobLogs.compact(db) == 3)  // the sweep's step
+        #expect(try encodings() == [2, 1, 2])  // short lines do not get smaller compressed: kept as they are
+        #expect(try stored() < 1000)
+        #expect(try JobLogs.compact(db) == 0)
+        #expect(try JobLogs.read(db, job: w.busy, after: 0).bytes == bytes("one\n" + big + "three\n"))
         let tail = try JobLogs.tail(db, job: w.busy, bytes: 6)
         #expect(tail.bytes == bytes("three\n") && tail.partial)
         #expect(try JobLogs.tail(db, job: w.busy, bytes: 1 << 20).partial == false)

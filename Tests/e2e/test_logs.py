@@ -128,8 +128,13 @@ printf 'done, no newline at the end'
     assert seq >= 4  # several chunks: the first part, the long line, the rest
     assert r.headers["Draven-Log-Complete"] == "true" and "Draven-Log-Truncated" not in r.headers
     assert stack.rows("SELECT last_seq, bytes, cut_seq FROM job_logs WHERE job_id = ?", job) == [(seq, len(expected), None)]
-    # Compressed on disk.
-    assert stack.rows("SELECT stored < bytes FROM job_logs WHERE job_id = ?", job) == [(1,)]
+    # Stored as it came; the next sweep pass compresses it, and it reads the same.
+    assert stack.rows("SELECT stored = bytes FROM job_logs WHERE job_id = ?", job) == [(1,)]
+    stack.sweep_once(0)
+    assert stack.rows("SELECT count(*) FROM job_log_chunks WHERE job_id = ? AND encoding = 0", job) == [(0,)]
+    (stored, total), = stack.rows("SELECT stored, bytes FROM job_logs WHERE job_id = ?", job)
+    assert stored < total / 5, (stored, total)
+    assert read_log(stack, job).body == expected
     # Mid-run, the first part was there already and the log said it was not complete.
     headers = Path(f"{mid}.headers").read_text().lower()
     assert "draven-log-complete: false" in headers, headers

@@ -1,7 +1,8 @@
 /// The time-driven work of one `draven sweep` pass, except delivering the outbox (which needs
 /// libcurl, so the CLI does it after this): expire unapproved jobs, time out running jobs whose
 /// lease ran out, fail jobs stuck in `dispatching`, queue a `poll` of runs the provider has
-/// been silent about, and prune archived logs older than `logs.retention` (`JobLogs.prune`).
+/// been silent about, prune archived logs older than `logs.retention` (`JobLogs.prune`) and compress
+/// the log chunks stored since the last pass (`JobLogs.compact`).
 ///
 /// Idempotent and safe alongside itself and requests: each job is handled in its own
 /// `BEGIN IMMEDIATE` transaction that first checks, under the write lock, that the condition
@@ -47,6 +48,7 @@ package struct Sweeper {
         report.stuck = try failStuckDispatches(db, now: now)
         report.polled = try queuePolls(db, now: now)
         report.logsPruned = try JobLogs.prune(db, now: now)
+        try JobLogs.compact(db)
         try RefusalCounts.prune(db, now: now)
         try Deliveries.forgetOldSlackSignatures(db, now: now)
         return report

@@ -438,15 +438,18 @@ package enum Migrations {
         CREATE INDEX job_logs_prune ON job_logs (last_at) WHERE pruned_at IS NULL;
 
         -- The stored chunks (a rowid table: rows carry up to 64 KiB, which WITHOUT ROWID handles badly).
+        -- A chunk is written as it came (encoding 0) and compressed by the next `draven sweep` pass.
         CREATE TABLE job_log_chunks (
             job_id INTEGER NOT NULL REFERENCES job_logs(job_id),
             seq INTEGER NOT NULL,
             size INTEGER NOT NULL,             -- bytes once inflated
             hash BLOB NOT NULL,                -- BLAKE2b-128 of the chunk as received: a repeat is compared with it
-            encoding INTEGER NOT NULL CHECK (encoding IN (0, 1)),   -- 0: the bytes as they are; 1: zlib
+            -- 0: the bytes, not compressed yet; 1: zlib; 2: the bytes, kept so (compressing did not shrink them)
+            encoding INTEGER NOT NULL CHECK (encoding IN (0, 1, 2)),
             data BLOB NOT NULL,
             at INTEGER NOT NULL,
             PRIMARY KEY (job_id, seq)
         ) STRICT;
+        CREATE INDEX job_log_chunks_raw ON job_log_chunks (at) WHERE encoding = 0;
         """
 }

@@ -4,10 +4,8 @@ internal import CZlib
 /// https://zlib.net/manual.html), for archived job logs (`JobLogs`). A chunk is at most 64 KiB,
 /// so whole buffers are enough: no streams, no state kept between calls.
 package enum Deflate {
-    /// The level archived logs are written with. Measured on this machine on 64 KiB of deploy
-    /// output (README "Logs"): level 1 costs a fraction of level 6 for a few percent more bytes,
-    /// and a log chunk is compressed on the request path.
-    package static let level: Int32 = 1
+    /// zlib's default level: archived logs are compressed by `draven sweep`, off the request path.
+    package static let level: Int32 = 6
 
     /// `bytes` compressed (zlib format), or nil when compressing does not make them smaller.
     package static func compress(_ bytes: [UInt8], level: Int32 = Deflate.level) -> [UInt8]? {
