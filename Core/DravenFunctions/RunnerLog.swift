@@ -59,7 +59,7 @@ enum RunnerLog {
         guard text.utf8.count <= (JobLogs.chunkLimit + 2) / 3 * 4 else {
             throw DravenError.contentTooLarge(what: "a log chunk's data, decoded", limit: JobLogs.chunkLimit)
         }
-        guard let raw = SecretsCrypto.base64Decode(text.utf8), !raw.isEmpty else {
+        guard let raw = Base64.decode(text), !raw.isEmpty else {
             throw DravenError.invalidField(
                 pointer: "/data", reason: "must be 1 to \(JobLogs.chunkLimit) bytes in standard base64 (with padding)")
         }

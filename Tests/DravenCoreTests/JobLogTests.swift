@@ -265,3 +265,46 @@ extension RouteWorld {
         #expect(oneCut && HTML.escape(one).utf8.count <= 1001)
     }
 }
+
+// MARK: - the fast paths a log chunk takes
+
+@Suite struct LogFastPathTests {
+    @Test func base64DecodesWhatLibsodiumDecodesAndRefusesTheRest() throws {
+        var rng = SystemRandomNumberGenerator()
+        for n in [0, 1, 2, 3, 4, 5, 63, 64, 65, 1000] {
+            let raw = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let text = SecretsCrypto.base64(raw)
+            #expect(Base64.decode(text) == raw)
+            #expect(SecretsCrypto.base64Decode(text.utf8) == raw)
+        }
+        for bad in ["eA", "eA=", "eA===", "e A=", "eA==\n", "eB==", "eAB=", "====", "eA=A", "=eAA", "eA\u{e9}=", "ab-_"] {
+            #expect(Base64.decode(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func theStringScanFindsEverySpecialByteInLongStrings() throws {
+        let plain = String(repeating: "abcdefgh", count: 20)
+        #expect(try JSON.parse(bytes("\"\(plain)\"")).stringValue == plain)
+        for (k, special) in ["\\\"", "\\n", "é", "\u{7f}"].enumerated() {
+            let text = String(plain.prefix(37 + k)) + special + String(plain.prefix(50))
+            let parsed = try JSON.parse(bytes("[\"\(text)\"]"))
+            #expect(parsed.arrayValue?.first?.stringValue?.utf8.count ?? 0 > 80, "\(special)")
+        }
+        for control in [0x00, 0x01, 0x1f] as [UInt8] {
+            var raw = bytes("\"" + plain)
+            raw[45] = control
+            #expect(throws: JSONParseError.self) { try JSON.parse(raw + bytes("\"")) }
+        }
+        var invalid = bytes("\"" + plain + "\"")
+        invalid[60] = 0xff
+        #expect(throws: JSONParseError.self) { try JSON.parse(invalid) }
+    }
+
+    @Test func maskingFindsEveryOccurrence() throws {
+        let r = Redactor([SecretBytes(copying: bytes("s3cret"), label: "t")])
+        #expect(r.mask(bytes("s3cret"), with: bytes("*")) == bytes("*"))
+        #expect(r.mask(bytes("as3crets3cretb s3cre"), with: bytes("*")) == bytes("a**b s3cre"))
+        #expect(r.mask(bytes("nothing"), with: bytes("*")) == bytes("nothing"))
+        #expect(r.clean("token s3cret here") == "token [redacted] here")
+    }
+}
