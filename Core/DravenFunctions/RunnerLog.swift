@@ -70,13 +70,12 @@ enum RunnerLog {
         let limits = try JobLogs.Limits.load(db)
 
         let outcome = try db.immediate { tx -> JobLogs.Outcome in
-            let current = try Job.require(tx.db, id: jobID)
-            guard !current.state.isTerminal else {
+            // Under the write lock: an ended job, or a token that no longer holds the lock, takes nothing.
+            if let state = try Job.state(tx.db, id: jobID), state.isTerminal {
                 throw DravenError.conflict(
-                    "job \(jobID) is \(current.state.rawValue); its log is complete and takes no more chunks")
+                    "job \(jobID) is \(state.rawValue); its log is complete and takes no more chunks")
             }
-            let holder = try Locks.holder(tx.db, environment: current.environmentID)
-            guard current.fencingToken == token, holder?.jobID == jobID, holder?.token == token else {
+            guard try Locks.holds(tx.db, job: jobID, token: token) else {
                 throw DravenError.staleFencingToken(job: jobID)
             }
             return try JobLogs.append(tx, job: jobID, chunk, limits: limits, now: context.now)

@@ -300,6 +300,28 @@ extension RouteWorld {
         #expect(throws: JSONParseError.self) { try JSON.parse(invalid) }
     }
 
+    @Test func hmacOnTheSHAExtensionsIsLibsodiumsHMAC() throws {
+        // RFC 4231 test case 2, then every length across the block boundaries, keys short and long.
+        let rfc = Sodium.hmacSHA256(
+            key: SecretBytes(copying: bytes("Jefe"), label: "t"), message: bytes("what do ya want for nothing?"))
+        #expect(Hex.encode(rfc) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        var rng = SystemRandomNumberGenerator()
+        let lengths = Array(0...200) + [1000, 4095, 65_536, 87_440]
+        for keyLength in [1, 10, 32, 64, 65, 200] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            for n in lengths {
+                let message = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                let mac = Sodium.hmacSHA256(key: SecretBytes(copying: key, label: "t"), message: message)
+                #expect(mac == Sodium.hmacSHA256Portable(key: key, message: message), "key \(keyLength), \(n) bytes")
+                let cut = n / 3
+                let parts = Sodium.hmacSHA256(
+                    key: SecretBytes(copying: key, label: "t"), prefix: Array(message[..<cut]),
+                    message: Array(message[cut...]))
+                #expect(parts == mac, "in two parts: key \(keyLength), \(n) bytes")
+            }
+        }
+    }
+
     @Test func maskingFindsEveryOccurrence() throws {
         let r = Redactor([SecretBytes(copying: bytes("s3cret"), label: "t")])
         #expect(r.mask(bytes("s3cret"), with: bytes("*")) == bytes("*"))

@@ -125,18 +125,27 @@ package enum JobLogs {
         }
         let kept = Int64(data.count)
         // The job's row first: the chunk refers to it.
-        try db.run(
-            """
-            INSERT INTO job_logs (job_id, last_seq, last_hash, bytes, stored, cut_seq, dropped, first_at, last_at)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
-            ON CONFLICT (job_id) DO UPDATE SET last_seq = excluded.last_seq, last_hash = excluded.last_hash,
-                bytes = job_logs.bytes + excluded.bytes, stored = job_logs.stored + excluded.stored,
-                cut_seq = excluded.cut_seq, dropped = job_logs.dropped + excluded.dropped, last_at = excluded.last_at
-            """,
-            [
-                .int(job), .int(chunk.seq), .blob(chunk.hash), .int(kept), .int(kept),
-                .int(cut ? chunk.seq : nil), .int(overCap ? count - room : 0), .int(now),
-            ])
+        if summary == nil {
+            try db.run(
+                """
+                INSERT INTO job_logs (job_id, last_seq, last_hash, bytes, stored, cut_seq, dropped, first_at, last_at)
+                VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?7)
+                """,
+                [
+                    .int(job), .int(chunk.seq), .blob(chunk.hash), .int(kept), .int(cut ? chunk.seq : nil),
+                    .int(overCap ? count - room : 0), .int(now),
+                ])
+        } else {
+            try db.run(
+                """
+                UPDATE job_logs SET last_seq = ?2, last_hash = ?3, bytes = bytes + ?4, stored = stored + ?4,
+                cut_seq = ?5, dropped = dropped + ?6, last_at = ?7 WHERE job_id = ?1
+                """,
+                [
+                    .int(job), .int(chunk.seq), .blob(chunk.hash), .int(kept), .int(cut ? chunk.seq : nil),
+                    .int(overCap ? count - room : 0), .int(now),
+                ])
+        }
         try db.run(
             "INSERT INTO job_log_chunks (job_id, seq, size, hash, encoding, data, at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
             [.int(job), .int(chunk.seq), .int(kept), .blob(chunk.hash), .blob(data), .int(now)])

@@ -43,8 +43,7 @@ package enum RunnerSignature {
             db, providers: Provider.allCases, project: project, body: [],
             request: request)
         let secret = try integration.secret("runner_secret", db: db, paths: paths)
-        let signed = Array("\(timestamp).".utf8) + request.body
-        let expected = Sodium.hmacSHA256(key: secret, message: signed)
+        let expected = Sodium.hmacSHA256(key: secret, prefix: Array("\(timestamp).".utf8), message: request.body)
         guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: expected),
             let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v1=")
         else {
