@@ -16,7 +16,8 @@ extension RouteWorld {
             "data": .string(SecretsCrypto.base64(data)),
         ]
         for (k, v) in extra.entries { body[k] = v }
-        return try signed(Heartbeat.self, "/hooks/runner/log", JSON.object(body).serializedBytes(), secret: secret, at: timestamp)
+        return try signed(
+            Heartbeat.self, "/hooks/runner/log", JSON.object(body).serializedBytes(), secret: secret, at: timestamp)
     }
 
     func readLog(_ job: Int64, after: String? = nil, who: String = "alice") throws -> Exchange {
@@ -61,15 +62,19 @@ extension RouteWorld {
         Refused("a job that has ended", 409, "conflict", counted) { w in
             try w.logChunk(w.done, seq: 1, bytes("x\n"), token: w.doneToken)
         },
-        Refused("other data under a used seq", 409, "conflict", counted, withFirst { w in
-            try w.logChunk(w.busy, seq: 1, bytes("other\n"))
-        }),
+        Refused(
+            "other data under a used seq", 409, "conflict", counted,
+            withFirst { w in
+                try w.logChunk(w.busy, seq: 1, bytes("other\n"))
+            }),
         Refused("a gap", 409, "conflict", counted, withFirst { w in try w.logChunk(w.busy, seq: 3, bytes("x\n")) }),
         Refused("not the first chunk", 409, "conflict", counted) { w in try w.logChunk(w.busy, seq: 2, bytes("x\n")) },
         Refused("over 64 KiB decoded", 413, "body-too-large", counted) { w in
             try w.logChunk(w.busy, seq: 1, [UInt8](repeating: 0x79, count: 65_537))
         },
-        Refused("a body over 96 KiB", 413, "body-too-large", counted, raw("{" + String(repeating: " ", count: 99_000) + "}")),
+        Refused(
+            "a body over 96 KiB", 413, "body-too-large", counted,
+            raw("{" + String(repeating: " ", count: 99_000) + "}")),
         Refused("empty data", 422, "invalid-field", counted) { w in try w.logChunk(w.busy, seq: 1, []) },
         Refused("not base64", 422, "invalid-field", counted) { w in
             try w.logChunk(w.busy, seq: 1, bytes("x"), extra: ["data": "not base64!"])
@@ -93,20 +98,20 @@ extension RouteWorld {
 
     @Test(arguments: cases) func refusalChangesNothingButItsCount(_ c: Refused) throws { try c.check() }
 
+    /// A refusal of `who` about the job `busy`: one chained audit record.
+    static func onBusy(_ who: String) -> @Sendable (RouteWorld) -> RefusalRecord {
+        { w in .audited(actor: who, subject: "job/\(w.busy)") }
+    }
+
     static let reads: [Refused] = [
         Refused("no token", 401, "unauthenticated", counted) { w in
             try w.h.call(Status.self, "GET", "/api/v1/jobs/\(w.busy)/log")
         },
-        Refused("no read grant", 404, "not-found", { w in .audited(actor: "carol", subject: "job/\(w.busy)") }) { w in
-            try w.readLog(w.busy, who: "carol")
-        },
+        Refused("no read grant", 404, "not-found", onBusy("carol"), { w in try w.readLog(w.busy, who: "carol") }),
         Refused("unknown job", 404, "not-found", audited("alice")) { w in try w.readLog(999_999) },
-        Refused("a negative after", 422, "invalid-field", { w in .audited(actor: "alice", subject: "job/\(w.busy)") }) { w in
-            try w.readLog(w.busy, after: "-1")
-        },
-        Refused("after not a number", 422, "invalid-field", { w in .audited(actor: "alice", subject: "job/\(w.busy)") }) { w in
-            try w.readLog(w.busy, after: "1e3")
-        },
+        Refused("a negative after", 422, "invalid-field", onBusy("alice"), { w in try w.readLog(w.busy, after: "-1") }),
+        Refused(
+            "after not a number", 422, "invalid-field", onBusy("alice"), { w in try w.readLog(w.busy, after: "1e3") }),
     ]
 
     @Test(arguments: reads) func refusedReadsChangeNothingButTheirRecord(_ c: Refused) throws { try c.check() }
@@ -277,7 +282,10 @@ extension RouteWorld {
             #expect(Base64.decode(text) == raw)
             #expect(SecretsCrypto.base64Decode(text.utf8) == raw)
         }
-        for bad in ["eA", "eA=", "eA===", "e A=", "eA==\n", "eB==", "eAB=", "====", "eA=A", "=eAA", "eA\u{e9}=", "ab-_"] {
+        let refused = [
+            "eA", "eA=", "eA===", "e A=", "eA==\n", "eB==", "eAB=", "====", "eA=A", "=eAA", "eA\u{e9}=", "ab-_",
+        ]
+        for bad in refused {
             #expect(Base64.decode(bad) == nil, "\(bad)")
         }
     }

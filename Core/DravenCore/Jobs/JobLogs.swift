@@ -1,6 +1,7 @@
 /// Archived job logs: the deploy's own output as the runner streamed it (`POST /hooks/runner/log`),
-/// in numbered chunks, deflate-compressed by `draven sweep` (`compact`). The owner of `job_logs` (one row per job: totals, the
-/// cut, pruning) and `job_log_chunks` (the stored chunks); no other type reads or writes them.
+/// in numbered chunks, deflate-compressed by `draven sweep` (`compact`). The owner of `job_logs`
+/// (one row per job: totals, the cut, pruning) and `job_log_chunks` (the stored chunks); no other
+/// type reads or writes them.
 ///
 /// Rules, all decided here inside the caller's transaction:
 /// - chunks arrive in order, `seq` 1, 2, 3 … without gaps: a chunk may be the next one (stored),
@@ -147,7 +148,10 @@ package enum JobLogs {
                 ])
         }
         try db.run(
-            "INSERT INTO job_log_chunks (job_id, seq, size, hash, encoding, data, at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
+            """
+            INSERT INTO job_log_chunks (job_id, seq, size, hash, encoding, data, at)
+            VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
+            """,
             [.int(job), .int(chunk.seq), .int(kept), .blob(chunk.hash), .blob(data), .int(now)])
         return .stored(bytes: bytes + kept, cut: cut)
     }
@@ -214,7 +218,8 @@ package enum JobLogs {
             "SELECT last_seq, bytes, cut_seq, dropped, pruned_at FROM job_logs WHERE job_id = ?1", [.int(job)]
         ) {
             Summary(
-                lastSeq: $0.int(0), bytes: $0.int(1), cut: !$0.isNull(2), dropped: $0.int(3), prunedAt: $0.optionalInt(4))
+                lastSeq: $0.int(0), bytes: $0.int(1), cut: !$0.isNull(2), dropped: $0.int(3),
+                prunedAt: $0.optionalInt(4))
         }
     }
 
@@ -257,7 +262,10 @@ package enum JobLogs {
             try db.immediate { tx in
                 for (chunk, compressed) in packed {
                     try tx.db.run(
-                        "UPDATE job_log_chunks SET encoding = ?3, data = ?4 WHERE job_id = ?1 AND seq = ?2 AND encoding = 0",
+                        """
+                        UPDATE job_log_chunks SET encoding = ?3, data = ?4
+                        WHERE job_id = ?1 AND seq = ?2 AND encoding = 0
+                        """,
                         [
                             .int(chunk.job), .int(chunk.seq), .int(compressed == nil ? 2 : 1),
                             .blob(compressed ?? chunk.data),

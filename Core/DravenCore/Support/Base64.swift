@@ -33,7 +33,10 @@ package enum Base64 {
                 var i = 0
                 let full = n - (pad > 0 ? 4 : 0)
                 while i < full {
-                    let a = t[Int(input[i])], b = t[Int(input[i + 1])], c = t[Int(input[i + 2])], d = t[Int(input[i + 3])]
+                    let a = t[Int(input[i])]
+                    let b = t[Int(input[i + 1])]
+                    let c = t[Int(input[i + 2])]
+                    let d = t[Int(input[i + 3])]
                     if (a | b | c | d) & 0xC0 != 0 {
                         ok = false
                         break
@@ -46,7 +49,8 @@ package enum Base64 {
                     i += 4
                 }
                 if ok && pad > 0 {
-                    let a = t[Int(input[i])], b = t[Int(input[i + 1])]
+                    let a = t[Int(input[i])]
+                    let b = t[Int(input[i + 1])]
                     let c = pad == 1 ? t[Int(input[i + 2])] : 0
                     if (a | b | c) & 0xC0 != 0 || (pad == 2 ? b & 0x0F : c & 0x03) != 0 {
                         ok = false

@@ -4,8 +4,8 @@ package import DravenCore
 /// `GET /` (303 to `/ui/` for a browser, else the JSON index), `GET /ui/` (the overview),
 /// `GET|POST /ui/sign-in` (an API token), `GET|POST /ui/link/{token}` (a one-time link: GET shows
 /// a button, POST uses it), `POST /ui/sign-out`, `GET|POST /ui/deploy` (the deploy form,
-/// `DeployForm`), `GET /ui/jobs/{id}` (`JobPage`; its whole log: `GET /ui/jobs/{id}/log`) with its actions (`POST /ui/jobs/{id}/vote`,
-/// `/cancel`, `/rollback`: `ConsoleActions`), `GET /ui/approvals`, `GET
+/// `DeployForm`), `GET /ui/jobs/{id}` (`JobPage`; its whole log: `GET /ui/jobs/{id}/log`) with its
+/// actions (`POST /ui/jobs/{id}/vote`, `/cancel`, `/rollback`: `ConsoleActions`), `GET /ui/approvals`, `GET
 /// /ui/environments/{project}/{environment}` (and `POST …/rollback`: "roll back to this"),
 /// `GET /ui/audit` (`ListPages`), `GET /ui/assets/{name}`.
 ///

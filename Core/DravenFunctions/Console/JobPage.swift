@@ -9,10 +9,11 @@ enum JobPage {
     static func page(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let id = try params.id("id")
         context.subject = "job/\(id)"
-        return try Console.polled(request, context, path: "/ui/jobs/\(id)", version: { try logVersion($0, id) }) {
-            session, etag in
-            try render(session, context, job: id, notice: Console.notice(request), etag: etag)
-        }
+        return try Console.polled(
+            request, context, path: "/ui/jobs/\(id)", version: { try logVersion($0, id) },
+            render: { session, etag in
+                try render(session, context, job: id, notice: Console.notice(request), etag: etag)
+            })
     }
 
     /// The log's part of the page's ETag: chunks write no job event.
@@ -93,7 +94,8 @@ enum JobPage {
         var (text, cut) = tailLines(shown(raw), budget: logHTMLBudget)
         cut = cut || partial
         var notes: [HTML] = []
-        notes.append(cut ? "the last \(size(Int64(text.utf8.count))) of \(size(summary.bytes))" : "\(size(summary.bytes))")
+        let total = size(summary.bytes)
+        notes.append(cut ? "the last \(size(Int64(text.utf8.count))) of \(total)" : "\(total)")
         if summary.cut { notes.append("cut at the per-job cap (logs.max_job_bytes)") }
         if !job.state.isTerminal { notes.append("still running: the page follows it") }
         notes.append("<a href=\"/ui/jobs/\(job.id)/log\">full log</a>")
