@@ -5,11 +5,15 @@ and `draven sweep` prunes logs after the retention period."""
 import base64
 import hashlib
 import hmac
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
+import urllib.request
 import zlib
 from pathlib import Path
 
@@ -81,7 +85,8 @@ def run_runner(stack, job, tmp_path, script, **extra):
     token = stack.rows("SELECT fencing_token FROM jobs WHERE id = ?", job)[0][0]
     env = dict(os.environ, DRAVEN_URL=stack.url, DRAVEN_RUNNER_SECRET=SECRETS["runner"], JOB_ID=str(job),
                DRAVEN_FENCING_TOKEN=str(token), ENV="logs", REF="refs/heads/main", DRAVEN_HEARTBEAT_EVERY="1",
-               DRAVEN_LOG_EVERY="1", **extra)
+               DRAVEN_LOG_EVERY="1")
+    env.update(extra)
     return subprocess.run([str(RUNNER), str(entry)], env=env, capture_output=True, timeout=120)
 
 
@@ -158,6 +163,58 @@ printf 'done, no newline at the end'
     assert_problem(read_log(stack, job, after="-1"), 422, "invalid-field")
     assert_problem(read_log(stack, job, after="x"), 422, "invalid-field")
     assert_problem(stack.request("GET", f"/api/v1/jobs/{job}/log"), 401, "unauthenticated")
+
+
+class LossyProxy:
+    """Forwards to draven, but answers the first `lose` log chunks with 503 after draven stored them:
+    the runner's view of an answer lost on the way back."""
+
+    def __init__(self, target, lose):
+        self.target, self.lose, self.lost = target, lose, 0
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                req = urllib.request.Request(proxy.target + self.path, data=body, method="POST")
+                for name in ("Content-Type", "X-Draven-Timestamp", "X-Draven-Signature"):
+                    if self.headers.get(name):
+                        req.add_header(name, self.headers[name])
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, answer = r.status, r.read()
+                except urllib.error.HTTPError as e:
+                    status, answer = e.code, e.read()
+                if self.path == "/hooks/runner/log" and proxy.lost < proxy.lose:
+                    proxy.lost += 1
+                    status, answer = 503, b"lost"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_chunk_whose_answer_was_lost_is_sent_again_under_its_seq(world, tmp_path):
+    stack = world
+    job = running(stack, "logs")
+    proxy = LossyProxy(stack.url, lose=2)
+    try:
+        script = b"#!/bin/sh\necho one\nsleep 2\necho two\nsleep 2\necho three\n"
+        done = run_runner(stack, job, tmp_path, script, DRAVEN_URL=proxy.url)
+    finally:
+        proxy.server.shutdown()
+    assert done.returncode == 0 and proxy.lost == 2, done
+    r = read_log(stack, job)
+    assert r.body == b"one\ntwo\nthree\n" and r.headers["Draven-Log-Complete"] == "true", r
+    # Each line once: the repeats were duplicates (200), not new chunks.
+    assert stack.rows("SELECT count(*), max(seq) FROM job_log_chunks WHERE job_id = ?", job) == [(3, 3)]
 
 
 def test_a_replayed_or_forged_chunk_is_refused_and_changes_nothing(world):
