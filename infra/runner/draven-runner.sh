@@ -18,8 +18,9 @@
 # replaced by *** before a chunk leaves this machine (draven masks it again on receipt), and
 # COMMAND runs without DRAVEN_RUNNER_SECRET in its environment. A chunk draven did not answer is
 # sent again, the same bytes under the same seq (a repeat is harmless); if draven refuses one,
-# streaming stops and the deploy goes on. DRAVEN_LOG_STREAM=0 turns streaming off (the output
-# then goes only to the CI's log).
+# streaming stops and the deploy goes on; once draven says the log reached its cap (202), the rest
+# is printed here only. COMMAND's output is kept in a temporary file until the runner exits.
+# DRAVEN_LOG_STREAM=0 turns streaming off (the output then goes only to the CI's log).
 #
 # Environment (the pipeline templates in infra/pipelines/ set these):
 #   DRAVEN_URL              draven's base URL (https://draven.example)
@@ -109,6 +110,7 @@ sent=0               # bytes of it made into chunks so far
 seq=0                # the last chunk's seq
 pending=""           # a chunk's body draven has not acknowledged yet (sent again as it is)
 held=-1              # where a line without its newline was held back at the last flush
+cut=0                # 1 once draven answered 202: the log reached its cap, nothing more is kept
 
 # mask_to FILE NL: stdin with every occurrence of the runner secret replaced by ***, byte for byte
 # otherwise (NL=0: the input does not end with a newline, and neither does the output). The
@@ -163,14 +165,18 @@ flush_log() {
     count=0
     while [ "${2:-0}" = 0 ] || [ "$count" -lt "$2" ]; do
         if [ -z "$pending" ]; then next_chunk "$1" || return 0; fi
+        count=$((count + 1))
+        # Past the cap draven keeps nothing more: the rest goes to the CI's log only.
+        if [ "$cut" = 1 ]; then pending=""; continue; fi
         status=$(post_file /hooks/runner/log "$pending")
         case "$status" in
+            202) pending=""; cut=1
+                 echo "draven-runner: the log reached draven's per-job cap; the rest is only in this log" >&2 ;;
             2??) pending="" ;;
             000|429|5??) return 1 ;;
             *) echo "draven-runner: draven refused log chunk $seq ($status: $(head -c 300 "$WORK/answer")); not streaming the log any more" >&2
                STREAM=0; pending=""; return 0 ;;
         esac
-        count=$((count + 1))
     done
 }
 
