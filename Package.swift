@@ -31,11 +31,13 @@ let package = Package(
         .systemLibrary(name: "CSQLite", path: "Core/CSQLite", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(
             name: "CSodium", path: "Core/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        // zlib: archived job logs are stored deflate-compressed (Core/DravenCore/Support/Deflate.swift).
+        .systemLibrary(name: "CZlib", path: "Core/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(
             name: "CCurl", path: "Core/CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .target(
             name: "DravenCore",
-            dependencies: ["CSQLite", "CSodium"],
+            dependencies: ["CSQLite", "CSodium", "CZlib"],
             path: "Core/DravenCore",
             swiftSettings: swiftSettings
         ),

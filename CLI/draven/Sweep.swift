@@ -7,7 +7,8 @@ extension Draven {
     /// `draven sweep`: the time-driven work. Each pass moves jobs whose approval window closed to
     /// `expired`, times out running jobs whose lease ran out (no heartbeat: lock freed, failure
     /// policy applied, next queued job started), fails jobs stuck in `dispatching` with nothing
-    /// left to deliver, queues a poll of runs the provider has been silent about, then delivers
+    /// left to deliver, queues a poll of runs the provider has been silent about, prunes archived
+    /// logs past `logs.retention` and compresses the log chunks stored since, then delivers
     /// the outbox rows that are due (dispatches, retries with backoff, polls, cancels,
     /// notifications). Safe to run in several processes at once and alongside requests: every
     /// change re-checks its condition under the write lock, and each outbox row is claimed once.
@@ -18,7 +19,9 @@ extension Draven {
     /// pass, so the requests do not. Functions stay correct without it.
     struct Sweep: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Expire, time out, poll and deliver: once (--once) or every interval (--every 5s).")
+            abstract:
+                "Expire, time out, poll, prune and compress logs, deliver: once (--once) or every interval "
+                + "(--every 5s).")
         @OptionGroup var state: StateOptions
         @Flag(help: "Run one pass and exit (for a timer or cron).") var once = false
         @Option(help: "Run as a service, one pass per interval (e.g. 5s, 500ms, 1m).") var every: String?

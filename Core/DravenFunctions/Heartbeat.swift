@@ -13,12 +13,28 @@ package import DravenCore
 /// read of the job, the signature check, and one short transaction of two updates. A replayed
 /// heartbeat (within the five-minute window) only extends a lease its job still holds, so
 /// signatures are not remembered (that would add a row per heartbeat).
+///
+/// The same function takes the runner's log chunks (`POST /hooks/runner/log`, `RunnerLog`): the
+/// other request a runner sends all through a run, with the same HMAC and fencing token, and
+/// like a heartbeat nothing to remember about its signature (a repeated chunk is a duplicate by
+/// its seq). Here it pays for what a runner's traffic needs and none of webhook-receive's
+/// provider parsing (a smaller executable to start per request).
 package enum Heartbeat: Function {
     package static let name = "heartbeat"
     package static let maxBodyBytes = 4096
     static let route = Route("POST", "/api/v1/jobs/{id}/heartbeat")
 
+    /// A log chunk may be larger than a heartbeat: 96 KiB (checked, like 4 KiB for a heartbeat,
+    /// against CONTENT_LENGTH before the body is read).
+    package static func maxBodyBytes(path: String) -> Int {
+        RunnerLog.route.match(path) != nil ? RunnerLog.maxBodyBytes : maxBodyBytes
+    }
+
     package static func respond(to request: Request, context: Context) throws -> Response {
+        if RunnerLog.route.match(request.path) != nil {
+            guard request.method == "POST" else { throw DravenError.methodNotAllowed(allowed: ["POST"]) }
+            return try RunnerLog.respond(request, context)
+        }
         guard let params = route.match(request.path) else {
             throw DravenError.notFound(what: "no route for \(request.method) \(request.path)")
         }

@@ -1,6 +1,7 @@
 package import DravenCore
 
-/// Read-only views: `GET /api/v1/jobs/{id}` (the job and its events), `GET /api/v1/jobs`
+/// Read-only views: `GET /api/v1/jobs/{id}` (the job and its events), `GET /api/v1/jobs/{id}/log` (its
+/// archived log), `GET /api/v1/jobs`
 /// (recent jobs, `?project=&environment=&state=&limit=`), `GET /api/v1/locks`,
 /// `GET /api/v1/releases?project=&environment=&limit=` (release history, newest first), `GET /metrics`
 /// (Prometheus text, `metrics` grant) and `GET /` (service index, no token). Jobs and locks are shown only
@@ -12,6 +13,7 @@ package enum Status: RoutedFunction {
     package static let router = Router<RouteHandler>([
         (Route("GET", "/"), { @Sendable _, _, _ in index }),
         (Route("GET", "/api/v1/jobs/{id}"), job),
+        (Route("GET", "/api/v1/jobs/{id}/log"), log),
         (Route("GET", "/api/v1/jobs"), jobs),
         (Route("GET", "/api/v1/locks"), locks),
         (Route("GET", "/api/v1/releases"), releases),
@@ -26,6 +28,34 @@ package enum Status: RoutedFunction {
         var body = job.json
         body["events"] = .array(try JobEvent.list(db, job: job.id).map(\.json))
         return Response(status: 200, json: .object(body))
+    }
+
+    /// `GET /api/v1/jobs/{id}/log[?after=SEQ]`: the job's archived log (`JobLogs`), the bytes of
+    /// every chunk after seq `after` (default 0: all), in order, as `text/plain; charset=utf-8`
+    /// (the bytes as the runner sent them, masked; not checked to be UTF-8). Headers:
+    /// `Draven-Log-Seq` the newest chunk the answer covers (`after` when none: poll with it next),
+    /// `Draven-Log-Complete: true` once the job has ended (nothing more will be appended: the state
+    /// is read before the chunks, and a chunk is stored only while its job holds the lock),
+    /// `Draven-Log-Truncated: true` once the per-job cap cut the log, `Draven-Log-Pruned` (the time)
+    /// once `draven sweep` removed it after the retention period. A `read` grant, like the job.
+    static func log(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let (db, job) = try Authenticator.readableJob(request, params, context)
+        var after: Int64 = 0
+        if let raw = request.queryItems["after"] {
+            guard let n = Int64(raw), n >= 0, raw.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
+                throw DravenError.invalidField(pointer: "after", reason: "must be a seq: an integer from 0")
+            }
+            after = n
+        }
+        let log = try JobLogs.read(db, job: job.id, after: after)
+        var headers: [(String, String)] = [
+            ("Content-Type", "text/plain; charset=utf-8"), ("Draven-Log-Seq", String(log.lastSeq)),
+            ("Draven-Log-Complete", job.state.isTerminal ? "true" : "false"), ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+        if log.cut { headers.append(("Draven-Log-Truncated", "true")) }
+        if let pruned = log.prunedAt { headers.append(("Draven-Log-Pruned", Clock.rfc3339(pruned))) }
+        return Response(status: 200, headers: headers, body: log.bytes)
     }
 
     static func jobs(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {

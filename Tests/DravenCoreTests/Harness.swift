@@ -189,7 +189,7 @@ final class Harness {
                             Array(value.utf8).withUnsafeBufferPointer { each(n, $0) }
                         }
                     }
-                }, limit: CGI.maxBody(default: F.maxBodyBytes),
+                }, limit: { CGI.maxBody(default: F.maxBodyBytes(path: $0)) },
                 body: { n in
                     guard n <= body.count else { throw DravenError.malformed("the body ended early") }
                     return Array(body.prefix(n))

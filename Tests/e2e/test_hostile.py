@@ -197,6 +197,8 @@ ROUTES = [
         limit=65536,
     ),
     Route("job", "GET", "/api/v1/jobs/{id}", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}),
+    Route("job-log", "GET", "/api/v1/jobs/{id}/log", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"},
+          query=("after",)),
     Route(
         "jobs",
         "GET",
@@ -263,6 +265,16 @@ ROUTES = [
         },
         auth=lambda w, b: runner_headers(b),
         fields=("job_id", "fencing_token", "result", "log_url", "artifact_urls", "release_id"),
+    ),
+    # A log chunk with a fencing token that does not hold the lock (409).
+    Route(
+        "runner-log",
+        "POST",
+        "/hooks/runner/log",
+        lambda w: {"job_id": w.busy, "fencing_token": w.token + 100, "seq": 1, "data": "bG9nIGxpbmUK"},
+        auth=lambda w, b: runner_headers(b),
+        fields=("job_id", "fencing_token", "seq", "data"),
+        limit=96 * 1024,
     ),
     # The requester voting on her own deploy (403 self_approval).
     Route(

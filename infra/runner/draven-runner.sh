@@ -1,5 +1,5 @@
 #!/bin/sh
-# draven-runner version 1
+# draven-runner version 2
 # draven-runner.sh — runs a deploy's entrypoint inside the pipeline and keeps draven informed.
 #
 #   draven-runner.sh [COMMAND [ARG...]]        (default command: deploy/run.sh)
@@ -12,22 +12,39 @@
 # When COMMAND ends, it posts the signed final result (succeeded/failed) with the log link and
 # the release id COMMAND wrote to $DRAVEN_RELEASE_FILE, if any, and exits with COMMAND's status.
 #
+# The log: COMMAND's output (stdout and stderr, one stream) is streamed to draven while it runs,
+# in signed chunks (POST /hooks/runner/log: seq 1, 2, 3 …, at most 64 KiB each, cut at line ends),
+# every $DRAVEN_LOG_EVERY seconds and once more, completely, before the final result; each chunk is
+# also printed here, so the CI's own log shows the same. Any occurrence of the runner secret is
+# replaced by *** before a chunk leaves this machine (draven masks it again on receipt), and
+# COMMAND runs without DRAVEN_RUNNER_SECRET in its environment. A chunk draven did not answer is
+# sent again, the same bytes under the same seq (a repeat is harmless); if draven refuses one,
+# streaming stops and the deploy goes on; once draven says the log reached its cap (202), the rest
+# is printed here only. COMMAND's output is kept in a temporary file until the runner exits.
+# DRAVEN_LOG_STREAM=0 turns streaming off (the output then goes only to the CI's log).
+#
 # Environment (the pipeline templates in infra/pipelines/ set these):
 #   DRAVEN_URL              draven's base URL (https://draven.example)
 #   DRAVEN_RUNNER_SECRET    the project's runner secret (a CI secret; never echoed)
 #   JOB_ID, DRAVEN_FENCING_TOKEN, ENV, REF, DRAVEN_TASK (deploy | rollback | deploy:info)
 #   DRAVEN_LOG_URL          the run's page (default: from GitHub/GitLab/Bitbucket variables)
 #   DRAVEN_HEARTBEAT_EVERY  seconds between heartbeats (default 10; keep it well under the lease)
+#   DRAVEN_LOG_EVERY        seconds between log chunks (default 2); DRAVEN_LOG_STREAM=0: none
 #
 # Signing (draven's runner HMAC): X-Draven-Timestamp: <unix seconds>,
 # X-Draven-Signature: v1=hex(HMAC-SHA256(secret, timestamp + "." + body)), computed with
 # `openssl dgst -sha256` and od, the secret only ever on pipes (never in a process's argv).
-# Needs: sh, curl, openssl, od.
+# Needs: sh, curl, openssl, od, awk, and head/tail/wc (POSIX, plus `head -c`: GNU, BusyBox and BSD have it).
 set -u
 
 : "${DRAVEN_URL:?set DRAVEN_URL}" "${DRAVEN_RUNNER_SECRET:?set DRAVEN_RUNNER_SECRET}"
 : "${JOB_ID:?set JOB_ID}" "${DRAVEN_FENCING_TOKEN:?set DRAVEN_FENCING_TOKEN}"
 EVERY=${DRAVEN_HEARTBEAT_EVERY:-10}
+LOG_EVERY=${DRAVEN_LOG_EVERY:-2}
+STREAM=${DRAVEN_LOG_STREAM:-1}
+case "$EVERY" in ''|*[!0-9]*|0) EVERY=10 ;; esac
+case "$LOG_EVERY" in ''|*[!0-9]*|0) LOG_EVERY=2 ;; esac
+export DRAVEN_RUNNER_SECRET  # for the masking awk (ENVIRON); COMMAND runs without it
 WORK=$(mktemp -d)
 export DRAVEN_PROGRESS_FILE="${DRAVEN_PROGRESS_FILE:-$WORK/progress}"
 export DRAVEN_RELEASE_FILE="${DRAVEN_RELEASE_FILE:-$WORK/release}"
@@ -74,12 +91,94 @@ bytes() { for b in "$@"; do printf "\\$(printf '%03o' "$b")"; done; }
 
 # post PATH BODY: signs BODY and posts it; prints the HTTP status.
 post() {
+    printf '%s' "$2" >"$WORK/body"
+    post_file "$1" "$WORK/body"
+}
+
+# post_file PATH FILE: signs the body in FILE and posts it; prints the HTTP status.
+post_file() {
     ts=$(date +%s)
-    printf '%s.%s' "$ts" "$2" >"$WORK/signed"
+    { printf '%s.' "$ts"; cat "$2"; } >"$WORK/signed"
     sig=$(hmac_hex "$WORK/signed")
     curl -sS -o "$WORK/answer" -w '%{http_code}' -X POST "$DRAVEN_URL$1" \
         -H 'Content-Type: application/json' -H "X-Draven-Timestamp: $ts" -H "X-Draven-Signature: v1=$sig" \
-        --data-binary "$2" 2>/dev/null || echo 000
+        --data-binary "@$2" 2>/dev/null || echo 000
+}
+
+# -- the log --------------------------------------------------------------------------------------
+OUT="$WORK/output"   # COMMAND's output, as it writes it
+sent=0               # bytes of it made into chunks so far
+seq=0                # the last chunk's seq
+pending=""           # a chunk's body draven has not acknowledged yet (sent again as it is)
+held=-1              # where a line without its newline was held back at the last flush
+cut=0                # 1 once draven answered 202: the log reached its cap, nothing more is kept
+
+# mask_to FILE NL: stdin with every occurrence of the runner secret replaced by ***, byte for byte
+# otherwise (NL=0: the input does not end with a newline, and neither does the output). The
+# secret reaches awk through its environment, never its argv; awk reads bytes (LC_ALL=C).
+mask_to() {
+    LC_ALL=C awk -v nl="$2" 'BEGIN { s = ENVIRON["DRAVEN_RUNNER_SECRET"]; n = length(s) }
+        NR > 1 { printf "\n" }
+        { line = $0; out = ""
+          while (n > 0 && (i = index(line, s)) > 0) { out = out substr(line, 1, i - 1) "***"; line = substr(line, i + n) }
+          printf "%s", out line }
+        END { if (NR > 0 && nl) printf "\n" }' >"$1"
+}
+
+# next_chunk FINAL: makes the next chunk of what COMMAND wrote (up to 64 KiB, ending at a line's
+# end unless FINAL=1, a line is longer than that, or it was held back once already) into $pending,
+# and prints it to stdout. Returns 1 when there is nothing to send yet.
+next_chunk() {
+    [ -f "$OUT" ] || return 1
+    size=$(wc -c <"$OUT" | tr -d ' ')
+    [ "$size" -gt "$sent" ] || return 1
+    tail -c +"$((sent + 1))" "$OUT" | head -c 65536 >"$WORK/piece"
+    got=$(wc -c <"$WORK/piece" | tr -d ' ')
+    [ "$got" -gt 0 ] || return 1
+    take=$got nl=1
+    if [ "$(tail -c 1 "$WORK/piece" | od -An -tu1 | tr -d ' ')" != 10 ]; then
+        partial=$(tail -n 1 "$WORK/piece" | wc -c | tr -d ' ')
+        if [ "$1" = 1 ] || [ "$held" = "$sent" ]; then
+            nl=0   # all of it: the end of the output, or a line held back once already
+        elif [ "$partial" -lt "$got" ]; then
+            take=$((got - partial))   # up to the last newline; the rest waits for its line to end
+            [ "$got" -lt 65536 ] && held=$((sent + take))
+        elif [ "$got" -eq 65536 ]; then
+            nl=0   # one line longer than a chunk
+        else
+            held=$sent
+            return 1
+        fi
+    fi
+    head -c "$take" "$WORK/piece" | mask_to "$WORK/masked" "$nl"
+    sent=$((sent + take))
+    seq=$((seq + 1))
+    cat "$WORK/masked"
+    { printf '{"job_id":%s,"fencing_token":%s,"seq":%s,"data":"' "$JOB_ID" "$DRAVEN_FENCING_TOKEN" "$seq"
+      openssl base64 -A <"$WORK/masked"; printf '"}'; } >"$WORK/chunk"
+    pending="$WORK/chunk"
+}
+
+# flush_log FINAL [MAX]: sends what COMMAND wrote, at most MAX chunks (default: all). Returns 1
+# when draven could not be reached (the pending chunk is kept for the next try).
+flush_log() {
+    [ "$STREAM" = 1 ] || return 0
+    count=0
+    while [ "${2:-0}" = 0 ] || [ "$count" -lt "$2" ]; do
+        if [ -z "$pending" ]; then next_chunk "$1" || return 0; fi
+        count=$((count + 1))
+        # Past the cap draven keeps nothing more: the rest goes to the CI's log only.
+        if [ "$cut" = 1 ]; then pending=""; continue; fi
+        status=$(post_file /hooks/runner/log "$pending")
+        case "$status" in
+            202) pending=""; cut=1
+                 echo "draven-runner: the log reached draven's per-job cap; the rest is only in this log" >&2 ;;
+            2??) pending="" ;;
+            000|429|5??) return 1 ;;
+            *) echo "draven-runner: draven refused log chunk $seq ($status: $(head -c 300 "$WORK/answer")); not streaming the log any more" >&2
+               STREAM=0; pending=""; return 0 ;;
+        esac
+    done
 }
 
 heartbeat() {
@@ -105,13 +204,26 @@ status=$(heartbeat)
 if [ "$status" = 409 ]; then echo "draven-runner: job $JOB_ID no longer holds the lock; not starting" >&2; exit 75; fi
 
 # In its own session and process group (setsid, when there is one), so stopping it stops
-# everything it started.
-if command -v setsid >/dev/null 2>&1; then setsid "$@" & else "$@" & fi
+# everything it started; without the runner secret in its environment; its output into $OUT
+# when the log is streamed.
+start() {
+    unset DRAVEN_RUNNER_SECRET
+    if command -v setsid >/dev/null 2>&1; then exec setsid "$@"; else exec "$@"; fi
+}
+if [ "$STREAM" = 1 ]; then
+    : >"$OUT"
+    ( start "$@" ) >"$OUT" 2>&1 &
+else
+    ( start "$@" ) &
+fi
 child=$!
+tick=0
 while kill -0 "$child" 2>/dev/null; do
-    waited=0
-    while [ "$waited" -lt "$EVERY" ] && kill -0 "$child" 2>/dev/null; do sleep 1; waited=$((waited + 1)); done
+    sleep 1
+    tick=$((tick + 1))
     kill -0 "$child" 2>/dev/null || break
+    [ $((tick % LOG_EVERY)) -eq 0 ] && flush_log 0 16
+    [ $((tick % EVERY)) -eq 0 ] || continue
     status=$(heartbeat)
     case "$status" in
         200) ;;
@@ -122,6 +234,16 @@ while kill -0 "$child" 2>/dev/null; do
 done
 wait "$child"
 code=$?
+
+# The rest of the log, all of it, before the result (a few tries if draven is briefly unreachable).
+tries=0
+until flush_log 1; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 5 ]; then echo "draven-runner: could not send the rest of the log (chunk $seq)" >&2; break; fi
+    sleep "$tries"
+done
+# The CI's log: the runner's own lines start on a line of their own.
+if [ "$STREAM" = 1 ] && [ -s "$OUT" ] && [ "$(tail -c 1 "$OUT" | od -An -tu1 | tr -d ' ')" != 10 ]; then echo; fi
 
 result=succeeded; [ "$code" -eq 0 ] || result=failed
 body="{\"job_id\":$JOB_ID,\"fencing_token\":$DRAVEN_FENCING_TOKEN,\"result\":\"$result\""

@@ -7,7 +7,14 @@ package protocol Function {
     /// Bodies larger than this are refused with 413 before a byte is read.
     /// `DRAVEN_MAX_BODY` (bytes) overrides it for all functions.
     static var maxBodyBytes: Int { get }
+    /// The limit for a request to `path`, when a function's routes differ (heartbeat: 4 KiB for a
+    /// heartbeat, 96 KiB for a log chunk); `maxBodyBytes` unless a function says otherwise.
+    static func maxBodyBytes(path: String) -> Int
     static func respond(to request: Request, context: Context) throws -> Response
+}
+
+extension Function {
+    package static func maxBodyBytes(path: String) -> Int { maxBodyBytes }
 }
 
 /// Runs a `Function` as a CGI/1.1 program (RFC 3875): reads the request from the environment
@@ -21,7 +28,7 @@ package enum CGI {
         let response: Response
         var bodyUnread = false
         do {
-            let request = try readRequest(limit: maxBody(default: F.maxBodyBytes))
+            let request = try readRequest(limit: { maxBody(default: F.maxBodyBytes(path: $0)) })
             response = handle(F.self, request: request, context: context)
         } catch {
             if case DravenError.bodyTooLarge = error { bodyUnread = true }
@@ -73,7 +80,7 @@ package enum CGI {
     /// Reads the CGI meta-variables and exactly CONTENT_LENGTH bytes of body.
     /// - Throws: `DravenError.bodyTooLarge` when CONTENT_LENGTH exceeds `limit` (nothing is
     ///   read), `.malformed` when CONTENT_LENGTH is not a number or stdin ends early.
-    package static func readRequest(limit: Int) throws -> Request {
+    package static func readRequest(limit: (_ path: String) -> Int) throws -> Request {
         try request(environment: Environment.forEach, limit: limit, body: readBody)
     }
 
@@ -83,10 +90,18 @@ package enum CGI {
     ///   - environment: calls its argument with each variable's name and value bytes.
     ///   - body: reads exactly that many bytes of body, or throws `.malformed`.
     /// Inlined into `readRequest`, so the request path calls `Environment.forEach` directly as before.
-    @inline(__always)
     static func request(
         environment: ((UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) -> Void,
         limit: Int, body readBody: (Int) throws -> [UInt8]
+    ) throws -> Request {
+        try request(environment: environment, limit: { _ in limit }, body: readBody)
+    }
+
+    /// `request` with the limit chosen by the request's path (`Function.maxBodyBytes(path:)`).
+    @inline(__always)
+    static func request(
+        environment: ((UnsafeBufferPointer<UInt8>, UnsafeBufferPointer<UInt8>) -> Void) -> Void,
+        limit limitFor: (_ path: String) -> Int, body readBody: (Int) throws -> [UInt8]
     ) throws -> Request {
         var headers: [String: String] = [:]
         var meta: [String: String] = [:]
@@ -106,13 +121,14 @@ package enum CGI {
         } else {
             length = 0
         }
-        guard length <= limit else { throw DravenError.bodyTooLarge(limit: limit) }
-        let body = try readBody(length)
         var path = meta["PATH_INFO"] ?? ""
         if path.isEmpty {
             let uri = meta["REQUEST_URI"] ?? meta["DOCUMENT_URI"] ?? "/"
             path = String(uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "/")
         }
+        let limit = limitFor(path)
+        guard length <= limit else { throw DravenError.bodyTooLarge(limit: limit) }
+        let body = try readBody(length)
         if let contentType = meta["CONTENT_TYPE"], !contentType.isEmpty { headers["content-type"] = contentType }
         var request = Request(
             method: meta["REQUEST_METHOD"] ?? "GET",

@@ -54,6 +54,10 @@ package struct Config: Sendable {
     package var chatops: JSONObject?
 
     package var tokenHeader: String?
+    /// `[logs]`: archived job logs' per-job cap (bytes) and retention (seconds); nil: the defaults
+    /// (`JobLogs.defaultMaxBytes`, `JobLogs.defaultRetention`).
+    package var logMaxJobBytes: Int64?
+    package var logRetention: Int64?
     /// `[console] proxy_user_header` and `trusted_proxies`: sign-in by an authenticating proxy's header.
     package var proxyUserHeader: String?
     package var trustedProxies: [String] = []
@@ -84,6 +88,19 @@ package struct Config: Sendable {
                 }
             }
             api.finish(&problems)
+        }
+
+        if var logs = reader.table("logs", &problems).map({ TableReader($0, path: "logs") }) {
+            // At least one chunk's worth; at most 1 GiB (a log is served whole by one process).
+            config.logMaxJobBytes = logs.size("max_job_bytes", &problems, range: Int64(JobLogs.chunkLimit)...(1 << 30))
+            if let retention = logs.duration("retention", &problems) {
+                if retention >= 3600 {
+                    config.logRetention = retention
+                } else {
+                    problems.append(.init(key: "logs.retention", reason: "must be at least an hour (\"1h\", \"90d\")"))
+                }
+            }
+            logs.finish(&problems)
         }
 
         if var console = reader.table("console", &problems).map({ TableReader($0, path: "console") }) {

@@ -43,6 +43,12 @@ package enum ConfigApply {
         if let header = config.tokenHeader {
             try db.run("INSERT INTO settings (key, value) VALUES ('api.token_header', ?1)", [.text(header)])
         }
+        if let bytes = config.logMaxJobBytes {
+            try db.run("INSERT INTO settings (key, value) VALUES ('logs.max_job_bytes', ?1)", [.text(String(bytes))])
+        }
+        if let seconds = config.logRetention {
+            try db.run("INSERT INTO settings (key, value) VALUES ('logs.retention', ?1)", [.text(String(seconds))])
+        }
         if let header = config.proxyUserHeader {
             try db.run("INSERT INTO settings (key, value) VALUES ('console.proxy_user_header', ?1)", [.text(header)])
             try db.run(

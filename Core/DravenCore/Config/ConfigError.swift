@@ -84,6 +84,38 @@ struct TableReader {
         return items.compactMap(\.stringValue)
     }
 
+    /// A size in bytes within `range`: an integer, or a string like `"512KiB"`, `"10MiB"`, `"1GiB"`
+    /// (binary units; `KB`, `MB`, `GB` are read as the same, as people write them).
+    mutating func size(_ name: String, _ problems: inout [ConfigError.Problem], range: ClosedRange<Int64>)
+        -> Int64?
+    {
+        guard let v = value(name) else { return nil }
+        var bytes = v.intValue
+        if bytes == nil, let s = v.stringValue {
+            let units: [(String, Int64)] = [
+                ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20),
+                ("GB", 1 << 30), ("B", 1),
+            ]
+            for (unit, factor) in units where s.hasSuffix(unit) {
+                let number = s.dropLast(unit.count)
+                if !number.isEmpty, number.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let n = Int64(number),
+                    n <= Int64.max / factor
+                {
+                    bytes = n * factor
+                }
+                break
+            }
+        }
+        guard let bytes, range.contains(bytes) else {
+            problems.append(
+                .init(
+                    key: key(name),
+                    reason: "must be a size from \(range.lowerBound) to \(range.upperBound) bytes, such as \"10MiB\""))
+            return nil
+        }
+        return bytes
+    }
+
     /// A duration: whole seconds, or a string like `90s`, `10m`, `24h`, `7d`.
     mutating func duration(_ name: String, _ problems: inout [ConfigError.Problem]) -> Int64? {
         guard let v = value(name) else { return nil }

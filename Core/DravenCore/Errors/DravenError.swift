@@ -7,6 +7,8 @@ package enum DravenError: Error, Equatable, Sendable {
     case invalidField(pointer: String, reason: String)
     case unsupportedMediaType(expected: String, got: String?)
     case bodyTooLarge(limit: Int)
+    /// A part of a body that is over its own limit (a log chunk's decoded data: 64 KiB), 413 too.
+    case contentTooLarge(what: String, limit: Int)
     case methodNotAllowed(allowed: [String])
     /// No or unknown credentials. The detail never says which part was wrong.
     case unauthenticated

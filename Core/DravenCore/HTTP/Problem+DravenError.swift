@@ -18,6 +18,10 @@ extension Problem {
             self.init(
                 status: 413, type: "body-too-large", title: "Request body too large",
                 detail: "the body is larger than \(limit) bytes", extensions: ["limit": .int(Int64(limit))])
+        case .contentTooLarge(let what, let limit):
+            self.init(
+                status: 413, type: "body-too-large", title: "Request body too large",
+                detail: "\(what) is larger than \(limit) bytes", extensions: ["limit": .int(Int64(limit))])
         case .methodNotAllowed(let allowed):
             self.init(
                 status: 405, type: "method-not-allowed", title: "Method not allowed",

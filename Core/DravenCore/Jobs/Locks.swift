@@ -38,6 +38,11 @@ package enum Locks {
 
     /// The end of the lease `job` holds (or held) the lock with under `token`, if that is
     /// still the lock's token: a heartbeat refused with it came after its lease ran out.
+    /// Whether job `job` holds its environment's lock with fencing token `token`.
+    package static func holds(_ db: Database, job: Int64, token: Int64) throws -> Bool {
+        try db.scalar("SELECT 1 FROM locks WHERE job_id = ?1 AND fencing_token = ?2", [.int(job), .int(token)]) != nil
+    }
+
     package static func leaseUntil(_ db: Database, job: Int64, token: Int64) throws -> Int64? {
         try db.scalar(
             "SELECT lease_until FROM locks WHERE job_id = ?1 AND fencing_token = ?2",

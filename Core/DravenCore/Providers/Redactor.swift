@@ -1,3 +1,5 @@
+internal import Glibc
+
 /// Makes what a provider (or chat platform, or mail server) said about a call safe to keep and
 /// to show: every message built from an answer passes through `clean` before it reaches the
 /// outbox (`last_error`), the job's history, the audit trail or the API. A provider answering
@@ -54,6 +56,15 @@ package struct Redactor {
         return Self.bounded(Array(String(decoding: bytes, as: UTF8.self).utf8))
     }
 
+    /// `bytes` with every form of the known credentials (see `init`) replaced by `mark`, and
+    /// nothing else changed: no shapes, no control characters, no bound. A job's archived log
+    /// (`POST /hooks/runner/log`) is masked so: its bytes are kept as the runner sent them.
+    package func mask(_ bytes: [UInt8], with mark: [UInt8]) -> [UInt8] {
+        var out = bytes
+        for needle in needles { out = needle.withUnsafeBytes { Self.replace(out, $0, mark: mark) } }
+        return out
+    }
+
     // MARK: credential variants
 
     static func percentEncoded(_ raw: [UInt8]) -> [UInt8] {
@@ -79,23 +90,42 @@ package struct Redactor {
     // MARK: matching
 
     /// Every occurrence of `needle` in `bytes` replaced by the mark.
-    static func replace(_ bytes: [UInt8], _ needle: UnsafeRawBufferPointer) -> [UInt8] {
-        guard needle.count > 0, bytes.count >= needle.count else { return bytes }
+    static func replace(_ bytes: [UInt8], _ needle: UnsafeRawBufferPointer, mark: [UInt8] = Redactor.mark)
+        -> [UInt8]
+    {
+        // Most texts hold no credential: look before copying.
+        guard var at = first(needle, in: bytes, from: 0) else { return bytes }
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count)
-        var i = 0
-        while i < bytes.count {
-            if i + needle.count <= bytes.count, bytes[i] == needle[0],
-                (0..<needle.count).allSatisfy({ bytes[i + $0] == needle[$0] })
-            {
-                out += mark
-                i += needle.count
-            } else {
-                out.append(bytes[i])
-                i += 1
-            }
+        var start = 0
+        while true {
+            out += bytes[start..<at]
+            out += mark
+            start = at + needle.count
+            guard let next = first(needle, in: bytes, from: start) else { break }
+            at = next
         }
+        out += bytes[start...]
         return out
+    }
+
+    /// Where `needle` first occurs in `bytes` from `start` on, if it does: `memchr` (vectorised in
+    /// glibc) for its first byte, `memcmp` for the rest. A 64 KiB log chunk is searched for four
+    /// forms of a secret on every request.
+    static func first(_ needle: UnsafeRawBufferPointer, in bytes: [UInt8], from start: Int) -> Int? {
+        guard needle.count > 0, bytes.count - start >= needle.count else { return nil }
+        return bytes.withUnsafeBytes { b -> Int? in
+            let base = b.baseAddress!
+            let last = b.count - needle.count  // the last index a match can start at
+            var i = start
+            while i <= last {
+                guard let hit = memchr(base + i, Int32(needle[0]), last - i + 1) else { return nil }
+                let at = UnsafeRawPointer(hit) - UnsafeRawPointer(base)
+                if memcmp(base + at, needle.baseAddress!, needle.count) == 0 { return at }
+                i = at + 1
+            }
+            return nil
+        }
     }
 
     /// Prefixes of provider token formats: the prefix is kept, the rest of the token removed.

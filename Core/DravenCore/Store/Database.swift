@@ -22,7 +22,7 @@ internal import Glibc
 ///   `changes` / `lastInsertRowID` (left for `StateMachine.create`, `ConfigApply` and
 ///   `RefusalCounts.prune`);
 /// - `Migrations.swift` (STRICT tables, `journal_mode=WAL`) and `Database+Integrity.swift`
-///   (`PRAGMA integrity_check`); `Doctor` reads in one deferred `BEGIN`;
+///   (`PRAGMA integrity_check`); `Doctor` reads in one deferred `BEGIN`, as `snapshot` does;
 /// - JSON functions: `json_extract` (`Policy.load`), `json_each` (`Approvals`);
 /// - `INSERT OR REPLACE` (`ApprovalMessages.remember`), two-argument `max()` and `min()`
 ///   (`Locks.extend`, `Job.silentRuns`: PostgreSQL's `GREATEST`/`LEAST`), and booleans stored
@@ -197,6 +197,15 @@ package final class Database {
             uncommittedOutbox = []
             throw error
         }
+    }
+
+    /// Runs `body` inside a deferred `BEGIN … COMMIT`: every read in it sees one snapshot of the
+    /// store (WAL readers never block writers). Inside another transaction it just runs `body`.
+    package func snapshot<T>(_ body: () throws -> T) throws -> T {
+        guard sqlite3_get_autocommit(handle) != 0 else { return try body() }
+        try execute("BEGIN")
+        defer { try? execute("COMMIT") }
+        return try body()
     }
 
     /// The ids of outbox rows committed since the last call, for `draven-deliver`.

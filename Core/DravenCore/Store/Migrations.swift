@@ -11,6 +11,7 @@ package enum Migrations {
         ("0009-edge", refusalCounts),
         ("0010-audit-subject", auditSubject),
         ("0011-console-sessions", consoleSessions),
+        ("0012-job-logs", jobLogs),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -416,5 +417,39 @@ package enum Migrations {
             used_at INTEGER,
             session_id INTEGER REFERENCES sessions(id)
         ) STRICT;
+        """
+
+    static let jobLogs = """
+        -- 0012-job-logs. The deploy's own output, archived (JobLogs): the runner streams it in numbered
+        -- chunks (POST /hooks/runner/log, seq 1, 2, 3 … without gaps), each kept deflate-compressed.
+        -- One row per job with a log: its totals, where the per-job cap cut it, when sweep pruned it.
+        CREATE TABLE job_logs (
+            job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
+            last_seq INTEGER NOT NULL,         -- the newest chunk received
+            last_hash BLOB NOT NULL,           -- BLAKE2b-128 of that chunk's data as received (after masking)
+            bytes INTEGER NOT NULL,            -- bytes stored (as inflated), the cut's mark included
+            stored INTEGER NOT NULL,           -- bytes stored on disk (compressed)
+            cut_seq INTEGER,                   -- the chunk at which the cap cut the log; NULL while whole
+            dropped INTEGER NOT NULL DEFAULT 0,   -- bytes received after the cut, not stored
+            first_at INTEGER NOT NULL,
+            last_at INTEGER NOT NULL,          -- the newest chunk's arrival: retention counts from it
+            pruned_at INTEGER                  -- when draven sweep removed its chunks (logs.retention)
+        ) STRICT;
+        CREATE INDEX job_logs_prune ON job_logs (last_at) WHERE pruned_at IS NULL;
+
+        -- The stored chunks (a rowid table: rows carry up to 64 KiB, which WITHOUT ROWID handles badly).
+        -- A chunk is written as it came (encoding 0) and compressed by the next `draven sweep` pass.
+        CREATE TABLE job_log_chunks (
+            job_id INTEGER NOT NULL REFERENCES job_logs(job_id),
+            seq INTEGER NOT NULL,
+            size INTEGER NOT NULL,             -- bytes once inflated
+            hash BLOB NOT NULL,                -- BLAKE2b-128 of the chunk as received: a repeat is compared with it
+            -- 0: the bytes, not compressed yet; 1: zlib; 2: the bytes, kept so (compressing did not shrink them)
+            encoding INTEGER NOT NULL CHECK (encoding IN (0, 1, 2)),
+            data BLOB NOT NULL,
+            at INTEGER NOT NULL,
+            PRIMARY KEY (job_id, seq)
+        ) STRICT;
+        CREATE INDEX job_log_chunks_raw ON job_log_chunks (at) WHERE encoding = 0;
         """
 }

@@ -45,6 +45,18 @@ package enum Sodium {
         return Hex.encode(out)
     }
 
+    /// Unkeyed BLAKE2b of `message`, `length` bytes (16 to 64).
+    package static func hash(_ message: [UInt8], length: Int) -> [UInt8] {
+        ready()
+        var out = [UInt8](repeating: 0, count: length)
+        out.withUnsafeMutableBufferPointer { o in
+            message.withUnsafeBufferPointer { m in
+                _ = crypto_generichash(o.baseAddress!, length, m.baseAddress, UInt64(m.count), nil, 0)
+            }
+        }
+        return out
+    }
+
     /// Constant-time equality (`sodium_memcmp`); different lengths are unequal.
     package static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
@@ -88,16 +100,48 @@ extension Sodium {
 extension Sodium {
     /// HMAC-SHA256 of `message` under a secret key of any length (crypto_auth_hmacsha256_init).
     package static func hmacSHA256(key: SecretBytes, message: some Collection<UInt8>) -> [UInt8] {
+        hmacSHA256(key: key, prefix: [], message: Array(message))
+    }
+
+    /// HMAC-SHA256 of `prefix` followed by `message`, without joining them (a runner signs
+    /// `timestamp + "." + body`, and a log chunk's body is ~87 KB).
+    package static func hmacSHA256(key: SecretBytes, prefix: [UInt8], message: [UInt8]) -> [UInt8] {
         ready()
-        var state = crypto_auth_hmacsha256_state()
         var out = [UInt8](repeating: 0, count: 32)
-        let m = Array(message)
+        if hasSHAExtensions {
+            key.withUnsafeBytes { k in
+                prefix.withUnsafeBufferPointer { p in
+                    message.withUnsafeBufferPointer { m in
+                        csodium_hmac_sha256_ni(
+                            k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count, p.baseAddress, p.count,
+                            m.baseAddress, m.count, &out)
+                    }
+                }
+            }
+            return out
+        }
+        var state = crypto_auth_hmacsha256_state()
         key.withUnsafeBytes { k in  // SecretBytes always has a base address
             _ = crypto_auth_hmacsha256_init(&state, k.baseAddress!.assumingMemoryBound(to: UInt8.self), k.count)
         }
-        _ = crypto_auth_hmacsha256_update(&state, m, UInt64(m.count))
+        _ = crypto_auth_hmacsha256_update(&state, prefix, UInt64(prefix.count))
+        _ = crypto_auth_hmacsha256_update(&state, message, UInt64(message.count))
         _ = crypto_auth_hmacsha256_final(&state, &out)
         sodium_memzero(&state, MemoryLayout<crypto_auth_hmacsha256_state>.size)
+        return out
+    }
+
+    /// Whether this CPU has the x86 SHA extensions: HMAC-SHA256 then runs on them
+    /// (Core/CSodium/sha256_ni.h; the same MAC as libsodium's, ~10× fewer instructions a byte).
+    package static let hasSHAExtensions = csodium_has_sha_ni() != 0
+
+    /// libsodium's HMAC-SHA256 whatever the CPU (the reference the SHA-NI path is tested against).
+    package static func hmacSHA256Portable(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var state = crypto_auth_hmacsha256_state()
+        var out = [UInt8](repeating: 0, count: 32)
+        _ = crypto_auth_hmacsha256_init(&state, key, key.count)
+        _ = crypto_auth_hmacsha256_update(&state, message, UInt64(message.count))
+        _ = crypto_auth_hmacsha256_final(&state, &out)
         return out
     }
 

@@ -30,18 +30,26 @@ package enum RunnerSignature {
         _ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
         paths: Paths
     ) throws -> String {
+        try verified(request, timestamp: timestamp, signature: signature, project: project, db: db, paths: paths).key
+    }
+
+    /// `verify`, also lending the runner secret it verified with (to mask it in a log chunk:
+    /// `POST /hooks/runner/log`). The secret stays in its `SecretBytes`, wiped when released.
+    package static func verified(
+        _ request: Request, timestamp: Int64, signature: String, project: String, db: Database,
+        paths: Paths
+    ) throws -> (key: String, secret: SecretBytes) {
         let integration = try HookIntegration.find(
             db, providers: Provider.allCases, project: project, body: [],
             request: request)
         let secret = try integration.secret("runner_secret", db: db, paths: paths)
-        let signed = Array("\(timestamp).".utf8) + request.body
-        let expected = Sodium.hmacSHA256(key: secret, message: signed)
+        let expected = Sodium.hmacSHA256(key: secret, prefix: Array("\(timestamp).".utf8), message: request.body)
         guard Sodium.hexSignatureMatches(signature, prefix: "v1=", expected: expected),
             let key = SignedRequest.replayKey(timestamp: timestamp, hexSignature: signature, prefix: "v1=")
         else {
             throw DravenError.badSignature("X-Draven-Signature does not match")
         }
-        return key
+        return (key, secret)
     }
 }
 

@@ -86,12 +86,17 @@ enum Assets {
         form.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.4rem .75rem;\
         align-items:end;margin-bottom:.75rem}
         form.filters label{display:block}
+        pre.log{max-height:30rem;overflow:auto;margin:.4rem 0 0;padding:.5rem;background:var(--card);\
+        border:1px solid var(--line);border-radius:.35rem;font:.85rem/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;\
+        white-space:pre-wrap;overflow-wrap:anywhere}
         """
 
     /// Keeps a page with `data-poll` fresh: every 5 s it asks for it with `If-None-Match` (a 304
     /// when nothing changed) and swaps in the new `<main>` — unless the viewer is typing in one of
     /// its forms (a focused or filled field), so nobody loses a comment; it also counts relative
-    /// times and lease countdowns. The page works the same without it (the refresh link).
+    /// times and lease countdowns. A job's log (`pre#log-text`) starts scrolled to its end and stays
+    /// there across polls unless the viewer scrolled up. The page works the same without it (the
+    /// refresh link).
     static let script = """
         "use strict";
         (function () {
@@ -109,6 +114,12 @@ enum Assets {
             });
           }
           setInterval(tick, 1000);
+          function logEnd() { var l = document.getElementById("log-text"); if (l) l.scrollTop = l.scrollHeight; }
+          function atLogEnd() {
+            var l = document.getElementById("log-text");
+            return !l || l.scrollHeight - l.scrollTop - l.clientHeight < 24;
+          }
+          logEnd();
           if (!main || !window.fetch) return;
           var etag = main.getAttribute("data-etag");
           function busy() {
@@ -129,7 +140,11 @@ enum Assets {
               .then(function (text) {
                 if (!text) return;
                 var next = new DOMParser().parseFromString(text, "text/html").querySelector("main[data-poll]");
-                if (next) { main.innerHTML = next.innerHTML; tick(); }
+                if (!next) return;
+                var follow = atLogEnd();
+                main.innerHTML = next.innerHTML;
+                tick();
+                if (follow) logEnd();
               })
               .catch(function () {});
           }

@@ -4,8 +4,8 @@ package import DravenCore
 /// `GET /` (303 to `/ui/` for a browser, else the JSON index), `GET /ui/` (the overview),
 /// `GET|POST /ui/sign-in` (an API token), `GET|POST /ui/link/{token}` (a one-time link: GET shows
 /// a button, POST uses it), `POST /ui/sign-out`, `GET|POST /ui/deploy` (the deploy form,
-/// `DeployForm`), `GET /ui/jobs/{id}` (`JobPage`) with its actions (`POST /ui/jobs/{id}/vote`,
-/// `/cancel`, `/rollback`: `ConsoleActions`), `GET /ui/approvals`, `GET
+/// `DeployForm`), `GET /ui/jobs/{id}` (`JobPage`; its whole log: `GET /ui/jobs/{id}/log`) with its
+/// actions (`POST /ui/jobs/{id}/vote`, `/cancel`, `/rollback`: `ConsoleActions`), `GET /ui/approvals`, `GET
 /// /ui/environments/{project}/{environment}` (and `POST …/rollback`: "roll back to this"),
 /// `GET /ui/audit` (`ListPages`), `GET /ui/assets/{name}`.
 ///
@@ -29,6 +29,7 @@ package enum Console: Function {
         (Route("GET", "/ui/deploy"), DeployForm.page),
         (Route("POST", "/ui/deploy"), DeployForm.post),
         (Route("GET", "/ui/jobs/{id}"), JobPage.page),
+        (Route("GET", "/ui/jobs/{id}/log"), JobPage.log),
         (Route("POST", "/ui/jobs/{id}/vote"), ConsoleActions.vote),
         (Route("POST", "/ui/jobs/{id}/cancel"), ConsoleActions.cancel),
         (Route("POST", "/ui/jobs/{id}/rollback"), ConsoleActions.rollBackJob),
@@ -197,12 +198,15 @@ package enum Console: Function {
     /// A page that polls itself (`path`, its own address without the query): `304 Not Modified`
     /// when the request's `If-None-Match` is its ETag, else `render(session, etag)` with the ETag.
     /// Without a session, 303 to the sign-in page. Each view counts as the session's activity.
+    /// `version`: what else the page shows that the store's version does not follow (a job's log).
     static func polled(
-        _ request: Request, _ context: Context, path: String, render: (Sessions.Live, String) throws -> Response
+        _ request: Request, _ context: Context, path: String, version: (Database) throws -> String = { _ in "" },
+        render: (Sessions.Live, String) throws -> Response
     ) throws -> Response {
         guard let session = try SessionCookie.session(request, context) else { return toSignIn }
         let db = try context.db()
-        let etag = try etag(db, session, page: path)
+        let extra = try version(db)
+        let etag = try etag(db, session, page: extra.isEmpty ? path : path + "#" + extra)
         try Sessions.touch(db, session, now: context.now)
         if request.header("if-none-match") == etag { return Response(status: 304, headers: [("ETag", etag)]) }
         var response = try render(session, etag)

@@ -3,14 +3,42 @@ package import DravenCore
 /// `GET /ui/jobs/{id}`: one job's whole story (`JobTimeline`) and what the viewer may do about it
 /// (`JobActions`): approve or reject with a comment, cancel, roll back, each a form posting to
 /// `ConsoleActions`; for each action the viewer may not take, why not. Polls like the overview
-/// (ETag of the store's version, the job and the session).
+/// (ETag of the store's version, the job, its log and the session). Its "Log" section shows the end
+/// of the job's archived log (`JobLogs`), escaped, with a link to the whole of it (`log`).
 enum JobPage {
     static func page(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let id = try params.id("id")
         context.subject = "job/\(id)"
-        return try Console.polled(request, context, path: "/ui/jobs/\(id)") { session, etag in
-            try render(session, context, job: id, notice: Console.notice(request), etag: etag)
-        }
+        return try Console.polled(
+            request, context, path: "/ui/jobs/\(id)", version: { try logVersion($0, id) },
+            render: { session, etag in
+                try render(session, context, job: id, notice: Console.notice(request), etag: etag)
+            })
+    }
+
+    /// The log's part of the page's ETag: chunks write no job event.
+    static func logVersion(_ db: Database, _ job: Int64) throws -> String {
+        "log" + String(try JobLogs.version(db, job: job))
+    }
+
+    /// `GET /ui/jobs/{id}/log`: the job's whole archived log as text (what `GET /api/v1/jobs/{id}/log`
+    /// answers, for a signed-in viewer with a `read` grant; otherwise the job is not found).
+    static func log(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let id = try params.id("id")
+        context.subject = "job/\(id)"
+        guard let session = try SessionCookie.session(request, context) else { return Console.toSignIn }
+        let db = try context.db()
+        let job = try Job.require(db, id: id)
+        try Grants.require(db, session.principal, .read, job: job)
+        try Sessions.touch(db, session, now: context.now)
+        let log = try JobLogs.read(db, job: id, after: 0)
+        return Response(
+            status: 200,
+            headers: [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Disposition", "inline; filename=\"job-\(id).log\""),
+            ],
+            body: log.bytes)
     }
 
     /// The page; `notice` is an outcome or a refusal to show above the actions.
@@ -33,13 +61,106 @@ enum JobPage {
             \(notice.map(\.html) ?? .empty)
             \(summary(timeline, now: now))
             \(actionsSection(actions, session: session, now: now))
+            \(try logSection(db, job, now: now))
             <section aria-labelledby="timeline"><h3 id="timeline">Timeline</h3>
             <ol class="timeline">\(timeline.entries.map { entry($0, now: now) })</ol></section>
             \(outbound(timeline.outbound, now: now))
             """
         return Pages.layout(
             title: "Job \(job.id)", session: session, main: main,
-            poll: (path, try etag ?? Console.etag(db, session, page: path)))
+            poll: (path, try etag ?? Console.etag(db, session, page: path + "#" + logVersion(db, job.id))))
+    }
+
+    /// How much of the log the page shows: the newest chunks holding this many bytes are read, and
+    /// of them as many whole lines, from the end, as fit `logHTMLBudget` once escaped (an escaped
+    /// byte takes up to six), so the page stays well under 100 KB however the log looks.
+    static let logTailBytes: Int64 = 32 * 1024
+    static let logHTMLBudget = 40 * 1024
+
+    /// The "Log" section: the end of the archived log, or why there is none.
+    static func logSection(_ db: Database, _ job: Job, now: Int64) throws -> HTML {
+        let head: HTML = "<section aria-labelledby=\"log\"><h3 id=\"log\">Log</h3>"
+        guard let summary = try JobLogs.summary(db, job: job.id) else {
+            guard job.state == .dispatching || job.state == .running else { return .empty }
+            return "\(head)<p class=\"why\" id=\"log-status\">No output from the runner yet.</p></section>"
+        }
+        if let pruned = summary.prunedAt {
+            return """
+                \(head)<p class="why" id="log-status">Removed \(Pages.time(pruned, now)) after the retention \
+                period (logs.retention).</p></section>
+                """
+        }
+        let (raw, partial) = try JobLogs.tail(db, job: job.id, bytes: logTailBytes)
+        var (text, cut) = tailLines(shown(raw), budget: logHTMLBudget)
+        cut = cut || partial
+        var notes: [HTML] = []
+        let total = size(summary.bytes)
+        notes.append(cut ? "the last \(size(Int64(text.utf8.count))) of \(total)" : "\(total)")
+        if summary.cut { notes.append("cut at the per-job cap (logs.max_job_bytes)") }
+        if !job.state.isTerminal { notes.append("still running: the page follows it") }
+        notes.append("<a href=\"/ui/jobs/\(job.id)/log\">full log</a>")
+        if text.isEmpty { text = " " }
+        return """
+            \(head)<p class="why" id="log-status">\(HTML.join(notes, " · "))</p>
+            <pre class="log" id="log-text" tabindex="0">\(text)</pre></section>
+            """
+    }
+
+    /// A log's bytes as text to show: UTF-8 (invalid bytes as U+FFFD), terminal colour and cursor
+    /// sequences (ESC [ … letter) removed, other control characters but newline and tab dropped.
+    static func shown(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        var i = 0
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == 0x1b, i + 1 < bytes.count, bytes[i + 1] == UInt8(ascii: "[") {
+                i += 2
+                while i < bytes.count, !(0x40...0x7e).contains(bytes[i]) { i += 1 }
+                i += 1
+                continue
+            }
+            if b >= 0x20 || b == 0x0a || b == 0x09 { out.append(b) }
+            i += 1
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The end of `text`: whole lines from the last back while they fit `budget` escaped bytes (a
+    /// single line longer than that is cut to its end); whether anything was left out.
+    static func tailLines(_ text: String, budget: Int) -> (String, Bool) {
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        if lines.last == "" { lines.removeLast() }
+        var kept: [Substring] = []
+        var used = 0
+        for line in lines.reversed() {
+            let cost = HTML.escape(String(line)).utf8.count + 1
+            if used + cost > budget {
+                if kept.isEmpty {
+                    // One huge line: its end, by characters, within the budget.
+                    var end = Substring("")
+                    for c in line.reversed() {
+                        let n = HTML.escape(String(c)).utf8.count
+                        if used + n > budget { break }
+                        used += n
+                        end.insert(c, at: end.startIndex)
+                    }
+                    kept.append(end)
+                }
+                return (kept.reversed().joined(separator: "\n") + "\n", true)
+            }
+            used += cost
+            kept.append(line)
+        }
+        return (kept.reversed().joined(separator: "\n") + (kept.isEmpty ? "" : "\n"), false)
+    }
+
+    /// Bytes as people read them (B, KB, MB; 1 KB = 1,024 bytes).
+    static func size(_ bytes: Int64) -> String {
+        if bytes < 1024 { return "\(bytes) B" }
+        if bytes < 1 << 20 { return "\(bytes / 1024) KB" }
+        let tenths = bytes * 10 / (1 << 20)
+        return "\(tenths / 10).\(tenths % 10) MB"
     }
 
     static func summary(_ t: JobTimeline, now: Int64) -> HTML {
