@@ -1338,7 +1338,7 @@ def link_order():
     out = WORK / "order"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    users = {}  # symbol -> the functions that ran it (insertion order: first seen first)
+    users = {}  # symbol -> the functions (programs) that ran it (insertion order: first seen first)
     for name, case in cases.items():
         program = case.program
         if Path(program).parent != BIN_DIR:
@@ -1355,7 +1355,7 @@ def link_order():
             for sym in re.findall(r"^c?fn=\(\d+\) (.+)$", text, re.M):
                 sym = re.sub(r"'\d+$", "", sym)
                 if not sym.startswith(("0x", "(below main)")):
-                    users.setdefault(sym, set()).add(name)
+                    users.setdefault(sym, set()).add(Path(program).name)
         # The writable data it touches (Swift metadata caches, SQLite's and libc's globals):
         # laid out together too, fewer pages are copied or zeroed on first write.
         seq = votes(1)[2] if name == "approve" else None
@@ -1363,7 +1363,7 @@ def link_order():
         run(["valgrind", "--tool=lackey", "--trace-mem=yes", "--trace-children=yes", f"--log-file={trace}.%p",
              *runcgi_cmd(case, seq, runs=1, warmup=0)], capture_output=True, check=True)
         for sym in data_symbols(program, out.glob(f"{name}.mem.*")):
-            users.setdefault(sym, set()).add(name)
+            users.setdefault(sym, set()).add(Path(program).name)
     order = sorted(users, key=lambda s: -len(users[s]))  # stable: first seen first within a count
     LINK_ORDER.write_text(
         "# lld --symbol-ordering-file for the functions (see the Makefile's FUNCTION_FLAGS): what they run\n"
