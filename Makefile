@@ -11,6 +11,8 @@
 #   make bench-secrets  measure the secrets store's read path
 #   make bench-instructions  instructions per typical request of each function (callgrind): repeatable on a
 #                  busy machine (BIN_DIR=other/bin python3 bench/bench.py --instructions: another build's)
+#   make bench-console  the console's whole-process cases (overview of 30 and of 1,000 environments, the 304
+#                  poll) with status and the C floor handler, in one ~2 min run, printed with their goals
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
 #   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
 #   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
@@ -51,8 +53,8 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
-.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions link-order \
-	fuzz fuzz-build fuzz-smoke lint format screenshots
+.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions \
+	bench-console link-order fuzz fuzz-build fuzz-smoke lint format screenshots
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -106,6 +108,10 @@ bench: release bench-deps
 # Instructions each function's typical request executes, whole process (bench.py --instructions).
 bench-instructions: release bench-deps
 	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --instructions
+
+# The console's figures against status and the C floor handler, printed, not written (bench.py --console).
+bench-console: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --console
 
 # Records what each function runs and writes for its typical request (callgrind, lackey) into infra/link-order.txt,
 # the order the release link lays code out in; then relinks. Run after larger changes.

@@ -20,6 +20,10 @@ What it measures (see bench/README section in the top-level README and bench/REP
 3. Growth: draven's served figures with 10k and with 1M jobs (and their events, deliveries and
    audit rows) in the store.
 4. Each of draven's served figures with and without `draven sweep` holding the store open.
+5. The console (whole process, as in 1): a signed-in person's overview (GET /ui/) of 10 projects x 3
+   environments on a store with 100k jobs, the page's 304 poll (If-None-Match), and the overview of
+   1,000 environments; the pages' sizes and what the session's once-a-minute touch costs.
+   `bench.py --console` (make bench-console) measures only these, with status and the C floor.
 
 Writes bench/REPORT.md and bench/report.json. BENCH_QUICK=1 runs a shorter, noisier pass.
 Everything it starts (nginx, fcgiwrap, webhook, sweep) is stopped by PID at the end.
@@ -40,6 +44,8 @@ import statistics
 import subprocess
 import sys
 import time
+import zlib
+from collections import namedtuple
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +58,9 @@ REPEATS = 1 if QUICK else 3
 RUNS = 60 if QUICK else 400
 CONCURRENCY = (1, 8, 32)
 GROWTH = (10_000, 1_000_000)
+CONSOLE_JOBS = 100_000  # jobs in each console store (the issue's overview: 10 projects x 3 environments)
+CONSOLE_SHAPES = {"30 envs": (10, 3), "1,000 envs": (100, 10)}  # projects x environments
+TOUCH_RUNS = 20 if QUICK else 60  # page views measured one by one, each after the session's last use was set back
 WAITING = 40_000  # jobs awaiting approval in each store: one per approve request
 VOTE_BLOCK = 4_000  # waiting jobs per wrk thread per wrk run
 
@@ -169,11 +178,11 @@ class Draven:
     def cli(self, *args, input=None):
         return run([BIN_DIR / "draven", *args, "--state-dir", self.state], capture_output=True, text=True, input=input)
 
-    def create(self):
+    def create(self, config=BENCH / "draven.bench.toml"):
         shutil.rmtree(self.state, ignore_errors=True)
         self.state.mkdir(parents=True)
         self.cli("init")
-        self.cli("apply", "-f", BENCH / "draven.bench.toml")
+        self.cli("apply", "-f", config)
         for person, f in (("alice", self.token_file), ("bob", self.voter_token_file)):
             f.write_text(self.cli("tokens", "create", "--person", person).stdout.strip())
             f.chmod(0o600)
@@ -242,6 +251,178 @@ class Draven:
 
     def count(self, table):
         return count_rows(self.db, table)
+
+
+CONSOLE_ENVIRONMENTS = {3: ["staging", "canary", "production"],
+                        10: ["dev", "test", "qa", "staging", "canary", "perf", "demo", "prod-eu", "prod-us", "prod-ap"]}
+CONSOLE_OPEN = 4  # open jobs seeded per environment: running (holding the lock), 2 queued, 1 awaiting approval
+
+
+class ConsoleStore(Draven):
+    """A store for the console's overview: bench/console.bench.toml's people and grants, `projects`
+    projects x `envs` environments, `jobs` jobs, and a signed-in session of carol's (the viewer,
+    who may read everything). Its own store: the other functions' stores are not changed."""
+
+    def __init__(self, state, projects, envs):
+        super().__init__(state)
+        self.projects, self.envs = projects, envs
+        self.cookie_file = state / "bench-cookie"  # "draven_session=drs_...": carol's session
+        self.etag_file = state / "bench-etag"  # the overview's ETag as of the seeding
+
+    @property
+    def environments(self):
+        return self.projects * self.envs
+
+    def config(self):
+        lines = [(BENCH / "console.bench.toml").read_text()]
+        for p in range(1, self.projects + 1):
+            name = f"service-{p:0{len(str(self.projects))}d}"
+            lines.append(f"""
+[projects.{name}.integration]
+provider = "github"
+repo = "acme/{name}"
+method = "workflow_dispatch"
+api_url = "http://127.0.0.1:9"
+token_secret = "gh-token"
+webhook_secret = "gh-hook"
+runner_secret = "runner"
+pipelines = {{ "*" = "deploy.yml" }}
+""")
+            for env in CONSOLE_ENVIRONMENTS[self.envs]:
+                lines.append(f"""[projects.{name}.environments.{env}]
+refs = ["tag:v*", "branch:main"]
+lock = "queue"
+lease = "15m"
+approvals = 2
+approver_groups = ["leads"]
+""")
+        path = WORK / f"console-{self.projects}x{self.envs}.toml"
+        path.write_text("".join(lines))
+        return path
+
+    def create(self):
+        super().create(self.config())
+        (self.state / "bench-token-carol").write_text(self.cli("tokens", "create", "--person", "carol").stdout.strip())
+
+    def seed(self, jobs):
+        """Every environment gets the same realistic state: a history of ended deploys (tags; one in 10
+        failed, one in 25 cancelled, the newest failed in a third of the environments) with their
+        releases (the newest succeeded one live), job events, deliveries and audit rows; and open
+        now: one running deploy holding the lock with a recent heartbeat and progress, two queued
+        behind it, one awaiting approval with bob's vote (1 of 2). `jobs` jobs in all."""
+        n_env = self.environments
+        history = jobs // n_env - CONSOLE_OPEN
+        now = int(time.time())
+        with sqlite3.connect(self.db, timeout=30) as c:
+            c.execute("PRAGMA cache_size = -200000")
+            alice, bob = (c.execute("SELECT id FROM people WHERE handle = ?", (h,)).fetchone()[0] for h in ("alice", "bob"))
+            c.execute("""CREATE TEMP TABLE envs AS SELECT row_number() OVER (ORDER BY e.id) - 1 AS k, e.id AS env,
+                             e.project_id AS project, po.version AS policy
+                         FROM environments e JOIN policies po ON po.environment_id = e.id""")
+            assert c.execute("SELECT count(*) FROM envs").fetchone()[0] == n_env
+            # Ended deploys, interleaved across environments (ids grow with time), one every 2 h per environment.
+            c.execute("""WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, reason, state, requested_by,
+                                  policy_version, fencing_token, run_id, heartbeat_at, progress, provider_seen_at,
+                                  created_at, updated_at)
+                SELECT 'deploy', project, env, 'refs/tags/v' || (i / 100) || '.' || (i % 100) || '.0', 'tag',
+                       printf('%040x', i * 4096 + k), CASE WHEN i % 7 = 0 THEN 'release train ' || i ELSE '' END,
+                       CASE WHEN i = ?1 AND k % 3 = 1 THEN 'failed' WHEN i % 10 = 3 THEN 'failed'
+                            WHEN i % 25 = 7 THEN 'cancelled' ELSE 'succeeded' END,
+                       ?2, policy, i, printf('%d', 9000000 + i * 4096 + k), ?3 - (?1 - i + 1) * 7200 + k + 280,
+                       '{"step":"deploy","percent":100}', ?3 - (?1 - i + 1) * 7200 + k + 300,
+                       ?3 - (?1 - i + 1) * 7200 + k, ?3 - (?1 - i + 1) * 7200 + k + 300
+                FROM n, envs ORDER BY i, k""", (history, alice, now))
+            c.execute("""INSERT INTO releases (environment_id, job_id, ref, ref_kind, sha, release_id, live_from, live_until)
+                SELECT environment_id, id, ref, ref_kind, sha, 'r' || id, updated_at,
+                       lead(updated_at) OVER (PARTITION BY environment_id ORDER BY id)
+                FROM jobs WHERE state = 'succeeded'""")
+            # Open now: (slot, state, age in seconds).
+            c.execute("""WITH slot(s, state, age) AS (VALUES (1, 'running', 900), (2, 'queued', 600),
+                                                             (3, 'awaiting_approval', 300), (4, 'queued', 120))
+                INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, reason, state, requested_by,
+                                  policy_version, fencing_token, run_id, heartbeat_at, progress, created_at, updated_at)
+                SELECT 'deploy', project, env, 'refs/tags/v9' || s || '.' || k || '.0', 'tag', printf('%040x', 4096 * 4096 + s * 4096 + k),
+                       CASE s WHEN 3 THEN 'hotfix: <checkout> times out for EU cards' ELSE '' END, state, ?1, policy,
+                       CASE s WHEN 1 THEN ?2 + 1 END, CASE s WHEN 1 THEN printf('%d', 8000000 + k) END,
+                       CASE s WHEN 1 THEN ?3 - 5 END,
+                       CASE s WHEN 1 THEN '{"step":"migrate","percent":40,"message":"applying 12 of 30 migrations"}' END,
+                       ?3 - age - (k % 60), ?3 - age + 30
+                FROM slot, envs ORDER BY s, k""", (alice, history, now))
+            c.execute("""INSERT INTO locks (environment_id, job_id, fencing_token, acquired_at, lease_until)
+                SELECT environment_id, id, fencing_token, created_at + 40, ?1 + 900 FROM jobs WHERE state = 'running'
+                ON CONFLICT (environment_id) DO UPDATE SET job_id = excluded.job_id, fencing_token = excluded.fencing_token,
+                    acquired_at = excluded.acquired_at, lease_until = excluded.lease_until""", (now,))
+            c.execute("""INSERT INTO approvals (job_id, person_id, decision, comment, sha, policy_version, via, at)
+                SELECT id, ?1, 'approve', 'looks good', sha, policy_version, 'api', updated_at + 20
+                FROM jobs WHERE state = 'awaiting_approval'""", (bob,))
+            c.execute("""INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
+                SELECT id, created_at, 'created', NULL, 'pending', 'alice' FROM jobs""")
+            c.execute("""INSERT INTO job_events (job_id, at, event, from_state, to_state, actor)
+                SELECT id, updated_at, 'transition', CASE WHEN state IN ('succeeded', 'failed') THEN 'running'
+                       WHEN state = 'cancelled' THEN 'queued' ELSE 'pending' END, state,
+                       CASE WHEN state IN ('succeeded', 'failed') THEN 'github' ELSE 'alice' END FROM jobs""")
+            c.execute("""INSERT INTO deliveries (source, delivery_id, event, job_id, received_at, body_hash)
+                SELECT 'github', 'seed-' || id, 'workflow_run', id, updated_at, printf('%064x', id) FROM jobs
+                WHERE state IN ('succeeded', 'failed')""")
+            c.execute("""INSERT INTO audit (at, actor, action, subject, outcome, prev_hash, hash)
+                SELECT created_at, 'alice', 'deploy', 'job/' || id, 'ok', printf('%064x', id - 1), printf('%064x', id)
+                FROM jobs""")
+            c.execute("DROP TABLE envs")
+        c.close()
+        with sqlite3.connect(self.db) as c:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        c.close()
+        self.sign_in()
+
+    def cgi(self, method, path, body=b"", content_type=None, **headers):
+        """One request to the console binary, run directly: (status, headers, body bytes)."""
+        env = {**cgi_env(path, method=method, content_type=content_type, **headers), **self.env()}
+        env["REQUEST_ID"] = "bench-setup"
+        if body:
+            env["CONTENT_LENGTH"] = str(len(body))
+        out = subprocess.run([BIN_DIR / "console"], env={k: str(v) for k, v in env.items()}, input=body,
+                             capture_output=True, check=True)
+        head, _, page = out.stdout.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        status = int(lines[0].split()[1])
+        return status, [tuple(l.split(": ", 1)) for l in lines[1:]], page
+
+    def env(self):
+        return {"DRAVEN_STATE_DIR": self.state, "DRAVEN_SECRETS_DIR": self.state / "secrets", "DRAVEN_DELIVER": "/bin/true"}
+
+    def sign_in(self):
+        """Carol signs in as a person would, with her API token (POST /ui/sign-in), once per store;
+        the session cookie is kept in cookie_file (outside argv, as the tokens are)."""
+        token = (self.state / "bench-token-carol").read_text().strip()
+        status, headers, _ = self.cgi("POST", "/ui/sign-in", ("token=" + token).encode(),
+                                      content_type="application/x-www-form-urlencoded", ACCEPT="text/html")
+        cookie = next((v for k, v in headers if k.lower() == "set-cookie"), None)
+        if status != 303 or not cookie:
+            sys.exit(f"bench: console sign-in answered {status}, no session cookie")
+        self.cookie_file.write_text(cookie.split(";", 1)[0] + "\n")
+        self.cookie_file.chmod(0o600)
+        status, headers, page = self.overview()
+        if status != 200:
+            sys.exit(f"bench: the console's overview answered {status}:\n{page[:2000].decode(errors='replace')}")
+        self.etag_file.write_text(dict(headers)["ETag"] + "\n")
+
+    def overview(self, etag=None):
+        extra = {"IF_NONE_MATCH": etag} if etag else {}
+        return self.cgi("GET", "/ui/", ACCEPT="text/html", COOKIE=self.cookie_file.read_text().strip(), **extra)
+
+    def touched(self, at):
+        """Sets the session's last use to `at`: now, so that no page view of a measurement writes
+        (Sessions.touch writes at most once a minute), or longer ago, so that the next one does."""
+        with sqlite3.connect(self.db, timeout=30) as c:
+            c.execute("UPDATE sessions SET last_seen_at = ?1", (at,))
+        c.close()
+
+    def last_seen(self):
+        with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=30) as c:
+            n = c.execute("SELECT max(last_seen_at) FROM sessions").fetchone()[0]
+        c.close()
+        return n
 
 
 def count_rows(db, table="deliveries"):
@@ -400,29 +581,70 @@ def cgi_env(path, method="POST", content_type="application/json", **headers):
     return env
 
 
-def runcgi_cmd(program, env, body=None, sign=False, file_env=None, seq=None, runs=RUNS, warmup=20):
+# One whole-process case: the program, its CGI environment, the body file (None: no body), whether
+# runcgi signs the body (webhook HMAC), variables read from files (tokens, cookies), the database it
+# uses (the held runs hold it open; None: none), the status it must answer (runcgi -x; None: 2xx),
+# and the console store it reads (its session is kept from writing during a measurement).
+Case = namedtuple("Case", "program env body sign fenv db expect console", defaults=(None, None))
+
+
+def runcgi_cmd(case, seq=None, runs=RUNS, warmup=20):
     cmd = [WORK / "runcgi", "-n", runs, "-w", warmup]
     if seq is not None:
         cmd += ["-q", seq]
-    if body:
-        cmd += ["-i", body]
-    if sign:
+    if case.expect:
+        cmd += ["-x", case.expect]
+    if case.body:
+        cmd += ["-i", case.body]
+    if case.sign:
         cmd += ["-k", WORK / "hook.key", "-s", "HTTP_X_HUB_SIGNATURE_256"]
-    for k, v in env.items():
+    for k, v in case.env.items():
         cmd += ["-e", f"{k}={v}"]
-    for k, v in (file_env or {}).items():
+    for k, v in (case.fenv or {}).items():
         cmd += ["-f", f"{k}={v}"]
-    return [*cmd, "--", program]
+    return [*cmd, "--", case.program]
 
 
-def runcgi(program, env, body=None, sign=False, file_env=None, seq=None):
-    out = run(runcgi_cmd(program, env, body, sign, file_env, seq), capture_output=True, text=True, check=False)
+def runcgi_samples(case, seq=None, runs=RUNS, warmup=20):
+    out = run(runcgi_cmd(case, seq, runs, warmup), capture_output=True, text=True, check=False)
     if out.returncode != 0:
-        sys.exit(f"bench: runcgi {program} failed:\n{out.stderr}")
-    data = json.loads(out.stdout)
+        sys.exit(f"bench: runcgi {case.program} failed:\n{out.stderr}")
+    return json.loads(out.stdout)
+
+
+def figures(data):
     return {"wall_ms": spread([w / 1000 for w in data["wall_us"]]),
             "cpu_ms": spread([c / 1000 for c in data["cpu_us"]]),
             "page_faults": spread(data["page_faults"])}
+
+
+def runcgi(case, seq=None):
+    """RUNS timed runs of `case` (after 20 warm-up runs). A console case runs with its session just
+    used, so that no run writes its last use (Sessions.touch: at most once a minute; a run of 400
+    page views takes seconds): the figure is the poll or view that writes nothing, as 59 of 60
+    seconds' are. `touch_writes` says whether one wrote anyway (it then counts in the figure)."""
+    if case.console:
+        before = int(time.time())
+        case.console.touched(before)
+    r = figures(runcgi_samples(case, seq))
+    if case.console:
+        r["touch_writes"] = int(case.console.last_seen() != before)
+    return r
+
+
+def touch_runs(case, runs=TOUCH_RUNS):
+    """`runs` single page views of a console case, each right after its session's last use was set
+    two minutes back: every one of them writes `last_seen_at` (Sessions.touch's write transaction)."""
+    walls, cpus, faults = [], [], []
+    for _ in range(runs):
+        case.console.touched(int(time.time()) - 120)
+        data = runcgi_samples(case, runs=1, warmup=0)
+        if case.console.last_seen() < int(time.time()) - 60:
+            sys.exit("bench: a page view did not record its session's use")
+        walls += data["wall_us"]
+        cpus += data["cpu_us"]
+        faults += data["page_faults"]
+    return figures({"wall_us": walls, "cpu_us": cpus, "page_faults": faults})
 
 
 def wrk(url, mode_args, conns):
@@ -532,10 +754,10 @@ def machine():
     }
 
 
-def process_cases(live, floor_db):
+def process_cases(live, floor_db, consoles=None):
     """The typical request of each function (and the C references), as runcgi runs them:
-    name -> (program, environment, body file, sign it, variables read from files, database);
-    and the waiting jobs approve votes on."""
+    name -> Case; and the waiting jobs approve votes on. With `consoles` (shape -> live
+    ConsoleStore, CONSOLE_SHAPES), the console's cases too (console_cases)."""
     hook_body = WORK / "push-unique.json"
     hook_body.write_text(PUSH.read_text().replace('"after": "' + "0" * 40 + '"', '"after": "@UNIQUE@"', 1))
     common = {"DRAVEN_STATE_DIR": live.state, "DRAVEN_SECRETS_DIR": live.state / "secrets", "DRAVEN_DELIVER": "/bin/true"}
@@ -559,21 +781,115 @@ def process_cases(live, floor_db):
     ts = str(int(time.time()))
     beat_headers = {"HTTP_X_DRAVEN_TIMESTAMP": ts,
                     "HTTP_X_DRAVEN_SIGNATURE": "v1=" + hmac.new(RUNNER_KEY, f"{ts}.{beat}".encode(), hashlib.sha256).hexdigest()}
+    floor_env = {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"}
     return {
-        "webhook-receive": (BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
-        "trigger": (BIN_DIR / "trigger", {**cgi_env("/api/v1/deploys"), **common}, trigger_body, False, auth, live.db),
-        "status": (BIN_DIR / "status", {**cgi_env("/api/v1/jobs/1", method="GET", content_type=None), **common},
-                   None, False, auth, live.db),
-        "approve": (BIN_DIR / "approve", {**cgi_env("/api/v1/jobs/@SEQ@/approvals"), **common}, vote_body, False, voter, live.db),
-        "heartbeat": (BIN_DIR / "heartbeat", {**cgi_env(f"/api/v1/jobs/{running}/heartbeat"), **common, **beat_headers},
-                      beat_body, False, None, live.db),
-        "C floor handler (dynamic)": (WORK / "floor", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
-                                      hook_body, True, None, floor_db),
-        "C floor handler (static)": (WORK / "floor-static", {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"},
-                                     hook_body, True, None, floor_db),
-        "C hello CGI": (WORK / "hello", github, hook_body, True, None, None),
-        "C hello CGI (static)": (WORK / "hello-static", github, hook_body, True, None, None),
+        "webhook-receive": Case(BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
+        "trigger": Case(BIN_DIR / "trigger", {**cgi_env("/api/v1/deploys"), **common}, trigger_body, False, auth, live.db),
+        "status": Case(BIN_DIR / "status", {**cgi_env("/api/v1/jobs/1", method="GET", content_type=None), **common},
+                       None, False, auth, live.db),
+        "approve": Case(BIN_DIR / "approve", {**cgi_env("/api/v1/jobs/@SEQ@/approvals"), **common}, vote_body, False, voter,
+                        live.db),
+        "heartbeat": Case(BIN_DIR / "heartbeat", {**cgi_env(f"/api/v1/jobs/{running}/heartbeat"), **common, **beat_headers},
+                          beat_body, False, None, live.db),
+        **(console_cases(consoles) if consoles else {}),
+        "C floor handler (dynamic)": Case(WORK / "floor", floor_env, hook_body, True, None, floor_db),
+        "C floor handler (static)": Case(WORK / "floor-static", floor_env, hook_body, True, None, floor_db),
+        "C hello CGI": Case(WORK / "hello", github, hook_body, True, None, None),
+        "C hello CGI (static)": Case(WORK / "hello-static", github, hook_body, True, None, None),
     }, votes
+
+
+CONSOLE_OVERVIEW = "console overview (30 envs)"
+CONSOLE_POLL = "console 304 poll (30 envs)"
+CONSOLE_BIG = "console overview (1,000 envs)"
+CONSOLE_TOUCH = CONSOLE_POLL + ", writing the session's last use"
+
+
+def console_cases(consoles):
+    """carol's GET /ui/ (the overview) on the 30- and the 1,000-environment store, and the
+    script's poll of the 30: the same GET with If-None-Match: the ETag of the previous answer."""
+    def view(store, **headers):
+        env = {**cgi_env("/ui/", method="GET", content_type=None, ACCEPT="text/html", **headers), **store.env()}
+        return env
+    small, big = consoles["30 envs"], consoles["1,000 envs"]
+    cookie = lambda store: {"HTTP_COOKIE": store.cookie_file}
+    etag = small.etag_file.read_text().strip()
+    return {
+        CONSOLE_OVERVIEW: Case(BIN_DIR / "console", view(small), None, False, cookie(small), small.db, None, small),
+        CONSOLE_POLL: Case(BIN_DIR / "console", view(small, IF_NONE_MATCH=etag), None, False, cookie(small), small.db,
+                           "304", small),
+        CONSOLE_BIG: Case(BIN_DIR / "console", view(big), None, False, cookie(big), big.db, None, big),
+    }
+
+
+def console_templates():
+    """The console's stores (CONSOLE_SHAPES), built and signed in: shape -> ConsoleStore."""
+    out = {}
+    for shape, (projects, envs) in CONSOLE_SHAPES.items():
+        d = ConsoleStore(WORK / f"template-console-{projects}x{envs}", projects, envs)
+        t = time.time()
+        d.create()
+        d.seed(CONSOLE_JOBS)
+        out[shape] = d
+        log(f"console store {projects} x {envs} with {CONSOLE_JOBS:,} jobs built in {time.time() - t:.1f} s "
+            f"({d.db.stat().st_size / 1e6:.0f} MB)")
+    return out
+
+
+def live_consoles(templates):
+    """Copies of the console templates the measurements run on: shape -> ConsoleStore."""
+    out = {}
+    for shape, t in templates.items():
+        d = ConsoleStore(WORK / f"state-console-{t.projects}x{t.envs}", t.projects, t.envs)
+        copy_store(t.state, d.state)
+        out[shape] = d
+    return out
+
+
+def measure_process(cases, votes, names=None):
+    """Whole-process figures of `cases` (those in `names`, else all), cold and held: {"cold", "held"}."""
+    out = {}
+    for held in (False, True):
+        key = "held" if held else "cold"
+        out[key] = {}
+        for name, case in cases.items():
+            if (names and name not in names) or (held and case.db is None):
+                continue
+            seq = votes(1)[2] if name == "approve" else None  # a fresh waiting job per run
+            if held:
+                with Holder(case.db):
+                    r = runcgi(case, seq)
+            else:
+                r = runcgi(case, seq)
+            out[key][name] = r
+            log(f"process {key:<4} {name:<30} {r['wall_ms']['median']:.3f} ms wall (p10 {r['wall_ms']['p10']:.3f}, "
+                f"p90 {r['wall_ms']['p90']:.3f}), {r['cpu_ms']['median']:.3f} ms cpu, {r['page_faults']['median']:.0f} faults"
+                + (" (a run wrote the session's last use)" if r.get("touch_writes") else ""))
+    return out
+
+
+def measure_console(cases, consoles):
+    """What the console's figures add to the process table: the overview's body bytes (and gzip -6,
+    as nginx's gzip would send it) per store, and the cost of the one poll a minute that writes the
+    session's last use (Sessions.touch), cold and held."""
+    pages = {}
+    for shape, store in consoles.items():
+        store.touched(int(time.time()))
+        status, headers, body = store.overview()
+        assert status == 200, status
+        pages[shape] = {"environments": store.environments, "projects": store.projects, "jobs": CONSOLE_JOBS,
+                        "bytes": len(body), "gzip_bytes": len(zlib.compress(body, 6)),
+                        "cells": body.count(b"<article")}
+        log(f"console page {shape:<12} {len(body):>10,} bytes ({pages[shape]['gzip_bytes']:,} gzipped), "
+            f"{pages[shape]['cells']} cells")
+    poll = cases[CONSOLE_POLL]
+    touch = {"cold": touch_runs(poll)}
+    with Holder(poll.db):
+        touch["held"] = touch_runs(poll)
+    for key, r in touch.items():
+        log(f"console poll writing the session's last use, {key}: {r['wall_ms']['median']:.3f} ms wall, "
+            f"{r['cpu_ms']['median']:.3f} ms cpu")
+    return {"pages": pages, "touch": touch, "touch_seconds": 60, "poll_seconds": 5}
 
 
 def main():
@@ -594,6 +910,7 @@ def main():
         d.seed(n)
         templates[n] = d
         log(f"store with {n:,} jobs built in {time.time() - t:.1f} s ({d.db.stat().st_size / 1e6:.0f} MB)")
+    console_stores = console_templates()  # the console's: 10 x 3 and 100 x 10 environments, 100k jobs each
 
     push_signed = ["github", PUSH, WORK / "hook.key"]
 
@@ -601,22 +918,15 @@ def main():
     live = Draven(WORK / "state")
     copy_store(templates[10_000].state, live.state)
     floor_db = reference_db(WORK / "floor.db")
-    cases, votes = process_cases(live, floor_db)
-    for held in (False, True):
-        key = "held" if held else "cold"
-        report["process"][key] = {}
-        for name, (program, env, body, sign, fenv, db) in cases.items():
-            if held and db is None:
-                continue
-            seq = votes(1)[2] if name == "approve" else None  # a fresh waiting job per run
-            if held:
-                with Holder(db):
-                    r = runcgi(program, env, body, sign, fenv, seq)
-            else:
-                r = runcgi(program, env, body, sign, fenv, seq)
-            report["process"][key][name] = r
-            log(f"process {key:<4} {name:<28} {r['wall_ms']['median']:.3f} ms wall (p10 {r['wall_ms']['p10']:.3f}, "
-                f"p90 {r['wall_ms']['p90']:.3f}), {r['cpu_ms']['median']:.3f} ms cpu, {r['page_faults']['median']:.0f} faults")
+    consoles = live_consoles(console_stores)
+    cases, votes = process_cases(live, floor_db, consoles)
+    report["process"] = measure_process(cases, votes)
+    report["console"] = measure_console(cases, consoles)
+    # The same cases' instructions (callgrind): what stays comparable on a busy machine.
+    copy_store(templates[10_000].state, live.state)
+    consoles = live_consoles(console_stores)
+    cases, votes = process_cases(live, floor_db, consoles)
+    report["instructions"] = count_instructions(cases, votes)
 
     # 2 + 4. Served, references first (one stack, no sweep), then draven on each store.
     refs = report["served"]["references"] = {}
@@ -703,7 +1013,9 @@ def ratios(r):
     floor_static = proc["cold"]["C floor handler (static)"]["wall_ms"]["median"]
     floor_dyn_held = proc["held"]["C floor handler (dynamic)"]["wall_ms"]["median"]
     out = {"process": {}, "served": {}, "growth": {}}
-    for f in ("webhook-receive", "trigger", "approve", "heartbeat", "status"):
+    for f in ("webhook-receive", "trigger", "approve", "heartbeat", "status", CONSOLE_OVERVIEW):
+        if f not in proc["cold"]:
+            continue  # a report from before the console
         out["process"][f] = {
             "vs_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_dyn, 2),
             "vs_static_floor": round(proc["cold"][f]["wall_ms"]["median"] / floor_static, 2),
@@ -745,8 +1057,13 @@ def ratios(r):
         goals.append({"goal": text, "value": value, "met": bool(met), "kind": kind})
 
     for f, v in out["process"].items():
+        if f == CONSOLE_OVERVIEW:
+            continue  # console_ratios' goal, with its store
         goal(f"{f} whole-process cost <= 1.3x the C floor handler", f"{v['vs_floor']}x (static floor: {v['vs_static_floor']}x; "
              f"both with the store held open: {v['held_vs_floor_held']}x)", v["vs_floor"] <= 1.3)
+    if "console" in r:
+        out["console"], console_goals = console_ratios(proc, r["console"])
+        goals += console_goals
     for key, v in out["served"].items():
         goal(f"[{key}] webhook-receive c=8 >= 1.0x adnanh/webhook + C recorder", f"{v['c8_vs_webhook_recorder']}x",
              v["c8_vs_webhook_recorder"] >= 1.0)
@@ -775,6 +1092,55 @@ def ratios(r):
     return out, goals
 
 
+PAGE_LIMIT = 100_000  # bytes: the issue's "a page is at most 100 KB" (KB read as 1,000 bytes, the stricter)
+BIG_MS = 50  # the 1,000-environment overview, whole process
+POLL_VS_STATUS = 1.3  # "a poll answered 304 costs about what status does": at most 1.3x status's whole process
+
+
+def console_ratios(proc, console):
+    """The console's goals from the process figures and measure_console's: (figures, goals)."""
+    cold, held = proc["cold"], proc["held"]
+    wall = lambda fig: fig["wall_ms"]["median"]
+    cpu = lambda fig: fig["cpu_ms"]["median"]
+    out = {
+        "overview_vs_floor": round(wall(cold[CONSOLE_OVERVIEW]) / wall(cold["C floor handler (dynamic)"]), 2),
+        "overview_vs_static_floor": round(wall(cold[CONSOLE_OVERVIEW]) / wall(cold["C floor handler (static)"]), 2),
+        "overview_held_vs_floor_held": round(wall(held[CONSOLE_OVERVIEW]) / wall(held["C floor handler (dynamic)"]), 2),
+        "poll_vs_status": round(wall(cold[CONSOLE_POLL]) / wall(cold["status"]), 2),
+        "poll_held_vs_status_held": round(wall(held[CONSOLE_POLL]) / wall(held["status"]), 2),
+        "poll_vs_floor": round(wall(cold[CONSOLE_POLL]) / wall(cold["C floor handler (dynamic)"]), 2),
+        "overview_cpu_vs_floor_cpu": round(cpu(cold[CONSOLE_OVERVIEW]) / cpu(cold["C floor handler (dynamic)"]), 2),
+        "poll_cpu_vs_status_cpu": round(cpu(cold[CONSOLE_POLL]) / cpu(cold["status"]), 2),
+        "big_ms": round(wall(cold[CONSOLE_BIG]), 2),
+        "big_cpu_ms": round(cpu(cold[CONSOLE_BIG]), 2),
+        "big_held_ms": round(wall(held[CONSOLE_BIG]), 2),
+        "touch_poll_vs_poll": round(wall(console["touch"]["cold"]) / wall(cold[CONSOLE_POLL]), 2),
+        "touch_poll_held_vs_poll_held": round(wall(console["touch"]["held"]) / wall(held[CONSOLE_POLL]), 2),
+    }
+    pages = console["pages"]
+    goals = []
+
+    def goal(text, value, met):
+        goals.append({"goal": text, "value": value, "met": bool(met), "kind": "goal"})
+
+    goal(f"{CONSOLE_OVERVIEW}: 10 projects x 3 environments, {pages['30 envs']['jobs'] // 1000}k jobs, whole-process "
+         "cost <= 1.3x the C floor handler", f"{out['overview_vs_floor']}x ({wall(cold[CONSOLE_OVERVIEW]):.2f} ms; static "
+         f"floor: {out['overview_vs_static_floor']}x; both with the store held open: {out['overview_held_vs_floor_held']}x; "
+         f"CPU time: {out['overview_cpu_vs_floor_cpu']}x)", out["overview_vs_floor"] <= 1.3)
+    goal(f"console overview for 1,000 environments (100 projects x 10) <= {BIG_MS} ms whole process",
+         f"{out['big_ms']:.1f} ms (held open: {out['big_held_ms']:.1f} ms; CPU time {out['big_cpu_ms']:.1f} ms)",
+         out["big_ms"] <= BIG_MS)
+    goal(f"a poll answered 304 <= {POLL_VS_STATUS}x status's whole-process cost",
+         f"{out['poll_vs_status']}x ({wall(cold[CONSOLE_POLL]):.2f} ms vs {wall(cold['status']):.2f} ms; both with the "
+         f"store held open: {out['poll_held_vs_status_held']}x; CPU time: {out['poll_cpu_vs_status_cpu']}x)",
+         out["poll_vs_status"] <= POLL_VS_STATUS)
+    for shape in ("30 envs", "1,000 envs"):
+        pg = pages[shape]
+        goal(f"overview page for {pg['environments']:,} environments <= 100 KB",
+             f"{pg['bytes'] / 1000:,.1f} KB ({pg['gzip_bytes'] / 1000:,.1f} KB gzipped)", pg["bytes"] <= PAGE_LIMIT)
+    return out, goals
+
+
 def markdown(r):
     m = r["machine"]
     L = []
@@ -799,8 +1165,9 @@ def markdown(r):
       "and times fork → reaped. Typical requests: webhook-receive gets the signed 7,324-byte GitHub push with a new "
       "delivery id each run; trigger a deploy of a new branch (queued behind the first); approve bob's vote on a job waiting "
       "for two approvals (a new job each run: the first of two votes, so the job keeps waiting); heartbeat a runner's "
-      "signed heartbeat with its fencing token and progress for the running job (extends its lease); status `GET /api/v1/jobs/1`. "
-      "draven runs on the store with 10k jobs. *cold*: nothing else has the store open, so each process opens the "
+      "signed heartbeat with its fencing token and progress for the running job (extends its lease); status `GET /api/v1/jobs/1`; "
+      "the console's page views (below, *The console*). "
+      "draven runs on the store with 10k jobs (the console on its own stores). *cold*: nothing else has the store open, so each process opens the "
       "database, its WAL and shared memory from scratch; *held*: another process keeps a plain SQLite connection "
       "to the same database open, as `draven sweep` does in production. Milliseconds, median (p10–p90).\n")
     w("| program | cold wall | cold CPU | page faults | held wall | held CPU |")
@@ -818,6 +1185,19 @@ def markdown(r):
     for f, v in r["ratios"]["process"].items():
         w(f"| {f} | {v['vs_floor']} | {v['vs_static_floor']} | {v['held_vs_floor_held']} |")
     w("")
+    if "instructions" in r:
+        ins = r["instructions"]
+        floor = ins["C floor handler (dynamic)"]
+        w("Instructions each request executes, whole process (exec to exit), counted by callgrind on copies of the same "
+          "stores (median of 3 runs; one run for the poll that writes the session's last use): unlike the times above, "
+          "the same on a busy machine.\n")
+        w("| program | instructions | ÷ floor |")
+        w("|---|---:|---:|")
+        for name, n in ins.items():
+            w(f"| {name} | {n:,} | {n / floor:.2f} |")
+        w("")
+    if "console" in r:
+        console_markdown(r, w)
     w("## 2–4. Served through nginx + fcgiwrap\n")
     w(f"wrk with bench/wrk/hook.lua: every request is a new delivery with its own valid HMAC-SHA256 over the real "
       f"push payload (trigger: a new branch per request; approve: a vote on a new waiting job per request; bearer tokens; "
@@ -884,6 +1264,46 @@ def markdown(r):
     return "\n".join(L)
 
 
+def console_markdown(r, w):
+    """Section 1's console part: what its cases are, the pages' sizes, what a session's touch costs."""
+    c, cr = r["console"], r["ratios"]["console"]
+    cold, held = r["process"]["cold"], r["process"]["held"]
+    small, big = c["pages"]["30 envs"], c["pages"]["1,000 envs"]
+    w("### The console\n")
+    w(f"The console's cases in the tables above are carol's page views, signed in once per store before the timed "
+      f"runs (POST /ui/sign-in with her API token through the `console` binary; the session cookie it set is presented "
+      f"on every run). Each runs on a store of its own (bench/console.bench.toml's people and grants, the projects "
+      f"bench.py adds, {small['jobs']:,} jobs), so the other functions' stores are unchanged. Every environment has the "
+      f"same state: a history of ended deploys (one in 10 failed, one in 25 cancelled; the newest failed in a third of "
+      f"the environments) with their releases, job events, deliveries and audit rows; a deploy running now, holding the "
+      f"lock, with a heartbeat 5 s old and its progress; two deploys queued behind it; one awaiting approval with one "
+      f"of its two votes (\"1 of 2 approvals — may approve: dave, erin\"). *{CONSOLE_OVERVIEW}*: GET /ui/ on "
+      f"{small['projects']} projects × {small['environments'] // small['projects']} environments; *{CONSOLE_POLL}*: "
+      f"the same GET with `If-None-Match:` the ETag of the previous answer, what the page's script sends every "
+      f"{c['poll_seconds']} s (answered 304, no body); *{CONSOLE_BIG}*: GET /ui/ on {big['projects']} projects × "
+      f"{big['environments'] // big['projects']} environments, all readable by carol.\n")
+    w("| page | environments | jobs | cells | body | gzip -6 |")
+    w("|---|---:|---:|---:|---:|---:|")
+    for shape, pg in c["pages"].items():
+        w(f"| overview, {shape} | {pg['environments']:,} | {pg['jobs']:,} | {pg['cells']:,} | {pg['bytes']:,} B | "
+          f"{pg['gzip_bytes']:,} B |")
+    w("")
+    t = c["touch"]
+    wrote = [f"{k} {n}" for k, figs in r["process"].items() for n, fig in figs.items() if fig.get("touch_writes")]
+    touched = f"; one run of these wrote it anyway: {', '.join(wrote)}" if wrote else ""
+    w(f"A session records its last use (`Sessions.touch`: `UPDATE sessions SET last_seen_at`, a write transaction) "
+      f"at most once every {c['touch_seconds']} s, so one poll in {c['touch_seconds'] // c['poll_seconds']} writes. "
+      f"The timed runs above start with the session just used, so none of them writes (each {r['runs']}-run figure "
+      f"takes well under a minute{touched}); the poll that does write, measured alone ({t['cold']['wall_ms']['n']} runs, each after setting the "
+      f"session's last use two minutes back): {t['cold']['wall_ms']['median']:.2f} ms cold "
+      f"({cr['touch_poll_vs_poll']}x the poll that writes nothing), {t['held']['wall_ms']['median']:.2f} ms with the "
+      f"store held open ({cr['touch_poll_held_vs_poll_held']}x). The 304 poll ÷ status (GET /api/v1/jobs/1 on the 10k "
+      f"store): {cr['poll_vs_status']}x cold, {cr['poll_held_vs_status_held']}x held. How often a poll is answered "
+      f"304 depends on the store, not on the viewer: the ETag is a version of the whole store (the newest job event, "
+      f"audit record, configuration and heartbeat of any job, `Overview.version`), so every runner heartbeat anywhere "
+      f"makes the next poll of every open overview a full page.\n")
+
+
 # --- link order -------------------------------------------------------------------------------
 
 LINK_ORDER = ROOT / "infra" / "link-order.txt"
@@ -935,17 +1355,22 @@ def link_order():
     of code (each page fault maps the 64 KB around it). Code shared by most functions first; the
     writable data they touch (lackey traces) likewise, so fewer pages are copied on first write."""
     live = seeded_live_store("template-order", 1000)
-    cases, votes = process_cases(live, reference_db(WORK / "floor.db"))
+    consoles = live_consoles(console_templates())
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"), consoles)
+    del cases[CONSOLE_BIG]  # the 30-environment overview's code, 30 times over (and slow under lackey)
     out = WORK / "order"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    users = {}  # symbol -> the functions that ran it (insertion order: first seen first)
-    for name, (program, env, body, sign, fenv, _) in cases.items():
+    users = {}  # symbol -> the functions (programs) that ran it (insertion order: first seen first)
+    for name, case in cases.items():
+        program = case.program
         if Path(program).parent != BIN_DIR:
             continue
+        if case.console:
+            case.console.touched(int(time.time()))
         seq = votes(1)[2] if name == "approve" else None
         run(["valgrind", "--tool=callgrind", "--trace-children=yes", "--demangle=no", f"--callgrind-out-file={out}/{name}.%p",
-             *runcgi_cmd(program, env, body, sign, fenv, seq, runs=2, warmup=0)], capture_output=True, check=True)
+             *runcgi_cmd(case, seq, runs=2, warmup=0)], capture_output=True, check=True)
         for f in out.glob(f"{name}.*"):
             text = f.read_text(errors="replace")
             if not re.search(rf"^cmd:\s+{re.escape(str(program))}\s*$", text, re.M):
@@ -953,15 +1378,15 @@ def link_order():
             for sym in re.findall(r"^c?fn=\(\d+\) (.+)$", text, re.M):
                 sym = re.sub(r"'\d+$", "", sym)
                 if not sym.startswith(("0x", "(below main)")):
-                    users.setdefault(sym, set()).add(name)
+                    users.setdefault(sym, set()).add(Path(program).name)
         # The writable data it touches (Swift metadata caches, SQLite's and libc's globals):
         # laid out together too, fewer pages are copied or zeroed on first write.
         seq = votes(1)[2] if name == "approve" else None
         trace = out / f"{name}.mem"
         run(["valgrind", "--tool=lackey", "--trace-mem=yes", "--trace-children=yes", f"--log-file={trace}.%p",
-             *runcgi_cmd(program, env, body, sign, fenv, seq, runs=1, warmup=0)], capture_output=True, check=True)
+             *runcgi_cmd(case, seq, runs=1, warmup=0)], capture_output=True, check=True)
         for sym in data_symbols(program, out.glob(f"{name}.mem.*")):
-            users.setdefault(sym, set()).add(name)
+            users.setdefault(sym, set()).add(Path(program).name)
     order = sorted(users, key=lambda s: -len(users[s]))  # stable: first seen first within a count
     LINK_ORDER.write_text(
         "# lld --symbol-ordering-file for the functions (see the Makefile's FUNCTION_FLAGS): what they run\n"
@@ -976,20 +1401,41 @@ def instructions():
     process (exec to exit), counted by callgrind: repeatable whatever else the machine is doing,
     so two builds can be compared where wall-clock figures drift (BIN_DIR picks the build)."""
     live = seeded_live_store("template-instructions", 10_000)
-    cases, votes = process_cases(live, reference_db(WORK / "floor.db"))
+    consoles = live_consoles(console_templates())
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"), consoles)
+    result = count_instructions(cases, votes)
+    (WORK / "instructions.json").write_text(json.dumps(result, indent=1) + "\n")
+
+
+def count_instructions(cases, votes):
+    """Median instructions of 3 runs of each case (callgrind, whole process), and of the console
+    poll that writes the session's last use (one run): name -> instructions."""
     out = WORK / "instructions"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir()
-    for name, (program, env, body, sign, fenv, _) in cases.items():
-        seq = votes(3)[2] if name == "approve" else None
-        run(["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/{name}.%p",
-             *runcgi_cmd(program, env, body, sign, fenv, seq, runs=3, warmup=0)], capture_output=True, check=True)
+
+    def count(name, case, seq=None, runs=3, file=None):
+        file = file or name
+        run(["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/{file}.%p",
+             *runcgi_cmd(case, seq, runs=runs, warmup=0)], capture_output=True, check=True)
         counts = []
-        for f in out.glob(f"{name}.*"):
+        for f in out.glob(f"{file}.*"):
             text = f.read_text(errors="replace")
-            if re.search(rf"^cmd:\s+{re.escape(str(program))}\s*$", text, re.M):
+            if re.search(rf"^cmd:\s+{re.escape(str(case.program))}\s*$", text, re.M):
                 counts.append(int(re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M).group(1)))
-        log(f"instructions {name:<28} {statistics.median(counts):>12,.0f}  ({len(counts)} processes)")
+        log(f"instructions {name:<44} {statistics.median(counts):>13,.0f}  ({len(counts)} processes)")
+        return int(statistics.median(counts))
+
+    result = {}
+    for name, case in cases.items():
+        if case.console:
+            case.console.touched(int(time.time()))  # no run writes the session's last use
+        result[name] = count(name, case, votes(3)[2] if name == "approve" else None)
+    # The one poll a minute that writes the session's last use (Sessions.touch).
+    poll = cases[CONSOLE_POLL]
+    poll.console.touched(int(time.time()) - 120)
+    result[CONSOLE_TOUCH] = count(CONSOLE_TOUCH, poll, runs=1, file="console-touch")
+    return result
 
 
 def paired_only():
@@ -1007,6 +1453,23 @@ def paired_only():
         log(f"c=8 {name:<40} {r8:7.0f} req/s  draven / this = {d / r8:.2f}")
 
 
+def console_only():
+    """`bench.py --console`: only the console's whole-process cases, with status and the C floor
+    handler they are judged against, in one run (~2 min), printed with their goals, not written to
+    the report: for checking a change to the console."""
+    live = seeded_live_store("template-10000", 10_000)
+    consoles = live_consoles(console_templates())
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"), consoles)
+    proc = measure_process(cases, votes, names={"status", "C floor handler (dynamic)", "C floor handler (static)",
+                                                CONSOLE_OVERVIEW, CONSOLE_POLL, CONSOLE_BIG})
+    console = measure_console(cases, consoles)
+    figures_, goals = console_ratios(proc, console)
+    for k, v in figures_.items():
+        log(f"{k:<32} {v}")
+    for g in goals:
+        log(f"{'met   ' if g['met'] else 'MISSED'} {g['goal']}: {g['value']}")
+
+
 def render():
     """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
     def ints(o):
@@ -1018,4 +1481,5 @@ def render():
 
 
 if __name__ == "__main__":
-    {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+    {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions,
+     "--console": console_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -5,7 +5,7 @@
  * to EOF, wait4. The time is fork → reaped (wall), plus the child's user+system CPU time from
  * wait4's rusage. Prints one JSON object: every sample, in microseconds.
  *
- *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
+ *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-x STATUS] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
  *
  *   -i BODY    file fed on stdin (CONTENT_LENGTH is set to its size after substitution)
  *   -e N=V     an environment variable for the program (repeatable)
@@ -19,8 +19,8 @@
  * "@UNIQUE@" in the body and in -e values is replaced, per run, by 40 random hex digits, so each run is a new delivery with its own valid signature;
  * "@SEQ@" by BASE + the run's index (warm-up runs first), with -q BASE (default 1): for requests
  * that each need their own row, e.g. a vote on one of a range of seeded jobs.
- * A run whose output does not start with "Status: 2" counts as a failure; failures are printed
- * and make runcgi exit 1.
+ * A run whose output does not start with "Status: 2" (with -x STATUS: "Status: STATUS", e.g. -x 304
+ * for a poll answered Not Modified) counts as a failure; failures are printed and make runcgi exit 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +42,7 @@
 
 static char *env_templates[MAX_ENV];
 static int env_count;
+static char expected[32] = "Status: 2";
 
 static void die(const char *what) { perror(what); exit(2); }
 
@@ -145,7 +146,7 @@ static int run_once(char *const argv[], char **envp, const char *body, size_t bo
     *wall = now_us() - start;
     *cpu = ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec + ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec;
     *faults = ru.ru_minflt + ru.ru_majflt;
-    return (WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(answer, "Status: 2", 9) == 0) ? 0 : 1;
+    return (WIFEXITED(status) && WEXITSTATUS(status) == 0 && strncmp(answer, expected, strlen(expected)) == 0) ? 0 : 1;
 }
 
 /* "NAME=PATH" -> "NAME=<contents of PATH without trailing newlines>" */
@@ -169,17 +170,18 @@ int main(int argc, char **argv) {
     long seq_base = 1;
     signal(SIGPIPE, SIG_IGN);  /* a program that answers without reading its body */
     const char *body_path = NULL, *key_path = NULL, *sig_var = NULL;
-    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:q:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:q:x:")) != -1) {
         switch (opt) {
         case 'n': runs = atoi(optarg); break;
         case 'w': warmup = atoi(optarg); break;
         case 'q': seq_base = atol(optarg); break;
+        case 'x': snprintf(expected, sizeof expected, "Status: %s", optarg); break;
         case 'i': body_path = optarg; break;
         case 'k': key_path = optarg; break;
         case 's': sig_var = optarg; break;
         case 'e': if (env_count < MAX_ENV - 4) env_templates[env_count++] = optarg; break;
         case 'f': if (env_count < MAX_ENV - 4) env_templates[env_count++] = from_file(optarg); break;
-        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
+        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-x STATUS] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
         }
     }
     if (optind >= argc || runs < 1) { fprintf(stderr, "runcgi: no program\n"); return 2; }
