@@ -222,6 +222,23 @@ import Testing
                     + "a deploy now waits at position 2 of the queue"), "\(form)")
     }
 
+    @Test func theOverviewPagesManyEnvironmentsAndFiltersByProject() throws {
+        let w = try ConsoleWorld()
+        let alice = try signIn(w, "alice")
+        let all = try get(w, alice, "/ui/").body
+        #expect(all.contains("data-environment=\"app/prod\"") && all.contains("data-environment=\"vault/prod\""))
+        #expect(!all.contains("rel=\"next\""))  // 4 environments: one page
+        let app = try get(w, alice, "/ui/?project=app")
+        #expect(app.body.contains("data-environment=\"app/demo\"") && !app.body.contains("data-environment=\"vault"))
+        #expect(app.body.contains("data-poll=\"/ui/?project=app\""))
+        let prefix = try get(w, alice, "/ui/?project=va*").body
+        #expect(prefix.contains("data-environment=\"vault/prod\"") && !prefix.contains("data-environment=\"app/"))
+        #expect(try get(w, alice, "/ui/?project=nope").body.contains("No environment you may read"))
+        let model = try Overview.load(
+            w.db, viewer: try w.viewer("alice"), filter: Overview.Filter(project: nil, page: 9))
+        #expect(model.page == 1 && model.pages == 1 && model.total == 4)  // a page past the end shows the last
+    }
+
     @Test func theAuditPageFiltersAndShowsOnlyWhatTheViewerMayRead() throws {
         let w = try ConsoleWorld()
         let job = try w.deploy("alice", "app", "prod", "v1.0.0", expect: "awaiting_approval")

@@ -1,26 +1,30 @@
-/// The store-wide reads the console's overview (`Overview`) is built from: each owner's SQL, each
-/// one query over every environment at once (not one per environment), so a page costs the same
-/// few statements for 3 environments or 1,000.
+/// The reads the console's overview (`Overview`) is built from: each owner's SQL, each one query
+/// over all of a page's environments at once (not one per environment), so a page costs the same
+/// few statements whatever its length.
 extension Job {
     /// Every job not yet ended (pending, awaiting approval, queued, dispatching, running), oldest
     /// first (the `jobs_state` index).
-    package static func open(_ db: Database) throws -> [Job] {
+    /// - Parameter environments: only jobs of these environments (the overview's page).
+    package static func open(_ db: Database, environments: [Int64]) throws -> [Job] {
         try db.query(
             select + """
-                 WHERE j.state IN ('pending', 'awaiting_approval', 'queued', 'dispatching', 'running') ORDER BY j.id
-                """, [], Job.init(row:))
+                 WHERE j.environment_id IN (SELECT value FROM json_each(?1))
+                   AND j.state IN ('pending', 'awaiting_approval', 'queued', 'dispatching', 'running') ORDER BY j.id
+                """, [.text(idList(environments))], Job.init(row:))
     }
+
+    static func idList(_ ids: [Int64]) -> String { JSON.array(ids.map(JSON.int)).serialized() }
 
     /// Each environment's newest ended job. One index seek per environment and terminal state
     /// (`jobs_env_state`), not a scan of the history.
-    package static func lastEnded(_ db: Database) throws -> [Job] {
+    package static func lastEnded(_ db: Database, environments: [Int64]) throws -> [Job] {
         let states = JobState.allCases.filter(\.isTerminal)
         let newest = states.map {
             "coalesce((SELECT max(x.id) FROM jobs x WHERE x.environment_id = e.id AND x.state = '\($0.rawValue)'), 0)"
         }
         return try db.query(
-            select + " WHERE j.id IN (SELECT max(\(newest.joined(separator: ", "))) FROM environments e)", [],
-            Job.init(row:))
+            select + " WHERE j.id IN (SELECT max(\(newest.joined(separator: ", "))) FROM environments e "
+                + "WHERE e.id IN (SELECT value FROM json_each(?1)))", [.text(idList(environments))], Job.init(row:))
     }
 
     /// The newest heartbeat of a job holding a lock: part of the console's state version (heartbeats

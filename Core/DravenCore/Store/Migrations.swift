@@ -12,6 +12,7 @@ package enum Migrations {
         ("0010-audit-subject", auditSubject),
         ("0011-console-sessions", consoleSessions),
         ("0012-job-logs", jobLogs),
+        ("0013-live-releases", liveReleases),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -451,5 +452,11 @@ package enum Migrations {
             PRIMARY KEY (job_id, seq)
         ) STRICT;
         CREATE INDEX job_log_chunks_raw ON job_log_chunks (at) WHERE encoding = 0;
+        """
+
+    static let liveReleases = """
+        -- 0013-live-releases. Every environment's live release in one indexed read (the console's
+        -- overview: Releases.liveAll), instead of a scan of the whole history.
+        CREATE INDEX releases_live ON releases (environment_id) WHERE live_until IS NULL;
         """
 }

@@ -34,11 +34,24 @@ package enum Clock {
         let day = doy - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         let year = yoe + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ v: Int64, _ width: Int = 2) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, width - s.count)) + s
+        // Written digit by digit into 20 bytes (the console shows many times a page).
+        var out = [UInt8](repeating: 0, count: 20)
+        func put(_ v: Int64, at: Int, width: Int) {
+            var v = v
+            for k in stride(from: at + width - 1, through: at, by: -1) {
+                out[k] = UInt8(48 + v % 10)
+                v /= 10
+            }
         }
-        return
-            "\(pad(year, 4))-\(pad(month))-\(pad(day))T\(pad(secs / 3600)):\(pad(secs % 3600 / 60)):\(pad(secs % 60))Z"
+        put(year, at: 0, width: 4)
+        put(month, at: 5, width: 2)
+        put(day, at: 8, width: 2)
+        put(secs / 3600, at: 11, width: 2)
+        put(secs % 3600 / 60, at: 14, width: 2)
+        put(secs % 60, at: 17, width: 2)
+        for (k, c) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "Z")] as [(Int, Unicode.Scalar)] {
+            out[k] = UInt8(c.value)
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -86,6 +86,8 @@ enum Assets {
         form.filters{display:grid;grid-template-columns:repeat(auto-fill,minmax(11rem,1fr));gap:.4rem .75rem;\
         align-items:end;margin-bottom:.75rem}
         form.filters label{display:block}
+        form.pager{display:flex;flex-wrap:wrap;gap:.4rem .6rem;align-items:center;margin-bottom:.75rem}
+        form.pager input{width:12rem}
         pre.log{max-height:30rem;overflow:auto;margin:.4rem 0 0;padding:.5rem;background:var(--card);\
         border:1px solid var(--line);border-radius:.35rem;font:.85rem/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;\
         white-space:pre-wrap;overflow-wrap:anywhere}
@@ -125,7 +127,7 @@ enum Assets {
           function busy() {
             var a = document.activeElement;
             if (a && main.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT")) return true;
-            return Array.prototype.some.call(main.querySelectorAll("input[type=text]"), function (i) {
+            return Array.prototype.some.call(main.querySelectorAll("form[method=post] input[type=text]"), function (i) {
               return i.value !== "";
             });
           }

@@ -101,9 +101,18 @@ package enum Console: Function {
     }
 
     static func overview(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
-        try polled(request, context, path: "/ui/") { session, etag in
-            let model = try Overview.load(try context.db(), viewer: session.principal, now: context.now)
-            return Pages.overview(model, session: session, etag: etag, notice: notice(request), now: context.now)
+        let q = request.queryItems
+        let project = q["project"].flatMap { $0.isEmpty ? nil : String($0.prefix(65)) }
+        let filter = Overview.Filter(project: project, page: q["page"].flatMap { Int($0) } ?? 1)
+        var path = "/ui/"
+        var query: [String] = []
+        if let project { query.append("project=" + Pages.formEncode(project)) }
+        if filter.page > 1 { query.append("page=\(filter.page)") }
+        if !query.isEmpty { path += "?" + query.joined(separator: "&") }
+        return try polled(request, context, path: path) { session, etag in
+            let model = try Overview.load(try context.db(), viewer: session.principal, now: context.now, filter: filter)
+            return Pages.overview(
+                model, session: session, poll: (path, etag), filter: filter, notice: notice(request), now: context.now)
         }
     }
 

@@ -87,7 +87,8 @@ enum Pages {
     // MARK: - overview
 
     static func overview(
-        _ model: Overview, session: Sessions.Live, etag: String, notice: Console.Notice?, now: Int64
+        _ model: Overview, session: Sessions.Live, poll: (path: String, etag: String), filter: Overview.Filter,
+        notice: Console.Notice?, now: Int64
     ) -> Response {
         var sections: [HTML] = []
         for project in model.projects {
@@ -98,17 +99,46 @@ enum Pages {
                 <div class="grid">\(cells)</div></section>
                 """)
         }
-        let body: HTML =
-            sections.isEmpty
-            ? "<p>You may read no environment yet: ask an operator for a <code>read</code> grant.</p>"
-            : HTML.join(sections)
+        let body: HTML
+        if !sections.isEmpty {
+            body = HTML.join(sections)
+        } else if filter.project != nil {
+            body = "<p>No environment you may read is in a project matching that name.</p>"
+        } else {
+            body = "<p>You may read no environment yet: ask an operator for a <code>read</code> grant.</p>"
+        }
         return layout(
             title: "Overview", session: session,
             main: """
-                <p class="why">As of \(time(now, now)) · <a href="/ui/">Refresh</a></p>
-                \(notice.map(\.html) ?? .empty)\(body)
+                <p class="why">As of \(time(now, now)) · <a href="\(poll.path)">Refresh</a></p>
+                \(notice.map(\.html) ?? .empty)\(pager(model, filter))\(body)\
+                \(model.pages > 1 ? pager(model, filter) : .empty)
                 """,
-            poll: ("/ui/", etag))
+            poll: poll)
+    }
+
+    /// The project filter and, when the environments take more than one page, where this page is
+    /// and links to the others.
+    static func pager(_ model: Overview, _ filter: Overview.Filter) -> HTML {
+        let project = filter.project ?? ""
+        let base = project.isEmpty ? "/ui/?" : "/ui/?project=\(formEncode(project))&"
+        var links: [HTML] = []
+        if model.page > 1 { links.append("<a href=\"\(base)page=\(model.page - 1)\" rel=\"prev\">Previous</a>") }
+        if model.page < model.pages { links.append("<a href=\"\(base)page=\(model.page + 1)\" rel=\"next\">Next</a>") }
+        let first = (model.page - 1) * Overview.pageSize + 1
+        let last = min(model.page * Overview.pageSize, model.total)
+        let place: HTML =
+            model.pages > 1
+            ? """
+            Environments \(first)–\(last) of \(model.total) · page \(model.page) of \(model.pages) · \
+            \(HTML.join(links, " · "))
+            """
+            : .empty
+        return """
+            <form class="pager" method="get" action="/ui/"><label for="project-filter">Project</label>\
+            <input id="project-filter" name="project" type="text" value="\(project)" placeholder="name, or prefix*">\
+            <button type="submit">Show</button> <span class="why">\(place)</span></form>
+            """
     }
 
     static func cell(_ cell: Overview.Cell, now: Int64) -> HTML {
@@ -248,7 +278,7 @@ enum Pages {
     /// the relative form as its text (the script keeps it current) followed by the absolute one.
     static func time(_ at: Int64, _ now: Int64) -> HTML {
         let iso = Clock.rfc3339(at)
-        let shown = iso.replacing("T", " ").replacing("Z", " UTC")
+        let shown = String(iso.prefix(10)) + " " + String(iso.dropFirst(11).prefix(8)) + " UTC"
         return "<time datetime=\"\(iso)\" title=\"\(iso)\" data-rel>\(relative(now - at))</time> (\(shown))"
     }
 
