@@ -128,6 +128,7 @@ class Run:
         self.process = None
         self.state, self.conclusion, self.returncode = "queued", None, None
         self.cancelled = False
+        self.pids = []
         self.done = threading.Event()
         self.lock = threading.Lock()
 
@@ -154,6 +155,8 @@ class Run:
                             cwd=self.workspace / "repo", env=env, stdin=subprocess.DEVNULL, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
                     code = self.process.wait()
+                    if self.cancelled:
+                        self._wait_for_tree()
                     if code != 0:
                         break
                 log.write(f"::: {self.provider} run {self.id}: exit {code}\n".encode())
@@ -168,6 +171,18 @@ class Run:
             shutil.rmtree(self.workspace, ignore_errors=True)  # the checkout and the step scripts
             self.done.set()
 
+    def _wait_for_tree(self, timeout=5):
+        """As a CI does on a cancel: the step's other processes (the runner, stopping COMMAND and
+        keeping its output) get their time to end before the workspace goes."""
+        deadline = time.monotonic() + timeout
+        for pid in self.pids:
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+
     def cancel(self):
         """Stops the run: SIGTERM to every process of the step's tree, SIGKILL after 5 s."""
         with self.lock:
@@ -175,7 +190,7 @@ class Run:
             process = self.process
         if process is None or self.done.is_set():
             return
-        pids = tree(process.pid)
+        pids = self.pids = tree(process.pid)
         for sig in (signal.SIGTERM, signal.SIGKILL):
             for pid in pids:
                 try:

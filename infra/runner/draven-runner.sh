@@ -217,6 +217,16 @@ else
     ( start "$@" ) &
 fi
 child=$!
+# What COMMAND wrote and no chunk carried yet goes to the CI's log when the run is stopped (draven
+# takes no more once the job has ended).
+rest_to_ci_log() {
+    if [ "$STREAM" = 1 ] && [ -f "$OUT" ]; then
+        tail -c +"$((sent + 1))" "$OUT" | mask_to "$WORK/rest" 1; cat "$WORK/rest"
+    fi
+}
+# The CI cancelling the run (SIGTERM or SIGINT to its processes): COMMAND is stopped, its output kept.
+trap 'kill -TERM "-$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null
+      rest_to_ci_log; exit 143' TERM INT
 tick=0
 while kill -0 "$child" 2>/dev/null; do
     sleep 1
@@ -228,7 +238,8 @@ while kill -0 "$child" 2>/dev/null; do
     case "$status" in
         200) ;;
         409) echo "draven-runner: draven ended job $JOB_ID (cancelled or superseded); stopping the deploy" >&2
-             kill -TERM "-$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 75 ;;
+             kill -TERM "-$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null
+             rest_to_ci_log; exit 75 ;;
         *) echo "draven-runner: heartbeat answered $status; going on" >&2 ;;
     esac
 done
