@@ -30,6 +30,7 @@ Everything it starts (nginx, fcgiwrap, webhook, sweep) is stopped by PID at the 
 """
 import bisect
 import fcntl
+import base64
 import hashlib
 import hmac
 import json
@@ -588,6 +589,26 @@ def cgi_env(path, method="POST", content_type="application/json", **headers):
 Case = namedtuple("Case", "program env body sign fenv db expect console", defaults=(None, None))
 
 
+LOG_CHUNK = "log chunk (64 KiB)"
+
+
+class LogSeq:
+    """The next seq of the running job's log: every run of the log-chunk case, in any mode, takes
+    the next ones (draven takes a job's chunks 1, 2, 3 … without gaps)."""
+    def __init__(self):
+        self.next = 1
+
+    def take(self, n):
+        first, self.next = self.next, self.next + n
+        return first
+
+    def reset(self):
+        self.next = 1
+
+
+LOG_SEQ = LogSeq()
+
+
 def runcgi_cmd(case, seq=None, runs=RUNS, warmup=20):
     cmd = [WORK / "runcgi", "-n", runs, "-w", warmup]
     if seq is not None:
@@ -596,7 +617,12 @@ def runcgi_cmd(case, seq=None, runs=RUNS, warmup=20):
         cmd += ["-x", case.expect]
     if case.body:
         cmd += ["-i", case.body]
-    if case.sign:
+    if case.sign == "runner":  # draven's runner signature, per run; each run the job's next chunk
+        cmd += ["-r", WORK / "runner.key"]
+        if seq is None:
+            seq = LOG_SEQ.take(runs + warmup)
+            cmd += ["-q", seq]
+    elif case.sign:
         cmd += ["-k", WORK / "hook.key", "-s", "HTTP_X_HUB_SIGNATURE_256"]
     for k, v in case.env.items():
         cmd += ["-e", f"{k}={v}"]
@@ -773,6 +799,7 @@ def process_cases(live, floor_db, consoles=None):
     vote_body = WORK / "vote.json"
     vote_body.write_text('{"decision":"approve"}')
     votes = Votes(live)
+    LOG_SEQ.reset()  # a fresh copy of the store: the running job's log is empty again
     # A heartbeat as the shell runner sends it: signed over "timestamp.body" (valid five minutes).
     running, fencing = map(int, live.running_file.read_text().split())
     beat = f'{{"fencing_token":{fencing},"progress":{{"step":"deploy","percent":50}}}}'
@@ -781,6 +808,13 @@ def process_cases(live, floor_db, consoles=None):
     ts = str(int(time.time()))
     beat_headers = {"HTTP_X_DRAVEN_TIMESTAMP": ts,
                     "HTTP_X_DRAVEN_SIGNATURE": "v1=" + hmac.new(RUNNER_KEY, f"{ts}.{beat}".encode(), hashlib.sha256).hexdigest()}
+    # A 64 KiB chunk of a deploy's log as the shell runner streams it: signed per run (runcgi -r), a
+    # new seq each run (LOG_SEQ: chunks of a job are taken 1, 2, 3 … without gaps).
+    line = b"[deploy] step 3 of 5: migrating table orders, 12345 rows copied, 0 errors\n"
+    data = (line * (65536 // len(line) + 1))[:65536]
+    chunk_body = WORK / "log-chunk.json"
+    chunk_body.write_text(f'{{"job_id":{running},"fencing_token":{fencing},"seq":@SEQ@,"data":"'
+                          + base64.b64encode(data).decode() + '"}')
     floor_env = {**github, "FLOOR_DB": floor_db, "FLOOR_KEY_FILE": WORK / "hook.key"}
     return {
         "webhook-receive": Case(BIN_DIR / "webhook-receive", {**github, **common}, hook_body, True, None, live.db),
@@ -791,6 +825,8 @@ def process_cases(live, floor_db, consoles=None):
                         live.db),
         "heartbeat": Case(BIN_DIR / "heartbeat", {**cgi_env(f"/api/v1/jobs/{running}/heartbeat"), **common, **beat_headers},
                           beat_body, False, None, live.db),
+        LOG_CHUNK: Case(BIN_DIR / "heartbeat", {**cgi_env("/hooks/runner/log"), **common}, chunk_body, "runner",
+                        None, live.db),
         **(console_cases(consoles) if consoles else {}),
         "C floor handler (dynamic)": Case(WORK / "floor", floor_env, hook_body, True, None, floor_db),
         "C floor handler (static)": Case(WORK / "floor-static", floor_env, hook_body, True, None, floor_db),
@@ -1013,7 +1049,7 @@ def ratios(r):
     floor_static = proc["cold"]["C floor handler (static)"]["wall_ms"]["median"]
     floor_dyn_held = proc["held"]["C floor handler (dynamic)"]["wall_ms"]["median"]
     out = {"process": {}, "served": {}, "growth": {}}
-    for f in ("webhook-receive", "trigger", "approve", "heartbeat", "status", CONSOLE_OVERVIEW):
+    for f in ("webhook-receive", "trigger", "approve", "heartbeat", "status", LOG_CHUNK, CONSOLE_OVERVIEW):
         if f not in proc["cold"]:
             continue  # a report from before the console
         out["process"][f] = {

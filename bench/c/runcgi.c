@@ -5,7 +5,7 @@
  * to EOF, wait4. The time is fork → reaped (wall), plus the child's user+system CPU time from
  * wait4's rusage. Prints one JSON object: every sample, in microseconds.
  *
- *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-x STATUS] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
+ *   runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-r KEYFILE] [-q BASE] [-x STATUS] [-e NAME=VALUE]... [-f NAME=PATH]... -- PROGRAM
  *
  *   -i BODY    file fed on stdin (CONTENT_LENGTH is set to its size after substitution)
  *   -e N=V     an environment variable for the program (repeatable)
@@ -13,6 +13,8 @@
  *              newline (repeatable): for tokens, so they stay out of argv
  *   -k/-s      sign each run's body with HMAC-SHA256 (libsodium) under the key in KEYFILE and
  *              put "sha256=<hex>" in variable VAR (as GitHub's X-Hub-Signature-256)
+ *   -r KEYFILE sign each run as draven's runner does: HTTP_X_DRAVEN_TIMESTAMP = now and
+ *              HTTP_X_DRAVEN_SIGNATURE = "v1=" hex(HMAC-SHA256(key, timestamp "." body))
  *
  * Also recorded per run: the child's page faults (minor + major), from the same rusage.
  *
@@ -27,6 +29,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <time.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,8 +172,8 @@ int main(int argc, char **argv) {
     int runs = 200, warmup = 20, opt;
     long seq_base = 1;
     signal(SIGPIPE, SIG_IGN);  /* a program that answers without reading its body */
-    const char *body_path = NULL, *key_path = NULL, *sig_var = NULL;
-    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:q:x:")) != -1) {
+    const char *body_path = NULL, *key_path = NULL, *sig_var = NULL, *runner_key_path = NULL;
+    while ((opt = getopt(argc, argv, "n:w:i:k:s:e:f:q:x:r:")) != -1) {
         switch (opt) {
         case 'n': runs = atoi(optarg); break;
         case 'w': warmup = atoi(optarg); break;
@@ -179,9 +182,10 @@ int main(int argc, char **argv) {
         case 'i': body_path = optarg; break;
         case 'k': key_path = optarg; break;
         case 's': sig_var = optarg; break;
-        case 'e': if (env_count < MAX_ENV - 4) env_templates[env_count++] = optarg; break;
-        case 'f': if (env_count < MAX_ENV - 4) env_templates[env_count++] = from_file(optarg); break;
-        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-q BASE] [-x STATUS] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
+        case 'r': runner_key_path = optarg; break;
+        case 'e': if (env_count < MAX_ENV - 6) env_templates[env_count++] = optarg; break;
+        case 'f': if (env_count < MAX_ENV - 6) env_templates[env_count++] = from_file(optarg); break;
+        default: fprintf(stderr, "usage: runcgi [-n RUNS] [-w WARMUP] [-i BODY] [-k KEYFILE -s VAR] [-r KEYFILE] [-q BASE] [-x STATUS] [-e N=V]... [-f N=PATH]... -- PROGRAM\n"); return 2;
         }
     }
     if (optind >= argc || runs < 1) { fprintf(stderr, "runcgi: no program\n"); return 2; }
@@ -189,6 +193,8 @@ int main(int argc, char **argv) {
     size_t template_len = 0, key_len = 0;
     char *template = body_path ? slurp(body_path, &template_len) : strdup("");
     unsigned char *key = key_path ? (unsigned char *)slurp(key_path, &key_len) : NULL;
+    size_t runner_key_len = 0;
+    unsigned char *runner_key = runner_key_path ? (unsigned char *)slurp(runner_key_path, &runner_key_len) : NULL;
 
     double *wall = calloc(runs, sizeof *wall), *cpu = calloc(runs, sizeof *cpu);
     long *faults = calloc(runs, sizeof *faults);
@@ -222,6 +228,24 @@ int main(int argc, char **argv) {
             sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
             snprintf(signature, sizeof signature, "%s=sha256=%s", sig_var, hex);
             envp[n++] = signature;
+        }
+        char stamp_env[64], runner_sig[128];
+        if (runner_key) {
+            char stamp[32];
+            snprintf(stamp, sizeof stamp, "%ld", (long)time(NULL));
+            unsigned char mac[crypto_auth_hmacsha256_BYTES];
+            crypto_auth_hmacsha256_state st;
+            crypto_auth_hmacsha256_init(&st, runner_key, runner_key_len);
+            crypto_auth_hmacsha256_update(&st, (unsigned char *)stamp, strlen(stamp));
+            crypto_auth_hmacsha256_update(&st, (unsigned char *)".", 1);
+            crypto_auth_hmacsha256_update(&st, (unsigned char *)body, body_len);
+            crypto_auth_hmacsha256_final(&st, mac);
+            char hex[2 * sizeof mac + 1];
+            sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
+            snprintf(stamp_env, sizeof stamp_env, "HTTP_X_DRAVEN_TIMESTAMP=%s", stamp);
+            snprintf(runner_sig, sizeof runner_sig, "HTTP_X_DRAVEN_SIGNATURE=v1=%s", hex);
+            envp[n++] = stamp_env;
+            envp[n++] = runner_sig;
         }
         envp[n] = NULL;
         double w, c;
