@@ -33,7 +33,7 @@ package struct Overview: Sendable {
     package var pages = 1
     package var total = 0
 
-    package static let pageSize = 60
+    package static let pageSize = 40
 
     /// Which environments to show: a project (exact name, or a prefix ending in `*`) and a page.
     package struct Filter: Sendable {
