@@ -100,7 +100,7 @@ package enum JobLogs {
         }
         guard chunk.seq == lastSeq + 1 else {
             throw DravenError.conflict(
-                "job \(job)'s log expects chunk \(lastSeq + 1) next, not \(chunk.seq) (chunks are numbered 1, 2, 3 …)")
+                "job \(job)'s log expects chunk \(lastSeq + 1) next, not \(chunk.seq) (chunks are numbered 1, 2, 3…)")
         }
         let count = Int64(chunk.data.count)
         if summary?.cutSeq != nil {

@@ -126,7 +126,7 @@ enum Assets {
           var etag = main.getAttribute("data-etag");
           function busy() {
             var a = document.activeElement;
-            if (a && main.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT")) return true;
+            if (a && main.contains(a) && a.form) return true;  // a focused form control
             return Array.prototype.some.call(main.querySelectorAll("form[method=post] input[type=text]"), function (i) {
               return i.value !== "";
             });

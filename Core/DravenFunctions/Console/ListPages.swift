@@ -119,7 +119,8 @@ enum ListPages {
                 : "<p class=\"why\">\(r.rollBack.reason ?? "")</p>"
             return """
                 <li data-release="\(release.id)"><code>\(Pages.shortRef(release.ref))</code>\(Pages.sha(release.sha)) \
-                (release \(release.id), \(release.kind)) — \(live), \(Pages.jobLink(release.jobID))\(who)\(action)</li>
+                (release \(release.id), \(release.kind)) — \(live), \
+                \(Pages.jobLink(release.jobID))\(who)\(action)</li>
                 """
         }
         let history: HTML =
@@ -127,7 +128,8 @@ enum ListPages {
         return Pages.layout(
             title: "\(project)/\(environment)", session: session,
             main: """
-                <p class="why"><a href="/ui/">Overview</a> › \(project)/\(environment) · As of \(Pages.time(now, now)) \
+                <p class="why"><a href="/ui/">Overview</a> › \(project)/\(environment) · \
+                As of \(Pages.time(now, now)) \
                 · <a href="\(path)">Refresh</a></p>
                 <h2>\(project)/\(environment)</h2>\(notice.map(\.html) ?? .empty)
                 <dl class="summary">\(facts)</dl>
