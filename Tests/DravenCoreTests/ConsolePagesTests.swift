@@ -113,6 +113,10 @@ import Testing
         let olga = try signIn(w, "olga")
         let hidden = try post(w, olga, "/ui/jobs/\(job)/vote", "decision=approve")
         #expect(hidden.status == 404 && !hidden.body.contains("v1.0.0"))
+        let hiddenDetail = try #require(hidden.after["audit"].records.last?["detail"]?.text)
+        hidden.expectRecorded(
+            status: 404, type: "not-found", detail: try #require(JSON.parse(hiddenDetail)["detail"]?.stringValue),
+            .audited(actor: "olga", subject: "job/\(job)"))
         #expect(try get(w, olga, "/ui/jobs/\(job)").status == 404)
     }
 
