@@ -1,3 +1,4 @@
+import Glibc
 import Testing
 
 @testable import DravenCore
@@ -144,6 +145,20 @@ extension RouteWorld {
 
 // MARK: - JobLogs: order, the cap, reads, pruning
 
+/// A whole file's bytes (the log spool).
+func readFile(_ path: String) throws -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { throw DravenError.notFound(what: path) }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 4096) }
+        guard n > 0 else { return out }
+        out += buffer[..<n]
+    }
+}
+
 @Suite struct JobLogsTests {
     /// A store with one running job (`busy`) of `RouteWorld`, and `JobLogs.append` called directly.
     func append(_ w: RouteWorld, _ seq: Int64, _ text: String, max: Int64 = 1 << 20) throws -> JobLogs.Outcome {
@@ -177,6 +192,52 @@ extension RouteWorld {
         let tail = try JobLogs.tail(db, job: w.busy, bytes: 6)
         #expect(tail.bytes == bytes("three\n") && tail.partial)
         #expect(try JobLogs.tail(db, job: w.busy, bytes: 1 << 20).partial == false)
+    }
+
+    /// The request path writes a chunk's bytes to the job's spool file and a row naming them; the
+    /// sweep moves them into the store and removes the file once the job has ended.
+    @Test func chunksAreSpooledThenMovedIntoTheStoreAndTheSpoolRemoved() throws {
+        let w = try RouteWorld()
+        let db = w.h.store.db
+        let file = w.h.store.paths.database + "-logs/\(w.busy)"
+        func spooled() throws -> [[Int64?]] {
+            try db.query("SELECT seq, length(data), spool_offset FROM job_log_chunks ORDER BY seq", []) {
+                [$0.int(0), $0.int(1), $0.optionalInt(2)]
+            }
+        }
+        #expect(try append(w, 1, "one\n") == .stored(bytes: 4, cut: false))
+        // A request that died after writing its bytes, before its row committed: past the end, overwritten.
+        let leftover = open(file, O_WRONLY)
+        #expect(pwrite(leftover, "GARBAGE!", 8, 4) == 8)
+        close(leftover)
+        #expect(try append(w, 2, "two\n") == .stored(bytes: 8, cut: false))
+        #expect(try spooled() == [[1, 0, 0], [2, 0, 4]])  // no bytes in the rows: offsets into the file
+        #expect(try readFile(file) == bytes("one\ntwo\nAGE!"))
+        #expect(try JobLogs.read(db, job: w.busy, after: 0).bytes == bytes("one\ntwo\n"))
+
+        #expect(try JobLogs.compact(db) == 2)
+        #expect(try spooled() == [[1, 4, nil], [2, 4, nil]])
+        #expect(try JobLogs.releaseSpools(db).isEmpty)  // still running: its next chunk goes to the file
+        #expect(try append(w, 3, "three\n") == .stored(bytes: 14, cut: false))
+        try db.immediate { tx in
+            try StateMachine.report(tx, job: w.busy, state: .succeeded, actor: "t", now: w.h.now)
+        }
+        #expect(try JobLogs.releaseSpools(db).isEmpty)  // chunk 3 is only in the file yet
+        #expect(try JobLogs.compact(db) == 1)
+        #expect(try JobLogs.releaseSpools(db) == [w.busy])
+        #expect(access(file, F_OK) != 0)
+        #expect(try JobLogs.read(db, job: w.busy, after: 0).bytes == bytes("one\ntwo\nthree\n"))
+    }
+
+    /// A spooled chunk whose bytes are gone (a power loss, a file removed by hand) reads as a line
+    /// saying so, never as other bytes.
+    @Test func aSpooledChunkWhoseBytesAreGoneReadsAsAMark() throws {
+        let w = try RouteWorld()
+        #expect(try append(w, 1, "one\n") == .stored(bytes: 4, cut: false))
+        #expect(try append(w, 2, "two\n") == .stored(bytes: 8, cut: false))
+        #expect(truncate(w.h.store.paths.database + "-logs/\(w.busy)", 6) == 0)
+        let read = try JobLogs.read(w.h.store.db, job: w.busy, after: 0)
+        #expect(read.bytes == bytes("one\n") + JobLogs.missingMark(seq: 2, size: 4))
     }
 
     @Test func theCapCutsTheLogMarksItAndCountsTheRest() throws {

@@ -11,9 +11,10 @@
 /// - a job's log holds at most `maxBytes` bytes (`logs.max_job_bytes`, default 10 MiB) and
 ///   `maxChunks` chunks: the chunk that crosses the cap is stored up to it and followed by a line
 ///   saying so (`cutMark`); later chunks are acknowledged and counted (`dropped`), not stored;
-/// - a chunk is stored as it came and compressed by the next `draven sweep` pass (`compact`, zlib
-///   level 6): compressing 64 KiB costs ~0.7 ms at level 1 and ~3.5 ms at level 6 here, more than
-///   the rest of the request, so the request path only writes (README "Logs");
+/// - a chunk's bytes are written to the job's spool file as they came (JobLogs+Spool.swift) and
+///   compressed into the store by the next `draven sweep` pass (`compact`, zlib level 6):
+///   compressing 64 KiB costs ~0.7 ms at level 1 and ~3.5 ms at level 6 here, more than the rest
+///   of the request, so the request path only writes (README "Logs");
 /// - `draven sweep` removes the chunks of ended jobs whose newest chunk is older than
 ///   `logs.retention` (default 90 days); the job's row stays, saying when (`pruned_at`).
 package enum JobLogs {
@@ -147,12 +148,17 @@ package enum JobLogs {
                     .int(overCap ? count - room : 0), .int(now),
                 ])
         }
+        // The bytes go to the spool at the end of what the committed rows hold (JobLogs+Spool.swift).
+        let spooled = try spool(db, job: job, at: bytes, data)
         try db.run(
             """
-            INSERT INTO job_log_chunks (job_id, seq, size, hash, encoding, data, at)
-            VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)
+            INSERT INTO job_log_chunks (job_id, seq, size, hash, encoding, data, spool_offset, at)
+            VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7)
             """,
-            [.int(job), .int(chunk.seq), .int(kept), .blob(chunk.hash), .blob(data), .int(now)])
+            [
+                .int(job), .int(chunk.seq), .int(kept), .blob(chunk.hash), .blob(spooled ? [] : data),
+                .int(spooled ? bytes : nil), .int(now),
+            ])
         return .stored(bytes: bytes + kept, cut: cut)
     }
 
@@ -231,9 +237,16 @@ package enum JobLogs {
     /// The stored chunks of `job` from seq `from` on, inflated, in order.
     static func chunks(_ db: Database, job: Int64, from: Int64) throws -> [[UInt8]] {
         try db.query(
-            "SELECT seq, size, encoding, data FROM job_log_chunks WHERE job_id = ?1 AND seq >= ?2 ORDER BY seq",
+            """
+            SELECT seq, size, encoding, data, spool_offset FROM job_log_chunks WHERE job_id = ?1 AND seq >= ?2
+            ORDER BY seq
+            """,
             [.int(job), .int(from)]
         ) { row -> [UInt8] in
+            if let offset = row.optionalInt(4) {
+                return unspool(db, job: job, at: offset, size: Int(row.int(1)))
+                    ?? missingMark(seq: row.int(0), size: row.int(1))
+            }
             let data = row.blob(3)
             guard row.int(2) == 1 else { return data }
             guard let bytes = Deflate.decompress(data, size: Int(row.int(1))) else {
@@ -254,16 +267,26 @@ package enum JobLogs {
         var done = 0
         while done < limit {
             let raw = try db.query(
-                "SELECT job_id, seq, data FROM job_log_chunks WHERE encoding = 0 ORDER BY at LIMIT ?1",
+                """
+                SELECT job_id, seq, size, data, spool_offset FROM job_log_chunks WHERE encoding = 0
+                ORDER BY at, job_id, seq LIMIT ?1
+                """,
                 [.int(Int64(min(batch, limit - done)))]
-            ) { (job: $0.int(0), seq: $0.int(1), data: $0.blob(2)) }
+            ) { row in
+                let (job, seq) = (row.int(0), row.int(1))
+                let data =
+                    row.optionalInt(4).map {
+                        unspool(db, job: job, at: $0, size: Int(row.int(2))) ?? missingMark(seq: seq, size: row.int(2))
+                    } ?? row.blob(3)
+                return (job: job, seq: seq, data: data)
+            }
             guard !raw.isEmpty else { break }
             let packed = raw.map { (chunk: $0, compressed: Deflate.compress($0.data, level: level)) }
             try db.immediate { tx in
                 for (chunk, compressed) in packed {
                     try tx.db.run(
                         """
-                        UPDATE job_log_chunks SET encoding = ?3, data = ?4
+                        UPDATE job_log_chunks SET encoding = ?3, data = ?4, spool_offset = NULL
                         WHERE job_id = ?1 AND seq = ?2 AND encoding = 0
                         """,
                         [
@@ -308,6 +331,28 @@ package enum JobLogs {
                 try tx.db.run("DELETE FROM job_log_chunks WHERE job_id = ?1", [.int(job)])
                 try tx.db.run(
                     "UPDATE job_logs SET pruned_at = ?2, stored = 0 WHERE job_id = ?1", [.int(job), .int(now)])
+                removeSpool(tx.db, job: job)
+                return true
+            }
+        }
+    }
+
+    /// `draven sweep`'s last log step: removes the spool file of each job that has ended and has no
+    /// chunk left that only the spool holds (`compact` moved them into the store), and of each
+    /// job with no log at all (bytes a dying request left). Under the write lock, so no chunk is
+    /// appended meanwhile (an ended job takes none anyway).
+    /// - Returns: the jobs whose spool files were removed.
+    @discardableResult
+    package static func releaseSpools(_ db: Database) throws -> [Int64] {
+        try spooledJobs(db).filter { job in
+            try db.immediate { tx -> Bool in
+                let state = try Job.state(tx.db, id: job)
+                guard state == nil || state!.isTerminal,
+                    try tx.db.scalar(
+                        "SELECT 1 FROM job_log_chunks WHERE job_id = ?1 AND spool_offset IS NOT NULL LIMIT 1",
+                        [.int(job)]) == nil
+                else { return false }
+                removeSpool(tx.db, job: job)
                 return true
             }
         }

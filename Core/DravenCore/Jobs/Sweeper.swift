@@ -1,8 +1,9 @@
 /// The time-driven work of one `draven sweep` pass, except delivering the outbox (which needs
 /// libcurl, so the CLI does it after this): expire unapproved jobs, time out running jobs whose
 /// lease ran out, fail jobs stuck in `dispatching`, queue a `poll` of runs the provider has
-/// been silent about, prune archived logs older than `logs.retention` (`JobLogs.prune`) and compress
-/// the log chunks stored since the last pass (`JobLogs.compact`).
+/// been silent about, prune archived logs older than `logs.retention` (`JobLogs.prune`), compress
+/// the log chunks stored since the last pass into the store (`JobLogs.compact`) and remove the
+/// spool files of ended jobs (`JobLogs.releaseSpools`).
 ///
 /// Idempotent and safe alongside itself and requests: each job is handled in its own
 /// `BEGIN IMMEDIATE` transaction that first checks, under the write lock, that the condition
@@ -49,6 +50,7 @@ package struct Sweeper {
         report.polled = try queuePolls(db, now: now)
         report.logsPruned = try JobLogs.prune(db, now: now)
         try JobLogs.compact(db)
+        try JobLogs.releaseSpools(db)
         try RefusalCounts.prune(db, now: now)
         try Deliveries.forgetOldSlackSignatures(db, now: now)
         return report

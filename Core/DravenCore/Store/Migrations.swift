@@ -13,6 +13,7 @@ package enum Migrations {
         ("0011-console-sessions", consoleSessions),
         ("0012-job-logs", jobLogs),
         ("0013-live-releases", liveReleases),
+        ("0014-log-spool", logSpool),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -458,5 +459,12 @@ package enum Migrations {
         -- 0013-live-releases. Every environment's live release in one indexed read (the console's
         -- overview: Releases.liveAll), instead of a scan of the whole history.
         CREATE INDEX releases_live ON releases (environment_id) WHERE live_until IS NULL;
+        """
+
+    static let logSpool = """
+        -- 0014-log-spool. A chunk's bytes are written to the job's spool file (<database>-logs/<job id>)
+        -- on the request path, and moved into `data`, compressed, by draven sweep (JobLogs+Spool.swift).
+        -- While spooled: encoding 0, `data` empty, `spool_offset` where they start in the file.
+        ALTER TABLE job_log_chunks ADD COLUMN spool_offset INTEGER;
         """
 }
