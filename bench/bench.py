@@ -80,6 +80,30 @@ class Votes:
         if self.next > self.end:
             sys.exit("bench: not enough seeded waiting jobs for the approve runs (raise WAITING)")
         return ["approve", self.token, first, VOTE_BLOCK]
+
+
+# The served log chunks: one connection per running job (a job's chunks are taken 1, 2, 3 … in order, so
+# two connections on one job would race), as many jobs as the largest concurrency.
+LOG_ENVIRONMENTS = [f"logs-{i}" for i in range(1, 33)]
+
+
+class LogJobs:
+    """wrk arguments for the served log chunks: per call, the jobs file with each job's next seq
+    (read from the store: the chunks earlier runs left), for wrk's one connection per thread."""
+
+    def __init__(self, store):
+        self.store = store
+        self.jobs = [tuple(map(int, l.split())) for l in store.log_jobs_file.read_text().splitlines()]
+
+    def __call__(self, threads=1):
+        with sqlite3.connect(self.store.db, timeout=30) as c:
+            last = dict(c.execute("SELECT job_id, last_seq FROM job_logs").fetchall())
+        c.close()
+        jobs = WORK / "log-jobs.txt"
+        jobs.write_text("".join(f"{j} {t} {last.get(j, 0) + 1}\n" for j, t in self.jobs[:threads]))
+        return ["log", WORK / "runner.key", WORK / "log-chunk.b64", jobs]
+
+
 PUSH = ROOT / "events" / "github" / "push.json"
 # The bench's own webhook key: it signs the bench's deliveries and nothing else.
 HOOK_KEY = b"bench-webhook-key-not-a-real-secret-0123456789"
@@ -174,6 +198,7 @@ class Draven:
         self.voter_token_file = state / "bench-token-bob"  # bob's: he approves
         self.waiting_file = state / "bench-waiting"  # "FIRST COUNT": seeded jobs awaiting approval
         self.running_file = state / "bench-running"  # "JOB FENCING_TOKEN": the running job heartbeats are for
+        self.log_jobs_file = state / "bench-log-jobs"  # "JOB FENCING_TOKEN" per line: the served log chunks' jobs
         self.key_file = WORK / "hook.key"
 
     def cli(self, *args, input=None):
@@ -183,6 +208,13 @@ class Draven:
         shutil.rmtree(self.state, ignore_errors=True)
         self.state.mkdir(parents=True)
         self.cli("init")
+        if config == BENCH / "draven.bench.toml":
+            # One environment per served log-chunk connection (each streams to its own running job).
+            extra = "".join(f'\n[projects.hello.environments.{env}]\nrefs = ["branch:*"]\nlock = "queue"\nlease = "10m"\n'
+                            for env in LOG_ENVIRONMENTS)
+            generated = WORK / "draven.bench.generated.toml"
+            generated.write_text(config.read_text() + extra)
+            config = generated
         self.cli("apply", "-f", config)
         for person, f in (("alice", self.token_file), ("bob", self.voter_token_file)):
             f.write_text(self.cli("tokens", "create", "--person", person).stdout.strip())
@@ -241,9 +273,21 @@ class Draven:
             c.execute("""INSERT INTO locks (environment_id, job_id, fencing_token, acquired_at, lease_until) VALUES (?1, ?2, 1, ?3, ?3 + 86400)
                          ON CONFLICT (environment_id) DO UPDATE SET job_id = ?2, fencing_token = 1, acquired_at = ?3, lease_until = ?3 + 86400""",
                       (live, running, now))
+            # One running deploy per log environment, each holding its lock (token 1): the served log chunks'.
+            log_jobs = []
+            for env in LOG_ENVIRONMENTS:
+                env_id = c.execute("SELECT id FROM environments WHERE name = ?1", (env,)).fetchone()[0]
+                job = c.execute("""INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, state, requested_by,
+                                                     policy_version, fencing_token, run_id, created_at, updated_at)
+                                   VALUES ('deploy', ?1, ?2, 'refs/heads/main', 'branch', ?3, 'running', ?4, 1, 1, ?5, ?6, ?6)""",
+                                (project, env_id, "d" * 40, person, f"log-{env}", now)).lastrowid
+                c.execute("""INSERT INTO locks (environment_id, job_id, fencing_token, acquired_at, lease_until)
+                             VALUES (?1, ?2, 1, ?3, ?3 + 86400)""", (env_id, job, now))
+                log_jobs.append(job)
         c.close()
         self.waiting_file.write_text(f"{first} {WAITING}\n")
         self.running_file.write_text(f"{running} 1\n")
+        self.log_jobs_file.write_text("".join(f"{j} 1\n" for j in log_jobs))
         # No ANALYZE: draven never runs it, and its statistics (one `source`, half the jobs in one
         # state) would turn the sweep's index searches into full scans of the 1M-job store.
         with sqlite3.connect(self.db) as c:
@@ -674,7 +718,7 @@ def touch_runs(case, runs=TOUCH_RUNS):
 
 
 def wrk(url, mode_args, conns):
-    threads = min(conns, 2)
+    threads = conns if isinstance(mode_args, LogJobs) else min(conns, 2)
     if callable(mode_args):
         mode_args = mode_args(threads)
     cmd = ["wrk", "-t", threads, "-c", conns, "-d", DURATION, "--timeout", "10s", "-s", BENCH / "wrk" / "hook.lua",
@@ -812,6 +856,7 @@ def process_cases(live, floor_db, consoles=None):
     # new seq each run (LOG_SEQ: chunks of a job are taken 1, 2, 3 … without gaps).
     line = b"[deploy] step 3 of 5: migrating table orders, 12345 rows copied, 0 errors\n"
     data = (line * (65536 // len(line) + 1))[:65536]
+    (WORK / "log-chunk.b64").write_text(base64.b64encode(data).decode())  # the served chunks' data (hook.lua)
     chunk_body = WORK / "log-chunk.json"
     chunk_body.write_text(f'{{"job_id":{running},"fencing_token":{fencing},"seq":@SEQ@,"data":"'
                           + base64.b64encode(data).decode() + '"}')
@@ -1011,13 +1056,18 @@ def main():
                 ("trigger", "/api/v1/deploys", ["trigger", live.token_file, "hello", "staging"], "jobs"),
                 ("approve", "", None, "approvals"),
                 ("heartbeat", "", None, None),
+                (LOG_CHUNK, "/hooks/runner/log", None, "job_log_chunks"),
             ):
+                if name == LOG_CHUNK and n != 10_000:
+                    continue  # a chunk's cost does not depend on the jobs table's size
                 for c in CONCURRENCY:
                     copy_store(templates[n].state, live.state)
                     if name == "approve":
                         args = Votes(live)
                     elif name == "heartbeat":
                         args = ["heartbeat", WORK / "runner.key", *live.running_file.read_text().split()]
+                    elif name == LOG_CHUNK:
+                        args = LogJobs(live)
                     with Stack(live.state, sweep=sweep).start() as stack:
                         warm(stack.url + path, args)
                         figures.setdefault(name, {})[c] = served(f"draven {name} [{key}]", stack.url + path, args,

@@ -4,6 +4,7 @@
 --   wrk ... -s bench/wrk/hook.lua URL -- trigger TOKEN_FILE PROJECT ENVIRONMENT
 --   wrk ... -s bench/wrk/hook.lua URL -- approve TOKEN_FILE FIRST_JOB BLOCK
 --   wrk ... -s bench/wrk/hook.lua URL -- heartbeat KEY_FILE JOB FENCING_TOKEN
+--   wrk -t N -c N ... -s bench/wrk/hook.lua URL -- log KEY_FILE DATA_FILE JOBS_FILE
 --
 -- github:  POST BODY_FILE (the real 7,324-byte GitHub push payload) with its "after" sha replaced
 --          by a 40-hex value unique to the request, X-GitHub-Delivery unique too, and
@@ -16,6 +17,11 @@
 --          (thread t takes FIRST_JOB + (t - 1) * BLOCK, + 1, …): the seeded waiting jobs.
 -- heartbeat: POST /api/v1/jobs/JOB/heartbeat {"fencing_token", "progress"} signed as a runner
 --          signs: X-Draven-Timestamp, X-Draven-Signature = v1=HMAC-SHA256(key, ts "." body).
+-- log:     POST /hooks/runner/log {"job_id", "fencing_token", "seq", "data"} (DATA_FILE: the chunk in
+--          base64), signed as heartbeats are. Thread t streams to the job on line t of JOBS_FILE
+--          ("JOB FENCING_TOKEN NEXT_SEQ"), seq NEXT_SEQ, + 1, …: run with one connection per thread
+--          (-t N -c N), since a job takes its chunks in order and wrk waits for each answer; the
+--          next seq after a 2xx, the same again after anything else (as the shell runner does).
 --
 -- done() prints one line "BENCH_JSON {...}" with requests, 2xx, non-2xx, socket errors, rps and
 -- latency percentiles (µs), which bench/bench.py parses.
@@ -38,7 +44,7 @@ local function read_file(path)
   return data
 end
 
-local mode, body_head, body_tail, key, token, project, environment, first_job, block, job, fencing
+local mode, body_head, body_tail, key, token, project, environment, first_job, block, job, fencing, data, seq
 local sodium, state, mac, hex
 
 ffi.cdef [[
@@ -54,7 +60,7 @@ sent, ok, bad = 0, 0, 0
 
 function init(args)
   mode = args[1]
-  if mode == "github" or mode == "heartbeat" then
+  if mode == "github" or mode == "heartbeat" or mode == "log" then
     sodium = ffi.load("sodium")
     assert(sodium.sodium_init() >= 0)
     state = ffi.new("uint8_t[?]", tonumber(sodium.crypto_auth_hmacsha256_statebytes()))
@@ -64,6 +70,18 @@ function init(args)
   if mode == "heartbeat" then
     key = read_file(args[2])
     job, fencing = tonumber(args[3]), tonumber(args[4])
+  elseif mode == "log" then
+    key = read_file(args[2])
+    data = read_file(args[3])
+    local n = 0
+    for line in io.lines(args[4]) do
+      n = n + 1
+      if n == (thread_id or 1) then
+        local j, t, s = line:match("^(%d+) (%d+) (%d+)$")
+        job, fencing, seq = tonumber(j), tonumber(t), tonumber(s)
+      end
+    end
+    assert(job, "no job for thread " .. tostring(thread_id) .. " in " .. args[4] .. ": run with -t N -c N")
   elseif mode == "github" then
     local body = read_file(args[2])
     local at = assert(body:find('"after": "', 1, true), "no \"after\" field in the body")
@@ -77,7 +95,7 @@ function init(args)
     token = read_file(args[2]):gsub("%s+$", "")
     first_job, block = tonumber(args[3]), tonumber(args[4])
   else
-    error("mode must be github, trigger, approve or heartbeat")
+    error("mode must be github, trigger, approve, heartbeat or log")
   end
 end
 
@@ -122,6 +140,16 @@ function request()
       ["X-Draven-Signature"] = "v1=" .. hmac_hex(ts .. "." .. body),
     }, body)
   end
+  if mode == "log" then
+    -- seq moves on in response(): wrk builds one request it never sends when a thread starts.
+    local body = string.format('{"job_id":%d,"fencing_token":%d,"seq":%d,"data":"%s"}', job, fencing, seq, data)
+    local ts = tostring(os.time())
+    return wrk.format("POST", "/hooks/runner/log", {
+      ["Content-Type"] = "application/json",
+      ["X-Draven-Timestamp"] = ts,
+      ["X-Draven-Signature"] = "v1=" .. hmac_hex(ts .. "." .. body),
+    }, body)
+  end
   if mode == "approve" then
     assert(counter <= block, "more requests than seeded jobs in this thread's block")
     local job = first_job + (thread_id - 1) * block + counter - 1
@@ -139,6 +167,7 @@ end
 
 function response(status, headers, body)
   if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
+  if mode == "log" and status >= 200 and status < 300 then seq = seq + 1 end  -- else the runner sends it again
 end
 
 function done(summary, latency, requests)
