@@ -1114,7 +1114,7 @@ def ratios(r):
             "c8_vs_webhook_recorder": round(med(wr[8]) / med(refs["adnanh/webhook + C recorder"][8]), 2),
             "c8_vs_webhook_sqlite3": round(med(wr[8]) / med(refs["adnanh/webhook + sqlite3 one-liner"][8]), 2),
             "c8_vs_gateway_ceiling": round(med(wr[8]) / med(refs["C hello CGI (gateway ceiling)"][8]), 2),
-            "c8_vs_floor": round(med(wr[8]) / med(refs["C floor handler"][8]), 2),
+            "c8_vs_floor": round(med(wr[8]) / med(refs["C floor handler (store held open)"][8]), 2),
             "p99_c32_vs_floor": round(med(wr[32], "p99_ms") / med(refs["C floor handler"][32], "p99_ms"), 2),
             "p99_c32_vs_floor_held": round(med(wr[32], "p99_ms") / med(refs["C floor handler (store held open)"][32], "p99_ms"), 2),
         }
@@ -1151,12 +1151,12 @@ def ratios(r):
         out["console"], console_goals = console_ratios(proc, r["console"])
         goals += console_goals
     for key, v in out["served"].items():
-        goal(f"[{key}] webhook-receive c=8 >= 1.0x adnanh/webhook + C recorder", f"{v['c8_vs_webhook_recorder']}x",
-             v["c8_vs_webhook_recorder"] >= 1.0)
-        goal(f"[{key}] webhook-receive c=8 >= 2x adnanh/webhook + sqlite3 one-liner", f"{v['c8_vs_webhook_sqlite3']}x",
-             v["c8_vs_webhook_sqlite3"] >= 2.0)
-        goal(f"[{key}] webhook-receive c=8 >= 50% of the gateway's ceiling", f"{v['c8_vs_gateway_ceiling'] * 100:.0f}%",
-             v["c8_vs_gateway_ceiling"] >= 0.5)
+        # The standing goal: served at c = 8 against the C floor handler with its store held, behind the
+        # same nginx + fcgiwrap. adnanh/webhook and the gateway's ceiling stay as references.
+        goal(f"[{key}] webhook-receive c=8 >= 0.95x the C floor handler with its store held open",
+             f"{v['c8_vs_floor']}x (references: {v['c8_vs_webhook_recorder']}x adnanh/webhook + C recorder, "
+             f"{v['c8_vs_webhook_sqlite3']}x adnanh/webhook + sqlite3 one-liner, "
+             f"{v['c8_vs_gateway_ceiling'] * 100:.0f}% of the gateway's ceiling)", v["c8_vs_floor"] >= 0.95)
         held = f" (vs floor with its store held open: {v['p99_c32_vs_floor_held']}x)" if "p99_c32_vs_floor_held" in v else ""
         goal(f"[{key}] webhook-receive p99 at c=32 <= 1.3x the C floor handler's", f"{v['p99_c32_vs_floor']}x{held}",
              v["p99_c32_vs_floor"] <= 1.3)
