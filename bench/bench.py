@@ -45,6 +45,8 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import zlib
 from collections import namedtuple
 from pathlib import Path
@@ -1566,6 +1568,132 @@ def render():
     (BENCH / "REPORT.md").write_text(markdown(report))
 
 
+PLAN_RUNS = 40 if QUICK else 200
+PLAN_CONFIG = BENCH / "plans.bench.toml"
+# Two deploy steps in order: what the advance is measured on (a's job ends, b's dispatch goes out).
+BENCH_PLAN = {"id": "bench-two", "description": "a, then b", "inputs": {"ref": {"type": "branch"}},
+              "steps": [{"id": "a", "type": "deploy", "project": "svc", "environment": "a", "ref": "${inputs.ref}"},
+                        {"id": "b", "type": "deploy", "project": "svc", "environment": "b", "ref": "${inputs.ref}",
+                         "depends_on": ["a"]}]}
+
+
+class PlanBench:
+    """A store with plans.bench.toml, a stand-in GitHub on 127.0.0.1 that notes when each request
+    arrived, and the stack with the real deliverer (draven-deliver) and `draven sweep`."""
+
+    def __init__(self):
+        sys.path.insert(0, str(ROOT / "infra"))
+        from demo_provider import FakeProvider
+        self.fake = FakeProvider().start()
+        self.store = Draven(WORK / "state-plans")
+        config = WORK / "plans.bench.generated.toml"
+        config.write_text(PLAN_CONFIG.read_text().replace("@API_URL@", self.fake.url))
+        self.store.create(config)
+        self.stack = Stack(self.store.state, sweep=True)
+        self.stack.env["DELIVER"] = str(BIN_DIR / "draven-deliver")
+        self.token = self.store.token_file.read_text().strip()
+
+    def api(self, method, path, body=None, headers=None, token=True):
+        data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            h["Authorization"] = "Bearer " + self.token
+        req = urllib.request.Request(self.stack.url + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, json.loads(r.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def dispatches(self):
+        return [r for r in self.fake.received("/repos/") if r["path"].endswith("/dispatches")]
+
+    def next_dispatch(self, seen, timeout=20):
+        """The dispatch after the first `seen`: (its job id, when it arrived)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            d = self.dispatches()
+            if len(d) > seen:
+                inputs = json.loads(d[seen]["body"])["inputs"]
+                return int(inputs["job_id"]), d[seen]["at"]
+            time.sleep(0.0005)
+        sys.exit(f"bench: no dispatch #{seen + 1} within {timeout} s")
+
+    def end_job(self, job):
+        """A signed GitHub workflow_run completed/success for `job` (its run name carries the job
+        id, as the templates name runs); returns the request's round trip in seconds."""
+        event = json.loads((ROOT / "events" / "github" / "workflow_run.completed.json").read_text())
+        event["repository"]["full_name"] = "bench/svc"
+        run = event["workflow_run"]
+        run.update(id=9_000_000 + job, display_title=f"deploy draven-job-{job}", status="completed",
+                   conclusion="success", head_branch="main")
+        body = json.dumps(event).encode()
+        sig = "sha256=" + hmac.new(HOOK_KEY, body, hashlib.sha256).hexdigest()
+        t0 = time.monotonic()
+        status, answer = self.api("POST", "/hooks/github", body, token=False, headers={
+            "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": f"plan-bench-{job}-{t0}",
+            "X-Hub-Signature-256": sig, "User-Agent": "GitHub-Hookshot/bench"})
+        if status >= 300:
+            sys.exit(f"bench: the webhook ending job {job} answered {status}: {answer}")
+        return t0, time.monotonic() - t0
+
+
+def plan_advance():
+    """`bench.py --plans` (also part of `make bench`): how fast a deploy plan moves on. PLAN_RUNS
+    runs of a two-step plan (deploy a, then b): for each, the time from sending the webhook that
+    ends a's job to b's dispatch reaching the stand-in GitHub (the run advances in the webhook's
+    transaction; draven-deliver sends the dispatch after the answer), and the webhook's own round
+    trip through nginx + fcgiwrap, against the same webhook ending a plain job (no plan behind it)."""
+    pb = PlanBench()
+    advance, with_plan, plain = [], [], []
+    with pb.stack.start():
+        status, answer = pb.api("POST", "/api/v1/plans", BENCH_PLAN)
+        if status not in (200, 201):
+            sys.exit(f"bench: applying the plan answered {status}: {answer}")
+        for i in range(PLAN_RUNS):
+            seen = len(pb.dispatches())
+            status, run = pb.api("POST", "/api/v1/plans/bench-two/runs", {"inputs": {"ref": "main"}})
+            if status != 201:
+                sys.exit(f"bench: starting run {i} answered {status}: {run}")
+            a, _ = pb.next_dispatch(seen)
+            t0, rtt = pb.end_job(a)
+            b, arrived = pb.next_dispatch(seen + 1)
+            advance.append(arrived - t0)
+            with_plan.append(rtt)
+            pb.end_job(b)
+            # The same webhook for a plain deploy of c.
+            seen = len(pb.dispatches())
+            status, job = pb.api("POST", "/api/v1/deploys", {"project": "svc", "environment": "c", "ref": "main"})
+            if status != 201:
+                sys.exit(f"bench: a plain deploy answered {status}: {job}")
+            c, _ = pb.next_dispatch(seen)
+            plain.append(pb.end_job(c)[1])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, runs = pb.api("GET", "/api/v1/runs?status=running")
+            if status == 200 and not runs.get("runs"):
+                break
+            time.sleep(0.2)
+    pb.fake.stop()
+
+    def ms(values, q):
+        return round(statistics.quantiles(values, n=100)[q - 1] * 1000, 2) if len(values) > 1 else None
+    out = {"runs": PLAN_RUNS,
+           "advance_ms": {"p50": ms(advance, 50), "p99": ms(advance, 99)},
+           "webhook_with_plan_step_ms": {"p50": ms(with_plan, 50), "p99": ms(with_plan, 99)},
+           "webhook_plain_job_ms": {"p50": ms(plain, 50), "p99": ms(plain, 99)}}
+    out["webhook_plan_over_plain"] = round(statistics.median(with_plan) / statistics.median(plain), 2)
+    log(f"plans: step N ends -> step N+1's dispatch at the provider: p50 {out['advance_ms']['p50']} ms, "
+        f"p99 {out['advance_ms']['p99']} ms over {PLAN_RUNS} runs; webhook round trip with a plan step "
+        f"{out['webhook_with_plan_step_ms']['p50']} ms vs a plain job {out['webhook_plain_job_ms']['p50']} ms "
+        f"({out['webhook_plan_over_plain']}x)")
+    return out
+
+
+def plans_only():
+    (WORK / "plans.json").write_text(json.dumps(plan_advance(), indent=1) + "\n")
+
+
 if __name__ == "__main__":
     {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions,
-     "--console": console_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+     "--console": console_only, "--plans": plans_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -83,7 +83,7 @@ class FakeProvider:
             self.counter += 1
             n = self.counter
             record = {"method": handler.command, "path": handler.path, "headers": dict(handler.headers.items()),
-                      "body": body, "answered": None}
+                      "body": body, "answered": None, "at": time.monotonic()}  # "at": when it arrived (bench.py)
             self.requests.append(record)
             answer = None
             for prefix, queue in self.scripts.items():
