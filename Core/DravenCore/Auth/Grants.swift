@@ -80,6 +80,11 @@ package enum Grants {
         throw DravenError.forbidden(action: action.rawValue, project: job.project, environment: job.environment)
     }
 
+    /// Whether a group of this name is configured (a plan's approval step names groups).
+    package static func groupExists(_ db: Database, _ name: String) throws -> Bool {
+        try db.scalar("SELECT 1 FROM person_groups WHERE name = ?1", [.text(name)]) != nil
+    }
+
     /// `GET /metrics`: a `metrics` grant on every project.
     /// - Throws: `DravenError.forbidden`.
     package static func requireMetrics(_ db: Database, _ principal: Principal) throws {

@@ -6,10 +6,7 @@ package struct Target {
 
     /// - Throws: `DravenError.notFound` naming what is unknown.
     package static func find(_ db: Database, project: String, environment: String) throws -> Target {
-        guard let pid = try db.scalar("SELECT id FROM projects WHERE name = ?1 AND retired = 0", [.text(project)])
-        else {
-            throw DravenError.notFound(what: "no project \(project)")
-        }
+        let pid = try Self.project(db, project)
         guard
             let eid = try db.scalar(
                 "SELECT id FROM environments WHERE project_id = ?1 AND name = ?2 AND retired = 0",
@@ -18,6 +15,15 @@ package struct Target {
             throw DravenError.notFound(what: "project \(project) has no environment \(environment)")
         }
         return Target(projectID: pid, environmentID: eid)
+    }
+
+    /// A live project's id, by name.
+    /// - Throws: `DravenError.notFound` when there is none.
+    package static func project(_ db: Database, _ name: String) throws -> Int64 {
+        guard let id = try db.scalar("SELECT id FROM projects WHERE name = ?1 AND retired = 0", [.text(name)]) else {
+            throw DravenError.notFound(what: "no project \(name)")
+        }
+        return id
     }
 
     /// A project's `[notify]` settings (channels, webhook secrets' names), empty when unset.
