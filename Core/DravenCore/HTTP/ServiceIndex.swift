@@ -9,7 +9,8 @@ package enum ServiceIndex {
                 "service": "draven",
                 "links": [
                     "deploys": "/api/v1/deploys", "jobs": "/api/v1/jobs", "locks": "/api/v1/locks",
-                    "releases": "/api/v1/releases", "metrics": "/metrics",
+                    "releases": "/api/v1/releases", "plans": "/api/v1/plans",
+                    "metrics": "/metrics",
                 ],
             ])
     }

@@ -14,6 +14,8 @@ package enum Migrations {
         ("0012-job-logs", jobLogs),
         ("0013-live-releases", liveReleases),
         ("0014-log-spool", logSpool),
+        // Numbered 0014 on its own branch, next to 0014-log-spool: ids are whole strings, applied in this order.
+        ("0014-plans", plans),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -466,5 +468,19 @@ package enum Migrations {
         -- on the request path, and moved into `data`, compressed, by draven sweep (JobLogs+Spool.swift).
         -- While spooled: encoding 0, `data` empty, `spool_offset` where they start in the file.
         ALTER TABLE job_log_chunks ADD COLUMN spool_offset INTEGER;
+        """
+
+    static let plans = """
+        -- 0014-plans. Deploy plans (Plans): one row per applied version of each plan. A version is never
+        -- changed or removed: a run keeps the version it started with.
+        CREATE TABLE plans (
+            id TEXT NOT NULL,
+            version INTEGER NOT NULL CHECK (version >= 1),
+            digest TEXT NOT NULL,              -- SHA-256 of the canonical document without its version (Plan.digest)
+            document TEXT NOT NULL,            -- the canonical document (Plan.json), its version included
+            applied_at INTEGER NOT NULL,
+            applied_by TEXT NOT NULL,          -- the person's handle, or cli:USER for draven apply
+            PRIMARY KEY (id, version)
+        ) STRICT;
         """
 }
