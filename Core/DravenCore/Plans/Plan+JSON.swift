@@ -3,7 +3,8 @@
 /// `on_failure`, `triggers`, a retry's `backoff`/`initial`/`max`, a check's `expect_status`,
 /// `every` and `for`, an approval's `approvals` and `approver_groups`), keys in one fixed order,
 /// durations in their canonical text (`PlanDuration.format`: `"90s"` becomes `"1m30s"`) and
-/// conditions as `PlanExpression.source` writes them. `Plan.parse(plan.json) == plan`.
+/// conditions as `PlanExpression.source` writes them; `version` is left out while it is 0 (a
+/// document not applied yet, that said none). `Plan.parse(plan.json) == plan`.
 extension Plan {
     package var json: JSON { .object(document(version: true)) }
 
@@ -15,7 +16,7 @@ extension Plan {
 
     func document(version withVersion: Bool) -> JSONObject {
         var out: JSONObject = ["id": .string(id)]
-        if withVersion { out["version"] = .int(version) }
+        if withVersion && version > 0 { out["version"] = .int(version) }
         out["description"] = .string(description)
         var inputObject = JSONObject()
         for input in inputs {
