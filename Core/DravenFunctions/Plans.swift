@@ -105,7 +105,10 @@ package enum PlanAPI: RoutedFunction {
     }
 
     static func readableEnvironments(_ db: Database, _ principal: Principal) throws -> Set<String> {
-        Set(try Grants.environments(db, person: principal.personID, action: .read).map { "\($0.project)/\($0.environment)" })
+        Set(
+            try Grants.environments(db, person: principal.personID, action: .read).map {
+                "\($0.project)/\($0.environment)"
+            })
     }
 
     static func canRead(_ plan: Plan, _ readable: Set<String>) -> Bool {

@@ -90,7 +90,8 @@ import Testing
         let t = try PlanTemplate.parse("deploy ${inputs.ref} after ${steps.stage.outputs.url} for $$5 ($${x})")
         #expect(
             t.parts == [
-                .text("deploy "), .path(["inputs", "ref"]), .text(" after "), .path(["steps", "stage", "outputs", "url"]),
+                .text("deploy "), .path(["inputs", "ref"]), .text(" after "),
+                .path(["steps", "stage", "outputs", "url"]),
                 .text(" for $5 (${x})"),
             ])
         #expect(t.render(Self.scope) == "deploy v1.2.0 after https://stage.example for $5 (${x})")

@@ -53,8 +53,9 @@ import Testing
             try apply(#"{"id": "new", "version": 2, "steps": [{"id": "w", "type": "wait", "duration": "1s"}]}"#)
         }
         #expect(error?.isConflict == true)
-        #expect(try apply(#"{"id": "new", "version": 1, "steps": [{"id": "w", "type": "wait", "duration": "1s"}]}"#)
-            .stored.version == 1)
+        #expect(
+            try apply(#"{"id": "new", "version": 1, "steps": [{"id": "w", "type": "wait", "duration": "1s"}]}"#)
+                .stored.version == 1)
 
         #expect(try Plans.latest(store.db, id: "demo-twice")?.version == 4)
         #expect(try Plans.load(store.db, id: "demo-twice", version: 1)?.plan() == expected)
@@ -72,7 +73,8 @@ import Testing
 
     @Test func appliesAnswersAndReads() throws {
         let h = try Self.harness()
-        let created = try h.call(PlanAPI.self, "POST", "/api/v1/plans", json: try JSON.parse(Self.document()), token: "carol")
+        let created = try h.call(
+            PlanAPI.self, "POST", "/api/v1/plans", json: try JSON.parse(Self.document()), token: "carol")
         #expect(created.status == 201, "\(created.body)")
         #expect(created.header("Location") == "/api/v1/plans/demo-twice?version=1")
         #expect(created.json?["version"] == 1 && created.json?["applied_by"] == "carol")
@@ -80,7 +82,8 @@ import Testing
         plan.version = 1
         #expect(created.json?["document"] == plan.json)
 
-        let again = try h.call(PlanAPI.self, "POST", "/api/v1/plans", json: try JSON.parse(Self.document()), token: "carol")
+        let again = try h.call(
+            PlanAPI.self, "POST", "/api/v1/plans", json: try JSON.parse(Self.document()), token: "carol")
         #expect(again.status == 200 && again.json == created.json)
         again.expectUnchanged("an unchanged plan")
 
@@ -114,8 +117,10 @@ import Testing
         let bad = try post(Self.document(wait: "soon"), "alice")
         bad.expectRefused(422, "invalid-field", .audited(actor: "alice", subject: "plan/demo-twice"))
         #expect(bad.json?["detail"] == #"/steps/1/duration: must be a duration such as "30s", "10m", "1h30m" or "2d""#)
-        try h.call(PlanAPI.self, "POST", "/api/v1/plans", body: Array("[1]".utf8), contentType: "application/json",
-                   token: "alice").expectRefused(400, "malformed-request", .audited(actor: "alice", subject: ""))
+        try h.call(
+            PlanAPI.self, "POST", "/api/v1/plans", body: Array("[1]".utf8), contentType: "application/json",
+            token: "alice"
+        ).expectRefused(400, "malformed-request", .audited(actor: "alice", subject: ""))
         try post(Self.document(), "nobody-token").expectRefused(401, "unauthenticated", .counted)
 
         #expect(try post(Self.document(env: "prod"), "alice").status == 201)

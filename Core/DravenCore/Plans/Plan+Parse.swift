@@ -50,9 +50,10 @@ extension Plan {
         }
         let description = try top.string("description", max: 1000) ?? ""
         let inputs = try parseInputs(top)
-        let onFailure: OnFailure = try top.choice("on_failure", OnFailure.allCases.map(\.rawValue)).map {
-            OnFailure(rawValue: $0)!
-        } ?? .fail
+        let onFailure: OnFailure =
+            try top.choice("on_failure", OnFailure.allCases.map(\.rawValue)).map {
+                OnFailure(rawValue: $0)!
+            } ?? .fail
         guard let stepValues = try top.array("steps", required: true, max: maxSteps), !stepValues.isEmpty else {
             throw top.invalid("steps", "must list at least one step")
         }
@@ -183,7 +184,8 @@ extension Plan {
                         pointer: r.pointer + "/approver_groups/\(i)", reason: "must be a group's name")
                 }
                 guard !groups.contains(name) else {
-                    throw DravenError.invalidField(pointer: r.pointer + "/approver_groups/\(i)", reason: "repeats \(name)")
+                    throw DravenError.invalidField(
+                        pointer: r.pointer + "/approver_groups/\(i)", reason: "repeats \(name)")
                 }
                 groups.append(name)
             }
@@ -219,9 +221,10 @@ extension Plan {
         else {
             throw r.invalid("max_attempts", "must be an integer from 2 to \(maxAttempts) (the first attempt counts)")
         }
-        let backoff = try r.choice("backoff", Retry.Backoff.allCases.map(\.rawValue)).map {
-            Retry.Backoff(rawValue: $0)!
-        } ?? .exponential
+        let backoff =
+            try r.choice("backoff", Retry.Backoff.allCases.map(\.rawValue)).map {
+                Retry.Backoff(rawValue: $0)!
+            } ?? .exponential
         let initial = try r.duration("initial") ?? 30
         let max = try r.duration("max") ?? Swift.max(initial, 600)
         guard max >= initial else { throw r.invalid("max", "must not be shorter than initial") }
@@ -289,7 +292,9 @@ extension Plan {
         for (i, step) in steps.enumerated() {
             for (j, d) in step.dependsOn.enumerated() {
                 let pointer = "/steps/\(i)/depends_on/\(j)"
-                if d == step.id { throw DravenError.invalidField(pointer: pointer, reason: "a step cannot depend on itself") }
+                if d == step.id {
+                    throw DravenError.invalidField(pointer: pointer, reason: "a step cannot depend on itself")
+                }
                 guard self.step(d) != nil else {
                     throw DravenError.invalidField(pointer: pointer, reason: "names no step of the plan (\(d))")
                 }
@@ -397,7 +402,8 @@ extension Plan {
             case .notify(let p, _): try project(p, at + "/project")
             case .approval(_, let groups):
                 for (j, g) in groups.enumerated() where try !Grants.groupExists(db, g) {
-                    throw DravenError.invalidField(pointer: at + "/approver_groups/\(j)", reason: "names no group (\(g))")
+                    throw DravenError.invalidField(
+                        pointer: at + "/approver_groups/\(j)", reason: "names no group (\(g))")
                 }
             default: break
             }
@@ -507,7 +513,8 @@ struct PlanReader {
             !b.isEmpty && b.count <= 64 && Self.isLowerAlnum(b[0])
             && b.allSatisfy { Self.isLowerAlnum($0) || $0 == 0x5f || $0 == 0x2d || (plan && $0 == 0x2e) }
         guard ok else {
-            throw invalid(key, plan ? "a plan id is [a-z0-9][a-z0-9._-]{0,63}" : "a step id is [a-z0-9][a-z0-9_-]{0,63}")
+            throw invalid(
+                key, plan ? "a plan id is [a-z0-9][a-z0-9._-]{0,63}" : "a step id is [a-z0-9][a-z0-9_-]{0,63}")
         }
         return s
     }

@@ -403,7 +403,8 @@ struct ExpressionParser {
             }
             return inner
         default:
-            throw PlanSyntaxError(offset: token.offset, reason: "expected a value, a path or '(', got \(token.kind.text)")
+            throw PlanSyntaxError(
+                offset: token.offset, reason: "expected a value, a path or '(', got \(token.kind.text)")
         }
     }
 }
