@@ -243,7 +243,12 @@ package indirect enum PlanExpression: Sendable, Equatable {
     case compare(Comparison, PlanExpression, PlanExpression)
 
     package enum Comparison: String, Sendable, CaseIterable {
-        case equal = "==", notEqual = "!=", less = "<", lessOrEqual = "<=", greater = ">", greaterOrEqual = ">="
+        case equal = "=="
+        case notEqual = "!="
+        case less = "<"
+        case lessOrEqual = "<="
+        case greater = ">"
+        case greaterOrEqual = ">="
     }
 
     package enum Value: Sendable, Equatable {
