@@ -118,11 +118,14 @@ struct APIClient {
     }
 }
 
+/// `text` percent-encoded but for RFC 3986's unreserved characters: a query value or a path segment.
+func percentEncoded(_ text: String) -> String {
+    let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
+    return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+}
+
 /// A query string from (name, value) pairs, nil values left out, values percent-encoded.
 func query(_ items: [(String, String?)]) -> String {
-    let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~")
-    let pairs = items.compactMap { name, value in
-        value.map { "\(name)=\($0.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }
-    }
+    let pairs = items.compactMap { name, value in value.map { "\(name)=\(percentEncoded($0))" } }
     return pairs.isEmpty ? "" : "?" + pairs.joined(separator: "&")
 }

@@ -65,6 +65,19 @@ package struct Config: Sendable {
     package var groups: [Group] = []
     package var grants: [Grant] = []
     package var projects: [Project] = []
+    /// `[[plans]]`: deploy plans that `draven apply` applies after the configuration, in the same
+    /// transaction (README, "Deploy plans in the configuration").
+    package var plans: [PlanEntry] = []
+
+    /// One `[[plans]]` entry: `file = "plans/x.json"` (relative to the configuration file), or
+    /// the plan's document itself, inline.
+    package struct PlanEntry: Sendable {
+        /// `plans[0]`, for problems.
+        package var key: String
+        package var file: String?
+        /// The inline document, read by `Plan.parse` (its shape is checked by `validate`).
+        package var document: JSON?
+    }
 
     static let chatPlatforms: Set<String> = ["slack", "teams", "mattermost"]
 
@@ -236,9 +249,47 @@ package struct Config: Sendable {
                 problems.append(.init(key: "grants", reason: "must be an array of tables ([[grants]])"))
             }
         }
+        config.plans = validatePlans(reader.value("plans"), &problems)
         reader.finish(&problems)
         guard problems.isEmpty else { throw ConfigError(file: file, problems: problems) }
         return config
+    }
+
+    /// `[[plans]]`: each entry a `file` alone, or an inline plan checked as `Plan.parse` checks a
+    /// document (a problem's key is `plans[N]` and the JSON pointer in the plan: `plans[0]/steps/1/id`).
+    /// What the store must hold is checked when the plan is applied.
+    static func validatePlans(_ value: JSON?, _ problems: inout [ConfigError.Problem]) -> [PlanEntry] {
+        guard let value else { return [] }
+        guard let items = value.arrayValue else {
+            problems.append(.init(key: "plans", reason: "must be an array of tables ([[plans]])"))
+            return []
+        }
+        var entries: [PlanEntry] = []
+        for (i, item) in items.enumerated() {
+            let key = "plans[\(i)]"
+            guard let table = item.objectValue else {
+                problems.append(.init(key: key, reason: "must be a table"))
+                continue
+            }
+            if let file = table["file"] {
+                guard table.count == 1, let path = file.stringValue, !path.isEmpty else {
+                    let why = table.count == 1 ? "must be a non-empty string" : "a file entry has only `file`"
+                    problems.append(.init(key: key + ".file", reason: why))
+                    continue
+                }
+                entries.append(PlanEntry(key: key, file: path))
+                continue
+            }
+            do {
+                _ = try Plan.parse(item)
+                entries.append(PlanEntry(key: key, document: item))
+            } catch DravenError.invalidField(let pointer, let reason) {
+                problems.append(.init(key: key + pointer, reason: reason))
+            } catch {
+                problems.append(.init(key: key, reason: "\(error)"))
+            }
+        }
+        return entries
     }
 
     /// `[chatops]`: each platform's table names the secrets that verify its requests.
