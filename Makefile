@@ -134,7 +134,7 @@ bench-secrets: deps
 # toml++'s assertions are off (they fire on malformed TOML; draven apply parses in a child process
 # for that): the fuzzer looks for what follows them. So is UBSan's unreachable check in C++: toml++
 # 3.4 reaches __builtin_unreachable on some non-ASCII bytes outside strings (Tests/Fuzz/README.md).
-FUZZ_TARGETS := cgi json webhook form signatures config toml secrets store redactor events
+FUZZ_TARGETS := cgi json webhook form signatures config toml secrets store redactor events plan
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 4
 FUZZ_FLAGS := -c debug --scratch-path .build-fuzz --product draven-fuzz \

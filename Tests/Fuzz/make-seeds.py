@@ -166,6 +166,26 @@ def main():
     write("toml", "special-values",
           "a = nan\nb = inf\nc = 1979-05-27T07:32:00Z\nd = 0x1F\n[e]\nf = [1, 'x', {g = 1}]\n")
 
+    # Plan documents (the unit and e2e tests' invalid ones, and a valid promotion), conditions, templates.
+    for i, case in enumerate(json.loads(pathlib.Path("Tests/plans/invalid.json").read_text())):
+        write("plan", f"invalid-{i:02d}.json", json.dumps(case["plan"]))
+    write("plan", "promotion.json", json.dumps({
+        "id": "release-shop", "inputs": {"ref": {"type": "tag", "pattern": "v*"}}, "on_failure": "compensate",
+        "steps": [{"id": "stage", "type": "deploy", "project": "shop", "environment": "staging", "ref": "${inputs.ref}",
+                   "retry": {"max_attempts": 3, "on": ["timed_out"]}, "compensate": "rollback", "timeout": "30m"},
+                  {"id": "soak", "type": "wait", "duration": "10m", "depends_on": ["stage"]},
+                  {"id": "health", "type": "check", "http": {"url_secret": "h"}, "every": "30s", "for": "5m",
+                   "depends_on": ["stage"]},
+                  {"id": "ok", "type": "approval", "approvals": 2, "approver_groups": ["leads"],
+                   "depends_on": ["soak", "health"]},
+                  {"id": "prod", "type": "deploy", "project": "shop", "environment": "prod", "ref": "${inputs.ref}",
+                   "depends_on": ["ok"], "condition": "steps.health.result == 'succeeded' and not inputs.ref == 'v0'"},
+                  {"id": "tell", "type": "notify", "project": "shop", "message": "shipped ${inputs.ref} $$",
+                   "depends_on": ["prod"]}],
+        "triggers": [{"on": "push", "project": "shop", "tag": "v*"}]}))
+    write("plan", "condition", b"not (steps.a.result == 'it\\'s' or steps.a.attempts >= -2) and inputs.ref")
+    write("plan", "template", b"deploy ${inputs.ref} to ${steps.a.outputs.url} for $$5")
+
     for n, value in [("empty", b""), ("ascii", b"ship it"), ("nul", b"main\0evil"), ("utf8", "é😀".encode()),
                      ("invalid-utf8", b"\xff\xfe")]:
         write("store", n, b"\0\0\0\0" + value)

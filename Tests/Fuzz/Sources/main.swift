@@ -27,6 +27,7 @@ let targets: [String: ([UInt8]) -> Void] = [
     "store": FuzzStore.run,
     "redactor": FuzzRedactor.run,
     "events": FuzzEvents.run,
+    "plan": FuzzPlan.run,
 ]
 
 // The target is the first argument, or DRAVEN_FUZZ_TARGET: libFuzzer runs itself again for
