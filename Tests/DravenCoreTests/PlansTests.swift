@@ -65,6 +65,34 @@ import Testing
         #expect(try store.count("plans") == 5)
     }
 
+    /// `[[plans]]` in a configuration: a file alone, or an inline plan checked as a document is.
+    @Test func configurationPlans() throws {
+        func problems(_ plans: String) -> [String] {
+            do {
+                _ = try Config.validate(try JSON.parse(#"{"plans": \#(plans)}"#), file: "c.json")
+                return []
+            } catch let error as ConfigError {
+                return error.problems.map { "\($0.key): \($0.reason)" }
+            } catch {
+                return ["\(error)"]
+            }
+        }
+        let config = try Config.validate(
+            try JSON.parse(#"{"plans": [{"file": "p.json"}, \#(Self.document())]}"#), file: "c.json")
+        #expect(config.plans.map(\.key) == ["plans[0]", "plans[1]"])
+        #expect(config.plans[0].file == "p.json" && config.plans[0].document == nil)
+        #expect(try config.plans[1].document.map { try Plan.parse($0) } == Self.plan(Self.document()))
+        #expect(problems(#"{"file": "p.json"}"#) == ["plans: must be an array of tables ([[plans]])"])
+        #expect(problems(#"[{"file": "p.json", "id": "x"}]"#) == ["plans[0].file: a file entry has only `file`"])
+        #expect(
+            problems(#"[{"file": ""}, 3]"#) == [
+                "plans[0].file: must be a non-empty string", "plans[1]: must be a table",
+            ])
+        #expect(
+            problems(#"[{"id": "x", "steps": [{"id": "a", "type": "wait", "duration": "1m", "depends_on": ["b"]}]}]"#)
+                == ["plans[0]/steps/0/depends_on/0: names no step of the plan (b)"])
+    }
+
     // MARK: - through the function
 
     static func harness() throws -> Harness {
