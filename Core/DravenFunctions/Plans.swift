@@ -52,8 +52,9 @@ package enum PlanAPI: RoutedFunction {
         let db = try context.db()
         let readable = try readableEnvironments(db, principal)
         var plans: [JSON] = []
-        for stored in try Plans.list(db) where canRead(try stored.plan(), readable) {
+        for stored in try Plans.list(db) {
             let plan = try stored.plan()
+            guard canRead(plan, readable) else { continue }
             plans.append(
                 .object([
                     "id": .string(stored.id), "version": .int(stored.version), "description": .string(plan.description),
