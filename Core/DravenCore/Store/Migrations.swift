@@ -15,7 +15,7 @@ package enum Migrations {
         ("0013-live-releases", liveReleases),
         ("0014-log-spool", logSpool),
         // Numbered 0014 on its own branch, next to 0014-log-spool: ids are whole strings, applied in this order.
-        ("0014-plans", plans),
+        ("0015-plans", plans),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -471,7 +471,7 @@ package enum Migrations {
         """
 
     static let plans = """
-        -- 0014-plans. Deploy plans (Plans): one row per applied version of each plan. A version is never
+        -- 0015-plans. Deploy plans (Plans): one row per applied version of each plan. A version is never
         -- changed or removed: a run keeps the version it started with.
         CREATE TABLE plans (
             id TEXT NOT NULL,
