@@ -20,6 +20,15 @@ package struct Target: Sendable {
         return Target(projectID: pid, environmentID: eid)
     }
 
+    /// A live project's id.
+    /// - Throws: `DravenError.notFound`.
+    package static func project(_ db: Database, name: String) throws -> Int64 {
+        guard let id = try db.scalar("SELECT id FROM projects WHERE name = ?1 AND retired = 0", [.text(name)]) else {
+            throw DravenError.notFound(what: "no project \(name)")
+        }
+        return id
+    }
+
     /// A project's `[notify]` settings (channels, webhook secrets' names), empty when unset.
     package static func notify(_ db: Database, projectID: Int64) throws -> JSONObject {
         try db.first("SELECT notify FROM projects WHERE id = ?1", [.int(projectID)]) {
