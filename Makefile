@@ -40,7 +40,7 @@ FUNCTION_FLAGS := -c release --scratch-path .build-functions -Xswiftc -static-ex
 # The CLI (and, later, draven-deliver) link libcurl, which has no practical static build:
 # they link the Swift runtime statically and the C libraries dynamically.
 TOOL_FLAGS := -c release --static-swift-stdlib -Xlinker --gc-sections
-FUNCTIONS := trigger status webhook-receive approve heartbeat rollback console
+FUNCTIONS := trigger status webhook-receive approve heartbeat rollback console plans
 TOOLS := draven draven-deliver
 
 # The one list of system packages draven needs (build, serve, test).

@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "heartbeat", targets: ["heartbeat"]),
         .executable(name: "rollback", targets: ["rollback"]),
         .executable(name: "console", targets: ["console"]),
+        .executable(name: "plans", targets: ["plans"]),
         .executable(name: "draven-deliver", targets: ["draven-deliver"]),
         .executable(name: "draven", targets: ["draven"]),
     ],
@@ -78,6 +79,9 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "console", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/console",
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "plans", dependencies: ["DravenCore", "DravenFunctions"], path: "Functions/plans",
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "draven",

@@ -1,0 +1,4 @@
+import DravenCore
+import DravenFunctions
+
+CGI.serve(PlansFunction.self)
