@@ -457,6 +457,67 @@ import Testing
         #expect(bad.cause == "check_failed")
     }
 
+    @Test func theDelivererSendsTheCheckWithTheSecretURLAndRecordsTheAnswerInItsTransaction() throws {
+        let w = try World()
+        let paths = SecretsPaths(w.store.paths)
+        try SecretsAdmin.initialize(paths, db: w.store.db, actor: "t", now: w.store.now)
+        try SecretsAdmin.update(paths, db: w.store.db, actor: "t", now: w.store.now) { d in
+            let url = SecretBytes(copying: Array("https://h.example/health?token=sekrit".utf8), label: "h")
+            return (try d.set("health", kind: .token, value: url), ["health"])
+        }
+        let check = Plan.Check(urlSecret: "health", expectStatus: 200, every: 30, forSeconds: 0)
+        let run = try w.start(
+            Self.plan([Plan.Step(id: "h", action: .check(check)), Self.deploy("s", "shop", "staging", after: ["h"])]))
+        let transport = ScriptedTransport([
+            .success(OutboundResponse(status: 503, body: [])), .success(OutboundResponse(status: 200, body: [])),
+        ])
+        var delivery = Delivery(db: w.store.db, paths: w.store.paths, transport: transport)
+        try delivery.deliver(Delivery.due(w.store.db, now: w.store.now), now: { w.store.now })
+        #expect(transport.sent.count == 1)
+        #expect(transport.sent[0].0.method == "GET")
+        #expect(transport.sent[0].1 == "https://h.example/health?token=sekrit")
+        #expect(try w.step(run, "h").reason == "answered 503, expected 200")
+        #expect(try w.store.count("outbox", "payload LIKE '%sekrit%' OR last_error LIKE '%sekrit%'") == 0)
+        w.store.now += 30
+        _ = try w.sweep()
+        try delivery.deliver(Delivery.due(w.store.db, now: w.store.now), now: { w.store.now })
+        #expect(try w.step(run, "h").status == .succeeded)
+        // The deploy that the check's answer started had its dispatch handled by the same deliverer
+        // (refused before sending: this store's integration names no token).
+        let job = try w.job(run, "s")
+        #expect(transport.sent.count == 2)
+        #expect(try w.store.count("outbox", "kind = 'dispatch' AND job_id = \(job) AND state = 'dead'") == 1)
+        #expect(try w.state(job) == .failed)
+    }
+
+    @Test func aNotifyStepEnqueuesTheProjectsMessagesAndADiagnosticStepIsAJob() throws {
+        let w = try World()
+        try w.store.apply(
+            Self.config.replacingOccurrences(
+                #""integration": {"provider": "github", "repo": "acme/shop""#,
+                #""notify": {"slack_webhook_secret": "shop-slack"}, "#
+                    + #""integration": {"provider": "github", "repo": "acme/shop""#))
+        _ = try w.release("shop", "prod", ref: "v1.0.0")
+        let message = PlanTemplate(
+            parts: [.text("shipping "), .path(["inputs", "ref"])], source: "shipping ${inputs.ref}")
+        let run = try w.start(
+            Self.plan([
+                Plan.Step(id: "tell", action: .notify(project: "shop", message: message)),
+                Plan.Step(id: "look", action: .diagnostic(project: "shop", environment: "prod", ref: nil)),
+            ]))
+        #expect(try w.step(run, "tell").status == .succeeded)
+        let payload = try #require(
+            try w.store.db.first("SELECT payload FROM outbox WHERE kind = 'notify' ORDER BY id DESC LIMIT 1") {
+                $0.text(0)
+            })
+        #expect(try JSON.parse(payload)["text"] == "draven: shipping v1.2.0")
+        let look = try Job.require(w.store.db, id: try w.job(run, "look"))
+        #expect(look.kind == .diagnostic)
+        #expect(look.ref == "refs/tags/v1.0.0")
+        try w.end(look.id, .succeeded)
+        #expect(try w.run(run).status == .succeeded)
+    }
+
     // MARK: - runs
 
     @Test func cancellingARunCancelsItsJobsAndEndsItsSteps() throws {
