@@ -6,9 +6,11 @@ to pass).
 
 Plans are written as the engine's snapshots into the store (`PlanCatalog`'s stand-in for the plan
 documents' store, until it merges)."""
+import contextlib
 import json
 import sqlite3
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,21 +26,27 @@ SECRETS = {"token": "ghp_canaryPLANtoken01", "runner": "canaryPLANrunnerSecret"}
 FAST = {"DEMO_STEP_SECONDS": "0.3", "DEMO_SLOW_STEP_SECONDS": "2", "DRAVEN_HEARTBEAT_EVERY": "1"}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    ci_dir = tmp_path_factory.mktemp("ci")
+@contextlib.contextmanager
+def plans_stack(tmp_path_factory, **launch_args):
+    """A stack with draven.plans.toml applied, dispatching to the stand-in CI, whose pipelines run the real runner."""
     pipelines = Pipelines(project=ROOT / "infra" / "examples" / "demo", variables={"DRAVEN_URL": "set below"},
-                          secret=SECRETS["runner"], machine_env=FAST, log_dir=ci_dir)
+                          secret=SECRETS["runner"], machine_env=FAST, log_dir=tmp_path_factory.mktemp("ci"))
     fake = FakeProvider(pipelines=pipelines).start()
     config = (Path(__file__).parent / "draven.plans.toml").read_text().replace("@FAKE@", fake.url)
     try:
-        with launch(config, people=("alice", "bob", "dana", "carol"), secrets=SECRETS) as stack:
+        with launch(config, people=("alice", "bob", "dana", "carol"), secrets=SECRETS, **launch_args) as stack:
             pipelines.variables["DRAVEN_URL"] = stack.url
             yield stack
             pipelines.wait_idle(timeout=60)
     finally:
         pipelines.stop()
         fake.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with plans_stack(tmp_path_factory) as stack:
+        yield stack
 
 
 # -- plans as the engine's snapshots ------------------------------------------------------------
@@ -293,78 +301,66 @@ def test_sigkill_of_functions_and_the_sweep_mid_run_leaves_every_run_consistent_
     from test_crash import Killer, proc_table
     from attacks import doctor
 
-    ci_dir = tmp_path_factory.mktemp("ci-kill")
-    pipelines = Pipelines(project=ROOT / "infra" / "examples" / "demo", variables={"DRAVEN_URL": "set below"},
-                          secret=SECRETS["runner"], machine_env=FAST, log_dir=ci_dir)
-    fake = FakeProvider(pipelines=pipelines).start()
-    config = (Path(__file__).parent / "draven.plans.toml").read_text().replace("@FAKE@", fake.url)
     retry = {"max_attempts": 4, "backoff": "fixed", "initial": 1, "max": 1,
              "on": ["timed_out", "dispatch_failed"]}
     wait = {"id": "soak", "depends_on": ["a", "b"], "action": {"type": "wait", "seconds": 1},
             "condition": None, "timeout": None, "compensate": None}
-    try:
-        with launch(config, people=("alice", "bob", "dana", "carol"), secrets=SECRETS, sweep_every="1s") as stack:
-            pipelines.variables["DRAVEN_URL"] = stack.url
-            apply_plan(stack, "kill", [
-                deploy("a", "shop", "staging", retry=retry), deploy("b", "api", "staging", retry=retry), wait,
-                deploy("c", "shop", "prod", after=["soak"], retry=retry),
-                deploy("d", "api", "prod", after=["soak"], retry=retry),
-            ])
-            killer = Killer(stack)
-            import threading
-            kt = threading.Thread(target=killer.run)
-            kt.start()
-            runs, answers = [], []
-            try:
-                for n in range(6):
-                    body = {"inputs": {"ref": f"kill-{n}"}, "reason": "under fire"}
-                    for _ in range(20):
-                        r = stack.request("POST", "/api/v1/plans/kill/runs", body, token=stack.tokens["alice"],
-                                          headers={"Idempotency-Key": f"kill-{n}"})
-                        answers.append(r.status)
-                        if r.status in (200, 201):
-                            runs.append(r.json["run_id"])
-                            break
-                        assert r.status == 502, r
-                    time.sleep(1.5)
-                time.sleep(4)
-            finally:
-                killer.stop.set()
-                kt.join()
-            if killer.sweep_pid() not in proc_table():
-                killer.restart_sweep()
-            assert len(runs) == 6 and len(set(runs)) == 6, answers
-            assert stack.rows("SELECT count(*) FROM plan_runs")[0][0] == 6
+    with plans_stack(tmp_path_factory, sweep_every="1s") as stack:
+        apply_plan(stack, "kill", [
+            deploy("a", "shop", "staging", retry=retry), deploy("b", "api", "staging", retry=retry), wait,
+            deploy("c", "shop", "prod", after=["soak"], retry=retry),
+            deploy("d", "api", "prod", after=["soak"], retry=retry),
+        ])
+        killer = Killer(stack)
+        kt = threading.Thread(target=killer.run)
+        kt.start()
+        runs, answers = [], []
+        try:
+            for n in range(6):
+                body = {"inputs": {"ref": f"kill-{n}"}, "reason": "under fire"}
+                for _ in range(20):
+                    r = stack.request("POST", "/api/v1/plans/kill/runs", body, token=stack.tokens["alice"],
+                                      headers={"Idempotency-Key": f"kill-{n}"})
+                    answers.append(r.status)
+                    if r.status in (200, 201):
+                        runs.append(r.json["run_id"])
+                        break
+                    assert r.status == 502, r
+                time.sleep(1.5)
+            time.sleep(4)
+        finally:
+            killer.stop.set()
+            kt.join()
+        if killer.sweep_pid() not in proc_table():
+            killer.restart_sweep()
+        assert len(runs) == 6 and len(set(runs)) == 6, answers
+        assert stack.rows("SELECT count(*) FROM plan_runs")[0][0] == 6
 
-            deadline = time.monotonic() + 150
-            last, still = None, 0
-            while time.monotonic() < deadline:
-                state = stack.rows("SELECT id, status, progressed_at FROM plan_runs ORDER BY id")
-                if all(s not in ("running", "compensating") for (_, s, _) in state):
-                    break
-                still = still + 1 if state == last else 0
-                last = state
-                if still >= 30:  # nothing moved for ~3 s: let a lease's worth of time pass
-                    stack.sweep_once(400)
-                    still = 0
-                time.sleep(0.1)
-            statuses = dict((i, s) for (i, s, _) in stack.rows("SELECT id, status, progressed_at FROM plan_runs"))
-            assert set(statuses.values()) == {"succeeded"}, (statuses, dict(killer.kills))
+        deadline = time.monotonic() + 150
+        last, still = None, 0
+        while time.monotonic() < deadline:
+            state = stack.rows("SELECT id, status, progressed_at FROM plan_runs ORDER BY id")
+            if all(s not in ("running", "compensating") for (_, s, _) in state):
+                break
+            still = still + 1 if state == last else 0
+            last = state
+            if still >= 30:  # nothing moved for ~3 s: let a lease's worth of time pass
+                stack.sweep_once(400)
+                still = 0
+            time.sleep(0.1)
+        statuses = dict((i, s) for (i, s, _) in stack.rows("SELECT id, status, progressed_at FROM plan_runs"))
+        assert set(statuses.values()) == {"succeeded"}, (statuses, dict(killer.kills))
 
-            # Every step agrees with its job; each run's steps all ended.
-            for (run, step, status, job) in stack.rows("SELECT run_id, step_id, status, job_id FROM plan_steps"):
-                assert status == "succeeded", (run, step, status)
-                if step != "soak":
-                    assert stack.rows("SELECT state FROM jobs WHERE id = ?", job) == [("succeeded",)], (run, step)
-            # No plan job left open, and no lock held.
-            assert stack.rows("SELECT count(*) FROM jobs WHERE state NOT IN "
-                              "('succeeded', 'failed', 'timed_out', 'cancelled', 'rejected', 'expired')")[0][0] == 0
-            assert stack.rows("SELECT count(*) FROM locks WHERE job_id IS NOT NULL")[0][0] == 0
-            report = doctor(stack)
-            assert report.returncode == 0, report.stdout + report.stderr
-            assert sum(killer.kills.values()) >= 3, dict(killer.kills)
-            print("kills:", dict(killer.kills), "answers:", answers)
-            pipelines.wait_idle(timeout=60)
-    finally:
-        pipelines.stop()
-        fake.stop()
+        # Every step agrees with its job; each run's steps all ended.
+        for (run, step, status, job) in stack.rows("SELECT run_id, step_id, status, job_id FROM plan_steps"):
+            assert status == "succeeded", (run, step, status)
+            if step != "soak":
+                assert stack.rows("SELECT state FROM jobs WHERE id = ?", job) == [("succeeded",)], (run, step)
+        # No plan job left open, and no lock held.
+        assert stack.rows("SELECT count(*) FROM jobs WHERE state NOT IN "
+                          "('succeeded', 'failed', 'timed_out', 'cancelled', 'rejected', 'expired')")[0][0] == 0
+        assert stack.rows("SELECT count(*) FROM locks WHERE job_id IS NOT NULL")[0][0] == 0
+        report = doctor(stack)
+        assert report.returncode == 0, report.stdout + report.stderr
+        assert sum(killer.kills.values()) >= 3, dict(killer.kills)
+        print("kills:", dict(killer.kills), "answers:", answers)
