@@ -469,15 +469,17 @@ import Testing
         let run = try w.start(
             Self.plan([Plan.Step(id: "h", action: .check(check)), Self.deploy("s", "shop", "staging", after: ["h"])]))
         let transport = ScriptedTransport([
-            .success(OutboundResponse(status: 503, body: [])), .success(OutboundResponse(status: 200, body: [])),
+            .failure(TransportError(message: "Failed to connect to h.example port 443", retryable: true)),
+            .success(OutboundResponse(status: 200, body: [])),
         ])
         var delivery = Delivery(db: w.store.db, paths: w.store.paths, transport: transport)
         try delivery.deliver(Delivery.due(w.store.db, now: w.store.now), now: { w.store.now })
         #expect(transport.sent.count == 1)
         #expect(transport.sent[0].0.method == "GET")
         #expect(transport.sent[0].1 == "https://h.example/health?token=sekrit")
-        #expect(try w.step(run, "h").reason == "answered 503, expected 200")
-        #expect(try w.store.count("outbox", "payload LIKE '%sekrit%' OR last_error LIKE '%sekrit%'") == 0)
+        #expect(try w.step(run, "h").reason == "no answer (the request failed)")
+        #expect(try w.store.count("outbox", "payload LIKE '%h.example%' OR last_error LIKE '%h.example%'") == 0)
+        #expect(try w.store.count("plan_steps", "reason LIKE '%h.example%'") == 0)
         w.store.now += 30
         _ = try w.sweep()
         try delivery.deliver(Delivery.due(w.store.db, now: w.store.now), now: { w.store.now })

@@ -7,6 +7,7 @@ to pass).
 Plans are written as the engine's snapshots into the store (`PlanCatalog`'s stand-in for the plan
 documents' store, until it merges)."""
 import contextlib
+import http.server
 import json
 import sqlite3
 import sys
@@ -16,13 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, launch
+from conftest import ROOT, free_port, launch
 
 sys.path.insert(0, str(ROOT / "infra"))
 from demo_pipeline import Pipelines  # noqa: E402
 from demo_provider import FakeProvider  # noqa: E402
 
-SECRETS = {"token": "ghp_canaryPLANtoken01", "runner": "canaryPLANrunnerSecret"}
+HEALTH_PORT = free_port()
+HEALTH_TOKEN = "canaryPLANhealthToken"
+SECRETS = {"token": "ghp_canaryPLANtoken01", "runner": "canaryPLANrunnerSecret",
+           "shop-health": f"http://127.0.0.1:{HEALTH_PORT}/health?token={HEALTH_TOKEN}"}
 FAST = {"DEMO_STEP_SECONDS": "0.3", "DEMO_SLOW_STEP_SECONDS": "2", "DRAVEN_HEARTBEAT_EVERY": "1"}
 
 
@@ -290,6 +294,47 @@ def test_a_repeated_start_and_refusals_change_nothing(world):
     assert r.status == 200 and r.json["status"] == "cancelled", r
     r = stack.request("GET", "/api/v1/runs?status=cancelled", token=stack.tokens["alice"])
     assert run in [x["run_id"] for x in r.json["runs"]]
+
+
+class Health(http.server.BaseHTTPRequestHandler):
+    """The staging health endpoint a check step GETs: 503 for the first request, 200 after."""
+    seen = []
+
+    def do_GET(self):  # noqa: N802
+        Health.seen.append(self.path)
+        self.send_response(503 if len(Health.seen) == 1 else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_check_step_gets_the_secret_url_through_the_deliverer_until_it_answers_as_expected(world):
+    stack = world
+    server = http.server.HTTPServer(("127.0.0.1", HEALTH_PORT), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        check = {"id": "health", "depends_on": [], "timeout": 120, "condition": None, "compensate": None,
+                 "action": {"type": "check", "url_secret": "shop-health", "expect_status": 200, "every": 1, "for": 0}}
+        apply_plan(stack, "checked", [check, deploy("prod", "shop", "prod", after=["health"])])
+        run = start(stack, "checked")
+        shown = wait_step(stack, run, "health", {"running"})
+        deadline = time.monotonic() + 10
+        while show(stack, run)["steps"]["health"]["reason"] != "answered 503, expected 200":
+            assert time.monotonic() < deadline, show(stack, run)
+            time.sleep(0.05)
+        assert Health.seen == [f"/health?token={HEALTH_TOKEN}"]
+        out = stack.sweep_once(2).stdout
+        assert f"run {run} step health checking" in out, out
+        done = wait_run(stack, run, {"succeeded", "failed"})
+        assert done["status"] == "succeeded", done
+        assert done["steps"]["health"]["outputs"] == {"status": 200} and len(Health.seen) == 2
+        stack.assert_secrets_absent([HEALTH_TOKEN, f"127.0.0.1:{HEALTH_PORT}"],
+                                    ("audit", "outbox", "plan_steps", "plan_runs", "job_events"))
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_sigkill_of_functions_and_the_sweep_mid_run_leaves_every_run_consistent_and_able_to_go_on(tmp_path_factory):

@@ -195,9 +195,11 @@ package struct Delivery {
         var error: String?
         var redactor = Redactor.patternsOnly
         do {
-            status = try transport.send(request, credential: try credential(for: request, redactor: &redactor)).status
+            let credential = try credential(for: request, redactor: &redactor)
+            status = try transport.send(request, credential: credential).status
         } catch let e as TransportError {
-            error = redactor.clean(e.message)
+            // Not libcurl's message: it names the host and port, and the URL is the secret.
+            error = e.timedOut ? "no answer within 10 s" : "no answer (the request failed)"
         } catch let e as SecretsError {
             error = "secrets store: \(e)"
         }
