@@ -541,6 +541,27 @@ import Testing
         }
     }
 
+    @Test func metricsCountRunsFailuresAndDurations() throws {
+        let w = try World()
+        let ok = try w.start(Self.plan([Self.deploy("a", "shop", "staging")]))
+        let bad = try w.start(Self.plan([Self.deploy("b", "api", "staging")]))
+        _ = try w.start(Self.plan([Plan.Step(id: "gate", action: .approval(approvals: 1, groups: []))]))
+        w.store.now += 120
+        try w.end(try w.job(ok, "a"), .succeeded)
+        try w.end(try w.job(bad, "b"), .failed)
+        let text = try Metrics.render(w.store.db)
+        for line in [
+            "draven_plan_runs_active 1", #"draven_plan_runs_completed_total{result="succeeded"} 1"#,
+            #"draven_plan_runs_completed_total{result="failed"} 1"#,
+            #"draven_plan_step_failures_total{cause="failed"} 1"#,
+            #"draven_plan_run_duration_seconds_bucket{le="60"} 0"#,
+            #"draven_plan_run_duration_seconds_bucket{le="300"} 2"#,
+            "draven_plan_run_duration_seconds_sum 240", "draven_plan_step_duration_seconds_count 1",
+        ] {
+            #expect(text.contains(line + "\n"), "\(line)")
+        }
+    }
+
     @Test func inputsAreCheckedAgainstTheirTypesPatternsAndDefaults() throws {
         let plan = Plan(
             id: "p", version: 1,

@@ -292,6 +292,42 @@ package enum PlanRuns {
         ) { $0.optionalInt(0) }
     }
 
+    // MARK: - metrics
+
+    /// How many runs are in each status.
+    package static func statusCounts(_ db: Database) throws -> [(status: String, count: Int64)] {
+        try db.query("SELECT status, count(*) FROM plan_runs GROUP BY status ORDER BY status") {
+            ($0.text(0), $0.int(1))
+        }
+    }
+
+    /// Steps whose last attempt failed (ended failed or timed out, or waiting to retry), by cause.
+    package static func failureCounts(_ db: Database) throws -> [(cause: String, count: Int64)] {
+        try db.query(
+            """
+            SELECT cause, count(*) FROM plan_steps WHERE cause IS NOT NULL
+              AND status IN ('failed', 'timed_out', 'retrying') GROUP BY cause ORDER BY cause
+            """
+        ) { ($0.text(0), $0.int(1)) }
+    }
+
+    /// A histogram of durations (s): of ended runs (`steps` false: start to end) or of succeeded
+    /// steps (their last attempt): how many are at most each of `bounds`, how many in all, their sum.
+    package static func durations(_ db: Database, steps: Bool, bounds: [Int64]) throws
+        -> (buckets: [Int64], count: Int64, sum: Int64)
+    {
+        let source =
+            steps
+            ? "SELECT completed_at - attempt_at AS d FROM plan_steps WHERE status = 'succeeded' AND attempt_at IS NOT NULL"
+            : "SELECT ended_at - started_at AS d FROM plan_runs WHERE ended_at IS NOT NULL"
+        let sums = bounds.enumerated().map { "coalesce(sum(d <= ?\($0.offset + 1)), 0)" }.joined(separator: ", ")
+        return try db.first(
+            "SELECT \(sums), count(*), coalesce(sum(d), 0) FROM (\(source))", bounds.map { .int($0) }
+        ) { row in
+            (bounds.indices.map { row.int(Int32($0)) }, row.int(Int32(bounds.count)), row.int(Int32(bounds.count + 1)))
+        } ?? (bounds.map { _ in 0 }, 0, 0)
+    }
+
     // MARK: - estimates
 
     /// The mean duration (s) of each step of plan `plan` that succeeded in earlier runs.
