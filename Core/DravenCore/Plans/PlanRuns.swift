@@ -318,7 +318,9 @@ package enum PlanRuns {
     {
         let source =
             steps
-            ? "SELECT completed_at - attempt_at AS d FROM plan_steps WHERE status = 'succeeded' AND attempt_at IS NOT NULL"
+            ? """
+            SELECT completed_at - attempt_at AS d FROM plan_steps WHERE status = 'succeeded' AND attempt_at IS NOT NULL
+            """
             : "SELECT ended_at - started_at AS d FROM plan_runs WHERE ended_at IS NOT NULL"
         let sums = bounds.enumerated().map { "coalesce(sum(d <= ?\($0.offset + 1)), 0)" }.joined(separator: ", ")
         return try db.first(
