@@ -228,6 +228,56 @@ import Testing
         #expect(try w.run(run).status == .failed)
     }
 
+    @Test func aBusyEnvironmentWhosePolicyRejectsRefusesTheStepAndTheJobItCreatedIsUndone() throws {
+        let w = try World()
+        // api/staging's policy is `lock = "reject"`; a deploy outside the plan holds its lock.
+        let holder = try w.store.db.immediate { tx in
+            let input = DeployRequest(project: "api", environment: "staging", ref: "main", refKind: "branch")
+            let checked = try Deploys.check(tx.db, input, by: try w.principal("alice"))
+            return try Deploys.create(
+                tx, checked, by: try w.principal("alice"), idempotencyKey: nil, subject: "", now: w.store.now
+            ).id
+        }
+        let before = try StoreSnapshot(w.store.db)
+        let run = try w.start(Self.plan([Self.deploy("api", "api", "staging")]))
+        let step = try w.step(run, "api")
+        #expect(step.cause == "refused")
+        #expect(step.reason == "staging is locked by job \(holder) and its policy is to reject, not queue")
+        let after = try StoreSnapshot(w.store.db)
+        // The job the step created before its start was refused is gone with everything it wrote.
+        #expect(after["jobs"] == before["jobs"])
+        #expect(after["job_events"] == before["job_events"])
+        #expect(after["outbox"] == before["outbox"])
+        #expect(after["plan_run_environments"] == before["plan_run_environments"])
+        #expect(try w.state(holder) == .dispatching)
+    }
+
+    @Test func theEstimateAddsEarlierRunsStepDurationsAlongTheDependencies() throws {
+        let w = try World()
+        let plan = Self.plan([
+            Self.deploy("a", "shop", "staging"), Plan.Step(id: "soak", action: .wait(seconds: 600), dependsOn: ["a"]),
+            Self.deploy("b", "shop", "prod", after: ["soak"]),
+        ])
+        let first = try w.start(plan)
+        w.store.now += 100
+        try w.end(try w.job(first, "a"), .succeeded)
+        w.store.now += 600
+        _ = try w.sweep()
+        w.store.now += 50
+        try w.end(try w.job(first, "b"), .succeeded)
+        #expect(try w.run(first).status == .succeeded)
+
+        let second = try w.start(plan)
+        let means = try PlanRuns.meanDurations(w.store.db, plan: "release")
+        #expect(means["a"] == 100 && means["b"] == 50)
+        let run = try w.run(second)
+        #expect(run.estimate(means: means, now: w.store.now) == w.store.now + 100 + 600 + 50)
+        let json = run.json(votes: [:], means: means, now: w.store.now)
+        #expect(json["estimated_completion"] == .string(Clock.rfc3339(w.store.now + 750)))
+        #expect(json["current_steps"] == ["a"])
+        #expect(json["progress"] == .double(0))
+    }
+
     @Test func aTimedOutStepIsCancelledAndRetriedWithBackoff() throws {
         let w = try World()
         let retry = Plan.Retry(maxAttempts: 3, backoff: .exponential, initial: 30, max: 600, on: [.timedOut])
