@@ -24,7 +24,7 @@ package enum PlanAPI: RoutedFunction {
     /// A plan document of 100 steps with long templates fits well within this.
     package static let maxBodyBytes = 256 * 1024
 
-    package static let router = Router<RouteHandler>(planRoutes)
+    package static let router = Router<RouteHandler>(planRoutes + PlanRunRoutes.routes)
 
     static let planRoutes: [(Route, RouteHandler)] = [
         (Route("POST", "/api/v1/plans"), apply),

@@ -71,14 +71,11 @@ package enum Rollback: RoutedFunction {
         _ context: Context
     ) throws -> Int64 {
         context.subject = "\(project)/\(environment)"
-        let db = try context.db()
-        let (target, live) = try JobControl.environmentRollback(
-            db, principal, project: project, environment: environment)
-        let release = try JobControl.rollbackRelease(
-            db, project: project, environment: environment, environmentID: target.environmentID, named: named)
-        return try create(
-            db, like: try Job.require(db, id: live.jobID), to: release, parent: nil, principal: principal,
-            reason: reason ?? "manual rollback to release \(release.id)", context: context)
+        return try context.db().immediate { tx in
+            try Rollbacks.rollBack(
+                tx, project: project, environment: environment, to: .named(named), by: principal, reason: reason,
+                now: context.now)
+        }
     }
 
     /// Undoes job `id`: back to the release live before it. Returns the rollback job's id.
@@ -110,16 +107,9 @@ package enum Rollback: RoutedFunction {
         // Who may start a job of this kind may stop it: deploys need `deploy`, rollbacks and diagnostics `rollback`.
         try JobControl.checkCancel(db, principal, job: job)
         try db.immediate { tx in
-            let current = try Job.require(tx.db, id: id)
-            try JobControl.checkOpen(current)
-            try StateMachine.transition(
-                tx, job: id, to: .cancelled, actor: principal.handle,
+            try JobControl.cancel(
+                tx, job: id, actor: principal.handle,
                 detail: ["by": .string(principal.handle), "reason": .string(reason)], now: context.now)
-            // A run the provider started is asked to stop; a dispatch still in flight is stopped when its answer comes.
-            if current.state.holdsLock, let run = current.runID {
-                try Outbox.enqueue(
-                    tx, kind: .cancel, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: context.now)
-            }
         }
     }
 }

@@ -25,9 +25,10 @@ package enum Trigger: Function {
         return Response(status: replayed ? 200 : 201, json: .object(job.json), headers: headers)
     }
 
-    /// A deploy request by `principal`, decided and recorded: what `POST /api/v1/deploys` and the
-    /// console's deploy form both do. The grant, the policy and the ref are checked, then the key
-    /// (`idempotencyKey`, read at that point), then the job is created and moved on in one transaction.
+    /// A deploy request by `principal`, decided and recorded: what `POST /api/v1/deploys`, chat and the
+    /// console's deploy form do (`Deploys`, which a plan's deploy step uses too). The grant, the policy
+    /// and the ref are checked, then the key (`idempotencyKey`, read at that point), then the job is
+    /// created and moved on in one transaction.
     /// Returns the job and whether it is a replay of an earlier request with the same key.
     /// - Parameter replay: a signed chat request's replay key (`ChatVerification.Replay`), remembered in
     ///   the job's transaction (`deliveries`, event `deploy`), so a copy of the request, even one
@@ -40,19 +41,8 @@ package enum Trigger: Function {
     ) throws -> (job: Job, replayed: Bool) {
         context.subject = "\(input.project)/\(input.environment)"
         let db = try context.db()
-        let target = try Target.find(db, project: input.project, environment: input.environment)
-        try Grants.require(db, principal, .deploy, project: input.project, environment: input.environment)
-        let policy = try Policy.load(db, environmentID: target.environmentID)
-        let ref = try GitRef.parse(input.ref, kind: input.refKind, policyKinds: policy.kinds)
-        try policy.check(ref, environment: input.environment)
+        let checked = try Deploys.check(db, input, by: principal)
         let key = try idempotencyKey()
-        let digest = Sodium.sha256Hex(
-            Array(
-                JSON.array([
-                    .string(input.project), .string(input.environment), .string(ref.qualified),
-                    input.sha.map(JSON.string) ?? .null, .string(input.reason),
-                ]).serializedBytes()))
-
         let (id, replayed) = try db.immediate { tx -> (Int64, Bool) in
             var delivery: Int64?
             if let replay {
@@ -62,25 +52,10 @@ package enum Trigger: Function {
                     throw DravenError.badSignature("this signed request was already used (replay)")
                 }
             }
-            if let key, let existing = try Job.idempotent(tx.db, requestedBy: principal.personID, key: key) {
-                guard existing.requestDigest == digest else { throw DravenError.idempotencyKeyReused }
-                return (existing.id, true)
-            }
-            let new = StateMachine.NewJob(
-                projectID: target.projectID, environmentID: target.environmentID, ref: ref, sha: input.sha,
-                reason: input.reason, requestedBy: principal.personID, policyVersion: policy.version,
-                idempotencyKey: key, requestDigest: digest)
-            let id = try StateMachine.create(
-                tx, new, actor: principal.handle, subject: context.subject, now: context.now)
-            if let delivery { try Deliveries.attach(tx, id: delivery, job: id) }
-            if policy.approvalsRequired > 0 {
-                try StateMachine.transition(
-                    tx, job: id, to: .awaitingApproval, actor: principal.handle,
-                    detail: ["approvals_required": .int(Int64(policy.approvalsRequired))], now: context.now)
-            } else {
-                try StateMachine.start(tx, job: id, policy: policy, actor: principal.handle, now: context.now)
-            }
-            return (id, false)
+            let (id, replayed) = try Deploys.create(
+                tx, checked, by: principal, idempotencyKey: key, subject: context.subject, now: context.now)
+            if let delivery, !replayed { try Deliveries.attach(tx, id: delivery, job: id) }
+            return (id, replayed)
         }
         return (try Job.require(db, id: id), replayed)
     }
@@ -93,35 +68,5 @@ package enum Trigger: Function {
                 pointer: "Idempotency-Key", reason: "must be 1 to 255 printable ASCII characters")
         }
         return key
-    }
-}
-
-/// The fields of a deploy request.
-struct DeployRequest {
-    var project: String
-    var environment: String
-    var ref: String
-    var refKind: String?
-    var sha: String?
-    var reason: String
-
-    static let fields = ["project", "environment", "ref", "ref_kind", "sha", "reason"]
-
-    /// - Throws: `.malformed` unless an object; `.invalidField` naming the first bad field.
-    init(_ body: JSON) throws {
-        let fields = try BodyFields(body, fields: Self.fields, of: "a deploy request")
-        func string(_ name: String, required: Bool, max: Int) throws -> String? {
-            try fields.string(name, required: required, max: max)
-        }
-        project = try string("project", required: true, max: 64)!
-        environment = try string("environment", required: true, max: 64)!
-        ref = try string("ref", required: true, max: 255)!
-        refKind = try string("ref_kind", required: false, max: 16)
-        sha = try string("sha", required: false, max: 64)
-        reason = try string("reason", required: false, max: 1000) ?? ""
-        if let sha, !GitRef.isCommitSHA(sha) {
-            throw DravenError.invalidField(
-                pointer: "/sha", reason: "must be a full commit sha (40 or 64 lowercase hex digits)")
-        }
     }
 }

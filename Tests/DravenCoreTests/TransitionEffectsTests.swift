@@ -77,7 +77,7 @@ import Testing
     @Test func theEffectsRunInTheDocumentedOrder() {
         #expect(
             StateMachine.effects.map { String(describing: type(of: $0)) } == [
-                "RenewLease", "FreeLock", "RecordRelease", "Recover", "StartNextQueued", "Notify",
+                "RenewLease", "FreeLock", "RecordRelease", "Recover", "AdvancePlan", "StartNextQueued", "Notify",
                 "UpdateApprovalMessages",
             ])
     }

@@ -85,6 +85,15 @@ package enum Grants {
         try db.scalar("SELECT 1 FROM person_groups WHERE name = ?1", [.text(name)]) != nil
     }
 
+    /// Whether `person` is a member of any of `groups` (by name).
+    package static func isMember(_ db: Database, person: Int64, ofAny groups: [String]) throws -> Bool {
+        try db.scalar(
+            """
+            SELECT 1 FROM group_members gm JOIN person_groups g ON g.id = gm.group_id
+            WHERE gm.person_id = ?1 AND g.name IN (SELECT value FROM json_each(?2)) LIMIT 1
+            """, [.int(person), .text(JSON.array(groups.map(JSON.string)).serialized())]) != nil
+    }
+
     /// `GET /metrics`: a `metrics` grant on every project.
     /// - Throws: `DravenError.forbidden`.
     package static func requireMetrics(_ db: Database, _ principal: Principal) throws {

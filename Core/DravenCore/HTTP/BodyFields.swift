@@ -34,6 +34,18 @@ package struct BodyFields {
     }
 }
 
+extension BodyFields {
+    /// An object field, empty when absent.
+    /// - Throws: `.invalidField` when present and not an object.
+    package func object(_ name: String) throws -> JSONObject {
+        guard let value = object[name], !value.isNull else { return [:] }
+        guard let o = value.objectValue else {
+            throw DravenError.invalidField(pointer: "/" + name, reason: "must be an object")
+        }
+        return o
+    }
+}
+
 extension Request {
     /// The JSON body, or an empty object when there is none (routes whose fields are all optional).
     package func optionalJSONBody() throws -> JSON {

@@ -18,6 +18,21 @@ package enum JobControl {
         }
     }
 
+    /// Cancels job `id` (it must not have ended: checked here, under the write lock) and asks the
+    /// provider to stop its run through the outbox, after the commit. What `POST
+    /// /api/v1/jobs/{id}/cancel` does, and a plan step's timeout.
+    /// - Throws: `.conflict` (the job has ended).
+    package static func cancel(_ tx: Transaction, job id: Int64, actor: String, detail: JSONObject, now: Int64) throws {
+        let current = try Job.require(tx.db, id: id)
+        try checkOpen(current)
+        try StateMachine.transition(tx, job: id, to: .cancelled, actor: actor, detail: detail, now: now)
+        // A run the provider started is asked to stop; a dispatch still in flight is stopped when its answer comes.
+        if current.state.holdsLock, let run = current.runID {
+            try Outbox.enqueue(
+                tx, kind: .cancel, job: id, payload: ["job_id": .int(id), "run_id": .string(run)], now: now)
+        }
+    }
+
     /// Where rolling back `job` goes (`POST /api/v1/jobs/{id}/rollback`): the release live before
     /// it — before its release if it made one, else the one live now.
     /// - Throws: `.notFound` (no read grant), `.forbidden` (no `rollback` grant), `.conflict` (a

@@ -74,6 +74,11 @@ package enum Releases {
                 """, [.int(environment), .text(name)], row)
     }
 
+    /// A release of the environment by its id.
+    package static func find(_ db: Database, environment: Int64, id: Int64) throws -> Release? {
+        try db.first(select + " WHERE r.environment_id = ?1 AND r.id = ?2", [.int(environment), .int(id)], row)
+    }
+
     /// The release live before `job`'s: before its release if it made one, else the live one.
     package static func before(_ db: Database, environment: Int64, job: Int64) throws -> Release? {
         try db.first(

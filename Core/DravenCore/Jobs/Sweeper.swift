@@ -1,9 +1,10 @@
 /// The time-driven work of one `draven sweep` pass, except delivering the outbox (which needs
 /// libcurl, so the CLI does it after this): expire unapproved jobs, time out running jobs whose
 /// lease ran out, fail jobs stuck in `dispatching`, queue a `poll` of runs the provider has
-/// been silent about, prune archived logs older than `logs.retention` (`JobLogs.prune`), compress
-/// the log chunks stored since the last pass into the store (`JobLogs.compact`) and remove the
-/// spool files of ended jobs (`JobLogs.releaseSpools`).
+/// been silent about, run the timers of plan runs (`PlanEngine.sweep`: waits, retries, checks,
+/// timeouts), prune archived logs older than `logs.retention` (`JobLogs.prune`), compress the log
+/// chunks stored since the last pass into the store (`JobLogs.compact`) and remove the spool files
+/// of ended jobs (`JobLogs.releaseSpools`).
 ///
 /// Idempotent and safe alongside itself and requests: each job is handled in its own
 /// `BEGIN IMMEDIATE` transaction that first checks, under the write lock, that the condition
@@ -31,13 +32,17 @@ package struct Sweeper {
         package var polled: [Int64] = []
         /// Jobs whose archived logs passed the retention period and were removed.
         package var logsPruned: [Int64] = []
+        /// What plan runs' timers did (`PlanEngine.sweep`).
+        package var plans: [String] = []
 
         package var summary: String? {
-            let parts = [
-                ("expired", expired), ("timed out", timedOut), ("failed in dispatching", stuck), ("polling", polled),
-                ("pruned the logs of", logsPruned),
-            ]
-            .filter { !$0.1.isEmpty }.map { "\($0.0) \($0.1.map { "#\($0)" }.joined(separator: " "))" }
+            let parts =
+                [
+                    ("expired", expired), ("timed out", timedOut), ("failed in dispatching", stuck),
+                    ("polling", polled),
+                    ("pruned the logs of", logsPruned),
+                ]
+                .filter { !$0.1.isEmpty }.map { "\($0.0) \($0.1.map { "#\($0)" }.joined(separator: " "))" } + plans
             return parts.isEmpty ? nil : parts.joined(separator: "; ")
         }
     }
@@ -48,6 +53,7 @@ package struct Sweeper {
         report.timedOut = try expireLeases(db, now: now)
         report.stuck = try failStuckDispatches(db, now: now)
         report.polled = try queuePolls(db, now: now)
+        report.plans = try PlanEngine.sweep(db, now: now)
         report.logsPruned = try JobLogs.prune(db, now: now)
         try JobLogs.compact(db)
         try JobLogs.releaseSpools(db)

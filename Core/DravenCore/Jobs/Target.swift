@@ -1,6 +1,6 @@
 /// A live (not retired) project environment, by name. `Target` holds the reads of the
 /// `projects` and `environments` tables outside the state machine (`ConfigApply` writes them).
-package struct Target {
+package struct Target: Sendable {
     package var projectID: Int64
     package var environmentID: Int64
 

@@ -38,6 +38,15 @@ extension Transition {
         }
     }
 
+    /// A job that ended is a plan step's (or a compensation's): its run moves on.
+    package struct AdvancePlan: Effect {
+        package init() {}
+        package func apply(_ tx: Transaction, _ t: inout Transition) throws {
+            guard t.to.isTerminal else { return }
+            try PlanEngine.jobEnded(tx, t)
+        }
+    }
+
     /// When this move freed the lock, the environment's next queued job starts.
     package struct StartNextQueued: Effect {
         package init() {}

@@ -36,26 +36,31 @@ extension StateMachine {
     /// 1. `RenewLease`: entering `running` restarts the lock's lease from now (the dispatch may
     ///    have waited in its backoff).
     /// 2. `FreeLock`: leaving `dispatching`/`running` frees the environment's lock, in the
-    ///    transaction that ends the job. Before 4 and 5, which want the lock.
+    ///    transaction that ends the job. Before 4, 5 and 6, which want the lock.
     /// 3. `RecordRelease`: a succeeded deploy or rollback becomes the environment's live release.
     ///    (A move ends in one state, so 3 and 4 never both apply.)
     /// 4. `Recover`: a deploy that failed or timed out while running gets the environment's
     ///    failure policy: a diagnostic and/or a rollback job, created and started here, so they
     ///    take the freed lock before any queued deploy.
-    /// 5. `StartNextQueued`: when 2 freed the lock, the next queued job of the environment starts
-    ///    (if 4 took the lock, it stays queued).
-    /// 6. `Notify`: a job that ended is announced on the project's channels.
-    /// 7. `UpdateApprovalMessages`: entering or leaving `awaiting_approval` posts or updates the
+    /// 5. `AdvancePlan`: a plan step whose job ended (or a compensation's rollback job) moves
+    ///    its run on (`PlanEngine.jobEnded`): its next steps start here, after recovery (which
+    ///    repairs first) and before the queue, so a next step on the same environment takes the
+    ///    freed lock; it reads the release 3 recorded.
+    /// 6. `StartNextQueued`: when 2 freed the lock, the next queued job of the environment starts
+    ///    (if 4 or 5 took the lock, it stays queued).
+    /// 7. `Notify`: a job that ended is announced on the project's channels.
+    /// 8. `UpdateApprovalMessages`: entering or leaving `awaiting_approval` posts or updates the
     ///    approval request in chat.
     ///
-    /// 6 and 7 come last so the outbox keeps the order it has always had: the dispatches of the
+    /// 7 and 8 come last so the outbox keeps the order it has always had: the dispatches of the
     /// jobs this move started, then the messages about it. A new effect is one line here, put
-    /// where what it reads has been written (a deploy plan's next step goes after 4, before 5).
+    /// where what it reads has been written.
     package static let effects: [any Transition.Effect] = [
         Transition.RenewLease(),
         Transition.FreeLock(),
         Transition.RecordRelease(),
         Transition.Recover(),
+        Transition.AdvancePlan(),
         Transition.StartNextQueued(),
         Transition.Notify(),
         Transition.UpdateApprovalMessages(),

@@ -56,6 +56,8 @@ package struct Delivery {
             try notify(row, now: now)
         case .poll, .cancel:
             try runCall(row, now: now)
+        case .check:
+            try check(row, now: now)
         case nil:
             try settle(row.id, state: .dead, error: "no deliverer for \(row.kind) rows", now: now())
         }
@@ -175,6 +177,36 @@ package struct Delivery {
                     tx, at: at, actor: "draven-deliver", action: "notify.failed", subject: "job/\(row.jobID ?? 0)",
                     outcome: "failed", detail: ["channel": row.payload["channel"] ?? .null, "error": .string(error)])
             }
+        }
+    }
+
+    /// A plan's HTTP check: GET the URL that the secret `url_secret` holds (it is never logged:
+    /// errors name the step), then record the answer and move the run on in one transaction
+    /// (`PlanEngine.checkAnswered`). A failed request is an answer too; the step's `every` and
+    /// timeout decide what comes next, so the row is never retried.
+    private mutating func check(_ row: Row, now: () -> Int64) throws {
+        guard let run = row.payload["run_id"]?.intValue, let step = row.payload["step"]?.stringValue,
+            let secret = row.payload["url_secret"]?.stringValue
+        else { return try settle(row.id, state: .dead, error: "check row without a run step", now: now()) }
+        let request = OutboundRequest(
+            method: "GET", url: "check of plan run \(run) step \(step)", headers: [], body: [], credential: .url,
+            secretName: secret, timeoutMS: 10_000)
+        var status: Int?
+        var error: String?
+        var redactor = Redactor.patternsOnly
+        do {
+            let credential = try credential(for: request, redactor: &redactor)
+            status = try transport.send(request, credential: credential).status
+        } catch let e as TransportError {
+            // Not libcurl's message: it names the host and port, and the URL is the secret.
+            error = e.timedOut ? "no answer within 10 s" : "no answer (the request failed)"
+        } catch let e as SecretsError {
+            error = "secrets store: \(e)"
+        }
+        let at = now()
+        try db.immediate { tx in
+            try settle(tx, row.id, state: .delivered, error: error, now: at)
+            try PlanEngine.checkAnswered(tx, run: run, step: step, status: status, error: error, now: at)
         }
     }
 

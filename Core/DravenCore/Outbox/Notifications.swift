@@ -11,30 +11,39 @@ package enum Notifications {
         let id = job.id
         let state = ended.to
         let now = ended.now
-        let notify = try Target.notify(tx.db, projectID: job.projectID)
-        guard notify.count > 0 else { return }
         let link = job.logURL ?? job.runURL
         let summary =
             "\(job.kind.rawValue) #\(job.id) of \(job.project) \(job.ref) to \(job.environment) "
             + "\(words(state)) (asked by \(job.requestedBy))"
         let text = "draven: " + summary + (link.map { " — log: \($0)" } ?? "")
-        let common: JSONObject = ["job_id": .int(id), "state": .string(state.rawValue), "text": .string(text)]
+        try enqueue(
+            tx, projectID: job.projectID, job: id, text: text, subject: "[draven] " + summary,
+            payload: ["job_id": .int(id), "state": .string(state.rawValue)], now: now)
+    }
+
+    /// One row per channel of the project's `[notify]` carrying `text` (and `payload`'s members,
+    /// first): what a job's end and a plan's notify step send.
+    static func enqueue(
+        _ tx: Transaction, projectID: Int64, job: Int64?, text: String, subject: String, payload: JSONObject,
+        now: Int64
+    ) throws {
+        let notify = try Target.notify(tx.db, projectID: projectID)
+        guard notify.count > 0 else { return }
+        let common = payload.merging(["text": .string(text)])
         if let secret = notify["slack_webhook_secret"]?.stringValue {
             try Outbox.enqueue(
-                tx, kind: .notify, job: id, payload: common.merging(["channel": "slack", "secret": .string(secret)]),
+                tx, kind: .notify, job: job, payload: common.merging(["channel": "slack", "secret": .string(secret)]),
                 now: now)
         }
         if let secret = notify["teams_webhook_secret"]?.stringValue {
             try Outbox.enqueue(
-                tx, kind: .notify, job: id, payload: common.merging(["channel": "teams", "secret": .string(secret)]),
+                tx, kind: .notify, job: job, payload: common.merging(["channel": "teams", "secret": .string(secret)]),
                 now: now)
         }
         if let to = notify["email"]?.arrayValue, !to.isEmpty {
             try Outbox.enqueue(
-                tx, kind: .notify, job: id,
-                payload: common.merging([
-                    "channel": "email", "to": .array(to), "subject": .string("[draven] " + summary),
-                ]), now: now)
+                tx, kind: .notify, job: job,
+                payload: common.merging(["channel": "email", "to": .array(to), "subject": .string(subject)]), now: now)
         }
     }
 

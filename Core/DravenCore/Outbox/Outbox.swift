@@ -3,8 +3,9 @@
 /// `draven sweep` make the call (`Delivery`), claiming and settling rows through this type.
 /// Payloads name secrets, never copy them.
 package enum Outbox {
-    /// `poll` asks a run's state, `cancel` asks the provider to cancel a run (`RunControl`).
-    package enum Kind: String, Sendable { case dispatch, notify, poll, cancel }
+    /// `poll` asks a run's state, `cancel` asks the provider to cancel a run (`RunControl`);
+    /// `check` is a plan's HTTP check (`PlanEngine.checkAnswered`).
+    package enum Kind: String, Sendable { case dispatch, notify, poll, cancel, check }
 
     @discardableResult
     package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws

@@ -94,16 +94,19 @@ extension PlanExpression {
     /// false); `<`, `<=`, `>`, `>=` order two integers or two strings (by bytes) and are false for
     /// any other pair. `and`, `or` and `not` read truth: `true`, a non-empty string, a non-zero
     /// integer; `false`, `null`, `''` and `0` are false. The answer of `and`/`or`/`not` is a bool.
-    package func evaluate(_ scope: PlanScope) -> Value {
+    /// `scope` gives a path's value (a run's: `PlanEngine`; a `PlanScope`'s: `evaluate(_: PlanScope)`).
+    package func evaluate(_ scope: (_ path: [String]) -> Value) -> Value {
         switch self {
         case .literal(let value): return value
-        case .path(let path): return scope.value(path)
+        case .path(let path): return scope(path)
         case .not(let e): return .bool(!e.evaluate(scope).isTrue)
         case .and(let a, let b): return .bool(a.evaluate(scope).isTrue && b.evaluate(scope).isTrue)
         case .or(let a, let b): return .bool(a.evaluate(scope).isTrue || b.evaluate(scope).isTrue)
         case .compare(let op, let a, let b): return .bool(op.holds(a.evaluate(scope), b.evaluate(scope)))
         }
     }
+
+    package func evaluate(_ scope: PlanScope) -> Value { evaluate(scope.value) }
 
     /// Whether the condition holds in `scope` (its value is true).
     package func holds(_ scope: PlanScope) -> Bool { evaluate(scope).isTrue }
@@ -460,14 +463,16 @@ extension PlanTemplate {
     }
 
     /// The text with each placeholder replaced by its value's text (`null`: nothing).
-    package func render(_ scope: PlanScope) -> String {
+    package func render(_ scope: (_ path: [String]) -> PlanExpression.Value) -> String {
         parts.map { part in
             switch part {
             case .text(let t): t
-            case .path(let p): scope.value(p).text
+            case .path(let p): scope(p).text
             }
         }.joined()
     }
+
+    package func render(_ scope: PlanScope) -> String { render(scope.value) }
 
     package var paths: [[String]] {
         parts.compactMap { if case .path(let p) = $0 { p } else { nil } }

@@ -85,6 +85,13 @@ package enum Plans {
         try db.first(select + " WHERE id = ?1 ORDER BY version DESC LIMIT 1", [.text(id)], row)
     }
 
+    /// The plan a new run of `id` starts with: its latest version.
+    /// - Throws: `.notFound` when no plan `id` was applied.
+    package static func current(_ db: Database, id: String) throws -> Plan {
+        guard let stored = try latest(db, id: id) else { throw DravenError.notFound(what: "no plan \(id)") }
+        return try stored.plan()
+    }
+
     /// Version `version` of plan `id`.
     package static func load(_ db: Database, id: String, version: Int64) throws -> Stored? {
         try db.first(select + " WHERE id = ?1 AND version = ?2", [.text(id), .int(version)], row)

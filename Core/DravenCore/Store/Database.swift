@@ -224,6 +224,25 @@ package struct Transaction {
     /// Notes an outbox row written in this transaction; it is handed to the deliverer only if
     /// the transaction commits.
     func enqueued(_ id: Int64) { db.uncommittedOutbox.append(id) }
+
+    /// Runs `body` inside a `SAVEPOINT`: if it throws, what it wrote (outbox rows included) is
+    /// undone and the error rethrown, and the rest of the transaction goes on. For a decision
+    /// that may be refused half-way (a plan step's deploy: the job is created, then its start is
+    /// refused), so the refusal leaves nothing behind.
+    package func savepoint<T>(_ body: () throws -> T) throws -> T {
+        let mark = db.uncommittedOutbox.count
+        try db.execute("SAVEPOINT draven_step")
+        do {
+            let value = try body()
+            try db.execute("RELEASE draven_step")
+            return value
+        } catch {
+            try db.execute("ROLLBACK TO draven_step")
+            try db.execute("RELEASE draven_step")
+            db.uncommittedOutbox.removeLast(db.uncommittedOutbox.count - mark)
+            throw error
+        }
+    }
 }
 
 extension Statement {

@@ -14,8 +14,8 @@ package enum Migrations {
         ("0012-job-logs", jobLogs),
         ("0013-live-releases", liveReleases),
         ("0014-log-spool", logSpool),
-        // Numbered 0014 on its own branch, next to 0014-log-spool: ids are whole strings, applied in this order.
         ("0015-plans", plans),
+        ("0016-plan-runs", planRuns),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -482,5 +482,80 @@ package enum Migrations {
             applied_by TEXT NOT NULL,          -- the person's handle, or cli:USER for draven apply
             PRIMARY KEY (id, version)
         ) STRICT;
+        """
+
+    static let planRuns = """
+        -- 0016-plan-runs. Runs of deploy plans (PlanRuns): each keeps the plan it started with (a
+        -- snapshot, so later versions never change it) and one row per step.
+        CREATE TABLE plan_runs (
+            id INTEGER PRIMARY KEY,
+            plan_id TEXT NOT NULL,
+            plan_version INTEGER NOT NULL,
+            plan TEXT NOT NULL,                -- the plan as it runs (Plan.snapshot)
+            status TEXT NOT NULL CHECK (status IN ('running', 'paused', 'failed', 'succeeded', 'compensating',
+                                                   'compensated', 'compensation_failed', 'cancelled')),
+            inputs TEXT NOT NULL,              -- JSON object: every input, defaults filled
+            reason TEXT NOT NULL DEFAULT '',
+            started_by INTEGER NOT NULL REFERENCES people(id),
+            idempotency_key TEXT,
+            request_digest TEXT,
+            started_at INTEGER NOT NULL,
+            progressed_at INTEGER NOT NULL,    -- when a step last started or ended ("stuck" counts from it)
+            ended_at INTEGER,
+            detail TEXT NOT NULL DEFAULT '{}'  -- why it ended: the failed step, what compensation left
+        ) STRICT;
+        CREATE INDEX plan_runs_status ON plan_runs (status, id);
+        CREATE INDEX plan_runs_plan ON plan_runs (plan_id, id);
+        CREATE UNIQUE INDEX plan_runs_idempotency ON plan_runs (started_by, idempotency_key)
+            WHERE idempotency_key IS NOT NULL;
+
+        CREATE TABLE plan_steps (
+            run_id INTEGER NOT NULL REFERENCES plan_runs(id),
+            step_id TEXT NOT NULL,
+            position INTEGER NOT NULL,         -- in the plan's document order
+            status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'retrying', 'succeeded', 'failed',
+                                                   'timed_out', 'skipped', 'cancelled')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            budget_from INTEGER NOT NULL DEFAULT 0,  -- attempts made before the last manual retry
+            job_id INTEGER REFERENCES jobs(id),      -- the job of the last attempt (deploy, diagnostic)
+            started_at INTEGER,                -- the first attempt's start
+            attempt_at INTEGER,                -- the last attempt's start
+            completed_at INTEGER,
+            due_at INTEGER,                    -- when sweep acts next: a wait ends, a retry starts, a check goes out
+            deadline_at INTEGER,               -- when the attempt times out
+            cause TEXT,                        -- why the last attempt failed (Plan.Cause, or refused, rejected …)
+            reason TEXT NOT NULL DEFAULT '',   -- why it was skipped, or how it ended
+            outputs TEXT NOT NULL DEFAULT '{}',
+            ok_since INTEGER,                  -- a check: since when its answers have had the expected status
+            compensation TEXT CHECK (compensation IN ('running', 'compensated', 'unchanged', 'failed')),
+            compensation_job INTEGER REFERENCES jobs(id),
+            PRIMARY KEY (run_id, step_id)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX plan_steps_job ON plan_steps (job_id) WHERE job_id IS NOT NULL;
+        CREATE INDEX plan_steps_compensation_job ON plan_steps (compensation_job) WHERE compensation_job IS NOT NULL;
+        CREATE INDEX plan_steps_due ON plan_steps (due_at) WHERE due_at IS NOT NULL;
+        CREATE INDEX plan_steps_deadline ON plan_steps (deadline_at) WHERE deadline_at IS NOT NULL;
+
+        -- Votes on approval steps: one per person and step.
+        CREATE TABLE plan_step_votes (
+            run_id INTEGER NOT NULL,
+            step_id TEXT NOT NULL,
+            person_id INTEGER NOT NULL REFERENCES people(id),
+            decision TEXT NOT NULL CHECK (decision IN ('approve', 'reject')),
+            comment TEXT NOT NULL DEFAULT '',
+            at INTEGER NOT NULL,
+            PRIMARY KEY (run_id, step_id, person_id),
+            FOREIGN KEY (run_id, step_id) REFERENCES plan_steps(run_id, step_id)
+        ) STRICT, WITHOUT ROWID;
+
+        -- The environments a run deployed to, with the release live before it first did: where
+        -- compensation rolls back to, and how it tells whether the run changed anything there.
+        CREATE TABLE plan_run_environments (
+            run_id INTEGER NOT NULL REFERENCES plan_runs(id),
+            environment_id INTEGER NOT NULL REFERENCES environments(id),
+            release_before INTEGER REFERENCES releases(id),   -- NULL: the environment had no release
+            touched_at INTEGER NOT NULL,
+            PRIMARY KEY (run_id, environment_id)
+        ) STRICT, WITHOUT ROWID;
         """
 }
