@@ -78,10 +78,22 @@ package enum WebhookReceive: Function {
             }
             let moved = try PushEvent.apply(
                 tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
-            if !moved.isEmpty {
-                return (
-                    200, ["status": "applied", "event": .string(eventName), "sha_changed": .array(moved.map(JSON.int))]
-                )
+            // A push may start deploy plans whose triggers watch the ref (once: this delivery is new).
+            let plans =
+                moves.isEmpty
+                ? PlanEngine.PushStarts()
+                : try PlanEngine.startOnPush(
+                    tx, project: integration.project, moves: moves, delivery: deliveryID, now: context.now)
+            if !moved.isEmpty || !plans.runs.isEmpty || !plans.refused.isEmpty {
+                var answer: JSONObject = ["status": "applied", "event": .string(eventName)]
+                if !moved.isEmpty { answer["sha_changed"] = .array(moved.map(JSON.int)) }
+                if !plans.runs.isEmpty { answer["plan_runs"] = .array(plans.runs.map(JSON.int)) }
+                if !plans.refused.isEmpty {
+                    var refused = JSONObject()
+                    for (plan, why) in plans.refused.sorted(by: { $0.key < $1.key }) { refused[plan] = .string(why) }
+                    answer["plans_refused"] = .object(refused)
+                }
+                return (200, answer)
             }
             guard event.relevant else { return (200, ["status": "ignored", "event": .string(eventName)]) }
             guard

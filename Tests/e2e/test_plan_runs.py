@@ -6,6 +6,8 @@ to pass).
 
 Plans are applied as documents through `POST /api/v1/plans` (test_plans.py covers applying itself)."""
 import contextlib
+import hashlib
+import hmac
 import http.server
 import json
 import sys
@@ -23,7 +25,7 @@ from demo_provider import FakeProvider  # noqa: E402
 
 HEALTH_PORT = free_port()
 HEALTH_TOKEN = "canaryPLANhealthToken"
-SECRETS = {"token": "ghp_canaryPLANtoken01", "runner": "canaryPLANrunnerSecret",
+SECRETS = {"token": "ghp_canaryPLANtoken01", "runner": "canaryPLANrunnerSecret", "hook": "canaryPLANhookSecret",
            "shop-health": f"http://127.0.0.1:{HEALTH_PORT}/health?token={HEALTH_TOKEN}"}
 FAST = {"DEMO_STEP_SECONDS": "0.3", "DEMO_SLOW_STEP_SECONDS": "2", "DRAVEN_HEARTBEAT_EVERY": "1"}
 
@@ -407,3 +409,68 @@ def test_sigkill_of_functions_and_the_sweep_mid_run_leaves_every_run_consistent_
         assert report.returncode == 0, report.stdout + report.stderr
         assert sum(killer.kills.values()) >= 3, dict(killer.kills)
         print("kills:", dict(killer.kills), "answers:", answers)
+
+
+def push(stack, ref, delivery):
+    """A signed GitHub push of `ref` to acme/shop (the real push payload, its ref and head changed)."""
+    event = json.loads((ROOT / "events" / "github" / "push.json").read_text())
+    event.update(ref=ref, after="ab" * 20, deleted=False)
+    event["repository"]["full_name"] = "acme/shop"
+    body = json.dumps(event).encode()
+    return stack.request("POST", "/hooks/github", body, headers={
+        "X-GitHub-Event": "push", "X-GitHub-Delivery": delivery,
+        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRETS["hook"].encode(), body, hashlib.sha256).hexdigest()})
+
+
+def test_a_tag_push_starts_its_plan_once(world):
+    """A push of a tag the plan's trigger matches starts one run, requested by the trigger's run_as,
+    with the tag as its input; the same delivery again starts nothing; other refs start nothing."""
+    stack = world
+    document = {"id": "on-tag", "inputs": {"ref": {"type": "tag", "pattern": "v*"}},
+                "triggers": [{"on": "push", "project": "shop", "tag": "v*", "run_as": "carol"}],
+                "steps": [deploy("stage", "shop", "staging")]}
+    assert stack.request("POST", "/api/v1/plans", document, token=stack.tokens["alice"]).status == 201
+    runs = lambda: stack.rows("SELECT id FROM plan_runs WHERE plan_id = 'on-tag'")
+
+    r = push(stack, "refs/tags/v2.0.0", "tag-push-1")
+    assert r.status == 200 and r.json["status"] == "applied", r
+    (run,) = r.json["plan_runs"]
+    again = push(stack, "refs/tags/v2.0.0", "tag-push-1")  # GitHub's redelivery keeps the delivery id
+    assert again.status == 200 and again.json["status"] == "duplicate", again
+    for ref, delivery in (("refs/heads/main", "branch-push"), ("refs/tags/release-1", "other-tag")):
+        r = push(stack, ref, delivery)
+        assert r.status == 200 and "plan_runs" not in r.json, r
+    assert runs() == [(run,)]
+    assert stack.rows("SELECT count(*) FROM audit WHERE action = 'plan_run.refused' AND subject = 'plan/on-tag'") \
+        == [(0,)]
+
+    done = wait_run(stack, run, {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    job = done["steps"]["stage"]["job_id"]
+    assert stack.rows("SELECT j.ref, p.handle FROM jobs j JOIN people p ON p.id = j.requested_by WHERE j.id = ?",
+                      job) == [("refs/tags/v2.0.0", "carol")]
+    (actor, detail), = stack.rows("SELECT actor, detail FROM audit WHERE action = 'plan_run.start' "
+                                  "AND json_extract(detail, '$.plan') = 'on-tag'")
+    assert actor == "carol" and "tag-push-1" in json.loads(detail)["reason"]
+
+
+def test_a_push_a_plan_cannot_start_with_is_refused_alone_and_audited(world):
+    """Two plans watch v* tags; the push's name does not match one's input pattern: that one is
+    refused (audited, answered), the other starts, and the push is still recorded once."""
+    stack = world
+    for plan_id, pattern in (("tag-any", "v*"), ("tag-nines", "v9*")):
+        document = {"id": plan_id, "inputs": {"ref": {"type": "tag", "pattern": pattern}},
+                    "triggers": [{"on": "push", "project": "shop", "tag": "v*", "run_as": "bob"}],
+                    "steps": [{"id": "pause", "type": "wait", "duration": "1s"}]}
+        assert stack.request("POST", "/api/v1/plans", document, token=stack.tokens["alice"]).status == 201
+    r = push(stack, "refs/tags/v3.1.0", "tag-push-2")
+    assert r.status == 200, r
+    started = {plan for (plan,) in stack.rows("SELECT plan_id FROM plan_runs WHERE id IN (%s)"
+                                               % ",".join(str(i) for i in r.json["plan_runs"]))}
+    assert "tag-any" in started and "tag-nines" not in started
+    assert "v9*" in r.json["plans_refused"]["tag-nines"], r.json
+    assert stack.rows("SELECT count(*) FROM plan_runs WHERE plan_id = 'tag-nines'") == [(0,)]
+    (actor, detail), = stack.rows(
+        "SELECT actor, detail FROM audit WHERE action = 'plan_run.refused' AND subject = 'plan/tag-nines'")
+    assert actor == "bob" and json.loads(detail)["delivery"] == "tag-push-2"
+    assert stack.rows("SELECT count(*) FROM deliveries WHERE delivery_id = 'tag-push-2'") == [(1,)]

@@ -33,6 +33,7 @@ extension Plan {
                 var trigger: JSONObject = ["on": "push", "project": .string(t.project)]
                 trigger[t.refKind.rawValue] = .string(t.pattern)
                 trigger["input"] = .string(t.input)
+                trigger["run_as"] = .string(t.runAs)
                 return .object(trigger)
             })
         return out

@@ -254,7 +254,7 @@ extension Plan {
             throw DravenError.invalidField(pointer: pointer, reason: "must be an object ({\"on\": \"push\", …})")
         }
         let r = PlanReader(object, pointer, what: "a trigger")
-        try r.only(["on", "project", "tag", "branch", "input"])
+        try r.only(["on", "project", "tag", "branch", "input", "run_as"])
         _ = try r.choice("on", ["push"], required: true)
         let project = try r.name("project")
         let tag = try r.string("tag", max: 255, nonEmpty: true)
@@ -282,7 +282,9 @@ extension Plan {
             }
             name = first.name
         }
-        return Trigger(project: project, refKind: kind, pattern: tag ?? branch!, input: name)
+        // Last, so that the documents refused for the keys above are refused for them.
+        let runAs = try r.name("run_as")
+        return Trigger(project: project, refKind: kind, pattern: tag ?? branch!, input: name, runAs: runAs)
     }
 
     // MARK: - across steps
@@ -408,7 +410,13 @@ extension Plan {
             default: break
             }
         }
-        for (i, trigger) in triggers.enumerated() { try project(trigger.project, "/triggers/\(i)/project") }
+        for (i, trigger) in triggers.enumerated() {
+            try project(trigger.project, "/triggers/\(i)/project")
+            guard try People.enabledID(db, handle: trigger.runAs) != nil else {
+                throw DravenError.invalidField(
+                    pointer: "/triggers/\(i)/run_as", reason: "names no person who may sign in (\(trigger.runAs))")
+            }
+        }
     }
 }
 

@@ -73,20 +73,23 @@ package struct Plan: Sendable, Equatable {
         }
     }
 
-    /// A push that starts a run: `{"on": "push", "project": "shop", "tag": "v*"}` (or `"branch"`),
-    /// verified like any provider webhook; once per delivery. The pushed ref's name becomes the
-    /// input `input` (default: the plan's first input).
+    /// A push that starts a run: `{"on": "push", "project": "shop", "tag": "v*", "run_as": "alice"}`
+    /// (or `"branch"`), verified like any provider webhook; once per delivery. The pushed ref's name
+    /// becomes the input `input` (default: the plan's first input). The run is requested by the
+    /// person `runAs`: their grants apply at every step, as a scheduled pipeline runs as its owner.
     package struct Trigger: Sendable, Equatable {
         package var project: String
         package var refKind: Plan.Input.Kind
         package var pattern: String
         package var input: String
+        package var runAs: String
 
-        package init(project: String, refKind: Plan.Input.Kind, pattern: String, input: String) {
+        package init(project: String, refKind: Plan.Input.Kind, pattern: String, input: String, runAs: String) {
             self.project = project
             self.refKind = refKind
             self.pattern = pattern
             self.input = input
+            self.runAs = runAs
         }
     }
 

@@ -71,6 +71,18 @@ package enum Plans {
             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
             """,
             [.text(row.id), .int(row.version), .text(digest), .text(row.document), .int(now), .text(actor)])
+        try tx.db.run("DELETE FROM plan_triggers WHERE plan_id = ?1", [.text(plan.id)])
+        for (i, t) in plan.triggers.enumerated() {
+            try tx.db.run(
+                """
+                INSERT INTO plan_triggers (plan_id, position, project, ref_kind, pattern, input, run_as)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                """,
+                [
+                    .text(plan.id), .int(Int64(i)), .text(t.project), .text(t.refKind.rawValue), .text(t.pattern),
+                    .text(t.input), .text(t.runAs),
+                ])
+        }
         try Audit.record(
             tx, at: now, actor: actor, action: "plan.apply", subject: "plan/\(plan.id)",
             detail: [
@@ -83,6 +95,24 @@ package enum Plans {
     /// The latest version of plan `id`.
     package static func latest(_ db: Database, id: String) throws -> Stored? {
         try db.first(select + " WHERE id = ?1 ORDER BY version DESC LIMIT 1", [.text(id)], row)
+    }
+
+    /// A latest version's push trigger (`plan_triggers`).
+    package struct PushTrigger: Sendable, Equatable {
+        package var planID: String
+        package var pattern: String
+        package var input: String
+        package var runAs: String
+    }
+
+    /// The triggers of pushes of `kind` (tag or branch) to `project`, by plan id.
+    package static func pushTriggers(_ db: Database, project: String, kind: Plan.Input.Kind) throws -> [PushTrigger] {
+        try db.query(
+            """
+            SELECT plan_id, pattern, input, run_as FROM plan_triggers WHERE project = ?1 AND ref_kind = ?2
+            ORDER BY plan_id, position
+            """, [.text(project), .text(kind.rawValue)]
+        ) { PushTrigger(planID: $0.text(0), pattern: $0.text(1), input: $0.text(2), runAs: $0.text(3)) }
     }
 
     /// The plan a new run of `id` starts with: its latest version.

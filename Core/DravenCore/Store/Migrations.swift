@@ -482,6 +482,20 @@ package enum Migrations {
             applied_by TEXT NOT NULL,          -- the person's handle, or cli:USER for draven apply
             PRIMARY KEY (id, version)
         ) STRICT;
+
+        -- The latest version's push triggers, one row each: what a push webhook looks up (by project
+        -- and kind) without reading every plan's document.
+        CREATE TABLE plan_triggers (
+            plan_id TEXT NOT NULL,
+            position INTEGER NOT NULL,
+            project TEXT NOT NULL,
+            ref_kind TEXT NOT NULL CHECK (ref_kind IN ('tag', 'branch')),
+            pattern TEXT NOT NULL,             -- a glob over the tag's or branch's name
+            input TEXT NOT NULL,               -- the input the pushed name fills
+            run_as TEXT NOT NULL,              -- the handle of the person the run is requested by
+            PRIMARY KEY (plan_id, position)
+        ) STRICT;
+        CREATE INDEX plan_triggers_push ON plan_triggers (project, ref_kind);
         """
 
     static let planRuns = """
