@@ -1075,6 +1075,9 @@ def main():
                         figures.setdefault(name, {})[c] = served(f"draven {name} [{key}]", stack.url + path, args,
                                                                  (lambda: live.count(table)) if table else None, c, stack.busy_errors)
 
+    # 5. Deploy plans: a step's end to the next step's dispatch (its own store and stand-in provider).
+    report["plans"] = plan_advance()
+
     report["elapsed_s"] = round(time.time() - started)
     report["ratios"], report["goals"] = ratios(report)
     (BENCH / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
@@ -1167,6 +1170,13 @@ def ratios(r):
     goal("1M-job numbers within 1.2x of the 10k numbers", f"worst throughput {worst[1]['rps_1M_over_10k']}x ({worst[0]}); "
          f"worst p99 {worst_p99[1]['p99_1M_over_10k']}x ({worst_p99[0]})",
          worst[1]["rps_1M_over_10k"] >= 1 / 1.2 and worst_p99[1]["p99_1M_over_10k"] <= 1.2)
+    if r.get("plans"):
+        pl = r["plans"]
+        goal(f"plans: step N's end to step N+1's dispatch at the provider, p99 over {pl['runs']} runs <= 20 ms",
+             f"p99 {pl['advance_ms']['p99']} ms (p50 {pl['advance_ms']['p50']} ms)", pl["advance_ms"]["p99"] <= 20)
+        goal("plans: webhook-receive with a plan step behind the job <= 1.1x a plain job's (round trip, median)",
+             f"{pl['webhook_plan_over_plain']}x ({pl['webhook_with_plan_step_ms']['p50']} ms vs "
+             f"{pl['webhook_plain_job_ms']['p50']} ms)", pl["webhook_plan_over_plain"] <= 1.1)
     draven_figs = [(k, f, c, fig) for k, v in served_.items() if k != "references" for f, cs in v.items() for c, fig in cs.items()]
     c32 = [fig for k, f, c, fig in draven_figs if c == 32]
     goal("no errors (no 5xx, no SQLITE_BUSY) at c=32", f"{sum(x['not_ok'] + x['socket_errors'] for x in c32)} errors, "
@@ -1343,6 +1353,26 @@ def markdown(r):
     w(f"| Swift prototype → draven webhook-receive, whole process (ms) | {p['process_ms']['swift-prototype']} | "
       f"{r['process']['cold']['webhook-receive']['wall_ms']['median']:.2f} |")
     w("")
+    if r.get("plans"):
+        pl = r["plans"]
+        w("## Deploy plans: how fast a run moves on\n")
+        w(f"`bench.py --plans`: {pl['runs']} runs of a two-step plan (deploy svc/a, then svc/b) on a store of its own "
+          "(bench/plans.bench.toml), with the real deliverer and a stand-in GitHub on 127.0.0.1 "
+          "(infra/demo_provider.py) that notes when each request arrives. *advance*: from sending the signed "
+          "workflow_run webhook that ends a's job to b's dispatch arriving at the stand-in (the run advances in the "
+          "webhook's transaction; draven-deliver, exec'd by the function after it answered, sends the dispatch). "
+          "*webhook round trip*: the same webhook's answer time through nginx + fcgiwrap, for a's job (a plan step "
+          "behind it: the next step's job is created, takes its lock and its dispatch is queued in that transaction) "
+          "and for a plain deploy's job on svc/c.\n")
+        w("| figure | p50 ms | p99 ms |")
+        w("|---|---:|---:|")
+        w(f"| advance: step a ends → step b's dispatch at the provider | {pl['advance_ms']['p50']} | "
+          f"{pl['advance_ms']['p99']} |")
+        w(f"| webhook round trip, a plan step behind the job | {pl['webhook_with_plan_step_ms']['p50']} | "
+          f"{pl['webhook_with_plan_step_ms']['p99']} |")
+        w(f"| webhook round trip, a plain job | {pl['webhook_plain_job_ms']['p50']} | "
+          f"{pl['webhook_plain_job_ms']['p99']} |")
+        w("")
     w("## Goals\n")
     w("| goal | measured | |")
     w("|---|---|---|")
