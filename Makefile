@@ -53,7 +53,7 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
-.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions bench-plans \
+.PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions bench-plans bench-process \
 	bench-console link-order fuzz fuzz-build fuzz-smoke lint format screenshots
 
 deps bench-deps:
@@ -112,6 +112,10 @@ bench-instructions: release bench-deps
 # The console's figures against status and the C floor handler, printed, not written (bench.py --console).
 bench-console: release bench-deps
 	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --console
+
+# Whole-process figures of some cases against the C floor handler, interleaved (bench.py --process "NAME|NAME").
+bench-process: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --process $(if $(CASES),"$(CASES)")
 
 # A deploy plan's advance: step N's job ends -> step N+1's dispatch at a local stand-in (bench.py --plans).
 bench-plans: release bench-deps

@@ -1720,10 +1720,32 @@ def plan_advance():
     return out
 
 
+def process_only():
+    """`bench.py --process [NAME|NAME…]`: whole-process figures of some cases (default: every draven
+    function's typical request) against the C floor handler, in interleaved rounds (3; each case
+    RUNS times per round), printed as wall and CPU ratios per round, not written to the report: for
+    checking one change on a machine that drifts (compare the CPU ratios when it is shared)."""
+    floor = "C floor handler (dynamic)"
+    names = sys.argv[2].split("|") if len(sys.argv) > 2 else \
+        ["webhook-receive", "trigger", "approve", "heartbeat", "status", LOG_CHUNK]
+    live = seeded_live_store("template-10000", 10_000)
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"), live_consoles(console_templates()))
+    wall, cpu = {}, {}
+    for _ in range(3):
+        for name in [floor, *names]:
+            r = runcgi(cases[name], votes(1)[2] if name == "approve" else None)
+            wall.setdefault(name, []).append(r["wall_ms"]["median"])
+            cpu.setdefault(name, []).append(r["cpu_ms"]["median"])
+    for name in [floor, *names]:
+        ratios = lambda d: " ".join(f"{v / f:.2f}" for v, f in zip(d[name], d[floor]))
+        log(f"{name:<32} wall {' '.join(f'{v:.2f}' for v in wall[name])} ms (÷ floor {ratios(wall)}), "
+            f"cpu {' '.join(f'{v:.2f}' for v in cpu[name])} ms (÷ floor {ratios(cpu)})")
+
+
 def plans_only():
     (WORK / "plans.json").write_text(json.dumps(plan_advance(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
     {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions,
-     "--console": console_only, "--plans": plans_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+     "--console": console_only, "--plans": plans_only, "--process": process_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()
