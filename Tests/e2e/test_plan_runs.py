@@ -428,7 +428,7 @@ def test_a_tag_push_starts_its_plan_once(world):
     stack = world
     document = {"id": "on-tag", "inputs": {"ref": {"type": "tag", "pattern": "v*"}},
                 "triggers": [{"on": "push", "project": "shop", "tag": "v*", "run_as": "carol"}],
-                "steps": [deploy("stage", "shop", "staging")]}
+                "steps": [deploy("stage", "shop", "tagged")]}
     assert stack.request("POST", "/api/v1/plans", document, token=stack.tokens["alice"]).status == 201
     runs = lambda: stack.rows("SELECT id FROM plan_runs WHERE plan_id = 'on-tag'")
 
