@@ -39,7 +39,8 @@ extension Draven {
             guard (200...299).contains(response.status), let started = try? JSON.parse(response.body),
                 let id = started["run_id"]?.intValue
             else { throw client.refusal(response) }
-            let replayed = response.status == 200 ? " (the same request was made before with this key: the same run)" : ""
+            let replayed =
+                response.status == 200 ? " (the same request was made before with this key: the same run)" : ""
             guard watch.wait else {
                 if json { return writeOut(response.body + [0x0a]) }
                 return print(PlanRunText.line(started) + replayed)
@@ -91,7 +92,8 @@ extension Draven {
             guard !runs.isEmpty else { return print("no runs") }
             let rows = runs.map { run in
                 [
-                    String(run["run_id"]?.intValue ?? 0), Text.field(run, "plan"), String(run["version"]?.intValue ?? 0),
+                    String(run["run_id"]?.intValue ?? 0), Text.field(run, "plan"),
+                    String(run["version"]?.intValue ?? 0),
                     Text.field(run, "status"), PlanRunText.percent(run), PlanRunText.current(run),
                     Text.field(run, "started_by"), Text.when(run["started_at"]?.stringValue),
                 ]
@@ -168,8 +170,11 @@ extension Draven {
             } else {
                 let stops = (answer["stops_at"]?.arrayValue ?? []).compactMap(\.stringValue).map(Text.safe)
                 lines.append(
-                    head + (stops.isEmpty ? ": the run would go through" : ": the run would stop at "
-                        + stops.joined(separator: ", ")))
+                    head
+                        + (stops.isEmpty
+                            ? ": the run would go through"
+                            : ": the run would stop at "
+                                + stops.joined(separator: ", ")))
             }
             lines.append("")
             let rows = (answer["steps"]?.arrayValue ?? []).map { step in
@@ -264,7 +269,9 @@ enum PlanRunText {
         lines.append(
             "started by \(Text.field(run, "started_by")), \(Text.when(run["started_at"]?.stringValue))"
                 + (Text.field(run, "reason").isEmpty ? "" : ": " + Text.field(run, "reason")))
-        if let eta = run["estimated_completion"]?.stringValue { lines.append("estimated completion: \(Text.safe(eta))") }
+        if let eta = run["estimated_completion"]?.stringValue {
+            lines.append("estimated completion: \(Text.safe(eta))")
+        }
         if let ended = run["ended_at"]?.stringValue { lines.append("ended: \(Text.when(ended))") }
         let outcome = outcome(run)
         if outcome != lines[0] { lines[0] = outcome }

@@ -43,7 +43,8 @@ struct ChatCommand {
     func run(_ request: Request, _ context: Context) throws -> Reply {
         context.caller = "\(platform):\(userID)"
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
-        guard let verb = words.first.map({ $0.lowercased() }), ["approve", "reject", "status", "deploy", "plan"].contains(verb)
+        guard let verb = words.first.map({ $0.lowercased() }),
+            ["approve", "reject", "status", "deploy", "plan"].contains(verb)
         else {
             return Reply(text: Self.usage, public: false)
         }

@@ -97,7 +97,8 @@ import Testing
         let steps = e.json?["steps"]?.arrayValue ?? []
         #expect(steps.first?["would"] == "refuse", "\(e.body)")
         #expect(steps.first?["why"] == "prod accepts only tag v*; branch main does not match", "\(e.body)")
-        #expect(steps.last == Self.step("after", "wait", "after", "after prod, which would stop the run", after: "prod"))
+        #expect(
+            steps.last == Self.step("after", "wait", "after", "after prod, which would stop the run", after: "prod"))
         #expect(e.json?["stops_at"] == ["prod"])
     }
 
@@ -125,9 +126,14 @@ import Testing
                     "its job would queue behind job \(holders[0]), which holds the lock of shop/staging",
                     environment: "shop/staging", ref: "main"))
         #expect(steps[1]["would"] == "refuse")
-        #expect(steps[1]["why"] == .string(Problem(.environmentBusy(environment: "api/staging", heldBy: holders[1])).detail))
-        #expect(steps[2] == Self.step("after-api", "wait", "after", "after api, which would stop the run", after: "api"))
-        #expect(steps[3] == Self.step("approve", "approval", "after", "after stage, which would stop the run", after: "stage"))
+        #expect(
+            steps[1]["why"] == .string(Problem(.environmentBusy(environment: "api/staging", heldBy: holders[1])).detail)
+        )
+        #expect(
+            steps[2] == Self.step("after-api", "wait", "after", "after api, which would stop the run", after: "api"))
+        #expect(
+            steps[3]
+                == Self.step("approve", "approval", "after", "after stage, which would stop the run", after: "stage"))
         #expect(e.json?["stops_at"] == ["stage", "api"])
     }
 
