@@ -51,13 +51,7 @@ import Testing
     ]
 
     @Test(arguments: replies) func refusalsAreRepliesAndRecords(_ c: Reply) throws {
-        let w = try Self.world()
-        let x = try c.send(w)
-        #expect(x.status == 200, "\(x.body)")
-        let text = x.json?["text"]?.stringValue ?? ""
-        #expect(text.contains(c.text), "\(text)")
-        #expect(text.hasPrefix("draven: "))
-        x.expectRecorded(status: c.status, type: c.type, detail: String(text.dropFirst("draven: ".count)), c.record(w))
+        try ChatOpsRefusalTests.expectReply(c, in: try Self.world())
     }
 
     /// What a chat run writes is what the API's run writes — the run, its step's job, the lock, the
