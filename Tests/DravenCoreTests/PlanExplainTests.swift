@@ -137,6 +137,41 @@ import Testing
         #expect(e.json?["stops_at"] == ["stage", "api"])
     }
 
+    /// A policy that needs approvals stops the run at its step; a ref made of an earlier step's
+    /// outputs is not known yet: the step's grant and lock are, and the answer says so.
+    @Test func approvalsThePolicyNeedsAndARefFromOutputs() throws {
+        let w = try RouteWorld()
+        let fromStage = PlanTemplate(
+            parts: [.path(["steps", "stage", "outputs", "ref"])], source: "${steps.stage.outputs.ref}")
+        let plan = Plan(
+            id: "gated", version: 1, inputs: [.init(name: "ref", type: .branch)],
+            steps: [
+                PlanEngineTests.deploy("gate", "app", "gated"),
+                PlanEngineTests.deploy("stage", "app", "live"),
+                Plan.Step(
+                    id: "again", action: .deploy(project: "app", environment: "live", ref: fromStage, reason: nil),
+                    dependsOn: ["stage"]),
+            ])
+        try w.h.store.db.immediate { tx in _ = try Plans.apply(tx, plan, by: "test", now: w.h.now) }
+        let e = try w.h.call(
+            PlanAPI.self, "POST", "/api/v1/plans/gated/explain", json: ["inputs": ["ref": "main"]], token: "alice")
+        Self.expectNothingWritten(e)
+        #expect(
+            e.json?["steps"]
+                == [
+                    Self.step(
+                        "gate", "deploy", "wait", "its job would wait for 2 approval(s)", environment: "app/gated",
+                        ref: "main"),
+                    Self.step(
+                        "stage", "deploy", "start", "its job would be dispatched (refs/heads/main)",
+                        environment: "app/live", ref: "main"),
+                    Self.step(
+                        "again", "deploy", "start",
+                        "its job would be dispatched (its ref, from stage's outputs, is checked when it starts)",
+                        environment: "app/live"),
+                ], "\(e.body)")
+    }
+
     @Test func withoutTheGrantsToStartTheRunIsRefusedAsAWhole() throws {
         let h = try Self.harness()
         let e = try Self.explain(h, by: "carol")

@@ -144,18 +144,31 @@ package enum PlanExplain {
     ) throws -> (Would, String) {
         switch step.action {
         case .deploy(let project, let environment, let template, _):
-            let text = template.render(scope)
-            ref = text
-            let input = DeployRequest(
-                project: project, environment: environment, ref: text, refKind: plan.refKind(template))
-            let checked = try Deploys.check(db, input, by: principal)
-            let lock = try lockWait(db, checked.target, checked.policy, "\(project)/\(environment)", queue: false)
-            if checked.policy.approvalsRequired > 0 {
+            let target: Target
+            let policy: Policy
+            var dispatched = "its job would be dispatched"
+            if let from = template.stepsNamed.first {
+                // A ref made of earlier steps' outputs is known only when the step starts.
+                target = try Target.find(db, project: project, environment: environment)
+                try Grants.require(db, principal, .deploy, project: project, environment: environment)
+                policy = try Policy.load(db, environmentID: target.environmentID)
+                dispatched += " (its ref, from \(from)'s outputs, is checked when it starts)"
+            } else {
+                let text = template.render(scope)
+                ref = text
+                let input = DeployRequest(
+                    project: project, environment: environment, ref: text, refKind: plan.refKind(template))
+                let checked = try Deploys.check(db, input, by: principal)
+                (target, policy) = (checked.target, checked.policy)
+                dispatched += " (\(checked.ref.qualified))"
+            }
+            let lock = try lockWait(db, target, policy, "\(project)/\(environment)", queue: false)
+            if policy.approvalsRequired > 0 {
                 let then = lock.map { "; then " + $0 } ?? ""
-                return (.wait, "its job would wait for \(checked.policy.approvalsRequired) approval(s)\(then)")
+                return (.wait, "its job would wait for \(policy.approvalsRequired) approval(s)\(then)")
             }
             if let lock { return (.wait, lock) }
-            return (.start, "its job would be dispatched (\(checked.ref.qualified))")
+            return (.start, dispatched)
         case .diagnostic(let project, let environment, let template):
             let target = try Target.find(db, project: project, environment: environment)
             try Grants.require(db, principal, .deploy, project: project, environment: environment)
