@@ -117,67 +117,18 @@ enum ClientDuration {
     }
 }
 
-/// Follows one job by polling `GET /api/v1/jobs/{id}` until it ends, showing a progress line on
-/// stderr (stdout keeps the outcome, so `draven deploy … --wait --json | jq` sees only the job).
-/// On a terminal the line is redrawn in place, with the time waited; into a pipe or a file, one
-/// line is written each time the state or the progress changes. A brief outage (no answer, 429,
-/// 502–504) is retried for up to a minute, then the command exits 2.
+/// Follows one job by polling `GET /api/v1/jobs/{id}` until it ends (`Follow`).
 struct JobWatch {
     let client: APIClient
     let job: Int64
     let options: WatchOptions
-    /// How long answers may fail in a row before giving up.
-    static let patience: Double = 60
 
     /// - Returns: the ended job (its JSON and bytes, as the API answered).
     /// - Throws: `ExitCode` 1 (refused: the job is gone, the token revoked), 2 (unreachable), 6 (`--timeout`).
     func run() throws -> (json: JSON, bytes: [UInt8]) {
-        let every = ClientDuration.seconds(options.every) ?? 1
-        let limit = options.timeout.flatMap(ClientDuration.seconds)
-        let start = Date()
-        let line = ProgressLine()
-        defer { line.finish() }
-        var failingSince: Date?
-        var lastState = "?"
-        while true {
-            var problem: String?
-            switch client.attempt("GET", "/api/v1/jobs/\(job)") {
-            case .answered(let r) where (200...299).contains(r.status):
-                guard let shown = try? JSON.parse(r.body) else {
-                    problem = "the API's answer is not JSON"
-                    break
-                }
-                failingSince = nil
-                lastState = Text.field(shown, "state")
-                line.show(Self.describe(shown), elapsed: Date().timeIntervalSince(start))
-                if JobState(rawValue: lastState)?.isTerminal == true { return (shown, r.body) }
-            case .answered(let r) where APIClient.isTransient(r.status):
-                problem = "the API answered \(r.status)"
-            case .answered(let r):
-                line.finish()
-                throw client.refusal(r)
-            case .unreachable(let why):
-                problem = why
-            }
-            if let problem {
-                let since = failingSince ?? Date()
-                if failingSince == nil {
-                    failingSince = since
-                    line.note("draven: \(problem); asking again")
-                }
-                if Date().timeIntervalSince(since) > Self.patience {
-                    line.finish()
-                    warn("draven: cannot reach \(client.base) for \(Int(Self.patience))s: \(problem)")
-                    throw ClientExit.unreachable
-                }
-            }
-            if let limit, Date().timeIntervalSince(start) >= limit {
-                line.finish()
-                warn("draven: stopped waiting after \(options.timeout ?? ""); job \(job) is \(lastState) and goes on")
-                throw ExitCode(6)
-            }
-            Thread.sleep(forTimeInterval: every)
-        }
+        try Follow(client: client, path: "/api/v1/jobs/\(job)", name: "job \(job)", options: options).run(
+            describe: Self.describe, state: { Text.field($0, "state") },
+            ended: { JobState(rawValue: Text.field($0, "state"))?.isTerminal == true })
     }
 
     /// `job 12: running — migrate 40% applying schema` (an ended job: its state alone).
@@ -221,6 +172,75 @@ struct JobWatch {
         case .failed: ExitCode(3)
         case .timedOut: ExitCode(4)
         default: ExitCode(5)
+        }
+    }
+}
+
+/// Follows one thing the API shows (a job, a plan run) by polling its `path` until it ends,
+/// showing a progress line on stderr (stdout keeps the outcome, so `draven deploy … --wait --json
+/// | jq` sees only the job). On a terminal the line is redrawn in place, with the time waited;
+/// into a pipe or a file, one line is written each time it changes. A brief outage (no answer,
+/// 429, 502–504) is retried for up to a minute, then the command exits 2.
+struct Follow {
+    let client: APIClient
+    let path: String
+    /// `job 12`, `run 3`: what the messages call it.
+    let name: String
+    let options: WatchOptions
+    /// How long answers may fail in a row before giving up.
+    static let patience: Double = 60
+
+    /// - Parameters: `describe`: the progress line; `state`: its state's name; `ended`: whether it ended.
+    /// - Returns: the ended thing (its JSON and bytes, as the API answered).
+    /// - Throws: `ExitCode` 1 (refused: it is gone, the token revoked), 2 (unreachable), 6 (`--timeout`).
+    func run(describe: (JSON) -> String, state: (JSON) -> String, ended: (JSON) -> Bool) throws -> (
+        json: JSON, bytes: [UInt8]
+    ) {
+        let every = ClientDuration.seconds(options.every) ?? 1
+        let limit = options.timeout.flatMap(ClientDuration.seconds)
+        let start = Date()
+        let line = ProgressLine()
+        defer { line.finish() }
+        var failingSince: Date?
+        var lastState = "?"
+        while true {
+            var problem: String?
+            switch client.attempt("GET", path) {
+            case .answered(let r) where (200...299).contains(r.status):
+                guard let shown = try? JSON.parse(r.body) else {
+                    problem = "the API's answer is not JSON"
+                    break
+                }
+                failingSince = nil
+                lastState = state(shown)
+                line.show(describe(shown), elapsed: Date().timeIntervalSince(start))
+                if ended(shown) { return (shown, r.body) }
+            case .answered(let r) where APIClient.isTransient(r.status):
+                problem = "the API answered \(r.status)"
+            case .answered(let r):
+                line.finish()
+                throw client.refusal(r)
+            case .unreachable(let why):
+                problem = why
+            }
+            if let problem {
+                let since = failingSince ?? Date()
+                if failingSince == nil {
+                    failingSince = since
+                    line.note("draven: \(problem); asking again")
+                }
+                if Date().timeIntervalSince(since) > Self.patience {
+                    line.finish()
+                    warn("draven: cannot reach \(client.base) for \(Int(Self.patience))s: \(problem)")
+                    throw ClientExit.unreachable
+                }
+            }
+            if let limit, Date().timeIntervalSince(start) >= limit {
+                line.finish()
+                warn("draven: stopped waiting after \(options.timeout ?? ""); \(name) is \(lastState) and goes on")
+                throw ExitCode(6)
+            }
+            Thread.sleep(forTimeInterval: every)
         }
     }
 }

@@ -87,8 +87,8 @@ extension Draven {
                         failingSince = since
                         warn("draven: \(problem); asking again")
                     }
-                    if Date().timeIntervalSince(since) > JobWatch.patience {
-                        warn("draven: cannot reach \(client.base) for \(Int(JobWatch.patience))s: \(problem)")
+                    if Date().timeIntervalSince(since) > Follow.patience {
+                        warn("draven: cannot reach \(client.base) for \(Int(Follow.patience))s: \(problem)")
                         throw ClientExit.unreachable
                     }
                 }

@@ -6,11 +6,14 @@ extension Draven {
     /// `draven plan …`: deploy plans through the API, as the token's person.
     struct PlanCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "plan", abstract: "Apply, list and show deploy plans (through the API).",
+            commandName: "plan", abstract: "Apply, list, show, run, follow and explain deploy plans (through the API).",
             subcommands: planSubcommands)
 
-        /// The `plan` subcommands; the run commands add theirs here.
-        static let planSubcommands: [any ParsableCommand.Type] = [ApplyPlan.self, ListPlans.self, ShowPlan.self]
+        /// The `plan` subcommands.
+        static let planSubcommands: [any ParsableCommand.Type] = [
+            ApplyPlan.self, ListPlans.self, ShowPlan.self, RunPlan.self, PlanStatus.self, ListRuns.self, RetryStep.self,
+            CancelRun.self, ExplainPlan.self,
+        ]
     }
 
     /// `draven plan apply FILE`: `POST /api/v1/plans` with the file's document.

@@ -1,11 +1,12 @@
 package import DravenCore
 
-/// One verified chat request: `deploy PROJECT ENV REF [reason]`, `approve JOB [comment]`,
-/// `reject JOB [comment]` or `status JOB`, from a platform user. The user must be linked to a
+/// One verified chat request: `deploy PROJECT ENV REF [reason]`, `plan run PLAN [key=value…] [-- reason]`,
+/// `approve JOB [comment]`, `reject JOB [comment]` or `status JOB`, from a platform user. The user must be linked to a
 /// draven person in the configuration (`[people.X] chat = { slack = "U0123" }`); a vote then goes
 /// through `Approvals.vote` exactly as one from the API, and a deploy through `Trigger.deploy`
 /// exactly as `POST /api/v1/deploys` (the person's `deploy` grant, the environment's policy, the
-/// lock or the queue; its audit records say `via` the platform). Refusals become a reply the user
+/// lock or the queue; its audit records say `via` the platform), and a plan run through
+/// `PlanRunRoutes.start` exactly as `POST /api/v1/plans/{id}/runs`. Refusals become a reply the user
 /// can read, and are audited under the chat user; nothing else changes.
 struct ChatCommand {
     struct Reply {
@@ -30,15 +31,20 @@ struct ChatCommand {
     }
 
     static let usage =
-        "draven: use approve JOB [comment], reject JOB [comment], status JOB or deploy PROJECT ENV REF [reason] "
-        + "(e.g. /draven approve 12, /draven deploy shop prod v1.2.0)"
+        "draven: use approve JOB [comment], reject JOB [comment], status JOB, deploy PROJECT ENV REF [reason] "
+        + "or plan run PLAN [key=value…] [-- reason] (e.g. /draven approve 12, /draven deploy shop prod v1.2.0, "
+        + "/draven plan run release ref=v1.2.0)"
     static let deployUsage = "name what to deploy: deploy PROJECT ENV REF [reason] (e.g. deploy shop prod v1.2.0)"
+    static let planUsage = "name the plan: plan run PLAN [key=value…] [-- reason] (e.g. plan run release ref=v1.2.0)"
+    /// At most this many current steps are named in a reply (a plan may have 100).
+    static let namedSteps = 5
 
     /// - Throws: only `.badSignature` (a replay) and store errors; other refusals are replies.
     func run(_ request: Request, _ context: Context) throws -> Reply {
         context.caller = "\(platform):\(userID)"
         let words = text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" })
-        guard let verb = words.first.map({ $0.lowercased() }), ["approve", "reject", "status", "deploy"].contains(verb)
+        guard let verb = words.first.map({ $0.lowercased() }),
+            ["approve", "reject", "status", "deploy", "plan"].contains(verb)
         else {
             return Reply(text: Self.usage, public: false)
         }
@@ -49,6 +55,7 @@ struct ChatCommand {
             }
             context.caller = person.handle
             if verb == "deploy" { return try deploy(words.map(String.init), as: person, context) }
+            if verb == "plan" { return try planRun(words.map(String.init), as: person, context) }
             guard words.count > 1, let id = Int64(words[1].drop(while: { $0 == "#" })), id > 0 else {
                 throw DravenError.invalidField(pointer: "text", reason: "name the job by its number: \(verb) 12")
             }
@@ -132,6 +139,48 @@ struct ChatCommand {
         default: result = "— it is \(job.state.rawValue)"
         }
         return Reply(text: "draven: \(person.handle) asked for \(describe(job)) \(result)", public: true)
+    }
+
+    /// `plan run PLAN [key=value…] [-- reason]` as `person`: the run `POST /api/v1/plans/{id}/runs`
+    /// would start, through the same code (`PlanRunRoutes.start`), remembered by the request's
+    /// replay key as a deploy is. The reply is shown to the channel.
+    /// - Throws: what `PlanRunRoutes.start` throws; `.invalidField` when the words do not name a run.
+    func planRun(_ words: [String], as person: (id: Int64, handle: String), _ context: Context) throws -> Reply {
+        guard words.count >= 3, words[1].lowercased() == "run" else {
+            throw DravenError.invalidField(pointer: "text", reason: Self.planUsage)
+        }
+        let plan = words[2]
+        context.subject = "plan/\(plan.capped(128).text)"
+        let rest = words.dropFirst(3)
+        let cut = rest.firstIndex(of: "--") ?? rest.endIndex
+        var inputs = JSONObject()
+        for word in rest[..<cut] {
+            guard let eq = word.firstIndex(of: "="), eq != word.startIndex else {
+                throw DravenError.invalidField(pointer: "text", reason: "inputs are key=value: " + Self.planUsage)
+            }
+            inputs[String(word[..<eq])] = .string(String(word[word.index(after: eq)...]))
+        }
+        let reason = String(rest[cut...].dropFirst().joined(separator: " ").prefix(1000))
+        let principal = Principal(personID: person.id, handle: person.handle, tokenID: 0)
+        let key =
+            replay
+            ?? triggerID.map { (source: platform, key: "trigger:" + Sodium.sha256Hex(Array($0.utf8))) }
+        let db = try context.db()
+        db.auditVia = platform
+        defer { db.auditVia = context.via }
+        let (id, _) = try PlanRunRoutes.start(
+            plan, inputs: inputs, reason: reason, by: principal, idempotencyKey: { nil }, replay: key, context)
+        let run = try PlanRuns.require(db, id: id)
+        var result = "— it is \(run.status.rawValue)"
+        let current = run.steps.filter { $0.status == .running || $0.status == .retrying }.map(\.id)
+        if run.status == .running, !current.isEmpty {
+            let named = current.prefix(Self.namedSteps).joined(separator: ", ")
+            let more = current.count > Self.namedSteps ? " and \(current.count - Self.namedSteps) more" : ""
+            result = "— running \(named)\(more)"
+        }
+        return Reply(
+            text: "draven: \(person.handle) started run \(id) of plan \(run.plan.id) v\(run.plan.version) \(result)",
+            public: true)
     }
 
     func person(_ db: Database) throws -> (id: Int64, handle: String)? {

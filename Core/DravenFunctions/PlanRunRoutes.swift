@@ -34,17 +34,39 @@ package enum PlanRunRoutes {
         let input = try BodyFields(try request.optionalJSONBody(), fields: ["inputs", "reason"], of: "a plan run")
         let inputs = try input.object("inputs")
         let reason = try input.string("reason", required: false, max: 1000) ?? ""
+        let (run, replayed) = try start(
+            id, inputs: inputs, reason: reason, by: principal, idempotencyKey: { try Trigger.idempotencyKey(request) },
+            context)
         let db = try context.db()
-        let plan = try Plans.current(db, id: id)
-        try PlanEngine.requireGrants(db, plan, principal)
-        let key = try Trigger.idempotencyKey(request)
-        let (run, replayed) = try db.immediate { tx in
-            try PlanEngine.start(
-                tx, plan: plan, inputs: inputs, reason: reason, by: principal, idempotencyKey: key, now: context.now)
-        }
         var headers = [("Location", "/api/v1/runs/\(run)")]
         if replayed { headers.append(("Idempotent-Replayed", "true")) }
         return Response(status: replayed ? 200 : 201, json: .object(try view(db, run, context)), headers: headers)
+    }
+
+    /// A run of plan `id`'s latest version started by `principal`: what `POST /api/v1/plans/{id}/runs`
+    /// and chat's `plan run` do. The plan and the grants are checked, then the key
+    /// (`idempotencyKey`, read at that point), then the run starts in one transaction.
+    /// - Parameter replay: a signed chat request's replay key, remembered in the run's transaction
+    ///   (`deliveries`, event `plan_run`), so a copy of the request starts nothing.
+    /// - Throws: what `PlanEngine.start` throws; `.notFound` (no such plan), `.badSignature` (a replay).
+    static func start(
+        _ id: String, inputs: JSONObject, reason: String, by principal: Principal,
+        idempotencyKey: () throws -> String?, replay: ChatVerification.Replay? = nil, _ context: Context
+    ) throws -> (id: Int64, replayed: Bool) {
+        let db = try context.db()
+        let plan = try Plans.current(db, id: id)
+        try PlanEngine.requireGrants(db, plan, principal)
+        let key = try idempotencyKey()
+        return try db.immediate { tx in
+            if let replay {
+                let record = Deliveries.Record(source: replay.source, key: replay.key, event: "plan_run")
+                guard try Deliveries.insertOnce(tx, record, now: context.now) != nil else {
+                    throw DravenError.badSignature("this signed request was already used (replay)")
+                }
+            }
+            return try PlanEngine.start(
+                tx, plan: plan, inputs: inputs, reason: reason, by: principal, idempotencyKey: key, now: context.now)
+        }
     }
 
     static func show(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {

@@ -17,6 +17,10 @@ package import DravenCore
 /// exist. The answer: `{"id", "version", "digest", "applied_at", "applied_by", "document"}`,
 /// `document` being the canonical plan (`Plan.json`).
 ///
+/// `POST /api/v1/plans/{id}/explain` `{"inputs"?}` explains a run of the latest version as the
+/// caller would start it (`PlanExplain`: a dry run saying, step by step, where policy, grants,
+/// approvals or a held lock would stop it); it needs what reading the plan needs, and writes nothing.
+///
 /// The run routes (`/api/v1/plans/{id}/runs`, `/api/v1/runs…`) are in `PlanRunRoutes.swift`:
 /// `router` is `planRoutes` followed by theirs.
 package enum PlanAPI: RoutedFunction {
@@ -30,6 +34,7 @@ package enum PlanAPI: RoutedFunction {
         (Route("POST", "/api/v1/plans"), apply),
         (Route("GET", "/api/v1/plans"), list),
         (Route("GET", "/api/v1/plans/{id}"), show),
+        (Route("POST", "/api/v1/plans/{id}/explain"), explain),
     ]
 
     static func apply(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -69,6 +74,15 @@ package enum PlanAPI: RoutedFunction {
         let principal = try Authenticator.authenticate(request, context)
         let stored = try readable(request, params, principal, context)
         return Response(status: 200, json: try stored.json())
+    }
+
+    static func explain(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
+        let principal = try Authenticator.authenticate(request, context)
+        let stored = try readable(request, params, principal, context)
+        let input = try BodyFields(try request.optionalJSONBody(), fields: ["inputs"], of: "an explain request")
+        let inputs = try input.object("inputs")
+        let explained = try PlanExplain.explain(try context.db(), try stored.plan(), inputs: inputs, by: principal)
+        return Response(status: 200, json: explained.json)
     }
 
     // MARK: - grants

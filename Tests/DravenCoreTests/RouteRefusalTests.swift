@@ -403,7 +403,11 @@ func bytes(_ s: String) -> [UInt8] { Array(s.utf8) }
     ]
 
     @Test(arguments: replies) func refusalsOfVerifiedUsersAreRepliesAndRecords(_ c: Reply) throws {
-        let w = try RouteWorld()
+        try Self.expectReply(c, in: try RouteWorld())
+    }
+
+    /// Expects `c`'s request in `w` to be answered 200 with the refusal as its text, recorded as an API refusal.
+    static func expectReply(_ c: Reply, in w: RouteWorld) throws {
         let x = try c.send(w)
         #expect(x.status == 200, "\(x.body)")
         let text = x.json?["text"]?.stringValue ?? ""

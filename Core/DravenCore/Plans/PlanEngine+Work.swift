@@ -144,7 +144,8 @@ extension PlanEngine {
                 switch step.action {
                 case .deploy(let project, let environment, let ref, let reason):
                     let input = DeployRequest(
-                        project: project, environment: environment, ref: ref.render(value), refKind: refKind(ref),
+                        project: project, environment: environment, ref: ref.render(value),
+                        refKind: run.plan.refKind(ref),
                         reason: reason?.render(value) ?? "plan \(run.plan.id) run \(run.id): step \(step.id)")
                     let job = try tx.savepoint { () throws -> Int64 in
                         let checked = try Deploys.check(tx.db, input, by: starter)
@@ -199,7 +200,8 @@ extension PlanEngine {
                 throw DravenError.conflict(
                     "\(project)/\(environment) has no release to look at and the step names no ref")
             }
-            let gitRef = try GitRef.parse(text, kind: ref.flatMap(refKind) ?? live?.refKind, policyKinds: policy.kinds)
+            let gitRef = try GitRef.parse(
+                text, kind: ref.flatMap(run.plan.refKind) ?? live?.refKind, policyKinds: policy.kinds)
             let new = StateMachine.NewJob(
                 kind: .diagnostic, projectID: target.projectID, environmentID: target.environmentID, ref: gitRef,
                 sha: nil, reason: "plan \(run.plan.id) run \(run.id): step \(step.id)", requestedBy: starter.personID,
@@ -208,15 +210,6 @@ extension PlanEngine {
                 tx, new, actor: starter.handle, subject: "\(project)/\(environment)", now: now)
             try StateMachine.start(tx, job: id, policy: policy, actor: starter.handle, now: now, queueWhenBusy: true)
             return id
-        }
-
-        /// A template that is exactly one tag or branch input names its ref's kind.
-        func refKind(_ template: PlanTemplate) -> String? {
-            guard template.parts.count == 1, case .path(let path) = template.parts[0], path.count == 2,
-                path[0] == "inputs", let input = run.plan.inputs.first(where: { $0.name == path[1] }),
-                input.type != .string
-            else { return nil }
-            return input.type.rawValue
         }
 
         /// The check's next request, as an outbox row for draven-deliver (the URL is a secret's value).
