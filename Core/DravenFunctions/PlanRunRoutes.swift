@@ -34,17 +34,28 @@ package enum PlanRunRoutes {
         let input = try BodyFields(try request.optionalJSONBody(), fields: ["inputs", "reason"], of: "a plan run")
         let inputs = try input.object("inputs")
         let reason = try input.string("reason", required: false, max: 1000) ?? ""
+        let key = try Trigger.idempotencyKey(request)
+        let (run, replayed) = try startRun(
+            plan: id, inputs: inputs, reason: reason, by: principal, idempotencyKey: key, context)
+        var headers = [("Location", "/api/v1/runs/\(run)")]
+        if replayed { headers.append(("Idempotent-Replayed", "true")) }
+        return Response(
+            status: replayed ? 200 : 201, json: .object(try view(try context.db(), run, context)), headers: headers)
+    }
+
+    /// Starts a run of plan `plan`'s newest version: what `POST /api/v1/plans/{id}/runs` and the
+    /// console's run form do (grants, inputs, idempotency: `PlanEngine.start`).
+    static func startRun(
+        plan id: String, inputs: JSONObject, reason: String, by principal: Principal, idempotencyKey key: String?,
+        _ context: Context
+    ) throws -> (id: Int64, replayed: Bool) {
         let db = try context.db()
         let plan = try Plans.current(db, id: id)
         try PlanEngine.requireGrants(db, plan, principal)
-        let key = try Trigger.idempotencyKey(request)
-        let (run, replayed) = try db.immediate { tx in
+        return try db.immediate { tx in
             try PlanEngine.start(
                 tx, plan: plan, inputs: inputs, reason: reason, by: principal, idempotencyKey: key, now: context.now)
         }
-        var headers = [("Location", "/api/v1/runs/\(run)")]
-        if replayed { headers.append(("Idempotent-Replayed", "true")) }
-        return Response(status: replayed ? 200 : 201, json: .object(try view(db, run, context)), headers: headers)
     }
 
     static func show(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -87,17 +98,8 @@ package enum PlanRunRoutes {
     static func vote(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let (db, run, principal) = try readable(request, params, context)
         let step = params["step"] ?? ""
-        let input = try BodyFields(try request.jsonBody(), fields: ["decision", "comment"], of: "a vote")
-        let decision = try input.string("decision", required: true, max: 16)!
-        guard decision == "approve" || decision == "reject" else {
-            throw DravenError.invalidField(pointer: "/decision", reason: "must be \"approve\" or \"reject\"")
-        }
-        let comment = try input.string("comment", required: false, max: 1000) ?? ""
-        let (approvals, required) = try db.immediate { tx in
-            try PlanEngine.vote(
-                tx, run: run.id, step: step, by: principal, approve: decision == "approve", comment: comment,
-                now: context.now)
-        }
+        let (decision, approvals, required) = try cast(
+            try request.jsonBody(), run: run.id, step: step, by: principal, context)
         let after = try PlanRuns.require(db, id: run.id)
         let status = after.steps.first { $0.id == step }?.status.rawValue ?? ""
         return Response(
@@ -107,6 +109,25 @@ package enum PlanRunRoutes {
                 "approvals": .int(Int64(approvals)), "required": .int(Int64(required)), "step_status": .string(status),
                 "run_status": .string(after.status.rawValue),
             ]))
+    }
+
+    /// A vote `{"decision": "approve"|"reject", "comment"?}` on a run's approval step: what the
+    /// API's route and the console's vote form do (`PlanEngine.vote`).
+    static func cast(_ body: JSON, run: Int64, step: String, by principal: Principal, _ context: Context) throws
+        -> (decision: String, approvals: Int, required: Int)
+    {
+        let input = try BodyFields(body, fields: ["decision", "comment"], of: "a vote")
+        let decision = try input.string("decision", required: true, max: 16)!
+        guard decision == "approve" || decision == "reject" else {
+            throw DravenError.invalidField(pointer: "/decision", reason: "must be \"approve\" or \"reject\"")
+        }
+        let comment = try input.string("comment", required: false, max: 1000) ?? ""
+        let (approvals, required) = try context.db().immediate { tx in
+            try PlanEngine.vote(
+                tx, run: run, step: step, by: principal, approve: decision == "approve", comment: comment,
+                now: context.now)
+        }
+        return (decision, approvals, required)
     }
 
     static func retry(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -144,14 +165,9 @@ package enum PlanRunRoutes {
         return (db, run, principal)
     }
 
-    /// A `read` grant on one of the environments the plan's steps name (any person, for a plan that names none).
+    /// `Plan.readable`: a `read` grant on one of the environments the plan's steps name.
     static func mayRead(_ db: Database, _ plan: Plan, _ principal: Principal) throws -> Bool {
-        let environments = plan.steps.compactMap(\.action.environment)
-        if environments.isEmpty { return true }
-        return try environments.contains {
-            try Grants.allows(
-                db, person: principal.personID, action: .read, project: $0.project, environment: $0.environment)
-        }
+        try plan.readable(db, by: principal)
     }
 
     static func view(_ db: Database, _ id: Int64, _ context: Context) throws -> JSONObject {
