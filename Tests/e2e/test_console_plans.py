@@ -135,10 +135,13 @@ def test_a_person_without_grants_sees_no_plan_and_no_run(world):
         wait_text(zed, "You may read no plan")
         assert "ui-gate" not in zed.find_element(By.TAG_NAME, "main").text
         fits(zed, "/ui/plans")
-        for path in ["/ui/plans/ui-gate", f"/ui/runs/{run}"]:
-            zed.get(stack.url + path)
-            wait_text(zed, "Not found")
-            assert "ui-gate" not in zed.find_element(By.TAG_NAME, "main").text
+        for path, missing in [("/ui/plans/ui-gate", "/ui/plans/no-such-plan"), (f"/ui/runs/{run}", "/ui/runs/99999")]:
+            said = []
+            for p in (path, missing):  # the same answer as for one that does not exist
+                zed.get(stack.url + p)
+                wait_text(zed, "Not found")
+                said.append(zed.find_element(By.TAG_NAME, "main").text.replace(p.rsplit("/", 1)[1], "ID"))
+            assert said[0] == said[1] and "approve" not in said[0], said
     # Without a session: to the sign-in page.
     status, headers, _ = raw(stack, "GET", f"/ui/runs/{run}")
     assert status == 303 and headers["location"] == "/ui/sign-in"
