@@ -90,7 +90,7 @@ package enum PlanRunRoutes {
         }
         let runs = try PlanRuns.list(
             db, status: status, stuckBefore: stuck ? context.now - stuckAfter : nil, now: context.now, limit: limit
-        ).filter { try mayRead(db, $0.plan, principal) }
+        ).filter { try $0.plan.readable(db, by: principal) }
         let items = try runs.map { JSON.object(try view(db, $0, context)) }
         return Response(status: 200, json: .object(["runs": .array(items)]))
     }
@@ -159,15 +159,10 @@ package enum PlanRunRoutes {
         let id = try params.id("id")
         context.subject = "plan_run/\(id)"
         let db = try context.db()
-        guard let run = try PlanRuns.find(db, id: id), try mayRead(db, run.plan, principal) else {
+        guard let run = try PlanRuns.find(db, id: id), try run.plan.readable(db, by: principal) else {
             throw DravenError.notFound(what: "no plan run \(id)")
         }
         return (db, run, principal)
-    }
-
-    /// `Plan.readable`: a `read` grant on one of the environments the plan's steps name.
-    static func mayRead(_ db: Database, _ plan: Plan, _ principal: Principal) throws -> Bool {
-        try plan.readable(db, by: principal)
     }
 
     static func view(_ db: Database, _ id: Int64, _ context: Context) throws -> JSONObject {

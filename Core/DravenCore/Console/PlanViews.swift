@@ -25,7 +25,8 @@ package struct PlanListing: Sendable {
     /// - Throws: `.notFound` when there is no such plan or the viewer may not read it (as the API).
     package static func one(_ db: Database, id: String, viewer: Principal, runs: Int = 10) throws -> PlanListing {
         let stored = try Plans.latest(db, id: id)
-        guard let stored, let plan = try? stored.plan(), try plan.readable(db, by: viewer) else {
+        let plan = try stored?.plan()
+        guard let stored, let plan, try plan.readable(db, by: viewer) else {
             throw DravenError.notFound(what: "no plan \(id.capped(128).text)")
         }
         return PlanListing(stored: stored, plan: plan, runs: try PlanRuns.recent(db, plan: id, limit: runs))
