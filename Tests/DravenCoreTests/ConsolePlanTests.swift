@@ -140,6 +140,8 @@ import Testing
         again.expectUnchanged()
         let shown = try get(h, carol, "/ui/runs/\(run)?done=started").body
         #expect(shown.contains("You started this run."))
+        let odd = try get(h, carol, "/ui/runs/\(run)?done=step-retried&step=%3Cb%3Ewin%20now").body
+        #expect(odd.contains("You retried the step.") && !odd.contains("win now"), "a notice names no made-up step")
     }
 
     @Test func theRunPageDrawsTheStepsAndVotesRetriesAndCancelsAsTheAPIDoes() throws {

@@ -269,7 +269,10 @@ package enum Console: Function {
         case "started"?: text = "You started this run."
         case "run-cancelled"?: text = "You cancelled this run."
         case "step-approved"?, "step-rejected"?, "step-retried"?:
-            let step = q["step"].map { "step \($0)" } ?? "the step"
+            let named = q["step"].flatMap {
+                $0.isEmpty || $0.utf8.count > 64 || !$0.utf8.allSatisfy(isStepByte) ? nil : $0
+            }
+            let step = named.map { "step \($0)" } ?? "the step"
             let done = q["done"] == "step-approved" ? "approved" : q["done"] == "step-rejected" ? "rejected" : "retried"
             text = "You \(done) \(step)."
         case "deployed"?:
@@ -277,6 +280,11 @@ package enum Console: Function {
         default: return nil
         }
         return Notice(text: text, refusal: false)
+    }
+
+    /// A byte of a plan step's id (`[a-z0-9_-]`): a notice names only a step that could exist.
+    static func isStepByte(_ b: UInt8) -> Bool {
+        (0x61...0x7a).contains(b) || (0x30...0x39).contains(b) || b == 0x5f || b == 0x2d
     }
 
     // MARK: - checks
