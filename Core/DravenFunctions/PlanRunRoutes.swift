@@ -101,7 +101,7 @@ package enum PlanRunRoutes {
         }
         let runs = try PlanRuns.list(
             db, status: status, stuckBefore: stuck ? context.now - stuckAfter : nil, now: context.now, limit: limit
-        ).filter { try mayRead(db, $0.plan, principal) }
+        ).filter { try $0.plan.readable(db, by: principal) }
         let items = try runs.map { JSON.object(try view(db, $0, context)) }
         return Response(status: 200, json: .object(["runs": .array(items)]))
     }
@@ -109,17 +109,8 @@ package enum PlanRunRoutes {
     static func vote(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let (db, run, principal) = try readable(request, params, context)
         let step = params["step"] ?? ""
-        let input = try BodyFields(try request.jsonBody(), fields: ["decision", "comment"], of: "a vote")
-        let decision = try input.string("decision", required: true, max: 16)!
-        guard decision == "approve" || decision == "reject" else {
-            throw DravenError.invalidField(pointer: "/decision", reason: "must be \"approve\" or \"reject\"")
-        }
-        let comment = try input.string("comment", required: false, max: 1000) ?? ""
-        let (approvals, required) = try db.immediate { tx in
-            try PlanEngine.vote(
-                tx, run: run.id, step: step, by: principal, approve: decision == "approve", comment: comment,
-                now: context.now)
-        }
+        let (decision, approvals, required) = try cast(
+            try request.jsonBody(), run: run.id, step: step, by: principal, context)
         let after = try PlanRuns.require(db, id: run.id)
         let status = after.steps.first { $0.id == step }?.status.rawValue ?? ""
         return Response(
@@ -129,6 +120,25 @@ package enum PlanRunRoutes {
                 "approvals": .int(Int64(approvals)), "required": .int(Int64(required)), "step_status": .string(status),
                 "run_status": .string(after.status.rawValue),
             ]))
+    }
+
+    /// A vote `{"decision": "approve"|"reject", "comment"?}` on a run's approval step: what the
+    /// API's route and the console's vote form do (`PlanEngine.vote`).
+    static func cast(_ body: JSON, run: Int64, step: String, by principal: Principal, _ context: Context) throws
+        -> (decision: String, approvals: Int, required: Int)
+    {
+        let input = try BodyFields(body, fields: ["decision", "comment"], of: "a vote")
+        let decision = try input.string("decision", required: true, max: 16)!
+        guard decision == "approve" || decision == "reject" else {
+            throw DravenError.invalidField(pointer: "/decision", reason: "must be \"approve\" or \"reject\"")
+        }
+        let comment = try input.string("comment", required: false, max: 1000) ?? ""
+        let (approvals, required) = try context.db().immediate { tx in
+            try PlanEngine.vote(
+                tx, run: run, step: step, by: principal, approve: decision == "approve", comment: comment,
+                now: context.now)
+        }
+        return (decision, approvals, required)
     }
 
     static func retry(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
@@ -160,20 +170,10 @@ package enum PlanRunRoutes {
         let id = try params.id("id")
         context.subject = "plan_run/\(id)"
         let db = try context.db()
-        guard let run = try PlanRuns.find(db, id: id), try mayRead(db, run.plan, principal) else {
+        guard let run = try PlanRuns.find(db, id: id), try run.plan.readable(db, by: principal) else {
             throw DravenError.notFound(what: "no plan run \(id)")
         }
         return (db, run, principal)
-    }
-
-    /// A `read` grant on one of the environments the plan's steps name (any person, for a plan that names none).
-    static func mayRead(_ db: Database, _ plan: Plan, _ principal: Principal) throws -> Bool {
-        let environments = plan.steps.compactMap(\.action.environment)
-        if environments.isEmpty { return true }
-        return try environments.contains {
-            try Grants.allows(
-                db, person: principal.personID, action: .read, project: $0.project, environment: $0.environment)
-        }
     }
 
     static func view(_ db: Database, _ id: Int64, _ context: Context) throws -> JSONObject {

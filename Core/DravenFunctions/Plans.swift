@@ -55,11 +55,10 @@ package enum PlanAPI: RoutedFunction {
     static func list(_ request: Request, _ params: [String: String], _ context: Context) throws -> Response {
         let principal = try Authenticator.authenticate(request, context)
         let db = try context.db()
-        let readable = try readableEnvironments(db, principal)
         var plans: [JSON] = []
         for stored in try Plans.list(db) {
             let plan = try stored.plan()
-            guard canRead(plan, readable) else { continue }
+            guard try plan.readable(db, by: principal) else { continue }
             plans.append(
                 .object([
                     "id": .string(stored.id), "version": .int(stored.version), "description": .string(plan.description),
@@ -104,7 +103,7 @@ package enum PlanAPI: RoutedFunction {
         } else {
             stored = try Plans.latest(db, id: id)
         }
-        guard let stored, canRead(try stored.plan(), try readableEnvironments(db, principal)) else {
+        guard let stored, try stored.plan().readable(db, by: principal) else {
             throw DravenError.notFound(what: "no plan \(id.capped(128).text)")
         }
         return stored
@@ -117,17 +116,5 @@ package enum PlanAPI: RoutedFunction {
         for target in targets {
             try Grants.require(db, principal, .deploy, project: target.project, environment: target.environment)
         }
-    }
-
-    static func readableEnvironments(_ db: Database, _ principal: Principal) throws -> Set<String> {
-        Set(
-            try Grants.environments(db, person: principal.personID, action: .read).map {
-                "\($0.project)/\($0.environment)"
-            })
-    }
-
-    static func canRead(_ plan: Plan, _ readable: Set<String>) -> Bool {
-        let targets = plan.targets
-        return targets.isEmpty || targets.contains { readable.contains("\($0.project)/\($0.environment)") }
     }
 }

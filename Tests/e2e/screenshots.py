@@ -1,5 +1,5 @@
 """`make screenshots`: PNGs of the console from the browser tests' data — the overview, a job page,
-the approvals inbox and an environment page — taken by headless Chromium against nginx + fcgiwrap
+the approvals inbox, an environment page, the plans and a plan run's page — taken by headless Chromium against nginx + fcgiwrap
 serving the release binaries, with deploys dispatched to the tests' fake provider on 127.0.0.1.
 
     BIN_DIR=.build-dist/bin .venv/bin/python Tests/e2e/screenshots.py Tests/e2e/screenshots
@@ -38,7 +38,20 @@ def scenario(stack):
     other = stack.deploy("olga", "other", "live", "refs/heads/main").json["id"]
     assert stack.wait_for(other, {"running", "failed"}) == "running"
     finish(stack, other)
-    return running, prod
+    plan = {"id": "release-shop", "description": "stage, soak, approve, prod",
+            "inputs": {"ref": {"type": "tag", "pattern": "v*"}},
+            "steps": [{"id": "stage", "type": "deploy", "project": "shop", "environment": "staging",
+                       "ref": "${inputs.ref}"},
+                      {"id": "soak", "type": "wait", "duration": "10m", "depends_on": ["stage"]},
+                      {"id": "approve", "type": "approval", "approvals": 1, "approver_groups": ["leads"],
+                       "depends_on": ["soak"]},
+                      {"id": "prod", "type": "deploy", "project": "shop", "environment": "prod",
+                       "ref": "${inputs.ref}", "depends_on": ["approve"]}]}
+    assert stack.request("POST", "/api/v1/plans", plan, token=stack.tokens["alice"]).status == 201
+    r = stack.request("POST", "/api/v1/plans/release-shop/runs", {"inputs": {"ref": "v1.5.0"}, "reason": "1.5"},
+                      token=stack.tokens["alice"])
+    assert r.status == 201, r
+    return running, prod, r.json["run_id"]
 
 
 def main(out):
@@ -49,15 +62,16 @@ def main(out):
     config += '\n[[grants]]\nperson = "erin"\nproject = "other"\nactions = ["read"]\n'
     try:
         with launch(config, people=("alice", "bob", "erin", "carol", "olga"), secrets=SECRETS) as stack:
-            running, prod = scenario(stack)
+            running, prod, run = scenario(stack)
             for name, width, dark in [("", 1280, False), ("-dark", 1280, True), ("-narrow", 400, False)]:
                 with chromium(size=(width, 1000), dark=dark) as driver:
                     sign_in_with_token(driver, stack, "erin")
                     pages = [("overview", "/ui/", "shop"), ("job", f"/ui/jobs/{running}", "Timeline"),
                              ("approvals", "/ui/approvals", "Waiting for your approval"),
-                             ("environment", "/ui/environments/shop/staging", "Releases")]
+                             ("environment", "/ui/environments/shop/staging", "Releases"),
+                             ("plans", "/ui/plans", "release-shop"), ("run", f"/ui/runs/{run}", "Actions")]
                     for page, path, text in pages:
-                        if name and page in ("approvals", "environment"):
+                        if name and page in ("approvals", "environment", "plans"):
                             continue
                         driver.get(stack.url + path)
                         wait_text(driver, text)

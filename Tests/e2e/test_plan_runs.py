@@ -31,14 +31,17 @@ FAST = {"DEMO_STEP_SECONDS": "0.3", "DEMO_SLOW_STEP_SECONDS": "2", "DRAVEN_HEART
 
 
 @contextlib.contextmanager
-def plans_stack(tmp_path_factory, **launch_args):
-    """A stack with draven.plans.toml applied, dispatching to the stand-in CI, whose pipelines run the real runner."""
+def plans_stack(tmp_path_factory, extra_people=(), **launch_args):
+    """A stack with draven.plans.toml applied, dispatching to the stand-in CI, whose pipelines run the real runner;
+    `extra_people`: people of the configuration without any grant."""
     pipelines = Pipelines(project=ROOT / "infra" / "examples" / "demo", variables={"DRAVEN_URL": "set below"},
                           secret=SECRETS["runner"], machine_env=FAST, log_dir=tmp_path_factory.mktemp("ci"))
     fake = FakeProvider(pipelines=pipelines).start()
     config = (Path(__file__).parent / "draven.plans.toml").read_text().replace("@FAKE@", fake.url)
+    config = config.replace("[people.carol]\n", "[people.carol]\n" + "".join(f"[people.{p}]\n" for p in extra_people))
     try:
-        with launch(config, people=("alice", "bob", "dana", "carol"), secrets=SECRETS, **launch_args) as stack:
+        people = ("alice", "bob", "dana", "carol") + tuple(extra_people)
+        with launch(config, people=people, secrets=SECRETS, **launch_args) as stack:
             pipelines.variables["DRAVEN_URL"] = stack.url
             yield stack
             pipelines.wait_idle(timeout=60)

@@ -149,33 +149,7 @@ package enum PlanEngine {
         now: Int64
     ) throws -> (approvals: Int, required: Int) {
         var work = try Work(tx, run: run, actor: principal.handle, now: now)
-        guard let i = work.run.index(step) else {
-            throw DravenError.notFound(what: "plan run \(run) has no step \(step)")
-        }
-        guard case .approval(let required, let groups) = work.run.plan.steps[i].action else {
-            throw DravenError.conflict(
-                "step \(step) is a \(work.run.plan.steps[i].action.type) step; it takes no votes")
-        }
-        guard work.run.status == .running, work.run.steps[i].status == .running else {
-            throw DravenError.conflict(
-                "step \(step) is not waiting for approvals (it is \(work.run.steps[i].status.rawValue))")
-        }
-        guard principal.personID != work.run.startedBy else {
-            throw DravenError.policyDenied(
-                rule: "self_approval", detail: "who started the run cannot approve its steps")
-        }
-        if groups.isEmpty {
-            guard try !Grants.environments(tx.db, person: principal.personID, action: .approve).isEmpty else {
-                throw DravenError.policyDenied(
-                    rule: "approver_groups", detail: "only people with an approve grant may vote")
-            }
-        } else {
-            guard try Grants.isMember(tx.db, person: principal.personID, ofAny: groups) else {
-                throw DravenError.policyDenied(
-                    rule: "approver_groups",
-                    detail: "only members of \(groups.joined(separator: ", ")) may approve \(step)")
-            }
-        }
+        let (i, required) = try checkVote(tx.db, work.run, step: step, by: principal)
         let decision = approve ? "approve" : "reject"
         guard
             try PlanRuns.vote(
@@ -203,18 +177,8 @@ package enum PlanEngine {
     /// - Throws: `.notFound`, `.forbidden` (as `start`), `.conflict` (the run or the step is not failed).
     package static func retry(_ tx: Transaction, run: Int64, step: String, by principal: Principal, now: Int64) throws {
         var work = try Work(tx, run: run, actor: principal.handle, now: now)
-        try requireGrants(tx.db, work.run.plan, principal)
-        guard let i = work.run.index(step) else {
-            throw DravenError.notFound(what: "plan run \(run) has no step \(step)")
-        }
-        guard work.run.status == .paused || work.run.status == .failed else {
-            throw DravenError.conflict(
-                "run \(run) is \(work.run.status.rawValue); only a paused or failed run retries a step")
-        }
+        let i = try checkRetry(tx.db, work.run, step: step, by: principal)
         let row = work.run.steps[i]
-        guard row.status.isFailure else {
-            throw DravenError.conflict("step \(step) is \(row.status.rawValue); only a step that failed can be retried")
-        }
         work.run.steps[i].status = .pending
         work.run.steps[i].budgetFrom = row.attempts
         work.run.steps[i].completedAt = nil
@@ -233,16 +197,78 @@ package enum PlanEngine {
         throws
     {
         var work = try Work(tx, run: run, actor: principal.handle, now: now)
-        try requireGrants(tx.db, work.run.plan, principal)
-        guard !work.run.status.isEnded else {
-            throw DravenError.conflict("run \(run) is \(work.run.status.rawValue); it has already ended")
-        }
+        try checkCancel(tx.db, work.run, by: principal)
         work.stopSteps(reason: "the run was cancelled", pendingToo: true)
         try work.end(.cancelled, ["by": .string(principal.handle), "reason": .string(reason)])
         try work.finish()
     }
 
     // MARK: - checks
+
+    /// What `vote` checks before it records anything: the step exists, is an approval step
+    /// waiting for votes, the voter did not start the run and is one of its approvers (the
+    /// console asks the same before it offers the buttons). Returns the step's index and the
+    /// approvals it needs.
+    /// - Throws: as `vote` (but never "voted already": only the vote itself finds that).
+    package static func checkVote(_ db: Database, _ run: PlanRuns.Run, step: String, by principal: Principal) throws
+        -> (index: Int, required: Int)
+    {
+        guard let i = run.index(step) else {
+            throw DravenError.notFound(what: "plan run \(run.id) has no step \(step)")
+        }
+        guard case .approval(let required, let groups) = run.plan.steps[i].action else {
+            throw DravenError.conflict("step \(step) is a \(run.plan.steps[i].action.type) step; it takes no votes")
+        }
+        guard run.status == .running, run.steps[i].status == .running else {
+            throw DravenError.conflict(
+                "step \(step) is not waiting for approvals (it is \(run.steps[i].status.rawValue))")
+        }
+        guard principal.personID != run.startedBy else {
+            throw DravenError.policyDenied(
+                rule: "self_approval", detail: "who started the run cannot approve its steps")
+        }
+        if groups.isEmpty {
+            guard try !Grants.environments(db, person: principal.personID, action: .approve).isEmpty else {
+                throw DravenError.policyDenied(
+                    rule: "approver_groups", detail: "only people with an approve grant may vote")
+            }
+        } else {
+            guard try Grants.isMember(db, person: principal.personID, ofAny: groups) else {
+                throw DravenError.policyDenied(
+                    rule: "approver_groups",
+                    detail: "only members of \(groups.joined(separator: ", ")) may approve \(step)")
+            }
+        }
+        return (i, required)
+    }
+
+    /// What `retry` checks: the grants (as `start`), then that the run is paused or failed and
+    /// the step is one that failed. Returns the step's index.
+    package static func checkRetry(_ db: Database, _ run: PlanRuns.Run, step: String, by principal: Principal) throws
+        -> Int
+    {
+        try requireGrants(db, run.plan, principal)
+        guard let i = run.index(step) else {
+            throw DravenError.notFound(what: "plan run \(run.id) has no step \(step)")
+        }
+        guard run.status == .paused || run.status == .failed else {
+            throw DravenError.conflict(
+                "run \(run.id) is \(run.status.rawValue); only a paused or failed run retries a step")
+        }
+        let row = run.steps[i]
+        guard row.status.isFailure else {
+            throw DravenError.conflict("step \(step) is \(row.status.rawValue); only a step that failed can be retried")
+        }
+        return i
+    }
+
+    /// What `cancel` checks: the grants (as `start`), and that the run has not ended.
+    package static func checkCancel(_ db: Database, _ run: PlanRuns.Run, by principal: Principal) throws {
+        try requireGrants(db, run.plan, principal)
+        guard !run.status.isEnded else {
+            throw DravenError.conflict("run \(run.id) is \(run.status.rawValue); it has already ended")
+        }
+    }
 
     /// The run's inputs: each of the plan's, given or its default, checked against its type and
     /// pattern; nothing else.

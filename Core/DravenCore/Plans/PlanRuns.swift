@@ -210,6 +210,14 @@ package enum PlanRuns {
         return try ids.compactMap { try find(db, id: $0) }
     }
 
+    /// The newest `limit` runs of plan `plan` (any version), newest first.
+    package static func recent(_ db: Database, plan: String, limit: Int) throws -> [Run] {
+        let ids = try db.query(
+            "SELECT id FROM plan_runs WHERE plan_id = ?1 ORDER BY id DESC LIMIT ?2", [.text(plan), .int(Int64(limit))]
+        ) { $0.int(0) }
+        return try ids.compactMap { try find(db, id: $0) }
+    }
+
     // MARK: - what finds a run
 
     /// The run and step whose current attempt is job `job` (a step `running` on it).

@@ -53,6 +53,24 @@ enum Assets {
         .s-failed,.s-timed_out,.s-rejected,.s-expired{color:var(--bad)}
         .s-running,.s-dispatching{color:var(--run)}
         .s-queued,.s-awaiting_approval,.s-pending,.s-cancelled{color:var(--warn)}
+        .s-retrying,.s-paused,.s-compensating{color:var(--warn)}
+        .s-compensated,.s-skipped{color:var(--muted)}
+        .s-compensation_failed{color:var(--bad)}
+        svg.graph{max-width:100%;height:auto;display:block;margin:.4rem 0 .75rem}
+        .graph rect{fill:var(--card);stroke:var(--line);stroke-width:2}
+        .graph text{fill:var(--fg);font:600 13px system-ui,sans-serif}
+        .graph text.t{font-weight:400;fill:var(--muted)}
+        .graph .edge{fill:none;stroke:var(--muted);stroke-width:1.5}
+        .graph marker path{fill:var(--muted)}
+        .graph .g-succeeded rect{stroke:var(--ok)}
+        .graph .g-failed rect,.graph .g-timed_out rect{stroke:var(--bad);stroke-width:3}
+        .graph .g-running rect{stroke:var(--run);stroke-width:3}
+        .graph .g-retrying rect,.graph .g-pending rect,.graph .g-cancelled rect{stroke:var(--warn)}
+        .graph .g-skipped rect{stroke-dasharray:5 4}
+        .columns{display:grid;grid-template-columns:repeat(auto-fit,minmax(16rem,1fr));gap:.75rem}
+        .columns ol,ul.runs{list-style:none;padding:0;margin:0;display:grid;gap:.5rem}
+        .step h4{margin:0 0 .4rem;font-size:1rem;overflow-wrap:anywhere}
+        .step form.stack{margin-top:.5rem}
         .why{color:var(--muted);font-size:.92rem}
         .error{color:var(--bad);font-weight:600}
         form.stack{display:grid;gap:.6rem;max-width:26rem}

@@ -7,7 +7,10 @@ package import DravenCore
 /// `DeployForm`), `GET /ui/jobs/{id}` (`JobPage`; its whole log: `GET /ui/jobs/{id}/log`) with its
 /// actions (`POST /ui/jobs/{id}/vote`, `/cancel`, `/rollback`: `ConsoleActions`), `GET /ui/approvals`, `GET
 /// /ui/environments/{project}/{environment}` (and `POST …/rollback`: "roll back to this"),
-/// `GET /ui/audit` (`ListPages`), `GET /ui/assets/{name}`.
+/// `GET /ui/audit` (`ListPages`), the plans (`GET /ui/plans`, `GET /ui/plans/{id}` with its run form
+/// posting to `/ui/plans/{id}/runs`: `PlanPages`) and their runs (`GET /ui/runs/{id}` with its
+/// actions: `POST /ui/runs/{id}/steps/{step}/vote`, `…/retry`, `/ui/runs/{id}/cancel`: `RunPage`),
+/// `GET /ui/assets/{name}`.
 ///
 /// Every answer carries the console's security headers (`secured`); every POST of a signed-in
 /// page must carry the session's CSRF token, and a POST that comes from another site
@@ -37,6 +40,13 @@ package enum Console: Function {
         (Route("GET", "/ui/environments/{project}/{environment}"), ListPages.environment),
         (Route("POST", "/ui/environments/{project}/{environment}/rollback"), ConsoleActions.rollBackEnvironment),
         (Route("GET", "/ui/audit"), ListPages.audit),
+        (Route("GET", "/ui/plans"), PlanPages.list),
+        (Route("GET", "/ui/plans/{id}"), PlanPages.page),
+        (Route("POST", "/ui/plans/{id}/runs"), PlanPages.start),
+        (Route("GET", "/ui/runs/{id}"), RunPage.page),
+        (Route("POST", "/ui/runs/{id}/steps/{step}/vote"), RunPage.vote),
+        (Route("POST", "/ui/runs/{id}/steps/{step}/retry"), RunPage.retry),
+        (Route("POST", "/ui/runs/{id}/cancel"), RunPage.cancel),
         (Route("GET", "/ui/assets/{name}"), asset),
     ])
 
@@ -256,11 +266,25 @@ package enum Console: Function {
         case "repeat"?: text = "Your vote on \(job) was already counted."
         case "cancelled"?: text = "You cancelled this job."
         case "rollback"?: text = "Rollback requested: this is the rollback job."
+        case "started"?: text = "You started this run."
+        case "run-cancelled"?: text = "You cancelled this run."
+        case "step-approved"?, "step-rejected"?, "step-retried"?:
+            let named = q["step"].flatMap {
+                $0.isEmpty || $0.utf8.count > 64 || !$0.utf8.allSatisfy(isStepByte) ? nil : $0
+            }
+            let step = named.map { "step \($0)" } ?? "the step"
+            let done = q["done"] == "step-approved" ? "approved" : q["done"] == "step-rejected" ? "rejected" : "retried"
+            text = "You \(done) \(step)."
         case "deployed"?:
             return Notice(text: "Deploy requested:", refusal: false, job: q["job"].flatMap { Int64($0) })
         default: return nil
         }
         return Notice(text: text, refusal: false)
+    }
+
+    /// A byte of a plan step's id (`[a-z0-9_-]`): a notice names only a step that could exist.
+    static func isStepByte(_ b: UInt8) -> Bool {
+        (0x61...0x7a).contains(b) || (0x30...0x39).contains(b) || b == 0x5f || b == 0x2d
     }
 
     // MARK: - checks

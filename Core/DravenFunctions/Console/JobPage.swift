@@ -247,9 +247,24 @@ enum JobPage {
     static func voteForm(
         _ job: Job, approve: Permission, reject: Permission, session: Sessions.Live, back: String?
     ) -> HTML {
-        let why = [("approve", approve), ("reject", reject)].compactMap { name, permission -> HTML? in
-            guard let reason = permission.reason else { return nil }
-            return "<p class=\"why\" id=\"why-\(name)-\(job.id)\">You may not \(name): \(reason)</p>"
+        voteForm(
+            action: "/ui/jobs/\(job.id)/vote", key: "\(job.id)", approve: approve, reject: reject, session: session,
+            back: back)
+    }
+
+    /// The vote form posting to `action`; `key` makes its element ids unique on the page. With
+    /// `oneCheck` (both decisions pass the same checks, as a plan's approval step), a refusal is
+    /// said once ("You may not vote: …").
+    static func voteForm(
+        action: String, key: String, approve: Permission, reject: Permission, session: Sessions.Live, back: String?,
+        oneCheck: Bool = false
+    ) -> HTML {
+        let refused =
+            oneCheck
+            ? (approve.allowed ? [] : [("vote", approve)])
+            : [("approve", approve), ("reject", reject)].filter { !$0.1.allowed }
+        let why = refused.map { name, permission -> HTML in
+            "<p class=\"why\" id=\"why-\(name)-\(key)\">You may not \(name): \(permission.reason ?? "")</p>"
         }
         guard approve.allowed || reject.allowed else { return HTML.join(why) }
         var buttons: [HTML] = []
@@ -264,10 +279,10 @@ enum JobPage {
         let notes: HTML = said.isEmpty ? .empty : "<p class=\"why\">\(said.joined(separator: "; "))</p>"
         let backField: HTML = back.map { "<input type=\"hidden\" name=\"back\" value=\"\($0)\">" } ?? .empty
         return """
-            <form class="stack" method="post" action="/ui/jobs/\(job.id)/vote">
+            <form class="stack" method="post" action="\(action)">
             <input type="hidden" name="csrf" value="\(session.csrf)">\(backField)
-            <label for="comment-\(job.id)">Comment (optional)</label>
-            <input id="comment-\(job.id)" name="comment" type="text" maxlength="1000">
+            <label for="comment-\(key)">Comment (optional)</label>
+            <input id="comment-\(key)" name="comment" type="text" maxlength="1000">
             \(notes)<div class="buttons">\(buttons)</div></form>\(why)
             """
     }
@@ -275,20 +290,26 @@ enum JobPage {
     /// One action's form with an optional text field, or why the viewer may not take it.
     static func form(
         _ name: String, _ label: String, _ permission: Permission, action: String, session: Sessions.Live,
-        field: (name: String, label: String), hidden: [(String, String)] = []
+        field: (name: String, label: String)?, hidden: [(String, String)] = []
     ) -> HTML {
         guard permission.allowed else {
             return
                 "<p class=\"why\" id=\"why-\(name)\">You may not \(label.lowercased()): \(permission.reason ?? "")</p>"
         }
-        let id = "\(name)-\(field.name)"
         let extra = hidden.map { "<input type=\"hidden\" name=\"\($0.0)\" value=\"\($0.1)\">" as HTML }
         let note: HTML = permission.note.map { "<p class=\"why\">\($0)</p>" } ?? .empty
+        let input: HTML =
+            field.map { field in
+                let id = "\(name)-\(field.name)"
+                return """
+                    <label for="\(id)">\(field.label)</label>
+                    <input id="\(id)" name="\(field.name)" type="text" maxlength="1000">
+                    """
+            } ?? .empty
         return """
             <form class="stack" method="post" action="\(action)">
             <input type="hidden" name="csrf" value="\(session.csrf)">\(extra)
-            <label for="\(id)">\(field.label)</label>
-            <input id="\(id)" name="\(field.name)" type="text" maxlength="1000">
+            \(input)
             \(note)<div class="buttons"><button type="submit" class="danger">\(label)</button></div></form>
             """
     }

@@ -14,7 +14,7 @@ enum Pages {
         if let session {
             nav = """
                 <nav aria-label="Account"><a href="/ui/">Overview</a><a href="/ui/approvals">Approvals</a>\
-                <a href="/ui/deploy">Deploy</a><a href="/ui/audit">Audit</a>\
+                <a href="/ui/deploy">Deploy</a><a href="/ui/plans">Plans</a><a href="/ui/audit">Audit</a>\
                 <span>Signed in as <strong>\(session.principal.handle)</strong></span>\
                 <form method="post" action="/ui/sign-out"><input type="hidden" name="csrf" value="\(session.csrf)">\
                 <button type="submit" class="link">Sign out</button></form></nav>
