@@ -79,11 +79,8 @@ package enum WebhookReceive: Function {
             let moved = try PushEvent.apply(
                 tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
             // A push may start deploy plans whose triggers watch the ref (once: this delivery is new).
-            let plans =
-                moves.isEmpty
-                ? PlanEngine.PushStarts()
-                : try PlanEngine.startOnPush(
-                    tx, project: integration.project, moves: moves, delivery: deliveryID, now: context.now)
+            let plans = try PlanEngine.startOnPush(
+                tx, project: integration.project, moves: moves, delivery: deliveryID, now: context.now)
             if !moved.isEmpty || !plans.runs.isEmpty || !plans.refused.isEmpty {
                 var answer: JSONObject = ["status": "applied", "event": .string(eventName)]
                 if !moved.isEmpty { answer["sha_changed"] = .array(moved.map(JSON.int)) }

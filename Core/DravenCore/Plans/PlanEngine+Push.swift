@@ -9,8 +9,6 @@ extension PlanEngine {
         package var runs: [Int64] = []
         /// Plans whose trigger matched but that did not start: `[plan id: why]` (audited too).
         package var refused: [String: String] = [:]
-
-        package init() {}
     }
 
     /// Starts a run of every plan whose trigger matches one of `moves` (a ref and its new head) in
