@@ -16,7 +16,8 @@ extension Draven {
     /// As a service (`--every 5s`) it keeps one connection to the store open for its whole
     /// life: with WAL, the last connection to close checkpoints and deletes the WAL, which every
     /// per-request process would otherwise pay (DESIGN.md); and it checkpoints the WAL after each
-    /// pass, so the requests do not. Functions stay correct without it.
+    /// pass, so the requests do not. It also takes the outbox rows each function commits and
+    /// delivers them at once (`DeliveryService`). Functions stay correct without it.
     struct Sweep: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract:
@@ -71,6 +72,7 @@ extension Draven {
                 dispatchLimit: Int64(Self.interval(dispatchLimit) ?? 900))
             let checkpointInterval = once ? 0 : Self.interval(checkpointEvery) ?? 60
             var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: checkpointInterval)
+            if !once { DeliveryService.start(paths: paths) }  // delivers what functions hand over
             repeat {
                 do {
                     let report = try sweeper.run(db, now: Clock.now())

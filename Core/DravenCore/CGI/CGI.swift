@@ -44,7 +44,7 @@ package enum CGI {
         close(2)
         // Only now close the store: closing may checkpoint the WAL, which the client must not wait for.
         let outbox = context.finish()
-        if !outbox.isEmpty { Handoff.execDeliver(outbox) }
+        if !outbox.isEmpty, !Handoff.nudge(outbox, socket: context.paths.deliverSocket) { Handoff.execDeliver(outbox) }
         _exit(0)  // nothing is buffered (answers and logs go out with write(2)): skip atexit work
     }
 

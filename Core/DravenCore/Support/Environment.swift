@@ -50,6 +50,9 @@ package struct Paths: Sendable {
     }
 
     package var database: String { stateDir + "/draven.db" }
+    /// The datagram socket where `draven sweep --every` takes the outbox rows a function committed
+    /// (`Handoff.nudge`); no file, or nobody bound to it, and the function execs draven-deliver.
+    package var deliverSocket: String { database + "-deliver" }
     /// The key for API-token hashes (32 random bytes, mode 0640).
     package var tokenKey: String { secretsDir + "/token-hash.key" }
 }
