@@ -40,6 +40,9 @@ package final class Database {
     /// Where the requests this connection writes for come from (`console`), when not the API:
     /// `Audit.record` adds it as `detail.via` to every record that does not name its own.
     package var auditVia: String?
+    /// The W3C trace context of the request this connection writes for (its valid `traceparent`
+    /// header, `TraceContext`): the jobs and plan runs it creates keep it.
+    package var traceparent: String?
     /// How long a writer waits for the write lock before SQLITE_BUSY (ms).
     package static let busyTimeoutMS: Int32 = 10_000
 
