@@ -237,11 +237,13 @@ package struct Delivery {
         guard let provider = Provider(rawValue: row.0) else {
             throw DispatchError("project \(job.project) has an unknown provider \(row.0)")
         }
-        return Dispatch.Target(
+        var target = Dispatch.Target(
             jobID: job.id, environment: job.environment, ref: job.ref,
             refKind: RefKind(rawValue: job.refKind) ?? .branch,
             sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
             provider: provider, repo: row.1, method: row.2, kind: job.kind)
+        target.traceparent = job.traceparent
+        return target
     }
 
     /// - Parameter uncontrolled: why draven cannot poll or cancel this run (`RunControl.refusal`),
