@@ -35,7 +35,8 @@ extension Draven {
                         streams.joined(separator: "; "),
                     ])
                 }
-                print(Text.table(["ID", "AT", "EVENT", "SUBJECT", "SUBSCRIBER #SEQ STATE (ATTEMPTS, LAST STATUS)"], rows))
+                print(
+                    Text.table(["ID", "AT", "EVENT", "SUBJECT", "SUBSCRIBER #SEQ STATE (ATTEMPTS, LAST STATUS)"], rows))
             }
         }
 
@@ -74,14 +75,18 @@ extension Draven {
             @OptionGroup var state: StateOptions
 
             func validate() throws {
-                guard (event == nil) != (since == nil) else { throw ValidationError("name an event or --since, not both") }
+                guard (event == nil) != (since == nil) else {
+                    throw ValidationError("name an event or --since, not both")
+                }
             }
 
             func run() throws {
                 let db = try state.open()
                 let events: [Events.Event]
                 if let event {
-                    guard let found = try Events.find(db, named: event) else { throw ValidationError("no event \(event)") }
+                    guard let found = try Events.find(db, named: event) else {
+                        throw ValidationError("no event \(event)")
+                    }
                     events = [found]
                 } else {
                     events = try Events.since(db, try seconds(since ?? ""), limit: 100_000)

@@ -55,7 +55,8 @@ extension Events {
         let name =
             job.kind == .rollback
             ? "release.rolled_back"
-            : try Releases.previous(tx.db, environment: job.environmentID) == nil ? "release.deployed" : "release.upgraded"
+            : try Releases.previous(tx.db, environment: job.environmentID) == nil
+                ? "release.deployed" : "release.upgraded"
         let environment: JSONObject = ["id": .string("\(job.project)/\(job.environment)")]
         try publish(tx, name, now: t.now) {
             var draft = d(t.to)

@@ -219,7 +219,8 @@ package enum Events {
     package static func attempts(_ db: Database, event: Int64) throws -> [Attempt] {
         try db.query(
             """
-            SELECT subscription, attempt, at, status, error, duration_ms FROM event_attempts WHERE event = ?1 ORDER BY id
+            SELECT subscription, attempt, at, status, error, duration_ms FROM event_attempts
+            WHERE event = ?1 ORDER BY id
             """, [.int(event)]
         ) {
             Attempt(

@@ -20,6 +20,8 @@ package enum StandardWebhooks {
 
     /// The `webhook-signature` value of a message: `v1,` and the base64 of its MAC.
     package static func signature(key: SecretBytes, id: String, timestamp: Int64, body: [UInt8]) -> String {
-        "v1," + SecretsCrypto.base64(Sodium.hmacSHA256(key: key, prefix: Array("\(id).\(timestamp).".utf8), message: body))
+        "v1,"
+            + SecretsCrypto.base64(
+                Sodium.hmacSHA256(key: key, prefix: Array("\(id).\(timestamp).".utf8), message: body))
     }
 }

@@ -93,7 +93,8 @@ package struct Subscriptions: Sendable {
         for item in object["subscriptions"]?.arrayValue ?? [] {
             guard let id = item["id"]?.stringValue, let url = item["url_secret"]?.stringValue,
                 let key = item["signing_secret"]?.stringValue,
-                case .success(let filter) = EventFilter.parse(item["events"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+                case .success(let filter) = EventFilter.parse(
+                    item["events"]?.arrayValue?.compactMap(\.stringValue) ?? [])
             else { continue }
             let attempts = item["max_attempts"]?.intValue.map(Int.init) ?? defaultMaxAttempts
             out.all.append(

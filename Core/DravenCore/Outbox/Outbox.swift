@@ -19,7 +19,8 @@ package enum Outbox {
                 """
                 INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at, stream)
                 VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING id
-                """, [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now), .text(stream)]
+                """,
+                [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now), .text(stream)]
             ) {
                 $0.int(0)
             } ?? 0
