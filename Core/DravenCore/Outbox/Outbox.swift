@@ -9,7 +9,8 @@ package enum Outbox {
     package enum Kind: String, Sendable { case dispatch, notify, poll, cancel, check, event }
 
     /// - Parameter stream: rows of one stream are delivered one at a time, oldest first (`claim`):
-    ///   a subscriber's events (`Events.stream`). Nil: the row is on its own.
+    ///   a subscriber's events (`Events.stream`). Nil: the row is on its own. A function hands its
+    ///   deliverer a transaction's stream rows after its other rows (dispatches first).
     @discardableResult
     package static func enqueue(
         _ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64, stream: String? = nil
@@ -24,7 +25,7 @@ package enum Outbox {
             ) {
                 $0.int(0)
             } ?? 0
-        tx.enqueued(id)
+        tx.enqueued(id, last: stream != nil)
         return id
     }
 
