@@ -1077,6 +1077,8 @@ def main():
 
     # 5. Deploy plans: a step's end to the next step's dispatch (its own store and stand-in provider).
     report["plans"] = plan_advance()
+    # 6. The event stream: what delivering one event costs (its own store and receiver).
+    report["events"] = event_delivery()
 
     report["elapsed_s"] = round(time.time() - started)
     report["ratios"], report["goals"] = ratios(report)
@@ -1372,6 +1374,20 @@ def markdown(r):
           f"{pl['webhook_with_plan_step_ms']['p99']} |")
         w(f"| webhook round trip, a plain job | {pl['webhook_plain_job_ms']['p50']} | "
           f"{pl['webhook_plain_job_ms']['p99']} |")
+        w("")
+    if r.get("events"):
+        ev = r["events"]
+        w("## The event stream: what delivering an event costs\n")
+        w(f"`bench.py --events`: a store of its own with one subscription to a receiver on 127.0.0.1 (a Python "
+          f"HTTP server, whose own time is in the figures), {2 * ev['runs']} event rows on its stream. *one per "
+          "process*: `draven-deliver ID` delivering one row, whole process (start, claim, render and sign the "
+          "CloudEvent, POST it, log the attempt, settle), as a function's exec runs it. *drained*: one process "
+          f"delivering the other {ev['drained']} in order, each delivery handing it the stream's next row.\n")
+        w("| figure | ms |")
+        w("|---|---:|")
+        w(f"| one event per draven-deliver process, p50 | {ev['one_per_process_ms']['p50']} |")
+        w(f"| one event per draven-deliver process, p99 | {ev['one_per_process_ms']['p99']} |")
+        w(f"| per event, a stream drained by one process | {ev['drained_per_event_ms']} |")
         w("")
     w("## Goals\n")
     w("| goal | measured | |")
@@ -1742,10 +1758,100 @@ def process_only():
             f"cpu {' '.join(f'{v:.2f}' for v in cpu[name])} ms (÷ floor {ratios(cpu)})")
 
 
+EVENT_RUNS = 40 if QUICK else 200
+
+
+def event_delivery():
+    """`bench.py --events` (also part of `make bench`): what delivering one event costs. A store of
+    its own with one subscription (every event) to a receiver on 127.0.0.1 (a Python HTTP server
+    answering 204), and EVENT_RUNS event rows seeded on the subscriber's stream, as a move writes
+    them. First each row alone, one `draven-deliver ID` process each (what a function's exec
+    does: start, claim, render and sign the CloudEvent, POST it, log the attempt, settle), then
+    the rest of the stream drained by one process (`draven-deliver FIRST`: each delivery hands
+    the deliverer the stream's next row)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+    got = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            got.append(self.headers.get("webhook-id"))
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = Draven(WORK / "state-events")
+    shutil.rmtree(store.state, ignore_errors=True)
+    store.state.mkdir(parents=True)
+    config = WORK / "events.bench.toml"
+    config.write_text('[events]\n[[events.subscriptions]]\nid = "bench"\nurl_secret = "events-url"\n'
+                      'signing_secret = "events-key"\nevents = ["*"]\n')
+    store.cli("init")
+    store.cli("apply", "-f", config)
+    store.cli("secrets", "init")
+    store.cli("secrets", "set", "events-url", input=f"http://127.0.0.1:{server.server_address[1]}/events")
+    store.cli("secrets", "set", "events-key", input="whsec_" + base64.b64encode(os.urandom(24)).decode())
+    n = 2 * EVENT_RUNS
+    data = json.dumps({"job": {"id": 1, "kind": "deploy", "project": "shop", "environment": "prod",
+                               "ref": "refs/tags/v1.2.3", "state": "succeeded", "requested_by": "alice"},
+                       "actor": "runner", "detail": {"result": "succeeded"}})
+    far = 4_000_000_000  # not due: each row is made due when it is measured
+    with sqlite3.connect(store.db, timeout=30) as c:
+        for i in range(1, n + 1):
+            c.execute("INSERT INTO events (event_id, name, type, source, subject, at, data) VALUES "
+                      "(?, 'job.finished', 'dev.cdevents.pipelinerun.finished.0.2.0', '/draven', 'job/1', ?, ?)",
+                      (f"bench-{i:06d}", int(time.time()), data))
+            event = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+            c.execute("INSERT INTO event_deliveries (subscription, sequence, event) VALUES ('bench', ?, ?)", (i, event))
+            c.execute("INSERT INTO outbox (kind, payload, next_attempt_at, created_at, stream) VALUES "
+                      "('event', ?, ?, ?, 'event:bench')",
+                      (json.dumps({"event": event, "subscription": "bench", "sequence": i}), far, int(time.time())))
+        rows = [r for (r,) in c.execute("SELECT id FROM outbox WHERE kind = 'event' ORDER BY id")]
+    env = dict(os.environ, DRAVEN_STATE_DIR=str(store.state))
+    single = []
+    for row in rows[:EVENT_RUNS]:
+        with sqlite3.connect(store.db, timeout=30) as c:
+            c.execute("UPDATE outbox SET next_attempt_at = 0 WHERE id = ?", (row,))
+        t0 = time.monotonic()
+        run([BIN_DIR / "draven-deliver", str(row)], env=env, check=True)
+        single.append(time.monotonic() - t0)
+    with sqlite3.connect(store.db, timeout=30) as c:
+        c.execute("UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending'")
+    t0 = time.monotonic()
+    run([BIN_DIR / "draven-deliver", str(rows[EVENT_RUNS])], env=env, check=True)
+    drained = time.monotonic() - t0
+    server.shutdown()
+    with sqlite3.connect(store.db, timeout=30) as c:
+        delivered = c.execute("SELECT count(*) FROM outbox WHERE kind = 'event' AND state = 'delivered'").fetchone()[0]
+    if delivered != n or len(got) != n or got != [f"bench-{i:06d}" for i in range(1, n + 1)]:
+        sys.exit(f"bench: events: {delivered} of {n} delivered, {len(got)} received (in order: {got == sorted(got)})")
+    q = statistics.quantiles(single, n=100)
+    out = {"runs": EVENT_RUNS, "one_per_process_ms": {"p50": round(statistics.median(single) * 1000, 2),
+                                                      "p99": round(q[98] * 1000, 2)},
+           "drained_per_event_ms": round(drained / (n - EVENT_RUNS) * 1000, 2), "drained": n - EVENT_RUNS}
+    log(f"events: one event per draven-deliver process p50 {out['one_per_process_ms']['p50']} ms "
+        f"(p99 {out['one_per_process_ms']['p99']} ms); a stream of {out['drained']} drained by one process "
+        f"{out['drained_per_event_ms']} ms per event (signed, POSTed, logged, in order)")
+    return out
+
+
+def events_only():
+    (WORK / "events.json").write_text(json.dumps(event_delivery(), indent=1) + "\n")
+
+
 def plans_only():
     (WORK / "plans.json").write_text(json.dumps(plan_advance(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
     {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions,
-     "--console": console_only, "--plans": plans_only, "--process": process_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()
+     "--console": console_only, "--plans": plans_only, "--process": process_only,
+     "--events": events_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -13,7 +13,7 @@ struct Draven: ParsableCommand {
             Init.self, Migrate.self, Apply.self, Tokens.self, SecretsCommand.self, Sweep.self,
             AuditCommand.self, DoctorCommand.self, DeployCommand.self, JobsCommand.self, StatusCommand.self,
             LogsCommand.self, ApproveCommand.self, RejectCommand.self, RollbackCommand.self, CancelCommand.self,
-            ConsoleCommand.self, SessionsCommand.self, PlanCommand.self,
+            ConsoleCommand.self, SessionsCommand.self, PlanCommand.self, EventsCommand.self,
         ]
     )
 }

@@ -46,6 +46,7 @@ import Testing
             requestedBy: alice, policyVersion: 7, parentJobID: parent,
             idempotencyKey: "key-1", requestDigest: "digest-1")
         new.toRelease = release
+        new.traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
         let created = store.now + 11
         let id = try store.db.immediate { tx in
             try StateMachine.create(tx, new, actor: "alice", subject: "shop/staging", now: created)
@@ -81,7 +82,8 @@ import Testing
         #expect(job.heartbeatAt == created + 33)
         #expect(job.progress == #"{"step":"migrate"}"#)
         #expect(job.toRelease == release)
-        #expect(Job.Column.allCases.count == 24)  // every field above, run_url included
+        #expect(job.traceparent == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        #expect(Job.Column.allCases.count == 25)  // every field above, run_url and traceparent included
         #expect(try Job.idempotent(store.db, requestedBy: alice, key: "key-1")?.id == id)
         #expect(try Job.idempotent(store.db, requestedBy: alice, key: "key-1")?.requestDigest == "digest-1")
     }

@@ -78,7 +78,7 @@ import Testing
         #expect(
             StateMachine.effects.map { String(describing: type(of: $0)) } == [
                 "RenewLease", "FreeLock", "RecordRelease", "Recover", "AdvancePlan", "StartNextQueued", "Notify",
-                "UpdateApprovalMessages",
+                "UpdateApprovalMessages", "Publish",
             ])
     }
 

@@ -425,7 +425,7 @@ def test_an_unmapped_chat_user_is_refused_with_a_readable_message(world):
     after = stack.snapshot()
     added = [row for row in after["outbox"] if row not in before["outbox"]]
     assert after == dict(before, outbox=sorted(before["outbox"] + added, key=repr))
-    [(_, kind, job_id, payload, state, attempts, _, _, delivered_at, last_error)] = added
+    [(_, kind, job_id, payload, state, attempts, _, _, delivered_at, last_error, _stream)] = added
     assert (kind, job_id, state, attempts, last_error) == ("notify", None, "delivered", 1, None) and delivered_at
     assert json.loads(payload) == {"channel": "slack_approval", "action": "ephemeral", "slack_channel": "C0DEPLOYS",
                                    "user": "UNOBODY", "text": reply["text"]}

@@ -92,6 +92,9 @@ def dispatches(fake, project):
     return [r for r in fake.received(prefix) if r["method"] == "POST" and not r["path"].endswith("/cancel")]
 
 
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 def signed(stack, path, payload):
     body = json.dumps(payload).encode()
     ts = str(int(time.time()))
@@ -116,7 +119,8 @@ def sent():
         with launch(config, people=("alice",), secrets=SECRETS) as stack:
             for project, provider in (("gh", "github"), ("gl", "gitlab"), ("glp", "gitlab"), ("bb", "bitbucket")):
                 for ref, result in (("refs/heads/main", "succeeded"), ("refs/heads/fail-x", "failed")):
-                    r = stack.deploy("alice", project, "recover", ref, sha=SHA)
+                    # With a trace context (W3C traceparent): every dispatch passes it on, the recovery jobs' too.
+                    r = stack.deploy("alice", project, "recover", ref, sha=SHA, headers={"traceparent": TRACEPARENT})
                     assert r.status == 201, r
                     assert stack.wait_for(r.json["id"], {"running"}) == "running"
                     report(stack, r.json["id"], result)

@@ -37,6 +37,7 @@ package final class Context {
             throw DravenError.storeNotReady("the database needs migrating; run `draven migrate`")
         }
         db.auditVia = via
+        db.traceparent = TraceContext.parse(request?.header("traceparent"))
         database = db
         return db
     }

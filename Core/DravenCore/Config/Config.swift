@@ -52,6 +52,8 @@ package struct Config: Sendable {
     /// Chat-ops (`[chatops.slack]`, `[chatops.teams]`, `[chatops.mattermost]`): the names of the
     /// secrets that verify each platform's requests, and Slack's bot token for approval requests.
     package var chatops: JSONObject?
+    /// The event stream (`[events]`: `source`, `[[events.subscriptions]]`), checked by `Subscriptions`.
+    package var events: JSONObject?
 
     package var tokenHeader: String?
     /// `[logs]`: archived job logs' per-job cap (bytes) and retention (seconds); nil: the defaults
@@ -201,6 +203,10 @@ package struct Config: Sendable {
 
         if let chatops = reader.table("chatops", &problems) {
             config.chatops = Self.validateChatops(chatops, &problems)
+        }
+
+        if let events = reader.table("events", &problems) {
+            config.events = Subscriptions.validate(events, &problems)
         }
 
         if let projects = reader.table("projects", &problems) {

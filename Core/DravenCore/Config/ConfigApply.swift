@@ -59,6 +59,10 @@ package enum ConfigApply {
             try db.run(
                 "INSERT INTO settings (key, value) VALUES ('chatops', ?1)", [.text(JSON.object(chatops).serialized())])
         }
+        if let events = config.events {
+            try db.run(
+                "INSERT INTO settings (key, value) VALUES ('events', ?1)", [.text(JSON.object(events).serialized())])
+        }
         if let smtp = config.smtp {
             try db.run("INSERT INTO settings (key, value) VALUES ('smtp', ?1)", [.text(JSON.object(smtp).serialized())])
         }

@@ -119,6 +119,7 @@ package enum Approvals {
                 state: job.state)
         }
         try StateMachine.note(tx, job: id, event: "vote", actor: voter.handle, detail: detail, now: now)
+        try Events.voted(tx, job: job, approve: decision == .approve, actor: voter.handle, detail: detail, now: now)
         if decision == .reject {
             try StateMachine.transition(
                 tx, job: id, to: .rejected, actor: voter.handle,

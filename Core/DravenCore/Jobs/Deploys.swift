@@ -43,10 +43,11 @@ package enum Deploys {
         }
         let input = checked.input
         let policy = checked.policy
-        let new = StateMachine.NewJob(
+        var new = StateMachine.NewJob(
             projectID: checked.target.projectID, environmentID: checked.target.environmentID, ref: checked.ref,
             sha: input.sha, reason: input.reason, requestedBy: principal.personID, policyVersion: policy.version,
             idempotencyKey: key, requestDigest: checked.digest)
+        new.traceparent = input.traceparent
         let id = try StateMachine.create(tx, new, actor: principal.handle, subject: subject, now: now)
         if policy.approvalsRequired > 0 {
             try StateMachine.transition(
@@ -67,6 +68,8 @@ package struct DeployRequest: Sendable {
     package var refKind: String?
     package var sha: String?
     package var reason: String
+    /// The trace context the job is part of when it is not the request's (a plan run's step).
+    package var traceparent: String?
 
     static let fields = ["project", "environment", "ref", "ref_kind", "sha", "reason"]
 

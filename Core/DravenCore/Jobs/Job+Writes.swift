@@ -10,14 +10,14 @@ extension Job {
             """
             INSERT INTO jobs (kind, project_id, environment_id, ref, ref_kind, sha, reason, state, requested_by,
                               policy_version, parent_job_id, idempotency_key, request_digest, created_at, updated_at,
-                              to_release)
-            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)
+                              to_release, traceparent)
+            VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14, ?15)
             """,
             [
                 .text(new.kind.rawValue), .int(new.projectID), .int(new.environmentID), .text(new.ref.qualified),
                 .text(new.ref.kind.rawValue), .text(new.sha), .text(new.reason), .int(new.requestedBy),
                 .int(new.policyVersion), .int(new.parentJobID), .text(new.idempotencyKey), .text(new.requestDigest),
-                .int(now), .int(new.toRelease),
+                .int(now), .int(new.toRelease), .text(new.traceparent),
             ])
         return tx.db.lastInsertRowID
     }

@@ -27,12 +27,14 @@ package struct Job: Sendable {
     package var toRelease: Int64?
     /// The provider's page of the run (the notifications' link when there is no log).
     package var runURL: String?
+    /// The W3C trace context of the request that asked for the job (`TraceContext`), if it sent one.
+    package var traceparent: String?
 
     /// The columns `init(row:)` reads, in SELECT order; `select` is built from them.
     enum Column: Int32, ColumnList {
         case id, kind, projectID, project, environmentID, environment, ref, refKind, sha, reason, state, requestedBy
         case requestedByID, policyVersion, fencingToken, runID, parentJobID, createdAt, updatedAt, logURL
-        case heartbeatAt, progress, toRelease, runURL
+        case heartbeatAt, progress, toRelease, runURL, traceparent
 
         var expression: String {
             switch self {
@@ -60,6 +62,7 @@ package struct Job: Sendable {
             case .progress: "j.progress"
             case .toRelease: "j.to_release"
             case .runURL: "j.run_url"
+            case .traceparent: "j.traceparent"
             }
         }
     }
@@ -97,6 +100,7 @@ package struct Job: Sendable {
         progress = row.optionalText(.progress)
         toRelease = row.optionalInt(.toRelease)
         runURL = row.optionalText(.runURL)
+        traceparent = row.optionalText(.traceparent)
     }
 
     package static func find(_ db: Database, id: Int64) throws -> Job? {

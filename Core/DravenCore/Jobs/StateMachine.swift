@@ -25,6 +25,9 @@ package enum StateMachine {
         package var requestDigest: String?
         /// A rollback's target release.
         package var toRelease: Int64?
+        /// The W3C trace context the job is part of (`TraceContext`); nil: the request's
+        /// (`Database.traceparent`), if it sent one.
+        package var traceparent: String?
 
         package init(
             kind: JobKind = .deploy, projectID: Int64, environmentID: Int64, ref: GitRef, sha: String?,
@@ -54,6 +57,7 @@ package enum StateMachine {
                 reason: reason,
                 requestedBy: requestedBy, policyVersion: policyVersion, parentJobID: parentJobID)
             self.toRelease = toRelease
+            self.traceparent = job.traceparent
         }
     }
 
@@ -61,6 +65,8 @@ package enum StateMachine {
     package static func create(_ tx: Transaction, _ new: NewJob, actor: String, subject: String, now: Int64) throws
         -> Int64
     {
+        var new = new
+        new.traceparent = new.traceparent ?? tx.db.traceparent
         let id = try Job.insert(tx, new, now: now)
         var detail: JSONObject = [
             "kind": .string(new.kind.rawValue), "ref": .string(new.ref.qualified),
@@ -69,12 +75,14 @@ package enum StateMachine {
         ]
         if let parent = new.parentJobID { detail["parent_job_id"] = .int(parent) }
         if let release = new.toRelease { detail["to_release"] = .int(release) }
+        if let trace = new.traceparent { detail["traceparent"] = .string(trace) }
         try JobEvent.record(
             tx, job: id, event: "created", from: nil, to: .pending, actor: actor, detail: detail,
             now: now)
         try Audit.record(
             tx, at: now, actor: actor, action: "job.create", subject: subject,
             detail: detail.merging(["job_id": .int(id)]))
+        try Events.jobCreated(tx, job: id, actor: actor, now: now)
         return id
     }
 

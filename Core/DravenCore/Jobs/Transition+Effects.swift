@@ -1,6 +1,6 @@
 /// The effects of a move (`StateMachine.effects` gives their order and why): each says when it
 /// applies; what it writes is the owner's (`Locks`, `Releases`, `Recovery`, `Notifications`,
-/// `ApprovalMessages`).
+/// `ApprovalMessages`, `Events`).
 extension Transition {
     /// Entering `running` restarts the lease of the job's lock from now.
     package struct RenewLease: Effect {
@@ -71,6 +71,15 @@ extension Transition {
         package func apply(_ tx: Transaction, _ t: inout Transition) throws {
             guard t.to == .awaitingApproval || t.from == .awaitingApproval else { return }
             try ApprovalMessages.enqueue(tx, t)
+        }
+    }
+
+    /// Every move is told to the event stream's subscribers (`Events.jobMoved`: the job's event,
+    /// the lock, the release), as outbox rows in the move's transaction.
+    package struct Publish: Effect {
+        package init() {}
+        package func apply(_ tx: Transaction, _ t: inout Transition) throws {
+            try Events.jobMoved(tx, t)
         }
     }
 }

@@ -52,6 +52,12 @@ extension StateMachine {
     /// 8. `UpdateApprovalMessages`: entering or leaving `awaiting_approval` posts or updates the
     ///    approval request in chat.
     ///
+    /// 9. `Publish`: the move's events (the job's, the lock's, the release's) go to the event
+    ///    stream's subscribers. Last: it reads what 2 and 3 wrote (the freed lock, the release
+    ///    before this one). The events of the moves 4 to 6 caused were published by those moves,
+    ///    inside this one, so a subscriber sees a recovery job's creation before the failure
+    ///    that caused it; the `sequence` numbers say the order events were written in.
+    ///
     /// 7 and 8 come last so the outbox keeps the order it has always had: the dispatches of the
     /// jobs this move started, then the messages about it. A new effect is one line here, put
     /// where what it reads has been written.
@@ -64,5 +70,6 @@ extension StateMachine {
         Transition.StartNextQueued(),
         Transition.Notify(),
         Transition.UpdateApprovalMessages(),
+        Transition.Publish(),
     ]
 }

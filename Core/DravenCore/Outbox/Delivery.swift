@@ -19,6 +19,8 @@ package struct Delivery {
     package var baseDelay: Int64 = 10
     package var maxDelay: Int64 = 600
     private var secrets: SecretsStore?
+    /// Rows to deliver next because a row of their stream was just settled (`Delivery.event`).
+    var following: [Int64] = []
 
     package init(db: Database, paths: Paths, transport: any HTTPTransport) {
         self.db = db
@@ -42,7 +44,8 @@ package struct Delivery {
             let id = queue.removeFirst()
             db.takeCommittedOutbox()
             if try deliverOne(id, now: now) { settled += 1 }
-            queue += db.takeCommittedOutbox()
+            queue += db.takeCommittedOutbox() + following
+            following = []
         }
         return settled
     }
@@ -58,6 +61,8 @@ package struct Delivery {
             try runCall(row, now: now)
         case .check:
             try check(row, now: now)
+        case .event:
+            try event(row, now: now)
         case nil:
             try settle(row.id, state: .dead, error: "no deliverer for \(row.kind) rows", now: now())
         }
@@ -232,11 +237,13 @@ package struct Delivery {
         guard let provider = Provider(rawValue: row.0) else {
             throw DispatchError("project \(job.project) has an unknown provider \(row.0)")
         }
-        return Dispatch.Target(
+        var target = Dispatch.Target(
             jobID: job.id, environment: job.environment, ref: job.ref,
             refKind: RefKind(rawValue: job.refKind) ?? .branch,
             sha: job.sha, fencingToken: token, integration: (try? JSON.parse(row.3))?.objectValue ?? [:],
             provider: provider, repo: row.1, method: row.2, kind: job.kind)
+        target.traceparent = job.traceparent
+        return target
     }
 
     /// - Parameter uncontrolled: why draven cannot poll or cancel this run (`RunControl.refusal`),

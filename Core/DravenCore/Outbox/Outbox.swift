@@ -4,23 +4,28 @@
 /// Payloads name secrets, never copy them.
 package enum Outbox {
     /// `poll` asks a run's state, `cancel` asks the provider to cancel a run (`RunControl`);
-    /// `check` is a plan's HTTP check (`PlanEngine.checkAnswered`).
-    package enum Kind: String, Sendable { case dispatch, notify, poll, cancel, check }
+    /// `check` is a plan's HTTP check (`PlanEngine.checkAnswered`); `event` is one event for one
+    /// subscriber (`Events`, `Delivery.event`).
+    package enum Kind: String, Sendable { case dispatch, notify, poll, cancel, check, event }
 
+    /// - Parameter stream: rows of one stream are delivered one at a time, oldest first (`claim`):
+    ///   a subscriber's events (`Events.stream`). Nil: the row is on its own. A function hands its
+    ///   deliverer a transaction's stream rows after its other rows (dispatches first).
     @discardableResult
-    package static func enqueue(_ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64) throws
-        -> Int64
-    {
+    package static func enqueue(
+        _ tx: Transaction, kind: Kind, job: Int64?, payload: JSONObject, now: Int64, stream: String? = nil
+    ) throws -> Int64 {
         let id =
             try tx.db.first(
                 """
-                INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?4)
-                RETURNING id
-                """, [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now)]
+                INSERT INTO outbox (kind, job_id, payload, next_attempt_at, created_at, stream)
+                VALUES (?1, ?2, ?3, ?4, ?4, ?5) RETURNING id
+                """,
+                [.text(kind.rawValue), .int(job), .text(JSON.object(payload).serialized()), .int(now), .text(stream)]
             ) {
                 $0.int(0)
             } ?? 0
-        tx.enqueued(id)
+        tx.enqueued(id, last: stream != nil)
         return id
     }
 
@@ -45,12 +50,19 @@ package enum Outbox {
 
     /// Claims row `id` if it is due: one UPDATE, so two deliverers never both win. The claim is
     /// a lease of `lease` seconds (a deliverer that dies lets it expire) and counts an attempt.
-    /// - Returns: the row, or nil when it is not due (delivered, or claimed by another process).
+    /// A row of a stream is claimed only when no older row of its stream is pending or being
+    /// delivered: the stream's oldest undelivered row goes first, whoever asks (a dead row no
+    /// longer holds the stream back).
+    /// - Returns: the row, or nil when it is not due (delivered, claimed by another process, or
+    ///   behind an older row of its stream).
     static func claim(_ tx: Transaction, id: Int64, lease: Int64, now: Int64) throws -> Claimed? {
         try tx.db.first(
             """
             UPDATE outbox SET state = 'delivering', attempts = attempts + 1, next_attempt_at = ?2
             WHERE id = ?1 AND state IN ('pending', 'delivering') AND next_attempt_at <= ?3
+              AND (stream IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM outbox b WHERE b.stream = outbox.stream AND b.id < outbox.id
+                      AND b.state IN ('pending', 'delivering')))
             RETURNING id, kind, job_id, payload, attempts
             """, [.int(id), .int(now + lease), .int(now)]
         ) {
@@ -58,6 +70,17 @@ package enum Outbox {
                 id: $0.int(0), kind: $0.text(1), jobID: $0.optionalInt(2),
                 payload: (try? JSON.parse($0.text(3))) ?? .null, attempts: Int($0.int(4)))
         }
+    }
+
+    /// The oldest row of `stream` still to deliver, if it is due: what a deliverer that just
+    /// settled a row of the stream delivers next.
+    static func nextInStream(_ db: Database, _ stream: String, now: Int64) throws -> Int64? {
+        try db.first(
+            """
+            SELECT id, next_attempt_at FROM outbox WHERE stream = ?1 AND state IN ('pending', 'delivering')
+            ORDER BY id LIMIT 1
+            """, [.text(stream)]
+        ) { $0.int(1) <= now ? $0.int(0) : nil } ?? nil
     }
 
     /// Puts a claimed row back to wait until `at` for its next attempt.

@@ -31,6 +31,9 @@ extension PlanEngine {
 
         mutating func finish() throws {
             try PlanRuns.save(tx, run, from: original)
+            if run.status != original.status {
+                try Events.planRun(tx, run, from: original.status, actor: actor, now: now)
+            }
             for (job, reason) in cancels where try Job.find(tx.db, id: job).map({ !$0.state.isTerminal }) ?? false {
                 try JobControl.cancel(
                     tx, job: job, actor: actor, detail: ["by": .string(actor), "reason": .string(reason)], now: now)
@@ -143,10 +146,11 @@ extension PlanEngine {
             do {
                 switch step.action {
                 case .deploy(let project, let environment, let ref, let reason):
-                    let input = DeployRequest(
+                    var input = DeployRequest(
                         project: project, environment: environment, ref: ref.render(value),
                         refKind: run.plan.refKind(ref),
                         reason: reason?.render(value) ?? "plan \(run.plan.id) run \(run.id): step \(step.id)")
+                    input.traceparent = run.traceparent
                     let job = try tx.savepoint { () throws -> Int64 in
                         let checked = try Deploys.check(tx.db, input, by: starter)
                         let environmentID = checked.target.environmentID
@@ -202,10 +206,11 @@ extension PlanEngine {
             }
             let gitRef = try GitRef.parse(
                 text, kind: ref.flatMap(run.plan.refKind) ?? live?.refKind, policyKinds: policy.kinds)
-            let new = StateMachine.NewJob(
+            var new = StateMachine.NewJob(
                 kind: .diagnostic, projectID: target.projectID, environmentID: target.environmentID, ref: gitRef,
                 sha: nil, reason: "plan \(run.plan.id) run \(run.id): step \(step.id)", requestedBy: starter.personID,
                 policyVersion: policy.version)
+            new.traceparent = run.traceparent
             let id = try StateMachine.create(
                 tx, new, actor: starter.handle, subject: "\(project)/\(environment)", now: now)
             try StateMachine.start(tx, job: id, policy: policy, actor: starter.handle, now: now, queueWhenBusy: true)

@@ -51,6 +51,7 @@ package enum PlanEngine {
             tx, plan: plan, inputs: inputs, reason: reason, startedBy: principal.personID, idempotencyKey: key,
             digest: digest, now: now)
         var work = try Work(tx, run: id, actor: principal.handle, now: now)
+        try Events.planRun(tx, work.run, from: nil, actor: principal.handle, now: now)
         try work.audit(
             "plan_run.start",
             [

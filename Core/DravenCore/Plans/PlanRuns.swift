@@ -46,6 +46,8 @@ package enum PlanRuns {
         package var detail: JSONObject
         /// In the plan's document order.
         package var steps: [Step]
+        /// The W3C trace context of the request that started the run (`TraceContext`): its jobs keep it.
+        package var traceparent: String? = nil
 
         package func index(_ step: String) -> Int? { steps.firstIndex { $0.id == step } }
     }
@@ -86,13 +88,13 @@ package enum PlanRuns {
             try tx.db.first(
                 """
                 INSERT INTO plan_runs (plan_id, plan_version, plan, status, inputs, reason, started_by, idempotency_key,
-                                       request_digest, started_at, progressed_at)
-                VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id
+                                       request_digest, started_at, progressed_at, traceparent)
+                VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10) RETURNING id
                 """,
                 [
                     .text(plan.id), .int(plan.version), .text(plan.snapshot.serialized()),
                     .text(JSON.object(inputs).serialized()), .text(reason), .int(startedBy), .text(idempotencyKey),
-                    .text(digest), .int(now),
+                    .text(digest), .int(now), .text(tx.db.traceparent),
                 ]
             ) { $0.int(0) } ?? 0
         for (position, step) in plan.steps.enumerated() {
@@ -114,7 +116,7 @@ package enum PlanRuns {
 
     private static let runColumns = """
         SELECT r.id, r.plan, r.status, r.inputs, r.reason, r.started_by, pe.handle, r.started_at, r.progressed_at,
-               r.ended_at, r.detail
+               r.ended_at, r.detail, r.traceparent
         FROM plan_runs r JOIN people pe ON pe.id = r.started_by
         """
 
@@ -124,7 +126,7 @@ package enum PlanRuns {
             status: Status(rawValue: s.text(2)) ?? .failed, inputs: (try? JSON.parse(s.text(3)))?.objectValue ?? [:],
             reason: s.text(4), startedBy: s.int(5), startedByHandle: s.text(6), startedAt: s.int(7),
             progressedAt: s.int(8), endedAt: s.optionalInt(9),
-            detail: (try? JSON.parse(s.text(10)))?.objectValue ?? [:], steps: [])
+            detail: (try? JSON.parse(s.text(10)))?.objectValue ?? [:], steps: [], traceparent: s.optionalText(11))
     }
 
     /// The run `id` with its steps.

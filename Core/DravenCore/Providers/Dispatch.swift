@@ -4,7 +4,8 @@
 ///
 /// Every pipeline receives the job id, environment, qualified ref and the lock's fencing token:
 /// GitHub as workflow inputs `job_id`, `env`, `ref`, `fencing_token`; GitLab and Bitbucket as
-/// variables `JOB_ID`, `ENV`, `REF`, `DRAVEN_FENCING_TOKEN`.
+/// variables `JOB_ID`, `ENV`, `REF`, `DRAVEN_FENCING_TOKEN`. A job whose request sent a W3C
+/// `traceparent` (`TraceContext`) passes it too: input `traceparent`, variable `TRACEPARENT`.
 package enum Dispatch {
     package static let userAgent = "draven/0.1 (+https://draven.dev)"
 
@@ -22,6 +23,8 @@ package enum Dispatch {
         package var method: String
         /// `deploy`, `rollback` or `diagnostic`: the latter two also pass the Deployer task to run.
         package var kind: JobKind
+        /// The job's trace context, passed on so the CI run can join the caller's trace.
+        package var traceparent: String?
 
         package init(
             jobID: Int64, environment: String, ref: String, refKind: RefKind, sha: String?, fencingToken: Int64,
@@ -64,12 +67,16 @@ package enum Dispatch {
         }
 
         var variables: [(String, String)] {
-            [
+            var out = [
                 ("JOB_ID", String(jobID)), ("ENV", environment), ("REF", ref),
                 ("DRAVEN_FENCING_TOKEN", String(fencingToken)),
             ]
-                + (task.map { [("DRAVEN_TASK", $0)] } ?? [])
-                + (task != nil ? sha.map { [("DRAVEN_SHA", $0)] } ?? [] : [])
+            if let task {
+                out.append(("DRAVEN_TASK", task))
+                if let sha { out.append(("DRAVEN_SHA", sha)) }
+            }
+            if let traceparent { out.append(("TRACEPARENT", traceparent)) }
+            return out
         }
 
         func base(_ fallback: String) -> String {

@@ -131,10 +131,17 @@ struct GitHub: CIProvider {
         _ target: Dispatch.Target, secret: String,
         after response: OutboundResponse
     ) throws(DispatchError) -> OutboundRequest? {
-        guard response.status == 400 || response.status == 422,
-            String(decoding: response.body, as: UTF8.self).contains("return_run_details")
-        else { return nil }
-        return try Self.dispatch(target, secret: secret, runDetails: false)
+        guard response.status == 400 || response.status == 422 else { return nil }
+        let said = String(decoding: response.body, as: UTF8.self)
+        if said.contains("return_run_details") { return try Self.dispatch(target, secret: secret, runDetails: false) }
+        // A workflow that declares no `traceparent` input refuses it ("Unexpected inputs provided"):
+        // the deploy matters more than its trace, so it is asked again without it.
+        if target.traceparent != nil, said.contains("traceparent") {
+            var untraced = target
+            untraced.traceparent = nil
+            return try Self.dispatch(untraced, secret: secret, runDetails: true)
+        }
+        return nil
     }
 
     static func dispatch(
@@ -154,6 +161,7 @@ struct GitHub: CIProvider {
             // The exact commit a rollback returns to (a branch has moved on since).
             if let sha = t.sha { inputs["sha"] = .string(sha) }
         }
+        if let trace = t.traceparent { inputs["traceparent"] = .string(trace) }
         var body: JSONObject = ["ref": .string(t.ref), "inputs": .object(inputs)]
         if runDetails { body["return_run_details"] = true }
         let workflows = "\(t.base("https://api.github.com"))/repos/\(t.repo)/actions/workflows"

@@ -224,16 +224,9 @@ enum GitLabSignature {
     /// The HMAC key: the signing token's base64 (after `whsec_`), decoded; padding may be left
     /// out, as the reference implementation allows.
     static func key(_ secret: SecretBytes) throws -> SecretBytes {
-        let decoded: [UInt8]? = secret.withUnsafeBytes { raw in
-            var text = Array(raw.starts(with: Array("whsec_".utf8)) ? raw.dropFirst(6) : raw[...])
-            defer { Sodium.wipe(&text) }
-            while text.count % 4 != 0 { text.append(UInt8(ascii: "=")) }
-            return SecretsCrypto.base64Decode(text)
-        }
-        guard var bytes = decoded, !bytes.isEmpty else {
+        guard let key = StandardWebhooks.key(secret) else {
             throw DravenError.badSignature("the GitLab signing secret in the secrets store is not whsec_<base64>")
         }
-        defer { Sodium.wipe(&bytes) }
-        return SecretBytes(copying: bytes, label: "gitlab signing key")
+        return key
     }
 }

@@ -36,10 +36,13 @@ package final class Database {
     /// Outbox rows written by transactions that committed on this connection, not yet taken
     /// (`takeCommittedOutbox`); rows of a rolled-back transaction are dropped.
     private var committedOutbox: [Int64] = []
-    fileprivate var uncommittedOutbox: [Int64] = []
+    fileprivate var uncommittedOutbox: [(id: Int64, last: Bool)] = []
     /// Where the requests this connection writes for come from (`console`), when not the API:
     /// `Audit.record` adds it as `detail.via` to every record that does not name its own.
     package var auditVia: String?
+    /// The W3C trace context of the request this connection writes for (its valid `traceparent`
+    /// header, `TraceContext`): the jobs and plan runs it creates keep it.
+    package var traceparent: String?
     /// How long a writer waits for the write lock before SQLITE_BUSY (ms).
     package static let busyTimeoutMS: Int32 = 10_000
 
@@ -189,7 +192,9 @@ package final class Database {
         do {
             let value = try body(Transaction(db: self))
             try execute("COMMIT")
-            committedOutbox += uncommittedOutbox
+            // Rows marked `last` (events) after the others: a slow subscriber never delays a dispatch.
+            committedOutbox += uncommittedOutbox.filter { !$0.last }.map(\.id)
+            committedOutbox += uncommittedOutbox.filter(\.last).map(\.id)
             uncommittedOutbox = []
             return value
         } catch {
@@ -222,8 +227,8 @@ package struct Transaction {
     package let db: Database
 
     /// Notes an outbox row written in this transaction; it is handed to the deliverer only if
-    /// the transaction commits.
-    func enqueued(_ id: Int64) { db.uncommittedOutbox.append(id) }
+    /// the transaction commits, and after the transaction's other rows when `last`.
+    func enqueued(_ id: Int64, last: Bool = false) { db.uncommittedOutbox.append((id, last)) }
 
     /// Runs `body` inside a `SAVEPOINT`: if it throws, what it wrote (outbox rows included) is
     /// undone and the error rethrown, and the rest of the transaction goes on. For a decision

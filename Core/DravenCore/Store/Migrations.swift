@@ -16,6 +16,7 @@ package enum Migrations {
         ("0014-log-spool", logSpool),
         ("0015-plans", plans),
         ("0016-plan-runs", planRuns),
+        ("0017-events", events),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -571,5 +572,56 @@ package enum Migrations {
             touched_at INTEGER NOT NULL,
             PRIMARY KEY (run_id, environment_id)
         ) STRICT, WITHOUT ROWID;
+        """
+
+    static let events = """
+        -- 0017-events. The event stream (Events): what happened, each subscriber's ordered stream of
+        -- it, and the delivery log; and the W3C trace context a request came with (TraceContext).
+        ALTER TABLE jobs ADD COLUMN traceparent TEXT;
+        ALTER TABLE plan_runs ADD COLUMN traceparent TEXT;
+
+        -- Rows of one stream (a subscriber's events) are delivered one at a time, in id order:
+        -- a row is claimed only when no older row of its stream is still pending or being delivered.
+        ALTER TABLE outbox ADD COLUMN stream TEXT;
+        CREATE INDEX outbox_stream ON outbox (stream, id)
+            WHERE stream IS NOT NULL AND state IN ('pending', 'delivering');
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,     -- the CloudEvents id: the same on every attempt and redelivery
+            name TEXT NOT NULL,                -- draven's name (job.finished), what subscriptions filter on
+            type TEXT NOT NULL,                -- the CloudEvents type
+            source TEXT NOT NULL,              -- the CloudEvents source ([events] source)
+            subject TEXT NOT NULL,             -- job/57, plan_run/12
+            at INTEGER NOT NULL,
+            job_id INTEGER REFERENCES jobs(id),
+            plan_run_id INTEGER REFERENCES plan_runs(id),
+            traceparent TEXT,
+            data TEXT NOT NULL                 -- the CloudEvents data (JSON)
+        ) STRICT;
+        CREATE INDEX events_at ON events (at);
+
+        -- Each subscriber's stream: its events in order, numbered from 1 (the `sequence` attribute).
+        CREATE TABLE event_deliveries (
+            subscription TEXT NOT NULL,
+            sequence INTEGER NOT NULL,
+            event INTEGER NOT NULL REFERENCES events(id),
+            PRIMARY KEY (subscription, sequence)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX event_deliveries_event ON event_deliveries (event);
+
+        -- The delivery log: one row per attempt. Never the URL or the secret.
+        CREATE TABLE event_attempts (
+            id INTEGER PRIMARY KEY,
+            outbox_id INTEGER NOT NULL REFERENCES outbox(id),
+            subscription TEXT NOT NULL,
+            event INTEGER NOT NULL REFERENCES events(id),
+            attempt INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            status INTEGER,                    -- the receiver's HTTP status; NULL when none came
+            error TEXT,
+            duration_ms INTEGER NOT NULL
+        ) STRICT;
+        CREATE INDEX event_attempts_event ON event_attempts (event, id);
         """
 }
