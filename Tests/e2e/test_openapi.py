@@ -170,9 +170,12 @@ def test_nginx_serves_the_document_without_a_token(stack):
     assert stack.request("GET", "/api/v1/openapi.yaml?token=drv_x").status == 400
 
 
+SECRETS = {"gh-token": "ghp_canaryOPENAPI01", "gh-hook": "canaryOPENAPIhook", "runner": "canaryOPENAPIrunner"}
+
 # The stack schemathesis runs against: one person (`fuzz`) with every grant everywhere, so its token
 # reaches past authentication and grants into each handler; a project with environments of each
-# lock policy; deliveries off (outbox rows stay pending).
+# lock policy; deliveries off (outbox rows stay pending). openapi_hooks.py signs the webhook and runner
+# requests, so generated bodies get past verification into the handlers.
 FUZZ_CONFIG = textwrap.dedent("""\
     [people.fuzz]
     name = "Fuzz Tester"
@@ -187,6 +190,9 @@ FUZZ_CONFIG = textwrap.dedent("""\
     repo = "acme/shop"
     method = "workflow_dispatch"
     api_url = "http://127.0.0.1:9"
+    token_secret = "gh-token"
+    webhook_secret = "gh-hook"
+    runner_secret = "runner"
     pipelines = { "*" = "deploy.yml" }
     [projects.shop.environments.prod]
     refs = ["tag:v*"]
@@ -216,7 +222,7 @@ PLAN = {"id": "release", "description": "staging then prod", "inputs": {"tag": {
 
 @pytest.fixture(scope="module")
 def fuzz_stack():
-    with launch(FUZZ_CONFIG, people=("fuzz", "other"), deliver="/bin/true") as s:
+    with launch(FUZZ_CONFIG, people=("fuzz", "other"), deliver="/bin/true", secrets=SECRETS) as s:
         token = s.tokens["fuzz"]
         # Something to find: jobs in each state the routes read, a plan and a run.
         assert s.deploy(token, "shop", "demo", "refs/heads/main").status == 201
@@ -242,6 +248,17 @@ def test_schemathesis_finds_every_answer_documented(fuzz_stack, tmp_path):
          "--max-examples", os.environ.get("OPENAPI_MAX_EXAMPLES", "15"), "--seed", "20",
          "--workers", "2", "--request-timeout", "30", "--no-color", "--output-truncate", "false",
          "--report", "junit", "--report-dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+        env=dict(os.environ, SCHEMATHESIS_HOOKS="openapi_hooks", PYTHONPATH=str(Path(__file__).parent),
+                 OPENAPI_RUNNER_SECRET=SECRETS["runner"], OPENAPI_GITHUB_SECRET=SECRETS["gh-hook"]))
     assert "database is locked" not in fuzz_stack.error_log()
     assert run.returncode == 0, run.stdout + run.stderr
+    # The run reached the handlers: past the token (refusals after authentication are audited), and past
+    # the signatures openapi_hooks.py makes (verified webhooks are recorded; signed runner requests were
+    # refused for their fields or tokens, not their signatures).
+    assert fuzz_stack.rows("SELECT count(*) FROM audit WHERE outcome = 'refused'")[0][0] > 50
+    counts = fuzz_stack.rows("SELECT function, problem, status, count FROM refusal_counts")
+    assert fuzz_stack.rows("SELECT count(*) FROM deliveries WHERE source LIKE 'github:%'")[0][0] > 0, str(counts)
+    past_signature = fuzz_stack.rows(
+        "SELECT DISTINCT function FROM refusal_counts WHERE problem NOT IN ('bad-signature', 'unauthenticated')")
+    assert {"heartbeat", "webhook-receive"} <= {f for (f,) in past_signature}, past_signature
