@@ -172,6 +172,21 @@ def test_nginx_serves_the_document_without_a_token(stack):
 
 SECRETS = {"gh-token": "ghp_canaryOPENAPI01", "gh-hook": "canaryOPENAPIhook", "runner": "canaryOPENAPIrunner"}
 
+def test_nginx_own_405s_say_which_methods_the_route_serves(stack):
+    """Regression (found by schemathesis): nginx refuses TRACE itself, and a POST to a file it serves, with
+    405 problem+json; those answers carried no `Allow`, which RFC 9110 requires in a 405."""
+    cases = [("TRACE", "/api/v1/deploys", "POST"), ("TRACE", "/api/v1/jobs/1/approvals", "GET, POST"),
+             ("TRACE", "/ui/sign-in", "GET, POST"), ("POST", "/runner.sh", "GET"),
+             ("POST", "/api/v1/openapi.yaml", "GET"), ("TRACE", "/metrics?x=1", "GET")]
+    for method, path, allow in cases:
+        reply = stack.request(method, path, body=b"" if method == "POST" else None)
+        assert reply.status == 405, (method, path, reply)
+        assert reply.content_type == "application/problem+json", reply
+        assert reply.headers.get("Allow") == allow, (method, path, reply.headers.get("Allow"))
+    # A function's own 405 lists its router's methods, as it did.
+    assert stack.request("DELETE", "/api/v1/deploys").headers.get("Allow") == "POST"
+
+
 # The stack schemathesis runs against: one person (`fuzz`) with every grant everywhere, so its token
 # reaches past authentication and grants into each handler; a project with environments of each
 # lock policy; deliveries off (outbox rows stay pending). openapi_hooks.py signs the webhook and runner
