@@ -13,7 +13,7 @@ import pytest
 import yaml
 from openapi_spec_validator import validate
 
-from conftest import OPENAPI, ROOT, launch
+from conftest import OPENAPI, ROOT, assert_problem, launch
 
 FUNCTIONS = ROOT / "Core" / "DravenFunctions"
 SITE = ROOT / "infra" / "nginx" / "draven.conf.in"
@@ -245,6 +245,31 @@ def fuzz_stack():
         assert s.request("POST", "/api/v1/plans", PLAN, token=token).status == 201
         assert s.request("POST", "/api/v1/plans/release/runs", {"inputs": {"tag": "v1.0.0"}}, token=token).status == 201
         yield s
+
+
+def test_a_signed_webhook_whose_event_is_not_an_object_is_refused(fuzz_stack):
+    """Regression (found by schemathesis): a signed GitHub `workflow_run` whose body is JSON but not an object
+    (a number, an array) was stored as waiting for its run (202), which it could never name. It is a 400
+    malformed-request now, and changes nothing."""
+    import hashlib
+    import hmac
+    for body in (b"1.7e16", b" [1, 2]", b'"workflow_run"', b"payload=5"):
+        form = body.startswith(b"payload=")
+        before = fuzz_stack.snapshot()
+        signature = "sha256=" + hmac.new(SECRETS["gh-hook"].encode(), body, hashlib.sha256).hexdigest()
+        reply = fuzz_stack.request(
+            "POST", "/hooks/github?project=shop", body,
+            headers={"X-Hub-Signature-256": signature, "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": "d-1"},
+            content_type="application/x-www-form-urlencoded" if form else "application/json")
+        problem = assert_problem(reply, 400, "malformed-request")
+        assert "JSON object" in problem["detail"]
+        assert fuzz_stack.snapshot() == before
+    # An object is read as before (no job has this run: stored for when one does).
+    body = json.dumps({"action": "requested", "workflow_run": {"id": 99, "status": "queued"}}).encode()
+    signature = "sha256=" + hmac.new(SECRETS["gh-hook"].encode(), body, hashlib.sha256).hexdigest()
+    reply = fuzz_stack.request("POST", "/hooks/github?project=shop", body, headers={
+        "X-Hub-Signature-256": signature, "X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": "d-2"})
+    assert reply.status == 202 and reply.json["status"] == "stored", reply
 
 
 def test_schemathesis_finds_every_answer_documented(fuzz_stack, tmp_path):
