@@ -4,6 +4,7 @@
 #
 #   STATE_DIR=… BIN_DIR=… [PORT=8080] [SECRETS_DIR=…] [FCGI_CHILDREN=2×cores] [SWEEP_EVERY=5s] [DELIVER=path]
 #   [DEMO_PROVIDER_PORT=8081] [RATE_LIMIT=50r/s] [RATE_BURST=200] [RUNNER_FILE=infra/runner/draven-runner.sh]
+#   [OPENAPI_FILE=infra/openapi.yaml]
 #   infra/stack.sh start|stop|status
 #
 # With SWEEP_EVERY, `start` also runs the `draven sweep --every` service (it delivers due
@@ -33,6 +34,8 @@ FCGIWRAP="${FCGIWRAP:-/usr/sbin/fcgiwrap}"
 socket="$RUN_DIR/fcgiwrap.sock"
 # The shell runner nginx serves as GET /runner.sh (its version line and SHA-256 go in the headers).
 RUNNER_FILE="${RUNNER_FILE:-$here/runner/draven-runner.sh}"
+# The OpenAPI document nginx serves as GET /api/v1/openapi.yaml.
+OPENAPI_FILE="${OPENAPI_FILE:-$here/openapi.yaml}"
 
 # Is PID file $1 naming a live process whose command line contains $2?
 alive() {
@@ -97,6 +100,7 @@ start() {
         -e "s|@FCGI_SOCKET@|$socket|g" -e "s|@STATE_DIR@|$STATE_DIR|g" -e "s|@SECRETS_DIR@|$SECRETS_DIR|g" \
         -e "s|@USER_LINE@|$user_line|g" -e "s|@DELIVER@|${DELIVER:-$BIN_DIR/draven-deliver}|g" \
         -e "s|@RATE_LIMIT@|$RATE_LIMIT|g" -e "s|@RATE_BURST@|$RATE_BURST|g" -e "s|@RUNNER_FILE@|$RUNNER_FILE|g" \
+        -e "s|@OPENAPI_FILE@|$OPENAPI_FILE|g" \
         -e "s|@RUNNER_VERSION@|$runner_version|g" -e "s|@RUNNER_SHA256@|$runner_sha256|g" "$here/nginx/$f.in" >"$RUN_DIR/$f"
   done
 

@@ -38,6 +38,7 @@ package enum WebhookReceive: Function {
         // The body's type first: a body draven cannot read is 415 whatever else is wrong with it
         // (without `?project=` its repository could not even be read to find the integration).
         try WebhookPayload.checkMediaType(request)
+        try WebhookPayload.requireObject(request.body, request: request)
         let db = try context.db()
         let integration = try HookIntegration.find(
             db, providers: providers, project: request.queryItems["project"], body: request.body,

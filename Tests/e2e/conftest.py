@@ -1,6 +1,7 @@
 """End-to-end harness: real nginx + fcgiwrap (infra/stack.sh) serving the release binaries,
 a temporary state directory, real HTTP requests. BIN_DIR names the binaries (make e2e-test)."""
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / ".build-dist" / "bin"))
@@ -34,7 +36,7 @@ class Reply:
     def json(self):
         document = json.loads(self.body)
         if self.content_type.startswith("application/json") and isinstance(document, dict) and "state" in document and "kind" in document:
-            conforms(document, "job")  # every job we read must match the published schema
+            conforms(document, "Job")  # every job we read must match the published schema
         return document
 
     @property
@@ -244,20 +246,27 @@ def leftover_processes(state_dir):
     return found
 
 
-SCHEMAS = ROOT / "events" / "schemas"
+OPENAPI = ROOT / "infra" / "openapi.yaml"
+
+
+@functools.cache
+def openapi_components():
+    """The `components` of draven's OpenAPI document (infra/openapi.yaml): the one copy of its schemas."""
+    return yaml.safe_load(OPENAPI.read_text())["components"]
 
 
 def conforms(document, schema_name):
-    """Validates a response against draven's published schema (events/schemas)."""
-    schema = json.loads((SCHEMAS / f"{schema_name}.schema.json").read_text())
-    jsonschema.validate(document, schema, format_checker=jsonschema.FormatChecker())
+    """Validates a response against a schema of draven's OpenAPI document (`components/schemas/NAME`)."""
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
+              "$ref": f"#/components/schemas/{schema_name}", "components": openapi_components()}
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(document)
     return document
 
 
 def assert_problem(reply, status, type_suffix):
     assert reply.status == status, reply
     assert reply.content_type.startswith("application/problem+json"), reply
-    problem = conforms(reply.json, "problem")
+    problem = conforms(reply.json, "Problem")
     assert problem["status"] == status
     assert problem["type"] == "https://draven.dev/problems/" + type_suffix, problem
     assert problem["title"] and problem["detail"], problem

@@ -91,7 +91,7 @@ def test_two_of_n_approvals_by_different_people_dispatch_the_job(world):
     second = vote(stack, "bob", job)
     assert second.status == 201 and second.json["approvals"] == 2
     assert second.json["job"]["state"] == "dispatching"
-    conforms(second.json["job"], "job")
+    conforms(second.json["job"], "Job")
     assert lock_holder(stack, "prod") == job
     # Dispatched as a trigger would: after the answer, the fake CI got the workflow dispatch.
     assert stack.wait_for(job, {"running", "failed"}) == "running"
@@ -101,7 +101,7 @@ def test_two_of_n_approvals_by_different_people_dispatch_the_job(world):
     # The history and the audit trail name who voted, from where, on which sha.
     listing = stack.request("GET", f"/api/v1/jobs/{job}/approvals", token=stack.tokens["carol"])
     assert listing.status == 200
-    conforms(listing.json, "approvals")
+    conforms(listing.json, "Approvals")
     assert [(v["person"], v["decision"], v["via"], v["current"]) for v in listing.json["votes"]] == [
         ("alice", "approve", "api", True), ("bob", "approve", "api", True)]
     audits = stack.rows("SELECT actor, action, detail FROM audit WHERE subject = ? AND action LIKE 'approval.%' ORDER BY id", f"job/{job}")
@@ -252,7 +252,7 @@ def test_approvals_given_before_the_sha_changed_no_longer_count(world):
     # bob's approval is the only one for the new commit: 1 of 2, the job keeps waiting.
     r = vote(stack, "bob", job)
     assert r.status == 201 and r.json["approvals"] == 1 and r.json["job"]["state"] == "awaiting_approval"
-    listing = conforms(stack.request("GET", f"/api/v1/jobs/{job}/approvals", token=stack.tokens["alice"]).json, "approvals")
+    listing = conforms(stack.request("GET", f"/api/v1/jobs/{job}/approvals", token=stack.tokens["alice"]).json, "Approvals")
     assert [(v["person"], v["sha"], v["current"]) for v in listing["votes"]] == [("alice", SHA1, False), ("bob", SHA2, True)]
     # alice approves the new commit: that counts.
     r = vote(stack, "alice", job)

@@ -212,7 +212,7 @@ def test_deploy_json_and_idempotency_key(world):
     stack, _ = world
     first = cli(stack, "deploy", "shop", "prod", "v1.0.0", "--json", "--idempotency-key", "ci-run-42")
     assert first.returncode == 0, first.stderr
-    job = conforms(json.loads(first.stdout), "job")
+    job = conforms(json.loads(first.stdout), "Job")
     assert (job["state"], job["ref"]) == ("awaiting_approval", "refs/tags/v1.0.0")
     again = cli(stack, "deploy", "shop", "prod", "v1.0.0", "--idempotency-key", "ci-run-42")
     assert again.returncode == 0, again.stderr
@@ -226,7 +226,7 @@ def test_deploy_json_and_idempotency_key(world):
     assert stack.wait_for(wip, {"running"}) == "running"
     finish(stack, wip, "succeeded")
     code, out = f.end()
-    ended = conforms(json.loads(out), "job")
+    ended = conforms(json.loads(out), "Job")
     assert code == 0 and ended["state"] == "succeeded" and ended["events"][-1]["to"] == "succeeded"
     assert ended == stack.request("GET", f"/api/v1/jobs/{wip}", token=stack.tokens["alice"]).json
 

@@ -51,7 +51,7 @@ def assert_raw_problem(reply, status, type_suffix):
     code, headers, body = reply
     assert code == status, reply
     assert headers.get("content-type") == "application/problem+json", reply
-    problem = conforms(json.loads(body), "problem")
+    problem = conforms(json.loads(body), "Problem")
     assert problem["status"] == status and problem["type"] == "https://draven.dev/problems/" + type_suffix, problem
     return problem
 

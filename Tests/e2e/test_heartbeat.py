@@ -274,7 +274,7 @@ def test_no_heartbeat_times_out_frees_the_lock_and_rolls_back(world):
     [body] = dispatched(fake, rollback)
     assert body["ref"] == "refs/tags/v1.0.0" and body["inputs"]["task"] == "rollback" and body["inputs"]["sha"] == "c" * 40
     assert body["inputs"]["fencing_token"] == str(lock(stack, "silent")[1])
-    shown = conforms(job_of(stack, rollback), "job")
+    shown = conforms(job_of(stack, rollback), "Job")
     assert shown["kind"] == "rollback" and shown["parent_job_id"] == bad and shown["to_release"] == release["id"]
     # The rollback succeeds: it is the live release now.
     assert finish(stack, rollback, release_id="rel-1") == "succeeded"
@@ -298,7 +298,7 @@ def test_failure_with_diagnostic_dispatches_deploy_info_and_attaches_its_log(wor
     assert job_of(stack, diagnostic)["log_url"] == "https://ci.example/logs/diag-1"
     [(detail,)] = stack.rows("SELECT detail FROM job_events WHERE job_id = ? AND event = 'diagnostic'", job)
     assert json.loads(detail) == {"diagnostic_job_id": diagnostic, "log_url": "https://ci.example/logs/diag-1", "result": "succeeded"}
-    conforms(job_of(stack, job), "job")
+    conforms(job_of(stack, job), "Job")
     # A diagnostic job is not a release; nothing more was created.
     assert stack.request("GET", "/api/v1/releases?project=app&environment=diag", token=stack.tokens["alice"]).json["releases"] == []
     assert children(stack, diagnostic) == []
@@ -402,7 +402,7 @@ def test_manual_rollback_to_the_previous_or_a_named_release(world):
     r = stack.request("POST", "/api/v1/rollbacks", {"project": "app", "environment": "manual", "reason": "v3 is slow"},
                       token=stack.tokens["alice"])
     assert r.status == 201 and r.headers["Location"] == f"/api/v1/jobs/{r.json['id']}", r
-    back = conforms(r.json, "job")
+    back = conforms(r.json, "Job")
     assert (back["kind"], back["ref"], back["state"], back["reason"]) == ("rollback", "refs/tags/v2.0.0", "dispatching", "v3 is slow")
     assert stack.wait_for(back["id"], {"running", "failed"}) == "running"
     assert dispatched(fake, back["id"])[0]["inputs"]["task"] == "rollback"

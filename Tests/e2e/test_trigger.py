@@ -42,7 +42,7 @@ def test_branch_policy_takes_the_lock_and_dispatches(stack):
         ("created", None, "pending"), ("transition", "pending", "dispatching")]
     locks = stack.request("GET", "/api/v1/locks", token=stack.tokens["carol"])
     assert locks.status == 200
-    conforms(locks.json, "locks")
+    conforms(locks.json, "Locks")
     demo = [l for l in locks.json["locks"] if l["environment"] == "demo"][0]
     assert demo["held"] and demo["job_id"] == job["id"] and demo["queued"] >= 1
 
