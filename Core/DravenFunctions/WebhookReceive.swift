@@ -38,7 +38,6 @@ package enum WebhookReceive: Function {
         // The body's type first: a body draven cannot read is 415 whatever else is wrong with it
         // (without `?project=` its repository could not even be read to find the integration).
         try WebhookPayload.checkMediaType(request)
-        try WebhookPayload.requireObject(request.body, request: request)
         let db = try context.db()
         let integration = try HookIntegration.find(
             db, providers: providers, project: request.queryItems["project"], body: request.body,
@@ -52,6 +51,8 @@ package enum WebhookReceive: Function {
         if ci.maps(event: eventName) {
             // Provider bodies are read last-duplicate-wins, as the providers' own consumers read them.
             let payload = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins)
+            // Every provider sends an object; anything else could never be matched to a run.
+            guard payload.objectValue != nil else { throw DravenError.malformed("a provider's event is a JSON object") }
             event = ci.parse(event: eventName, payload: payload)
         } else {
             event = .irrelevant(eventName)

@@ -104,17 +104,6 @@ package enum WebhookPayload {
         return body
     }
 
-    /// - Throws: `.malformed` unless the event's JSON text (the body, or GitHub's `payload` field) is an
-    ///   object: every provider sends one, and anything else could never be matched to a run (it was
-    ///   stored as waiting for one, 202). Only the first byte after whitespace is read, so an event draven
-    ///   does not map still costs no parse.
-    package static func requireObject(_ body: [UInt8], request: Request) throws {
-        let text = try json(body, request: request)
-        guard text.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0a && $0 != 0x0d }) == UInt8(ascii: "{") else {
-            throw DravenError.malformed("a provider's event is a JSON object")
-        }
-    }
-
     /// - Throws: `.unsupportedMediaType` unless the body is JSON or GitHub's form encoding.
     package static func checkMediaType(_ request: Request) throws {
         switch request.mediaType {
