@@ -73,6 +73,7 @@ extension Draven {
             var checkpointer = Checkpointer(paths: CheckpointPaths(paths), every: checkpointInterval)
             repeat {
                 do {
+                    let started = SweepPasses.micros()
                     let report = try sweeper.run(db, now: Clock.now())
                     if let summary = report.summary {
                         FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: \(summary)\n".utf8))
@@ -84,6 +85,8 @@ extension Draven {
                         let line = "\(Clock.rfc3339(Clock.now())) sweep: \(due.count) due, \(settled) handled\n"
                         FileHandle.standardOutput.write(Data(line.utf8))
                     }
+                    // The pass, delivery included, for /metrics (draven_sweep_*: is the service running?).
+                    try SweepPasses.record(db, micros: SweepPasses.micros() - started, now: Clock.now())
                     checkpointer.pass(db)
                     try db.checkpoint()  // here, so requests rarely pay one (see Database.checkpoint)
                 } catch {

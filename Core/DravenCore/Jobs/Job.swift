@@ -259,6 +259,16 @@ package struct Job: Sendable {
         }
     }
 
+    /// When the first deploy of `environment` that failed or timed out at or after `since` ended
+    /// (an ended job's `updated_at` is its end): where a failed change began (`Transition.CountMetrics`).
+    static func firstFailure(_ db: Database, environment: Int64, since: Int64) throws -> Int64? {
+        try db.scalar(
+            """
+            SELECT min(updated_at) FROM jobs WHERE environment_id = ?1 AND kind = 'deploy'
+            AND state IN ('failed', 'timed_out') AND updated_at >= ?2
+            """, [.int(environment), .int(since)])
+    }
+
     package var json: JSONObject {
         var o: JSONObject = [
             "id": .int(id), "kind": .string(kind.rawValue), "project": .string(project),
@@ -298,6 +308,13 @@ package struct JobEvent: Sendable {
                 id: $0.int(0), at: $0.int(1), event: $0.text(2), from: $0.optionalText(3), to: $0.optionalText(4),
                 actor: $0.text(5), detail: $0.text(6))
         }
+    }
+
+    /// When job `job` last moved into `state`, if it ever did (on the `job_events_job` index).
+    static func enteredAt(_ db: Database, job: Int64, state: JobState) throws -> Int64? {
+        try db.scalar(
+            "SELECT max(at) FROM job_events WHERE job_id = ?1 AND event = 'transition' AND to_state = ?2",
+            [.int(job), .text(state.rawValue)])
     }
 
     package var json: JSON {

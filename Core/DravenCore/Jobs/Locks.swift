@@ -49,9 +49,24 @@ package enum Locks {
             [.int(job), .int(token)])
     }
 
-    /// How many environment locks are held now (`/metrics`).
-    package static func heldCount(_ db: Database) throws -> Int64 {
-        try db.scalar("SELECT count(*) FROM locks WHERE job_id IS NOT NULL") ?? 0
+    /// Counts a request refused for carrying a stale fencing token for `job`, on its environment's
+    /// lock (`Context.countRefusal`, in the refusal's own transaction: the request changed nothing).
+    package static func countStaleRefusal(_ tx: Transaction, job: Int64) throws {
+        try tx.db.run(
+            """
+            UPDATE locks SET stale_refused = stale_refused + 1
+            WHERE environment_id = (SELECT environment_id FROM jobs WHERE id = ?1)
+            """, [.int(job)])
+    }
+
+    /// Every lock row as `/metrics` reads it: its environment, whether held, since when, until
+    /// when its lease runs, and how many stale fencing tokens it refused.
+    package static func gauges(_ db: Database) throws
+        -> [(environment: Int64, held: Bool, acquiredAt: Int64?, leaseUntil: Int64?, staleRefused: Int64)]
+    {
+        try db.query("SELECT environment_id, job_id IS NOT NULL, acquired_at, lease_until, stale_refused FROM locks") {
+            ($0.int(0), $0.int(1) != 0, $0.optionalInt(2), $0.optionalInt(3), $0.int(4))
+        }
     }
 
     /// Takes the lock for `job` if it is free. Returns the new fencing token, or nil when held.
