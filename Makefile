@@ -47,7 +47,8 @@ TOOLS := draven draven-deliver
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl \
 	chromium chromium-driver \
 	shellcheck python3-yaml \
-	zlib1g-dev
+	zlib1g-dev \
+	prometheus
 
 # What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
