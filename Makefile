@@ -13,6 +13,7 @@
 #                  busy machine (BIN_DIR=other/bin python3 bench/bench.py --instructions: another build's)
 #   make bench-console  the console's whole-process cases (overview of 30 and of 1,000 environments, the 304
 #                  poll) with status and the C floor handler, in one ~2 min run, printed with their goals
+#   make bench-metrics  GET /metrics on a store with 100k jobs and 30 environments, whole process (goal <= 50 ms)
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
 #   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
 #   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
@@ -55,7 +56,7 @@ APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fc
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
 .PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions bench-plans bench-process \
-	bench-console link-order fuzz fuzz-build fuzz-smoke lint format screenshots
+	bench-console bench-metrics link-order fuzz fuzz-build fuzz-smoke lint format screenshots
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -121,6 +122,10 @@ bench-process: release bench-deps
 # A deploy plan's advance: step N's job ends -> step N+1's dispatch at a local stand-in (bench.py --plans).
 bench-plans: release bench-deps
 	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --plans
+
+# GET /metrics on a store with 100k jobs and 30 environments, whole process, goal <= 50 ms (bench.py --metrics).
+bench-metrics: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --metrics
 
 # Records what each function runs and writes for its typical request (callgrind, lackey) into infra/link-order.txt,
 # the order the release link lays code out in; then relinks. Run after larger changes.
