@@ -175,7 +175,8 @@ package enum Status: RoutedFunction {
                 ]),
                 "lead_time_for_changes": .object(spread(w.leadTimes)),
                 "change_failure_rate": .object([
-                    "changes": .int(w.changes), "failed": .int(w.failedChanges), "rate": ratio(w.failedChanges, w.changes),
+                    "changes": .int(w.changes), "failed": .int(w.failedChanges),
+                    "rate": ratio(w.failedChanges, w.changes),
                 ]),
                 "time_to_restore": .object(spread(w.restores)),
                 "rework_rate": .object([

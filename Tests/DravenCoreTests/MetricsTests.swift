@@ -52,7 +52,8 @@ import Testing
         }
         // The kept totals agree with a recount of the jobs themselves.
         let recount = try store.db.query(
-            "SELECT kind, state, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2") { "\($0.text(0)) \($0.text(1)) \($0.int(2))" }
+            "SELECT kind, state, count(*) FROM jobs GROUP BY 1, 2 ORDER BY 1, 2"
+        ) { "\($0.text(0)) \($0.text(1)) \($0.int(2))" }
         let kept = try JobMetrics.totals(store.db).sorted { ($0.kind, $0.state) < ($1.kind, $1.state) }
             .map { "\($0.kind) \($0.state) \($0.count)" }
         #expect(kept == recount)
@@ -73,7 +74,9 @@ import Testing
         }
         #expect(try store.state(b) == .queued)
         store.now += 90
-        try store.db.immediate { tx in try StateMachine.report(tx, job: a, state: .succeeded, actor: "t", now: store.now) }
+        try store.db.immediate { tx in
+            try StateMachine.report(tx, job: a, state: .succeeded, actor: "t", now: store.now)
+        }
         #expect(try store.state(b) == .dispatching)
         let rows = try JobMetrics.rows(store.db).filter { $0.name == "queue_wait" }
         #expect(rows.map(\.le) == [1, 300] && rows.map(\.sum) == [0, 90])
@@ -93,11 +96,14 @@ import Testing
 
     @Test func commitTimesComeFromEachProvidersPush() throws {
         let sha = String(repeating: "a", count: 40)
-        let github = #"{"ref":"refs/heads/main","after":"\#(sha)","head_commit":{"id":"\#(sha)","timestamp":"#
+        let github =
+            #"{"ref":"refs/heads/main","after":"\#(sha)","head_commit":{"id":"\#(sha)","timestamp":"#
             + #""2016-08-12T17:23:21+02:00"}}"#
-        let gitlab = #"{"commits":[{"id":"b","timestamp":"2016-08-12T15:23:21Z"},{"id":"\#(sha)","#
+        let gitlab =
+            #"{"commits":[{"id":"b","timestamp":"2016-08-12T15:23:21Z"},{"id":"\#(sha)","#
             + #""timestamp":"2016-08-12T15:23:21Z"}]}"#
-        let bitbucket = #"{"push":{"changes":[{"new":{"target":{"hash":"\#(sha)","date":"2016-08-12T15:23:21+00:00"}}}]}}"#
+        let bitbucket =
+            #"{"push":{"changes":[{"new":{"target":{"hash":"\#(sha)","date":"2016-08-12T15:23:21+00:00"}}}]}}"#
         for body in [github, gitlab, bitbucket] {
             let times = Commits.times(in: Array(body.utf8), shas: [sha])
             #expect(times.count == 1 && times.first?.sha == sha && times.first?.at == 1_471_015_401, "\(body)")
@@ -107,7 +113,8 @@ import Testing
 
     @Test func rfc3339TimesAreRead() {
         #expect(Clock.seconds(rfc3339: "1970-01-01T00:00:00Z") == 0)
-        #expect(Clock.seconds(rfc3339: "2026-11-24T02:31:21Z") == Clock.seconds(rfc3339: "2026-11-24T03:31:21.25+01:00"))
+        #expect(
+            Clock.seconds(rfc3339: "2026-11-24T02:31:21Z") == Clock.seconds(rfc3339: "2026-11-24T03:31:21.25+01:00"))
         for t: Int64 in [0, 951_782_400, 1_800_000_000, 4_102_444_800] {
             #expect(Clock.seconds(rfc3339: Clock.rfc3339(t)) == t)
         }

@@ -35,7 +35,8 @@ package enum JobMetrics {
     /// A DORA counter kept per environment.
     package enum Counter: String, CaseIterable, Sendable {
         /// Changes that failed: a dispatched deploy that failed or timed out, or a rollback (or
-        /// diagnostic) of a deploy that had not failed — a release found bad after it went live.
+        /// diagnostic) that started, of a deploy that had not failed (or of none: a release found bad
+        /// after it went live).
         case changesFailed = "changes_failed"
         /// Successes that restored an environment after a failed change (rework: a rollback, or the
         /// deploy that fixed forward).
@@ -189,8 +190,8 @@ package enum JobMetrics {
             """
             SELECT r.live_from - coalesce(
                 (SELECT min(f.updated_at) FROM jobs f WHERE f.environment_id = r.environment_id AND f.kind = 'deploy'
-                 AND f.state IN ('failed', 'timed_out') AND f.updated_at >= coalesce(
-                   (SELECT max(b.live_from) FROM releases b WHERE b.environment_id = r.environment_id AND b.id < r.id), 0)
+                 AND f.state IN ('failed', 'timed_out') AND f.updated_at >= coalesce((SELECT max(b.live_from)
+                   FROM releases b WHERE b.environment_id = r.environment_id AND b.id < r.id), 0)
                  AND f.updated_at <= r.live_from),
                 CASE WHEN j.kind = 'rollback' THEN j.created_at END) AS d
             FROM releases r JOIN jobs j ON j.id = r.job_id
@@ -215,9 +216,10 @@ extension Transition {
             if t.to == .dispatching {
                 let waited = t.from == .queued ? t.now - job.updatedAt : 0
                 try JobMetrics.observe(tx, .queueWait, environment: environment, seconds: waited)
-            }
-            if t.from == .pending, job.kind != .deploy, try !JobMetrics.parentFailed(tx.db, job) {
-                try JobMetrics.count(tx, .changesFailed, environment: environment)
+                // A rollback (or diagnostic) that starts, of a deploy whose failure was not counted: a failed change.
+                if job.kind != .deploy, try !JobMetrics.parentFailed(tx.db, job) {
+                    try JobMetrics.count(tx, .changesFailed, environment: environment)
+                }
             }
             guard t.to.isTerminal else { return }
             let dispatchedAt = t.from.holdsLock ? try JobEvent.enteredAt(tx.db, job: job.id, state: .dispatching) : nil

@@ -24,8 +24,9 @@ package enum SweepPasses {
     }
 
     /// The row: passes, their total µs, when the latest ended and how long it took (nil before the first).
-    package static func totals(_ db: Database) throws -> (passes: Int64, micros: Int64, lastAt: Int64, lastMicros: Int64)?
-    {
+    package static func totals(_ db: Database) throws -> (
+        passes: Int64, micros: Int64, lastAt: Int64, lastMicros: Int64
+    )? {
         try db.first("SELECT passes, micros, last_at, last_micros FROM sweep_passes WHERE id = 1") {
             ($0.int(0), $0.int(1), $0.int(2), $0.int(3))
         }

@@ -53,7 +53,8 @@ package enum Metrics {
             for state in JobState.allCases { add(env, JobKind.deploy.rawValue, state.rawValue, 0) }
         }
         for (env, kind, state) in keys.sorted(by: { ($0.0, $0.1, $0.2) < ($1.0, $1.1, $1.2) }) {
-            out.sample("draven_jobs", "\(labels[env]!),kind=\"\(kind)\",state=\"\(state)\"",
+            out.sample(
+                "draven_jobs", "\(labels[env]!),kind=\"\(kind)\",state=\"\(state)\"",
                 byKindState["\(env)|\(kind)|\(state)"] ?? 0)
         }
 
@@ -67,10 +68,12 @@ package enum Metrics {
         let results = ["succeeded", "failed", "timed_out", "cancelled"]
         out.family(
             "draven_deploys_completed_total", .counter,
-            "Deploys that ended after their dispatch, by result (rejected, expired or cancelled before it: draven_jobs).")
+            "Deploys that ended after their dispatch, by result (those that never started: draven_jobs)."
+        )
         for env in envs {
             for result in results {
-                out.sample("draven_deploys_completed_total", "\(labels[env]!),result=\"\(result)\"",
+                out.sample(
+                    "draven_deploys_completed_total", "\(labels[env]!),result=\"\(result)\"",
                     total(env, [result]))
             }
         }
@@ -78,7 +81,8 @@ package enum Metrics {
             "draven_leases_expired_total", .counter,
             "Jobs timed out because their lease ran out (no heartbeat), any kind.")
         for env in envs {
-            out.sample("draven_leases_expired_total", labels[env]!, total(env, kind: nil, ["timed_out"], dispatched: nil))
+            out.sample(
+                "draven_leases_expired_total", labels[env]!, total(env, kind: nil, ["timed_out"], dispatched: nil))
         }
 
         func gauge(_ name: String, _ help: String, zeros: Bool, _ value: (JobMetrics.Open) -> Int64?, state: String) {
@@ -92,12 +96,14 @@ package enum Metrics {
                 }
             }
         }
-        gauge("draven_queue_depth", "Jobs queued for the environment's lock.", zeros: true, { $0.count }, state: "queued")
+        gauge(
+            "draven_queue_depth", "Jobs queued for the environment's lock.", zeros: true, { $0.count }, state: "queued")
         gauge(
             "draven_queue_oldest_age_seconds", "How long the oldest queued job has waited.", zeros: false,
             { $0.oldestAge }, state: "queued")
         gauge(
-            "draven_approvals_waiting", "Jobs awaiting approval.", zeros: true, { $0.count }, state: "awaiting_approval")
+            "draven_approvals_waiting", "Jobs awaiting approval.", zeros: true, { $0.count }, state: "awaiting_approval"
+        )
         gauge(
             "draven_approvals_oldest_age_seconds", "How long the oldest job awaiting approval has waited.",
             zeros: false, { $0.oldestAge }, state: "awaiting_approval")
@@ -118,8 +124,11 @@ package enum Metrics {
             (.queueWait, "draven_queue_wait_seconds", "Time jobs waited for the lock before their dispatch."),
             (.lockHeld, "draven_lock_held_seconds", "Time jobs (any kind) held the environment's lock."),
             (.leadTime, "draven_dora_lead_time_seconds", "DORA lead time for changes: commit time to live."),
-            (.restore, "draven_dora_time_to_restore_seconds", "DORA time to restore: a failed change to the success "
-                + "that ended it."),
+            (
+                .restore, "draven_dora_time_to_restore_seconds",
+                "DORA time to restore: a failed change to the success "
+                    + "that ended it."
+            ),
         ] {
             histogram(&out, name, help, h, rows.filter { $0.name == h.rawValue }, labels)
         }
@@ -130,7 +139,8 @@ package enum Metrics {
         for env in envs { out.sample("draven_dora_deployments_total", labels[env]!, total(env, ["succeeded"])) }
         out.family(
             "draven_dora_changes_total", .counter,
-            "Dispatched deploys that reached an outcome (succeeded, failed, timed out): the change failure rate's base.")
+            "Dispatched deploys that reached an outcome (succeeded, failed, timed out): the change failure rate's base."
+        )
         for env in envs {
             out.sample("draven_dora_changes_total", labels[env]!, total(env, ["succeeded", "failed", "timed_out"]))
         }
@@ -203,7 +213,9 @@ package enum Metrics {
         out.family(
             "draven_stale_fencing_tokens_refused_total", .counter,
             "Heartbeats, callbacks and log chunks refused (409) for a stale fencing token.")
-        for env in envs { out.sample("draven_stale_fencing_tokens_refused_total", labels[env]!, byEnv[env]?.staleRefused ?? 0) }
+        for env in envs {
+            out.sample("draven_stale_fencing_tokens_refused_total", labels[env]!, byEnv[env]?.staleRefused ?? 0)
+        }
     }
 
     static func webhooks(_ db: Database, _ out: inout Exposition) throws {
@@ -223,8 +235,10 @@ package enum Metrics {
         out.family("draven_outbox_rows", .gauge, "Outbox rows (outbound calls) by kind and state.")
         for r in rows { out.sample("draven_outbox_rows", "kind=\"\(escape(r.kind))\",state=\"\(r.state)\"", r.count) }
         out.family("draven_outbox_pending", .gauge, "Outbound calls not yet delivered (pending or delivering).")
-        out.sample("draven_outbox_pending", "", rows.filter { $0.state == "pending" || $0.state == "delivering" }
-            .reduce(0) { $0 + $1.count })
+        out.sample(
+            "draven_outbox_pending", "",
+            rows.filter { $0.state == "pending" || $0.state == "delivering" }
+                .reduce(0) { $0 + $1.count })
         var retries: [String: Int64] = [:]
         var dead: [String: Int64] = [:]
         for r in rows {
