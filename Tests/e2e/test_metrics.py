@@ -117,7 +117,7 @@ def deploy(stack, env, ref="refs/heads/main", **extra):
 
 def push(stack, secret=SECRETS["gh-hook"], delivery=None):
     at = COMMITTED.setdefault(SHA, int(time.time()) - 3600)
-    body = fixture("github/push.json", ref="refs/heads/main", after=SHA,
+    body = fixture("github/push.json", ref="refs/heads/main", after=SHA, deleted=False,
                    head_commit={"id": SHA, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(at))})
     sig = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return stack.request("POST", "/hooks/github?project=app", body, headers={

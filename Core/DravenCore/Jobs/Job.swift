@@ -259,14 +259,17 @@ package struct Job: Sendable {
         }
     }
 
-    /// When the first deploy of `environment` that failed or timed out at or after `since` ended
-    /// (an ended job's `updated_at` is its end): where a failed change began (`Transition.CountMetrics`).
-    static func firstFailure(_ db: Database, environment: Int64, since: Int64) throws -> Int64? {
+    /// When the first deploy of `environment` that failed or timed out after job `after` held its lock
+    /// ended (all of them when nil): where a failed change began (`Transition.CountMetrics`). The lock's
+    /// fencing tokens order an environment's dispatched jobs (one holds it at a time, each takes the next
+    /// token), where times of the same second could not; an ended job's `updated_at` is its end.
+    static func firstFailure(_ db: Database, environment: Int64, after job: Int64?) throws -> Int64? {
         try db.scalar(
             """
             SELECT min(updated_at) FROM jobs WHERE environment_id = ?1 AND kind = 'deploy'
-            AND state IN ('failed', 'timed_out') AND updated_at >= ?2
-            """, [.int(environment), .int(since)])
+            AND state IN ('failed', 'timed_out')
+            AND fencing_token > coalesce((SELECT fencing_token FROM jobs WHERE id = ?2), 0)
+            """, [.int(environment), .int(job)])
     }
 
     package var json: JSONObject {

@@ -185,14 +185,16 @@ package enum JobMetrics {
         w.releases =
             try db.scalar(
                 "SELECT count(*) FROM releases WHERE environment_id = ?1 AND live_from BETWEEN ?2 AND ?3", args) ?? 0
-        // A restore: a release that went live after a failed change since the release before it.
+        // A restore: a release that went live after a failed change since the release before it (ordered
+        // by the lock's fencing tokens, as `Job.firstFailure` orders them).
         w.restores = try db.query(
             """
             SELECT r.live_from - coalesce(
                 (SELECT min(f.updated_at) FROM jobs f WHERE f.environment_id = r.environment_id AND f.kind = 'deploy'
-                 AND f.state IN ('failed', 'timed_out') AND f.updated_at >= coalesce((SELECT max(b.live_from)
-                   FROM releases b WHERE b.environment_id = r.environment_id AND b.id < r.id), 0)
-                 AND f.updated_at <= r.live_from),
+                 AND f.state IN ('failed', 'timed_out') AND f.fencing_token < j.fencing_token
+                 AND f.fencing_token > coalesce((SELECT pj.fencing_token FROM releases b
+                   JOIN jobs pj ON pj.id = b.job_id WHERE b.environment_id = r.environment_id AND b.id < r.id
+                   ORDER BY b.id DESC LIMIT 1), 0)),
                 CASE WHEN j.kind = 'rollback' THEN j.created_at END) AS d
             FROM releases r JOIN jobs j ON j.id = r.job_id
             WHERE r.environment_id = ?1 AND r.live_from BETWEEN ?2 AND ?3 AND d IS NOT NULL ORDER BY 1
@@ -238,8 +240,8 @@ extension Transition {
             {
                 try JobMetrics.observe(tx, .leadTime, environment: environment, seconds: t.now - committed)
             }
-            let lastSuccess = try Releases.previous(tx.db, environment: environment)?.liveFrom ?? 0
-            let failedSince = try Job.firstFailure(tx.db, environment: environment, since: lastSuccess)
+            let lastSuccess = try Releases.previous(tx.db, environment: environment)?.jobID
+            let failedSince = try Job.firstFailure(tx.db, environment: environment, after: lastSuccess)
             let start = [failedSince, job.kind == .rollback ? job.createdAt : nil].compactMap { $0 }.min()
             if let start {
                 try JobMetrics.observe(tx, .restore, environment: environment, seconds: t.now - start)
