@@ -64,7 +64,7 @@ package enum Heartbeat: Function {
                     )
                 }
                 // Counted for /metrics in the refusal's own transaction (this one rolls back).
-                context.countRefusal = { tx in try Locks.countStaleRefusal(tx, job: id) }
+                context.countRefusal = { tx in try RefusalCounts.countStaleToken(tx, job: id) }
                 throw DravenError.staleFencingToken(job: id)
             }
             let state = try Job.recordHeartbeat(tx, job: id, progress: beat.progress, now: context.now)

@@ -39,7 +39,9 @@ package enum WebhookReceive: Function {
         // (without `?project=` its repository could not even be read to find the integration).
         // A refusal from here on is counted for /metrics (`webhooks refused`: a misconfigured secret).
         let route = String(request.path.dropFirst("/hooks/".count))
-        context.countRefusal = { tx in try Deliveries.countOutcome(tx, provider: route, project: "", .refused) }
+        context.countRefusal = { tx in
+            try RefusalCounts.countForMetrics(tx, .webhook(provider: route, project: ""))
+        }
         try WebhookPayload.checkMediaType(request)
         let db = try context.db()
         let integration = try HookIntegration.find(
@@ -49,7 +51,7 @@ package enum WebhookReceive: Function {
         context.subject = "\(integration.project)/\(ci.hookRoute)"
         let provider = integration.provider.rawValue
         context.countRefusal = { tx in
-            try Deliveries.countOutcome(tx, provider: provider, project: integration.project, .refused)
+            try RefusalCounts.countForMetrics(tx, .webhook(provider: provider, project: integration.project))
         }
         let signedID = try integration.authenticate(request, db: db, paths: context.paths, now: context.now)
         let eventName = request.header(ci.eventHeader) ?? ""

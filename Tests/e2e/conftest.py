@@ -72,11 +72,12 @@ class Stack:
     def snapshot(self):
         """Everything a refused request must leave alone: every row of every table (sqlite_master),
         every column, rows sorted. Left out are only the records a refusal itself writes (`refused`
-        audit records, `refusal_counts`): tests count those with refusals()."""
+        audit records, `refusal_counts`, and `refusal_totals`, what /metrics counts of them): tests count
+        those with refusals()."""
         with self.db() as c:
             out = {}
             for (table,) in c.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall():
-                if table == "refusal_counts":
+                if table in ("refusal_counts", "refusal_totals"):
                     continue
                 where = " WHERE outcome != 'refused'" if table == "audit" else ""
                 out[table] = sorted(c.execute(f'SELECT * FROM "{table}"{where}').fetchall(), key=repr)

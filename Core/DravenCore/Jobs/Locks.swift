@@ -49,23 +49,13 @@ package enum Locks {
             [.int(job), .int(token)])
     }
 
-    /// Counts a request refused for carrying a stale fencing token for `job`, on its environment's
-    /// lock (`Context.countRefusal`, in the refusal's own transaction: the request changed nothing).
-    package static func countStaleRefusal(_ tx: Transaction, job: Int64) throws {
-        try tx.db.run(
-            """
-            UPDATE locks SET stale_refused = stale_refused + 1
-            WHERE environment_id = (SELECT environment_id FROM jobs WHERE id = ?1)
-            """, [.int(job)])
-    }
-
-    /// Every lock row as `/metrics` reads it: its environment, whether held, since when, until
-    /// when its lease runs, and how many stale fencing tokens it refused.
+    /// Every lock row as `/metrics` reads it: its environment, whether held, since when, and until
+    /// when its lease runs.
     package static func gauges(_ db: Database) throws
-        -> [(environment: Int64, held: Bool, acquiredAt: Int64?, leaseUntil: Int64?, staleRefused: Int64)]
+        -> [(environment: Int64, held: Bool, acquiredAt: Int64?, leaseUntil: Int64?)]
     {
-        try db.query("SELECT environment_id, job_id IS NOT NULL, acquired_at, lease_until, stale_refused FROM locks") {
-            ($0.int(0), $0.int(1) != 0, $0.optionalInt(2), $0.optionalInt(3), $0.int(4))
+        try db.query("SELECT environment_id, job_id IS NOT NULL, acquired_at, lease_until FROM locks") {
+            ($0.int(0), $0.int(1) != 0, $0.optionalInt(2), $0.optionalInt(3))
         }
     }
 

@@ -17,9 +17,10 @@ package enum Metrics {
         for env in envs {
             labels[env.id] = "project=\"\(escape(env.project))\",environment=\"\(escape(env.environment))\""
         }
+        let refusals = try RefusalCounts.totals(db)
         try jobs(db, &out, envs.map(\.id), labels, now: now)
-        try locks(db, &out, envs.map(\.id), labels, now: now)
-        try webhooks(db, &out)
+        try locks(db, &out, envs.map(\.id), labels, refusals, now: now)
+        try webhooks(db, &out, refusals)
         try outbox(db, &out)
         try sweep(db, &out)
         out.family("draven_audit_records", .gauge, "Records in the audit trail.")
@@ -195,9 +196,12 @@ package enum Metrics {
 
     // MARK: - locks, webhooks, outbox, sweep
 
-    static func locks(_ db: Database, _ out: inout Exposition, _ envs: [Int64], _ labels: [Int64: String], now: Int64)
-        throws
-    {
+    typealias Refusals = [(what: String, provider: String, project: String, environment: Int64, count: Int64)]
+
+    static func locks(
+        _ db: Database, _ out: inout Exposition, _ envs: [Int64], _ labels: [Int64: String], _ refusals: Refusals,
+        now: Int64
+    ) throws {
         let rows = try Locks.gauges(db)
         let byEnv = Dictionary(rows.map { ($0.environment, $0) }, uniquingKeysWith: { a, _ in a })
         out.family("draven_locks_held", .gauge, "Whether the environment's lock is held (1) or free (0).")
@@ -213,16 +217,18 @@ package enum Metrics {
         out.family(
             "draven_stale_fencing_tokens_refused_total", .counter,
             "Heartbeats, callbacks and log chunks refused (409) for a stale fencing token.")
-        for env in envs {
-            out.sample("draven_stale_fencing_tokens_refused_total", labels[env]!, byEnv[env]?.staleRefused ?? 0)
-        }
+        var stale: [Int64: Int64] = [:]
+        for r in refusals where r.what == "stale-fencing-token" { stale[r.environment, default: 0] += r.count }
+        for env in envs { out.sample("draven_stale_fencing_tokens_refused_total", labels[env]!, stale[env] ?? 0) }
     }
 
-    static func webhooks(_ db: Database, _ out: inout Exposition) throws {
+    static func webhooks(_ db: Database, _ out: inout Exposition, _ refusals: Refusals) throws {
         out.family(
             "draven_webhook_deliveries_total", .counter,
             "Provider webhooks by outcome: applied, stored (no job for the run yet), duplicate, ignored, refused.")
-        for row in try Deliveries.outcomeCounts(db) {
+        var rows = try Deliveries.outcomeCounts(db)
+        for r in refusals where r.what == "webhook" { rows.append((r.provider, r.project, "refused", r.count)) }
+        for row in rows.sorted(by: { ($0.provider, $0.project, $0.outcome) < ($1.provider, $1.project, $1.outcome) }) {
             out.sample(
                 "draven_webhook_deliveries_total",
                 "provider=\"\(escape(row.provider))\",project=\"\(escape(row.project))\",outcome=\"\(row.outcome)\"",

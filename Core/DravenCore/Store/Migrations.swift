@@ -615,8 +615,8 @@ package enum Migrations {
         INSERT INTO outbox_totals (kind, state, count, attempts)
             SELECT kind, state, count(*), sum(attempts) FROM outbox WHERE state IN ('delivered', 'dead') GROUP BY 1, 2;
 
-        -- Provider webhooks by outcome (applied, stored, duplicate, ignored, refused), per provider and
-        -- project ('' when the integration could not be told) (Deliveries.countOutcome).
+        -- Provider webhooks accepted, by outcome (applied, stored, duplicate, ignored), per provider and
+        -- project (Deliveries.countOutcome).
         CREATE TABLE delivery_outcomes (
             provider TEXT NOT NULL,
             project TEXT NOT NULL,
@@ -625,8 +625,17 @@ package enum Migrations {
             PRIMARY KEY (provider, project, outcome)
         ) STRICT, WITHOUT ROWID;
 
-        -- Requests refused for carrying a stale fencing token, per environment lock (Locks.countStaleRefusal).
-        ALTER TABLE locks ADD COLUMN stale_refused INTEGER NOT NULL DEFAULT 0;
+        -- Refusals /metrics counts, kept for good (refusal_counts' hourly rows are pruned), written in the
+        -- refusal's own transaction like them (RefusalCounts.countForMetrics): provider webhooks refused, and
+        -- requests refused for a stale fencing token.
+        CREATE TABLE refusal_totals (
+            what TEXT NOT NULL CHECK (what IN ('webhook', 'stale-fencing-token')),
+            provider TEXT NOT NULL,            -- a webhook's provider ('' for a stale token)
+            project TEXT NOT NULL,             -- a webhook's project ('' when refused before it was known)
+            environment_id INTEGER NOT NULL,   -- a stale token's environment (0 for a webhook)
+            count INTEGER NOT NULL,
+            PRIMARY KEY (what, provider, project, environment_id)
+        ) STRICT, WITHOUT ROWID;
 
         -- When a commit was made, as the provider's push said (Commits): lead time counts from it.
         CREATE TABLE commits (

@@ -104,12 +104,10 @@ package enum Deliveries {
         case duplicate
         /// Verified, but about nothing draven follows.
         case ignored
-        /// Not verified, or not readable (401, 404, 415, 400 …).
-        case refused
     }
 
-    /// Counts one webhook of `provider` for `project` ('' when it was refused before its
-    /// integration was known) as `outcome`, in the transaction that decided it.
+    /// Counts one webhook of `provider` for `project` as `outcome`, in the transaction that decided
+    /// it. (Refused ones are counted as refusals are: `RefusalCounts.countForMetrics`.)
     package static func countOutcome(_ tx: Transaction, provider: String, project: String, _ outcome: Outcome) throws {
         try tx.db.run(
             """
