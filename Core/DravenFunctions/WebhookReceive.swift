@@ -40,7 +40,7 @@ package enum WebhookReceive: Function {
         // A refusal from here on is counted for /metrics (`webhooks refused`: a misconfigured secret).
         let route = String(request.path.dropFirst("/hooks/".count))
         context.countRefusal = { tx in
-            try RefusalCounts.countForMetrics(tx, .webhook(provider: route, project: ""))
+            try RefusalCounts.countForMetrics(tx, .refusedWebhook(provider: route, project: ""))
         }
         try WebhookPayload.checkMediaType(request)
         let db = try context.db()
@@ -51,7 +51,7 @@ package enum WebhookReceive: Function {
         context.subject = "\(integration.project)/\(ci.hookRoute)"
         let provider = integration.provider.rawValue
         context.countRefusal = { tx in
-            try RefusalCounts.countForMetrics(tx, .webhook(provider: provider, project: integration.project))
+            try RefusalCounts.countForMetrics(tx, .refusedWebhook(provider: provider, project: integration.project))
         }
         let signedID = try integration.authenticate(request, db: db, paths: context.paths, now: context.now)
         let eventName = request.header(ci.eventHeader) ?? ""
@@ -122,14 +122,14 @@ package enum WebhookReceive: Function {
         }
         let result = try db.immediate { tx -> (status: Int, body: JSONObject) in
             let answer = try deliver(tx)
-            let outcome: Deliveries.Outcome =
-                switch answer.body["status"]?.stringValue {
-                case "duplicate": .duplicate
-                case "ignored": .ignored
-                case "stored": .stored
-                default: .applied
-                }
-            try Deliveries.countOutcome(tx, provider: provider, project: integration.project, outcome)
+            let project = integration.project
+            switch answer.body["status"]?.stringValue {
+            case "duplicate":  // a repeat changes nothing: counted as refusals are
+                try RefusalCounts.countForMetrics(tx, .repeatedWebhook(provider: provider, project: project))
+            case "ignored": try Deliveries.countOutcome(tx, provider: provider, project: project, .ignored)
+            case "stored": try Deliveries.countOutcome(tx, provider: provider, project: project, .stored)
+            default: try Deliveries.countOutcome(tx, provider: provider, project: project, .applied)
+            }
             return answer
         }
         return Response(status: result.status, json: .object(result.body))

@@ -46,18 +46,22 @@ package enum RefusalCounts {
         }
     }
 
-    /// A refusal `/metrics` counts (`refusal_totals`): a provider webhook refused (`provider`, and
-    /// `project` when its integration was known), or a request refused for a stale fencing token of a
-    /// job of `environment`. Written by `Context.countRefusal` in the refusal's own transaction.
+    /// A request that changed nothing else, as `/metrics` counts it (`refusal_totals`): a provider
+    /// webhook refused (`project` '' when refused before its integration was known) or repeated (a
+    /// delivery already taken), or a request refused for a stale fencing token of a job of
+    /// `environment`. Refusals are written by `Context.countRefusal` in the refusal's own
+    /// transaction; a repeat in the dedupe's.
     package enum Counted: Sendable {
-        case webhook(provider: String, project: String)
+        case refusedWebhook(provider: String, project: String)
+        case repeatedWebhook(provider: String, project: String)
         case staleToken(environment: Int64)
     }
 
-    package static func countForMetrics(_ tx: Transaction, _ refusal: Counted) throws {
+    package static func countForMetrics(_ tx: Transaction, _ counted: Counted) throws {
         let (what, provider, project, environment): (String, String, String, Int64) =
-            switch refusal {
-            case .webhook(let provider, let project): ("webhook", provider, project, 0)
+            switch counted {
+            case .refusedWebhook(let provider, let project): ("webhook-refused", provider, project, 0)
+            case .repeatedWebhook(let provider, let project): ("webhook-duplicate", provider, project, 0)
             case .staleToken(let environment): ("stale-fencing-token", "", "", environment)
             }
         try tx.db.run(

@@ -227,7 +227,9 @@ package enum Metrics {
             "draven_webhook_deliveries_total", .counter,
             "Provider webhooks by outcome: applied, stored (no job for the run yet), duplicate, ignored, refused.")
         var rows = try Deliveries.outcomeCounts(db)
-        for r in refusals where r.what == "webhook" { rows.append((r.provider, r.project, "refused", r.count)) }
+        for r in refusals where r.what.hasPrefix("webhook-") {
+            rows.append((r.provider, r.project, String(r.what.dropFirst("webhook-".count)), r.count))
+        }
         for row in rows.sorted(by: { ($0.provider, $0.project, $0.outcome) < ($1.provider, $1.project, $1.outcome) }) {
             out.sample(
                 "draven_webhook_deliveries_total",

@@ -615,8 +615,8 @@ package enum Migrations {
         INSERT INTO outbox_totals (kind, state, count, attempts)
             SELECT kind, state, count(*), sum(attempts) FROM outbox WHERE state IN ('delivered', 'dead') GROUP BY 1, 2;
 
-        -- Provider webhooks accepted, by outcome (applied, stored, duplicate, ignored), per provider and
-        -- project (Deliveries.countOutcome).
+        -- Provider webhooks taken, by outcome (applied, stored, ignored), per provider and project
+        -- (Deliveries.countOutcome).
         CREATE TABLE delivery_outcomes (
             provider TEXT NOT NULL,
             project TEXT NOT NULL,
@@ -625,11 +625,11 @@ package enum Migrations {
             PRIMARY KEY (provider, project, outcome)
         ) STRICT, WITHOUT ROWID;
 
-        -- Refusals /metrics counts, kept for good (refusal_counts' hourly rows are pruned), written in the
-        -- refusal's own transaction like them (RefusalCounts.countForMetrics): provider webhooks refused, and
-        -- requests refused for a stale fencing token.
+        -- What /metrics counts of requests that change nothing else, kept for good (refusal_counts' hourly
+        -- rows are pruned) and written like them (RefusalCounts.countForMetrics): provider webhooks refused
+        -- or repeated (a duplicate delivery), and requests refused for a stale fencing token.
         CREATE TABLE refusal_totals (
-            what TEXT NOT NULL CHECK (what IN ('webhook', 'stale-fencing-token')),
+            what TEXT NOT NULL CHECK (what IN ('webhook-refused', 'webhook-duplicate', 'stale-fencing-token')),
             provider TEXT NOT NULL,            -- a webhook's provider ('' for a stale token)
             project TEXT NOT NULL,             -- a webhook's project ('' when refused before it was known)
             environment_id INTEGER NOT NULL,   -- a stale token's environment (0 for a webhook)

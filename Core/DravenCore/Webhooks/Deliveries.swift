@@ -100,14 +100,13 @@ package enum Deliveries {
         case applied
         /// Kept for a run draven does not know yet (202): applied once the run is known.
         case stored
-        /// Seen before (its delivery id or body).
-        case duplicate
         /// Verified, but about nothing draven follows.
         case ignored
     }
 
-    /// Counts one webhook of `provider` for `project` as `outcome`, in the transaction that decided
-    /// it. (Refused ones are counted as refusals are: `RefusalCounts.countForMetrics`.)
+    /// Counts one webhook of `provider` for `project` as `outcome`, in the transaction that took
+    /// it. (Refused and repeated ones, which change nothing, are counted as refusals are:
+    /// `RefusalCounts.countForMetrics`.)
     package static func countOutcome(_ tx: Transaction, provider: String, project: String, _ outcome: Outcome) throws {
         try tx.db.run(
             """
