@@ -1,7 +1,8 @@
 /// Owns `job_totals` and `job_metrics`: what `/metrics` says about jobs that ended, kept per
 /// environment as the jobs end. An ended job never changes, so each is added once, by the move
 /// that ends it (`Transition.CountMetrics`), and a scrape reads a few rows per environment instead
-/// of the whole history (100k jobs: ~130 ms of SQL aggregates, measured, against well under 1 ms).
+/// of the whole history (a prototype of those histograms as SQL aggregates over 100k jobs took ~130 ms
+/// of CPU; the whole scrape of such a store now takes ~5 ms, `make bench-metrics`).
 ///
 /// Histograms are kept per bucket (`le` its upper bound in seconds, `Int64.max` for +Inf; counts not
 /// cumulative: `Metrics` adds them up); plain counters are rows with `le` 0.
