@@ -14,6 +14,7 @@
 #   make bench-console  the console's whole-process cases (overview of 30 and of 1,000 environments, the 304
 #                  poll) with status and the C floor handler, in one ~2 min run, printed with their goals
 #   make bench-events   what delivering one event costs (per draven-deliver process; in a drained stream)
+#   make bench-metrics  GET /metrics on a store with 100k jobs and 30 environments, whole process (goal <= 50 ms)
 #   make link-order     record the code and data each function uses (valgrind) for the release link order
 #   make fuzz      build the libFuzzer targets (Tests/Fuzz) and run each for FUZZ_SECONDS (300)
 #   make fuzz-smoke  the bounded pass `make test` runs: regressions, corpus, FUZZ_SMOKE_SECONDS (4) each
@@ -48,14 +49,15 @@ TOOLS := draven draven-deliver
 APT_PACKAGES := libsqlite3-dev libsodium-dev libcurl4-openssl-dev nginx-light fcgiwrap curl sqlite3 python3 python3-venv openssl \
 	chromium chromium-driver \
 	shellcheck python3-yaml \
-	zlib1g-dev
+	zlib1g-dev \
+	prometheus
 
 # What `make bench` needs on top of APT_PACKAGES: the load generator, the peer it is compared
 # with (adnanh/webhook), a C compiler for the floor handler, and callgrind for `make link-order`.
 BENCH_APT_PACKAGES := wrk webhook gcc libc6-dev valgrind
 
 .PHONY: deps bench-deps build release run stop test unit-test e2e-test clean venv bench bench-secrets bench-instructions bench-plans bench-events bench-process \
-	bench-console link-order fuzz fuzz-build fuzz-smoke lint format screenshots
+	bench-console bench-metrics link-order fuzz fuzz-build fuzz-smoke lint format screenshots
 
 deps bench-deps:
 	@missing=$$(for p in $(if $(filter bench-deps,$@),$(BENCH_APT_PACKAGES),$(APT_PACKAGES)); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -125,6 +127,9 @@ bench-plans: release bench-deps
 # The event stream: one event's delivery, per draven-deliver process and in a drained stream (bench.py --events).
 bench-events: release bench-deps
 	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --events
+# GET /metrics on a store with 100k jobs and 30 environments, whole process, goal <= 50 ms (bench.py --metrics).
+bench-metrics: release bench-deps
+	BIN_DIR="$(BIN_DIR)" python3 bench/bench.py --metrics
 
 # Records what each function runs and writes for its typical request (callgrind, lackey) into infra/link-order.txt,
 # the order the release link lays code out in; then relinks. Run after larger changes.

@@ -416,6 +416,7 @@ approver_groups = ["leads"]
                 SELECT created_at, 'alice', 'deploy', 'job/' || id, 'ok', printf('%064x', id - 1), printf('%064x', id)
                 FROM jobs""")
             c.execute("DROP TABLE envs")
+            seed_metrics(c, now)
         c.close()
         with sqlite3.connect(self.db) as c:
             c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -470,6 +471,40 @@ approver_groups = ["leads"]
             n = c.execute("SELECT max(last_seen_at) FROM sessions").fetchone()[0]
         c.close()
         return n
+
+
+def seed_metrics(c, now):
+    """What a store whose jobs ran through draven keeps for /metrics (migration 0018), from the seeded
+    rows: each ended job in job_totals and its dispatch-to-end time in job_metrics' histograms (the
+    buckets Transition.CountMetrics picks: bounds as JobMetrics.Histogram gives them), two delivered
+    outbox rows per ended job (its dispatch and its notification) counted in outbox_totals, the
+    webhooks in delivery_outcomes, and a sweep pass every 5 s for the last day."""
+    c.execute("""INSERT INTO job_totals (environment_id, kind, state, dispatched, count)
+        SELECT environment_id, kind, state, state != 'cancelled', count(*) FROM jobs
+        WHERE state IN ('succeeded', 'failed', 'cancelled') GROUP BY 1, 2, 3, 4""")
+    bounds = {"deploy_duration": [10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600],
+              "lock_held": [10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600],
+              "queue_wait": [1, 10, 30, 60, 300, 900, 1800, 3600, 7200, 21600, 86400]}
+    for name, bs in bounds.items():
+        # The seeded history: dispatched 40 s after creation (queued that long), ended 260 s later.
+        d = "40" if name == "queue_wait" else "updated_at - created_at - 40"
+        le = "CASE " + " ".join(f"WHEN {d} <= {b} THEN {b}" for b in bs) + " ELSE 9223372036854775807 END"
+        c.execute(f"""INSERT INTO job_metrics (environment_id, name, le, count, sum)
+            SELECT environment_id, ?1, {le}, count(*), sum({d}) FROM jobs
+            WHERE state IN ('succeeded', 'failed') GROUP BY 1, 3""", (name,))
+    c.execute("""INSERT INTO job_metrics (environment_id, name, le, count, sum)
+        SELECT environment_id, 'changes_failed', 0, count(*), 0 FROM jobs WHERE state = 'failed' GROUP BY 1""")
+    c.execute("""INSERT INTO outbox (kind, job_id, payload, state, attempts, next_attempt_at, created_at, delivered_at)
+        SELECT k.kind, j.id, '{"job_id":' || j.id || '}', 'delivered', 1, j.updated_at, j.created_at, j.updated_at
+        FROM jobs j, (SELECT 'dispatch' AS kind UNION ALL SELECT 'notify') k
+        WHERE j.state IN ('succeeded', 'failed', 'cancelled') ORDER BY j.id""")
+    c.execute("""INSERT INTO outbox_totals (kind, state, count, attempts)
+        SELECT kind, state, count(*), sum(attempts) FROM outbox WHERE state IN ('delivered', 'dead') GROUP BY 1, 2""")
+    c.execute("""INSERT INTO delivery_outcomes (provider, project, outcome, count)
+        SELECT 'github', p.name, 'applied', count(*) FROM deliveries d JOIN jobs j ON j.id = d.job_id
+        JOIN projects p ON p.id = j.project_id GROUP BY p.name""")
+    c.execute("INSERT INTO sweep_passes (id, passes, micros, last_at, last_micros) VALUES (1, 17280, 17280 * 900, ?1, 900)",
+              (now,))
 
 
 def count_rows(db, table="deliveries"):
@@ -902,7 +937,31 @@ def console_cases(consoles):
         CONSOLE_POLL: Case(BIN_DIR / "console", view(small, IF_NONE_MATCH=etag), None, False, cookie(small), small.db,
                            "304", small),
         CONSOLE_BIG: Case(BIN_DIR / "console", view(big), None, False, cookie(big), big.db, None, big),
+        METRICS: metrics_case(small),
     }
+
+
+METRICS = "status GET /metrics (100k jobs, 30 envs)"
+METRICS_MS = 50  # the issue's goal: a scrape of a store with 100k jobs and 30 environments, whole process
+
+
+def metrics_case(store):
+    """carol's scrape (GET /metrics, her metrics grant) of a console store: 10 projects x 3
+    environments, 100k jobs with their outbox rows, deliveries and audit rows."""
+    header = WORK / f"auth-header-carol-{store.projects}x{store.envs}"
+    header.write_text("Bearer " + (store.state / "bench-token-carol").read_text().strip())
+    header.chmod(0o600)
+    env = {**cgi_env("/metrics", method="GET", content_type=None), **store.env()}
+    return Case(BIN_DIR / "status", env, None, False, {"HTTP_AUTHORIZATION": header}, store.db)
+
+
+def metrics_goal(proc):
+    """The scrape's goal from the process figures (cold: no other connection open)."""
+    cold, held = proc["cold"][METRICS], proc["held"][METRICS]
+    return {"goal": f"{METRICS} <= {METRICS_MS} ms whole process",
+            "value": f"{cold['wall_ms']['median']:.2f} ms (p90 {cold['wall_ms']['p90']:.2f}; CPU "
+                     f"{cold['cpu_ms']['median']:.2f} ms; held open: {held['wall_ms']['median']:.2f} ms)",
+            "met": cold["wall_ms"]["median"] <= METRICS_MS, "kind": "goal"}
 
 
 def console_templates():
@@ -1234,6 +1293,8 @@ def console_ratios(proc, console):
          f"{out['poll_vs_status']}x ({wall(cold[CONSOLE_POLL]):.2f} ms vs {wall(cold['status']):.2f} ms; both with the "
          f"store held open: {out['poll_held_vs_status_held']}x; CPU time: {out['poll_cpu_vs_status_cpu']}x)",
          out["poll_vs_status"] <= POLL_VS_STATUS)
+    if METRICS in cold:
+        goals.append(metrics_goal(proc))
     for shape in ("30 envs", "1,000 envs"):
         pg = pages[shape]
         goal(f"overview page for {pg['environments']:,} environments <= 100 KB",
@@ -1847,11 +1908,44 @@ def events_only():
     (WORK / "events.json").write_text(json.dumps(event_delivery(), indent=1) + "\n")
 
 
+def metrics_only():
+    """`bench.py --metrics` (make bench-metrics): the scrape of the 30-environment console store (100k
+    jobs), cold and held, with status's typical request and the C floor handler beside it; printed,
+    and checked against the scrape's own totals (every job counted once)."""
+    build_c()
+    shape = "30 envs"
+    projects, envs = CONSOLE_SHAPES[shape]
+    t = ConsoleStore(WORK / f"template-console-{projects}x{envs}", projects, envs)
+    started = time.time()
+    t.create()
+    t.seed(CONSOLE_JOBS)
+    log(f"console store {projects} x {envs} with {CONSOLE_JOBS:,} jobs built in {time.time() - started:.1f} s")
+    store = ConsoleStore(WORK / f"state-console-{projects}x{envs}", projects, envs)
+    copy_store(t.state, store.state)
+    case = metrics_case(store)
+    env = {k: str(v) for k, v in case.env.items()}
+    env["HTTP_AUTHORIZATION"] = case.fenv["HTTP_AUTHORIZATION"].read_text().strip()
+    out = subprocess.run([case.program], env=env, capture_output=True, check=True).stdout
+    head, _, text = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 200"), head
+    total = sum(float(l.rsplit(" ", 1)[1]) for l in text.decode().splitlines() if l.startswith("draven_jobs{"))
+    assert total == count_rows(store.db, "jobs"), (total, count_rows(store.db, "jobs"))
+    lines = text.count(b"\n")
+    log(f"scrape: {len(text):,} bytes, {lines:,} lines; draven_jobs sums to every job ({int(total):,})")
+    live = seeded_live_store("template-10000", 10_000)
+    cases, votes = process_cases(live, reference_db(WORK / "floor.db"))
+    cases[METRICS] = case
+    proc = measure_process(cases, votes, names={METRICS, "status", "C floor handler (dynamic)"})
+    goal = metrics_goal(proc)
+    (WORK / "metrics.json").write_text(json.dumps({"process": proc, "goal": goal, "bytes": len(text)}, indent=1) + "\n")
+    log(f"{'met   ' if goal['met'] else 'MISSED'} {goal['goal']}: {goal['value']}")
+
+
 def plans_only():
     (WORK / "plans.json").write_text(json.dumps(plan_advance(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
     {"--render": render, "--link-order": link_order, "--paired": paired_only, "--instructions": instructions,
-     "--console": console_only, "--plans": plans_only, "--process": process_only,
+     "--console": console_only, "--plans": plans_only, "--metrics": metrics_only, "--process": process_only,
      "--events": events_only}.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -75,6 +75,7 @@ extension Draven {
             if !once { DeliveryService.start(paths: paths) }  // delivers what functions hand over
             repeat {
                 do {
+                    let started = SweepPasses.micros()
                     let report = try sweeper.run(db, now: Clock.now())
                     if let summary = report.summary {
                         FileHandle.standardOutput.write(Data("\(Clock.rfc3339(Clock.now())) sweep: \(summary)\n".utf8))
@@ -86,6 +87,8 @@ extension Draven {
                         let line = "\(Clock.rfc3339(Clock.now())) sweep: \(due.count) due, \(settled) handled\n"
                         FileHandle.standardOutput.write(Data(line.utf8))
                     }
+                    // The pass, delivery included, for /metrics (draven_sweep_*: is the service running?).
+                    try SweepPasses.record(db, micros: SweepPasses.micros() - started, now: Clock.now())
                     checkpointer.pass(db)
                     try db.checkpoint()  // here, so requests rarely pay one (see Database.checkpoint)
                 } catch {

@@ -63,6 +63,8 @@ package enum Heartbeat: Function {
                             + "deploy)"
                     )
                 }
+                // Counted for /metrics in the refusal's own transaction (this one rolls back).
+                context.countRefusal = { tx in try RefusalCounts.countStaleToken(tx, job: id) }
                 throw DravenError.staleFencingToken(job: id)
             }
             let state = try Job.recordHeartbeat(tx, job: id, progress: beat.progress, now: context.now)

@@ -49,6 +49,8 @@ enum RunnerCallback {
             let holder = try Locks.holder(tx.db, environment: job.environmentID)
             let current = try Job.require(tx.db, id: job.id)
             guard current.fencingToken == token, holder?.jobID == job.id, holder?.token == token else {
+                // Counted for /metrics in the refusal's own transaction (this one rolls back).
+                context.countRefusal = { tx in try RefusalCounts.countStaleToken(tx, job: job.id) }
                 throw DravenError.staleFencingToken(job: job.id)
             }
             try Job.recordResult(tx, job: job.id, logURL: logURL, releaseID: releaseID)

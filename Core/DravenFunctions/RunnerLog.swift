@@ -76,6 +76,8 @@ enum RunnerLog {
                     "job \(jobID) is \(state.rawValue); its log is complete and takes no more chunks")
             }
             guard try Locks.holds(tx.db, job: jobID, token: token) else {
+                // Counted for /metrics in the refusal's own transaction (this one rolls back).
+                context.countRefusal = { tx in try RefusalCounts.countStaleToken(tx, job: jobID) }
                 throw DravenError.staleFencingToken(job: jobID)
             }
             return try JobLogs.append(tx, job: jobID, chunk, limits: limits, now: context.now)

@@ -37,6 +37,11 @@ package enum WebhookReceive: Function {
     static func provider(_ request: Request, _ context: Context, serving providers: [Provider]) throws -> Response {
         // The body's type first: a body draven cannot read is 415 whatever else is wrong with it
         // (without `?project=` its repository could not even be read to find the integration).
+        // A refusal from here on is counted for /metrics (`webhooks refused`: a misconfigured secret).
+        let route = String(request.path.dropFirst("/hooks/".count))
+        context.countRefusal = { tx in
+            try RefusalCounts.countForMetrics(tx, .refusedWebhook(provider: route, project: ""))
+        }
         try WebhookPayload.checkMediaType(request)
         let db = try context.db()
         let integration = try HookIntegration.find(
@@ -44,10 +49,15 @@ package enum WebhookReceive: Function {
             request: request)
         let ci = integration.provider.ci
         context.subject = "\(integration.project)/\(ci.hookRoute)"
+        let provider = integration.provider.rawValue
+        context.countRefusal = { tx in
+            try RefusalCounts.countForMetrics(tx, .refusedWebhook(provider: provider, project: integration.project))
+        }
         let signedID = try integration.authenticate(request, db: db, paths: context.paths, now: context.now)
         let eventName = request.header(ci.eventHeader) ?? ""
         let event: ProviderEvent
         var moves: [PushEvent.Move] = []
+        var commits: [(sha: String, at: Int64)] = []
         if ci.maps(event: eventName) {
             // Provider bodies are read last-duplicate-wins, as the providers' own consumers read them.
             let payload = try WebhookPayload.decode(request.body, request: request, duplicateKeys: .lastWins)
@@ -61,6 +71,7 @@ package enum WebhookReceive: Function {
             // draven does not map.
             if ci.isPush(event: eventName), let json = try? WebhookPayload.json(request.body, request: request) {
                 moves = ci.pushMoves(json)
+                commits = Commits.times(in: json, shas: moves.map(\.sha))  // lead time counts from them
             }
         }
         // BLAKE2b: a dedupe key, not a signature; ~4x cheaper than SHA-256 over a 7 KB body.
@@ -70,7 +81,7 @@ package enum WebhookReceive: Function {
             ?? ci.deliveryHeaders.lazy.compactMap { request.header($0) }.first { !$0.isEmpty } ?? "blake2b:" + bodyHash
         let source = "\(integration.provider):\(integration.project)"
 
-        let result = try db.immediate { tx -> (status: Int, body: JSONObject) in
+        let deliver = { (tx: Transaction) throws -> (status: Int, body: JSONObject) in
             // Dedupe first, under the write lock: of two copies arriving together one inserts, the other sees it.
             let record = Deliveries.Record(
                 source: source, key: deliveryID, event: eventName, bodyHash: bodyHash,
@@ -78,6 +89,7 @@ package enum WebhookReceive: Function {
             guard let delivery = try Deliveries.insertOnce(tx, record, now: context.now) else {
                 return (200, ["status": "duplicate", "delivery": .string(deliveryID)])
             }
+            try Commits.record(tx, project: integration.projectID, commits)
             let moved = try PushEvent.apply(
                 tx, projectID: integration.projectID, moves: moves, delivery: deliveryID, now: context.now)
             // A push may start deploy plans whose triggers watch the ref (once: this delivery is new).
@@ -109,6 +121,18 @@ package enum WebhookReceive: Function {
                 tx, job: job, event: event, actor: "\(integration.provider) webhook", delivery: deliveryID,
                 now: context.now)
             return (200, ["status": "applied", "job_id": .int(job), "state": .string(state.rawValue)])
+        }
+        let result = try db.immediate { tx -> (status: Int, body: JSONObject) in
+            let answer = try deliver(tx)
+            let project = integration.project
+            switch answer.body["status"]?.stringValue {
+            case "duplicate":  // a repeat changes nothing: counted as refusals are
+                try RefusalCounts.countForMetrics(tx, .repeatedWebhook(provider: provider, project: project))
+            case "ignored": try Deliveries.countOutcome(tx, provider: provider, project: project, .ignored)
+            case "stored": try Deliveries.countOutcome(tx, provider: provider, project: project, .stored)
+            default: try Deliveries.countOutcome(tx, provider: provider, project: project, .applied)
+            }
+            return answer
         }
         return Response(status: result.status, json: .object(result.body))
     }

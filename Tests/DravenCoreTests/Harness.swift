@@ -265,10 +265,21 @@ extension Exchange {
     ) {
         #expect(outbox.isEmpty, "a refusal hands nothing to the deliverer", sourceLocation: sourceLocation)
         let changed = after.changes(since: before)
-        let others = changed.keys.filter { $0 != "audit" && $0 != "refusal_counts" }.sorted()
+        let others = changed.keys.filter { !["audit", "refusal_counts", "refusal_totals"].contains($0) }.sorted()
         #expect(
             others.isEmpty, "tables changed: \(others.map { "\($0): \(changed[$0]!)" })",
             sourceLocation: sourceLocation)
+        // What /metrics counts of refusals (refusal_totals): at most one count more, nothing else.
+        let key = ["what", "provider", "project", "environment_id"]
+        let totals = { (records: [[String: StoreSnapshot.Value]]) in
+            Dictionary(
+                records.map { r in (key.map { "\(r[$0] ?? .null)" }, r["count"]?.int ?? 0) }, uniquingKeysWith: +)
+        }
+        let (old, new) = (totals(before["refusal_totals"].records), totals(after["refusal_totals"].records))
+        #expect(
+            old.allSatisfy { new[$0.key, default: 0] >= $0.value }
+                && (0...1).contains(new.values.reduce(0, +) - old.values.reduce(0, +)),
+            "refusal_totals: \(old) -> \(new)", sourceLocation: sourceLocation)
         switch record {
         case .audited(let actor, let subject):
             #expect(after["refusal_counts"] == before["refusal_counts"], sourceLocation: sourceLocation)

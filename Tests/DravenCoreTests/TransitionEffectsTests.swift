@@ -77,8 +77,8 @@ import Testing
     @Test func theEffectsRunInTheDocumentedOrder() {
         #expect(
             StateMachine.effects.map { String(describing: type(of: $0)) } == [
-                "RenewLease", "FreeLock", "RecordRelease", "Recover", "AdvancePlan", "StartNextQueued", "Notify",
-                "UpdateApprovalMessages", "Publish",
+                "RenewLease", "FreeLock", "RecordRelease", "CountMetrics", "Recover", "AdvancePlan", "StartNextQueued",
+                "Notify", "UpdateApprovalMessages", "Publish",
             ])
     }
 

@@ -189,7 +189,7 @@ def assert_unchanged(before, after, what=""):
     what it may write: the allowance is this one place."""
     assert before.keys() == after.keys(), what
     for table in before:
-        if table in ("audit", "refusal_counts"):
+        if table in ("audit", "refusal_counts", "refusal_totals"):
             continue
         assert before[table] == after[table], (
             f"{what}: table {table} changed: " f"{set(after[table][1]) ^ set(before[table][1])}"
@@ -213,6 +213,14 @@ def assert_unchanged(before, after, what=""):
         assert olds.keys() <= news.keys(), f"{what}: refusal counters vanished"
         for k, r in olds.items():
             assert news[k][first] == r[first] and news[k][count] >= r[count], f"{what}: counter {k} went back"
+    # What /metrics counts of them (refusal_totals): a counter row may be added or counted up, nothing else.
+    if "refusal_totals" in before:
+        columns, old = before["refusal_totals"]
+        _, new = after["refusal_totals"]
+        count = columns.index("count")
+        olds = {r[:count]: r[count] for r in old}
+        news = {r[:count]: r[count] for r in new}
+        assert olds.keys() <= news.keys() and all(news[k] >= n for k, n in olds.items()), f"{what}: refusal totals"
 
 
 def secret_values(stack, fake_url):

@@ -46,6 +46,46 @@ package enum RefusalCounts {
         }
     }
 
+    /// A request that changed nothing else, as `/metrics` counts it (`refusal_totals`): a provider
+    /// webhook refused (`project` '' when refused before its integration was known) or repeated (a
+    /// delivery already taken), or a request refused for a stale fencing token of a job of
+    /// `environment`. Refusals are written by `Context.countRefusal` in the refusal's own
+    /// transaction; a repeat in the dedupe's.
+    package enum Counted: Sendable {
+        case refusedWebhook(provider: String, project: String)
+        case repeatedWebhook(provider: String, project: String)
+        case staleToken(environment: Int64)
+    }
+
+    package static func countForMetrics(_ tx: Transaction, _ counted: Counted) throws {
+        let (what, provider, project, environment): (String, String, String, Int64) =
+            switch counted {
+            case .refusedWebhook(let provider, let project): ("webhook-refused", provider, project, 0)
+            case .repeatedWebhook(let provider, let project): ("webhook-duplicate", provider, project, 0)
+            case .staleToken(let environment): ("stale-fencing-token", "", "", environment)
+            }
+        try tx.db.run(
+            """
+            INSERT INTO refusal_totals (what, provider, project, environment_id, count) VALUES (?1, ?2, ?3, ?4, 1)
+            ON CONFLICT DO UPDATE SET count = count + 1
+            """, [.text(what), .text(provider), .text(project), .int(environment)])
+    }
+
+    /// A stale fencing token refused for job `job`, counted on its environment.
+    package static func countStaleToken(_ tx: Transaction, job: Int64) throws {
+        guard let environment = try Job.find(tx.db, id: job)?.environmentID else { return }
+        try countForMetrics(tx, .staleToken(environment: environment))
+    }
+
+    /// Every `refusal_totals` row (`/metrics`).
+    package static func totals(_ db: Database) throws
+        -> [(what: String, provider: String, project: String, environment: Int64, count: Int64)]
+    {
+        try db.query("SELECT what, provider, project, environment_id, count FROM refusal_totals ORDER BY 1, 2, 3, 4") {
+            ($0.text(0), $0.text(1), $0.text(2), $0.int(3), $0.int(4))
+        }
+    }
+
     /// The counters whose hour ends after `since`, newest first, as JSON objects.
     package static func list(_ db: Database, since: Int64 = 0) throws -> [JSON] {
         try db.query(

@@ -14,6 +14,9 @@ package final class Context {
     package var caller: String?
     /// Where the request comes from when not the API (`console`): the audit records it writes say so.
     package var via: String?
+    /// What a refusal of this request counts besides its audit record (a webhook refused, a stale
+    /// fencing token, for `/metrics`): run by `auditRefusal` in the refusal's own transaction.
+    package var countRefusal: ((Transaction) throws -> Void)?
     private var database: Database?
 
     package init(paths: Paths, function: String, now: Int64 = Clock.now()) {
@@ -71,6 +74,7 @@ package final class Context {
         let path = request?.path ?? ""
         do {
             try db.immediate { tx in
+                try countRefusal?(tx)
                 guard principal != nil || caller != nil else {
                     let client = request?.remoteAddress ?? Environment.get("REMOTE_ADDR") ?? ""
                     try RefusalCounts.record(

@@ -263,6 +263,19 @@ package struct Job: Sendable {
         }
     }
 
+    /// When the first deploy of `environment` that failed or timed out after job `after` held its lock
+    /// ended (all of them when nil): where a failed change began (`Transition.CountMetrics`). The lock's
+    /// fencing tokens order an environment's dispatched jobs (one holds it at a time, each takes the next
+    /// token), where times of the same second could not; an ended job's `updated_at` is its end.
+    static func firstFailure(_ db: Database, environment: Int64, after job: Int64?) throws -> Int64? {
+        try db.scalar(
+            """
+            SELECT min(updated_at) FROM jobs WHERE environment_id = ?1 AND kind = 'deploy'
+            AND state IN ('failed', 'timed_out')
+            AND fencing_token > coalesce((SELECT fencing_token FROM jobs WHERE id = ?2), 0)
+            """, [.int(environment), .int(job)])
+    }
+
     package var json: JSONObject {
         var o: JSONObject = [
             "id": .int(id), "kind": .string(kind.rawValue), "project": .string(project),
@@ -302,6 +315,13 @@ package struct JobEvent: Sendable {
                 id: $0.int(0), at: $0.int(1), event: $0.text(2), from: $0.optionalText(3), to: $0.optionalText(4),
                 actor: $0.text(5), detail: $0.text(6))
         }
+    }
+
+    /// When job `job` last moved into `state`, if it ever did (on the `job_events_job` index).
+    static func enteredAt(_ db: Database, job: Int64, state: JobState) throws -> Int64? {
+        try db.scalar(
+            "SELECT max(at) FROM job_events WHERE job_id = ?1 AND event = 'transition' AND to_state = ?2",
+            [.int(job), .text(state.rawValue)])
     }
 
     package var json: JSON {

@@ -49,9 +49,14 @@ package enum Locks {
             [.int(job), .int(token)])
     }
 
-    /// How many environment locks are held now (`/metrics`).
-    package static func heldCount(_ db: Database) throws -> Int64 {
-        try db.scalar("SELECT count(*) FROM locks WHERE job_id IS NOT NULL") ?? 0
+    /// Every lock row as `/metrics` reads it: its environment, whether held, since when, and until
+    /// when its lease runs.
+    package static func gauges(_ db: Database) throws
+        -> [(environment: Int64, held: Bool, acquiredAt: Int64?, leaseUntil: Int64?)]
+    {
+        try db.query("SELECT environment_id, job_id IS NOT NULL, acquired_at, lease_until FROM locks") {
+            ($0.int(0), $0.int(1) != 0, $0.optionalInt(2), $0.optionalInt(3))
+        }
     }
 
     /// Takes the lock for `job` if it is free. Returns the new fencing token, or nil when held.

@@ -17,6 +17,16 @@ package struct Target: Sendable {
         return Target(projectID: pid, environmentID: eid)
     }
 
+    /// Every live environment: its id and its project's and its own names, ordered by them (`/metrics`).
+    package static func environments(_ db: Database) throws -> [(id: Int64, project: String, environment: String)] {
+        try db.query(
+            """
+            SELECT e.id, p.name, e.name FROM environments e JOIN projects p ON p.id = e.project_id
+            WHERE e.retired = 0 AND p.retired = 0 ORDER BY p.name, e.name
+            """
+        ) { ($0.int(0), $0.text(1), $0.text(2)) }
+    }
+
     /// A live project's id, by name.
     /// - Throws: `DravenError.notFound` when there is none.
     package static func project(_ db: Database, _ name: String) throws -> Int64 {

@@ -39,6 +39,7 @@ extension StateMachine {
     ///    transaction that ends the job. Before 4, 5 and 6, which want the lock.
     /// 3. `RecordRelease`: a succeeded deploy or rollback becomes the environment's live release.
     ///    (A move ends in one state, so 3 and 4 never both apply.)
+    ///    `CountMetrics` then keeps `/metrics`' figures of the move (`JobMetrics`), reading that release.
     /// 4. `Recover`: a deploy that failed or timed out while running gets the environment's
     ///    failure policy: a diagnostic and/or a rollback job, created and started here, so they
     ///    take the freed lock before any queued deploy.
@@ -65,6 +66,7 @@ extension StateMachine {
         Transition.RenewLease(),
         Transition.FreeLock(),
         Transition.RecordRelease(),
+        Transition.CountMetrics(),
         Transition.Recover(),
         Transition.AdvancePlan(),
         Transition.StartNextQueued(),

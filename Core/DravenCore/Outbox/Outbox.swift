@@ -91,10 +91,21 @@ package enum Outbox {
     }
 
     /// Records a row's final outcome (`delivered` or `dead`).
+    /// Counts it in `outbox_totals` (kind, final state, attempts) for `/metrics`, once: a row
+    /// already settled is left alone.
     static func settle(_ tx: Transaction, id: Int64, state: OutboxState, error: String?, now: Int64) throws {
+        guard
+            let (kind, attempts) = try tx.db.first(
+                """
+                UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4
+                WHERE id = ?1 AND state IN ('pending', 'delivering') RETURNING kind, attempts
+                """, [.int(id), .text(state.rawValue), .int(now), .text(error)], { ($0.text(0), $0.int(1)) })
+        else { return }
         try tx.db.run(
-            "UPDATE outbox SET state = ?2, delivered_at = ?3, last_error = ?4 WHERE id = ?1",
-            [.int(id), .text(state.rawValue), .int(now), .text(error)])
+            """
+            INSERT INTO outbox_totals (kind, state, count, attempts) VALUES (?1, ?2, 1, ?3)
+            ON CONFLICT DO UPDATE SET count = count + 1, attempts = attempts + excluded.attempts
+            """, [.text(kind), .text(state.rawValue), .int(attempts)])
     }
 
     /// One outbound call about a job, as its history shows it: what it was, how it stands, how
@@ -128,8 +139,16 @@ package enum Outbox {
         }
     }
 
-    /// How many rows wait to be delivered or are being delivered (`/metrics`).
-    package static func pendingCount(_ db: Database) throws -> Int64 {
-        try db.scalar("SELECT count(*) FROM outbox WHERE state IN ('pending', 'delivering')") ?? 0
+    /// Rows by kind and state, with the retries made (attempts after each row's first) (`/metrics`):
+    /// those still due from the `outbox_due` index, those settled from `outbox_totals` (the table
+    /// itself, which keeps every row ever sent, is never scanned).
+    package static func counts(_ db: Database) throws -> [(kind: String, state: String, count: Int64, retries: Int64)] {
+        try db.query(
+            """
+            SELECT kind, state, count(*), sum(max(attempts - 1, 0)) FROM outbox WHERE state IN ('pending', 'delivering')
+            GROUP BY kind, state
+            UNION ALL SELECT kind, state, count, max(attempts - count, 0) FROM outbox_totals ORDER BY 1, 2
+            """
+        ) { ($0.text(0), $0.text(1), $0.int(2), $0.int(3)) }
     }
 }

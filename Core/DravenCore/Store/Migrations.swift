@@ -17,6 +17,7 @@ package enum Migrations {
         ("0015-plans", plans),
         ("0016-plan-runs", planRuns),
         ("0017-events", events),
+        ("0018-metrics", metrics),
     ]
 
     /// Applies every migration not yet recorded. Safe to run concurrently: the check and the
@@ -623,5 +624,86 @@ package enum Migrations {
             duration_ms INTEGER NOT NULL
         ) STRICT;
         CREATE INDEX event_attempts_event ON event_attempts (event, id);
+        """
+
+    static let metrics = """
+        -- 0018-metrics. What GET /metrics reads (Metrics), kept where each fact happens so a scrape reads a
+        -- few rows per environment instead of the whole history. Ended jobs never change, so their totals
+        -- and histograms are added to once, by the transition that ends them (Transition.CountMetrics).
+        --
+        -- Ended jobs per environment, kind, final state and whether they were dispatched (took the lock).
+        CREATE TABLE job_totals (
+            environment_id INTEGER NOT NULL REFERENCES environments(id),
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            dispatched INTEGER NOT NULL CHECK (dispatched IN (0, 1)),
+            count INTEGER NOT NULL,
+            PRIMARY KEY (environment_id, kind, state, dispatched)
+        ) STRICT, WITHOUT ROWID;
+        -- Histograms (seconds) and DORA counters per environment (JobMetrics): one row per bucket of each
+        -- histogram (`le` its upper bound, 0 for a plain counter; counts per bucket, not cumulative).
+        CREATE TABLE job_metrics (
+            environment_id INTEGER NOT NULL REFERENCES environments(id),
+            name TEXT NOT NULL,
+            le INTEGER NOT NULL,
+            count INTEGER NOT NULL,
+            sum INTEGER NOT NULL,
+            PRIMARY KEY (environment_id, name, le)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO job_totals (environment_id, kind, state, dispatched, count)
+            SELECT j.environment_id, j.kind, j.state,
+                   EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.id AND e.to_state = 'dispatching'), count(*)
+            FROM jobs j WHERE j.state IN ('succeeded', 'failed', 'timed_out', 'cancelled', 'rejected', 'expired')
+            GROUP BY 1, 2, 3, 4;
+
+        -- Outbox rows that settled (delivered or dead), per kind, with the attempts they took (Outbox.settle).
+        CREATE TABLE outbox_totals (
+            kind TEXT NOT NULL,
+            state TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            PRIMARY KEY (kind, state)
+        ) STRICT, WITHOUT ROWID;
+        INSERT INTO outbox_totals (kind, state, count, attempts)
+            SELECT kind, state, count(*), sum(attempts) FROM outbox WHERE state IN ('delivered', 'dead') GROUP BY 1, 2;
+
+        -- Provider webhooks taken, by outcome (applied, stored, ignored), per provider and project
+        -- (Deliveries.countOutcome).
+        CREATE TABLE delivery_outcomes (
+            provider TEXT NOT NULL,
+            project TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            PRIMARY KEY (provider, project, outcome)
+        ) STRICT, WITHOUT ROWID;
+
+        -- What /metrics counts of requests that change nothing else, kept for good (refusal_counts' hourly
+        -- rows are pruned) and written like them (RefusalCounts.countForMetrics): provider webhooks refused
+        -- or repeated (a duplicate delivery), and requests refused for a stale fencing token.
+        CREATE TABLE refusal_totals (
+            what TEXT NOT NULL CHECK (what IN ('webhook-refused', 'webhook-duplicate', 'stale-fencing-token')),
+            provider TEXT NOT NULL,            -- a webhook's provider ('' for a stale token)
+            project TEXT NOT NULL,             -- a webhook's project ('' when refused before it was known)
+            environment_id INTEGER NOT NULL,   -- a stale token's environment (0 for a webhook)
+            count INTEGER NOT NULL,
+            PRIMARY KEY (what, provider, project, environment_id)
+        ) STRICT, WITHOUT ROWID;
+
+        -- When a commit was made, as the provider's push said (Commits): lead time counts from it.
+        CREATE TABLE commits (
+            project_id INTEGER NOT NULL REFERENCES projects(id),
+            sha TEXT NOT NULL,
+            committed_at INTEGER NOT NULL,
+            PRIMARY KEY (project_id, sha)
+        ) STRICT, WITHOUT ROWID;
+
+        -- draven sweep's passes (SweepPasses): one row, added to by every pass.
+        CREATE TABLE sweep_passes (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            passes INTEGER NOT NULL,
+            micros INTEGER NOT NULL,           -- their total duration
+            last_at INTEGER NOT NULL,          -- when the latest ended (unix seconds)
+            last_micros INTEGER NOT NULL
+        ) STRICT;
         """
 }

@@ -93,4 +93,34 @@ package enum Deliveries {
             "DELETE FROM deliveries WHERE source = 'slack' AND event IN ('vote', 'deploy') AND received_at < ?1",
             [.int(now - 2 * SignedRequest.window)])
     }
+
+    /// What became of a provider webhook (`/metrics`: `draven_webhook_deliveries_total`).
+    package enum Outcome: String, Sendable, CaseIterable {
+        /// It moved a job (or a ref's awaiting jobs, or started plan runs).
+        case applied
+        /// Kept for a run draven does not know yet (202): applied once the run is known.
+        case stored
+        /// Verified, but about nothing draven follows.
+        case ignored
+    }
+
+    /// Counts one webhook of `provider` for `project` as `outcome`, in the transaction that took
+    /// it. (Refused and repeated ones, which change nothing, are counted as refusals are:
+    /// `RefusalCounts.countForMetrics`.)
+    package static func countOutcome(_ tx: Transaction, provider: String, project: String, _ outcome: Outcome) throws {
+        try tx.db.run(
+            """
+            INSERT INTO delivery_outcomes (provider, project, outcome, count) VALUES (?1, ?2, ?3, 1)
+            ON CONFLICT DO UPDATE SET count = count + 1
+            """, [.text(provider), .text(project), .text(outcome.rawValue)])
+    }
+
+    /// Webhooks by provider, project and outcome (`/metrics`).
+    package static func outcomeCounts(_ db: Database) throws
+        -> [(provider: String, project: String, outcome: String, count: Int64)]
+    {
+        try db.query("SELECT provider, project, outcome, count FROM delivery_outcomes ORDER BY 1, 2, 3") {
+            ($0.text(0), $0.text(1), $0.text(2), $0.int(3))
+        }
+    }
 }
