@@ -127,6 +127,7 @@ class Killer:
     def run(self):
         rng = random.Random(15)
         next_sweep_kill = time.monotonic() + 4
+        restart_at = None
         seen = set()  # (pid, program): a function that execs draven-deliver is decided on again
         while not self.stop.is_set():
             for pid, comm in self.functions():
@@ -141,10 +142,16 @@ class Killer:
                 table = proc_table()
                 if pid in table and table[pid][1] == "draven":
                     self.kill(pid, "draven sweep")
-                    time.sleep(0.3)
-                    self.restart_sweep()
+                    # Down for a while: functions exec draven-deliver meanwhile (no service on the
+                    # socket), and those deliverers are killed too.
+                    restart_at = time.monotonic() + 1.5
                 next_sweep_kill = time.monotonic() + 5
+            if restart_at is not None and time.monotonic() >= restart_at:
+                self.restart_sweep()
+                restart_at = None
             time.sleep(0.002)
+        if restart_at is not None:
+            self.restart_sweep()
 
 
 # -- the load ----------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def assert_nowhere(stack, values):
     # Read by another process: closing a descriptor of the store here would drop the POSIX locks
     # this process's open SQLite connections hold on it (fcntl semantics), and SQLite would then
     # rebuild the WAL index under them.
-    store = [str(p) for p in stack.state_dir.glob("draven.db*")]
+    store = [str(p) for p in stack.state_dir.glob("draven.db*") if p.is_file()]  # not the delivery socket
     files = subprocess.run(["cat", *store], capture_output=True, check=True).stdout
     logs = "".join(p.read_text(errors="replace") for p in (stack.state_dir / "run").rglob("*") if p.is_file())
     for v in values:
