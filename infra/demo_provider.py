@@ -116,11 +116,13 @@ class FakeProvider:
             handler.end_headers()
             handler.wfile.write(payload)
             handler.wfile.flush()
-            if run is not None:  # the real CI starts the run after it answered
-                run.start()
         except (BrokenPipeError, ConnectionResetError):
             record["answered"] = "client gone"
         finally:
+            # The real CI starts the run after it answered, and also when its caller went away before reading
+            # the answer (the dispatch was taken all the same).
+            if run is not None:
+                run.start()
             with self.lock:
                 self.in_flight -= 1
 

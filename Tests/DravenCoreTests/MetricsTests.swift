@@ -64,6 +64,34 @@ import Testing
         #expect(w.leadTimes == [7245] && w.restores == [80] && w.releases == 2)
     }
 
+    /// A release found bad and rolled back twice (the first rollback failed) is one failed change,
+    /// in the counter and in the DORA window alike.
+    @Test func aDeployRolledBackTwiceIsOneFailedChange() throws {
+        let store = try TestStore()
+        let deploy = try run(store, ending: .succeeded, after: 30)
+        let eid = try store.environmentID("shop", "demo")
+        let policy = try Policy.load(store.db, environmentID: eid)
+        let pid = try #require(try store.db.scalar("SELECT id FROM projects WHERE name = 'shop'"))
+        for end in [JobState.failed, .succeeded] {
+            store.now += 60
+            try store.db.immediate { tx in
+                let id = try StateMachine.create(
+                    tx,
+                    .init(
+                        kind: .rollback, projectID: pid, environmentID: eid,
+                        ref: GitRef(kind: .branch, name: "develop"), sha: nil, reason: "bad",
+                        requestedBy: try store.personID("carol"), policyVersion: policy.version, parentJobID: deploy),
+                    actor: "carol", subject: "shop/demo", now: store.now)
+                try StateMachine.start(tx, job: id, policy: policy, actor: "test", now: store.now)
+                try StateMachine.report(tx, job: id, state: end, actor: "test", now: store.now + 10)
+            }
+        }
+        let text = try Metrics.render(store.db, now: store.now)
+        #expect(line(text, #"draven_dora_changes_failed_total{project="shop",environment="demo"} 1"#), "\(text)")
+        let w = try JobMetrics.window(store.db, environment: eid, since: 0, until: store.now + 10)
+        #expect(w.changes == 1 && w.failedChanges == 1)
+    }
+
     @Test func aQueuedJobObservesItsWaitAtItsDispatch() throws {
         let store = try TestStore()
         let policy = try Policy.load(store.db, environmentID: try store.environmentID("shop", "demo"))

@@ -165,7 +165,7 @@ def all_logs(stack):
     return b"".join(p.read_bytes() for p in (stack.state_dir / "run").rglob("*") if p.is_file() and p.suffix == ".log")
 
 
-CREDENTIAL_ROUTES = [("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/1"), ("GET", "/metrics"),
+CREDENTIAL_ROUTES = [("GET", "/api/v1/jobs"), ("GET", "/api/v1/jobs/1"), ("GET", "/metrics"), ("GET", "/api/v1/dora"),
                      ("POST", "/api/v1/deploys"), ("POST", "/api/v1/jobs/1/approvals"),
                      ("POST", "/api/v1/jobs/1/heartbeat"), ("POST", "/hooks/github"), ("POST", "/chatops/slack"),
                      ("GET", "/")]

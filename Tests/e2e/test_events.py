@@ -219,6 +219,48 @@ def test_approvals_are_events_too(world):
     report(stack, job, "succeeded")
 
 
+def test_a_plan_run_is_told_with_its_votes_and_its_trace(world):
+    """plan_run.started and .finished as CDEvents pipeline runs, the approval step's vote as an
+    approval event about the run, and the run's traceparent on all of them and on its step's job."""
+    stack, fake, receiver = world
+    plan = {"id": "told", "inputs": {"ref": {"type": "branch", "default": "main"}}, "steps": [
+        {"id": "approve", "type": "approval", "approvals": 1, "approver_groups": ["leads"]},
+        {"id": "ship", "type": "deploy", "project": "shop", "environment": "ok", "ref": "${inputs.ref}",
+         "depends_on": ["approve"]}]}
+    assert stack.request("POST", "/api/v1/plans", plan, token=stack.tokens["alice"]).status in (200, 201)
+    r = stack.request("POST", "/api/v1/plans/told/runs", {"inputs": {"ref": "main"}, "reason": "events"},
+                      token=stack.tokens["alice"], headers={"traceparent": TRACEPARENT})
+    assert r.status == 201, r
+    run = r.json["run_id"]
+    r = stack.request("POST", f"/api/v1/runs/{run}/steps/approve/approvals", {"decision": "approve", "comment": "ok"},
+                      token=stack.tokens["bob"])
+    assert r.status == 201, r
+    wait(lambda: stack.rows("SELECT job_id FROM plan_steps WHERE run_id = ? AND step_id = 'ship' "
+                            "AND job_id IS NOT NULL", run), what="the ship step's job")
+    [(job,)] = stack.rows("SELECT job_id FROM plan_steps WHERE run_id = ? AND step_id = 'ship'", run)
+    assert stack.wait_for(job, {"running"}) == "running"
+    report(stack, job, "succeeded")
+
+    def told():
+        return [e for e in receiver.events("/all") if e.get_subject() == f"plan_run/{run}"]
+    wait(lambda: len(told()) >= 3, what=lambda: [e.get_type() for e in told()])
+    events = told()
+    assert [e.get_type() for e in events] == [
+        "dev.cdevents.pipelinerun.started.0.2.0", "dev.draven.approval.approved",
+        "dev.cdevents.pipelinerun.finished.0.2.0",
+    ]
+    vote = events[1].get_data()
+    assert (vote["step"], vote["actor"], vote["approvals"], vote["required"], vote["comment"]) == \
+        ("approve", "bob", 1, 1, "ok")
+    assert vote["plan_run"]["id"] == run and vote["plan_run"]["plan"] == "told"
+    finished = events[2].get_data()
+    assert finished["subject"]["content"]["outcome"] == "success"
+    assert finished["customData"]["plan_run"]["status"] == "succeeded"
+    assert all(e.get_extension("traceparent") == TRACEPARENT for e in events)
+    assert stack.rows("SELECT traceparent FROM jobs WHERE id = ?", job) == [(TRACEPARENT,)]
+    assert all(e.get_extension("traceparent") == TRACEPARENT for e in of_job(receiver.events("/all"), job))
+
+
 def test_a_refused_request_writes_and_sends_nothing(world):
     stack, fake, receiver = world
     # ("flaky" and "down" have rows waiting for their backoff; the others are done.)

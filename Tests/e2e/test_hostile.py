@@ -215,6 +215,8 @@ ROUTES = [
         query=("project", "environment", "limit"),
     ),
     Route("metrics", "GET", "/metrics", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"}),
+    Route("dora", "GET", "/api/v1/dora", auth=lambda w, b: {"Authorization": "Bearer drv_nope_nope"},
+          query=("project", "environment", "window")),
     # Webhooks: signed for real, about a repository no integration names (401 no integration).
     Route(
         "github",

@@ -1,7 +1,8 @@
 /// What jobs, approvals, locks, releases and plan runs tell the event stream: each event's name
 /// (`EventCatalog`), and its facts. Called from the one place each thing happens: a job's
-/// creation (`StateMachine.create`) and moves (`Transition.Publish`), a counted vote
-/// (`Approvals.vote`), a plan run's start and changes of status (`PlanEngine`).
+/// creation (`StateMachine.create`) and moves (`Transition.Publish`), a counted vote on a job
+/// (`Approvals.vote`) or a plan step (`PlanEngine.vote`), a plan run's start and changes of status
+/// (`PlanEngine`).
 extension Events {
     /// A job is created (`job.created`).
     static func jobCreated(_ tx: Transaction, job id: Int64, actor: String, now: Int64) throws {
@@ -79,6 +80,28 @@ extension Events {
     {
         try publish(tx, approve ? "approval.approved" : "approval.rejected", now: now) {
             draft(job, state: job.state, from: nil, actor: actor, detail: detail)
+        }
+    }
+
+    /// A counted vote on a plan run's approval step (`approval.approved`, `approval.rejected`):
+    /// the same names as a job's votes, about `plan_run/<id>`, with the step and the count so far.
+    static func voted(
+        _ tx: Transaction, run: PlanRuns.Run, step: String, approve: Bool, actor: String, comment: String,
+        approvals: Int, required: Int, now: Int64
+    ) throws {
+        try publish(tx, approve ? "approval.approved" : "approval.rejected", now: now) {
+            let facts: JSONObject = [
+                "plan_run": [
+                    "id": .int(run.id), "plan": .string(run.plan.id), "version": .int(run.plan.version),
+                    "status": .string(run.status.rawValue),
+                ],
+                "step": .string(step), "decision": .string(approve ? "approve" : "reject"),
+                "approvals": .int(Int64(approvals)), "required": .int(Int64(required)),
+                "comment": .string(comment), "actor": .string(actor),
+            ]
+            return Draft(
+                subject: "plan_run/\(run.id)", jobID: nil, planRunID: run.id, traceparent: run.traceparent,
+                facts: facts)
         }
     }
 

@@ -162,6 +162,17 @@ package struct Job: Sendable {
         try db.first("SELECT state FROM jobs WHERE id = ?1", [.int(id)]) { JobState(rawValue: $0.text(0)) } ?? nil
     }
 
+    /// Whether a rollback or diagnostic of `parent` other than `besides` has been dispatched (took
+    /// the lock, so it holds a fencing token).
+    package static func remedyDispatched(_ db: Database, parent: Int64, besides: Int64) throws -> Bool {
+        try db.first(
+            """
+            SELECT 1 FROM jobs WHERE parent_job_id = ?1 AND id != ?2 AND kind IN ('rollback', 'diagnostic')
+            AND fencing_token IS NOT NULL
+            """, [.int(parent), .int(besides)]
+        ) { _ in true } ?? false
+    }
+
     /// Where a job's run can be read: the runner's log URL, else the provider's run URL.
     package static func link(_ db: Database, id: Int64) throws -> String? {
         try db.first("SELECT coalesce(log_url, run_url) FROM jobs WHERE id = ?1", [.int(id)]) {

@@ -219,8 +219,8 @@ extension Transition {
             if t.to == .dispatching {
                 let waited = t.from == .queued ? t.now - job.updatedAt : 0
                 try JobMetrics.observe(tx, .queueWait, environment: environment, seconds: waited)
-                // A rollback (or diagnostic) that starts, of a deploy whose failure was not counted: a failed change.
-                if job.kind != .deploy, try !JobMetrics.parentFailed(tx.db, job) {
+                // A rollback (or diagnostic) that starts, of a job whose failure was not counted: a failed change.
+                if job.kind != .deploy, try !JobMetrics.parentCounted(tx.db, job) {
                     try JobMetrics.count(tx, .changesFailed, environment: environment)
                 }
             }
@@ -253,10 +253,13 @@ extension Transition {
 }
 
 extension JobMetrics {
-    /// Whether `job` (a rollback or diagnostic) was started from a deploy that failed or timed out
-    /// (whose failure was counted already).
-    static func parentFailed(_ db: Database, _ job: Job) throws -> Bool {
+    /// Whether the failed change `job` (a rollback or diagnostic) stands for was counted already:
+    /// it was started from a deploy that failed or timed out, or another rollback or diagnostic of
+    /// the same job took the lock before it (a release rolled back twice is one failed change, as
+    /// `GET /api/v1/dora` counts it).
+    static func parentCounted(_ db: Database, _ job: Job) throws -> Bool {
         guard let parent = job.parentJobID else { return false }
-        return try Job.state(db, id: parent).map { $0 == .failed || $0 == .timedOut } ?? false
+        if try Job.state(db, id: parent).map({ $0 == .failed || $0 == .timedOut }) ?? false { return true }
+        return try Job.remedyDispatched(db, parent: parent, besides: job.id)
     }
 }

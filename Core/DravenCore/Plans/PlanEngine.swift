@@ -160,6 +160,9 @@ package enum PlanEngine {
             "plan_step.vote", ["step": .string(step), "decision": .string(decision), "comment": .string(comment)])
         let approvers = try PlanRuns.votes(tx.db, run: run, step: step).filter { $0.decision == "approve" }.map(
             \.person)
+        try Events.voted(
+            tx, run: work.run, step: step, approve: approve, actor: principal.handle, comment: comment,
+            approvals: approvers.count, required: required, now: now)
         if !approve {
             let said = comment.isEmpty ? "" : ": \(comment)"
             try work.endAttempt(i, .failed(cause: "rejected", reason: "rejected by \(principal.handle)\(said)"))
