@@ -1423,10 +1423,13 @@ def markdown(r):
           "(bench/plans.bench.toml), with the real deliverer and a stand-in GitHub on 127.0.0.1 "
           "(infra/demo_provider.py) that notes when each request arrives. *advance*: from sending the signed "
           "workflow_run webhook that ends a's job to b's dispatch arriving at the stand-in (the run advances in the "
-          "webhook's transaction; draven-deliver, exec'd by the function after it answered, sends the dispatch). "
+          "webhook's transaction; after its answer the function hands the dispatch's row to the `draven sweep` "
+          "service, which sends it). "
           "*webhook round trip*: the same webhook's answer time through nginx + fcgiwrap, for a's job (a plan step "
           "behind it: the next step's job is created, takes its lock and its dispatch is queued in that transaction) "
-          "and for a plain deploy's job on svc/c.\n")
+          "and for a plain deploy's job on svc/c."
+          + (f" Measured apart from the rest of this report, on {pl['measured_apart']}." if pl.get("measured_apart")
+             else "") + "\n")
         w("| figure | p50 ms | p99 ms |")
         w("|---|---:|---:|")
         w(f"| advance: step a ends → step b's dispatch at the provider | {pl['advance_ms']['p50']} | "
@@ -1665,14 +1668,18 @@ def console_only():
         log(f"{'met   ' if g['met'] else 'MISSED'} {g['goal']}: {g['value']}")
 
 
-def render():
-    """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
+def load_report():
+    """report.json as `main` wrote it (JSON's string keys of concurrency levels back to ints)."""
     def ints(o):
         if isinstance(o, dict):
             return {(int(k) if isinstance(k, str) and k.isdigit() else k): ints(v) for k, v in o.items()}
         return [ints(v) for v in o] if isinstance(o, list) else o
-    report = ints(json.loads((BENCH / "report.json").read_text()))
-    (BENCH / "REPORT.md").write_text(markdown(report))
+    return ints(json.loads((BENCH / "report.json").read_text()))
+
+
+def render():
+    """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
+    (BENCH / "REPORT.md").write_text(markdown(load_report()))
 
 
 PLAN_RUNS = 40 if QUICK else 200
@@ -1749,7 +1756,7 @@ def plan_advance():
     """`bench.py --plans` (also part of `make bench`): how fast a deploy plan moves on. PLAN_RUNS
     runs of a two-step plan (deploy a, then b): for each, the time from sending the webhook that
     ends a's job to b's dispatch reaching the stand-in GitHub (the run advances in the webhook's
-    transaction; draven-deliver sends the dispatch after the answer), and the webhook's own round
+    transaction; the sweep service sends the dispatch after the answer), and the webhook's own round
     trip through nginx + fcgiwrap, against the same webhook ending a plain job (no plan behind it)."""
     pb = PlanBench()
     advance, with_plan, plain = [], [], []
@@ -1942,7 +1949,18 @@ def metrics_only():
 
 
 def plans_only():
-    (WORK / "plans.json").write_text(json.dumps(plan_advance(), indent=1) + "\n")
+    """`bench.py --plans` (make bench-plans): the plans figures alone, printed, and put in place of the
+    last report's (marked as measured apart, with the date), its goals evaluated again."""
+    plans = plan_advance()
+    plans["measured_apart"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    (WORK / "plans.json").write_text(json.dumps(plans, indent=1) + "\n")
+    if (BENCH / "report.json").exists():
+        report = load_report()
+        report["plans"] = plans
+        report["ratios"], report["goals"] = ratios(report)
+        (BENCH / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        (BENCH / "REPORT.md").write_text(markdown(report))
+        log("bench/REPORT.md and bench/report.json: the plans figures replaced")
 
 
 if __name__ == "__main__":

@@ -246,6 +246,17 @@ import Testing
         #expect(update?["action"]?.stringValue == "update")
         #expect(update?["text"]?.stringValue?.hasSuffix("was REJECTED by bob") == true)
         #expect(update?["blocks"]?.arrayValue?.count == 1)  // no buttons
+        // The update is not claimed, by any deliverer, before the request it updates was posted.
+        let (post, edit) = try #require(
+            try store.db.first(
+                "SELECT min(id), max(id) FROM outbox WHERE job_id = ?1 AND payload LIKE '%slack_approval%'",
+                [.int(job)], { ($0.int(0), $0.int(1)) }))
+        try store.db.immediate { tx in
+            #expect(try Outbox.claim(tx, id: edit, lease: 60, now: store.now) == nil)
+            #expect(try Outbox.claim(tx, id: post, lease: 60, now: store.now) != nil)
+            try Outbox.settle(tx, id: post, state: .delivered, error: nil, now: store.now)
+            #expect(try Outbox.claim(tx, id: edit, lease: 60, now: store.now) != nil)
+        }
     }
 
     @Test func slackWebAPICalls() throws {

@@ -1,6 +1,7 @@
 """schemathesis hooks for test_openapi.py: sign what schemathesis sends to the routes a signature guards, so
 its generated bodies reach the handlers past verification. The secrets come from the environment the test
-gives the `st` process (never argv): OPENAPI_RUNNER_SECRET (runner HMAC) and OPENAPI_GITHUB_SECRET."""
+gives the `st` process (never argv): OPENAPI_RUNNER_SECRET (runner HMAC), OPENAPI_GITHUB_SECRET,
+OPENAPI_GITLAB_SECRET (the X-Gitlab-Token) and OPENAPI_BITBUCKET_SECRET."""
 import hashlib
 import hmac
 import json
@@ -43,4 +44,13 @@ def before_call(context, case, kwargs):
         headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
         headers.setdefault("X-GitHub-Event", "workflow_run")
         case.query = {**(case.query or {}), "project": "shop"}  # a generated body names no repository
+    elif path == "/hooks/gitlab" and "X-Gitlab-Token" not in headers:
+        headers["X-Gitlab-Token"] = os.environ["OPENAPI_GITLAB_SECRET"]
+        headers.setdefault("X-Gitlab-Event", "Pipeline Hook")
+        case.query = {**(case.query or {}), "project": "gl"}
+    elif path == "/hooks/bitbucket" and "X-Hub-Signature" not in headers:
+        secret = os.environ["OPENAPI_BITBUCKET_SECRET"].encode()
+        headers["X-Hub-Signature"] = "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        headers.setdefault("X-Event-Key", "repo:commit_status_updated")
+        case.query = {**(case.query or {}), "project": "bb"}
     case.headers = headers

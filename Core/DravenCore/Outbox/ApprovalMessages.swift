@@ -7,7 +7,8 @@
 /// (text: Teams outgoing webhooks cannot carry buttons, so people answer `@draven approve N`).
 /// When the job leaves `awaiting_approval` (approved, rejected, expired, cancelled), the Slack
 /// message is updated (`chat.update`, buttons removed) and Teams gets the outcome. `Delivery`
-/// sends the rows.
+/// sends the rows. A job's rows for one platform are a stream (`Outbox.enqueue`): the update is
+/// not sent until the request it updates was posted, however many deliverers run at once.
 package enum ApprovalMessages {
     package static let channel = "slack_approval"
 
@@ -41,7 +42,7 @@ package enum ApprovalMessages {
                     "job_id": .int(id),
                     "slack_channel": .string(slackChannel), "text": .string(text),
                     "blocks": blocks(text, job: id, buttons: to == .awaitingApproval),
-                ], now: now)
+                ], now: now, stream: "approval:slack:\(id)")
         }
         if let teams {
             let how = to == .awaitingApproval ? " — answer with @draven approve \(id) or @draven reject \(id)" : ""
@@ -50,7 +51,7 @@ package enum ApprovalMessages {
                 payload: [
                     "channel": "teams", "secret": .string(teams), "job_id": .int(id), "state": .string(to.rawValue),
                     "text": .string(text + how),
-                ], now: now)
+                ], now: now, stream: "approval:teams:\(id)")
         }
     }
 

@@ -9,7 +9,8 @@ package enum Outbox {
     package enum Kind: String, Sendable { case dispatch, notify, poll, cancel, check, event }
 
     /// - Parameter stream: rows of one stream are delivered one at a time, oldest first (`claim`):
-    ///   a subscriber's events (`Events.stream`). Nil: the row is on its own. A function hands its
+    ///   a subscriber's events (`Events.stream`), a job's approval messages on one chat platform
+    ///   (`ApprovalMessages`). Nil: the row is on its own. A function hands its
     ///   deliverer a transaction's stream rows after its other rows (dispatches first).
     @discardableResult
     package static func enqueue(
