@@ -1613,7 +1613,7 @@ def count_instructions(cases, votes):
     out.mkdir()
 
     def count(name, case, seq=None, runs=3, file=None):
-        file = file or name
+        file = re.sub(r"[^A-Za-z0-9.,()_-]+", "_", file or name)  # "status GET /metrics …": no slash in a file name
         run(["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}/{file}.%p",
              *runcgi_cmd(case, seq, runs=runs, warmup=0)], capture_output=True, check=True)
         counts = []
