@@ -66,13 +66,26 @@ def test_the_sweep_service_delivers_what_a_function_hands_over(fake):
 
 
 def kill_sweep(stack):
-    """SIGKILLs the stack's sweep service and waits until it is gone: its socket file stays."""
+    """SIGKILLs the stack's sweep service and waits until every one of its threads is gone (the leader turns
+    zombie before its delivery workers have exited, and they hold the socket open until they do): its socket
+    file stays."""
     pid = int((Path(stack.state_dir) / "run" / "sweep.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z":
+
+    def alive_threads():
+        try:
+            return [t for t in os.listdir(f"/proc/{pid}/task")
+                    if Path(f"/proc/{pid}/task/{t}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        except (FileNotFoundError, ProcessLookupError):
+            return []
+    while alive_threads():
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    # The kernel may close the last descriptor of the socket a moment after the last thread is gone.
+    while served(socket_path(stack)):
+        assert time.monotonic() < deadline, "the killed sweep's socket is still served"
+        time.sleep(0.01)
 
 
 def test_with_the_service_dead_functions_exec_the_deliverer(fake):
