@@ -1140,9 +1140,7 @@ def main():
     report["events"] = event_delivery()
 
     report["elapsed_s"] = round(time.time() - started)
-    report["ratios"], report["goals"] = ratios(report)
-    (BENCH / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    (BENCH / "REPORT.md").write_text(markdown(report))
+    save_report(report)
     log(f"done in {report['elapsed_s']} s: bench/REPORT.md, bench/report.json")
     for g in report["goals"]:
         log(f"{'met   ' if g['met'] else 'MISSED'} {g['goal']}: {g['value']}")
@@ -1677,6 +1675,13 @@ def load_report():
     return ints(json.loads((BENCH / "report.json").read_text()))
 
 
+def save_report(report):
+    """The goals evaluated from the figures, then report.json and REPORT.md written from them."""
+    report["ratios"], report["goals"] = ratios(report)
+    (BENCH / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    (BENCH / "REPORT.md").write_text(markdown(report))
+
+
 def render():
     """`bench.py --render`: REPORT.md again from report.json (after changing the report's text)."""
     (BENCH / "REPORT.md").write_text(markdown(load_report()))
@@ -1957,9 +1962,7 @@ def plans_only():
     if (BENCH / "report.json").exists():
         report = load_report()
         report["plans"] = plans
-        report["ratios"], report["goals"] = ratios(report)
-        (BENCH / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-        (BENCH / "REPORT.md").write_text(markdown(report))
+        save_report(report)
         log("bench/REPORT.md and bench/report.json: the plans figures replaced")
 
 
